@@ -1,0 +1,1 @@
+"""The ``gengap`` command: a thin face over the Python API."""

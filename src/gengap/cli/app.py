@@ -1,0 +1,143 @@
+"""``gengap``: every command is one call of the Python API, drawn in the terminal."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gengap.cli.console import console, errors, frame_table
+from gengap.cli.steps import evaluate_step, measure_step, status_table, train_step
+from gengap.errors import GengapError
+
+app = typer.Typer(
+    help="Measure, predict and stress-test how well deep networks generalize.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+zoo_app = typer.Typer(help="Train populations of networks and inspect them.", no_args_is_help=True)
+measures_app = typer.Typer(help="The catalogue of measures.", no_args_is_help=True)
+app.add_typer(zoo_app, name="zoo")
+app.add_typer(measures_app, name="measures")
+
+Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N")]
+Workers = Annotated[int, typer.Option(min=1, help="training processes on this machine")]
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", help="folder of local data files (default: $GENGAP_DATA)"),
+]
+Target = Annotated[str, typer.Option(help="what measures should rank: gap, test_acc, ...")]
+
+
+@app.command()
+def demo(
+    out: Annotated[Path, typer.Option(help="zoo folder")] = Path("gengap-demo"),
+    workers: Workers = 1,
+    device: Device = "auto",
+) -> None:
+    """Train the built-in 16-network digits zoo, measure it, and rank the measures."""
+    from gengap.zoo.builtin import builtin_spec
+
+    zoo = builtin_spec("demo")
+    console.print(
+        f"gengap demo: {len(zoo.runs())} CNNs on scikit-learn's digits over "
+        f"{', '.join(zoo.hyperparameters)}; zoo folder {out}"
+    )
+    store = train_step(zoo, out, workers, device, None)
+    measure_step(store, None, device, None)
+    evaluate_step(store, "gap")
+    console.print(f"zoo, weights and measures are in {out}/ (see `gengap zoo status {out}`)")
+
+
+@zoo_app.command("train")
+def zoo_train(
+    spec: Annotated[Path, typer.Argument(help="zoo spec (TOML)")],
+    out: Annotated[Path, typer.Option(help="zoo folder (created, or resumed)")],
+    workers: Workers = 1,
+    device: Device = "auto",
+    data_dir: DataDir = None,
+) -> None:
+    """Train every run of SPEC that the zoo folder does not hold yet."""
+    from gengap.zoo import load_zoo_spec
+
+    zoo = load_zoo_spec(spec)
+    store = train_step(zoo, out, workers, device, data_dir)
+    counts = store.counts()
+    console.print(
+        f"{zoo.name}: {counts['done']} done, {counts['failed']} failed, "
+        f"{counts['pending']} pending in {out}"
+    )
+
+
+@zoo_app.command("status")
+def zoo_status(directory: Annotated[Path, typer.Argument(help="zoo folder")]) -> None:
+    """Show a zoo's runs: status, hyperparameters and accuracies."""
+    from gengap.zoo import Store
+
+    status_table(Store(directory))
+
+
+@app.command()
+def measure(
+    directory: Annotated[Path, typer.Argument(help="zoo folder")],
+    measures: Annotated[
+        str | None, typer.Option(help="comma-separated measure or group names (default: all)")
+    ] = None,
+    recompute: Annotated[bool, typer.Option(help="recompute values already stored")] = False,
+    device: Device = "auto",
+    data_dir: DataDir = None,
+) -> None:
+    """Compute the measures each finished run of a zoo still lacks, and store them."""
+    from gengap.zoo import Store
+
+    count = measure_step(Store(directory), measures, device, data_dir, recompute)
+    console.print(f"measured {count} runs in {directory}")
+
+
+@app.command()
+def evaluate(
+    directory: Annotated[Path, typer.Argument(help="zoo folder")],
+    target: Target = "gap",
+    out: Annotated[
+        Path | None, typer.Option(help="also write the table (.csv or .parquet)")
+    ] = None,
+) -> None:
+    """Rank the stored measures by Kendall's tau and granulated Psi against the gap."""
+    from gengap.zoo import Store
+
+    evaluate_step(Store(directory), target, out)
+
+
+@measures_app.command("list")
+def measures_list() -> None:
+    """Print the catalogue: each measure's group, needs, cost class and formula."""
+    import pandas as pd
+
+    from gengap.measures import measures
+
+    rows = [
+        {
+            "measure": m.name,
+            "group": m.group,
+            "needs": ", ".join(sorted(m.needs)) or "architecture",
+            "cost": m.cost,
+            "what": m.summary,
+        }
+        for m in (measures.get(name) for name in measures)
+    ]
+    console.print(frame_table(pd.DataFrame(rows), title="gengap measures"))
+
+
+def main() -> None:
+    """Entry point: a user's mistake is one line on stderr and exit status 2."""
+    try:
+        app()
+    except GengapError as err:
+        errors.print(f"gengap: error: {err}", markup=False, highlight=False, soft_wrap=True)
+        sys.exit(2)
+    except KeyboardInterrupt:
+        errors.print("gengap: interrupted; finished runs are kept, run the command again to resume")
+        sys.exit(130)

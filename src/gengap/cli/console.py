@@ -1,0 +1,57 @@
+"""The terminal: one rich console, progress bars, and tables."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+console = Console()
+if not console.is_terminal:  # piped or captured: don't squeeze tables into 80 columns
+    console.width = 160
+errors = Console(stderr=True)
+
+
+def progress() -> Progress:
+    """A progress bar with count, elapsed time and ETA (transient output goes to stderr)."""
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        console=errors,
+    )
+
+
+def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 3) -> Table:
+    """A rich table of a DataFrame, floats rounded, NaN shown as a dash."""
+    table = Table(title=title, header_style="bold")
+    for column in frame.columns:
+        numeric = pd.api.types.is_numeric_dtype(frame[column])
+        table.add_column(escape(str(column)), justify="right" if numeric else "left")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(escape(_cell(value, digits)) for value in row))
+    return table
+
+
+def _cell(value: object, digits: int) -> str:
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "–"
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 10**-digits):
+            return f"{value:.{digits}g}"
+        return f"{value:.{digits}f}"
+    return str(value)

@@ -1,0 +1,58 @@
+"""The registry of data sources. A source turns a :class:`DataSpec` (and its validated
+options) into raw numpy arrays; :func:`gengap.data.load` does the shared processing."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict
+
+from gengap.registry import Registry
+from gengap.specs import DataSpec
+
+
+class NoOptions(BaseModel):
+    """A source without knobs of its own."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+@dataclass(frozen=True)
+class RawSplits:
+    """A source's output: float inputs shaped (N, *input_shape) and int labels 0..C-1."""
+
+    x_train: np.ndarray
+    y_train: np.ndarray
+    x_test: np.ndarray
+    y_test: np.ndarray
+    num_classes: int
+
+
+Maker = Callable[[DataSpec, BaseModel, Path | None], RawSplits]
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str
+    make: Maker
+    options: type[BaseModel]
+    description: str
+    needs_files: bool = False
+
+
+sources: Registry[Source] = Registry("data source")
+
+
+def register_source(
+    name: str, description: str, options: type[BaseModel] = NoOptions, needs_files: bool = False
+) -> Callable[[Maker], Maker]:
+    """Register ``make(spec, options, data_dir) -> RawSplits`` under ``name``."""
+
+    def decorate(make: Maker) -> Maker:
+        sources.add(name, Source(name, make, options, description, needs_files))
+        return make
+
+    return decorate

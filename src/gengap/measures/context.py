@@ -1,0 +1,130 @@
+"""What measures share: the model, its data, and cached intermediate results.
+
+Everything expensive is a cached property, computed the first time a measure asks for it, so
+a suite costs one pass over the training data however many data measures it holds.
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+
+import torch
+from torch import nn
+
+from gengap.device import resolve_device
+from gengap.errors import GengapError
+from gengap.measures.layers import fold_batchnorm, weight_matrices
+
+
+class MeasureContext:
+    """A trained model with what its measures may need.
+
+    Args:
+        model: the trained network (any torch module built of Linear/Conv/BatchNorm layers).
+        init_model: the same network at initialization, for distance-to-init measures.
+        x_train, y_train: the training set, for data measures.
+        input_shape: one input's shape (taken from ``x_train`` when not given).
+        device: where forward passes run (``auto`` picks CUDA when present).
+        batch_size: batch size of forward passes.
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        init_model: nn.Module | None = None,
+        x_train: torch.Tensor | None = None,
+        y_train: torch.Tensor | None = None,
+        input_shape: tuple[int, ...] | None = None,
+        device: str | torch.device = "auto",
+        batch_size: int = 1024,
+    ) -> None:
+        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.model = model.to(self.device).eval()
+        self.init_model = init_model.to(self.device).eval() if init_model is not None else None
+        self.x_train, self.y_train = x_train, y_train
+        if input_shape is None and x_train is not None:
+            input_shape = tuple(x_train.shape[1:])
+        self.input_shape = input_shape
+        self.batch_size = batch_size
+        self._values: dict[str, float] = {}
+
+    def value(self, name: str) -> float:
+        """The value of registered measure ``name``, computed once per context (measures
+        built on others, like path_norm_over_margin, ask for them here)."""
+        if name not in self._values:
+            from gengap.measures.registry import measures
+
+            self._values[name] = float(measures.get(name).fn(self))
+        return self._values[name]
+
+    # -- requirements ----------------------------------------------------------------------
+
+    def require_init(self) -> nn.Module:
+        if self.init_model is None:
+            raise GengapError("this measure needs the initial weights (init_model)")
+        return self.init_model
+
+    def require_data(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if self.x_train is None or self.y_train is None:
+            raise GengapError("this measure needs the training data (x_train, y_train)")
+        return self.x_train, self.y_train
+
+    @property
+    def num_examples(self) -> int:
+        return len(self.require_data()[1])
+
+    # -- weights ---------------------------------------------------------------------------
+
+    @cached_property
+    def folded(self) -> nn.Module:
+        """The model with BatchNorm folded into the preceding layers."""
+        return fold_batchnorm(self.model)
+
+    @cached_property
+    def weights(self) -> list[torch.Tensor]:
+        """Per-layer weight matrices of the folded model (float64; biases excluded)."""
+        return [w for _, w in weight_matrices(self.folded)]
+
+    @cached_property
+    def init_weights(self) -> list[torch.Tensor]:
+        return [w for _, w in weight_matrices(fold_batchnorm(self.require_init()))]
+
+    @cached_property
+    def spectral_norms(self) -> list[float]:
+        """‖W‖₂ per layer, of the reshaped kernel for convolutions."""
+        return [float(torch.linalg.matrix_norm(w, ord=2)) for w in self.weights]
+
+    @cached_property
+    def frobenius_norms(self) -> list[float]:
+        return [float(torch.linalg.matrix_norm(w, ord="fro")) for w in self.weights]
+
+    # -- data ------------------------------------------------------------------------------
+
+    @cached_property
+    @torch.no_grad()
+    def logits(self) -> torch.Tensor:
+        """The model's outputs on the whole training set (one pass, kept on the device)."""
+        x, _ = self.require_data()
+        return torch.cat(
+            [
+                self.model(x[i : i + self.batch_size].to(self.device))
+                for i in range(0, len(x), self.batch_size)
+            ]
+        )
+
+    @cached_property
+    def margins(self) -> torch.Tensor:
+        """f(x)[y] − max_{j≠y} f(x)[j] for every training example."""
+        _, y = self.require_data()
+        logits = self.logits.double()
+        y = y.to(logits.device)
+        true = logits.gather(1, y[:, None]).squeeze(1)
+        others = logits.scatter(1, y[:, None], float("-inf"))
+        return true - others.max(dim=1).values
+
+    @cached_property
+    def gamma(self) -> float:
+        """γ: the 10th percentile of the margins (the k-th smallest, k = max(1, ⌊m/10⌋)), as an
+        absolute value, as in the reference implementation of Dziugaite et al. 2020."""
+        k = max(1, len(self.margins) // 10)
+        return abs(float(self.margins.kthvalue(k).values))

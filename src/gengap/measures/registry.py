@@ -1,0 +1,97 @@
+"""The catalogue's registry. A measure is a pure function of a :class:`MeasureContext` that
+declares what it needs and how costly it is; adding one is one decorated function."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from gengap.errors import GengapError
+from gengap.registry import Registry
+
+if TYPE_CHECKING:
+    from gengap.measures.context import MeasureContext
+
+NEEDS = {
+    "weights": "the trained weights",
+    "init_weights": "the weights at initialization",
+    "train_data": "the training set",
+    "gradients": "gradients of the loss",
+    "second_model": "a second run that differs only in seed",
+    "trajectory": "records of the training run",
+}
+
+# Cost classes of the measures reference (shared/reference/measures.md, section 4).
+COSTS = {
+    "A": "arithmetic on weights",
+    "B": "an SVD or FFT per layer",
+    "C": "one forward pass over the training data",
+    "D": "forward and backward passes",
+    "E": "second order (Hessian-vector products)",
+    "F": "Monte Carlo perturbation with a search (many passes)",
+    "G": "the training trajectory or extra training runs",
+}
+
+MeasureFn = Callable[["MeasureContext"], float]
+
+
+@dataclass(frozen=True)
+class Measure:
+    """One entry of the catalogue; its docstring gives the formula and the source."""
+
+    name: str
+    group: str
+    needs: frozenset[str]
+    cost: str
+    fn: MeasureFn
+
+    @property
+    def doc(self) -> str:
+        return inspect.getdoc(self.fn) or ""
+
+    @property
+    def summary(self) -> str:
+        return self.doc.splitlines()[0] if self.doc else ""
+
+
+measures: Registry[Measure] = Registry("measure")
+
+
+def measure(
+    name: str, group: str, needs: tuple[str, ...] = ("weights",), cost: str = "A"
+) -> Callable[[MeasureFn], MeasureFn]:
+    """Register ``fn(ctx) -> float`` as measure ``name`` in ``group``."""
+    unknown = set(needs) - set(NEEDS)
+    if unknown or cost not in COSTS:
+        raise ValueError(f"measure {name!r}: bad needs {sorted(unknown)} or cost {cost!r}")
+
+    def decorate(fn: MeasureFn) -> MeasureFn:
+        measures.add(name, Measure(name, group, frozenset(needs), cost, fn))
+        return fn
+
+    return decorate
+
+
+def groups() -> list[str]:
+    return sorted({measures.get(name).group for name in measures})
+
+
+def select(spec: str | list[str] | None = None) -> list[Measure]:
+    """Measures by name or group: ``None`` or ``"all"`` for all, else comma-separated names
+    or group names, in catalogue order."""
+    if spec is None or spec == "all":
+        return [measures.get(name) for name in measures]
+    wanted = spec.split(",") if isinstance(spec, str) else list(spec)
+    chosen: dict[str, Measure] = {}
+    for item in (w.strip() for w in wanted if w.strip()):
+        if item in measures:
+            chosen[item] = measures.get(item)
+        elif item in groups():
+            chosen.update({n: measures.get(n) for n in measures if measures.get(n).group == item})
+        else:
+            raise GengapError(
+                f"unknown measure or group {item!r} (see `gengap measures list`)"
+            )
+    return list(chosen.values())

@@ -1,0 +1,241 @@
+"""The crash-safe zoo store: a SQLite registry of runs plus safetensors weight files.
+
+Layout of a zoo folder::
+
+    gengap.sqlite                  runs, measures, and the zoo spec (table meta)
+    weights/<run_id>/init.safetensors
+    weights/<run_id>/final.safetensors
+
+Weights are written to a temporary file and renamed into place; a run's row turns ``done`` in
+the same transaction that records its metrics. A run killed mid-way stays ``pending`` and is
+trained again; nothing is half-written and no run appears twice (the run id is the key).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from gengap.errors import GengapError
+from gengap.specs import RunSpec, ZooSpec, hyperparameter_values
+
+DB_NAME = "gengap.sqlite"
+STATUSES = ("pending", "done", "failed")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS runs (
+    run_id   TEXT PRIMARY KEY,
+    position INTEGER NOT NULL,
+    spec     TEXT NOT NULL,
+    hparams  TEXT NOT NULL,
+    status   TEXT NOT NULL DEFAULT 'pending',
+    reason   TEXT,
+    metrics  TEXT,
+    history  TEXT,
+    finished REAL
+);
+CREATE TABLE IF NOT EXISTS measures (
+    run_id  TEXT NOT NULL REFERENCES runs(run_id),
+    name    TEXT NOT NULL,
+    value   REAL,
+    seconds REAL,
+    PRIMARY KEY (run_id, name)
+);
+"""
+
+
+class Store:
+    """One zoo folder. Open an existing one with ``Store(root)``; make one with
+    :meth:`Store.create`."""
+
+    def __init__(self, root: str | Path) -> None:
+        self.root = Path(root)
+        db = self.root / DB_NAME
+        if not self.root.is_dir():
+            raise GengapError(f"{self.root}: no such zoo folder")
+        if not db.is_file():
+            raise GengapError(f"{self.root}: not a gengap zoo (no {DB_NAME} in it)")
+        self._db = _connect(db)
+        try:
+            self._db.execute("SELECT value FROM meta WHERE key = 'zoo_spec'").fetchone()
+        except sqlite3.DatabaseError as err:
+            raise GengapError(f"{db}: not a gengap store ({err})") from None
+
+    @classmethod
+    def create(cls, root: str | Path, zoo: ZooSpec) -> Store:
+        """Open ``root`` for ``zoo``, creating it if needed and adding the zoo's runs.
+
+        Refuses a folder that holds a different zoo, so that one folder is one population.
+        """
+        root = Path(root)
+        if root.exists() and not root.is_dir():
+            raise GengapError(f"{root}: exists and is not a folder")
+        if root.is_dir() and any(root.iterdir()) and not (root / DB_NAME).is_file():
+            raise GengapError(f"{root}: folder is not empty and holds no gengap zoo")
+        root.mkdir(parents=True, exist_ok=True)
+        db = _connect(root / DB_NAME)
+        try:
+            with db:
+                db.executescript(_SCHEMA)
+                row = db.execute("SELECT value FROM meta WHERE key = 'zoo_spec'").fetchone()
+                if row and row[0] != zoo.canonical_json():
+                    held = ZooSpec.model_validate_json(row[0]).name
+                    raise GengapError(
+                        f"{root}: holds zoo {held!r} with a different spec; use another --out"
+                    )
+                db.execute(
+                    "INSERT OR IGNORE INTO meta VALUES ('zoo_spec', ?)", (zoo.canonical_json(),)
+                )
+                names = zoo.hyperparameters
+                db.executemany(
+                    "INSERT OR IGNORE INTO runs (run_id, position, spec, hparams) "
+                    "VALUES (?, ?, ?, ?)",
+                    [
+                        (r.run_id, i, r.canonical_json(),
+                         json.dumps({**hyperparameter_values(r, names), "seed": r.seed}))
+                        for i, r in enumerate(zoo.runs())
+                    ],
+                )
+        except sqlite3.DatabaseError as err:
+            raise GengapError(f"{root / DB_NAME}: not a gengap store ({err})") from None
+        finally:
+            db.close()
+        return cls(root)
+
+    # -- the zoo ---------------------------------------------------------------------------
+
+    @property
+    def zoo(self) -> ZooSpec:
+        row = self._db.execute("SELECT value FROM meta WHERE key = 'zoo_spec'").fetchone()
+        if row is None:
+            raise GengapError(f"{self.root / DB_NAME}: holds no zoo spec")
+        return ZooSpec.model_validate_json(row[0])
+
+    def runs(self, status: str | None = None) -> list[RunSpec]:
+        """Run specs in zoo order, optionally only those with ``status``."""
+        query = "SELECT spec FROM runs"
+        args: tuple[Any, ...] = ()
+        if status:
+            query, args = query + " WHERE status = ?", (status,)
+        rows = self._db.execute(query + " ORDER BY position", args).fetchall()
+        return [RunSpec.model_validate_json(spec) for (spec,) in rows]
+
+    def counts(self) -> dict[str, int]:
+        """Number of runs per status (every status present, zero included)."""
+        rows = self._db.execute("SELECT status, COUNT(*) FROM runs GROUP BY status").fetchall()
+        return {status: 0 for status in STATUSES} | dict(rows)
+
+    # -- weights ---------------------------------------------------------------------------
+
+    def weights_path(self, run_id: str, which: str) -> Path:
+        return self.root / "weights" / run_id / f"{which}.safetensors"
+
+    def save_weights(self, run_id: str, which: str, state: Mapping[str, torch.Tensor]) -> Path:
+        """Write a state dict atomically: a temporary file renamed into place."""
+        path = self.weights_path(run_id, which)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
+        os.replace(tmp, path)
+        return path
+
+    def load_weights(self, run_id: str, which: str) -> dict[str, torch.Tensor]:
+        path = self.weights_path(run_id, which)
+        if not path.is_file():
+            raise GengapError(f"{path}: missing weight file")
+        try:
+            return load_file(str(path))
+        except (SafetensorError, OSError) as err:
+            raise GengapError(f"{path}: unreadable weight file ({err})") from None
+
+    # -- recording results -----------------------------------------------------------------
+
+    def record(
+        self,
+        run_id: str,
+        status: str,
+        metrics: Mapping[str, Any],
+        history: list[dict[str, float]],
+        reason: str | None = None,
+    ) -> None:
+        """Mark a run finished (``done`` or ``failed``) with its metrics, in one transaction."""
+        if status not in ("done", "failed"):
+            raise ValueError(f"cannot record status {status!r}")
+        with self._db:
+            self._db.execute(
+                "UPDATE runs SET status = ?, reason = ?, metrics = ?, history = ?, finished = ? "
+                "WHERE run_id = ?",
+                (status, reason, json.dumps(metrics), json.dumps(history), time.time(), run_id),
+            )
+
+    def put_measures(self, run_id: str, values: Mapping[str, tuple[float, float]]) -> None:
+        """Store ``name -> (value, seconds)`` for one run, replacing earlier values."""
+        with self._db:
+            self._db.executemany(
+                "INSERT OR REPLACE INTO measures VALUES (?, ?, ?, ?)",
+                [(run_id, name, value, sec) for name, (value, sec) in values.items()],
+            )
+
+    def measure_names(self) -> set[str]:
+        """Names of all measures stored for at least one run."""
+        return {name for (name,) in self._db.execute("SELECT DISTINCT name FROM measures")}
+
+    def measured(self) -> dict[str, set[str]]:
+        """For each run id, the names of the measures already stored."""
+        out: dict[str, set[str]] = {}
+        for run_id, name in self._db.execute("SELECT run_id, name FROM measures"):
+            out.setdefault(run_id, set()).add(name)
+        return out
+
+    # -- tables ----------------------------------------------------------------------------
+
+    def frame(self) -> pd.DataFrame:
+        """One row per run: ``run_id``, ``status``, ``reason``, the hyperparameters (the zoo's
+        axes and ``seed``), the final metrics, ``gap`` (train minus test accuracy), and one
+        column per stored measure."""
+        rows = []
+        for run_id, status, reason, hparams, metrics in self._db.execute(
+            "SELECT run_id, status, reason, hparams, metrics FROM runs ORDER BY position"
+        ):
+            row = {"run_id": run_id, "status": status, "reason": reason, **json.loads(hparams)}
+            row.update(json.loads(metrics) if metrics else {})
+            rows.append(row)
+        frame = pd.DataFrame(rows)
+        if frame.empty:
+            return frame
+        if {"train_acc", "test_acc"} <= set(frame.columns):
+            frame["gap"] = frame["train_acc"] - frame["test_acc"]
+        measures = pd.read_sql_query("SELECT run_id, name, value FROM measures", self._db)
+        if not measures.empty:
+            wide = measures.pivot(index="run_id", columns="name", values="value")
+            frame = frame.join(wide, on="run_id")
+        return frame
+
+    def history(self, run_id: str) -> list[dict[str, float]]:
+        row = self._db.execute("SELECT history FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        return json.loads(row[0]) if row and row[0] else []
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, timeout=60)
+    try:
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+    except sqlite3.DatabaseError as err:
+        db.close()
+        raise GengapError(f"{path}: not a gengap store ({err})") from None
+    return db
