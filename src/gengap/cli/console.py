@@ -33,6 +33,7 @@ def progress() -> Progress:
         TextColumn("eta"),
         TimeRemainingColumn(),
         console=errors,
+        disable=not errors.is_terminal,  # no bar frames in logs and captured output
     )
 
 

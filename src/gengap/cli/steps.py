@@ -16,6 +16,7 @@ from gengap.zoo.worker import RunOutcome
 def train_step(
     zoo: ZooSpec, out: Path, workers: int, device: str, data_dir: Path | None
 ) -> Store:
+    Store.create(out, zoo).close()  # a bad folder fails here, before any progress is drawn
     counts = {"done": 0, "failed": 0}
     with progress() as bar:
         task = bar.add_task(f"training {zoo.name}", total=None)

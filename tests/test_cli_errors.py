@@ -1,0 +1,99 @@
+"""Bad input ends in one line on stderr, exit status 2, and leaves the store as it was."""
+
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from gengap.zoo import Store, load_zoo_spec, train_zoo
+
+
+def gengap(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gengap.cli", *args], capture_output=True, text=True, timeout=300
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    for fragment in fragments:
+        assert fragment in lines[0], lines[0]
+
+
+def digest(folder: Path) -> str:
+    """The store's logical content: every SQL row and every weight file."""
+    h = hashlib.sha256()
+    with sqlite3.connect(folder / "gengap.sqlite") as con:
+        for line in con.iterdump():
+            h.update(line.encode())
+    for path in sorted((folder / "weights").rglob("*")):
+        if path.is_file():
+            h.update(path.name.encode() + path.read_bytes())
+    return h.hexdigest()
+
+
+def test_bad_toml_exits_2_with_one_line(tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[arch]\nwidth = [8, -1]\n')
+    assert_one_line_error(gengap("zoo", "train", str(bad), "--out", str(tmp_path / "z")),
+                          "bad.toml", "[arch] width = -1", "greater than or equal to 1")
+    bad.write_text('[train]\nlearning_rate = 0.1\n')
+    assert_one_line_error(gengap("zoo", "train", str(bad), "--out", str(tmp_path / "z")),
+                          "bad.toml", "[train] learning_rate", "unknown key")
+    bad.write_text('[train]\nlr = "fast"\n')
+    assert_one_line_error(gengap("zoo", "train", str(bad), "--out", str(tmp_path / "z")),
+                          "[train] lr", "valid number")
+    assert not (tmp_path / "z").exists()
+
+
+def test_missing_files_and_folders(tmp_path: Path):
+    assert_one_line_error(gengap("zoo", "train", str(tmp_path / "none.toml"), "--out",
+                                 str(tmp_path / "z")), "none.toml", "no such file")
+    assert_one_line_error(gengap("zoo", "status", str(tmp_path / "nowhere")), "nowhere",
+                          "no such zoo folder")
+    (tmp_path / "empty").mkdir()
+    assert_one_line_error(gengap("measure", str(tmp_path / "empty")), "not a gengap zoo")
+
+
+def test_a_different_spec_does_not_touch_an_existing_store(tiny_zoo_toml: Path, tmp_path: Path):
+    out = tmp_path / "zoo"
+    train_zoo(load_zoo_spec(tiny_zoo_toml), out)
+    before = digest(out)
+    other = tmp_path / "other.toml"
+    other.write_text(tiny_zoo_toml.read_text().replace("max_epochs = 3", "max_epochs = 4"))
+    assert_one_line_error(gengap("zoo", "train", str(other), "--out", str(out)),
+                          "holds zoo 'tiny' with a different spec")
+    assert digest(out) == before
+
+
+def test_bad_weight_files_are_named(tiny_zoo_toml: Path, tmp_path: Path):
+    out = tmp_path / "zoo"
+    store = train_zoo(load_zoo_spec(tiny_zoo_toml), out)
+    run_id = store.runs()[0].run_id
+    final = store.weights_path(run_id, "final")
+
+    final.write_bytes(final.read_bytes()[:50])  # truncated
+    assert_one_line_error(gengap("measure", str(out)), str(final), "unreadable weight file")
+
+    save_file({"0.weight": torch.zeros(2, 2)}, str(final))  # wrong shapes
+    assert_one_line_error(gengap("measure", str(out)), str(final), "do not fit")
+
+    good = Store(out).load_weights(store.runs()[1].run_id, "final")
+    save_file({k: torch.full_like(v, float("nan")) for k, v in good.items()}, str(final))
+    assert_one_line_error(gengap("measure", str(out)), str(final), "NaN")
+
+
+def test_unknown_measure_is_named(tiny_zoo_toml: Path, tmp_path: Path):
+    out = tmp_path / "zoo"
+    train_zoo(load_zoo_spec(tiny_zoo_toml), out)
+    assert_one_line_error(gengap("measure", str(out), "--measures", "sharpnes"),
+                          "unknown measure or group 'sharpnes'")

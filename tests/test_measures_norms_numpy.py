@@ -1,0 +1,114 @@
+"""Norm and margin measures against numpy on hand-built networks (closed forms)."""
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gengap.measures import MeasureContext, compute, fold_batchnorm
+
+
+def two_layer(w1: np.ndarray, w2: np.ndarray, bias: bool = False) -> nn.Sequential:
+    net = nn.Sequential(
+        nn.Linear(w1.shape[1], w1.shape[0], bias=bias), nn.ReLU(),
+        nn.Linear(w2.shape[1], w2.shape[0], bias=bias),
+    )
+    with torch.no_grad():
+        net[0].weight.copy_(torch.from_numpy(w1))
+        net[2].weight.copy_(torch.from_numpy(w2))
+    return net
+
+
+@pytest.fixture
+def weights():
+    rng = np.random.default_rng(0)
+    return rng.normal(size=(5, 4)).astype(np.float32), rng.normal(size=(3, 5)).astype(np.float32)
+
+
+def test_spectral_and_frobenius_norms_match_numpy(weights):
+    w1, w2 = weights
+    init = two_layer(w1 * 0.5, w2 * 0.25)
+    ctx = MeasureContext(two_layer(w1, w2), init_model=init, input_shape=(4,), device="cpu")
+    values = compute(ctx, ["params", "param_norm", "frobenius_distance", "prod_of_spec",
+                           "prod_of_fro"])
+    w1d, w2d = w1.astype(np.float64), w2.astype(np.float64)
+    spec = [np.linalg.norm(w, 2) for w in (w1d, w2d)]
+    fro = [np.linalg.norm(w, "fro") for w in (w1d, w2d)]
+    assert values["params"] == 5 * 4 + 3 * 5
+    assert values["param_norm"] == pytest.approx(fro[0] ** 2 + fro[1] ** 2, rel=1e-6)
+    assert values["prod_of_spec"] == pytest.approx(spec[0] ** 2 * spec[1] ** 2, rel=1e-6)
+    assert values["prod_of_fro"] == pytest.approx(fro[0] ** 2 * fro[1] ** 2, rel=1e-6)
+    expected_dist = np.sum((0.5 * w1d) ** 2) + np.sum((0.75 * w2d) ** 2)
+    assert values["frobenius_distance"] == pytest.approx(expected_dist, rel=1e-6)
+
+
+def test_conv_kernels_are_reshaped_to_out_by_in_k_k():
+    conv = nn.Conv2d(2, 3, 3, bias=False)
+    net = nn.Sequential(conv, nn.Flatten())
+    kernel = conv.weight.detach().double().numpy().reshape(3, -1)
+    ctx = MeasureContext(net, input_shape=(2, 5, 5), device="cpu")
+    assert compute(ctx, ["prod_of_spec"])["prod_of_spec"] == pytest.approx(
+        np.linalg.norm(kernel, 2) ** 2, rel=1e-6
+    )
+
+
+def test_path_norm_of_a_two_layer_relu_net_is_the_sum_over_paths(weights):
+    w1, w2 = weights
+    ctx = MeasureContext(two_layer(w1, w2), input_shape=(4,), device="cpu")
+    # Every input-output path i -> j -> k contributes w1[j, i]^2 * w2[k, j]^2.
+    expected = float(np.sum((w2.astype(np.float64) ** 2) @ (w1.astype(np.float64) ** 2)))
+    assert compute(ctx, ["path_norm"])["path_norm"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_margin_is_the_tenth_percentile_and_feeds_the_margin_measures(weights):
+    w1, w2 = weights
+    net = two_layer(w1, w2)
+    x = torch.randn(50, 4, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 3, (50,), generator=torch.Generator().manual_seed(2))
+    ctx = MeasureContext(net, x_train=x, y_train=y, device="cpu")
+    values = compute(ctx, ["margin", "inverse_margin", "cross_entropy", "path_norm",
+                           "path_norm_over_margin"])
+    logits = net(x).detach().double().numpy()
+    true = logits[np.arange(50), y.numpy()]
+    masked = logits.copy()
+    masked[np.arange(50), y.numpy()] = -np.inf
+    margins = np.sort(true - masked.max(1))
+    gamma = abs(margins[50 // 10 - 1])
+    assert values["margin"] == pytest.approx(gamma, rel=1e-6)
+    assert values["inverse_margin"] == pytest.approx(1 / gamma**2, rel=1e-6)
+    assert values["path_norm_over_margin"] == pytest.approx(
+        values["path_norm"] / gamma**2, rel=1e-9
+    )
+    log_probs = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    assert values["cross_entropy"] == pytest.approx(-log_probs[np.arange(50), y.numpy()].mean(),
+                                                    rel=1e-6)
+
+
+def test_folding_batchnorm_leaves_outputs_unchanged():
+    torch.manual_seed(0)
+    net = nn.Sequential(
+        nn.Conv2d(1, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+        nn.Flatten(), nn.Linear(4 * 6 * 6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3),
+    )
+    net.train()
+    for _ in range(3):  # give the running statistics non-trivial values
+        net(torch.randn(16, 1, 6, 6) * 3 + 1)
+    with torch.no_grad():
+        for bn in (net[1], net[5]):
+            bn.weight.uniform_(0.5, 2.0)
+            bn.bias.uniform_(-1, 1)
+    net.eval()
+    folded = fold_batchnorm(net)
+    x = torch.randn(10, 1, 6, 6)
+    assert not any(isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d) for m in folded.modules())
+    torch.testing.assert_close(folded(x), net(x), rtol=1e-5, atol=1e-5)
+
+
+def test_measures_that_need_data_say_so():
+    from gengap.errors import GengapError
+
+    ctx = MeasureContext(nn.Sequential(nn.Linear(2, 2)), input_shape=(2,), device="cpu")
+    with pytest.raises(GengapError, match="needs the training data"):
+        compute(ctx, ["margin"])
+    with pytest.raises(GengapError, match="needs the initial weights"):
+        compute(ctx, ["frobenius_distance"])

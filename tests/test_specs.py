@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import pytest
+
+from gengap.errors import GengapError
+from gengap.specs import ArchSpec, RunSpec, TrainSpec
+from gengap.zoo import load_zoo_spec, parse_zoo_spec
+
+
+def test_run_id_is_a_hash_of_the_canonical_spec():
+    a = RunSpec(arch=ArchSpec(width=8), train=TrainSpec(lr=0.1))
+    b = RunSpec.model_validate_json(a.canonical_json())
+    assert a.run_id == b.run_id and len(a.run_id) == 16
+    assert RunSpec(arch=ArchSpec(width=9), train=TrainSpec(lr=0.1)).run_id != a.run_id
+    assert RunSpec(seed=1).run_id != RunSpec(seed=0).run_id
+
+
+def test_lists_in_sections_are_grid_axes(tiny_zoo_toml: Path):
+    zoo = load_zoo_spec(tiny_zoo_toml)
+    assert zoo.hyperparameters == ["arch.width", "train.lr"]
+    runs = zoo.runs()
+    assert len(runs) == 4
+    pairs = {(r.arch.width, r.train.lr) for r in runs}
+    assert pairs == {(4, 0.02), (4, 0.05), (8, 0.02), (8, 0.05)}
+    assert all(r.arch.depth == 2 and r.data.train_fraction == 0.3 for r in runs)
+    assert len({r.run_id for r in runs}) == 4
+
+
+def test_seeds_multiply_the_grid():
+    zoo = parse_zoo_spec({"seeds": [0, 1, 2], "arch": {"width": [4, 8]}})
+    assert len(zoo.runs()) == 6
+    assert sorted({r.seed for r in zoo.runs()}) == [0, 1, 2]
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ({"arch": {"widht": 3}}, "z.toml: [arch] widht: unknown key"),
+        ({"arch": {"width": "wide"}}, "z.toml: [arch] width: Input should be a valid integer"),
+        ({"train": {"lr": -1.0}}, "z.toml: [train] lr: Input should be greater than 0"),
+        ({"arch": {"width": [8, 0]}}, "z.toml: [arch] width = 0: Input should be greater than"),
+        ({"arch": {"width": []}}, "z.toml: [arch] width: empty list of values"),
+        ({"colour": "red"}, "z.toml: colour: unknown key"),
+        ({"seeds": [1, 1]}, "z.toml: seeds: a seed is listed twice"),
+    ],
+)
+def test_bad_specs_name_the_file_the_key_and_the_problem(raw, expected):
+    with pytest.raises(GengapError) as err:
+        parse_zoo_spec(raw, source="z.toml")
+    assert str(err.value).startswith(expected)
+    assert "\n" not in str(err.value)
+
+
+def test_invalid_toml_and_missing_file(tmp_path: Path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text("name = \n")
+    with pytest.raises(GengapError, match=r"bad.toml: invalid TOML"):
+        load_zoo_spec(bad)
+    with pytest.raises(GengapError, match=r"nope.toml: no such file"):
+        load_zoo_spec(tmp_path / "nope.toml")
