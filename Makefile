@@ -21,7 +21,7 @@ demo: $(STAMP)
 	$(VENV)/bin/gengap demo
 
 lint: $(STAMP)
-	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff check .
 
 test: lint
 	$(PY) -m pytest -q
