@@ -10,6 +10,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
+import math
+import random
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -26,45 +28,186 @@ class _Spec(BaseModel):
 
 
 class DataSpec(_Spec):
-    """Which data set, how it is split, and how much of the training split is used."""
+    """Which data set, how it is split, how much of it is used, and how it is randomized.
+
+    The randomization knobs follow Zhang et al. 2017 ("Understanding deep learning requires
+    rethinking generalization") and Rolnick et al. 2017 ("Deep learning is robust to massive
+    label noise"). Label knobs touch the training split only (the test split keeps its true
+    labels); input knobs touch both splits (``corrupt_test_inputs`` can keep the test inputs
+    clean for random pixels and Gaussian inputs). ``seed`` seeds everything on the data side.
+    """
 
     name: str = Field("digits", description="a registered data source, see `gengap data list`")
-    seed: int = Field(0, description="seed of the train/test split and of subsampling")
+    seed: int = Field(
+        0, description="seed of the source's generator, the split, subsampling and every "
+        "randomization knob"
+    )
     test_fraction: float = Field(
         0.25, gt=0, lt=1, description="held-out share, for sources without a fixed test split"
     )
     train_fraction: float = Field(
         1.0, gt=0, le=1, description="stratified share of the training split that is kept"
     )
+    train_size: int | None = Field(
+        None, ge=1, description="training examples kept (stratified); instead of train_fraction"
+    )
+    classes: tuple[int, ...] = Field(
+        (), description="keep only these classes (both splits), relabelled 0..k-1 in this "
+        "order; empty: all"
+    )
+    label_noise: float = Field(
+        0.0, ge=0, le=1, description="train only: each label is resampled uniformly with this "
+        "probability (may return the true class)"
+    )
+    random_labels: bool = Field(False, description="train only: every label drawn uniformly")
+    dilution: float = Field(
+        0.0, ge=0, description="train only: this many extra randomly labelled copies of "
+        "training inputs per clean example (Rolnick et al.'s alpha)"
+    )
+    shuffled_pixels: bool = Field(
+        False, description="both splits: one fixed permutation of the input coordinates"
+    )
+    random_pixels: bool = Field(
+        False, description="an independent permutation of the input coordinates per example "
+        "(test split too, unless corrupt_test_inputs is false)"
+    )
+    gaussian_inputs: bool = Field(
+        False, description="inputs replaced by Gaussian noise with the training inputs' moments "
+        "(test split too, unless corrupt_test_inputs is false)"
+    )
+    gaussian_moments: Literal["global", "per_feature"] = Field(
+        "global", description="moments matched by gaussian_inputs: one mean and variance, or "
+        "one per input coordinate"
+    )
+    corrupt_test_inputs: bool = Field(
+        True, description="random_pixels and gaussian_inputs also apply to the test split"
+    )
+    grayscale: bool = Field(
+        False, description="both splits: RGB images to one luminance channel (ITU-R 601)"
+    )
     normalize: bool = Field(True, description="standardize inputs with training-split statistics")
+    normalization: Literal["global", "per_channel", "per_feature"] = Field(
+        "global", description="statistics used by normalize: one mean and std, one per image "
+        "channel, or one per input coordinate"
+    )
     options: dict[str, Scalar] = Field(
         default_factory=dict, description="source-specific knobs, checked by the source"
     )
 
+    @model_validator(mode="after")
+    def _check_knobs(self) -> DataSpec:
+        if self.train_size is not None and self.train_fraction < 1.0:
+            raise ValueError("train_size and train_fraction: give one of them, not both")
+        if self.random_labels and self.label_noise > 0:
+            raise ValueError("random_labels and label_noise: give one of them, not both")
+        inputs = [k for k in ("shuffled_pixels", "random_pixels", "gaussian_inputs")
+                  if getattr(self, k)]
+        if len(inputs) > 1:
+            raise ValueError(f"{' and '.join(inputs)}: at most one input corruption at a time")
+        if len(set(self.classes)) != len(self.classes) or any(c < 0 for c in self.classes):
+            raise ValueError("classes: class numbers must be distinct and non-negative")
+        if len(self.classes) == 1:
+            raise ValueError("classes: keep at least two classes")
+        return self
+
 
 class ArchSpec(_Spec):
-    """Which architecture family, and its size knobs."""
+    """Which architecture family, and its size knobs (what each means per family is in the
+    README's architecture table)."""
 
     family: str = Field("cnn", description="a registered architecture family")
-    width: int = Field(16, ge=1, description="channels (cnn) or hidden units (mlp)")
-    depth: int = Field(3, ge=1, description="number of conv (cnn) or hidden (mlp) layers")
+    width: int = Field(
+        16, ge=1, description="channels (cnn, nin, resnet's first stage, vgg's last block), "
+        "hidden units (mlp) or model dimension (transformer)"
+    )
+    depth: int = Field(
+        3, ge=1, description="conv layers (cnn), hidden layers (mlp), blocks (nin, vgg), "
+        "residual blocks per stage (resnet) or encoder layers (transformer)"
+    )
     activation: Literal["relu", "tanh", "gelu"] = "relu"
-    batch_norm: bool = False
+    batch_norm: bool | None = Field(
+        None, description="normalization layers; None: the family's default (on for nin and "
+        "resnet, off for the others)"
+    )
     dropout: float = Field(0.0, ge=0, lt=1)
+    dense_layers: int = Field(1, ge=0, description="hidden dense layers after the convs (vgg)")
+    dense_width: int = Field(128, ge=1, description="units of each hidden dense layer (vgg)")
+    heads: int = Field(2, ge=1, description="attention heads (transformer)")
+    options: dict[str, Scalar] = Field(
+        default_factory=dict, description="family-specific knobs, checked by the family "
+        "(keras: the PGDL task folder and the model's hyperparameters)"
+    )
 
 
 class TrainSpec(_Spec):
-    """How one network is fitted."""
+    """How one network is fitted: optimizer, learning-rate schedule, augmentation, stopping
+    rules and which epochs' weights are kept."""
 
-    optimizer: Literal["sgd", "adam"] = "sgd"
-    lr: float = Field(0.05, gt=0)
+    optimizer: Literal["sgd", "adam", "adamw", "rmsprop"] = "sgd"
+    lr: float = Field(0.05, gt=0, description="peak learning rate")
     momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
-    weight_decay: float = Field(0.0, ge=0)
+    weight_decay: float = Field(
+        0.0, ge=0, description="L2 penalty (sgd, adam, rmsprop); decoupled decay (adamw)"
+    )
     batch_size: int = Field(64, ge=1)
+    schedule: Literal["constant", "step", "cosine"] = "constant"
+    lr_steps: tuple[int, ...] = Field(
+        (), description="epochs after which the step schedule multiplies the rate by lr_gamma"
+    )
+    lr_gamma: float = Field(0.1, gt=0, le=1, description="factor of each step of the schedule")
+    warmup_epochs: float = Field(
+        0.0, ge=0, description="linear warm-up from 0 to lr over this many epochs"
+    )
+    flip: bool = Field(False, description="random horizontal flips of image inputs")
+    crop: int = Field(
+        0, ge=0, description="random crops of image inputs zero-padded by this many pixels"
+    )
     max_epochs: int = Field(100, ge=1)
+    max_steps: int | None = Field(None, ge=1, description="optimizer-step bound (None: none)")
     target_ce: float = Field(
         0.01, ge=0, description="stop once training cross-entropy is at or below this"
     )
+    checkpoints: tuple[int, ...] = Field(
+        (), description="epochs whose weights are kept besides the initial and final ones"
+    )
+
+    @model_validator(mode="after")
+    def _check_epochs(self) -> TrainSpec:
+        for name in ("lr_steps", "checkpoints"):
+            values = getattr(self, name)
+            if any(e < 1 for e in values) or list(values) != sorted(set(values)):
+                raise ValueError(f"{name}: epochs must be increasing and at least 1")
+        return self
+
+
+class MeasureOptions(_Spec):
+    """Knobs of the measures that search or sample (PAC-Bayes σ′, sharpness α′, gradient noise).
+    The defaults follow Jiang et al. 2020 and the reference implementation of Dziugaite et al.
+    2020 (deviation 0.1, tolerance 0.01, 10 Monte Carlo draws, 15 search steps, ε = 1e-3)."""
+
+    deviation: float = Field(0.1, gt=0, lt=1, description="training-accuracy drop that defines "
+                             "σ′ and α′")
+    tolerance: float = Field(0.01, gt=0, description="a probe is accepted when the drop is "
+                             "within this of the target")
+    search_depth: int = Field(15, ge=1, description="most probes of one σ′ or α′ search")
+    search_upper: float = Field(2.0, gt=0, description="first upper end of the search bracket "
+                                "(doubled while too small)")
+    mc_draws: int = Field(10, ge=1, description="noise draws per Monte Carlo round (one "
+                          "batched forward)")
+    mc_chunk: int = Field(128, ge=1, description="training examples per draw and round")
+    mc_max_rounds: int = Field(16, ge=1, description="most Monte Carlo rounds per probe")
+    confidence: float = Field(0.95, gt=0, lt=1, description="level of the interval that stops "
+                              "a probe's sampling early")
+    subset: int | None = Field(None, ge=1, description="draw Monte Carlo examples from this "
+                               "many training examples (None: all)")
+    mag_eps: float = Field(1e-3, gt=0, description="ε of the magnitude-aware noise and box")
+    delta: float = Field(0.1, gt=0, lt=1, description="δ of the bounds")
+    ascent_steps: int = Field(10, ge=1, description="projected gradient-ascent steps per probe")
+    ascent_batch: int = Field(256, ge=1, description="examples per ascent step")
+    ascent_restarts: int = Field(1, ge=1, description="random starts per probe (worst kept)")
+    grad_batch: int = Field(32, ge=1, description="minibatch size of the gradient-noise measure")
+    grad_batches: int = Field(32, ge=2, description="minibatches of the gradient-noise measure")
+    seed: int = Field(0, description="seed of every random draw of the measures")
 
 
 class RunSpec(_Spec):
@@ -85,16 +228,22 @@ class ZooSpec(_Spec):
     """A population of runs: a base :class:`RunSpec` plus axes, crossed with seeds.
 
     ``axes`` maps a dotted field path (``"arch.width"``, ``"data.options.noise"``) to the values
-    it takes; the ``grid`` design trains the full product of all axes and seeds.
+    it takes; ``ranges`` maps a path to a continuous :class:`Range`. The ``grid`` design trains
+    the full product of all axes and seeds (no ranges allowed); the ``random`` design draws
+    ``samples`` points (each axis uniformly among its values, each range from its
+    distribution, seeded by ``sample_seed``) and trains each point once per seed.
     """
 
     name: str = "zoo"
-    design: Literal["grid"] = "grid"
+    design: Literal["grid", "random"] = "grid"
     seeds: tuple[int, ...] = Field((0,), min_length=1)
+    samples: int | None = Field(None, ge=1, description="points drawn by the random design")
+    sample_seed: int = Field(0, description="seed of the random design's draws")
     data: DataSpec = DataSpec()
     arch: ArchSpec = ArchSpec()
     train: TrainSpec = TrainSpec()
     axes: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
+    ranges: dict[str, Range] = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _check_axes(self) -> ZooSpec:
@@ -109,26 +258,81 @@ class ZooSpec(_Spec):
                     RunSpec.model_validate(override(base, {path: value}))
                 except ValidationError as err:
                     raise ValueError(f"{path} = {value!r}: {err.errors()[0]['msg']}") from None
+        for path, span in self.ranges.items():
+            if path in self.axes:
+                raise ValueError(f"{path}: both a list and a range")
+            for value in (span.draw(0.0), span.draw(1.0 - 1e-12)):
+                try:
+                    RunSpec.model_validate(override(base, {path: value}))
+                except ValidationError as err:
+                    raise ValueError(f"{path} = {value!r}: {err.errors()[0]['msg']}") from None
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds: a seed is listed twice")
+        if self.design == "grid" and (self.ranges or self.samples is not None):
+            raise ValueError("design: ranges and samples need design = \"random\"")
+        if self.design == "random" and self.samples is None:
+            raise ValueError("samples: the random design needs samples = N")
         return self
 
     @property
     def hyperparameters(self) -> list[str]:
-        """The axis names, in the order they were given."""
-        return list(self.axes)
+        """The axis and range names, in the order they were given."""
+        return [*self.axes, *self.ranges]
 
     def base(self) -> RunSpec:
         return RunSpec(data=self.data, arch=self.arch, train=self.train)
 
     def runs(self) -> list[RunSpec]:
-        """Every run of the zoo, in a fixed order (axes as given, seeds innermost)."""
+        """Every run of the zoo, in a fixed order (axes as given, seeds innermost). A random
+        design that draws the same point twice trains it once."""
         base = self.base().model_dump()
-        runs = []
-        for combo in itertools.product(*self.axes.values(), self.seeds):
-            values = dict(zip(self.hyperparameters, combo[:-1], strict=True))
-            runs.append(RunSpec.model_validate(override(base, {**values, "seed": combo[-1]})))
-        return runs
+        runs: dict[str, RunSpec] = {}
+        for values in self._points():
+            for seed in self.seeds:
+                run = RunSpec.model_validate(override(base, {**values, "seed": seed}))
+                runs.setdefault(run.run_id, run)
+        return list(runs.values())
+
+    def _points(self) -> list[dict[str, Any]]:
+        names = list(self.axes)
+        if self.design == "grid":
+            combos = itertools.product(*self.axes.values())
+            return [dict(zip(names, combo, strict=True)) for combo in combos]
+        rng = random.Random(self.sample_seed)  # stdlib: stable across numpy versions
+        points = []
+        for _ in range(self.samples or 0):
+            point = {name: rng.choice(values) for name, values in self.axes.items()}
+            point.update({name: span.draw(rng.random()) for name, span in self.ranges.items()})
+            points.append(point)
+        return points
+
+
+class Range(_Spec):
+    """A continuous axis of the random design: ``uniform`` or ``log_uniform`` floats,
+    ``int_uniform`` or ``int_log_uniform`` integers, between ``low`` and ``high`` inclusive."""
+
+    kind: Literal["uniform", "log_uniform", "int_uniform", "int_log_uniform"]
+    low: float
+    high: float
+
+    @model_validator(mode="after")
+    def _check(self) -> Range:
+        if not self.low < self.high:
+            raise ValueError(f"{self.kind} range needs low < high, got [{self.low}, {self.high}]")
+        if self.kind.endswith("log_uniform") and self.low <= 0:
+            raise ValueError(f"{self.kind} range needs low > 0, got {self.low}")
+        return self
+
+    def draw(self, u: float) -> float | int:
+        """The value at quantile ``u`` in [0, 1): floats keep 6 significant digits."""
+        if self.kind == "uniform":
+            return float(f"{self.low + u * (self.high - self.low):.6g}")
+        if self.kind == "log_uniform":
+            return float(f"{math.exp(math.log(self.low) + u * math.log(self.high / self.low)):.6g}")
+        low, high = math.ceil(self.low), math.floor(self.high)
+        if self.kind == "int_uniform":
+            return min(high, low + int(u * (high - low + 1)))
+        return min(high, int(math.exp(math.log(low) + u * math.log((high + 1) / low))))
 
 
 def override(tree: dict[str, Any], values: dict[str, Any]) -> dict[str, Any]:

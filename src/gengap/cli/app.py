@@ -9,7 +9,14 @@ from typing import Annotated
 import typer
 
 from gengap.cli.console import console, errors, frame_table
-from gengap.cli.steps import evaluate_step, measure_step, status_table, train_step
+from gengap.cli.data_cmds import data_app
+from gengap.cli.steps import (
+    evaluate_step,
+    export_step,
+    measure_step,
+    status_table,
+    train_step,
+)
 from gengap.errors import GengapError
 
 app = typer.Typer(
@@ -22,6 +29,7 @@ zoo_app = typer.Typer(help="Train populations of networks and inspect them.", no
 measures_app = typer.Typer(help="The catalogue of measures.", no_args_is_help=True)
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(measures_app, name="measures")
+app.add_typer(data_app, name="data")
 
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N")]
 Workers = Annotated[int, typer.Option(min=1, help="training processes on this machine")]
@@ -59,12 +67,22 @@ def zoo_train(
     workers: Workers = 1,
     device: Device = "auto",
     data_dir: DataDir = None,
+    executor: Annotated[
+        str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster)")
+    ] = "local",
+    address: Annotated[
+        str | None, typer.Option(help="Ray cluster address (auto, host:port, ray://...)")
+    ] = None,
+    population: Annotated[
+        str, typer.Option(help="train same-shaped runs as one batched population: auto "
+                          "(where measured faster), on or off")
+    ] = "auto",
 ) -> None:
     """Train every run of SPEC that the zoo folder does not hold yet."""
     from gengap.zoo import load_zoo_spec
 
     zoo = load_zoo_spec(spec)
-    store = train_step(zoo, out, workers, device, data_dir)
+    store = train_step(zoo, out, workers, device, data_dir, executor, address, population)
     counts = store.counts()
     console.print(
         f"{zoo.name}: {counts['done']} done, {counts['failed']} failed, "
@@ -78,6 +96,15 @@ def zoo_status(directory: Annotated[Path, typer.Argument(help="zoo folder")]) ->
     from gengap.zoo import Store
 
     status_table(Store(directory))
+
+
+@zoo_app.command("export")
+def zoo_export(
+    directory: Annotated[Path, typer.Argument(help="zoo folder")],
+    parquet: Annotated[Path, typer.Option(help="Parquet file to write")],
+) -> None:
+    """Write one row per run (spec fields, final metrics, status, measures) to a Parquet file."""
+    export_step(directory, parquet)
 
 
 @app.command()

@@ -8,33 +8,47 @@ from pathlib import Path
 import pandas as pd
 
 from gengap.cli.console import console, frame_table, progress
-from gengap.specs import ZooSpec
-from gengap.zoo import Store, evaluate_zoo, measure_zoo, train_zoo
+from gengap.specs import RunSpec, ZooSpec
+from gengap.zoo import Store, Zoo, evaluate_zoo, measure_zoo, train_zoo
+from gengap.zoo.planning import MIN_SPEEDUP
 from gengap.zoo.worker import RunOutcome
 
 
 def train_step(
-    zoo: ZooSpec, out: Path, workers: int, device: str, data_dir: Path | None
+    zoo: ZooSpec, out: Path, workers: int, device: str, data_dir: Path | None,
+    executor: str = "local", address: str | None = None, population: str = "auto",
 ) -> Store:
-    Store.create(out, zoo).close()  # a bad folder fails here, before any progress is drawn
-    counts = {"done": 0, "failed": 0}
+    before = Store.create(out, zoo)  # a bad folder fails here, before any progress is drawn
+    counts = {**before.counts()}
+    before.close()
     with progress() as bar:
-        task = bar.add_task(f"training {zoo.name}", total=None)
+        task = bar.add_task(f"training {zoo.name} (measuring populations)", total=None)
+
+        def describe() -> str:
+            return (
+                f"training {zoo.name}: done {counts['done']}, failed {counts['failed']}, "
+                f"remaining {counts['pending']}"
+            )
+
+        def probed(group: list[RunSpec], speedup: float) -> None:
+            verdict = "together" if speedup >= MIN_SPEEDUP else "one at a time"
+            console.print(
+                f"population of {len(group)} {group[0].arch.family} networks: "
+                f"{speedup:.1f}x faster together; training them {verdict}"
+            )
 
         def started(pending: int, total: int) -> None:
-            bar.update(task, total=total, completed=total - pending)
+            bar.update(task, total=total, completed=total - pending, description=describe())
 
         def finished(outcome: RunOutcome) -> None:
             counts[outcome.status] += 1
-            bar.update(
-                task, advance=1,
-                description=f"training {zoo.name} (done {counts['done']}, "
-                f"failed {counts['failed']})",
-            )
+            counts["pending"] -= 1
+            bar.update(task, advance=1, description=describe())
 
         store = train_zoo(
             zoo, out, workers=workers, device=device, data_dir=data_dir,
-            on_start=started, on_outcome=finished,
+            on_start=started, on_outcome=finished, executor=executor, address=address,
+            population=population, on_probe=probed,  # type: ignore[arg-type]
         )
     return store
 
@@ -92,3 +106,9 @@ def status_table(store: Store) -> None:
 def _short_axis(column: str) -> str:
     """``psi[train.weight_decay]`` -> ``ψ weight_decay``: narrow enough for a terminal."""
     return "ψ " + column[4:-1].rsplit(".", 1)[-1]
+
+
+def export_step(directory: Path, parquet: Path) -> None:
+    zoo = Zoo(directory)
+    path = zoo.to_parquet(parquet)
+    console.print(f"wrote {len(zoo.frame())} runs of zoo {zoo.spec.name!r} to {path}")

@@ -22,13 +22,18 @@ class NoOptions(BaseModel):
 
 @dataclass(frozen=True)
 class RawSplits:
-    """A source's output: float inputs shaped (N, *input_shape) and int labels 0..C-1."""
+    """A source's output: inputs shaped (N, *input_shape) and int labels 0..C-1.
+
+    Inputs are float32 (images (N, C, H, W) in [0, 1], vectors (N, D)), or, for token
+    sources, int64 token ids (N, seq_len) below ``vocab_size``.
+    """
 
     x_train: np.ndarray
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
     num_classes: int
+    vocab_size: int | None = None
 
 
 Maker = Callable[[DataSpec, BaseModel, Path | None], RawSplits]

@@ -5,7 +5,10 @@ measure. Importing this package registers every measure in :data:`measures`.
 """
 
 from gengap.measures import norms, output  # noqa: F401, E402  (registers the measures)
-from gengap.measures.compute import compute, compute_timed
+from gengap.measures import (  # noqa: F401, E402  (Jiang et al.'s catalogue)
+    norm_margin, optimization, pacbayes, sharpness, vc, weight_stats,
+)
+from gengap.measures.compute import Profile, available, compute, compute_timed, profile
 from gengap.measures.context import MeasureContext
 from gengap.measures.layers import fold_batchnorm, weight_matrices
 from gengap.measures.registry import COSTS, NEEDS, Measure, measure, measures, select
@@ -14,12 +17,15 @@ __all__ = [
     "COSTS",
     "NEEDS",
     "Measure",
+    "Profile",
     "MeasureContext",
     "compute",
+    "available",
     "compute_timed",
     "fold_batchnorm",
     "measure",
     "measures",
+    "profile",
     "select",
     "weight_matrices",
 ]

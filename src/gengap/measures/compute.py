@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
+from typing import Any
 
 from gengap.measures.context import MeasureContext
 from gengap.measures.registry import select
@@ -20,9 +22,55 @@ def compute_timed(
 ) -> dict[str, tuple[float, float]]:
     """``name -> (value, seconds)``; a measure's seconds include shared work it triggered
     first (the forward pass goes to whichever data measure runs first)."""
-    out = {}
+    out: dict[str, tuple[float, float]] = {}
     for m in select(names):
         started = time.perf_counter()
         value = ctx.value(m.name)
-        out[m.name] = (value, time.perf_counter() - started)
+        out.update(_flatten(m.name, value, time.perf_counter() - started))
     return out
+
+
+def _flatten(name: str, value: Any, seconds: float) -> dict[str, tuple[float, float]]:
+    """A vector measure's features become ``name.<key>`` (its seconds shared evenly)."""
+    if not isinstance(value, dict):
+        return {name: (value, seconds)}
+    return {f"{name}.{key}": (v, seconds / max(len(value), 1)) for key, v in value.items()}
+
+
+def available(ctx: MeasureContext, names: str | list[str] | None = None) -> list[str]:
+    """The chosen measures whose needs this context can meet (init weights, training data,
+    trajectory present)."""
+    have = {"weights", "gradients", "init_weights", "train_data", "trajectory"}
+    if ctx.init_model is None:
+        have.discard("init_weights")
+    if ctx.x_train is None or ctx.y_train is None:
+        have.discard("train_data")
+    if ctx.trajectory is None:
+        have.discard("trajectory")
+    return [m.name for m in select(names) if m.needs <= have]
+
+
+@dataclass
+class Profile:
+    """Where a suite's time went: each measure's own seconds (without the shared passes it
+    triggered) and each shared pass's seconds."""
+
+    values: dict[str, float]
+    measure_seconds: dict[str, float]
+    pass_seconds: dict[str, float]
+    total_seconds: float
+
+
+def profile(ctx: MeasureContext, names: str | list[str] | None = None) -> Profile:
+    """Compute the chosen measures and split the time between measures and shared passes."""
+    values: dict[str, float] = {}
+    own: dict[str, float] = {}
+    begun = time.perf_counter()
+    for m in select(names):
+        passes_before = sum(ctx.pass_seconds.values())
+        started = time.perf_counter()
+        value = ctx.value(m.name)
+        spent = time.perf_counter() - started
+        own[m.name] = spent - (sum(ctx.pass_seconds.values()) - passes_before)
+        values.update({k: v for k, (v, _) in _flatten(m.name, value, spent).items()})
+    return Profile(values, own, dict(ctx.pass_seconds), time.perf_counter() - begun)

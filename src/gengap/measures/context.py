@@ -6,7 +6,9 @@ a suite costs one pass over the training data however many data measures it hold
 
 from __future__ import annotations
 
-from functools import cached_property
+from collections.abc import Mapping
+from functools import cached_property  # noqa: F401  (for measures' own properties)
+from typing import Any
 
 import torch
 from torch import nn
@@ -14,6 +16,8 @@ from torch import nn
 from gengap.device import resolve_device
 from gengap.errors import GengapError
 from gengap.measures.layers import fold_batchnorm, weight_matrices
+from gengap.measures.profiling import shared_pass
+from gengap.specs import MeasureOptions
 
 
 class MeasureContext:
@@ -26,6 +30,9 @@ class MeasureContext:
         input_shape: one input's shape (taken from ``x_train`` when not given).
         device: where forward passes run (``auto`` picks CUDA when present).
         batch_size: batch size of forward passes.
+        options: knobs of the searching and sampling measures (σ′, α′, gradient noise).
+        trajectory: records of the training run (``steps_to_ce_0.1``, ``steps_to_ce_0.01``,
+            ``batch_size``), for the optimization measures.
     """
 
     def __init__(
@@ -37,6 +44,8 @@ class MeasureContext:
         input_shape: tuple[int, ...] | None = None,
         device: str | torch.device = "auto",
         batch_size: int = 1024,
+        options: MeasureOptions | None = None,
+        trajectory: Mapping[str, Any] | None = None,
     ) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device).eval()
@@ -46,7 +55,11 @@ class MeasureContext:
             input_shape = tuple(x_train.shape[1:])
         self.input_shape = input_shape
         self.batch_size = batch_size
-        self._values: dict[str, float] = {}
+        self.options = options or MeasureOptions()
+        self.trajectory = dict(trajectory) if trajectory is not None else None
+        self._values: dict[str, Any] = {}
+        self.pass_seconds: dict[str, float] = {}  # filled by @shared_pass properties
+        self.details: dict[str, Any] = {}  # what searches found besides the value (σ′, α′)
 
     def value(self, name: str) -> float:
         """The value of registered measure ``name``, computed once per context (measures
@@ -54,7 +67,9 @@ class MeasureContext:
         if name not in self._values:
             from gengap.measures.registry import measures
 
-            self._values[name] = float(measures.get(name).fn(self))
+            result = measures.get(name).fn(self)
+            # vector-valued measures (weight_stats) return a dict of named floats
+            self._values[name] = result if isinstance(result, dict) else float(result)
         return self._values[name]
 
     # -- requirements ----------------------------------------------------------------------
@@ -75,7 +90,7 @@ class MeasureContext:
 
     # -- weights ---------------------------------------------------------------------------
 
-    @cached_property
+    @shared_pass
     def folded(self) -> nn.Module:
         """The model with BatchNorm folded into the preceding layers."""
         return fold_batchnorm(self.model)
@@ -85,11 +100,11 @@ class MeasureContext:
         """Per-layer weight matrices of the folded model (float64; biases excluded)."""
         return [w for _, w in weight_matrices(self.folded)]
 
-    @cached_property
+    @shared_pass
     def init_weights(self) -> list[torch.Tensor]:
         return [w for _, w in weight_matrices(fold_batchnorm(self.require_init()))]
 
-    @cached_property
+    @shared_pass
     def spectral_norms(self) -> list[float]:
         """‖W‖₂ per layer, of the reshaped kernel for convolutions."""
         return [float(torch.linalg.matrix_norm(w, ord=2)) for w in self.weights]
@@ -100,7 +115,7 @@ class MeasureContext:
 
     # -- data ------------------------------------------------------------------------------
 
-    @cached_property
+    @shared_pass
     @torch.no_grad()
     def logits(self) -> torch.Tensor:
         """The model's outputs on the whole training set (one pass, kept on the device)."""
@@ -128,3 +143,61 @@ class MeasureContext:
         absolute value, as in the reference implementation of Dziugaite et al. 2020."""
         k = max(1, len(self.margins) // 10)
         return abs(float(self.margins.kthvalue(k).values))
+
+    @cached_property
+    def train_correct(self) -> torch.Tensor:
+        """Whether the clean model classifies each training example right (from ``logits``)."""
+        _, y = self.require_data()
+        return self.logits.argmax(dim=1) == y.to(self.logits.device)
+
+    # -- the rest of Jiang et al.'s catalogue (conv_spectrum.py, perturbation.py) ------------
+
+    def require_trajectory(self) -> dict[str, Any]:
+        if self.trajectory is None:
+            raise GengapError("this measure needs the training run's records (trajectory)")
+        return self.trajectory
+
+    @shared_pass
+    def conv_input_sizes(self) -> dict[str, tuple[int, ...]]:
+        """Spatial size of each convolution's input, recorded by hooks on one probe input."""
+        from gengap.measures.conv_spectrum import conv_input_sizes
+
+        return conv_input_sizes(self.folded, self.input_shape, self.device)
+
+    @shared_pass
+    def spectral_norms_fft(self) -> list[float]:
+        """‖W‖₂ per layer, of a convolution the exact operator norm at its input size (FFT)."""
+        from gengap.measures.conv_spectrum import layer_spectral_norms_fft
+
+        return layer_spectral_norms_fft(self.folded, self.conv_input_sizes)
+
+    @shared_pass
+    def distance_spectral_norms(self) -> list[float]:
+        """‖W − W⁰‖₂ per layer (reshaped kernels)."""
+        return [
+            float(torch.linalg.matrix_norm(w - w0, ord=2))
+            for w, w0 in zip(self.weights, self.init_weights, strict=True)
+        ]
+
+    @shared_pass
+    def distance_spectral_norms_fft(self) -> list[float]:
+        """‖W − W⁰‖₂ per layer, convolutions by FFT at their input size."""
+        from gengap.measures.conv_spectrum import layer_spectral_norms_fft
+
+        return layer_spectral_norms_fft(
+            self.folded, self.conv_input_sizes, fold_batchnorm(self.require_init())
+        )
+
+    @shared_pass
+    def flat_net(self) -> Any:
+        """The folded model as a function of one flat parameter vector (perturbation.py)."""
+        from gengap.measures.perturbation import FlatNet
+
+        return FlatNet(self.folded, self.device)
+
+    @cached_property
+    def init_vector(self) -> torch.Tensor:
+        """The folded initial model's parameters, flat, in ``flat_net``'s order (float64)."""
+        folded = fold_batchnorm(self.require_init())
+        return torch.cat([p.detach().reshape(-1) for p in folded.parameters()]).double().to(
+            self.device)

@@ -40,3 +40,11 @@ def prod_of_spec_over_margin(ctx: MeasureContext) -> float:
 def path_norm_over_margin(ctx: MeasureContext) -> float:
     """Σ_j f_{w²}(1)[j] / γ² (Jiang et al. 2020, eq. 43)."""
     return ctx.value("path_norm") / ctx.gamma**2
+
+
+@measure("output_entropy", group="output", needs=DATA, cost="C")
+def output_entropy(ctx: MeasureContext) -> float:
+    """−(1/m) Σ_i Σ_j p_j(x_i) log p_j(x_i): mean entropy of the softmax outputs on the training
+    set (Jiang et al. 2020, appendix C.2)."""
+    log_p = torch.log_softmax(ctx.logits.double(), dim=1)
+    return float(-(log_p.exp() * log_p).sum(dim=1).mean())

@@ -46,6 +46,7 @@ class Measure:
     needs: frozenset[str]
     cost: str
     fn: MeasureFn
+    vector: bool = False  # fn returns {feature: float}, stored as columns <name>.<feature>
 
     @property
     def doc(self) -> str:
@@ -60,15 +61,17 @@ measures: Registry[Measure] = Registry("measure")
 
 
 def measure(
-    name: str, group: str, needs: tuple[str, ...] = ("weights",), cost: str = "A"
+    name: str, group: str, needs: tuple[str, ...] = ("weights",), cost: str = "A",
+    vector: bool = False,
 ) -> Callable[[MeasureFn], MeasureFn]:
-    """Register ``fn(ctx) -> float`` as measure ``name`` in ``group``."""
+    """Register ``fn(ctx) -> float`` as measure ``name`` in ``group`` (``vector``: ``fn``
+    returns a dict of named floats, stored as columns ``name.<key>``)."""
     unknown = set(needs) - set(NEEDS)
     if unknown or cost not in COSTS:
         raise ValueError(f"measure {name!r}: bad needs {sorted(unknown)} or cost {cost!r}")
 
     def decorate(fn: MeasureFn) -> MeasureFn:
-        measures.add(name, Measure(name, group, frozenset(needs), cost, fn))
+        measures.add(name, Measure(name, group, frozenset(needs), cost, fn, vector))
         return fn
 
     return decorate

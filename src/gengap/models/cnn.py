@@ -7,19 +7,22 @@ from __future__ import annotations
 
 from torch import nn
 
-from gengap.models.families import ACTIVATIONS, register_family
+from gengap.models.families import ACTIVATIONS, image_shape, real_inputs, register_family, uses_norm
 from gengap.specs import ArchSpec
 
 
 @register_family("cnn")
-def build_cnn(spec: ArchSpec, input_shape: tuple[int, ...], num_classes: int) -> nn.Module:
-    if len(input_shape) != 3:
-        raise ValueError(f"cnn expects (channels, height, width) inputs, got {input_shape}")
+def build_cnn(
+    spec: ArchSpec, input_shape: tuple[int, ...], num_classes: int, vocab_size: int | None = None
+) -> nn.Module:
+    real_inputs("cnn", vocab_size)
+    channels = image_shape("cnn", input_shape)[0]
+    norm = uses_norm(spec, False)
     layers: list[nn.Module] = []
-    channels = input_shape[0]
     for _ in range(spec.depth):
-        layers.append(nn.Conv2d(channels, spec.width, 3, stride=2, padding=1))
-        if spec.batch_norm:
+        # A bias before batch norm is cancelled by it (and its zero gradient is noise to Adam).
+        layers.append(nn.Conv2d(channels, spec.width, 3, stride=2, padding=1, bias=not norm))
+        if norm:
             layers.append(nn.BatchNorm2d(spec.width))
         layers.append(ACTIVATIONS[spec.activation]())
         channels = spec.width

@@ -26,5 +26,15 @@ def _adam(params: Iterable[torch.nn.Parameter], spec: TrainSpec) -> torch.optim.
     return torch.optim.Adam(params, lr=spec.lr, weight_decay=spec.weight_decay)
 
 
+@optimizers.register("adamw")
+def _adamw(params: Iterable[torch.nn.Parameter], spec: TrainSpec) -> torch.optim.Optimizer:
+    return torch.optim.AdamW(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
+@optimizers.register("rmsprop")
+def _rmsprop(params: Iterable[torch.nn.Parameter], spec: TrainSpec) -> torch.optim.Optimizer:
+    return torch.optim.RMSprop(params, lr=spec.lr, weight_decay=spec.weight_decay)
+
+
 def make_optimizer(params: Iterable[torch.nn.Parameter], spec: TrainSpec) -> torch.optim.Optimizer:
     return optimizers.get(spec.optimizer)(params, spec)

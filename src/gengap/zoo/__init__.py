@@ -2,6 +2,7 @@
 
 from gengap.zoo.evaluation import evaluate_zoo
 from gengap.zoo.executors import executors
+from gengap.zoo.export import Zoo
 from gengap.zoo.measure import load_model, measure_zoo
 from gengap.zoo.run import train_zoo
 from gengap.zoo.spec_file import load_zoo_spec, parse_zoo_spec
@@ -9,6 +10,7 @@ from gengap.zoo.store import Store
 
 __all__ = [
     "Store",
+    "Zoo",
     "evaluate_zoo",
     "executors",
     "load_model",

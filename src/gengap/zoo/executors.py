@@ -1,6 +1,9 @@
-"""Executors run a list of pending runs and hand each outcome back as it finishes.
+"""Executors run a list of :class:`Task` and hand back each run's outcome as its task finishes.
 
-``local`` trains in this process (one worker) or in a process pool (several).
+``local`` trains in this process (one worker) or in a spawned process pool (several, one torch
+thread each). ``ray`` sends each task to a Ray cluster (``address``: ``auto``, ``ray://...`` or
+``host:port``; none starts a local Ray) and gets the weights back with the outcomes, so the
+cluster needs no shared file system: only the parent writes to the store.
 """
 
 from __future__ import annotations
@@ -9,9 +12,9 @@ import multiprocessing
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor, as_completed
 
+from gengap.errors import GengapError
 from gengap.registry import Registry
-from gengap.specs import RunSpec
-from gengap.zoo.worker import RunOutcome, init_worker, train_run
+from gengap.zoo.worker import RunOutcome, Task, init_worker, train_task
 
 Executor = Callable[..., Iterator[RunOutcome]]
 
@@ -20,23 +23,67 @@ executors: Registry[Executor] = Registry("executor")
 
 @executors.register("local")
 def run_local(
-    runs: list[RunSpec], root: str, workers: int = 1, device: str = "auto",
-    data_dir: str | None = None,
+    tasks: list[Task], root: str, workers: int = 1, device: str = "auto",
+    data_dir: str | None = None, address: str | None = None,
 ) -> Iterator[RunOutcome]:
-    """Yield outcomes as runs finish, training ``workers`` runs at a time."""
+    """Yield outcomes as tasks finish, running ``workers`` tasks at a time."""
+    if address:
+        raise GengapError("--address is for --executor ray")
     if workers <= 1:
-        for run in runs:
-            yield train_run(run.canonical_json(), root, device, data_dir)
+        for task in tasks:
+            yield from train_task(task, root, device, data_dir)
         return
     # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
     context = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(workers, mp_context=context, initializer=init_worker) as pool:
-        futures = [
-            pool.submit(train_run, run.canonical_json(), root, device, data_dir) for run in runs
-        ]
+        futures = [pool.submit(train_task, task, root, device, data_dir) for task in tasks]
         try:
             for future in as_completed(futures):
-                yield future.result()
+                yield from future.result()
         finally:
             for future in futures:
                 future.cancel()
+
+
+def _train_remote(task: Task, device: str, data_dir: str | None) -> list[RunOutcome]:
+    init_worker(1)
+    return train_task(task, None, device, data_dir)
+
+
+@executors.register("ray")
+def run_ray(
+    tasks: list[Task], root: str, workers: int = 1, device: str = "auto",
+    data_dir: str | None = None, address: str | None = None,
+) -> Iterator[RunOutcome]:
+    """Yield outcomes as Ray tasks finish (one CPU each, or one GPU with ``device`` cuda).
+
+    Joins the Ray instance this process already started, else connects to ``address`` (or
+    starts a local one, shut down at the end). ``workers`` > 1 caps the tasks in flight.
+    """
+    try:
+        import ray
+    except ImportError:
+        raise GengapError(
+            "--executor ray needs Ray: pip install 'gengap[ray]'"
+        ) from None
+    started = not ray.is_initialized()
+    if started:
+        try:
+            ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        except (ConnectionError, RuntimeError, ValueError) as err:
+            raise GengapError(f"ray: cannot reach a cluster at {address!r} ({err})") from None
+    gpus = 1 if device.startswith("cuda") else 0
+    remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=2)(_train_remote)
+    cap = workers if workers > 1 else len(tasks)
+    queue, running = list(tasks), []
+    try:
+        while queue or running:
+            while queue and len(running) < cap:
+                running.append(remote.remote(queue.pop(0), device, data_dir))
+            done, running = ray.wait(running, num_returns=1)
+            yield from ray.get(done[0])
+    finally:
+        for ref in running:
+            ray.cancel(ref, force=True)
+        if started:
+            ray.shutdown()

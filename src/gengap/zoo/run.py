@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from gengap.specs import ZooSpec
+from gengap.specs import RunSpec, ZooSpec
 from gengap.zoo.executors import executors
+from gengap.zoo.planning import PopulationMode, plan_tasks
 from gengap.zoo.store import Store
 from gengap.zoo.worker import RunOutcome
 
@@ -20,22 +21,31 @@ def train_zoo(
     data_dir: str | Path | None = None,
     on_outcome: Callable[[RunOutcome], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
+    population: PopulationMode = "auto",
+    address: str | None = None,
+    on_probe: Callable[[list[RunSpec], float], None] | None = None,
 ) -> Store:
     """Train every run of ``zoo`` not yet finished in the store at ``out``; return the store.
 
     Idempotent: a finished zoo trains nothing; an interrupted one trains only what is missing.
-    ``on_start(pending, total)`` is called once, ``on_outcome`` after each recorded run.
+    ``executor`` is ``local`` (``workers`` processes) or ``ray`` (a Ray cluster at ``address``).
+    ``population`` says whether same-shaped runs train as one batched population (``auto``:
+    where a probe measures it faster). ``on_start(pending, total)`` is called once,
+    ``on_outcome`` after each recorded run, ``on_probe(group, speedup)`` after each probe.
     """
     store = Store.create(out, zoo)
     pending = store.runs(status="pending")
+    run = executors.get(executor)
+    data = str(data_dir) if data_dir else None
+    tasks = plan_tasks(pending, population, workers, device, data, on_probe) if pending else []
     if on_start:
         on_start(len(pending), sum(store.counts().values()))
-    run = executors.get(executor)
     outcomes = run(
-        pending, str(store.root), workers=workers, device=device,
-        data_dir=str(data_dir) if data_dir else None,
+        tasks, str(store.root), workers=workers, device=device, data_dir=data, address=address
     )
     for outcome in outcomes:
+        for which, blob in outcome.weights.items():
+            store.save_weight_bytes(outcome.run_id, which, blob)
         store.record(
             outcome.run_id, outcome.status, outcome.metrics, outcome.history, outcome.reason
         )

@@ -1,8 +1,11 @@
 """Reading a zoo spec from TOML, with one-line errors that name the file, the key and the problem.
 
-Format: top-level ``name``, ``design`` and ``seeds``; tables ``[data]``, ``[arch]``, ``[train]``
-(and ``[data.options]``) with :mod:`gengap.specs` fields. A list where the field takes one value
-is an axis of the grid: ``width = [8, 32]`` trains both.
+Format: top-level ``name``, ``design`` (``grid`` or ``random``), ``seeds``, and for the random
+design ``samples`` and ``sample_seed``; tables ``[data]``, ``[arch]``, ``[train]`` (and
+``[data.options]``) with :mod:`gengap.specs` fields. A list where the field takes one value is an
+axis: ``width = [8, 32]`` trains both (grid) or draws among them (random). An inline table with
+one key ``uniform``, ``log_uniform``, ``int_uniform`` or ``int_log_uniform`` and a ``[low, high]``
+pair is a continuous range of the random design: ``lr = { log_uniform = [1e-3, 0.1] }``.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from gengap.errors import GengapError
 from gengap.specs import ArchSpec, DataSpec, TrainSpec, ZooSpec, first_problem
 
 SECTIONS = {"data": DataSpec, "arch": ArchSpec, "train": TrainSpec}
+RANGE_KINDS = ("uniform", "log_uniform", "int_uniform", "int_log_uniform")
 
 
 def load_zoo_spec(path: str | Path) -> ZooSpec:
@@ -39,40 +43,70 @@ def parse_zoo_spec(raw: dict[str, Any], source: str = "<spec>") -> ZooSpec:
     """Validate a zoo spec given as nested dicts (the parsed TOML)."""
     fields: dict[str, Any] = {}
     axes: dict[str, tuple[Any, ...]] = {}
+    ranges: dict[str, dict[str, Any]] = {}
+    for key in ("axes", "ranges"):
+        if key in raw:
+            raise GengapError(
+                f"{source}: unknown key {key!r} (put lists and ranges in [data], [arch], [train])"
+            )
     for key, value in raw.items():
         if key in SECTIONS and isinstance(value, dict):
-            fields[key] = _split_axes(key, value, SECTIONS[key], axes)
+            fields[key] = _split_axes(key, value, SECTIONS[key], axes, ranges, source)
         else:
             fields[key] = value
-    if "axes" in raw:
-        raise GengapError(f"{source}: unknown key 'axes' (put lists in [data], [arch], [train])")
     if isinstance(fields.get("seeds"), int):
         fields["seeds"] = [fields["seeds"]]
     try:
-        return ZooSpec.model_validate({**fields, "axes": axes})
+        return ZooSpec.model_validate({**fields, "axes": axes, "ranges": ranges})
     except ValidationError as err:
         raise GengapError(f"{source}: {_toml_place(first_problem(err))}") from None
 
 
 def _split_axes(
-    section: str, table: dict[str, Any], spec: type, axes: dict[str, tuple[Any, ...]]
+    section: str,
+    table: dict[str, Any],
+    spec: type,
+    axes: dict[str, tuple[Any, ...]],
+    ranges: dict[str, dict[str, Any]],
+    source: str,
 ) -> dict[str, Any]:
-    """Move list values of single-valued fields out of ``table`` into ``axes``."""
+    """Move list values of single-valued fields out of ``table`` into ``axes``, and range
+    tables into ``ranges``."""
     scalars: dict[str, Any] = {}
     for key, value in table.items():
         field = spec.model_fields.get(key)
         takes_list = field is not None and get_origin(field.annotation) in (list, tuple)
-        if isinstance(value, dict) and field is not None and not takes_list:
-            nested = {k: v for k, v in value.items() if not isinstance(v, list)}
-            axes.update(
-                {f"{section}.{key}.{k}": tuple(v) for k, v in value.items() if isinstance(v, list)}
-            )
+        path = f"{section}.{key}"
+        if _is_range(value):
+            ranges[path] = _range(path, value, source)
+        elif isinstance(value, dict) and field is not None and not takes_list:
+            nested = {}
+            for k, v in value.items():
+                if isinstance(v, list):
+                    axes[f"{path}.{k}"] = tuple(v)
+                elif _is_range(v):
+                    ranges[f"{path}.{k}"] = _range(f"{path}.{k}", v, source)
+                else:
+                    nested[k] = v
             scalars[key] = nested
         elif isinstance(value, list) and not takes_list:
-            axes[f"{section}.{key}"] = tuple(value)
+            axes[path] = tuple(value)
         else:
             scalars[key] = value
     return scalars
+
+
+def _is_range(value: Any) -> bool:
+    return isinstance(value, dict) and len(value) == 1 and next(iter(value)) in RANGE_KINDS
+
+
+def _range(path: str, value: dict[str, Any], source: str) -> dict[str, Any]:
+    kind, bounds = next(iter(value.items()))
+    if not (isinstance(bounds, list) and len(bounds) == 2
+            and all(isinstance(b, int | float) and not isinstance(b, bool) for b in bounds)):
+        section, _, rest = path.partition(".")
+        raise GengapError(f"{source}: [{section}] {rest}: {kind} needs [low, high], got {bounds!r}")
+    return {"kind": kind, "low": bounds[0], "high": bounds[1]}
 
 
 def _toml_place(problem: str) -> str:
@@ -82,6 +116,7 @@ def _toml_place(problem: str) -> str:
         return problem
     if head == "axes":  # the axis validator already names the dotted path
         head, sep, rest = rest.partition(": ")
+    head = head.removeprefix("ranges.")
     parts = head.split(" = ")[0].split(".")
     if len(parts) >= 2 and parts[0] in SECTIONS:
         place = f"[{parts[0]}] {'.'.join(parts[1:])}"

@@ -5,6 +5,7 @@ Layout of a zoo folder::
     gengap.sqlite                  runs, measures, and the zoo spec (table meta)
     weights/<run_id>/init.safetensors
     weights/<run_id>/final.safetensors
+    weights/<run_id>/epoch<N>.safetensors   checkpoints at the epochs TrainSpec.checkpoints names
 
 Weights are written to a temporary file and renamed into place; a run's row turns ``done`` in
 the same transaction that records its metrics. A run killed mid-way stays ``pending`` and is
@@ -150,6 +151,20 @@ class Store:
         os.replace(tmp, path)
         return path
 
+    def save_weight_bytes(self, run_id: str, which: str, data: bytes) -> Path:
+        """Write a safetensors file received as bytes (from a remote worker), atomically."""
+        path = self.weights_path(run_id, which)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return path
+
+    def weight_names(self, run_id: str) -> list[str]:
+        """The weight files a run has: ``init``, ``final`` and ``epoch<N>`` checkpoints."""
+        folder = self.root / "weights" / run_id
+        return sorted(p.stem for p in folder.glob("*.safetensors")) if folder.is_dir() else []
+
     def load_weights(self, run_id: str, which: str) -> dict[str, torch.Tensor]:
         path = self.weights_path(run_id, which)
         if not path.is_file():
@@ -173,11 +188,13 @@ class Store:
         if status not in ("done", "failed"):
             raise ValueError(f"cannot record status {status!r}")
         with self._db:
-            self._db.execute(
+            updated = self._db.execute(
                 "UPDATE runs SET status = ?, reason = ?, metrics = ?, history = ?, finished = ? "
                 "WHERE run_id = ?",
                 (status, reason, json.dumps(metrics), json.dumps(history), time.time(), run_id),
-            )
+            ).rowcount
+        if updated != 1:
+            raise ValueError(f"{self.root}: no run {run_id!r} to record")
 
     def put_measures(self, run_id: str, values: Mapping[str, tuple[float, float]]) -> None:
         """Store ``name -> (value, seconds)`` for one run, replacing earlier values."""

@@ -1,0 +1,118 @@
+"""Population training against a plain one-model-at-a-time PyTorch loop.
+
+For each case, P networks that differ in learning rate and weight decay (one seed, so one data
+order) train for the same S steps on the same minibatches, once as P plain PyTorch loops
+(model, torch.optim.SGD, forward, cross-entropy, backward, step) and once as one gengap
+population (stacked parameters under vmap, batched SGD, with its per-step divergence check).
+Printed: networks trained per second both ways and their ratio, and the population's achieved
+FLOP/s as a fraction of this machine's float32 matmul peak, measured in the same run.
+
+    .venv/bin/python benchmarks/bench_population.py [--population 16] [--steps 20]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import torch
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from gengap.models import build
+from gengap.specs import ArchSpec, RunSpec, TrainSpec
+from gengap.train.population import Population
+
+CASES = {
+    "(a) Small CNN Zoo net, 28x28x1": (ArchSpec(family="cnn"), (1, 28, 28)),
+    "(b) MLP 2x100, MNIST-1D (40)": (ArchSpec(family="mlp", width=100, depth=2), (40,)),
+    "(c) NiN 2 blocks x 32, 32x32x3": (ArchSpec(family="nin", width=32, depth=2), (3, 32, 32)),
+}
+
+
+def matmul_peak(size: int = 2048, repeats: int = 10) -> float:
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    started = time.perf_counter()
+    for _ in range(repeats):
+        a @ b
+    return 2 * size**3 * repeats / (time.perf_counter() - started)
+
+
+def batches(shape: tuple[int, ...], batch: int, steps: int) -> list[tuple[torch.Tensor, ...]]:
+    gen = torch.Generator().manual_seed(0)
+    return [(torch.randn(batch, *shape, generator=gen),
+             torch.randint(0, 10, (batch,), generator=gen)) for _ in range(steps + 1)]
+
+
+def plain_loop(runs: list[RunSpec], shape: tuple[int, ...], data: list) -> float:
+    """Seconds to train every run alone for len(data) - 1 steps (first step: warm-up)."""
+    total = 0.0
+    for run in runs:
+        torch.manual_seed(run.seed)
+        model = build(run.arch, shape, 10)
+        opt = torch.optim.SGD(model.parameters(), lr=run.train.lr, momentum=0.9,
+                              weight_decay=run.train.weight_decay)
+        for i, (x, y) in enumerate(data):
+            if i == 1:
+                started = time.perf_counter()
+            loss = nn.functional.cross_entropy(model(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        total += time.perf_counter() - started
+    return total
+
+
+def population(runs: list[RunSpec], shape: tuple[int, ...], data: list) -> float:
+    """Seconds to train the runs as one population for len(data) - 1 steps."""
+    from types import SimpleNamespace
+
+    splits = SimpleNamespace(input_shape=shape, num_classes=10)
+    pop = Population(runs, splits, torch.device("cpu"))  # type: ignore[arg-type]
+    lr = torch.tensor([r.train.lr for r in runs])
+    for i, (x, y) in enumerate(data):
+        if i == 1:
+            started = time.perf_counter()
+        losses = pop.losses(x, y)
+        losses.detach().tolist()  # the divergence check of fit_population
+        pop.step(losses, lr, None)
+    return time.perf_counter() - started
+
+
+def step_flops(arch: ArchSpec, shape: tuple[int, ...], batch: int) -> int:
+    """FLOPs of one training step (forward and backward) of one network."""
+    model = build(arch, shape, 10)
+    x, y = torch.randn(batch, *shape), torch.randint(0, 10, (batch,))
+    with FlopCounterMode(display=False) as counter:
+        nn.functional.cross_entropy(model(x), y).backward()
+    return counter.get_total_flops()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--population", type=int, default=16, help="networks per population")
+    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--batches", default="512,128,32", help="batch sizes to measure")
+    args = parser.parse_args()
+    peak = matmul_peak()
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 matmul peak "
+          f"{peak / 1e9:.1f} GFLOP/s; P = {args.population} networks, {args.steps} steps each")
+    print(f"{'case':34} {'batch':>5} {'plain nets/s':>12} {'pop nets/s':>11} {'speed-up':>9} "
+          f"{'pop GFLOP/s':>11} {'of peak':>8}")
+    for name, (arch, shape) in CASES.items():
+        for batch in (int(b) for b in args.batches.split(",")):
+            runs = [RunSpec(arch=arch, seed=0, train=TrainSpec(
+                lr=0.01 * (1 + i % 4), weight_decay=1e-4 * (i // 4), batch_size=batch))
+                for i in range(args.population)]
+            data = batches(shape, batch, args.steps)
+            plain = plain_loop(runs, shape, data)
+            together = population(runs, shape, data)
+            flops = step_flops(arch, shape, batch) * args.steps * len(runs)
+            print(f"{name:34} {batch:5d} {len(runs) / plain:12.2f} {len(runs) / together:11.2f} "
+                  f"{plain / together:8.2f}x {flops / together / 1e9:11.2f} "
+                  f"{flops / together / peak:8.1%}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,58 @@
+"""SVHN cropped digits from ``train_32x32.mat`` and ``test_32x32.mat`` (optionally
+``extra_32x32.mat``): X of shape (32, 32, 3, N) and y in 1..10, where 10 stands for the digit
+0; as float32 (N, 3, 32, 32) in [0, 1] with labels 0..9."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import scipy.io
+from pydantic import BaseModel, ConfigDict, Field
+
+from gengap.data.files import find_file, source_folder
+from gengap.data.sources import RawSplits, register_source
+from gengap.errors import GengapError
+from gengap.specs import DataSpec
+
+
+class SvhnOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    extra: bool = Field(False, description="add extra_32x32.mat (531,131 images) to training")
+
+
+def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
+    """Images (N, 3, 32, 32) float32 in [0, 1] and labels 0..9 of one SVHN .mat file."""
+    try:
+        mat = scipy.io.loadmat(path)
+    except Exception as err:  # scipy's parser fails in many ways on a foreign file
+        raise GengapError(f"{path}: not a readable MATLAB .mat file ({err})") from None
+    if "X" not in mat or "y" not in mat:
+        raise GengapError(f"{path}: expected arrays 'X' and 'y', found {sorted(mat)}")
+    x, y = np.asarray(mat["X"]), np.asarray(mat["y"]).reshape(-1)
+    if x.ndim != 4 or x.shape[:3] != (32, 32, 3) or x.shape[3] != len(y):
+        raise GengapError(
+            f"{path}: expected X of shape (32, 32, 3, N) with N = {len(y)} labels, got {x.shape}"
+        )
+    if y.size and (y.min() < 1 or y.max() > 10):
+        raise GengapError(f"{path}: labels must be 1..10 (10 is the digit 0)")
+    scale = 255.0 if x.dtype == np.uint8 else 1.0
+    images = (np.transpose(x, (3, 2, 0, 1)) / scale).astype(np.float32)
+    return images, (y % 10).astype(np.int64)
+
+
+@register_source(
+    "svhn", "SVHN 32x32 house-number digits from DIR/svhn/{train,test}_32x32.mat",
+    options=SvhnOptions, needs_files=True,
+)
+def make_svhn(spec: DataSpec, options: SvhnOptions, data_dir: Path | None) -> RawSplits:
+    folder = source_folder(data_dir, "svhn", "svhn")
+    names = ["train_32x32.mat", "test_32x32.mat"] + (["extra_32x32.mat"] if options.extra else [])
+    read = {name: read_svhn_mat(find_file(folder, [name], "svhn")) for name in names}
+    train = [read["train_32x32.mat"]] + ([read["extra_32x32.mat"]] if options.extra else [])
+    x_test, y_test = read["test_32x32.mat"]
+    return RawSplits(
+        np.concatenate([x for x, _ in train]), np.concatenate([y for _, y in train]),
+        x_test, y_test, num_classes=10,
+    )

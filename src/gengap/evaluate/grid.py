@@ -1,0 +1,175 @@
+"""Factorial grids: the PGDL scorer's completeness check, and the largest complete sub-grid.
+
+The competition's scorer refuses a task unless its models fill every cell of the product of
+each hyperparameter's possible values exactly once; the conditional mutual information is only
+comparable across measures and tasks on such a grid. :func:`check_grid` applies the same test
+(with the scorer's messages); :func:`largest_complete_subgrid` drops hyperparameter values until
+what is left is complete, keeping as many models as possible.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from itertools import combinations
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gengap.errors import GengapError
+
+NOT_COMPLETE = "The data are not complete!"
+NOT_UNIQUE = "The data are not unique!"
+
+
+def grid_levels(
+    frame: pd.DataFrame,
+    hyperparameters: Sequence[str],
+    levels: Mapping[str, Sequence[Any]] | None = None,
+) -> dict[str, list[Any]]:
+    """The values of each axis: ``levels[h]`` when given (the PGDL ``possible_values``), else
+    the values present in ``frame``, sorted."""
+    out = {}
+    for h in hyperparameters:
+        if h not in frame.columns:
+            raise GengapError(f"no hyperparameter column {h!r} in the table")
+        if levels is not None and h in levels:
+            out[h] = list(levels[h])
+        else:
+            present = pd.unique(frame[h])
+            try:
+                out[h] = sorted(present)
+            except TypeError:  # mixed types: keep first-seen order
+                out[h] = list(present)
+    return out
+
+
+def cell_counts(
+    frame: pd.DataFrame,
+    hyperparameters: Sequence[str],
+    levels: Mapping[str, Sequence[Any]],
+    replicates: str | None = None,
+) -> np.ndarray:
+    """Models per grid cell, an array with one axis per hyperparameter (and one for the
+    replicate column when given). A model whose value is not among its axis's levels is an
+    error, as ``list.index`` makes it in the scorer."""
+    axes = list(hyperparameters) + ([replicates] if replicates else [])
+    values = {h: list(levels[h]) for h in hyperparameters}
+    if replicates:
+        values[replicates] = sorted(pd.unique(frame[replicates]))
+    shape = [len(values[h]) for h in axes]
+    counts = np.zeros(shape, dtype=np.int64)
+    index = np.empty((len(frame), len(axes)), dtype=np.int64)
+    for k, h in enumerate(axes):
+        lookup = values[h]
+        for i, v in enumerate(frame[h].tolist()):
+            try:
+                index[i, k] = lookup.index(v)
+            except ValueError:
+                raise GengapError(
+                    f"hyperparameter {h!r}: value {v!r} of model {frame.index[i]!r} is not "
+                    f"among its possible values {lookup!r}"
+                ) from None
+    np.add.at(counts, tuple(index.T), 1)
+    return counts
+
+
+def check_grid(
+    frame: pd.DataFrame,
+    hyperparameters: Sequence[str],
+    levels: Mapping[str, Sequence[Any]] | None = None,
+    replicates: str | None = None,
+    where: str = "",
+) -> None:
+    """Raise :class:`GengapError` unless every cell of the grid holds exactly one model (or,
+    with ``replicates``, exactly one model per replicate value, e.g. per seed).
+
+    The message starts with the PGDL scorer's own ("The data are not complete!" /
+    "The data are not unique!") and names the first offending cell.
+    """
+    if not hyperparameters:
+        return
+    levels = grid_levels(frame, hyperparameters, levels)
+    counts = cell_counts(frame, hyperparameters, levels, replicates)
+    prefix = f"{where}: " if where else ""
+    axes = list(hyperparameters) + ([replicates] if replicates else [])
+    empty = np.argwhere(counts == 0)
+    if len(empty):
+        cell = _describe(empty[0], axes, levels, frame, replicates)
+        raise GengapError(
+            f"{prefix}{NOT_COMPLETE} {len(empty)} of {counts.size} grid cells have no model "
+            f"(first: {cell}); score the largest complete sub-grid instead with "
+            f"grid='largest' (--grid largest)"
+        )
+    many = np.argwhere(counts > 1)
+    if len(many):
+        cell = _describe(many[0], axes, levels, frame, replicates)
+        hint = "" if replicates else "; name the replicate column (e.g. seed) if runs repeat"
+        raise GengapError(
+            f"{prefix}{NOT_UNIQUE} {len(many)} grid cells hold more than one model "
+            f"(first: {cell}){hint}"
+        )
+
+
+def largest_complete_subgrid(
+    frame: pd.DataFrame,
+    hyperparameters: Sequence[str],
+    levels: Mapping[str, Sequence[Any]] | None = None,
+    replicates: str | None = None,
+) -> tuple[pd.DataFrame, dict[str, list[Any]]]:
+    """The rows of the largest complete sub-grid and the axis values it keeps.
+
+    A sub-grid keeps a non-empty subset of each axis's values; it is complete when every cell
+    of their product holds a model (with ``replicates``: every replicate value). Among
+    complete sub-grids the one with the most cells wins (ties: the first found, trying larger
+    subsets first and lower values first). Cells with more than one model stay non-unique
+    and are refused later by :func:`check_grid`.
+    """
+    levels = grid_levels(frame, hyperparameters, levels)
+    if not hyperparameters:
+        return frame, levels
+    present = cell_counts(frame, hyperparameters, levels, replicates) > 0
+    if replicates:  # a cell counts only when every replicate is there
+        present = present.all(axis=-1)
+    best_size, best = _search(present)
+    if best_size == 0:
+        raise GengapError(f"{NOT_COMPLETE} no model at all in the grid")
+    kept = {h: [levels[h][i] for i in idx] for h, idx in zip(hyperparameters, best, strict=True)}
+    mask = np.ones(len(frame), dtype=bool)
+    for h in hyperparameters:
+        mask &= np.array([v in kept[h] for v in frame[h].tolist()])
+    return frame[mask], kept
+
+
+def _search(present: np.ndarray) -> tuple[int, list[tuple[int, ...]]]:
+    """Branch and bound over the subsets of the first axis: a subset S leaves the grid
+    ``present[S].all(axis=0)`` for the other axes, whose best is at most its number of
+    filled cells."""
+    if present.ndim == 0:
+        return int(bool(present)), []
+    best_size, best_sets = 0, [tuple(range(n)) for n in present.shape]
+    n = present.shape[0]
+    for k in range(n, 0, -1):
+        for subset in combinations(range(n), k):
+            rest = present[list(subset)].all(axis=0)
+            bound = k * int(rest.sum()) if rest.ndim else k * int(rest)
+            if bound <= best_size:
+                continue
+            size, sets = _search(rest)
+            if k * size > best_size:
+                best_size, best_sets = k * size, [subset, *sets]
+    return best_size, best_sets
+
+
+def _describe(
+    cell: np.ndarray,
+    axes: Sequence[str],
+    levels: Mapping[str, Sequence[Any]],
+    frame: pd.DataFrame,
+    replicates: str | None,
+) -> str:
+    parts = []
+    for k, h in enumerate(axes):
+        values = list(levels[h]) if h in levels else sorted(pd.unique(frame[h]))
+        parts.append(f"{h}={values[cell[k]]!r}")
+    return ", ".join(parts)

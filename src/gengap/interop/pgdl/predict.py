@@ -1,0 +1,92 @@
+"""Measuring every model of a PGDL task and writing the competition's ``<task>.predict``.
+
+A ``.predict`` file is a JSON object ``{"model_<id>": value, ...}``. The competition gave each
+task a budget of 5 minutes per model, counted from the start of the task; once it was spent,
+every remaining model (and every later task) was written as ``"EXCEEDED"``, which the scorer
+turns into a score of 0. ``time_per_model`` reproduces that rule.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from gengap.errors import GengapError
+from gengap.interop.pgdl.task import PgdlTask
+from gengap.measures import MeasureContext, compute, measures
+
+EXCEEDED = "EXCEEDED"
+
+
+@dataclass(frozen=True)
+class ModelPrediction:
+    """One model's value (or ``EXCEEDED``) and the seconds it took."""
+
+    model_id: str
+    value: float | str
+    seconds: float
+
+
+def write_predict(path: str | Path, values: Mapping[str, float | str]) -> Path:
+    """Write ``values`` (model id -> float, or ``"EXCEEDED"``) as a ``.predict`` JSON file,
+    atomically. A value that is not a finite float is refused."""
+    path = Path(path)
+    out: dict[str, float | str] = {}
+    for model_id, value in values.items():
+        if value == EXCEEDED:
+            out[model_id] = EXCEEDED
+            continue
+        number = float(value)
+        if not math.isfinite(number):
+            raise GengapError(f"{path}: the value of {model_id} is {number}, not a finite float")
+        out[model_id] = number
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
+    return path
+
+
+def predict_task(
+    task: PgdlTask,
+    measure: str,
+    device: str = "auto",
+    time_per_model: float | None = None,
+    started: float | None = None,
+    on_model: Callable[[ModelPrediction], None] | None = None,
+) -> dict[str, float | str]:
+    """The value of registered measure ``measure`` on every model of ``task`` (trained
+    weights, initial weights when shipped, the task's training data).
+
+    ``time_per_model`` (seconds) sets the competition's budget, ``len(models) *
+    time_per_model`` from ``started`` (default: now); models after it is spent are
+    ``EXCEEDED``. ``on_model`` is called after each model.
+    """
+    entry = measures.get(measure)  # unknown name: one-line error before any work
+    if entry.vector:
+        raise GengapError(f"measure {measure!r} gives several values; pick a scalar one")
+    started = time.perf_counter() if started is None else started
+    budget = None if not time_per_model else len(task.model_ids) * time_per_model
+    x, y = task.train_data
+    out: dict[str, float | str] = {}
+    for model_id in task.model_ids:
+        begin = time.perf_counter()
+        if budget is not None and begin - started > budget:
+            out[model_id] = EXCEEDED
+            if on_model:
+                on_model(ModelPrediction(model_id, EXCEEDED, 0.0))
+            continue
+        ctx = MeasureContext(
+            task.model(model_id), init_model=task.model(model_id, "init"),
+            x_train=x, y_train=y, device=device,
+        )
+        value = compute(ctx, [entry.name])[entry.name]
+        out[model_id] = float(value)
+        if on_model:
+            on_model(ModelPrediction(model_id, float(value), time.perf_counter() - begin))
+    return out

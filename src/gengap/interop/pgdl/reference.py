@@ -1,0 +1,85 @@
+"""Reading a PGDL task's ``model_configs.json`` (the scorer's reference data) as the scorer
+does, without torch: a table of models with their hyperparameter values kept as the original
+JSON values (the scorer keys its bins by ``str(value)``), and the possible values of each
+hyperparameter taken from the first model.
+
+Format (one entry per model; key ``"0"`` is ``model_0``)::
+
+    {"0": {"hparams": {"num_units": {"possible_values": [64, 128], "current_value": 64}, ...},
+           "metrics": {"train_acc": 0.875, "test_acc": 0.9}}, ...}
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gengap.errors import GengapError
+
+CONFIGS_NAME = "model_configs.json"
+
+
+@dataclass(frozen=True)
+class Reference:
+    """One task's reference data.
+
+    ``frame``: one row per model, indexed by model id (``model_<key>``), with one column per
+    hyperparameter (object dtype, the JSON values), ``train_acc``, ``test_acc`` and ``gap``
+    (train minus test accuracy). ``hyperparameters``: names in the first model's order.
+    ``levels``: each hyperparameter's ``possible_values`` from the first model.
+    """
+
+    path: Path
+    frame: pd.DataFrame
+    hyperparameters: list[str]
+    levels: dict[str, list[Any]]
+
+
+def model_id(key: str) -> str:
+    """The scorer's id for a key: prefixed with ``model_`` unless it contains ``model``."""
+    return key if "model" in key else f"model_{key}"
+
+
+def read_reference(path: str | Path) -> Reference:
+    """Read ``model_configs.json`` (or a folder holding it) into a :class:`Reference`."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIGS_NAME
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GengapError(f"{path}: no such file") from None
+    except OSError as err:
+        raise GengapError(f"{path}: cannot read: {err.strerror or err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise GengapError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict) or not data:
+        raise GengapError(f"{path}: expected a non-empty object of models")
+    first = next(iter(data.values()))
+    try:
+        names = list(first["hparams"])
+        levels = {h: list(first["hparams"][h]["possible_values"]) for h in names}
+    except (KeyError, TypeError) as err:
+        raise GengapError(f"{path}: first model: malformed hparams ({err!r})") from None
+    rows, index = [], []
+    for key, entry in data.items():
+        try:
+            hparams = entry["hparams"]
+            row: dict[str, Any] = {h: hparams[h]["current_value"] for h in names}
+            row["train_acc"] = float(entry["metrics"]["train_acc"])
+            row["test_acc"] = float(entry["metrics"]["test_acc"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise GengapError(f"{path}: model {key!r}: malformed entry ({err!r})") from None
+        rows.append(row)
+        index.append(model_id(str(key)))
+    frame = pd.DataFrame(rows, index=pd.Index(index, name="model_id"))
+    for h in names:
+        frame[h] = pd.Series([r[h] for r in rows], index=frame.index, dtype=object)
+    frame["gap"] = frame["train_acc"] - frame["test_acc"]
+    if frame.index.has_duplicates:
+        raise GengapError(f"{path}: model ids repeat after adding the model_ prefix")
+    return Reference(path, frame, names, levels)

@@ -1,0 +1,111 @@
+"""A PGDL task as a gengap zoo, so that ``gengap measure`` and ``gengap evaluate`` work on it.
+
+The zoo's runs use the ``keras`` family and the ``pgdl`` data source (both read the task
+folder, which must stay where it was). When the reference hyperparameters form a complete
+grid (as the competition's scorer requires), each hyperparameter is an axis of the zoo,
+``arch.options.<name>``, so evaluation computes tau and the granulated Psi over them; otherwise
+the only axis is ``arch.options.model`` and the hyperparameters are plain columns. The trained
+and initial weights are copied into the zoo; the reference ``train_acc`` and ``test_acc`` are
+the runs' metrics, so the frame has the ``gap``.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from gengap.errors import GengapError
+from gengap.interop.pgdl.registered import RESERVED
+from gengap.interop.pgdl.task import PgdlTask, same_value
+from gengap.specs import ArchSpec, DataSpec, ZooSpec
+from gengap.zoo.store import Store
+
+
+def hyperparameter_grid(task: PgdlTask) -> dict[str, list[Any]] | None:
+    """Each hyperparameter's values (in ``possible_values`` order) when the task's models form
+    a complete grid, one model per cell; else None."""
+    records = task.records
+    if not records:
+        return None
+    entries = [records[m] for m in task.model_ids]
+    names = list(entries[0].hparams)
+    if not names or any(list(e.hparams) != names for e in entries):
+        return None
+    if any(name in RESERVED or "." in name for name in names):
+        return None
+    grid: dict[str, list[Any]] = {}
+    for name in names:
+        values: list[Any] = []
+        for value in [*entries[0].possible.get(name, []), *(e.hparams[name] for e in entries)]:
+            if any(same_value(value, v) for v in values):
+                continue
+            if any(same_value(value, e.hparams[name]) for e in entries):
+                values.append(value)
+        grid[name] = values
+    cells = {
+        tuple(next(i for i, v in enumerate(grid[n]) if same_value(v, e.hparams[n]))
+              for n in names)
+        for e in entries
+    }
+    size = len(list(itertools.product(*grid.values())))
+    return grid if len(cells) == len(entries) == size else None
+
+
+def task_zoo(task: PgdlTask) -> ZooSpec:
+    """The zoo spec of a task: the ``pgdl`` data and ``keras`` models, over its grid."""
+    options: dict[str, Any] = {"task": str(task.root)}
+    if task.configs_path is not None and task.configs_path.parent != task.root:
+        options["configs"] = str(task.configs_path)
+    grid = hyperparameter_grid(task)
+    if grid is not None:
+        axes = {f"arch.options.{name}": tuple(values) for name, values in grid.items()}
+    else:
+        axes = {"arch.options.model": tuple(task.model_ids)}
+    return ZooSpec(
+        name=f"pgdl-{task.name}",
+        data=DataSpec(name="pgdl", options={"task": str(task.root)}, normalize=False),
+        arch=ArchSpec(family="keras", options=options),
+        axes=axes,
+    )
+
+
+def import_task(
+    task: PgdlTask, out: str | Path, on_model: Callable[[str], None] | None = None
+) -> Store:
+    """Write ``task`` into the zoo folder ``out`` (created, or completed when an earlier import
+    was interrupted): every model's weights and reference metrics, each run ``done``."""
+    zoo = task_zoo(task)
+    store = Store.create(out, zoo)
+    done = {run.run_id for run in store.runs(status="done")}
+    grid = "model" not in zoo.arch.options and not any(
+        a == "arch.options.model" for a in zoo.axes
+    )
+    for run in zoo.runs():
+        options = dict(run.arch.options)
+        if grid:
+            model_id = task.find_model({k: v for k, v in options.items() if k not in RESERVED})
+        else:
+            model_id = str(options["model"])
+        if run.run_id not in done:
+            _copy_model(task, model_id, store, run.run_id)
+        if on_model:
+            on_model(model_id)
+    return store
+
+
+def _copy_model(task: PgdlTask, model_id: str, store: Store, run_id: str) -> None:
+    final = task.state(model_id, "final")
+    init = task.state(model_id, "init")
+    if final is None:  # only "init" can be absent
+        raise GengapError(f"{task.root / model_id}: missing weights.hdf5")
+    if init is not None:
+        store.save_weights(run_id, "init", init)
+    store.save_weights(run_id, "final", final)
+    metrics: dict[str, Any] = {"pgdl_model": model_id}
+    if task.records is not None:
+        record = task.records[model_id]
+        metrics.update(record.metrics)
+        metrics.update({f"hp.{name}": value for name, value in record.hparams.items()})
+    store.record(run_id, "done", metrics, history=[])

@@ -1,0 +1,97 @@
+"""Exact spectral norms of convolutions (Sedghi, Gupta & Long 2019, "The singular values of
+convolutional layers"), at the size of each layer's actual input.
+
+A stride-1 convolution with circular padding over an n₁×…×n_d input is diagonalized by the
+d-dimensional DFT: its singular values are those of the c_out × c_in matrices
+K̂(f) = Σ_x K[:, :, x] e^{−2πi⟨f, x/n⟩}, one per frequency f. The operator norm is the largest of
+them. For zero padding or a stride above 1 this is the norm of the circular stride-1 operator on
+the same input size (for strides, an upper bound), the convention of the reference
+implementation, except that the size is the layer's own input size recorded by forward hooks
+(the reference uses 32×32 for every layer).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gengap.measures.layers import WEIGHT_LAYERS
+
+CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
+
+
+@torch.no_grad()
+def conv_input_sizes(
+    model: nn.Module, input_shape: tuple[int, ...] | None, device: torch.device | str = "cpu"
+) -> dict[str, tuple[int, ...]]:
+    """``name -> spatial size of its input`` for every convolution of ``model``, recorded by
+    forward hooks while one all-zeros input of ``input_shape`` goes through it."""
+    convs = {name: m for name, m in model.named_modules() if isinstance(m, CONVS)}
+    if not convs:
+        return {}
+    if input_shape is None:
+        raise ValueError("the FFT spectral norms need the input shape")
+    sizes: dict[str, tuple[int, ...]] = {}
+
+    def recorder(name: str):  # a forward hook must return None, or it replaces the output
+        def record(_module: nn.Module, inputs: tuple, _output: torch.Tensor) -> None:
+            sizes.setdefault(name, tuple(inputs[0].shape[2:]))
+
+        return record
+
+    hooks = [module.register_forward_hook(recorder(name)) for name, module in convs.items()]
+    try:
+        was_training = model.training
+        model.eval()
+        model(torch.zeros((1, *input_shape), device=device))
+        model.train(was_training)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return sizes
+
+
+def conv_spectral_norm_fft(
+    kernel: torch.Tensor, input_size: tuple[int, ...], groups: int = 1
+) -> float:
+    """The largest singular value of the circular stride-1 convolution with ``kernel``
+    (c_out, c_in/groups, k₁, …) over inputs of spatial size ``input_size``."""
+    kernel = kernel.detach().double()
+    spatial = kernel.dim() - 2
+    if all(k == 1 for k in kernel.shape[2:]):  # a 1x1 kernel is the same matrix at every f
+        blocks = kernel.reshape(groups, kernel.shape[0] // groups, kernel.shape[1])
+        return float(torch.linalg.matrix_norm(blocks, ord=2).max())
+    size = [max(n, k) for n, k in zip(input_size, kernel.shape[2:], strict=True)]
+    dims = tuple(range(2, 2 + spatial))
+    # A real kernel's spectrum is conjugate-symmetric, so half the frequencies hold every
+    # singular value (rfftn).
+    spectrum = torch.fft.rfftn(kernel, s=size, dim=dims)
+    per_freq = spectrum.permute(*range(2, 2 + spatial), 0, 1).reshape(-1, *kernel.shape[:2])
+    c_out, c_in = kernel.shape[:2]
+    per_group = per_freq.reshape(-1, groups, c_out // groups, c_in).reshape(
+        -1, c_out // groups, c_in
+    )
+    return float(torch.linalg.matrix_norm(per_group, ord=2).max())
+
+
+def layer_spectral_norms_fft(
+    model: nn.Module, sizes: dict[str, tuple[int, ...]], subtract: nn.Module | None = None
+) -> list[float]:
+    """Operator norm of every Linear and Conv layer (registration order, as
+    :func:`weight_matrices`), convolutions by :func:`conv_spectral_norm_fft` at the recorded
+    input sizes; with ``subtract`` (a same-shaped model), of ``W − W_subtract``."""
+    others = dict(subtract.named_modules()) if subtract is not None else {}
+    norms = []
+    for name, module in model.named_modules():
+        if not isinstance(module, WEIGHT_LAYERS):
+            continue
+        weight = module.weight.detach().double()
+        if subtract is not None:
+            weight = weight - others[name].weight.detach().double()
+        if isinstance(module, CONVS):
+            if name not in sizes:
+                raise ValueError(f"convolution {name!r} did not run on the probe input")
+            norms.append(conv_spectral_norm_fft(weight, sizes[name], module.groups))
+        else:
+            norms.append(float(torch.linalg.matrix_norm(weight, ord=2)))
+    return norms

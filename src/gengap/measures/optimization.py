@@ -1,0 +1,56 @@
+"""Optimization-based measures (Jiang et al. 2020, appendix C.5): how fast training went, read
+from the run's records, and the noise of minibatch gradients at the final weights."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from gengap.measures.context import MeasureContext
+from gengap.measures.registry import measure
+
+
+def _steps(ctx: MeasureContext, key: str) -> float:
+    value = ctx.require_trajectory().get(key)
+    return math.nan if value is None else float(value)
+
+
+@measure("optim_steps_to_0.1", group="optimization", needs=("trajectory",), cost="G")
+def steps_to_ce_01(ctx: MeasureContext) -> float:
+    """Optimizer steps until the training cross-entropy first reached 0.1 (checked after each
+    epoch; NaN when it never did) (Jiang et al. 2020, C.5)."""
+    return _steps(ctx, "steps_to_ce_0.1")
+
+
+@measure("optim_steps_0.1_to_0.01", group="optimization", needs=("trajectory",), cost="G")
+def steps_from_01_to_001(ctx: MeasureContext) -> float:
+    """Optimizer steps from training cross-entropy 0.1 to 0.01 (NaN when either level was
+    never reached) (Jiang et al. 2020, C.5)."""
+    return _steps(ctx, "steps_to_ce_0.01") - _steps(ctx, "steps_to_ce_0.1")
+
+
+@measure("grad_noise", group="optimization", needs=("weights", "train_data", "gradients"),
+         cost="D")
+def grad_noise(ctx: MeasureContext) -> float:
+    """E‖g_B − E g_B‖²: the variance (trace of the covariance) of the minibatch gradient of the
+    training cross-entropy at the final weights, over all trainable parameters, estimated from
+    ``grad_batches`` disjoint random minibatches of ``grad_batch`` examples as
+    1/(K−1) Σ_k ‖g_k − ḡ‖² (unbiased). The network is in eval mode (BatchNorm uses its running
+    statistics, dropout is off) (Jiang et al. 2020, C.5, "gradient noise")."""
+    x, y = ctx.require_data()
+    opts = ctx.options
+    count = min(opts.grad_batches, len(y) // opts.grad_batch)
+    if count < 2:
+        raise ValueError("grad_noise needs at least two minibatches of training data")
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(opts.seed))
+    params = [p for p in ctx.model.parameters() if p.requires_grad]
+    grads = []
+    for k in range(count):
+        idx = order[k * opts.grad_batch : (k + 1) * opts.grad_batch]
+        xb, yb = x[idx.to(x.device)].to(ctx.device), y[idx.to(y.device)].to(ctx.device)
+        loss = F.cross_entropy(ctx.model(xb), yb)
+        grads.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)]))
+    stacked = torch.stack(grads).double()
+    return float(((stacked - stacked.mean(dim=0)) ** 2).sum(dim=1).sum() / (count - 1))

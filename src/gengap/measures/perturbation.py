@@ -1,0 +1,44 @@
+"""The folded network as a function of one flat parameter vector, evaluated for many perturbed
+copies of its parameters in one batched forward (``torch.func.functional_call`` under
+``vmap``: a convolution with a batch of weights becomes one grouped convolution)."""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+from torch.func import functional_call, vmap
+
+
+class FlatNet:
+    """``model`` (kept in eval mode) with its parameters read from a flat float32 vector.
+
+    ``vector`` holds every parameter of the model (for a BatchNorm-folded model: the Linear and
+    Conv weights and biases); buffers (BatchNorm statistics that could not be folded) stay fixed.
+    """
+
+    def __init__(self, model: nn.Module, device: torch.device) -> None:
+        self.model = model.to(device).eval()
+        named = [(n, p.detach()) for n, p in self.model.named_parameters()]
+        self.names = [n for n, _ in named]
+        self.shapes = [p.shape for _, p in named]
+        self.sizes = [p.numel() for _, p in named]
+        self.vector = torch.cat([p.reshape(-1).float() for _, p in named]).to(device)
+        self.buffers = {n: b for n, b in self.model.named_buffers()}
+        self.device = device
+
+    def unflatten(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
+        pieces = torch.split(vector, self.sizes)
+        return {n: p.view(s) for n, p, s in zip(self.names, pieces, self.shapes, strict=True)}
+
+    def forward(self, vector: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """Logits of the network with parameters ``vector`` on inputs ``x``."""
+        return functional_call(self.model, (self.unflatten(vector), self.buffers), (x,))
+
+    @torch.no_grad()
+    def forward_many(self, vectors: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+        """Logits ``(K, n, classes)`` of K parameter vectors ``(K, P)``, each on its own inputs
+        ``xs[k]`` (``(K, n, ...)``), as one batched computation."""
+        try:
+            return vmap(self.forward)(vectors, xs)
+        except (RuntimeError, NotImplementedError):  # a layer without a batching rule
+            return torch.stack([self.forward(v, x) for v, x in zip(vectors, xs, strict=True)])

@@ -1,0 +1,165 @@
+"""Worst-case sharpness measures built on α′ (Jiang et al. 2020, appendix C.4).
+
+α′ is the largest α for which the worst perturbation u in the box |u_i| ≤ α (magnitude-aware:
+|u_i| ≤ α|w_i| + ε, ε = 1e-3) lowers training accuracy by 0.1. For each probed α the
+perturbation is found by projected gradient ascent on the training cross-entropy: a uniform
+random start in the box, then ``ascent_steps`` signed-gradient steps of size 2.5·α/steps (the
+box is an ℓ∞ ball) on minibatches of ``ascent_batch`` examples, clipped back into the box after
+each step; with ``ascent_restarts`` > 1 the worst start is kept. The accuracy drop of the
+perturbed network is then estimated and α searched exactly as σ′
+(:mod:`gengap.measures.search`); the Monte Carlo there is over training examples, the
+perturbation being fixed.
+
+Parameters are those of the BatchNorm-folded network, as for the PAC-Bayes measures. The bounds
+use σ_α = α′/sqrt(2·log(2ω/δ)), the relation between the two radii that Jiang et al. use.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from gengap.measures.context import MeasureContext
+from gengap.measures.pacbayes import example_pool
+from gengap.measures.registry import measure
+from gengap.measures.search import Probe, SearchResult, bisect_scale, estimate_drop
+
+DATA = ("weights", "train_data", "gradients")
+INIT_DATA = ("weights", "init_weights", "train_data", "gradients")
+
+
+def alpha_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
+    """Find α′ (or the magnitude-aware α′) on ``ctx``."""
+    opts, net = ctx.options, ctx.flat_net
+    x, y = ctx.require_data()
+    y_dev = y.to(net.device)
+    clean = ctx.train_correct
+    pool = example_pool(ctx)
+    w = net.vector
+    gen = torch.Generator().manual_seed(opts.seed * 2 + magnitude + 104729)
+    dev_gen = torch.Generator(device=net.device).manual_seed(opts.seed * 2 + magnitude + 15485863)
+
+    def batch(n: int) -> tuple[torch.Tensor, torch.Tensor]:
+        idx = pool[torch.randint(len(pool), (n,), generator=gen)].to(net.device)
+        return idx, x[idx.to(x.device)].to(net.device)
+
+    def ascend(radius: float | torch.Tensor) -> torch.Tensor:
+        u = (torch.rand(len(w), generator=dev_gen, device=net.device) * 2 - 1) * radius
+        step = 2.5 * radius / opts.ascent_steps
+        for _ in range(opts.ascent_steps):
+            idx, xb = batch(opts.ascent_batch)
+            u.requires_grad_(True)
+            loss = F.cross_entropy(net.forward(w + u, xb), y_dev[idx])
+            (grad,) = torch.autograd.grad(loss, u)
+            with torch.no_grad():
+                u = torch.clamp(u + step * grad.sign(), -radius, radius)
+        return u.detach()
+
+    def probe(alpha: float) -> Probe:
+        radius = alpha * w.abs() + opts.mag_eps if magnitude else alpha
+        worst: Probe | None = None
+        for _ in range(opts.ascent_restarts):
+            u = ascend(radius)
+
+            @torch.no_grad()
+            def one_round(u: torch.Tensor = u) -> torch.Tensor:
+                idx, xb = batch(opts.mc_draws * opts.mc_chunk)
+                right = net.forward(w + u, xb).argmax(-1) == y_dev[idx]
+                drop = clean[idx].float() - right.float()
+                return drop.reshape(opts.mc_draws, opts.mc_chunk).mean(dim=1)
+
+            found = estimate_drop(one_round, opts.mc_draws * opts.mc_chunk, opts, alpha)
+            if worst is None or found.drop > worst.drop:
+                worst = found
+        assert worst is not None
+        return worst
+
+    return bisect_scale(probe, opts)
+
+
+def _alpha(ctx: MeasureContext, name: str) -> float:
+    return ctx.value(name)
+
+
+def _log_term(ctx: MeasureContext) -> float:
+    """log(2ω/δ)."""
+    return math.log(2 * len(ctx.flat_net.vector) / ctx.options.delta)
+
+
+def _sharpness_bound(ctx: MeasureContext, norm_sq: float, alpha: float) -> float:
+    """‖v‖²·log(2ω)/(4α′²) + log(m/σ_α) + 10, σ_α = α′/sqrt(2 log(2ω/δ))."""
+    omega = len(ctx.flat_net.vector)
+    sigma = alpha / math.sqrt(2 * _log_term(ctx))
+    return norm_sq * math.log(2 * omega) / (4 * alpha**2) + math.log(
+        ctx.num_examples / sigma) + 10
+
+
+def _sharpness_mag_bound(ctx: MeasureContext, vector: torch.Tensor, alpha: float) -> float:
+    """¼ Σ_i log[(ε² + (α′² + 4 log(2ω/δ))‖v‖²/ω) / (ε² + α′²(w_i − w_i⁰)²)] + log(m/δ) + 10."""
+    eps2 = ctx.options.mag_eps**2
+    w, w0 = ctx.flat_net.vector.double(), ctx.init_vector
+    omega = len(w)
+    numerator = eps2 + (alpha**2 + 4 * _log_term(ctx)) * float((vector**2).sum()) / omega
+    denominator = eps2 + alpha**2 * (w - w0) ** 2
+    return float(0.25 * torch.log(numerator / denominator).sum()) + math.log(
+        ctx.num_examples / ctx.options.delta) + 10
+
+
+@measure("sharpness_alpha", group="sharpness", needs=DATA, cost="F")
+def sharpness_alpha(ctx: MeasureContext) -> float:
+    """α′: half-width of the box whose worst perturbation (projected gradient ascent) lowers
+    training accuracy by 0.1 (Jiang et al. 2020, C.4)."""
+    result = alpha_search(ctx, magnitude=False)
+    ctx.details["sharpness_alpha"] = result
+    return result.value
+
+
+@measure("sharpness_mag_alpha", group="sharpness", needs=DATA, cost="F")
+def sharpness_mag_alpha(ctx: MeasureContext) -> float:
+    """Magnitude-aware α′: the box |u_i| ≤ α′|w_i| + ε (Jiang et al. 2020, C.4)."""
+    result = alpha_search(ctx, magnitude=True)
+    ctx.details["sharpness_mag_alpha"] = result
+    return result.value
+
+
+@measure("sharpness_init", group="sharpness", needs=INIT_DATA, cost="F")
+def sharpness_init(ctx: MeasureContext) -> float:
+    """‖w − w⁰‖²·log(2ω)/(4α′²) + log(m/σ_α) + 10 (Jiang et al. 2020, eq. 50)."""
+    distance = float(((ctx.flat_net.vector.double() - ctx.init_vector) ** 2).sum())
+    return _sharpness_bound(ctx, distance, _alpha(ctx, "sharpness_alpha"))
+
+
+@measure("sharpness_orig", group="sharpness", needs=DATA, cost="F")
+def sharpness_orig(ctx: MeasureContext) -> float:
+    """‖w‖²·log(2ω)/(4α′²) + log(m/σ_α) + 10 (Jiang et al. 2020, eq. 51)."""
+    norm = float((ctx.flat_net.vector.double() ** 2).sum())
+    return _sharpness_bound(ctx, norm, _alpha(ctx, "sharpness_alpha"))
+
+
+@measure("sharpness_flatness", group="sharpness", needs=DATA, cost="F")
+def sharpness_flatness(ctx: MeasureContext) -> float:
+    """1/α′² (Jiang et al. 2020, eq. 52)."""
+    return 1.0 / _alpha(ctx, "sharpness_alpha") ** 2
+
+
+@measure("sharpness_mag_init", group="sharpness", needs=INIT_DATA, cost="F")
+def sharpness_mag_init(ctx: MeasureContext) -> float:
+    """¼ Σ_i log[(ε² + (α′² + 4 log(2ω/δ))‖w − w⁰‖²/ω) / (ε² + α′²(w_i − w_i⁰)²)]
+    + log(m/δ) + 10 with the magnitude-aware α′ (Jiang et al. 2020, eq. 58)."""
+    delta = ctx.flat_net.vector.double() - ctx.init_vector
+    return _sharpness_mag_bound(ctx, delta, _alpha(ctx, "sharpness_mag_alpha"))
+
+
+@measure("sharpness_mag_orig", group="sharpness", needs=INIT_DATA, cost="F")
+def sharpness_mag_orig(ctx: MeasureContext) -> float:
+    """As sharpness_mag_init with ‖w‖² in the numerator (Jiang et al. 2020, eq. 59)."""
+    return _sharpness_mag_bound(ctx, ctx.flat_net.vector.double(),
+                                _alpha(ctx, "sharpness_mag_alpha"))
+
+
+@measure("sharpness_mag_flatness", group="sharpness", needs=DATA, cost="F")
+def sharpness_mag_flatness(ctx: MeasureContext) -> float:
+    """1/α′² with the magnitude-aware α′, the study's best measure (Jiang et al. 2020, eq. 60)."""
+    return 1.0 / _alpha(ctx, "sharpness_mag_alpha") ** 2

@@ -1,0 +1,111 @@
+"""Empirical spectral densities (ESDs) of weight layers, as WeightWatcher defines them.
+
+A Linear layer's ESD is the eigenvalues of WᵀW (the squared singular values of W). A conv
+kernel of shape (c_out, c_in, k...) is cut into one c_out × c_in matrix per kernel position and
+the eigenvalues of all slices are pooled into one ESD. By default conv slices are multiplied by
+1/√2 first, as WeightWatcher's ``conv2d_norm=True`` does with pooled slices (it shifts the norm
+metrics of conv layers by log10(1/2) and leaves α unchanged).
+
+Singular values are computed in batches: every slice of every layer (and of every network, in
+:func:`eigenvalues_many`) that has the same shape goes through one ``torch.linalg.svdvals``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from gengap.measures.layers import WEIGHT_LAYERS
+
+CONV_SCALE = math.sqrt(0.5)
+
+
+@dataclass(frozen=True)
+class LayerSlices:
+    """The matrices of one layer whose eigenvalues make its ESD.
+
+    ``slices`` has shape (k, N, M) with N ≥ M (each slice transposed if needed); k = 1 for a
+    Linear layer and the number of kernel positions for a convolution.
+    """
+
+    name: str
+    kind: str
+    slices: torch.Tensor
+
+    @property
+    def n_rows(self) -> int:
+        return int(self.slices.shape[1])
+
+    @property
+    def n_cols(self) -> int:
+        return int(self.slices.shape[2])
+
+    @property
+    def num_evals(self) -> int:
+        return int(self.slices.shape[0] * self.slices.shape[2])
+
+
+def kernel_slices(weight: torch.Tensor, conv_scale: bool = True) -> torch.Tensor:
+    """(k, N, M) slices of a Linear weight (out, in) or a conv kernel (out, in, k...)."""
+    w = weight.detach()
+    if w.dim() == 2:
+        s = w[None]
+    else:
+        s = w.flatten(2).permute(2, 0, 1)
+        if conv_scale:
+            s = s * CONV_SCALE
+    return s.transpose(1, 2) if s.shape[1] < s.shape[2] else s
+
+
+def batched_kernel_slices(weights: torch.Tensor, conv_scale: bool = True) -> torch.Tensor:
+    """(B, k, N, M) slices of B same-shaped layers stacked as (B, out, in[, k...])."""
+    w = weights.detach()
+    if w.dim() == 3:
+        s = w[:, None]
+    else:
+        s = w.flatten(3).permute(0, 3, 1, 2)
+        if conv_scale:
+            s = s * CONV_SCALE
+    return s.transpose(2, 3) if s.shape[2] < s.shape[3] else s
+
+
+def layer_slices(
+    model: nn.Module, conv_scale: bool = True, dtype: torch.dtype = torch.float64
+) -> list[LayerSlices]:
+    """Every Linear and Conv layer of ``model`` in registration order, as slices."""
+    out = []
+    for name, module in model.named_modules():
+        if isinstance(module, WEIGHT_LAYERS):
+            kind = "linear" if isinstance(module, nn.Linear) else "conv"
+            out.append(LayerSlices(name, kind, kernel_slices(module.weight.to(dtype), conv_scale)))
+    return out
+
+
+def shuffled(slices: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+    """Each matrix of ``slices`` (…, N, M) with its entries randomly permuted (the
+    randomized-ESD baseline: same entries, no correlations)."""
+    flat = slices.reshape(-1, slices.shape[-2] * slices.shape[-1])
+    noise = torch.rand(flat.shape, generator=generator, device="cpu").to(flat.device)
+    return flat.gather(1, noise.argsort(dim=1)).reshape(slices.shape)
+
+
+def eigenvalues_many(stacks: list[torch.Tensor]) -> list[torch.Tensor]:
+    """Pooled, ascending eigenvalues of each stack of matrices (…, k, N, M), one svdvals call
+    per distinct matrix shape. A stack with leading axes (B, k, N, M) gives (B, k·M)."""
+    groups: dict[tuple[int, int], list[int]] = defaultdict(list)
+    for i, s in enumerate(stacks):
+        groups[(s.shape[-2], s.shape[-1])].append(i)
+    out: list[torch.Tensor | None] = [None] * len(stacks)
+    for (n, m), members in groups.items():
+        flat = [stacks[i].reshape(-1, n, m) for i in members]
+        sv = torch.linalg.svdvals(torch.cat(flat)) if len(flat) > 1 else torch.linalg.svdvals(
+            flat[0]
+        )
+        for i, part in zip(members, sv.split([f.shape[0] for f in flat]), strict=True):
+            lead = stacks[i].shape[:-3]
+            out[i] = (part.reshape(*lead, -1) ** 2).sort(dim=-1).values
+    return out  # type: ignore[return-value]

@@ -1,0 +1,118 @@
+"""What a report is made of: the zoo's table, its axes, chosen training curves and the
+evaluation results, gathered once so that every section reads the same numbers.
+
+Nothing here imports torch: :func:`gather` takes an open :class:`gengap.zoo.Store` (which does)
+from its caller.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from gengap.errors import GengapError
+from gengap.report.evaluation import Evaluation, evaluate_frame
+
+if TYPE_CHECKING:
+    from gengap.zoo.store import Store
+
+# Columns of Store.frame() that are neither hyperparameters nor measures.
+RUN_COLUMNS = (
+    "run_id", "status", "reason", "seed", "train_acc", "test_acc", "train_loss", "test_loss",
+    "epochs", "steps", "seconds", "converged", "steps_to_ce_0.1", "steps_to_ce_0.01", "gap",
+)
+
+
+@dataclass
+class ReportData:
+    """Everything the report shows. ``frame`` holds every run (any status); ``axes`` maps each
+    hyperparameter of the zoo to the values it takes; ``histories`` maps the run ids whose
+    training curves are drawn to their per-epoch records."""
+
+    name: str
+    source: str
+    frame: pd.DataFrame
+    axes: dict[str, list[Any]]
+    measures: list[str]
+    target: str = "gap"
+    design: str = "grid"
+    seeds: list[int] = field(default_factory=list)
+    histories: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    evaluation: Evaluation | None = None
+
+    @property
+    def hyperparameters(self) -> list[str]:
+        return list(self.axes)
+
+    @property
+    def done(self) -> pd.DataFrame:
+        """The finished runs (the only ones with metrics and measures)."""
+        if self.frame.empty or "status" not in self.frame:
+            return self.frame
+        return self.frame[self.frame["status"] == "done"]
+
+
+def gather(
+    store: Store,
+    target: str = "gap",
+    curve_runs: list[str] | None = None,
+    max_curves: int = 4,
+    evaluate: bool = True,
+) -> ReportData:
+    """Read a zoo folder into a :class:`ReportData` and evaluate its measures.
+
+    ``curve_runs`` names the runs whose training curves are drawn (full ids or unique
+    prefixes); by default the finished runs with the smallest, median and largest ``target``
+    (up to ``max_curves``).
+    """
+    zoo = store.zoo
+    frame = store.frame()
+    axes = {name: _axis_values(zoo, name, frame) for name in zoo.hyperparameters}
+    measures = sorted(store.measure_names())
+    data = ReportData(
+        name=zoo.name, source=str(store.root), frame=frame, axes=axes, measures=measures,
+        target=target, design=zoo.design, seeds=list(zoo.seeds),
+    )
+    if target not in RUN_COLUMNS and target not in frame.columns:
+        raise GengapError(f"unknown target {target!r} (columns: gap, test_acc, test_loss, ...)")
+    ids = resolve_runs(frame, curve_runs) if curve_runs else default_curve_runs(data, max_curves)
+    data.histories = {run_id: store.history(run_id) for run_id in ids}
+    if evaluate:
+        data.evaluation = evaluate_frame(data.done, measures, data.hyperparameters, target)
+    return data
+
+
+def resolve_runs(frame: pd.DataFrame, wanted: list[str]) -> list[str]:
+    """Full run ids for ids or unique prefixes; a clear error for an unknown or ambiguous one."""
+    ids = frame["run_id"].tolist() if "run_id" in frame else []
+    out = []
+    for prefix in wanted:
+        matches = [run_id for run_id in ids if run_id.startswith(prefix)]
+        if len(matches) != 1:
+            problem = "no run" if not matches else f"{len(matches)} runs"
+            raise GengapError(f"--runs {prefix}: {problem} with that id in the zoo")
+        out.append(matches[0])
+    return out
+
+
+def default_curve_runs(data: ReportData, count: int) -> list[str]:
+    """Finished runs spread over the target: the smallest, the largest, then evenly between."""
+    done = data.done
+    if done.empty or data.target not in done or count <= 0:
+        return []
+    ordered = done.sort_values(data.target, kind="stable")["run_id"].tolist()
+    if len(ordered) <= count:
+        return ordered
+    picks = [round(i * (len(ordered) - 1) / (count - 1)) for i in range(count)] if count > 1 else [0]
+    return [ordered[i] for i in dict.fromkeys(picks)]
+
+
+def _axis_values(zoo: Any, name: str, frame: pd.DataFrame) -> list[Any]:
+    if name in zoo.axes:
+        return list(zoo.axes[name])
+    # a continuous range of the random design: the values that were drawn
+    if name in frame:
+        return sorted(frame[name].dropna().unique().tolist())
+    return []

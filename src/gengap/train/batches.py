@@ -1,0 +1,57 @@
+"""Minibatches of one epoch: the order and the augmentation (flips, padded crops) are drawn
+from one generator seeded by the run's seed, so runs with the same seed see the same batches
+(the precondition of population training)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from gengap.errors import GengapError
+from gengap.specs import TrainSpec
+
+
+class EpochBatches:
+    """Yields ``(x, y)`` minibatches of the training split, epoch after epoch."""
+
+    def __init__(
+        self, x: torch.Tensor, y: torch.Tensor, spec: TrainSpec, seed: int, device: torch.device
+    ) -> None:
+        if (spec.flip or spec.crop) and x.dim() != 4:
+            raise GengapError(
+                f"train.flip and train.crop need image inputs (N, C, H, W), got {tuple(x.shape)}"
+            )
+        self.x, self.y = x.to(device), y.to(device)
+        self.spec, self.device = spec, device
+        self.generator = torch.Generator().manual_seed(seed)
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return -(-len(self.x) // self.spec.batch_size)
+
+    def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        perm = torch.randperm(len(self.x), generator=self.generator).to(self.device)
+        for start in range(0, len(self.x), self.spec.batch_size):
+            idx = perm[start : start + self.spec.batch_size]
+            yield self._augment(self.x[idx]), self.y[idx]
+
+    def _augment(self, xb: torch.Tensor) -> torch.Tensor:
+        if self.spec.flip:
+            flip = (torch.rand(len(xb), generator=self.generator) < 0.5).to(self.device)
+            xb = torch.where(flip[:, None, None, None], xb.flip(-1), xb)
+        if self.spec.crop:
+            xb = _random_crop(xb, self.spec.crop, self.generator)
+        return xb
+
+
+def _random_crop(xb: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:
+    """Zero-pad by ``pad`` pixels and cut each image back to its size at a random offset."""
+    n, _, h, w = xb.shape
+    padded = torch.nn.functional.pad(xb, (pad, pad, pad, pad))
+    dy = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(xb.device)
+    dx = torch.randint(0, 2 * pad + 1, (n,), generator=generator).to(xb.device)
+    rows = (dy[:, None] + torch.arange(h, device=xb.device))[:, :, None]  # (n, h, 1)
+    cols = (dx[:, None] + torch.arange(w, device=xb.device))[:, None, :]  # (n, 1, w)
+    batch = torch.arange(n, device=xb.device)[:, None, None]
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()

@@ -1,0 +1,256 @@
+"""Population training: networks of one architecture shape that see the same batches train
+together as one batched computation (``torch.func.functional_call`` under ``vmap`` over stacked
+parameters; convolutions become grouped convolutions).
+
+Runs may share a population when they differ only in :data:`PER_NETWORK` fields (learning rate
+and its schedule, weight decay, momentum, target cross-entropy, checkpoints). Everything else,
+the seed included, must be equal: the seed fixes the initialization *and* the data order and
+augmentation, so a grid over ``lr x weight_decay x seed`` gives one population per seed. Each
+network leaves the population when it reaches its target, diverges or runs out of steps, and its
+result equals training it alone with :func:`gengap.train.fit` up to float rounding. Dropout draws
+random masks that could not match a solo run's, so runs with dropout always train alone.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import warnings
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+from torch.func import functional_call, stack_module_state, vmap
+
+from gengap.data import Splits
+from gengap.device import resolve_device
+from gengap.models import build_for
+from gengap.specs import RunSpec
+from gengap.train.batched_optim import BatchedOptimizer
+from gengap.train.batches import EpochBatches
+from gengap.train.optimizers import make_optimizer
+from gengap.train.schedules import lr_factor
+from gengap.train.tracking import RunTracker, State, TrainResult, epoch_row
+
+PER_NETWORK = (
+    "lr", "weight_decay", "momentum", "schedule", "lr_steps", "lr_gamma", "warmup_epochs",
+    "target_ce", "checkpoints",
+)
+EVAL_ROWS = 16384  # networks x examples per evaluation chunk, to bound memory
+
+# vmap's notice that global average pooling runs through its generic (slower) fallback: known,
+# measured, and already weighed by the speed probe.
+warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet")
+
+
+def population_key(run: RunSpec) -> str | None:
+    """Runs with equal keys can train as one population; None for a run that must train alone."""
+    if run.arch.dropout > 0:
+        return None
+    tree = run.model_dump(mode="json")
+    for name in PER_NETWORK:
+        del tree["train"][name]
+    return json.dumps(tree, sort_keys=True)
+
+
+def group_runs(runs: Sequence[RunSpec]) -> list[list[RunSpec]]:
+    """Runs grouped by :func:`population_key`, in first-seen order (alone: groups of one)."""
+    groups: dict[str, list[RunSpec]] = {}
+    for i, run in enumerate(runs):
+        groups.setdefault(population_key(run) or f"alone-{i}", []).append(run)
+    return list(groups.values())
+
+
+class Population:
+    """P networks in stacked form, trained in lockstep on shared minibatches."""
+
+    def __init__(self, runs: Sequence[RunSpec], splits: Splits, device: torch.device) -> None:
+        keys = {population_key(run) for run in runs}
+        if None in keys or len(keys) != 1:
+            raise ValueError("these runs cannot share a population (see population_key)")
+        self.runs, self.device = list(runs), device
+        models = []
+        for run in runs:
+            torch.manual_seed(run.seed)
+            models.append(build_for(run.arch, splits).to(device))
+        self.template = models[0]
+        self.keys = list(self.template.state_dict())
+        params, buffers = stack_module_state(models)
+        self.params = {k: v.detach().requires_grad_() for k, v in params.items()}
+        self.buffers = buffers
+        self.init_states = [self.state(i) for i in range(len(runs))]
+        self.active = list(range(len(runs)))  # row i of the stacks is network active[i]
+        spec = runs[0].train
+
+        def hyper(name: str) -> torch.Tensor:
+            return torch.tensor([getattr(r.train, name) for r in runs], device=device)
+
+        self.optimizer = BatchedOptimizer(
+            spec.optimizer, list(self.params.values()), hyper("momentum"), hyper("weight_decay")
+        )
+
+        def one(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
+                x: torch.Tensor) -> torch.Tensor:
+            return functional_call(self.template, (params, buffers), (x,))
+
+        self.forward = vmap(one, in_dims=(0, 0, None))
+
+    def state(self, row: int) -> State:
+        """The state dict of the network in stack row ``row``, on the CPU."""
+        stacks = {**self.params, **self.buffers}
+        return {k: stacks[k][row].detach().to("cpu", copy=True).contiguous() for k in self.keys}
+
+    def losses(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        """Each active network's mean cross-entropy on the batch, shape (P,)."""
+        self.template.train()
+        logits = self.forward(self.params, self.buffers, xb)
+        p, b = logits.shape[:2]
+        per_example = nn.functional.cross_entropy(
+            logits.flatten(0, 1), yb.repeat(p), reduction="none"
+        )
+        return per_example.view(p, b).mean(1)
+
+    def step(self, losses: torch.Tensor, lr: torch.Tensor, rows: torch.Tensor | None) -> None:
+        """One optimizer step for the networks in stack ``rows`` (None: all)."""
+        total = losses.sum() if rows is None else losses.index_select(0, rows).sum()
+        grads = torch.autograd.grad(total, list(self.params.values()))
+        if rows is not None:
+            self.keep(rows)
+            grads = tuple(g.index_select(0, rows) for g in grads)
+        self.optimizer.params = list(self.params.values())
+        self.optimizer.step(self.optimizer.params, list(grads), lr)
+
+    def keep(self, rows: torch.Tensor) -> None:
+        """Keep only the networks in stack ``rows``."""
+        self.params = {
+            k: v.detach().index_select(0, rows).requires_grad_() for k, v in self.params.items()
+        }
+        self.buffers = {k: v.index_select(0, rows) for k, v in self.buffers.items()}
+        self.optimizer.keep(rows)
+        self.active = [self.active[i] for i in rows.tolist()]
+
+    @torch.no_grad()
+    def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
+        """(mean cross-entropy, accuracy) of each active network on ``(x, y)``, in eval mode."""
+        self.template.eval()
+        p = len(self.active)
+        chunk = max(1, EVAL_ROWS // p)
+        loss_sum = torch.zeros(p, dtype=torch.float64, device=self.device)
+        correct = torch.zeros(p, dtype=torch.int64, device=self.device)
+        for start in range(0, len(x), chunk):
+            xb, yb = x[start : start + chunk].to(self.device), y[start : start + chunk].to(
+                self.device
+            )
+            logits = self.forward(self.params, self.buffers, xb)
+            ce = nn.functional.cross_entropy(
+                logits.flatten(0, 1), yb.repeat(p), reduction="none"
+            ).view(p, -1)
+            loss_sum += ce.sum(1).double()
+            correct += (logits.argmax(-1) == yb).sum(1)
+        return [(float(loss_sum[i]) / len(x), int(correct[i]) / len(x)) for i in range(p)]
+
+
+def fit_population(
+    runs: Sequence[RunSpec], splits: Splits, device: str | torch.device = "auto"
+) -> list[TrainResult]:
+    """Train ``runs`` (which must share a :func:`population_key`) as one population; return
+    their results in order. Metrics as :func:`gengap.train.fit`'s; ``seconds`` is the
+    population's wall time divided by its size, and ``population`` its size."""
+    device = resolve_device(device) if isinstance(device, str) else device
+    pop = Population(runs, splits, device)
+    spec = runs[0].train
+    batches = EpochBatches(splits.x_train, splits.y_train, spec, runs[0].seed, device)
+    per_epoch = batches.steps_per_epoch
+    trackers = [RunTracker(run.train, len(splits.x_train)) for run in runs]
+    finals: dict[int, State] = {}
+    steps, started = 0, time.perf_counter()
+    for epoch in range(1, spec.max_epochs + 1):
+        for xb, yb in batches.epoch():
+            losses = pop.losses(xb, yb)
+            values = losses.detach().cpu().tolist()
+            good = [i for i, v in enumerate(values) if trackers[pop.active[i]].check_loss(v)]
+            for i in set(range(len(values))) - set(good):
+                finals[pop.active[i]] = pop.state(i)
+            if not good:
+                pop.active = []
+                break
+            rows = None if len(good) == len(values) else torch.tensor(good, device=device)
+            lr = torch.tensor(
+                [runs[n].train.lr * lr_factor(runs[n].train, steps, per_epoch)
+                 for n in (pop.active if rows is None else [pop.active[i] for i in good])],
+                device=device,
+            )
+            pop.step(losses, lr, rows)
+            steps += 1
+            for n in pop.active:
+                trackers[n].steps = steps
+            if spec.max_steps and steps >= spec.max_steps:
+                break
+        if not pop.active:
+            break
+        train = pop.evaluate(splits.x_train, splits.y_train)
+        test = pop.evaluate(splits.x_test, splits.y_test)
+        staying = []
+        for i, n in enumerate(pop.active):
+            row = epoch_row(epoch, steps, train[i], test[i])
+            if trackers[n].end_epoch(row, lambda i=i: pop.state(i)):
+                finals[n] = pop.state(i)
+            else:
+                staying.append(i)
+        if not staying:
+            break
+        if len(staying) < len(pop.active):
+            pop.keep(torch.tensor(staying, device=device))
+    for i, n in enumerate(pop.active):
+        finals.setdefault(n, pop.state(i))
+    seconds = (time.perf_counter() - started) / len(runs)
+    results = []
+    for n, tracker in enumerate(trackers):
+        result = tracker.result(pop.init_states[n], finals[n], seconds)
+        result.metrics["population"] = len(runs)
+        results.append(result)
+    return results
+
+
+def population_speedup(
+    runs: Sequence[RunSpec], splits: Splits, device: str | torch.device = "auto", steps: int = 3
+) -> float:
+    """Measured training speed of ``runs`` as one population over one at a time (networks
+    trained per second, ratio), from a few steps of each on the real shapes; 0 when the
+    population cannot run (an operation without a batched form)."""
+    device = resolve_device(device) if isinstance(device, str) else device
+    spec = runs[0].train
+    batches = EpochBatches(splits.x_train, splits.y_train, spec, runs[0].seed, device)
+    xb, yb = next(iter(batches.epoch()))
+    torch.manual_seed(runs[0].seed)
+    model = build_for(runs[0].arch, splits).to(device)
+    optimizer = make_optimizer(model.parameters(), spec)
+
+    def solo_step() -> None:
+        loss = nn.functional.cross_entropy(model(xb), yb)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        loss.item()
+
+    try:
+        pop = Population(runs, splits, device)
+        lr = torch.tensor([r.train.lr for r in runs], device=device)
+
+        def pop_step() -> None:
+            losses = pop.losses(xb, yb)
+            losses.detach().cpu()
+            pop.step(losses, lr, None)
+
+        solo, together = _time(solo_step, steps), _time(pop_step, steps)
+    except (RuntimeError, NotImplementedError, ValueError):
+        return 0.0
+    return solo * len(runs) / together
+
+
+def _time(step: object, repeats: int) -> float:
+    step()  # warm-up: allocations, kernel selection
+    started = time.perf_counter()
+    for _ in range(repeats):
+        step()
+    return (time.perf_counter() - started) / repeats

@@ -1,0 +1,123 @@
+"""What a run records as it trains, shared by :func:`fit` and population training: the per-epoch
+history, the steps at which training cross-entropy first reached each milestone, the kept
+checkpoints, and the reasons to stop (target reached, a bound, divergence)."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from gengap.specs import TrainSpec
+
+# Training cross-entropy levels whose first crossing is recorded (optimization measures).
+CE_MILESTONES = (0.1, 0.01)
+
+State = dict[str, torch.Tensor]
+
+
+@dataclass
+class TrainResult:
+    """What one run produced. ``status`` is ``done`` or ``failed`` (with ``reason``);
+    ``checkpoints`` maps an epoch of ``TrainSpec.checkpoints`` to the weights after it."""
+
+    status: str
+    metrics: dict[str, Any]
+    history: list[dict[str, float]]
+    init_state: State
+    final_state: State
+    reason: str | None = None
+    checkpoints: dict[int, State] = field(default_factory=dict)
+    model: nn.Module | None = field(default=None, repr=False)
+
+
+class RunTracker:
+    """Bookkeeping of one run: feed it each step's loss and each epoch's evaluation."""
+
+    def __init__(self, spec: TrainSpec, train_size: int) -> None:
+        self.spec, self.train_size = spec, train_size
+        self.history: list[dict[str, float]] = []
+        self.milestones: dict[str, int] = {}
+        self.checkpoints: dict[int, State] = {}
+        self.steps = 0
+        self.reason: str | None = None
+        self.stopped_by = ""
+
+    def check_loss(self, loss: float) -> bool:
+        """False (and the run failed) when a minibatch loss is NaN or infinite."""
+        if math.isfinite(loss):
+            return True
+        self.reason = f"diverged: training loss is {loss} at step {self.steps + 1}"
+        return False
+
+    def out_of_steps(self) -> bool:
+        return self.spec.max_steps is not None and self.steps >= self.spec.max_steps
+
+    def end_epoch(self, row: dict[str, float], state: Callable[[], State]) -> bool:
+        """Record an epoch's evaluation; True when training should stop."""
+        self.history.append(row)
+        epoch = int(row["epoch"])
+        if not math.isfinite(row["train_loss"]):
+            self.reason = f"diverged: training loss is {row['train_loss']} after epoch {epoch}"
+            return True
+        for level in CE_MILESTONES:
+            if row["train_loss"] <= level:
+                self.milestones.setdefault(f"steps_to_ce_{level}", self.steps)
+        if epoch in self.spec.checkpoints:
+            self.checkpoints[epoch] = state()
+        if row["train_loss"] <= self.spec.target_ce:
+            self.stopped_by = "target_ce"
+        elif self.out_of_steps():
+            self.stopped_by = "max_steps"
+        elif epoch >= self.spec.max_epochs:
+            self.stopped_by = "max_epochs"
+        return bool(self.stopped_by)
+
+    def result(
+        self, init: State, final: State, seconds: float, model: nn.Module | None = None
+    ) -> TrainResult:
+        last = self.history[-1] if self.history else {}
+        metrics = {
+            "train_loss": last.get("train_loss", math.nan),
+            "train_acc": last.get("train_acc", math.nan),
+            "test_loss": last.get("test_loss", math.nan),
+            "test_acc": last.get("test_acc", math.nan),
+            "epochs": len(self.history),
+            "steps": self.steps,
+            "seconds": seconds,
+            "converged": self.stopped_by == "target_ce",
+            "stopped_by": "diverged" if self.reason else self.stopped_by,
+            "train_size": self.train_size,
+            **self.milestones,
+        }
+        return TrainResult(
+            status="failed" if self.reason else "done",
+            reason=self.reason,
+            metrics=metrics,
+            history=self.history,
+            init_state=init,
+            final_state=final,
+            checkpoints=self.checkpoints,
+            model=model,
+        )
+
+
+def epoch_row(
+    epoch: int, steps: int, train: tuple[float, float], test: tuple[float, float]
+) -> dict[str, float]:
+    return {
+        "epoch": epoch,
+        "steps": steps,
+        "train_loss": train[0],
+        "train_acc": train[1],
+        "test_loss": test[0],
+        "test_acc": test[1],
+    }
+
+
+def cpu_state(model: nn.Module) -> State:
+    return {k: v.detach().to("cpu", copy=True).contiguous() for k, v in model.state_dict().items()}

@@ -1,0 +1,92 @@
+"""Population training gives each network the result of training it alone."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from gengap.data import load
+from gengap.specs import ArchSpec, DataSpec, RunSpec, TrainSpec
+from gengap.train import fit, fit_population, group_runs, population_key, population_speedup
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load(DataSpec(name="digits", train_fraction=0.2))
+
+
+def grid(arch: ArchSpec, lrs, wds, seed: int = 3, **train) -> list[RunSpec]:
+    return [
+        RunSpec(arch=arch, seed=seed,
+                train=TrainSpec(lr=lr, weight_decay=wd, target_ce=0.0, max_epochs=3, **train))
+        for lr in lrs for wd in wds
+    ]
+
+
+def assert_same(together, alone, atol=2e-5):
+    assert together.status == alone.status and together.reason == alone.reason
+    for key in ("epochs", "steps", "converged", "stopped_by"):
+        assert together.metrics[key] == alone.metrics[key], key
+    for key in ("train_loss", "test_loss", "train_acc", "test_acc"):
+        assert together.metrics[key] == pytest.approx(alone.metrics[key], abs=atol, nan_ok=True)
+    assert together.init_state.keys() == alone.init_state.keys()
+    for name, tensor in alone.final_state.items():
+        assert torch.allclose(together.final_state[name].float(), tensor.float(), atol=atol), name
+        assert torch.equal(together.init_state[name], alone.init_state[name])
+    assert sorted(together.checkpoints) == sorted(alone.checkpoints)
+
+
+@pytest.mark.parametrize(
+    ("arch", "train"),
+    [
+        (ArchSpec(family="mlp", width=16, depth=2),
+         {"schedule": "cosine", "warmup_epochs": 0.5, "checkpoints": (2,)}),
+        (ArchSpec(family="cnn", width=8, depth=2), {"optimizer": "adam", "flip": True,
+                                                    "crop": 1}),
+        (ArchSpec(family="nin", width=8, depth=1), {"optimizer": "adamw"}),  # batch norm on
+        (ArchSpec(family="mlp", width=16, depth=1), {"optimizer": "rmsprop"}),
+        (ArchSpec(family="mlp", width=16, depth=1, batch_norm=True),
+         {"schedule": "step", "lr_steps": (1, 2)}),
+    ],
+    ids=["mlp-sgd-cosine", "cnn-adam-augmented", "nin-bn-adamw", "mlp-rmsprop", "mlp-bn-sgd"],
+)
+def test_population_equals_training_alone(digits, arch, train):
+    scale = 1.0 if train.get("optimizer", "sgd") == "sgd" else 0.1
+    runs = grid(arch, [0.02 * scale, 0.05 * scale], [0.0, 1e-3], **train)
+    together = fit_population(runs, digits, device="cpu")
+    for run, result in zip(runs, together, strict=True):
+        assert result.metrics["population"] == len(runs)
+        assert_same(result, fit(run, digits, device="cpu"))
+
+
+def test_members_leave_when_they_converge_or_diverge(digits):
+    arch = ArchSpec(family="mlp", width=32, depth=1)
+    runs = [
+        RunSpec(arch=arch, seed=1, train=TrainSpec(lr=lr, momentum=m, max_epochs=6,
+                                                   target_ce=target))
+        for lr, m, target in [(0.1, 0.9, 0.3), (0.05, 0.9, 0.0), (1e30, 0.0, 0.0), (0.01, 0.5, 0.0)]
+    ]
+    together = fit_population(runs, digits, device="cpu")
+    alone = [fit(run, digits, device="cpu") for run in runs]
+    assert together[0].metrics["stopped_by"] == "target_ce" and together[0].metrics["epochs"] < 6
+    assert together[2].status == "failed" and together[2].reason.startswith("diverged")
+    for a, b in zip(together, alone, strict=True):
+        assert_same(a, b)
+
+
+def test_grouping():
+    base = RunSpec(arch=ArchSpec(family="mlp"))
+    lr = base.model_copy(update={"train": base.train.model_copy(update={"lr": 0.5})})
+    seed = base.model_copy(update={"seed": 1})
+    batch = base.model_copy(update={"train": base.train.model_copy(update={"batch_size": 8})})
+    dropout = base.model_copy(update={"arch": base.arch.model_copy(update={"dropout": 0.5})})
+    assert population_key(base) == population_key(lr)
+    assert population_key(base) != population_key(seed) != population_key(batch)
+    assert population_key(dropout) is None
+    groups = group_runs([base, seed, lr, dropout, batch, dropout])
+    assert [len(g) for g in groups] == [2, 1, 1, 1, 1]
+
+
+def test_the_probe_measures_a_speedup(digits):
+    runs = grid(ArchSpec(family="mlp", width=8, depth=1), [0.01, 0.02], [0.0, 1e-4])
+    assert population_speedup(runs, digits, device="cpu", steps=2) > 0

@@ -1,0 +1,76 @@
+"""Zoo spec designs: grid and random (choices and continuous ranges), and their errors."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from gengap.errors import GengapError
+from gengap.zoo import parse_zoo_spec
+from gengap.zoo.spec_file import load_zoo_spec
+
+RANDOM = {
+    "name": "r",
+    "design": "random",
+    "samples": 40,
+    "sample_seed": 7,
+    "seeds": [0, 1],
+    "arch": {"family": "mlp", "width": {"int_log_uniform": [4, 64]}, "depth": [1, 2]},
+    "train": {"lr": {"log_uniform": [1e-3, 1e-1]}, "momentum": {"uniform": [0.5, 0.9]}},
+}
+
+
+def test_random_design_draws_inside_the_ranges_deterministically():
+    zoo = parse_zoo_spec(RANDOM)
+    runs = zoo.runs()
+    assert len(runs) == 80  # 40 points x 2 seeds
+    assert zoo.hyperparameters == ["arch.depth", "arch.width", "train.lr", "train.momentum"]
+    assert all(4 <= r.arch.width <= 64 and r.arch.depth in (1, 2) for r in runs)
+    assert all(1e-3 <= r.train.lr <= 1e-1 and 0.5 <= r.train.momentum <= 0.9 for r in runs)
+    assert [r.run_id for r in parse_zoo_spec(RANDOM).runs()] == [r.run_id for r in runs]
+    other = parse_zoo_spec({**RANDOM, "sample_seed": 8}).runs()
+    assert [r.run_id for r in other] != [r.run_id for r in runs]
+    # log-uniform: about half the draws fall below the geometric mean of the bounds
+    below = sum(r.train.lr < math.sqrt(1e-3 * 1e-1) for r in runs[::2])
+    assert 10 <= below <= 30
+    assert {r.arch.depth for r in runs} == {1, 2}
+
+
+def test_grid_design_is_the_full_product():
+    zoo = parse_zoo_spec({"seeds": [0, 1, 2], "arch": {"width": [4, 8]},
+                          "train": {"lr": [0.1, 0.2], "checkpoints": [1, 2]}})
+    runs = zoo.runs()
+    assert len(runs) == 12 and len({r.run_id for r in runs}) == 12
+    assert all(r.train.checkpoints == (1, 2) for r in runs)  # a list-valued field, not an axis
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"design": "grid"}, "design: ranges and samples need design = \"random\""),
+        ({"samples": None}, "samples: the random design needs samples = N"),
+        ({"train": {"lr": {"log_uniform": [0, 1]}}}, "[train] lr: log_uniform range needs low > 0"),
+        ({"train": {"lr": {"uniform": [0.1, 0.01]}}}, "[train] lr: uniform range needs low < high"),
+        ({"train": {"lr": {"log_uniform": [0.1]}}}, "[train] lr: log_uniform needs [low, high]"),
+        ({"arch": {"width": {"uniform": [-5, 10]}}}, "[arch] width = -5.0: Input should be"),
+    ],
+)
+def test_bad_designs_are_one_line_errors(change, problem):
+    raw = {**RANDOM, **change}
+    if raw.get("samples") is None:
+        raw.pop("samples")
+    with pytest.raises(GengapError) as err:
+        parse_zoo_spec(raw, source="z.toml")
+    assert str(err.value).startswith("z.toml: ") and problem in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_random_design_from_toml(tmp_path):
+    path = tmp_path / "z.toml"
+    path.write_text(
+        'name = "r"\ndesign = "random"\nsamples = 3\n[train]\n'
+        'lr = { log_uniform = [1e-4, 1e-2] }\nweight_decay = { uniform = [0, 1e-3] }\n'
+    )
+    zoo = load_zoo_spec(path)
+    assert len(zoo.runs()) == 3 and set(zoo.ranges) == {"train.lr", "train.weight_decay"}
