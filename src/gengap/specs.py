@@ -195,7 +195,8 @@ class MeasureOptions(_Spec):
     mc_draws: int = Field(10, ge=1, description="noise draws per Monte Carlo round (one "
                           "batched forward)")
     mc_chunk: int = Field(128, ge=1, description="training examples per draw and round")
-    mc_max_rounds: int = Field(16, ge=1, description="most Monte Carlo rounds per probe")
+    mc_max_rounds: int = Field(4, ge=1, description="most full Monte Carlo rounds per "
+                               "probe (after a screening round)")
     confidence: float = Field(0.95, gt=0, lt=1, description="level of the interval that stops "
                               "a probe's sampling early")
     subset: int | None = Field(None, ge=1, description="draw Monte Carlo examples from this "

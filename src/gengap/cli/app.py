@@ -10,6 +10,13 @@ import typer
 
 from gengap.cli.console import console, errors, frame_table
 from gengap.cli.data_cmds import data_app
+from gengap.cli.evaluate_cmds import evaluate
+from gengap.cli.pgdl_app import pgdl_app
+from gengap.cli.pgdl_cmds import zoo_import_cnnzoo  # also registers `gengap pgdl` commands
+from gengap.cli.pgdl_score import pgdl_score  # noqa: F401  (registers `gengap pgdl score`)
+from gengap.cli.predict_cmds import predict_app
+from gengap.cli.spectra_cmds import spectra
+from gengap.cli.report_cmd import report
 from gengap.cli.steps import (
     evaluate_step,
     export_step,
@@ -30,6 +37,10 @@ measures_app = typer.Typer(help="The catalogue of measures.", no_args_is_help=Tr
 app.add_typer(zoo_app, name="zoo")
 app.add_typer(measures_app, name="measures")
 app.add_typer(data_app, name="data")
+app.add_typer(pgdl_app, name="pgdl")
+app.add_typer(predict_app, name="predict")
+app.command("spectra")(spectra)
+zoo_app.command("import-cnnzoo")(zoo_import_cnnzoo)
 
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N")]
 Workers = Annotated[int, typer.Option(min=1, help="training processes on this machine")]
@@ -58,6 +69,10 @@ def demo(
     measure_step(store, None, device, None)
     evaluate_step(store, "gap")
     console.print(f"zoo, weights and measures are in {out}/ (see `gengap zoo status {out}`)")
+    from gengap.report import write_report
+
+    write_report(store, out / "report.html")
+    console.print(f"report: {out / 'report.html'} (open it in a browser)")
 
 
 @zoo_app.command("train")
@@ -109,33 +124,40 @@ def zoo_export(
 
 @app.command()
 def measure(
-    directory: Annotated[Path, typer.Argument(help="zoo folder")],
+    target: Annotated[
+        Path, typer.Argument(help="zoo folder, or one MODEL.safetensors (with --arch, --data)")
+    ],
     measures: Annotated[
         str | None, typer.Option(help="comma-separated measure or group names (default: all)")
     ] = None,
     recompute: Annotated[bool, typer.Option(help="recompute values already stored")] = False,
     device: Device = "auto",
     data_dir: DataDir = None,
-) -> None:
-    """Compute the measures each finished run of a zoo still lacks, and store them."""
-    from gengap.zoo import Store
-
-    count = measure_step(Store(directory), measures, device, data_dir, recompute)
-    console.print(f"measured {count} runs in {directory}")
-
-
-@app.command()
-def evaluate(
-    directory: Annotated[Path, typer.Argument(help="zoo folder")],
-    target: Target = "gap",
+    workers: Annotated[int, typer.Option(min=1, help="runs measured at a time (processes)")] = 1,
+    arch: Annotated[
+        str | None, typer.Option(help="one model's architecture: family=nin,width=200,depth=2 "
+                                 "or a TOML/JSON file of [arch] fields")
+    ] = None,
+    data: Annotated[
+        str | None, typer.Option(help="one model's data: a source name, name=cifar10,"
+                                 "train_size=10000, or a TOML/JSON file of [data] fields")
+    ] = None,
+    init: Annotated[
+        Path | None, typer.Option(help="one model's initial weights (.safetensors)")
+    ] = None,
+    profile: Annotated[
+        bool, typer.Option(help="print the time of each measure and each shared pass")
+    ] = False,
     out: Annotated[
-        Path | None, typer.Option(help="also write the table (.csv or .parquet)")
+        Path | None, typer.Option(help="one model: also write the values (.json or .csv)")
     ] = None,
 ) -> None:
-    """Rank the stored measures by Kendall's tau and granulated Psi against the gap."""
-    from gengap.zoo import Store
+    """Compute the measures each finished run of a zoo still lacks and store them, or measure
+    one network given as a safetensors file."""
+    from gengap.cli.measure_cmds import measure_target
 
-    evaluate_step(Store(directory), target, out)
+    measure_target(target, measures, recompute, device, data_dir, workers, arch, data, init,
+                   profile, out)
 
 
 @measures_app.command("list")
@@ -156,6 +178,10 @@ def measures_list() -> None:
         for m in (measures.get(name) for name in measures)
     ]
     console.print(frame_table(pd.DataFrame(rows), title="gengap measures"))
+
+
+app.command("evaluate")(evaluate)  # defined in evaluate_cmds.py
+app.command("report")(report)  # defined in report_cmd.py
 
 
 def main() -> None:

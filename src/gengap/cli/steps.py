@@ -54,14 +54,16 @@ def train_step(
 
 
 def measure_step(
-    store: Store, names: str | None, device: str, data_dir: Path | None, recompute: bool = False
+    store: Store, names: str | None, device: str, data_dir: Path | None, recompute: bool = False,
+    workers: int = 1, profile_into: dict[str, dict[str, float]] | None = None,
 ) -> int:
     total = store.counts()["done"]
     with progress() as bar:
         task = bar.add_task("measuring", total=total)
         count = measure_zoo(
             store, names, device=device, data_dir=data_dir, recompute=recompute,
-            on_run=lambda run_id, values: bar.advance(task),
+            on_run=lambda run_id, values: bar.advance(task), workers=workers,
+            profile_into=profile_into,
         )
         bar.update(task, completed=total)
     return count

@@ -2,12 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from gengap.errors import GengapError
+from gengap.evaluate.bootstrap import granulated_kendall_interval, kendall_interval
+from gengap.evaluate.cmi import Grid, cmi_by_size
+from gengap.evaluate.grid import check_grid, largest_complete_subgrid
 from gengap.evaluate.kendall import granulated_kendall, kendall
+from gengap.evaluate.robust import PAPER_MIN_ESS, PAPER_TEST_SIZE, environments, robust_sign_error
+from gengap.evaluate.targets import ORIENTATION, with_target
+
+METRICS = ("tau", "psi", "cmi", "robust")
 
 
 def ranking_table(
@@ -15,22 +24,139 @@ def ranking_table(
     measures: Sequence[str],
     hyperparameters: Sequence[str],
     target: str = "gap",
+    metrics: Sequence[str] = ("tau", "psi"),
+    *,
+    bootstrap: int = 0,
+    confidence: float = 0.95,
+    seed: int = 0,
+    max_conditioning: int = 2,
+    grid: Grid = "strict",
+    replicates: str | None = None,
+    levels: Mapping[str, Sequence[Any]] | None = None,
+    test_size: int | str = PAPER_TEST_SIZE,
+    min_ess: float = PAPER_MIN_ESS,
+    filter_noise: bool = True,
 ) -> pd.DataFrame:
-    """One row per measure: ``tau`` against ``target``, ``psi``, one ``psi[<axis>]`` column per
-    hyperparameter, and ``n`` (runs with a finite value); best (highest tau) first."""
+    """One row per measure, best first, with the columns of the chosen ``metrics``:
+
+    - ``tau``: Kendall's tau-b against ``target`` (``tau_low``/``tau_high`` with
+      ``bootstrap`` resamples);
+    - ``psi``: the granulated Kendall Ψ (``psi_low``/``psi_high``) and ``psi[<axis>]``;
+    - ``cmi``: the conditional mutual information ×100, min over conditioning sets of size
+      ≤ ``max_conditioning`` (Jiang et al. 2020), and ``cmi[0]``, ``cmi[1]``, ``cmi[2]`` the
+      min over sets of each size (``cmi[2]`` is the PGDL task score on a complete grid);
+    - ``robust``: the sign error of Dziugaite et al. 2020 over single-hyperparameter
+      environments: ``robust_mean``, ``robust_p90``, ``robust_max`` and ``robust_envs``
+      (environments kept).
+
+    ``n`` counts runs with a finite value. "Best" is the highest tau (lowest for
+    ``test_acc``), else Ψ, CMI, or the lowest mean sign error. The grid options are those of
+    :func:`gengap.evaluate.conditional_mi`, the robust ones those of
+    :func:`gengap.evaluate.robust_sign_error`. A measure whose own missing values break the
+    grid gets NaN CMI, and ``table.attrs["notes"]`` says why.
+    """
+    unknown = [m for m in metrics if m not in METRICS]
+    if unknown:
+        raise GengapError(f"unknown metric {unknown[0]!r} (metrics: {', '.join(METRICS)})")
+    frame = with_target(frame, target)
+    missing = [m for m in measures if m not in frame.columns]
+    if missing:
+        raise GengapError(f"no measure column {missing[0]!r} in the table")
+    notes: list[str] = []
+    cmi_frame, cmi_levels = frame, levels
+    if "cmi" in metrics:  # the zoo's own grid must hold before any measure is scored
+        if grid == "largest":
+            cmi_frame, cmi_levels = largest_complete_subgrid(
+                frame, hyperparameters, levels, replicates
+            )
+            if len(cmi_frame) < len(frame):
+                notes.append(f"CMI on the largest complete sub-grid: {len(cmi_frame)} of "
+                             f"{len(frame)} runs ({_describe_levels(cmi_levels)})")
+        elif grid == "strict":
+            check_grid(frame, hyperparameters, levels, replicates)
+    envs = (environments(frame, hyperparameters, target, test_size, filter_noise)
+            if "robust" in metrics else None)
     rows = []
     for name in measures:
-        psi, per_axis = granulated_kendall(frame, name, target, hyperparameters)
-        rows.append(
-            {
-                "measure": name,
-                "tau": kendall(frame[name], frame[target]),
-                "psi": psi,
-                **{f"psi[{axis}]": value for axis, value in per_axis.items()},
-                "n": int(np.isfinite(frame[name].to_numpy(dtype=float)).sum()),
-            }
-        )
+        row: dict[str, Any] = {"measure": name}
+        if "tau" in metrics:
+            if bootstrap:
+                row["tau"], row["tau_low"], row["tau_high"] = kendall_interval(
+                    frame[name], frame[target], bootstrap, confidence, seed
+                )
+            else:
+                row["tau"] = kendall(frame[name], frame[target])
+        if "psi" in metrics:
+            if bootstrap:
+                psi, axes = granulated_kendall_interval(
+                    frame, name, target, hyperparameters, bootstrap, confidence, seed
+                )
+                row["psi"], row["psi_low"], row["psi_high"] = psi
+                row.update({f"psi[{a}]": v.value for a, v in axes.items()})
+            else:
+                psi_value, per_axis = granulated_kendall(frame, name, target, hyperparameters)
+                row["psi"] = psi_value
+                row.update({f"psi[{a}]": v for a, v in per_axis.items()})
+        if "cmi" in metrics:
+            row.update(_cmi_columns(cmi_frame, name, hyperparameters, target, max_conditioning,
+                                    grid, replicates, cmi_levels, notes))
+        if "robust" in metrics:
+            summary = robust_sign_error(frame, name, hyperparameters, target, min_ess=min_ess,
+                                        envs=envs)
+            overall = summary.loc["all"]
+            row["robust_mean"] = overall["mean"]
+            row["robust_p90"] = overall["p90"]
+            row["robust_max"] = overall["max"]
+            row["robust_envs"] = int(overall["environments"])
+        row["n"] = int(np.isfinite(frame[name].to_numpy(dtype=float)).sum())
+        rows.append(row)
+    if envs is not None and len(envs.table) and rows and all(
+        r["robust_envs"] == 0 for r in rows
+    ):
+        notes.append(f"robust: no environment kept: each needs an effective sample size of "
+                     f"{min_ess:g} (repeated runs per setting, e.g. seeds), and pairs whose gaps "
+                     f"differ by less than the test-set noise get no weight (Hoeffding)")
     table = pd.DataFrame(rows)
+    table.attrs["notes"] = notes
     if table.empty:
         return table
-    return table.sort_values("tau", ascending=False, na_position="last").reset_index(drop=True)
+    return _sort(table, target).reset_index(drop=True)
+
+
+def _cmi_columns(
+    frame: pd.DataFrame,
+    measure: str,
+    hyperparameters: Sequence[str],
+    target: str,
+    max_conditioning: int,
+    grid: Grid,
+    replicates: str | None,
+    levels: Mapping[str, Sequence[Any]] | None,
+    notes: list[str],
+) -> dict[str, float]:
+    sizes = range(min(max_conditioning, len(hyperparameters)) + 1)
+    try:
+        by_size = cmi_by_size(
+            frame, measure, hyperparameters, target, max_conditioning=max(sizes),
+            grid="none" if grid == "none" else "strict", replicates=replicates, levels=levels,
+        )
+    except GengapError as err:
+        notes.append(f"CMI of {measure}: {err}")
+        by_size = {s: float("nan") for s in sizes}
+    finite = [v for v in by_size.values() if np.isfinite(v)]
+    out = {"cmi": 100 * min(finite) if finite else float("nan")}
+    out.update({f"cmi[{s}]": 100 * by_size[s] for s in sizes})
+    return out
+
+
+def _sort(table: pd.DataFrame, target: str) -> pd.DataFrame:
+    sign = ORIENTATION.get(target, 1)
+    for column, ascending in (("tau", sign < 0), ("psi", sign < 0), ("cmi", False),
+                              ("robust_mean", True)):
+        if column in table.columns:
+            return table.sort_values(column, ascending=ascending, na_position="last")
+    return table
+
+
+def _describe_levels(levels: Mapping[str, Sequence[Any]]) -> str:
+    return "; ".join(f"{h} in {list(v)}" for h, v in levels.items())

@@ -8,6 +8,9 @@ from gengap.measures import norms, output  # noqa: F401, E402  (registers the me
 from gengap.measures import (  # noqa: F401, E402  (Jiang et al.'s catalogue)
     norm_margin, optimization, pacbayes, sharpness, vc, weight_stats,
 )
+from gengap.measures import (  # noqa: F401, E402  (spectral, representation, flatness, agreement)
+    agreement, flatness, representation, spectral_ht,
+)
 from gengap.measures.compute import Profile, available, compute, compute_timed, profile
 from gengap.measures.context import MeasureContext
 from gengap.measures.layers import fold_batchnorm, weight_matrices

@@ -55,7 +55,7 @@ class Profile:
     """Where a suite's time went: each measure's own seconds (without the shared passes it
     triggered) and each shared pass's seconds."""
 
-    values: dict[str, float]
+    values: dict[str, tuple[float, float]]  # as compute_timed: name -> (value, seconds)
     measure_seconds: dict[str, float]
     pass_seconds: dict[str, float]
     total_seconds: float
@@ -63,7 +63,7 @@ class Profile:
 
 def profile(ctx: MeasureContext, names: str | list[str] | None = None) -> Profile:
     """Compute the chosen measures and split the time between measures and shared passes."""
-    values: dict[str, float] = {}
+    values: dict[str, tuple[float, float]] = {}
     own: dict[str, float] = {}
     begun = time.perf_counter()
     for m in select(names):
@@ -72,5 +72,5 @@ def profile(ctx: MeasureContext, names: str | list[str] | None = None) -> Profil
         value = ctx.value(m.name)
         spent = time.perf_counter() - started
         own[m.name] = spent - (sum(ctx.pass_seconds.values()) - passes_before)
-        values.update({k: v for k, (v, _) in _flatten(m.name, value, spent).items()})
+        values.update(_flatten(m.name, value, spent))
     return Profile(values, own, dict(ctx.pass_seconds), time.perf_counter() - begun)

@@ -33,6 +33,8 @@ class MeasureContext:
         options: knobs of the searching and sampling measures (σ′, α′, gradient noise).
         trajectory: records of the training run (``steps_to_ce_0.1``, ``steps_to_ce_0.01``,
             ``batch_size``), for the optimization measures.
+        second_model: a run of the same spec with another seed, for the agreement measures.
+        x_heldout: unlabeled held-out inputs (the test split), for the agreement measures.
     """
 
     def __init__(
@@ -46,6 +48,8 @@ class MeasureContext:
         batch_size: int = 1024,
         options: MeasureOptions | None = None,
         trajectory: Mapping[str, Any] | None = None,
+        second_model: nn.Module | None = None,
+        x_heldout: torch.Tensor | None = None,
     ) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device).eval()
@@ -57,9 +61,13 @@ class MeasureContext:
         self.batch_size = batch_size
         self.options = options or MeasureOptions()
         self.trajectory = dict(trajectory) if trajectory is not None else None
+        self.second_model = (
+            second_model.to(self.device).eval() if second_model is not None else None
+        )
+        self.x_heldout = x_heldout
         self._values: dict[str, Any] = {}
         self.pass_seconds: dict[str, float] = {}  # filled by @shared_pass properties
-        self.details: dict[str, Any] = {}  # what searches found besides the value (σ′, α′)
+        self.details: dict[str, Any] = {}  # what measures found besides the value
 
     def value(self, name: str) -> float:
         """The value of registered measure ``name``, computed once per context (measures
@@ -201,3 +209,62 @@ class MeasureContext:
         folded = fold_batchnorm(self.require_init())
         return torch.cat([p.detach().reshape(-1) for p in folded.parameters()]).double().to(
             self.device)
+
+    # -- heavy-tailed spectra, features, second model (spectral/, representation.py, ...) ------
+
+    @shared_pass
+    def spectra(self) -> Any:
+        """Per-layer heavy-tailed spectral table of the folded model (a pandas DataFrame, see
+        :func:`gengap.measures.spectral.spectral_table`), with MP fits and randomized ESDs."""
+        from gengap.measures.spectral import spectral_table
+
+        return spectral_table(self.folded, seed=self.options.seed, device=self.device)
+
+    @shared_pass
+    @torch.no_grad()
+    def penultimate(self) -> torch.Tensor:
+        """The input of the last Linear/Conv layer on the whole training set (float64, one
+        pass; spatial axes averaged for a final 1x1 conv under global average pooling). Fills
+        ``logits`` in the same pass when it is not computed yet."""
+        from gengap.measures.features import penultimate_features
+
+        x, _ = self.require_data()
+        feats, logits = penultimate_features(self.model, x, self.device, self.batch_size)
+        self.__dict__.setdefault("logits", logits)
+        return feats
+
+    def require_second(self) -> nn.Module:
+        if self.second_model is None:
+            raise GengapError("this measure needs a second run that differs only in seed")
+        return self.second_model
+
+
+    # -- the σ′ and α′ searches (pacbayes.py, sharpness.py), each shared by several measures --
+
+    @shared_pass
+    def sigma_search(self) -> Any:
+        """σ′: the Gaussian-noise search (a :class:`gengap.measures.search.SearchResult`)."""
+        from gengap.measures.pacbayes import sigma_search
+
+        return sigma_search(self, magnitude=False)
+
+    @shared_pass
+    def mag_sigma_search(self) -> Any:
+        """The magnitude-aware σ′ search."""
+        from gengap.measures.pacbayes import sigma_search
+
+        return sigma_search(self, magnitude=True)
+
+    @shared_pass
+    def alpha_search(self) -> Any:
+        """α′: the worst-case (projected gradient ascent) search."""
+        from gengap.measures.sharpness import alpha_search
+
+        return alpha_search(self, magnitude=False)
+
+    @shared_pass
+    def mag_alpha_search(self) -> Any:
+        """The magnitude-aware α′ search."""
+        from gengap.measures.sharpness import alpha_search
+
+        return alpha_search(self, magnitude=True)

@@ -61,17 +61,30 @@ def conv_spectral_norm_fft(
     if all(k == 1 for k in kernel.shape[2:]):  # a 1x1 kernel is the same matrix at every f
         blocks = kernel.reshape(groups, kernel.shape[0] // groups, kernel.shape[1])
         return float(torch.linalg.matrix_norm(blocks, ord=2).max())
-    size = [max(n, k) for n, k in zip(input_size, kernel.shape[2:], strict=True)]
+    for axis, n in enumerate(input_size, start=2):
+        kernel = _alias(kernel, axis, n)
     dims = tuple(range(2, 2 + spatial))
     # A real kernel's spectrum is conjugate-symmetric, so half the frequencies hold every
     # singular value (rfftn).
-    spectrum = torch.fft.rfftn(kernel, s=size, dim=dims)
+    spectrum = torch.fft.rfftn(kernel, s=list(input_size), dim=dims)
     per_freq = spectrum.permute(*range(2, 2 + spatial), 0, 1).reshape(-1, *kernel.shape[:2])
     c_out, c_in = kernel.shape[:2]
     per_group = per_freq.reshape(-1, groups, c_out // groups, c_in).reshape(
         -1, c_out // groups, c_in
     )
     return float(torch.linalg.matrix_norm(per_group, ord=2).max())
+
+
+def _alias(kernel: torch.Tensor, axis: int, n: int) -> torch.Tensor:
+    """A kernel wider than the input wraps around it: taps n apart add up (circular)."""
+    k = kernel.shape[axis]
+    if k <= n:
+        return kernel
+    wraps = -(-k // n)
+    padded = torch.nn.functional.pad(
+        kernel.movedim(axis, -1), (0, wraps * n - k)
+    )
+    return padded.reshape(*padded.shape[:-1], wraps, n).sum(-2).movedim(-1, axis)
 
 
 def layer_spectral_norms_fft(

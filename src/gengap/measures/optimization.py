@@ -8,6 +8,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from gengap.errors import GengapError
 from gengap.measures.context import MeasureContext
 from gengap.measures.registry import measure
 
@@ -36,19 +37,21 @@ def steps_from_01_to_001(ctx: MeasureContext) -> float:
 def grad_noise(ctx: MeasureContext) -> float:
     """E‖g_B − E g_B‖²: the variance (trace of the covariance) of the minibatch gradient of the
     training cross-entropy at the final weights, over all trainable parameters, estimated from
-    ``grad_batches`` disjoint random minibatches of ``grad_batch`` examples as
+    ``grad_batches`` disjoint random minibatches of ``grad_batch`` examples (at most half the
+    training set) as
     1/(K−1) Σ_k ‖g_k − ḡ‖² (unbiased). The network is in eval mode (BatchNorm uses its running
     statistics, dropout is off) (Jiang et al. 2020, C.5, "gradient noise")."""
     x, y = ctx.require_data()
     opts = ctx.options
-    count = min(opts.grad_batches, len(y) // opts.grad_batch)
-    if count < 2:
-        raise ValueError("grad_noise needs at least two minibatches of training data")
+    size = min(opts.grad_batch, len(y) // 2)  # small training sets: smaller minibatches
+    if size < 1:
+        raise GengapError("grad_noise needs at least two training examples")
+    count = min(opts.grad_batches, len(y) // size)
     order = torch.randperm(len(y), generator=torch.Generator().manual_seed(opts.seed))
     params = [p for p in ctx.model.parameters() if p.requires_grad]
     grads = []
     for k in range(count):
-        idx = order[k * opts.grad_batch : (k + 1) * opts.grad_batch]
+        idx = order[k * size : (k + 1) * size]
         xb, yb = x[idx.to(x.device)].to(ctx.device), y[idx.to(y.device)].to(ctx.device)
         loss = F.cross_entropy(ctx.model(xb), yb)
         grads.append(torch.cat([g.reshape(-1) for g in torch.autograd.grad(loss, params)]))

@@ -44,18 +44,18 @@ def sigma_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
     w = net.vector
     cpu_gen = torch.Generator().manual_seed(opts.seed * 2 + magnitude)
     dev_gen = torch.Generator(device=net.device).manual_seed(opts.seed * 2 + magnitude + 7919)
-    per_call = max(1, ctx.batch_size // opts.mc_chunk)  # draws per batched forward
 
     def probe(sigma: float) -> Probe:
         std: float | torch.Tensor = (
             torch.sqrt(sigma**2 * w**2 + opts.mag_eps**2) if magnitude else sigma
         )
 
-        def one_round() -> torch.Tensor:
+        def one_round(chunk: int) -> torch.Tensor:
             drops = []
+            per_call = max(1, ctx.batch_size // chunk)  # draws per batched forward
             for start in range(0, opts.mc_draws, per_call):
                 k = min(per_call, opts.mc_draws - start)
-                idx = pool[torch.randint(len(pool), (k, opts.mc_chunk), generator=cpu_gen)]
+                idx = pool[torch.randint(len(pool), (k, chunk), generator=cpu_gen)]
                 noise = torch.randn((k, len(w)), generator=dev_gen, device=net.device)
                 logits = net.forward_many(w + std * noise, x[idx.to(x.device)].to(net.device))
                 dev_idx = idx.to(net.device)
@@ -63,13 +63,14 @@ def sigma_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
                 drops.append((clean[dev_idx].float() - noisy.float()).mean(dim=1))
             return torch.cat(drops)
 
-        return estimate_drop(one_round, opts.mc_draws * opts.mc_chunk, opts, sigma)
+        return estimate_drop(one_round, opts, sigma)
 
     return bisect_scale(probe, opts)
 
 
 def _sigma(ctx: MeasureContext, name: str) -> float:
-    return ctx.value(name)
+    search = ctx.sigma_search if name == "pacbayes_sigma" else ctx.mag_sigma_search
+    return search.value
 
 
 def _bound(norm_sq: float, sigma: float, m: int) -> float:
@@ -93,18 +94,14 @@ def _mag_bound(ctx: MeasureContext, vector: torch.Tensor, sigma: float) -> float
 def pacbayes_sigma(ctx: MeasureContext) -> float:
     """σ′: std of the Gaussian parameter noise that lowers training accuracy by 0.1
     (Jiang et al. 2020, C.4; binary search with batched, sequentially stopped Monte Carlo)."""
-    result = sigma_search(ctx, magnitude=False)
-    ctx.details["pacbayes_sigma"] = result
-    return result.value
+    return ctx.sigma_search.value
 
 
 @measure("pacbayes_mag_sigma", group="pacbayes", needs=DATA, cost="F")
 def pacbayes_mag_sigma(ctx: MeasureContext) -> float:
     """Magnitude-aware σ′: noise std sqrt(σ′²w_i² + ε²) per parameter lowers training accuracy
     by 0.1 (Jiang et al. 2020, C.4)."""
-    result = sigma_search(ctx, magnitude=True)
-    ctx.details["pacbayes_mag_sigma"] = result
-    return result.value
+    return ctx.mag_sigma_search.value
 
 
 @measure("pacbayes_init", group="pacbayes", needs=INIT_DATA, cost="F")

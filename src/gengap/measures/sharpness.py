@@ -17,6 +17,7 @@ use σ_α = α′/sqrt(2·log(2ω/δ)), the relation between the two radii that 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
@@ -45,8 +46,7 @@ def alpha_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
         idx = pool[torch.randint(len(pool), (n,), generator=gen)].to(net.device)
         return idx, x[idx.to(x.device)].to(net.device)
 
-    def ascend(radius: float | torch.Tensor) -> torch.Tensor:
-        u = (torch.rand(len(w), generator=dev_gen, device=net.device) * 2 - 1) * radius
+    def ascend(u: torch.Tensor, radius: float | torch.Tensor) -> torch.Tensor:
         step = 2.5 * radius / opts.ascent_steps
         for _ in range(opts.ascent_steps):
             idx, xb = batch(opts.ascent_batch)
@@ -57,22 +57,51 @@ def alpha_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
                 u = torch.clamp(u + step * grad.sign(), -radius, radius)
         return u.detach()
 
+    def rounds(u: torch.Tensor) -> Callable[[int], torch.Tensor]:
+        @torch.no_grad()
+        def one_round(chunk: int) -> torch.Tensor:
+            idx, xb = batch(opts.mc_draws * chunk)
+            right = net.forward(w + u, xb).argmax(-1) == y_dev[idx]
+            return (clean[idx].float() - right.float()).reshape(opts.mc_draws, chunk).mean(1)
+
+        return one_round
+
+    sampled_at_most = opts.mc_draws * (max(1, opts.mc_chunk // 4) + opts.mc_max_rounds
+                                       * opts.mc_chunk)
+
+    @torch.no_grad()
+    def exact(u: torch.Tensor, alpha: float) -> Probe:
+        """The drop over the whole pool: the perturbation is fixed, so a pool no larger than
+        what sampling could use is cheaper to evaluate exactly."""
+        lost = 0.0
+        for start in range(0, len(pool), ctx.batch_size):
+            idx = pool[start : start + ctx.batch_size].to(net.device)
+            right = net.forward(w + u, x[idx.to(x.device)].to(net.device)).argmax(-1) == y_dev[idx]
+            lost += float((clean[idx].float() - right.float()).sum())
+        drop = lost / len(pool)
+        verdict = ("accept" if abs(drop - opts.deviation) < opts.tolerance
+                   else "lower" if drop > opts.deviation else "raise")
+        return Probe(alpha, drop, 0.0, len(pool), verdict)
+
+    def measure_drop(u: torch.Tensor, alpha: float, screen_only: bool = False) -> Probe:
+        if len(pool) <= sampled_at_most:
+            return exact(u, alpha)
+        return estimate_drop(rounds(u), opts, alpha, screen_only=screen_only)
+
     def probe(alpha: float) -> Probe:
         radius = alpha * w.abs() + opts.mag_eps if magnitude else alpha
         worst: Probe | None = None
         for _ in range(opts.ascent_restarts):
-            u = ascend(radius)
-
-            @torch.no_grad()
-            def one_round(u: torch.Tensor = u) -> torch.Tensor:
-                idx, xb = batch(opts.mc_draws * opts.mc_chunk)
-                right = net.forward(w + u, xb).argmax(-1) == y_dev[idx]
-                drop = clean[idx].float() - right.float()
-                return drop.reshape(opts.mc_draws, opts.mc_chunk).mean(dim=1)
-
-            found = estimate_drop(one_round, opts.mc_draws * opts.mc_chunk, opts, alpha)
+            start = (torch.rand(len(w), generator=dev_gen, device=net.device) * 2 - 1) * radius
+            # The worst perturbation drops accuracy at least as much as the random start, so
+            # a start that already drops it too far settles the probe without any ascent.
+            screen = measure_drop(start, alpha, screen_only=True)
+            found = screen if screen.verdict == "lower" else measure_drop(
+                ascend(start, radius), alpha)
             if worst is None or found.drop > worst.drop:
                 worst = found
+            if found.verdict == "lower":
+                break
         assert worst is not None
         return worst
 
@@ -80,7 +109,8 @@ def alpha_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
 
 
 def _alpha(ctx: MeasureContext, name: str) -> float:
-    return ctx.value(name)
+    search = ctx.alpha_search if name == "sharpness_alpha" else ctx.mag_alpha_search
+    return search.value
 
 
 def _log_term(ctx: MeasureContext) -> float:
@@ -111,17 +141,13 @@ def _sharpness_mag_bound(ctx: MeasureContext, vector: torch.Tensor, alpha: float
 def sharpness_alpha(ctx: MeasureContext) -> float:
     """α′: half-width of the box whose worst perturbation (projected gradient ascent) lowers
     training accuracy by 0.1 (Jiang et al. 2020, C.4)."""
-    result = alpha_search(ctx, magnitude=False)
-    ctx.details["sharpness_alpha"] = result
-    return result.value
+    return ctx.alpha_search.value
 
 
 @measure("sharpness_mag_alpha", group="sharpness", needs=DATA, cost="F")
 def sharpness_mag_alpha(ctx: MeasureContext) -> float:
     """Magnitude-aware α′: the box |u_i| ≤ α′|w_i| + ε (Jiang et al. 2020, C.4)."""
-    result = alpha_search(ctx, magnitude=True)
-    ctx.details["sharpness_mag_alpha"] = result
-    return result.value
+    return ctx.mag_alpha_search.value
 
 
 @measure("sharpness_init", group="sharpness", needs=INIT_DATA, cost="F")

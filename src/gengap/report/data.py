@@ -7,12 +7,14 @@ from its caller.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
 from gengap.errors import GengapError
+from gengap.evaluate.features import WEIGHT_PREFIX
 from gengap.report.evaluation import Evaluation, evaluate_frame
 
 if TYPE_CHECKING:
@@ -60,27 +62,35 @@ def gather(
     curve_runs: list[str] | None = None,
     max_curves: int = 4,
     evaluate: bool = True,
+    bootstrap: int = 1000,
+    test_size: int | str | None = None,
 ) -> ReportData:
     """Read a zoo folder into a :class:`ReportData` and evaluate its measures.
 
     ``curve_runs`` names the runs whose training curves are drawn (full ids or unique
     prefixes); by default the finished runs with the smallest, median and largest ``target``
-    (up to ``max_curves``).
+    (up to ``max_curves``). ``bootstrap``: resamples behind the confidence intervals;
+    ``test_size``: test examples behind each gap, for the robust sign-error (default: the
+    runs' recorded ``test_size`` when the store has it).
     """
     zoo = store.zoo
     frame = store.frame()
     axes = {name: _axis_values(zoo, name, frame) for name in zoo.hyperparameters}
-    measures = sorted(store.measure_names())
+    # the weight statistics are a predictor's inputs, not measures to rank
+    measures = sorted(n for n in store.measure_names() if not n.startswith(WEIGHT_PREFIX))
     data = ReportData(
         name=zoo.name, source=str(store.root), frame=frame, axes=axes, measures=measures,
         target=target, design=zoo.design, seeds=list(zoo.seeds),
     )
-    if target not in RUN_COLUMNS and target not in frame.columns:
+    if target not in frame.columns and (frame.get("status") == "done").any():
         raise GengapError(f"unknown target {target!r} (columns: gap, test_acc, test_loss, ...)")
     ids = resolve_runs(frame, curve_runs) if curve_runs else default_curve_runs(data, max_curves)
     data.histories = {run_id: store.history(run_id) for run_id in ids}
     if evaluate:
-        data.evaluation = evaluate_frame(data.done, measures, data.hyperparameters, target)
+        if test_size is None and "test_size" in frame and frame["test_size"].notna().all():
+            test_size = "test_size"
+        data.evaluation = evaluate_frame(data.done, measures, data.hyperparameters, target,
+                                         bootstrap=bootstrap, test_size=test_size)
     return data
 
 
@@ -105,7 +115,9 @@ def default_curve_runs(data: ReportData, count: int) -> list[str]:
     ordered = done.sort_values(data.target, kind="stable")["run_id"].tolist()
     if len(ordered) <= count:
         return ordered
-    picks = [round(i * (len(ordered) - 1) / (count - 1)) for i in range(count)] if count > 1 else [0]
+    if count == 1:
+        return [ordered[0]]
+    picks = [round(i * (len(ordered) - 1) / (count - 1)) for i in range(count)]
     return [ordered[i] for i in dict.fromkeys(picks)]
 
 
@@ -116,3 +128,17 @@ def _axis_values(zoo: Any, name: str, frame: pd.DataFrame) -> list[Any]:
     if name in frame:
         return sorted(frame[name].dropna().unique().tolist())
     return []
+
+
+def value_key(value: Any) -> str:
+    """A hyperparameter value as a comparable key: numbers by value (so the spec's ``1`` and a
+    run's ``1.0`` match), anything else (strings, lists) as canonical JSON."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return json.dumps(value, sort_keys=True, default=str)
+    return repr(float(value))
+
+
+def runs_with(frame: pd.DataFrame, axis: str, value: Any) -> pd.Series:
+    """A mask of the rows of ``frame`` whose ``axis`` equals ``value``."""
+    key = value_key(value)
+    return frame[axis].map(value_key) == key

@@ -16,7 +16,8 @@ from __future__ import annotations
 import json
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -38,9 +39,15 @@ PER_NETWORK = (
 )
 EVAL_ROWS = 16384  # networks x examples per evaluation chunk, to bound memory
 
-# vmap's notice that global average pooling runs through its generic (slower) fallback: known,
-# measured, and already weighed by the speed probe.
-warnings.filterwarnings("ignore", message="There is a performance drop because we have not yet")
+
+
+@contextmanager
+def _quiet() -> Iterator[None]:
+    """Hide vmap's notice that global average pooling takes its generic (slower) path: known,
+    and already weighed by the speed probe."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="There is a performance drop because we have")
+        yield
 
 
 def population_key(run: RunSpec) -> str | None:
@@ -103,7 +110,8 @@ class Population:
     def losses(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """Each active network's mean cross-entropy on the batch, shape (P,)."""
         self.template.train()
-        logits = self.forward(self.params, self.buffers, xb)
+        with _quiet():
+            logits = self.forward(self.params, self.buffers, xb)
         p, b = logits.shape[:2]
         per_example = nn.functional.cross_entropy(
             logits.flatten(0, 1), yb.repeat(p), reduction="none"
@@ -113,7 +121,8 @@ class Population:
     def step(self, losses: torch.Tensor, lr: torch.Tensor, rows: torch.Tensor | None) -> None:
         """One optimizer step for the networks in stack ``rows`` (None: all)."""
         total = losses.sum() if rows is None else losses.index_select(0, rows).sum()
-        grads = torch.autograd.grad(total, list(self.params.values()))
+        with _quiet():
+            grads = torch.autograd.grad(total, list(self.params.values()))
         if rows is not None:
             self.keep(rows)
             grads = tuple(g.index_select(0, rows) for g in grads)
@@ -141,7 +150,8 @@ class Population:
             xb, yb = x[start : start + chunk].to(self.device), y[start : start + chunk].to(
                 self.device
             )
-            logits = self.forward(self.params, self.buffers, xb)
+            with _quiet():
+                logits = self.forward(self.params, self.buffers, xb)
             ce = nn.functional.cross_entropy(
                 logits.flatten(0, 1), yb.repeat(p), reduction="none"
             ).view(p, -1)

@@ -2,20 +2,167 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
 import pandas as pd
 
 from gengap.errors import GengapError
 from gengap.evaluate import ranking_table
+from gengap.evaluate.targets import with_target
 from gengap.zoo.store import Store
 
+# Columns of Store.frame() that describe a run rather than measure it.
+RUN_COLUMNS = {
+    "run_id", "status", "reason", "seed", "zoo", "train_loss", "train_acc", "test_loss",
+    "test_acc", "gap", "test_error", "epochs", "steps", "seconds", "converged", "stopped_by",
+    "train_size", "test_size",
+}
 
-def evaluate_zoo(store: Store, target: str = "gap") -> pd.DataFrame:
-    """The ranking table of every stored measure over the zoo's finished runs."""
+
+def evaluate_zoo(
+    store: Store,
+    target: str = "gap",
+    metrics: Sequence[str] = ("tau", "psi"),
+    data_dir: str | Path | None = None,
+    **options: Any,
+) -> pd.DataFrame:
+    """The ranking table of every stored measure over the zoo's finished runs.
+
+    ``metrics`` and ``options`` are those of :func:`gengap.evaluate.ranking_table`. When the
+    zoo has several seeds, CMI checks the grid with ``seed`` as the replicate column. The
+    robust sign-error weights pairs by the test-set size, which is read from the runs'
+    ``test_size`` when recorded and otherwise counted by loading each data spec once
+    (``data_dir`` for local files); pass ``test_size=`` to set it.
+    """
     frame = store.frame()
-    names = sorted(store.measure_names())
+    names = scalar_measures(store.measure_names())
     if frame.empty or not names:
         raise GengapError(f"{store.root}: no measured runs yet (run `gengap measure` first)")
-    done = frame[frame["status"] == "done"]
-    if target not in done.columns:
-        raise GengapError(f"unknown target {target!r} (columns: gap, test_acc, test_loss, ...)")
-    return ranking_table(done, names, store.zoo.hyperparameters, target=target)
+    done = with_target(frame[frame["status"] == "done"], target)
+    hyperparameters = store.zoo.hyperparameters
+    if "seed" in done.columns and done["seed"].nunique() > 1:
+        options.setdefault("replicates", "seed")
+    if "robust" in metrics and "test_size" not in options:
+        if "test_size" not in done.columns or done["test_size"].isna().any():
+            done = done.assign(test_size=_test_sizes(store, done, data_dir))
+        options["test_size"] = "test_size"
+    return ranking_table(done, names, hyperparameters, target=target, metrics=metrics, **options)
+
+
+def evaluate_table(
+    table: pd.DataFrame,
+    hyperparameters: Sequence[str],
+    measures: Sequence[str] | None = None,
+    target: str = "gap",
+    metrics: Sequence[str] = ("tau", "psi"),
+    **options: Any,
+) -> pd.DataFrame:
+    """The ranking table of a plain table (one row per network; read from CSV or Parquet):
+    ``measures`` default to every numeric column that is neither a hyperparameter nor a
+    run's metric."""
+    missing = [h for h in hyperparameters if h not in table.columns]
+    if missing:
+        raise GengapError(f"no hyperparameter column {missing[0]!r} in the table")
+    if "status" in table.columns:
+        table = table[table["status"] == "done"]
+    table = with_target(table, target)
+    if measures is None:
+        skip = RUN_COLUMNS | set(hyperparameters) | {target}
+        measures = scalar_measures([c for c in table.columns
+                                    if c not in skip and pd.api.types.is_numeric_dtype(table[c])])
+    if not measures:
+        raise GengapError("the table has no measure columns")
+    return ranking_table(table, list(measures), hyperparameters, target=target,
+                         metrics=metrics, **options)
+
+
+def read_table(path: str | Path) -> pd.DataFrame:
+    """A CSV or Parquet table of networks, as a DataFrame (a clear error otherwise)."""
+    path = Path(path)
+    if not path.is_file():
+        raise GengapError(f"{path}: no such file")
+    try:
+        if path.suffix == ".parquet":
+            return pd.read_parquet(path)
+        if path.suffix == ".csv":
+            return pd.read_csv(path)
+    except Exception as err:  # pyarrow and the csv parser raise many kinds
+        raise GengapError(f"{path}: unreadable table ({err})") from None
+    raise GengapError(f"{path}: expected a .csv or .parquet table or a zoo folder")
+
+
+def scalar_measures(names: set[str] | Sequence[str]) -> list[str]:
+    """Measure columns to rank, sorted: the features of vector-valued measures (the weight
+    statistics ``wstat.*``) are inputs of learned predictors, not measures to rank."""
+    from gengap.measures.registry import measures
+
+    vectors = {n for n in measures if measures.get(n).vector}
+    return sorted(n for n in names if str(n).split(".", 1)[0] not in vectors)
+
+
+@dataclass(frozen=True)
+class Population:
+    """Networks from one or more sources, for predictors: ``frame`` (one row per finished
+    run, with a ``zoo`` column), the union of their ``hyperparameters`` and of their scalar
+    ``measures``."""
+
+    frame: pd.DataFrame
+    hyperparameters: list[str]
+    measures: list[str]
+
+
+def load_population(
+    sources: Sequence[str | Path], hyperparameters: Sequence[str] | None = None
+) -> Population:
+    """Zoo folders and/or .csv/.parquet tables as one table. A zoo is named by its spec's
+    name (its folder's name when two share one); a table by its file's stem. Tables take
+    their hyperparameter columns from ``hyperparameters``."""
+    frames, axes, names, labels = [], [], set(), []
+    for source in sources:
+        path = Path(source)
+        if path.is_file():
+            frame = read_table(path)
+            if "status" in frame.columns:
+                frame = frame[frame["status"] == "done"]
+            label = path.stem
+            table_axes = [h for h in (hyperparameters or []) if h in frame.columns]
+            skip = RUN_COLUMNS | set(table_axes)
+            names |= {c for c in frame.columns if c not in skip
+                      and pd.api.types.is_numeric_dtype(frame[c])}
+        else:
+            store = Store(path)
+            frame = store.frame()
+            if frame.empty:
+                raise GengapError(f"{path}: the zoo has no runs")
+            frame = frame[frame["status"] == "done"]
+            label = store.zoo.name
+            table_axes = list(store.zoo.hyperparameters)
+            names |= set(store.measure_names())
+        if label in labels:
+            label = f"{label}@{path.resolve().name}"
+        labels.append(label)
+        axes += [h for h in table_axes if h not in axes]
+        frames.append(frame.assign(zoo=label))
+    if not frames:
+        raise GengapError("no zoo folders or tables given")
+    frame = pd.concat(frames, ignore_index=True, sort=False)
+    measures = [n for n in scalar_measures(names) if n in frame.columns]
+    return Population(frame, axes, measures)
+
+
+def _test_sizes(store: Store, done: pd.DataFrame, data_dir: str | Path | None) -> list[int]:
+    from gengap.data import load
+
+    specs = {run.run_id: run.data for run in store.runs("done")}
+    sizes: dict[str, int] = {}
+    out = []
+    for run_id in done["run_id"]:
+        data = specs[run_id]
+        key = data.canonical_json()
+        if key not in sizes:
+            sizes[key] = int(len(load(data, data_dir).y_test))
+        out.append(sizes[key])
+    return out

@@ -2,23 +2,32 @@
 
 from __future__ import annotations
 
+import math
+import multiprocessing
 from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
 
 from gengap.data import Splits, load
 from gengap.errors import GengapError
-from gengap.measures import MeasureContext, compute_timed, select
-from gengap.models import build
-from gengap.specs import RunSpec
+from gengap.measures import MeasureContext, compute_timed, measures, profile, select
+from gengap.models import build_for
+from gengap.specs import MeasureOptions, RunSpec
+from gengap.zoo.seed_pairs import seed_partners
 from gengap.zoo.store import Store
+
+TRAJECTORY_KEYS = ("steps_to_ce_0.1", "steps_to_ce_0.01", "steps", "epochs")
+
+OnRun = Callable[[str, dict[str, tuple[float, float]]], None]
 
 
 def load_model(store: Store, run: RunSpec, splits: Splits, which: str = "final") -> nn.Module:
     """Rebuild a run's network and load its ``init`` or ``final`` weights from the store."""
-    model = build(run.arch, splits.input_shape, splits.num_classes)
+    model = build_for(run.arch, splits)
     state = store.load_weights(run.run_id, which)
     try:
         model.load_state_dict(state)
@@ -31,39 +40,159 @@ def load_model(store: Store, run: RunSpec, splits: Splits, which: str = "final")
     return model
 
 
+def trajectory(run: RunSpec, metrics: dict[str, Any]) -> dict[str, Any]:
+    """What the optimization measures read from a run's records: the steps at which training
+    cross-entropy first reached 0.1 and 0.01 (None when never), and the batch size."""
+    out: dict[str, Any] = {"batch_size": run.train.batch_size}
+    for key in TRAJECTORY_KEYS:
+        value = metrics.get(key)
+        out[key] = None if value is None or (isinstance(value, float) and math.isnan(value)) \
+            else value
+    return out
+
+
+def missing_measures(wanted: list[str], have: set[str]) -> list[str]:
+    """``wanted`` names not stored yet; a vector measure is stored when any ``name.*`` is."""
+    def stored(name: str) -> bool:
+        if measures.get(name).vector:
+            return any(h.startswith(name + ".") for h in have)
+        return name in have
+
+    return [n for n in wanted if not stored(n)]
+
+
+def measure_run(
+    store: Store, run: RunSpec, names: list[str], splits: Splits, metrics: dict[str, Any],
+    device: str = "auto", options: MeasureOptions | None = None,
+    profile_into: dict[str, dict[str, float]] | None = None,
+    partner: RunSpec | None = None,
+) -> dict[str, tuple[float, float]]:
+    """``name -> (value, seconds)`` of ``names`` on one finished run; with ``profile_into``,
+    add each measure's own seconds to ``profile_into["measures"]`` and each shared pass's to
+    ``profile_into["passes"]``. ``partner``: the run of the same spec with another seed (see
+    :func:`seed_partners`), the second model of the agreement measures, which compare the two
+    on the test split's inputs."""
+    ctx = MeasureContext(
+        load_model(store, run, splits, "final"),
+        init_model=load_model(store, run, splits, "init"),
+        x_train=splits.x_train,
+        y_train=splits.y_train,
+        device=device,
+        options=options,
+        trajectory=trajectory(run, metrics),
+        second_model=load_model(store, partner, splits, "final") if partner else None,
+        x_heldout=splits.x_test if partner else None,
+    )
+    if profile_into is None:
+        return compute_timed(ctx, names)
+    result = profile(ctx, names)
+    for part, seconds in (("measures", result.measure_seconds), ("passes", result.pass_seconds)):
+        into = profile_into.setdefault(part, {})
+        for name, value in seconds.items():
+            into[name] = into.get(name, 0.0) + value
+    return result.values
+
+
+_worker_splits: dict[str, Splits] = {}
+
+
+def _measure_task(
+    root: str, run_json: str, names: list[str], metrics: dict[str, Any], device: str,
+    data_dir: str | None, options_json: str, partner_json: str | None = None,
+) -> tuple[str, dict[str, tuple[float, float]]]:
+    """One run in a worker process (it reads the store; the parent writes)."""
+    torch.set_num_threads(1)
+    run = RunSpec.model_validate_json(run_json)
+    key = run.data.canonical_json()
+    if key not in _worker_splits:
+        _worker_splits.clear()
+        _worker_splits[key] = load(run.data, data_dir)
+    store = Store(root)
+    try:
+        values = measure_run(store, run, names, _worker_splits[key], metrics, device,
+                             MeasureOptions.model_validate_json(options_json),
+                             partner=RunSpec.model_validate_json(partner_json)
+                             if partner_json else None)
+    finally:
+        store.close()
+    return run.run_id, values
+
+
 def measure_zoo(
     store: Store,
     names: str | list[str] | None = None,
     device: str = "auto",
     data_dir: str | Path | None = None,
     recompute: bool = False,
-    on_run: Callable[[str, dict[str, tuple[float, float]]], None] | None = None,
+    on_run: OnRun | None = None,
+    workers: int = 1,
+    options: MeasureOptions | None = None,
+    profile_into: dict[str, dict[str, float]] | None = None,
 ) -> int:
     """Compute the chosen measures on every ``done`` run that lacks them; return how many runs
-    were measured. Values go into the store as they are computed (an interrupted call keeps
-    what it finished)."""
+    were measured. Values go into the store as each run finishes (an interrupted call keeps
+    what it finished). ``workers`` > 1 measures that many runs at a time in separate processes
+    (one torch thread each). ``profile_into``: see :func:`measure_run` (one worker only)."""
     wanted = [m.name for m in select(names)]
     have = store.measured()
-    splits_by_data: dict[str, Splits] = {}
-    measured = 0
-    for run in store.runs(status="done"):
-        missing = wanted if recompute else [n for n in wanted if n not in have.get(run.run_id, ())]
-        if not missing:
-            continue
-        key = run.data.canonical_json()
-        if key not in splits_by_data:
-            splits_by_data = {key: load(run.data, data_dir)}  # zoos are grouped by data
-        splits = splits_by_data[key]
-        ctx = MeasureContext(
-            load_model(store, run, splits, "final"),
-            init_model=load_model(store, run, splits, "init"),
-            x_train=splits.x_train,
-            y_train=splits.y_train,
-            device=device,
-        )
-        values = compute_timed(ctx, missing)
-        store.put_measures(run.run_id, values)
-        measured += 1
-        if on_run:
-            on_run(run.run_id, values)
-    return measured
+    frame = store.frame()
+    metrics_of = (
+        {row["run_id"]: row for row in frame.to_dict("records")} if not frame.empty else {}
+    )
+    todo = []
+    done = store.runs(status="done")
+    partners = seed_partners(done)
+    for run in done:
+        missing = wanted if recompute else missing_measures(wanted, have.get(run.run_id, set()))
+        if run.run_id not in partners:  # no seed twin (yet): agreement measures wait
+            missing = [n for n in missing if "second_model" not in measures.get(n).needs]
+        elif not any("second_model" in measures.get(n).needs for n in missing):
+            partners.pop(run.run_id)  # not needed: do not load the twin's weights
+        if missing:
+            todo.append((run, missing, metrics_of.get(run.run_id, {})))
+    if workers <= 1:
+        splits_by_data: dict[str, Splits] = {}
+        for run, missing, metrics in todo:
+            key = run.data.canonical_json()
+            if key not in splits_by_data:
+                splits_by_data = {key: load(run.data, data_dir)}  # zoos are grouped by data
+            values = measure_run(store, run, missing, splits_by_data[key], metrics, device,
+                                 options, profile_into, partners.get(run.run_id))
+            _store(store, run.run_id, values, on_run)
+        return len(todo)
+    if profile_into is not None:
+        raise GengapError("--profile times one process: use it with --workers 1")
+    context = multiprocessing.get_context("spawn")  # as the training pool: no fork of torch
+    options_json = (options or MeasureOptions()).model_dump_json()
+    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+        futures = [
+            pool.submit(_measure_task, str(store.root), run.canonical_json(), missing,
+                        _plain(metrics), device, str(data_dir) if data_dir else None,
+                        options_json, partners[run.run_id].canonical_json()
+                        if run.run_id in partners else None)
+            for run, missing, metrics in todo
+        ]
+        try:
+            for future in as_completed(futures):
+                run_id, values = future.result()
+                _store(store, run_id, values, on_run)
+        finally:
+            for future in futures:
+                future.cancel()
+    return len(todo)
+
+
+def _plain(row: dict[str, Any]) -> dict[str, Any]:
+    """A frame row's trajectory fields as plain Python values (picklable, NaN as None)."""
+    out = {}
+    for key in TRAJECTORY_KEYS:
+        value = row.get(key)
+        out[key] = None if value is None or value != value else float(value)
+    return out
+
+
+def _store(store: Store, run_id: str, values: dict[str, tuple[float, float]],
+           on_run: OnRun | None) -> None:
+    store.put_measures(run_id, values)
+    if on_run:
+        on_run(run_id, values)

@@ -171,22 +171,30 @@ class PgdlTask:
     def state(self, model_id: str, which: str = "final") -> dict[str, torch.Tensor] | None:
         """The torch state dict of ``weights.hdf5`` (``final``) or ``weights_init.hdf5``
         (``init``; None when the task ships no initial weights)."""
+        loaded = self._load(model_id, which)
+        return None if loaded is None else loaded[1]
+
+    def model(self, model_id: str, which: str = "final") -> KerasSequential | None:
+        """The model with its trained (``final``) or initial (``init``) weights, in eval mode;
+        None for ``init`` when the task has no ``weights_init.hdf5``."""
+        loaded = self._load(model_id, which)
+        if loaded is None:
+            return None
+        net, state = loaded
+        net.load_state_dict(state)
+        return net.eval()
+
+    def _load(
+        self, model_id: str, which: str
+    ) -> tuple[KerasSequential, dict[str, torch.Tensor]] | None:
+        if which not in ("final", "init"):
+            raise ValueError(f"which must be 'final' or 'init', not {which!r}")
         folder = self._model_dir(model_id)
         path = folder / ("weights.hdf5" if which == "final" else "weights_init.hdf5")
         if which == "init" and not path.is_file():
             return None
         net = self.build(model_id)
-        return keras_state_dict(net, read_keras_weights(path), path)
-
-    def model(self, model_id: str, which: str = "final") -> KerasSequential | None:
-        """The model with its trained (``final``) or initial (``init``) weights, in eval mode;
-        None for ``init`` when the task has no ``weights_init.hdf5``."""
-        state = self.state(model_id, which)
-        if state is None:
-            return None
-        net = self.build(model_id)
-        net.load_state_dict(state)
-        return net.eval()
+        return net, keras_state_dict(net, read_keras_weights(path), path)
 
     # -- data ------------------------------------------------------------------------------
 

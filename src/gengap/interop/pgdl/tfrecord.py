@@ -57,7 +57,9 @@ def read_records(path: Path) -> Iterator[bytes]:
         (length,) = struct.unpack("<Q", header)
         (length_crc,) = struct.unpack("<I", blob[offset + 8 : offset + 12])
         if masked_crc(header) != length_crc:
-            raise GengapError(f"{path}: corrupt TFRecord file (bad length checksum, record {index})")
+            raise GengapError(
+                f"{path}: corrupt TFRecord file (bad length checksum, record {index})"
+            )
         start, end = offset + 12, offset + 12 + length
         if end + 4 > len(blob):
             raise GengapError(f"{path}: truncated TFRecord file (record {index})")

@@ -64,7 +64,7 @@ def task_zoo(task: PgdlTask) -> ZooSpec:
     else:
         axes = {"arch.options.model": tuple(task.model_ids)}
     return ZooSpec(
-        name=f"pgdl-{task.name}",
+        name=task.name if task.name.startswith("pgdl") else f"pgdl-{task.name}",
         data=DataSpec(name="pgdl", options={"task": str(task.root)}, normalize=False),
         arch=ArchSpec(family="keras", options=options),
         axes=axes,

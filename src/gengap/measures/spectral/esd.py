@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import torch
@@ -82,6 +83,21 @@ def layer_slices(
         if isinstance(module, WEIGHT_LAYERS):
             kind = "linear" if isinstance(module, nn.Linear) else "conv"
             out.append(LayerSlices(name, kind, kernel_slices(module.weight.to(dtype), conv_scale)))
+    return out
+
+
+def state_slices(
+    state: Mapping[str, torch.Tensor], conv_scale: bool = True, dtype: torch.dtype = torch.float64
+) -> list[LayerSlices]:
+    """Slices of the weight tensors of a state dict (names ending in ``weight`` with 2 dims,
+    taken as Linear, or more, taken as conv), in the file's order, when no model is at hand
+    (BatchNorm weights, 1-D, are not layers; nothing is folded)."""
+    out = []
+    for name, t in state.items():
+        if name.endswith("weight") and t.is_floating_point() and t.dim() >= 2:
+            kind = "linear" if t.dim() == 2 else "conv"
+            out.append(LayerSlices(name.removesuffix(".weight"), kind,
+                                   kernel_slices(t.to(dtype), conv_scale)))
     return out
 
 

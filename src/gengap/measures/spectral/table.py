@@ -13,6 +13,7 @@ rand_distance, ww_softrank, rand_sigma_mp, rand_bulk_max, rand_mp_softrank, num_
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ from gengap.measures.spectral.esd import (
     eigenvalues_many,
     layer_slices,
     shuffled,
+    state_slices,
 )
 from gengap.measures.spectral.marchenko_pastur import fit_mp
 from gengap.measures.spectral.powerlaw import fit_power_law
@@ -38,17 +40,21 @@ SUMMARY = (
 
 
 def spectral_table(
-    model: nn.Module,
+    model: nn.Module | Mapping[str, torch.Tensor],
     randomize: bool = True,
     mp_fit: bool = True,
     conv_scale: bool = True,
     seed: int = 0,
     device: str | torch.device = "cpu",
 ) -> pd.DataFrame:
-    """One row per Linear/Conv layer of ``model`` (BatchNorm is not folded here; pass a folded
-    model for that): its ESD size, power-law fit, norm metrics and, optionally, its MP fit and
-    randomized-ESD comparison. See the module docstring for the columns."""
-    layers = layer_slices(model, conv_scale)
+    """One row per Linear/Conv layer of ``model`` (a module, or a state dict whose weight
+    tensors are taken as layers; BatchNorm is not folded here, pass a folded model for that):
+    its ESD size, power-law fit, norm metrics and, optionally, its MP fit and randomized-ESD
+    comparison. See the module docstring for the columns."""
+    layers = (
+        layer_slices(model, conv_scale) if isinstance(model, nn.Module)
+        else state_slices(model, conv_scale)
+    )
     if not layers:
         return pd.DataFrame()
     stacks = [layer.slices.to(device)[None] for layer in layers]
@@ -104,15 +110,21 @@ def analyze_stacks(
 ) -> list[dict[str, torch.Tensor]]:
     """The metrics of each layer, given as slices (B, k, N, M) of B networks: one dict of
     (B,)-tensors per layer."""
+    # WeightWatcher pools 5 shuffled replicas for layers with < 100 eigenvalues, else 1
     replicas = [5 if s.shape[1] * s.shape[3] < 100 else 1 for s in stacks]
     generator = torch.Generator().manual_seed(seed)
     randoms = (
-        [shuffled(s.repeat(1, r, 1, 1), generator) for s, r in zip(stacks, replicas, strict=True)]
+        [shuffled(s, generator) for s, r in zip(stacks, replicas, strict=True) for _ in range(r)]
         if randomize
         else []
     )
     evals_all = eigenvalues_many(stacks + randoms)
-    evals, rand_evals = evals_all[: len(stacks)], evals_all[len(stacks):]
+    evals = evals_all[: len(stacks)]
+    rand_evals, firsts, at = [], [], len(stacks)
+    for r in replicas if randomize else []:
+        rand_evals.append(torch.cat(evals_all[at : at + r], dim=1).sort(dim=1).values)
+        firsts.append(evals_all[at])
+        at += r
 
     rows: list[dict[str, torch.Tensor]] = [dict() for _ in stacks]
     _power_laws(evals, rows)
@@ -134,9 +146,8 @@ def analyze_stacks(
                        mp_softrank=fit.mp_softrank, num_spikes=fit.num_spikes)
         if randomize:
             r = rand_evals[i]
-            first = r.reshape(r.shape[0], replicas[i], -1)[:, 0].sort(dim=1).values
             row["max_rand_eval"] = r[:, -1]
-            row["rand_distance"] = jensen_shannon_distance(e, first)
+            row["rand_distance"] = jensen_shannon_distance(e, firsts[i])
             row["ww_softrank"] = r[:, -1] / e[:, -1]
             if mp_fit:
                 fit = fit_mp(r, n_rows, n_cols)
@@ -188,7 +199,7 @@ def _flag(table: pd.DataFrame) -> None:
     warnings = []
     for n, alpha in zip(table["num_evals"], table["alpha"], strict=True):
         if n < RELIABLE_EVALS:
-            warnings.append(f"only {n} eigenvalues (< {RELIABLE_EVALS}): alpha unreliable")
+            warnings.append(f"unreliable: {n} < {RELIABLE_EVALS} evals")
         elif not np.isfinite(alpha):
             warnings.append("power-law fit failed")
         elif alpha < OVER_TRAINED:

@@ -1,0 +1,139 @@
+"""``gengap evaluate``: rank a zoo's (or a table's) measures by the field's metrics."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+
+from gengap.cli.console import console, frame_table
+from gengap.errors import GengapError
+
+
+def split_names(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    return names or None
+
+
+def evaluate(
+    source: Annotated[Path, typer.Argument(help="zoo folder, or a .csv/.parquet table")],
+    metric: Annotated[
+        str, typer.Option(help="comma-separated: tau, psi, cmi, robust")
+    ] = "tau,psi",
+    target: Annotated[
+        str, typer.Option(help="what measures should rank: gap, test_error or test_acc")
+    ] = "gap",
+    out: Annotated[
+        Path | None, typer.Option(help="also write the table (.csv or .parquet)")
+    ] = None,
+    bootstrap: Annotated[
+        int, typer.Option(min=0, help="bootstrap resamples for tau and Psi intervals (0: none)")
+    ] = 1000,
+    grid: Annotated[
+        str, typer.Option(help="CMI grid check: strict (refuse an incomplete grid, as the PGDL "
+                          "scorer) or largest (score the largest complete sub-grid)")
+    ] = "strict",
+    max_conditioning: Annotated[
+        int, typer.Option(min=0, max=2, help="CMI: largest conditioning set (0, 1 or 2)")
+    ] = 2,
+    min_ess: Annotated[
+        float, typer.Option(help="robust: least effective sample size of an environment")
+    ] = 12.0,
+    test_size: Annotated[
+        int | None, typer.Option(help="robust: test examples behind each gap (default: counted)")
+    ] = None,
+    no_noise_filter: Annotated[
+        bool, typer.Option("--no-noise-filter", help="robust: weight every pair 1")
+    ] = False,
+    hyperparameters: Annotated[
+        str | None, typer.Option(help="tables only: comma-separated hyperparameter columns")
+    ] = None,
+    measures: Annotated[
+        str | None, typer.Option(help="tables only: measure columns (default: numeric ones)")
+    ] = None,
+    seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
+) -> None:
+    """Rank the stored measures against the target: Kendall's tau, granulated Psi (with
+    bootstrap intervals), the conditional mutual information (x100) and the robust
+    sign-error."""
+    metrics = split_names(metric) or []
+    if grid not in ("strict", "largest"):
+        raise GengapError(f"--grid must be strict or largest, not {grid!r}")
+    options = dict(bootstrap=bootstrap, seed=seed, grid=grid, max_conditioning=max_conditioning,
+                   min_ess=min_ess, filter_noise=not no_noise_filter)
+    if test_size is not None:
+        options["test_size"] = test_size
+    if source.is_file():
+        from gengap.zoo.evaluation import evaluate_table, read_table
+
+        axes = split_names(hyperparameters)
+        if not axes:
+            raise GengapError(f"{source}: a table needs --hyperparameters a,b,...")
+        table = evaluate_table(read_table(source), axes, split_names(measures), target,
+                               metrics, **options)
+    else:
+        from gengap.zoo import Store, evaluate_zoo
+
+        table = evaluate_zoo(Store(source), target, metrics, **options)
+    show_ranking(table, target)
+    if out is not None:
+        write_table(table, out)
+        console.print(f"wrote {out}")
+
+
+def show_ranking(table: pd.DataFrame, target: str) -> None:
+    """The table in the terminal: rank correlations (intervals folded into their column,
+    axes shortened), then CMI and robust sign-error, rows in the same order."""
+    shown = table.copy()
+    for name in ("tau", "psi"):
+        if f"{name}_low" in shown.columns:
+            shown[name] = [
+                _with_interval(v, lo, hi)
+                for v, lo, hi in zip(shown[name], shown[f"{name}_low"], shown[f"{name}_high"],
+                                     strict=True)
+            ]
+            shown = shown.drop(columns=[f"{name}_low", f"{name}_high"])
+    information = [c for c in shown.columns if c.startswith(("cmi", "robust"))]
+    ranks = [c for c in shown.columns if c not in information]
+    title = f"measures against {target}, best first"
+    if len(ranks) > 2:
+        console.print(frame_table(shown[ranks].rename(columns=_short), title=title))
+        title = f"information and robustness against {target}"
+    if information:
+        columns = ["measure", *information]
+        console.print(frame_table(shown[columns].rename(columns=_short), title=title))
+    for note in table.attrs.get("notes", []):
+        console.print(f"note: {note}")
+
+
+def write_table(table: pd.DataFrame, out: Path) -> None:
+    if out.suffix == ".parquet":
+        table.to_parquet(out, index=False)
+    elif out.suffix == ".csv":
+        table.to_csv(out, index=False)
+    else:
+        raise GengapError(f"{out}: write .csv or .parquet")
+
+
+def _with_interval(value: float, low: float, high: float) -> str:
+    if not math.isfinite(value):
+        return "–"
+    if not (math.isfinite(low) and math.isfinite(high)):
+        return f"{value:.3f}"
+    return f"{value:.3f} [{low:.2f},{high:.2f}]"
+
+
+def _short(column: str) -> str:
+    """``psi[train.weight_decay]`` -> ``ψ weight_decay``: narrow enough for a terminal."""
+    if column.startswith("psi["):
+        return "ψ " + column[4:-1].rsplit(".", 1)[-1]
+    if column.startswith("cmi["):
+        return f"cmi|S|={column[4:-1]}"
+    if column.startswith("robust_"):
+        return column[len("robust_"):]
+    return column

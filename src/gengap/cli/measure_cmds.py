@@ -1,0 +1,75 @@
+"""``gengap measure``: a zoo folder or one safetensors file, optionally with a time profile."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from gengap.cli.console import console, frame_table
+from gengap.cli.steps import measure_step
+from gengap.errors import GengapError
+
+
+def measure_target(
+    target: Path, measures: str | None, recompute: bool, device: str, data_dir: Path | None,
+    workers: int, arch: str | None, data: str | None, init: Path | None, profile: bool,
+    out: Path | None,
+) -> None:
+    """Dispatch on TARGET: a zoo folder, or a ``.safetensors`` file with ``--arch``/``--data``."""
+    if target.suffix == ".safetensors" or target.is_file():
+        if arch is None or data is None:
+            raise GengapError(f"{target}: measuring one model needs --arch and --data")
+        _measure_file(target, measures, device, data_dir, arch, data, init, profile, out)
+        return
+    if arch or data or init or out:
+        raise GengapError("--arch, --data, --init and --out are for a single .safetensors file")
+    from gengap.zoo import Store
+
+    timings: dict[str, dict[str, float]] | None = {} if profile else None
+    count = measure_step(Store(target), measures, device, data_dir, recompute, workers, timings)
+    console.print(f"measured {count} runs in {target}")
+    if timings is not None:
+        print_profile(timings.get("measures", {}), timings.get("passes", {}))
+
+
+def _measure_file(
+    target: Path, measures: str | None, device: str, data_dir: Path | None, arch: str,
+    data: str, init: Path | None, profile: bool, out: Path | None,
+) -> None:
+    from gengap.specs import ArchSpec, DataSpec
+    from gengap.zoo.measure_file import measure_file, parse_spec_arg
+
+    result = measure_file(
+        target, parse_spec_arg(arch, ArchSpec, "arch"), parse_spec_arg(data, DataSpec, "data"),
+        measures, init, device, data_dir,
+    )
+    values = {name: value for name, (value, _) in result.values.items()}
+    shown = {k: v for k, v in values.items() if not k.startswith("wstat.")}
+    frame = pd.DataFrame({"measure": list(shown), "value": list(shown.values())})
+    console.print(frame_table(frame, title=f"measures of {target}", digits=5))
+    if len(shown) < len(values):
+        console.print(f"(and {len(values) - len(shown)} weight-statistics features)")
+    if out is not None:
+        if out.suffix == ".json":
+            out.write_text(json.dumps(values, indent=1))
+        else:
+            pd.DataFrame([values]).to_csv(out, index=False)
+        console.print(f"wrote {out}")
+    if profile:
+        print_profile(result.measure_seconds, result.pass_seconds)
+
+
+def print_profile(measure_seconds: dict[str, float], pass_seconds: dict[str, float]) -> None:
+    """Two tables: each measure's own time and each shared pass's time, largest first."""
+    total = sum(measure_seconds.values()) + sum(pass_seconds.values())
+    for title, seconds in (("shared passes", pass_seconds), ("measures (own time)",
+                                                             measure_seconds)):
+        rows = sorted(seconds.items(), key=lambda kv: -kv[1])
+        frame = pd.DataFrame(
+            [{"name": n, "seconds": s, "share": s / total if total else 0.0} for n, s in rows]
+        )
+        if not frame.empty:
+            console.print(frame_table(frame, title=f"profile: {title}", digits=4))
+    console.print(f"total {total:.3f} s")

@@ -1,0 +1,106 @@
+"""``gengap pgdl predict`` and ``gengap pgdl import`` (registered on :data:`pgdl_app`), and
+``gengap zoo import-cnnzoo`` (registered by app.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+import gengap.interop  # noqa: F401  (imported zoos' families and sources, for `gengap measure`)
+from gengap.cli.console import console, progress
+from gengap.cli.pgdl_app import pgdl_app
+
+Configs = Annotated[
+    Path | None,
+    typer.Option(help="model_configs.json, or the reference_data folder holding <task>/ "
+                 "(default: the task's own, else ../../reference_data/<task>/)"),
+]
+
+
+@pgdl_app.command("predict")
+def pgdl_predict(
+    tasks: Annotated[list[Path], typer.Argument(help="PGDL task folders")],
+    measure: Annotated[str, typer.Option(help="a measure of `gengap measures list`")],
+    out: Annotated[Path, typer.Option(help="folder for the <task>.predict files")],
+    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N")]
+    = "auto",
+    time_per_model: Annotated[
+        float, typer.Option(help="the competition's budget in seconds per model (300 in "
+                            "PGDL); models past it are EXCEEDED, and so are later tasks; "
+                            "0: no limit")
+    ] = 0.0,
+) -> None:
+    """Measure every model of each task and write <task>.predict (one float per model)."""
+    import time
+
+    from gengap.interop.pgdl import EXCEEDED, load_task, predict_task, write_predict
+    from gengap.measures import measures
+
+    measures.get(measure)  # an unknown name fails before any task is read
+    opened = [load_task(path) for path in tasks]
+    exceeded = False
+    for task in opened:
+        started = time.perf_counter()
+        if exceeded:  # the competition's flag is never reset: later tasks are EXCEEDED too
+            values: dict[str, float | str] = {m: EXCEEDED for m in task.model_ids}
+        else:
+            with progress() as bar:
+                job = bar.add_task(f"{task.name}: {measure}", total=len(task.model_ids))
+
+                def shown(result, task=task, bar=bar, job=job) -> None:  # noqa: ANN001
+                    value = result.value
+                    text = value if isinstance(value, str) else f"{value:.6g}"
+                    console.print(f"{task.name} {result.model_id}: {measure} = {text} "
+                                  f"({result.seconds:.2f} s)")
+                    bar.advance(job)
+
+                values = predict_task(task, measure, device=device,
+                                      time_per_model=time_per_model or None,
+                                      started=started, on_model=shown)
+            exceeded = EXCEEDED in values.values()
+        path = write_predict(out / f"{task.name}.predict", values)
+        console.print(f"wrote {path} ({len(values)} models, "
+                      f"{time.perf_counter() - started:.1f} s)")
+
+
+@pgdl_app.command("import")
+def pgdl_import(
+    task_dir: Annotated[Path, typer.Argument(help="a PGDL task folder")],
+    out: Annotated[Path, typer.Option(help="zoo folder (created, or completed)")],
+    configs: Configs = None,
+) -> None:
+    """Turn a PGDL task into a gengap zoo, for `gengap measure` and `gengap evaluate`."""
+    from gengap.interop.pgdl import import_task, load_task
+
+    task = load_task(task_dir, configs)
+    with progress() as bar:
+        job = bar.add_task(f"importing {task.name}", total=len(task.model_ids))
+        store = import_task(task, out, on_model=lambda _: bar.advance(job))
+    zoo = store.zoo
+    axes = ", ".join(a.rsplit(".", 1)[-1] for a in zoo.hyperparameters)
+    gap = "with train/test accuracy" if task.records else "without reference accuracies"
+    console.print(f"imported {store.counts()['done']} models of {task.name} into {out} "
+                  f"(axes: {axes}; {gap})")
+
+
+def zoo_import_cnnzoo(
+    folder: Annotated[Path, typer.Argument(help="folder with weights.npy, layout.csv, "
+                                           "metrics.csv.gz")],
+    out: Annotated[Path, typer.Option(help="zoo folder (created, or completed)")],
+    limit: Annotated[
+        int | None, typer.Option(min=1, help="import only the first N networks")
+    ] = None,
+) -> None:
+    """Import the Small CNN Zoo (Unterthiner et al. 2020) into a gengap zoo."""
+    from gengap.interop.cnnzoo import final_rows, import_cnnzoo, read_cnnzoo
+
+    total = len(final_rows(read_cnnzoo(folder)))
+    total = min(total, limit) if limit else total
+    with progress() as bar:
+        job = bar.add_task(f"importing {folder.name}", total=total)
+        store = import_cnnzoo(folder, out, limit=limit, on_run=lambda _: bar.advance(job))
+    counts = store.counts()
+    console.print(f"imported {counts['done']} networks into {out} "
+                  f"({counts['failed']} with non-finite weights recorded as failed)")

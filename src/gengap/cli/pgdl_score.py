@@ -1,0 +1,50 @@
+"""``gengap pgdl score``: the competition's scorer on a folder of ``.predict`` files."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gengap.cli.console import console, frame_table
+from gengap.cli.pgdl_app import pgdl_app
+
+
+@pgdl_app.command("score")
+def pgdl_score(
+    reference: Annotated[
+        Path,
+        typer.Option(help="reference folder: <task>/model_configs.json for each task (or the "
+                     "folder above reference_data/, or one task folder)"),
+    ],
+    predictions: Annotated[
+        Path, typer.Option(help="folder of <task>.predict files (or one .predict file)")
+    ],
+    subgrid: Annotated[
+        bool, typer.Option(help="score the largest complete sub-grid of an incomplete task "
+                           "instead of refusing it")
+    ] = False,
+    out: Annotated[
+        Path | None, typer.Option(help="also write the scorer's scores.txt here")
+    ] = None,
+) -> None:
+    """Score predictions as the PGDL competition did: conditional mutual information per task
+    (min over hyperparameter pairs), x100, averaged over tasks."""
+    from gengap.interop.pgdl.scoring import score_predictions
+
+    scores = score_predictions(reference, predictions, subgrid=subgrid)
+    table = scores.frame()
+    shown = table.drop(columns=["dropped"]) if not subgrid else table
+    console.print(frame_table(shown, title="PGDL score per task (x100)", digits=2))
+    for note in scores.notes:
+        console.print(f"note: {note}")
+    if scores.time_exceeded:
+        console.print("a task timed out (EXCEEDED): the competition scored the submission 0.0")
+    elif (table["status"] == "error").any():
+        console.print("tasks with an error get -0.999999 in scores.txt and are left out of "
+                      "the average, as in the competition")
+    console.print(f"task_average_score: {scores.average:.2f}")
+    if out is not None:
+        out.write_text(scores.scores_txt())
+        console.print(f"wrote {out}")

@@ -1,0 +1,192 @@
+"""``gengap predict``: learned predictors of generalization (fit, cross-validate, apply) and
+monotone combinations of measures chosen on some zoos and scored on others."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gengap.cli.console import console, frame_table
+from gengap.cli.evaluate_cmds import split_names, write_table
+from gengap.errors import GengapError
+
+predict_app = typer.Typer(
+    help="Learned predictors of test accuracy or the gap: fit, cross-validate, apply.",
+    no_args_is_help=True,
+)
+
+Sources = Annotated[list[Path], typer.Argument(help="zoo folders and/or .csv/.parquet tables")]
+Target = Annotated[str, typer.Option(help="what to predict: test_acc, gap or test_error")]
+Folds = Annotated[int, typer.Option(min=2, help="k of k-fold cross-validation")]
+ByZoo = Annotated[bool, typer.Option(help="leave one zoo out instead of k-fold")]
+Axes = Annotated[
+    str | None, typer.Option(help="tables only: comma-separated hyperparameter columns")
+]
+Seed = Annotated[int, typer.Option(help="seed of the folds and the trees")]
+
+
+@predict_app.command("cv")
+def predict_cv(
+    sources: Sources,
+    target: Target = "test_acc",
+    features: Annotated[
+        str, typer.Option(help="feature sets to compare (weights, measures, hyperparameters) "
+                          "or column names")
+    ] = "weights,measures,hyperparameters",
+    folds: Folds = 5,
+    by_zoo: ByZoo = False,
+    hyperparameters: Axes = None,
+    seed: Seed = 0,
+    out: Annotated[Path | None, typer.Option(help="also write the table (.csv/.parquet)")] = None,
+) -> None:
+    """Cross-validate gradient-boosted trees on each feature set: R^2 and Kendall tau of the
+    predictions on held-out models."""
+    from gengap.evaluate.features import FEATURE_SETS
+    from gengap.evaluate.predictors import compare_feature_sets
+    from gengap.zoo.evaluation import load_population
+
+    population = load_population(sources, split_names(hyperparameters))
+    names = split_names(features) or []
+    kinds = [n for n in names if n in FEATURE_SETS]
+    if len(kinds) < len(names):  # column names: one custom feature set
+        kinds.append(",".join(n for n in names if n not in FEATURE_SETS))
+    table = compare_feature_sets(
+        population.frame, population.measures, population.hyperparameters, target, kinds,
+        folds, "zoo" if by_zoo else None, seed,
+    )
+    how = "leave one zoo out" if by_zoo else f"{folds}-fold"
+    console.print(frame_table(table, title=f"predicting {target} ({how}, held-out models)"))
+    if out is not None:
+        write_table(table, out)
+        console.print(f"wrote {out}")
+
+
+@predict_app.command("fit")
+def predict_fit(
+    sources: Sources,
+    save: Annotated[Path, typer.Option(help="predictor file to write (.json)")],
+    target: Target = "test_acc",
+    features: Annotated[
+        str, typer.Option(help="weights, measures, hyperparameters, or column names")
+    ] = "measures",
+    folds: Folds = 5,
+    by_zoo: ByZoo = False,
+    hyperparameters: Axes = None,
+    seed: Seed = 0,
+) -> None:
+    """Fit a predictor on every model of the sources, report its cross-validated quality,
+    and save it as JSON (no pickle) for `gengap predict apply`."""
+    from gengap.evaluate.features import feature_columns
+    from gengap.evaluate.predictors import cross_validate, fit_predictor
+    from gengap.zoo.evaluation import load_population
+
+    population = load_population(sources, split_names(hyperparameters))
+    columns = feature_columns(population.frame, features, population.measures,
+                              population.hyperparameters)
+    groups = "zoo" if by_zoo else None
+    result = cross_validate(population.frame, columns, target, folds, groups, seed)
+    summary = result.summary()
+    console.print(frame_table(result.folds, title=f"held-out {target} per fold"))
+    meta = {
+        "features_set": features,
+        "zoos": sorted(population.frame["zoo"].unique().tolist()),
+        "cv": {"scheme": "leave-one-zoo-out" if by_zoo else f"{folds}-fold", **summary},
+    }
+    predictor = fit_predictor(population.frame, columns, target, seed=seed, meta=meta)
+    predictor.save(save)
+    console.print(
+        f"cross-validated R^2 {summary['r2']:.3f} ± {summary['r2_sd']:.3f}, tau "
+        f"{summary['tau']:.3f} ± {summary['tau_sd']:.3f} over {summary['folds']} folds; "
+        f"wrote {save} ({len(columns)} features, {len(predictor.trees)} trees, "
+        f"{predictor.meta['trained_on']} models)"
+    )
+
+
+@predict_app.command("apply")
+def predict_apply(
+    predictor_file: Annotated[Path, typer.Argument(help="a file from `gengap predict fit`")],
+    sources: Sources,
+    out: Annotated[
+        Path | None, typer.Option(help="write the predictions (.csv or .parquet)")
+    ] = None,
+    hyperparameters: Axes = None,
+) -> None:
+    """Predict the target of new models with a saved predictor; flags models whose features
+    were missing or outside the training range, and scores the predictions when the truth
+    is known."""
+    import numpy as np
+    import pandas as pd
+
+    from gengap.evaluate import kendall
+    from gengap.evaluate.predictor_file import load_predictor
+    from gengap.evaluate.targets import with_target
+    from gengap.zoo.evaluation import load_population
+
+    predictor = load_predictor(predictor_file)
+    frame = load_population(sources, split_names(hyperparameters)).frame
+    trust = predictor.trust(frame)
+    ids = [c for c in ("zoo", "run_id") if c in frame.columns]
+    table = pd.concat([frame[ids], pd.Series(predictor.predict(frame), index=frame.index,
+                                             name=f"predicted_{predictor.target}"), trust],
+                      axis=1)
+    try:
+        truth = with_target(frame, predictor.target)[predictor.target]
+        table[predictor.target] = truth
+    except GengapError:
+        truth = None
+    console.print(frame_table(table, title=f"{predictor_file.name}: predicted "
+                              f"{predictor.target}"))
+    cv = predictor.meta.get("cv", {})
+    if cv:
+        console.print(f"at training time ({cv.get('scheme')}, zoos "
+                      f"{', '.join(predictor.meta.get('zoos', []))}): held-out R^2 "
+                      f"{cv.get('r2', float('nan')):.3f}, tau {cv.get('tau', float('nan')):.3f}")
+    flagged = int(((trust["imputed"] > 0) | (trust["out_of_range"] > 0)).sum())
+    if flagged:
+        console.print(f"{flagged} of {len(table)} models have missing features (imputed) or "
+                      f"features outside the training range: trees do not extrapolate, so "
+                      f"trust their predictions less")
+    if truth is not None and np.isfinite(truth.to_numpy(float)).sum() > 1:
+        from sklearn.metrics import r2_score
+
+        known = np.isfinite(truth.to_numpy(float))
+        guess = table[f"predicted_{predictor.target}"].to_numpy(float)[known]
+        real = truth.to_numpy(float)[known]
+        seen = set(predictor.meta.get("zoos", [])) & set(frame.get("zoo", pd.Series()).unique())
+        caveat = (f" (zoos {', '.join(sorted(seen))} were part of its training: not a held-out "
+                  f"score)" if seen else "")
+        console.print(f"on these models: R^2 {r2_score(real, guess):.3f}, Kendall tau "
+                      f"{kendall(guess, real):.3f}{caveat}")
+    if out is not None:
+        write_table(table, out)
+        console.print(f"wrote {out}")
+
+
+@predict_app.command("combine")
+def predict_combine(
+    sources: Sources,
+    target: Annotated[str, typer.Option(help="gap, test_error or test_acc")] = "gap",
+    test_zoos: Annotated[
+        str | None, typer.Option(help="zoos to score on (default: hold out each in turn)")
+    ] = None,
+    max_measures: Annotated[
+        int | None, typer.Option(help="use at most this many measures (best |tau| first)")
+    ] = None,
+    hyperparameters: Axes = None,
+    out: Annotated[Path | None, typer.Option(help="also write the table (.csv/.parquet)")] = None,
+) -> None:
+    """A monotone combination of measures chosen on some zoos and scored on the others,
+    next to the best single measure of the training zoos."""
+    from gengap.evaluate.combination import transfer_table
+    from gengap.zoo.evaluation import load_population
+
+    population = load_population(sources, split_names(hyperparameters))
+    table = transfer_table(population.frame, population.measures, population.hyperparameters,
+                           target, "zoo", split_names(test_zoos), max_measures)
+    console.print(frame_table(table, title=f"measure combinations against {target}, on "
+                              "held-out zoos"))
+    if out is not None:
+        write_table(table, out)
+        console.print(f"wrote {out}")

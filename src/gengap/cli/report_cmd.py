@@ -1,0 +1,68 @@
+"""``gengap report``: the zoo as one self-contained HTML page, and its tables in the
+terminal."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gengap.cli.console import console, frame_table
+
+
+def report(
+    directory: Annotated[Path, typer.Argument(help="zoo folder")],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="HTML file to write (default: DIR/report.html)"),
+    ] = None,
+    target: Annotated[
+        str, typer.Option(help="what measures should rank: gap, test_error or test_acc")
+    ] = "gap",
+    runs: Annotated[
+        str | None,
+        typer.Option(help="comma-separated run ids (or prefixes) whose training curves are "
+                     "drawn (default: spread over the target)"),
+    ] = None,
+    top: Annotated[int, typer.Option(min=1, help="best measures drawn against the target")] = 4,
+    bootstrap: Annotated[
+        int, typer.Option(min=0, help="bootstrap resamples for the intervals (0: none)")
+    ] = 1000,
+    test_size: Annotated[
+        int | None,
+        typer.Option(min=1, help="test examples behind each gap, for the robust sign-error"),
+    ] = None,
+) -> None:
+    """Write the zoo's report: summary, measures ranked with intervals, the granulated
+    heatmap, scatter plots, training curves and the learned predictor's held-out fit."""
+    write_and_show(directory, out, target, runs, top, bootstrap, test_size)
+
+
+def write_and_show(
+    directory: Path,
+    out: Path | None = None,
+    target: str = "gap",
+    runs: str | None = None,
+    top: int = 4,
+    bootstrap: int = 1000,
+    test_size: int | None = None,
+) -> Path:
+    """Write the report and print its tables; returns the path written."""
+    from gengap.report import ranking_frame, summary_frame, write_report
+    from gengap.zoo import Store
+
+    store = Store(directory)
+    path = out if out is not None else Path(directory) / "report.html"
+    chosen = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
+    data = write_report(store, path, target=target, runs=chosen, top=top, bootstrap=bootstrap,
+                        test_size=test_size)
+    console.print(frame_table(summary_frame(data), title=f"zoo {data.name}"))
+    ranking = ranking_frame(data, top=10)
+    if not ranking.empty:
+        console.print(frame_table(ranking, title=f"best measures against {target}"))
+    for part, texts in (data.evaluation.notes if data.evaluation else {}).items():
+        for text in texts:
+            console.print(f"note ({part}): {text}", highlight=False)
+    console.print(f"wrote the report to {path}")
+    return path

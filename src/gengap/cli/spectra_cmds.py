@@ -1,0 +1,70 @@
+"""``gengap spectra``: the per-layer heavy-tailed spectral table of one network."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from gengap.cli.console import console, frame_table
+from gengap.errors import GengapError
+
+SHOWN = ["layer_id", "name", "kind", "N", "M", "num_evals", "alpha", "D", "xmin",
+         "alpha_weighted", "log_norm", "log_spectral_norm", "stable_rank", "mp_softrank",
+         "rand_distance", "warning"]
+
+
+def spectra(
+    target: Annotated[Path, typer.Argument(
+        help="a .safetensors weight file, or ZOO_DIR/RUN_ID (a run of a zoo; BatchNorm folded)")],
+    which: Annotated[str, typer.Option(help="a zoo run's weights: final, init or epoch<N>")]
+    = "final",
+    randomize: Annotated[bool, typer.Option(help="compare with the ESD of shuffled weights")]
+    = True,
+    out: Annotated[Path | None, typer.Option(help="also write every column (.csv)")] = None,
+    data_dir: Annotated[Path | None, typer.Option(
+        "--data-dir", help="folder of local data files, to rebuild a zoo run's network")] = None,
+) -> None:
+    """Per-layer ESD table (WeightWatcher's metrics): eigenvalue counts, power-law alpha and
+    its fit, norms, MP fit; layers with fewer than 50 eigenvalues are flagged unreliable."""
+    from gengap.measures.spectral import spectral_table, summarize
+
+    source, weights = _weights(target, which, data_dir)
+    table = spectral_table(weights, randomize=randomize)
+    if table.empty:
+        raise GengapError(f"{target}: no Linear or Conv weights found")
+    shown = table[[c for c in SHOWN if c in table.columns]]
+    console.print(frame_table(shown, title=f"spectra of {source}", digits=4))
+    means = summarize(table)
+    console.print("model (mean over layers with ≥ 8 eigenvalues): " + ", ".join(
+        f"{k} {v:.4g}" for k, v in means.items() if v == v))
+    if out is not None:
+        table.to_csv(out, index=False)
+        console.print(f"wrote {out}")
+
+
+def _weights(target: Path, which: str, data_dir: Path | None) -> tuple[str, object]:
+    """A state dict (bare file) or the folded network (zoo run) to analyse."""
+    if target.is_file():
+        from safetensors import SafetensorError
+        from safetensors.torch import load_file
+
+        try:
+            return f"{target} (weights as stored, BatchNorm not folded)", load_file(str(target))
+        except (SafetensorError, OSError) as err:
+            raise GengapError(f"{target}: unreadable weight file ({err})") from None
+    root = target.parent
+    if not (root / "gengap.sqlite").is_file():
+        raise GengapError(f"{target}: neither a weight file nor ZOO_DIR/RUN_ID")
+    from gengap.data import load
+    from gengap.measures.layers import fold_batchnorm
+    from gengap.zoo import Store
+    from gengap.zoo.measure import load_model
+
+    store = Store(root)
+    runs = [r for r in store.runs() if r.run_id.startswith(target.name)]
+    if len(runs) != 1:
+        raise GengapError(f"{target}: {len(runs)} runs of {root} match {target.name!r}")
+    model = load_model(store, runs[0], load(runs[0].data, data_dir), which)
+    return f"run {runs[0].run_id} ({which}, BatchNorm folded)", fold_batchnorm(model)

@@ -1,0 +1,202 @@
+"""A fitted predictor as plain data: JSON that gengap reads back without pickle.
+
+The file holds the feature encoding, the imputation values, every tree of the gradient-boosted
+ensemble (node arrays: children, split feature, threshold, leaf value), the training ranges of
+each feature, how well the predictor did in cross-validation, and a check: the predictions on
+a few training rows. Reading it executes nothing; predicting is a walk down the trees in
+numpy, and :func:`load_predictor` recomputes the check rows so that a file that was edited,
+truncated or written by an incompatible version is refused instead of trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from gengap.errors import GengapError
+from gengap.evaluate.features import Encoding
+
+FORMAT = "gengap-predictor"
+VERSION = 1
+
+
+@dataclass
+class Tree:
+    """One regression tree in scikit-learn's node layout (a leaf has children -1)."""
+
+    left: list[int]
+    right: list[int]
+    feature: list[int]
+    threshold: list[float]
+    value: list[float]
+
+    def predict(self, x: np.ndarray) -> np.ndarray:
+        left, right = np.asarray(self.left), np.asarray(self.right)
+        feature, threshold = np.asarray(self.feature), np.asarray(self.threshold)
+        node = np.zeros(len(x), dtype=np.int64)
+        rows = np.arange(len(x))
+        while True:
+            inner = left[node] >= 0
+            if not inner.any():
+                break
+            n, r = node[inner], rows[inner]
+            # scikit-learn compares float32 inputs with float64 thresholds
+            go_left = x[r, feature[n]].astype(np.float32).astype(np.float64) <= threshold[n]
+            node[inner] = np.where(go_left, left[n], right[n])
+        return np.asarray(self.value)[node]
+
+
+@dataclass
+class Predictor:
+    """A gradient-boosted regression predictor of ``target`` from the columns ``features``.
+
+    ``predict(frame)`` gives one value per row; ``trust(frame)`` says, per row, how many
+    features were missing (imputed with the training median) and how many lie outside the
+    range seen in training (trees predict a constant there: treat such rows with care).
+    """
+
+    target: str
+    encoding: Encoding
+    fill: list[float]
+    low: list[float]
+    high: list[float]
+    init: float
+    learning_rate: float
+    trees: list[Tree]
+    meta: dict[str, Any] = field(default_factory=dict)
+    check_rows: list[list[float | None]] = field(default_factory=list)
+    check_values: list[float] = field(default_factory=list)
+
+    @property
+    def features(self) -> list[str]:
+        return self.encoding.features
+
+    def matrix(self, frame: pd.DataFrame) -> np.ndarray:
+        x = self.encoding.transform(frame)
+        return np.where(np.isnan(x), np.asarray(self.fill, dtype=float)[None, :], x)
+
+    def predict(self, frame: pd.DataFrame) -> np.ndarray:
+        return self.predict_matrix(self.matrix(frame))
+
+    def predict_matrix(self, x: np.ndarray) -> np.ndarray:
+        out = np.full(len(x), self.init, dtype=float)
+        for tree in self.trees:
+            out += self.learning_rate * tree.predict(x)
+        return out
+
+    def trust(self, frame: pd.DataFrame) -> pd.DataFrame:
+        raw = self.encoding.transform(frame)
+        low, high = np.asarray(self.low), np.asarray(self.high)
+        outside = (raw < low[None, :] - 1e-12) | (raw > high[None, :] + 1e-12)
+        return pd.DataFrame(
+            {"imputed": np.isnan(raw).sum(axis=1), "out_of_range": outside.sum(axis=1)},
+            index=frame.index,
+        )
+
+    # -- files ---------------------------------------------------------------------------
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT,
+            "version": VERSION,
+            "target": self.target,
+            "features": self.encoding.features,
+            "categories": self.encoding.categories,
+            "fill": self.fill,
+            "low": self.low,
+            "high": self.high,
+            "init": self.init,
+            "learning_rate": self.learning_rate,
+            "trees": [asdict(t) for t in self.trees],
+            "meta": self.meta,
+            "check": {"rows": self.check_rows, "values": self.check_values},
+        }
+
+    def save(self, path: str | Path) -> Path:
+        path = Path(path)
+        text = json.dumps(_finite(self.to_json()), indent=1, allow_nan=False)
+        tmp = path.with_suffix(path.suffix + ".tmp")
+        tmp.write_text(text)
+        tmp.replace(path)
+        return path
+
+
+def load_predictor(path: str | Path) -> Predictor:
+    """Read a predictor file; a foreign, damaged or edited file is a :class:`GengapError`."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GengapError(f"{path}: no such predictor file") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
+        raise GengapError(f"{path}: not a predictor file ({err})") from None
+    if not isinstance(data, dict) or data.get("format") != FORMAT:
+        raise GengapError(f"{path}: not a gengap predictor file")
+    if data.get("version") != VERSION:
+        raise GengapError(f"{path}: predictor format version {data.get('version')!r}; this "
+                          f"gengap reads version {VERSION}")
+    try:
+        encoding = Encoding(list(data["features"]), dict(data["categories"]))
+        width = len(encoding.columns)
+        trees = [Tree(**t) for t in data["trees"]]
+        predictor = Predictor(
+            target=str(data["target"]),
+            encoding=encoding,
+            fill=[float(v) for v in data["fill"]],
+            low=[_num(v) for v in data["low"]],
+            high=[_num(v) for v in data["high"]],
+            init=float(data["init"]),
+            learning_rate=float(data["learning_rate"]),
+            trees=trees,
+            meta=dict(data.get("meta", {})),
+            check_rows=data["check"]["rows"],
+            check_values=[float(v) for v in data["check"]["values"]],
+        )
+        for t in trees:
+            sizes = {len(t.left), len(t.right), len(t.feature), len(t.threshold), len(t.value)}
+            inner = np.asarray(t.left) >= 0
+            if len(sizes) != 1 or (np.asarray(t.feature)[inner] >= width).any():
+                raise ValueError("a tree's node arrays disagree with the features")
+            if (np.asarray(t.left)[inner] >= len(t.left)).any() or (
+                np.asarray(t.right)[inner] >= len(t.right)
+            ).any() or (np.asarray(t.right)[inner] < 0).any():
+                raise ValueError("a tree points outside itself")
+            if not all(_later(t)):
+                raise ValueError("a tree's children must come after their parent")
+        if len(predictor.fill) != width or len(predictor.low) != width:
+            raise ValueError("imputation values disagree with the features")
+        rows = np.array([[math.nan if v is None else v for v in r] for r in predictor.check_rows],
+                        dtype=float).reshape(-1, width)
+    except (KeyError, TypeError, ValueError) as err:
+        raise GengapError(f"{path}: malformed predictor file ({err})") from None
+    if len(rows) and not np.allclose(predictor.predict_matrix(rows), predictor.check_values,
+                                     rtol=1e-9, atol=1e-12):
+        raise GengapError(f"{path}: the trees do not reproduce the predictions recorded at "
+                          f"training time; the file was changed or damaged")
+    return predictor
+
+
+def _later(tree: Tree) -> list[bool]:
+    return [(lc < 0) or (lc > i and rc > i)
+            for i, (lc, rc) in enumerate(zip(tree.left, tree.right, strict=True))]
+
+
+def _num(value: Any) -> float:
+    return math.nan if value is None else float(value)
+
+
+def _finite(value: Any) -> Any:
+    """NaN and infinities as null: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value

@@ -1,0 +1,27 @@
+"""What a measure is asked to rank: the generalization gap, the test error or accuracy."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from gengap.errors import GengapError
+
+TARGETS = ("gap", "test_error", "test_acc")
+# +1: a good complexity measure grows with the target; -1: it shrinks (test accuracy).
+ORIENTATION = {"gap": 1, "test_error": 1, "test_loss": 1, "test_acc": -1}
+
+
+def with_target(frame: pd.DataFrame, target: str) -> pd.DataFrame:
+    """``frame`` with the column ``target``: ``gap`` (train − test accuracy) and
+    ``test_error`` (1 − test accuracy) are derived when absent; any other column is taken as
+    it is."""
+    if target in frame.columns:
+        return frame
+    if target == "gap" and {"train_acc", "test_acc"} <= set(frame.columns):
+        return frame.assign(gap=frame["train_acc"] - frame["test_acc"])
+    if target == "test_error" and "test_acc" in frame.columns:
+        return frame.assign(test_error=1.0 - frame["test_acc"])
+    raise GengapError(
+        f"unknown target {target!r}: the table has no such column (targets: "
+        f"{', '.join(TARGETS)}, or any metric column such as test_loss)"
+    )

@@ -1,0 +1,296 @@
+"""The Small CNN Zoo of Unterthiner et al. 2020 ("Predicting Neural Network Accuracy from
+Weights"): ``weights.npy``, ``layout.csv`` and ``metrics.csv.gz`` in one folder, imported into a
+gengap zoo.
+
+* ``weights.npy``: one row per checkpoint, every parameter flattened; read with
+  ``allow_pickle=False`` and memory-mapped (the real files are gigabytes).
+* ``layout.csv``: ``start_idx, end_idx, shape, varname`` per tensor; within each layer the bias
+  comes before the kernel; kernels are in TensorFlow layout (kh, kw, c_in, c_out), dense
+  kernels (in, out).
+* ``metrics.csv.gz``: one row per checkpoint, aligned with ``weights.npy``: ``modeldir``,
+  ``step``, ``train_accuracy``, ``test_accuracy``, ``train_loss``, ``test_loss`` and the
+  hyperparameters as ``config.<name>``.
+
+The network is the zoo's ``build_cnn``: ``Conv2D(3x3, stride 2, 'valid', activation)`` layers
+(Dropout after each when ``config.dropout`` > 0), ``GlobalAveragePooling2D``, ``Dense``; the
+layer sizes come from ``layout.csv``. Each imported run gets its last checkpoint as ``final``
+and its step-0 checkpoint (when the file has it) as ``init``.
+"""
+
+from __future__ import annotations
+
+import re
+import zipfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+from pydantic import BaseModel, ConfigDict, Field
+from torch import nn
+
+from gengap.data.sources import RawSplits, register_source
+from gengap.data.splits import load_raw
+from gengap.errors import GengapError
+from gengap.interop.pgdl.keras import KerasSequential, build_keras, keras_state_dict
+from gengap.models.families import register_family
+from gengap.specs import ArchSpec, DataSpec, ZooSpec
+from gengap.zoo.store import Store
+
+STRIDE = 2  # train_network.py's --cnn_stride default, used for the published zoo
+INPUTS = {  # config.dataset -> (gengap data source, input side)
+    "mnist": ("mnist", 28),
+    "fashion_mnist": ("fashion-mnist", 28),
+    "cifar10": ("cifar10", 32),
+    "svhn_cropped": ("svhn", 32),
+}
+HPARAMS = ("activation", "dropout", "l2reg", "learning_rate", "optimizer", "w_init",
+           "init_std", "train_fraction", "b_init")
+
+
+@dataclass(frozen=True)
+class Tensor:
+    """One row of ``layout.csv``."""
+
+    start: int
+    end: int
+    shape: tuple[int, ...]
+    varname: str
+
+
+@dataclass
+class CnnZoo:
+    """A Small CNN Zoo folder: the weight matrix (memory-mapped), layout and metrics."""
+
+    folder: Path
+    weights: np.ndarray
+    layout: list[Tensor]
+    metrics: pd.DataFrame
+
+    def layers(self) -> list[dict[str, Tensor]]:
+        """The tensors grouped per layer, ``{"bias": ..., "kernel": ...}``, in file order."""
+        out: list[dict[str, Tensor]] = []
+        for tensor in self.layout:
+            kind = tensor.varname.rsplit("/", 1)[-1].split(":", 1)[0]
+            if kind not in ("bias", "kernel"):
+                raise GengapError(
+                    f"{self.folder / 'layout.csv'}: tensor {tensor.varname!r} is neither a "
+                    "kernel nor a bias (only the plain cnn architecture is supported)"
+                )
+            if not out or kind in out[-1]:
+                out.append({})
+            out[-1][kind] = tensor
+        for layer in out:
+            if "kernel" not in layer:
+                raise GengapError(f"{self.folder / 'layout.csv'}: a bias without its kernel")
+        return out
+
+    def keras_config(self, row: int) -> dict[str, Any]:
+        """The Keras config of checkpoint ``row``'s network (``build_cnn`` of the zoo)."""
+        record = self.metrics.iloc[row]
+        activation = str(record.get("config.activation", "relu"))
+        dropout = float(record.get("config.dropout", 0.0) or 0.0)
+        dataset = str(record.get("config.dataset", "mnist"))
+        side = INPUTS.get(dataset, ("", 28))[1]
+        layers: list[dict[str, Any]] = []
+        seen_dense = False
+        for i, layer in enumerate(self.layers()):
+            kernel = layer["kernel"].shape
+            if len(kernel) == 4:
+                if seen_dense:
+                    raise GengapError(f"{self.folder / 'layout.csv'}: a conv after a dense layer")
+                layers.append({"layer_name": "Conv2D", "filters": kernel[3],
+                               "kernel_size": list(kernel[:2]), "strides": STRIDE,
+                               "activation": activation, "use_bias": "bias" in layer})
+                if dropout > 0:
+                    layers.append({"layer_name": "Dropout", "rate": dropout})
+            elif len(kernel) == 2:
+                if not seen_dense and layers:
+                    layers.append({"layer_name": "GlobalAveragePooling2D"})
+                seen_dense = True
+                last = i == len(self.layers()) - 1
+                layers.append({"layer_name": "Dense", "units": kernel[1],
+                               "activation": None if last else activation,
+                               "use_bias": "bias" in layer})
+            else:
+                raise GengapError(
+                    f"{self.folder / 'layout.csv'}: kernel of shape {kernel} is neither conv "
+                    "nor dense"
+                )
+        first = self.layers()[0]["kernel"].shape
+        input_shape = [side, side, first[2]] if len(first) == 4 else [first[0]]
+        return {"model_config": layers, "input_shape": input_shape}
+
+    def state(self, row: int, net: KerasSequential) -> dict[str, torch.Tensor]:
+        """The torch state dict of checkpoint ``row`` for ``net``."""
+        flat = np.asarray(self.weights[row], dtype=np.float32)
+        weights = []
+        for i, layer in enumerate(self.layers()):
+            arrays = {kind: flat[t.start : t.end].reshape(t.shape) for kind, t in layer.items()}
+            weights.append((f"layer_{i}", arrays))
+        return keras_state_dict(net, weights, self.folder / "weights.npy")
+
+
+def _shape(text: str, path: Path, line: int) -> tuple[int, ...]:
+    numbers = re.findall(r"\d+", str(text))  # "(3, 3, 1, 16)": never eval a file's text
+    if not numbers:
+        raise GengapError(f"{path}: row {line}: shape {text!r} is not a tuple of sizes")
+    return tuple(int(n) for n in numbers)
+
+
+def read_cnnzoo(folder: str | Path) -> CnnZoo:
+    """Open a Small CNN Zoo folder, checking that its three files agree."""
+    folder = Path(folder).resolve()
+    paths = {name: folder / name for name in ("weights.npy", "layout.csv", "metrics.csv.gz")}
+    for path in paths.values():
+        if not path.is_file():
+            raise GengapError(f"{path}: not found (a Small CNN Zoo folder holds weights.npy, "
+                              "layout.csv and metrics.csv.gz)")
+    if zipfile.is_zipfile(paths["weights.npy"]):
+        raise GengapError(f"{paths['weights.npy']}: an .npz archive, expected a .npy array")
+    try:
+        weights = np.load(paths["weights.npy"], mmap_mode="r", allow_pickle=False)
+    except (ValueError, OSError, EOFError) as err:
+        raise GengapError(f"{paths['weights.npy']}: not a readable .npy array ({err})") from None
+    if weights.ndim != 2 or weights.dtype.kind != "f":
+        raise GengapError(f"{paths['weights.npy']}: expected a 2-d float array, got "
+                          f"{weights.dtype} of shape {weights.shape}")
+    try:
+        table = pd.read_csv(paths["layout.csv"])
+        metrics = pd.read_csv(paths["metrics.csv.gz"], compression="gzip")
+    except (ValueError, OSError, EOFError, pd.errors.ParserError) as err:
+        raise GengapError(f"{folder}: unreadable layout.csv or metrics.csv.gz ({err})") from None
+    need = {"start_idx", "end_idx", "shape", "varname"}
+    if not need <= set(table.columns):
+        raise GengapError(f"{paths['layout.csv']}: needs columns {', '.join(sorted(need))}")
+    layout = [
+        Tensor(int(r.start_idx), int(r.end_idx), _shape(r.shape, paths["layout.csv"], i),
+               str(r.varname))
+        for i, r in enumerate(table.itertuples(index=False))
+    ]
+    for i, t in enumerate(layout):
+        if t.end - t.start != int(np.prod(t.shape)) or t.end > weights.shape[1]:
+            raise GengapError(f"{paths['layout.csv']}: row {i} ({t.varname}) spans "
+                              f"[{t.start}, {t.end}), which does not fit shape {t.shape}")
+    if len(metrics) != len(weights):
+        raise GengapError(f"{paths['metrics.csv.gz']}: {len(metrics)} rows, weights.npy has "
+                          f"{len(weights)}")
+    missing = {"modeldir", "step"} - set(metrics.columns)
+    if missing:
+        raise GengapError(f"{paths['metrics.csv.gz']}: missing column {sorted(missing)[0]!r}")
+    return CnnZoo(folder, weights, layout, metrics)
+
+
+@lru_cache(maxsize=4)
+def _cached(folder: str) -> CnnZoo:
+    return read_cnnzoo(folder)
+
+
+def final_rows(zoo: CnnZoo) -> list[tuple[int, int | None]]:
+    """``(final row, init row or None)`` per run (``modeldir``), in file order; final = the
+    run's largest step, init = its step 0."""
+    out = []
+    for _, group in zoo.metrics.groupby("modeldir", sort=False):
+        final = int(group["step"].idxmax())
+        zero = group.index[group["step"] == 0]
+        init = int(zero[0]) if len(zero) and int(zero[0]) != final else None
+        out.append((final, init))
+    return out
+
+
+@register_family("smallcnn")
+def build_smallcnn(
+    spec: ArchSpec, input_shape: tuple[int, ...], num_classes: int, vocab_size: int | None = None
+) -> nn.Module:
+    """A Small CNN Zoo network (options: ``folder`` and the weights ``row``)."""
+    if "folder" not in spec.options or "row" not in spec.options:
+        raise GengapError("architecture 'smallcnn' needs options folder and row")
+    zoo = _cached(str(spec.options["folder"]))
+    return build_keras(zoo.keras_config(int(spec.options["row"])), zoo.folder / "layout.csv")
+
+
+class CnnZooDataOptions(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    dataset: str = Field(description="the zoo's config.dataset: mnist, fashion_mnist, cifar10 "
+                         "or svhn_cropped")
+
+
+@register_source(
+    "cnnzoo", "a Small CNN Zoo data set as its networks saw it: grayscale, pixels in [-1, 1]",
+    options=CnnZooDataOptions, needs_files=True,
+)
+def make_cnnzoo(spec: DataSpec, options: CnnZooDataOptions, data_dir: Path | None) -> RawSplits:
+    if options.dataset not in INPUTS:
+        raise GengapError(f"data source 'cnnzoo': unknown dataset {options.dataset!r} "
+                          f"(known: {', '.join(INPUTS)})")
+    raw = load_raw(DataSpec(name=INPUTS[options.dataset][0]), data_dir)
+
+    def prepare(x: np.ndarray) -> np.ndarray:  # train_network.py: [-1, 1], then channel mean
+        return (x * 2.0 - 1.0).mean(axis=1, keepdims=True).astype(np.float32)
+
+    return RawSplits(prepare(raw.x_train), raw.y_train, prepare(raw.x_test), raw.y_test,
+                     num_classes=raw.num_classes)
+
+
+def cnnzoo_spec(zoo: CnnZoo, rows: list[int]) -> ZooSpec:
+    """The gengap zoo spec: one run per imported network, axis ``arch.options.row``."""
+    datasets = {str(zoo.metrics.iloc[r].get("config.dataset", "mnist")) for r in rows}
+    if len(datasets) > 1:
+        raise GengapError(f"{zoo.folder}: networks of several datasets ({sorted(datasets)}); "
+                          "import one dataset's folder at a time")
+    dataset = datasets.pop()
+    return ZooSpec(
+        name=f"cnnzoo-{dataset}",
+        data=DataSpec(name="cnnzoo", options={"dataset": dataset}, normalize=False),
+        arch=ArchSpec(family="smallcnn", options={"folder": str(zoo.folder)}),
+        axes={"arch.options.row": tuple(rows)},
+    )
+
+
+def import_cnnzoo(
+    folder: str | Path, out: str | Path, limit: int | None = None,
+    on_run: Callable[[int], None] | None = None,
+) -> Store:
+    """Import a Small CNN Zoo folder into the zoo folder ``out``: one ``done`` run per network
+    (its last checkpoint, and step 0 as ``init``), its accuracies and losses as metrics and its
+    hyperparameters as ``hp.<name>`` columns. ``limit`` keeps the first N networks."""
+    zoo = read_cnnzoo(folder)
+    pairs = final_rows(zoo)[:limit] if limit else final_rows(zoo)
+    spec = cnnzoo_spec(zoo, [final for final, _ in pairs])
+    store = Store.create(out, spec)
+    done = {run.run_id for run in store.runs(status="done")}
+    for run, (final, init) in zip(spec.runs(), pairs, strict=True):
+        if run.run_id not in done:
+            net = build_keras(zoo.keras_config(final), zoo.folder / "layout.csv")
+            state = zoo.state(final, net)
+            if not all(torch.isfinite(t).all() for t in state.values()):
+                store.record(run.run_id, "failed", {}, [], reason="non-finite weights")
+            else:
+                if init is not None:
+                    store.save_weights(run.run_id, "init", zoo.state(init, net))
+                store.save_weights(run.run_id, "final", state)
+                store.record(run.run_id, "done", _metrics(zoo, final), history=[])
+        if on_run:
+            on_run(final)
+    return store
+
+
+def _metrics(zoo: CnnZoo, row: int) -> dict[str, Any]:
+    record = zoo.metrics.iloc[row]
+    out: dict[str, Any] = {"modeldir": str(record["modeldir"]), "step": int(record["step"])}
+    names = {"train_accuracy": "train_acc", "test_accuracy": "test_acc",
+             "train_loss": "train_loss", "test_loss": "test_loss"}
+    for column, name in names.items():
+        if column in record.index and pd.notna(record[column]):
+            out[name] = float(record[column])
+    for name in HPARAMS:
+        column = f"config.{name}"
+        if column in record.index and pd.notna(record[column]):
+            value = record[column]
+            out[f"hp.{name}"] = value.item() if hasattr(value, "item") else value
+    return out

@@ -1,0 +1,199 @@
+"""The PGDL competition's scoring driver (``score.py`` of the starting kit), on gengap's
+exact conditional mutual information.
+
+For each task folder of the reference data (``reference_data/<task>/model_configs.json``):
+
+1. read ``<predictions>/<task>.predict`` (JSON: model id -> float);
+2. if any value is ``"EXCEEDED"`` (the ingestion program's time-out mark), the submission's
+   average becomes 0.0 and this task is skipped;
+3. check the reference grid is complete and unique (the scorer's "The data are not
+   complete!" / "The data are not unique!");
+4. require as many predictions as models;
+5. score = :func:`gengap.evaluate.cmi.pgdl_cmi` (a fraction).
+
+A task that fails at any step (missing file, bad grid, wrong count) gets the scorer's
+``missing_score`` of -0.999999 and is left out of the average, as in the competition. The
+average is 100 × the mean of the scored tasks (0.0 if any task timed out).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from gengap.errors import GengapError
+from gengap.evaluate.cmi import pgdl_cmi
+from gengap.evaluate.grid import check_grid, largest_complete_subgrid
+from gengap.interop.pgdl.reference import CONFIGS_NAME, Reference, read_reference
+
+MISSING_SCORE = -0.999999  # what the scorer writes for a task it could not score
+EXCEEDED = "EXCEEDED"
+_SKIPPED_NAMES = (".DS_Store", "__MACOSX")
+
+
+@dataclass(frozen=True)
+class TaskScore:
+    """One task: ``score`` is the fraction (NaN unless ``status == "scored"``); ``status`` is
+    ``scored``, ``exceeded`` or ``error``; ``message`` says why when not scored."""
+
+    task: str
+    score: float
+    status: str
+    message: str = ""
+    models: int = 0
+    dropped: int = 0  # models left out by the largest complete sub-grid
+
+    @property
+    def written(self) -> float:
+        """The value the scorer writes to ``scores.txt`` for this task."""
+        return self.score if self.status == "scored" else (
+            0.0 if self.status == "exceeded" else MISSING_SCORE
+        )
+
+
+@dataclass(frozen=True)
+class Scores:
+    """All tasks and the competition's average (×100)."""
+
+    tasks: list[TaskScore]
+    average: float
+    time_exceeded: bool
+    notes: list[str] = field(default_factory=list)
+
+    def frame(self) -> pd.DataFrame:
+        rows = [
+            {"task": t.task, "score": 100 * t.score, "status": t.status, "models": t.models,
+             "dropped": t.dropped, "message": t.message}
+            for t in self.tasks
+        ]
+        return pd.DataFrame(rows)
+
+    def scores_txt(self) -> str:
+        """The scorer's ``scores.txt``: each task's raw score, then the average."""
+        lines = [f"task_{t.task}_score: {t.written:0.12f}" for t in self.tasks]
+        lines.append(f"task_average_score: {self.average:0.12f}")
+        return "\n".join(lines) + "\n"
+
+
+def reference_tasks(reference: str | Path) -> dict[str, Path]:
+    """Task name -> its ``model_configs.json``. ``reference`` is the reference folder (or its
+    parent holding ``reference_data/``), or one task folder that holds the file itself."""
+    root = Path(reference)
+    if not root.is_dir():
+        raise GengapError(f"{root}: no such reference folder")
+    if (root / CONFIGS_NAME).is_file():
+        return {root.resolve().name: root / CONFIGS_NAME}
+    if (root / "reference_data").is_dir():
+        root = root / "reference_data"
+    tasks = {
+        name: root / name / CONFIGS_NAME
+        for name in sorted(os.listdir(root))
+        if not any(s in name for s in _SKIPPED_NAMES) and (root / name).is_dir()
+    }
+    if not tasks:
+        raise GengapError(f"{root}: no task folders (expected <task>/{CONFIGS_NAME})")
+    return tasks
+
+
+def read_predictions(path: Path) -> dict[str, Any]:
+    """A ``.predict`` file: JSON object of model id -> float (or ``"EXCEEDED"``)."""
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GengapError(f"{path}: no predictions for this task") from None
+    except OSError as err:
+        raise GengapError(f"{path}: cannot read: {err.strerror or err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise GengapError(f"{path}: not valid JSON ({err})") from None
+    if not isinstance(data, dict):
+        raise GengapError(f"{path}: expected a JSON object of model id -> value")
+    return data
+
+
+def score_task(
+    reference: Reference | str | Path, predictions: dict[str, Any], subgrid: bool = False
+) -> tuple[float, int]:
+    """The task score (a fraction) of ``predictions`` against one task's reference data, and
+    the number of models dropped (non-zero only with ``subgrid``, which scores the largest
+    complete sub-grid instead of refusing an incomplete one).
+
+    Raises :class:`GengapError` where the scorer raises (incomplete or non-unique grid,
+    wrong number of predictions, a value that is not a number).
+    """
+    ref = reference if isinstance(reference, Reference) else read_reference(reference)
+    frame, levels, dropped = ref.frame, ref.levels, 0
+    where = str(ref.path)
+    if subgrid:
+        frame, levels = largest_complete_subgrid(frame, ref.hyperparameters, levels)
+        dropped = len(ref.frame) - len(frame)
+        wanted = {k: v for k, v in predictions.items() if k in frame.index}
+        predictions = wanted if len(wanted) == len(frame) else predictions
+    check_grid(frame, ref.hyperparameters, levels, where=where)
+    if len(frame) != len(predictions):
+        raise GengapError(
+            f"{where}: Prediction shape={len(predictions)} instead of Solution "
+            f"shape={len(frame)}"
+        )
+    values = {}
+    for key, value in predictions.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise GengapError(f"{where}: prediction for {key!r} is not a number: {value!r}")
+        values[key] = float(value)
+    # The scorer skips every pair that involves a model without a prediction (a KeyError).
+    present = frame[frame.index.isin(list(values))].copy()
+    present["prediction"] = [values[i] for i in present.index]
+    score = pgdl_cmi(present, "prediction", ref.hyperparameters, "gap", grid="none",
+                     levels=levels)
+    return score, dropped
+
+
+def score_predictions(
+    reference: str | Path, predictions: str | Path, subgrid: bool = False
+) -> Scores:
+    """Score a folder of ``<task>.predict`` files (or one file, for a one-task reference)
+    against the reference data, as the competition's ``score.py`` did."""
+    tasks = reference_tasks(reference)
+    pred_root = Path(predictions)
+    if not pred_root.exists():
+        raise GengapError(f"{pred_root}: no such predictions folder or file")
+    if pred_root.is_file() and len(tasks) > 1:
+        raise GengapError(f"{pred_root}: a single .predict file, but {len(tasks)} tasks")
+    results: list[TaskScore] = []
+    notes: list[str] = []
+    time_exceeded = False
+    for task, configs in tasks.items():
+        path = pred_root if pred_root.is_file() else pred_root / f"{task}.predict"
+        try:
+            prediction = read_predictions(path)
+            if any(v == EXCEEDED for v in prediction.values()):
+                time_exceeded = True
+            if time_exceeded:  # the scorer's flag stays set for every later task
+                results.append(TaskScore(task, math.nan, "exceeded",
+                                         "predictions timed out (EXCEEDED)"))
+                continue
+            ref = read_reference(configs)
+            unknown = [k for k in prediction if k not in ref.frame.index]
+            score, dropped = score_task(ref, prediction, subgrid=subgrid)
+            if unknown:
+                notes.append(
+                    f"{task}: {len(unknown)} predictions name no reference model (e.g. "
+                    f"{unknown[0]!r}); the scorer skips every pair that involves them"
+                )
+            results.append(TaskScore(task, score, "scored", models=len(ref.frame) - dropped,
+                                     dropped=dropped))
+        except GengapError as err:
+            results.append(TaskScore(task, math.nan, "error", str(err)))
+    scored = [t.score for t in results if t.status == "scored"]
+    if time_exceeded:
+        average = 0.0
+    elif scored:
+        average = 100.0 * sum(scored) / len(scored)
+    else:  # the scorer divides by zero here; no task could be scored
+        average = math.nan
+    return Scores(results, average, time_exceeded, notes)

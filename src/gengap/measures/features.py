@@ -1,0 +1,109 @@
+"""Intermediate features by forward hooks: the penultimate features (the input of the last
+Linear/Conv layer) and early features (after the first layer's activation), for the
+representation and flatness measures."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+from gengap.errors import GengapError
+from gengap.measures.layers import BATCH_NORMS, WEIGHT_LAYERS
+
+
+def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    """Linear and Conv layers in registration order."""
+    return [(n, m) for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)]
+
+
+def last_layer(model: nn.Module) -> nn.Module:
+    """The last Linear/Conv layer: the classifier head whose input are the penultimate
+    features. A conv head must be 1x1 (then global average pooling makes it linear)."""
+    layers = weight_layers(model)
+    if not layers:
+        raise GengapError("the model has no Linear or Conv layer")
+    head = layers[-1][1]
+    if not isinstance(head, nn.Linear) and any(k != 1 for k in head.kernel_size):
+        raise GengapError(
+            f"the last layer {layers[-1][0]!r} is a {head.kernel_size} convolution; the "
+            "penultimate-feature measures need a Linear or 1x1-conv head"
+        )
+    return head
+
+
+def head_matrix(model: nn.Module) -> torch.Tensor:
+    """The head's weight as a (classes, features) matrix."""
+    w = last_layer(model).weight.detach()
+    return w.reshape(w.shape[0], -1)
+
+
+def early_module(model: nn.Module) -> nn.Module:
+    """Where early features are read: the first module after the first weight layer that is
+    neither BatchNorm nor a weight layer (its activation), else the first weight layer."""
+    modules = [m for m in model.modules() if len(list(m.children())) == 0]
+    for i, m in enumerate(modules):
+        if isinstance(m, WEIGHT_LAYERS):
+            for nxt in modules[i + 1 :]:
+                if isinstance(nxt, BATCH_NORMS):
+                    continue
+                return m if isinstance(nxt, WEIGHT_LAYERS) else nxt
+            return m
+    raise GengapError("the model has no Linear or Conv layer")
+
+
+def capture(
+    model: nn.Module,
+    module: nn.Module,
+    x: torch.Tensor,
+    device: torch.device,
+    batch_size: int,
+    which: str = "output",
+    transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(features, logits) of ``x``: the input or output of ``module`` (optionally transformed
+    per batch, to keep memory small) and the model's outputs, in one pass without gradients."""
+    grabbed: list[torch.Tensor] = []
+
+    def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
+        t = inputs[0] if which == "input" else output
+        grabbed.append(transform(t) if transform else t)
+
+    handle = module.register_forward_hook(hook)
+    logits = []
+    try:
+        with torch.no_grad():
+            for i in range(0, len(x), batch_size):
+                logits.append(model(x[i : i + batch_size].to(device)))
+    finally:
+        handle.remove()
+    return torch.cat(grabbed), torch.cat(logits)
+
+
+def penultimate_features(
+    model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 1024
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """(φ, logits): φ the head's input, flattened (spatial mean for a 1x1-conv head), float64."""
+    head = last_layer(model)
+
+    def flat(t: torch.Tensor) -> torch.Tensor:
+        return (t.flatten(2).mean(-1) if t.dim() > 2 else t).double()
+
+    return capture(model, head, x, device, batch_size, "input", flat)
+
+
+def early_features(
+    model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 1024
+) -> torch.Tensor:
+    """Early features as Natekar & Sharma read them: after the first layer (and its
+    activation), max-pooled 4x4 (stride 4) when spatial, flattened, float64."""
+
+    def pool(t: torch.Tensor) -> torch.Tensor:
+        if t.dim() == 4:
+            k = min(4, t.shape[-2], t.shape[-1])
+            t = torch.nn.functional.max_pool2d(t, k)
+        return t.flatten(1).double()
+
+    feats, _ = capture(model, early_module(model), x, device, batch_size, "output", pool)
+    return feats

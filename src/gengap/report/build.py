@@ -1,0 +1,67 @@
+"""Putting the sections together and writing the page."""
+
+from __future__ import annotations
+
+import os
+from html import escape
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from gengap.errors import GengapError
+from gengap.report.data import ReportData, gather
+from gengap.report.page import assemble
+from gengap.report.sections.curves import curves_section
+from gengap.report.sections.granulated import granulated_section
+from gengap.report.sections.predictor import predictor_section
+from gengap.report.sections.ranking import ranking_section
+from gengap.report.sections.scatter import scatter_section
+from gengap.report.sections.summary import status_counts, summary_section
+
+if TYPE_CHECKING:
+    from gengap.zoo.store import Store
+
+
+def render(data: ReportData, top: int = 4) -> str:
+    """The report of ``data`` as one self-contained HTML page."""
+    counts = status_counts(data.frame)
+    subtitle = (f"{counts['runs']} runs: {counts['done']} done, {counts['failed']} failed, "
+                f"{counts['pending']} pending · {len(data.measures)} measures · target "
+                f"<b>{escape(data.target)}</b>")
+    sections = [
+        summary_section(data),
+        ranking_section(data),
+        granulated_section(data),
+        scatter_section(data, top=top),
+        curves_section(data),
+        predictor_section(data),
+    ]
+    return assemble(f"gengap report: {data.name}", subtitle, sections)
+
+
+def write_report(
+    store: Store,
+    out: str | Path,
+    target: str = "gap",
+    runs: list[str] | None = None,
+    top: int = 4,
+    bootstrap: int = 1000,
+    test_size: int | str | None = None,
+) -> ReportData:
+    """Gather ``store``'s zoo, evaluate it and write the report to ``out`` (atomically: a
+    temporary file renamed into place). Returns what the report shows.
+
+    ``runs``: run ids (or unique prefixes) whose training curves are drawn; ``top``: how many
+    of the best measures get a scatter plot; ``bootstrap`` and ``test_size``: as in
+    :func:`gengap.report.gather`."""
+    out = Path(out)
+    if out.is_dir():
+        raise GengapError(f"{out}: is a folder; give the report's file name (report.html)")
+    if not out.parent.is_dir():
+        raise GengapError(f"{out.parent}: no such folder for the report")
+    data = gather(store, target=target, curve_runs=runs, bootstrap=bootstrap,
+                  test_size=test_size)
+    page = render(data, top=top)
+    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
+    tmp.write_text(page, encoding="utf-8")
+    os.replace(tmp, out)
+    return data

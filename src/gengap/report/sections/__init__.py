@@ -1,0 +1,1 @@
+"""The report's sections, each a function of :class:`gengap.report.data.ReportData`."""

@@ -1,0 +1,51 @@
+"""Ready-made studies that reproduce known generalization findings on embedded data.
+
+Each study is one or more zoo specs built in Python, trained with the zoo engine into a folder
+(so it resumes and parallelizes), then analysed into a :class:`StudyResult`: a table, plotly
+figures, the published finding beside what this run found, and how long it took.
+
+``run_study("randomization", "runs/rand", scale="smoke")`` runs one and writes its report.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gengap.studies import grokking, measures_study, pvr, randomization  # noqa: F401 (registers)
+from gengap.studies.registry import Study, register_study, studies
+from gengap.studies.report import REPORT_NAME, study_sections, write_study_report
+from gengap.studies.runner import SCALES, StudyOptions, StudyResult, check_scale
+from gengap.zoo.planning import PopulationMode
+
+
+def run_study(
+    name: str,
+    out: str | Path,
+    scale: str = "default",
+    workers: int = 1,
+    device: str = "auto",
+    population: PopulationMode = "auto",
+    report: bool = True,
+) -> StudyResult:
+    """Run study ``name`` at ``scale`` into folder ``out`` (resuming what is there) and, with
+    ``report``, write ``out/report.html``."""
+    study = studies.get(name)
+    options = StudyOptions(Path(out), check_scale(scale), workers, device, population)
+    result = study.run(options)
+    if report:
+        write_study_report(result)
+    return result
+
+
+__all__ = [
+    "REPORT_NAME",
+    "SCALES",
+    "Study",
+    "StudyOptions",
+    "StudyResult",
+    "register_study",
+    "run_study",
+    "studies",
+    "study_sections",
+    "write_study_report",
+]

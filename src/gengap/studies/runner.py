@@ -1,0 +1,122 @@
+"""What every study shares: the scales, training its zoos on the zoo engine (so a study resumes
+and parallelizes like any zoo), the clock, and the :class:`StudyResult` it hands back."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import pandas as pd
+import plotly.graph_objects as go
+
+from gengap.errors import GengapError
+from gengap.specs import ZooSpec
+from gengap.zoo import Store, train_zoo
+from gengap.zoo.planning import PopulationMode
+from gengap.zoo.worker import RunOutcome
+
+Scale = Literal["smoke", "default", "full"]
+SCALES: tuple[str, ...] = ("smoke", "default", "full")
+
+
+@dataclass
+class StudyResult:
+    """One study's outcome: its result ``table`` (one row per condition or run), the figures
+    of the report, the ``published`` finding to compare with, what this run ``found`` (computed
+    sentences), and the time: ``seconds`` of this call and ``train_seconds`` summed over the
+    stored runs (the compute, counted once even when the study was resumed)."""
+
+    name: str
+    scale: str
+    title: str
+    table: pd.DataFrame
+    figures: list[go.Figure]
+    published: str
+    found: list[str]
+    seconds: float
+    train_seconds: float
+    runs: int
+    folder: Path
+    notes: list[str] = field(default_factory=list)
+    extra_tables: dict[str, pd.DataFrame] = field(default_factory=dict)
+
+
+@dataclass
+class StudyOptions:
+    """How a study runs: where (``out``), at what ``scale``, on what ``device``, with how many
+    training ``workers``, and whether same-shaped runs train as one population."""
+
+    out: Path
+    scale: Scale = "default"
+    workers: int = 1
+    device: str = "auto"
+    population: PopulationMode = "auto"
+    on_outcome: Callable[[RunOutcome], None] | None = None
+
+
+def check_scale(scale: str) -> Scale:
+    if scale not in SCALES:
+        raise GengapError(f"unknown scale {scale!r} (use {', '.join(SCALES)})")
+    return scale  # type: ignore[return-value]
+
+
+def pick(scale: str, smoke: object, default: object, full: object) -> object:
+    """The value of a knob at ``scale``."""
+    return {"smoke": smoke, "default": default, "full": full}[check_scale(scale)]
+
+
+def train_zoos(zoos: Sequence[ZooSpec], options: StudyOptions) -> dict[str, Store]:
+    """Train each zoo into ``options.out / zoo.name`` (resuming what is there); the stores by
+    zoo name."""
+    names = [zoo.name for zoo in zoos]
+    if len(set(names)) != len(names):
+        raise ValueError(f"zoo names must be distinct: {names}")
+    options.out.mkdir(parents=True, exist_ok=True)
+    return {
+        zoo.name: train_zoo(
+            zoo, options.out / zoo.name, workers=options.workers, device=options.device,
+            population=options.population, on_outcome=options.on_outcome,
+        )
+        for zoo in zoos
+    }
+
+
+def finished_frame(stores: dict[str, Store]) -> pd.DataFrame:
+    """Every run of every store, one row each, with a ``zoo`` column; failed runs included."""
+    frames = []
+    for name, store in stores.items():
+        frame = store.frame()
+        frame.insert(0, "zoo", name)
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def histories(stores: dict[str, Store], frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Each run's per-epoch history (epoch, steps, train/test loss and accuracy) by run id."""
+    out = {}
+    for row in frame.itertuples():
+        rows = stores[row.zoo].history(row.run_id)
+        if rows:
+            out[row.run_id] = pd.DataFrame(rows)
+    return out
+
+
+def train_seconds(frame: pd.DataFrame) -> float:
+    """Training seconds summed over the finished runs (what the study cost in compute)."""
+    if "seconds" not in frame.columns:
+        return 0.0
+    return float(frame["seconds"].fillna(0).sum())
+
+
+class Clock:
+    """Wall-clock seconds since it was made."""
+
+    def __init__(self) -> None:
+        self.started = time.perf_counter()
+
+    @property
+    def seconds(self) -> float:
+        return time.perf_counter() - self.started

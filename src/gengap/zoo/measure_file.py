@@ -1,0 +1,95 @@
+"""Measuring one network given as a safetensors file, outside any zoo, and the ``key=value``
+syntax of ``--arch`` and ``--data``."""
+
+from __future__ import annotations
+
+import json
+import tomllib
+from pathlib import Path
+from typing import Any
+
+from pydantic import ValidationError
+from safetensors import SafetensorError
+from safetensors.torch import load_file
+from torch import nn
+
+from gengap.data import Splits, load
+from gengap.errors import GengapError
+from gengap.measures import MeasureContext, Profile, available, profile, select
+from gengap.models import build_for
+from gengap.specs import ArchSpec, DataSpec, MeasureOptions, first_problem
+
+
+def parse_spec_arg(text: str, kind: type[ArchSpec] | type[DataSpec], table: str) -> Any:
+    """An :class:`ArchSpec` or :class:`DataSpec` from ``--arch``/``--data``: a TOML or JSON
+    file (its fields at the top level or under ``[table]``), ``key=value,key=value`` (values
+    read as JSON when they parse, else as strings), or for data a bare source name."""
+    path = Path(text)
+    if path.suffix in (".toml", ".json"):
+        if not path.is_file():
+            raise GengapError(f"{path}: no such file")
+        try:
+            raw = (tomllib.loads(path.read_text()) if path.suffix == ".toml"
+                   else json.loads(path.read_text()))
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+            raise GengapError(f"{path}: not valid {path.suffix[1:].upper()} ({err})") from None
+        fields = raw.get(table, raw) if isinstance(raw, dict) else raw
+        where = str(path)
+    elif "=" not in text and kind is DataSpec:
+        fields, where = {"name": text}, f"--{table}"
+    else:
+        fields, where = {}, f"--{table}"
+        for item in filter(None, (part.strip() for part in text.split(","))):
+            key, sep, value = item.partition("=")
+            if not sep:
+                raise GengapError(f"--{table} {text!r}: expected key=value, got {item!r}")
+            try:
+                fields[key.strip()] = json.loads(value)
+            except json.JSONDecodeError:
+                fields[key.strip()] = value.strip()
+    try:
+        return kind.model_validate(fields)
+    except ValidationError as err:
+        raise GengapError(f"{where}: {first_problem(err)}") from None
+
+
+def load_network(path: Path, arch: ArchSpec, splits: Splits) -> nn.Module:
+    """The network of ``arch`` with the weights of safetensors file ``path``."""
+    if not path.is_file():
+        raise GengapError(f"{path}: no such weight file")
+    try:
+        state = load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        raise GengapError(f"{path}: unreadable weight file ({err})") from None
+    model = build_for(arch, splits)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        problem = str(err).splitlines()[0]
+        raise GengapError(f"{path}: weights do not fit the {arch.family} network ({problem})") \
+            from None
+    return model
+
+
+def measure_file(
+    weights: Path, arch: ArchSpec, data: DataSpec, names: str | list[str] | None = None,
+    init: Path | None = None, device: str = "auto", data_dir: str | Path | None = None,
+    options: MeasureOptions | None = None,
+) -> Profile:
+    """Measure one network: values and where the time went. Without ``names``, every measure whose needs can be met (those
+    needing initial weights only with ``init``; none needing the training trajectory)."""
+    splits = load(data, data_dir)
+    ctx = MeasureContext(
+        load_network(Path(weights), arch, splits),
+        init_model=load_network(Path(init), arch, splits) if init else None,
+        x_train=splits.x_train, y_train=splits.y_train, device=device, options=options,
+    )
+    chosen = available(ctx, names)
+    if names is not None:
+        lacking = [m.name for m in select(names) if m.name not in chosen]
+        if lacking:
+            raise GengapError(
+                f"cannot compute {', '.join(lacking)} on a single model "
+                "(they need --init or the training trajectory)"
+            )
+    return profile(ctx, chosen)

@@ -1,0 +1,81 @@
+"""Kendall's tau against scipy, Psi, their bootstrap intervals, and the targets."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.stats import kendalltau
+
+from gengap.errors import GengapError
+from gengap.evaluate import (
+    granulated_kendall,
+    granulated_kendall_interval,
+    kendall,
+    kendall_interval,
+    ranking_table,
+    with_target,
+)
+from gengap.evaluate.bootstrap import _ratio, _signs
+
+
+def test_tau_is_scipys_tau_b_with_ties_and_missing_values():
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 4, 60).astype(float)
+    y = x + rng.integers(0, 3, 60)
+    x[3] = np.nan
+    keep = np.isfinite(x)
+    expected = kendalltau(x[keep], y[keep], variant="b").statistic
+    assert kendall(x, y) == pytest.approx(expected, abs=1e-12)
+    assert kendall_interval(x, y, n_boot=50).value == pytest.approx(expected, abs=1e-12)
+
+
+def test_weighted_tau_equals_scipy_on_the_repeated_sample():
+    # A bootstrap resample is a weight vector; its tau must be scipy's tau-b on the sample
+    # with each run repeated that many times (copies tie on both sides).
+    rng = np.random.default_rng(1)
+    x, y = rng.integers(0, 5, 25).astype(float), rng.normal(size=25)
+    weights = rng.multinomial(25, np.full(25, 1 / 25), size=6).astype(float)
+    sx, sy = _signs(x), _signs(y)
+    ours = _ratio(weights, sx * sy, np.abs(sx), np.abs(sy))
+    for w, value in zip(weights, ours, strict=True):
+        idx = np.repeat(np.arange(25), w.astype(int))
+        assert value == pytest.approx(kendalltau(x[idx], y[idx], variant="b").statistic,
+                                      abs=1e-12)
+
+
+def test_intervals_cover_the_estimate_and_shrink_with_more_runs():
+    rng = np.random.default_rng(2)
+    small, large = rng.normal(size=20), rng.normal(size=400)
+    a = kendall_interval(small, small + rng.normal(size=20), n_boot=300)
+    b = kendall_interval(large, large + rng.normal(size=400), n_boot=300)
+    assert a.low <= a.value <= a.high and b.low <= b.value <= b.high
+    assert (b.high - b.low) < (a.high - a.low)
+
+
+def test_psi_interval_point_is_psi():
+    rng = np.random.default_rng(3)
+    frame = pd.DataFrame({"a": rng.integers(0, 2, 80), "b": rng.integers(0, 3, 80),
+                          "gap": rng.normal(size=80)})
+    frame["m"] = frame["gap"] + rng.normal(size=80)
+    psi, axes = granulated_kendall_interval(frame, "m", "gap", ["a", "b"], n_boot=200)
+    expected, per_axis = granulated_kendall(frame, "m", "gap", ["a", "b"])
+    assert psi.value == pytest.approx(expected, abs=1e-12)
+    assert {k: v.value for k, v in axes.items()} == pytest.approx(per_axis, abs=1e-12)
+    assert psi.low <= psi.value <= psi.high
+
+
+def test_targets_and_the_orientation_of_test_accuracy():
+    frame = pd.DataFrame({"h": [0, 1, 2, 3], "train_acc": [1.0] * 4,
+                          "test_acc": [0.9, 0.8, 0.7, 0.6], "m": [1.0, 2.0, 3.0, 4.0],
+                          "anti": [4.0, 3.0, 2.0, 1.0]})
+    assert list(with_target(frame, "test_error")["test_error"]) == pytest.approx(
+        [0.1, 0.2, 0.3, 0.4])
+    assert list(with_target(frame, "gap")["gap"]) == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    table = ranking_table(frame, ["anti", "m"], ["h"], target="test_acc")
+    assert list(table["measure"]) == ["m", "anti"]  # the most negative tau ranks first
+    assert table.loc[0, "tau"] == -1.0
+    table = ranking_table(frame, ["anti", "m"], ["h"], target="test_error", bootstrap=50)
+    assert table.loc[0, "measure"] == "m" and table.loc[0, "tau_high"] == pytest.approx(1.0)
+    with pytest.raises(GengapError, match="unknown target"):
+        with_target(frame, "accuracy")
+    with pytest.raises(GengapError, match="unknown metric"):
+        ranking_table(frame, ["m"], ["h"], metrics=("taus",))

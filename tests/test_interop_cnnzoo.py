@@ -1,0 +1,168 @@
+"""Small CNN Zoo import on small files in its format written here: TF kernel layout, bias
+before kernel, metrics aligned with the weight rows, networks that compute what the zoo's
+Keras networks compute (an independent numpy forward), and `gengap measure` on the result."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from gengap.cli.app import app
+from gengap.errors import GengapError
+from gengap.interop.cnnzoo import import_cnnzoo, read_cnnzoo
+from gengap.models import build
+from gengap.zoo import measure_zoo
+
+# (name, shape) in file order: bias before kernel within each layer, as in the real layout
+TENSORS = [
+    ("sequential/conv2d/bias:0", (4,)), ("sequential/conv2d/kernel:0", (3, 3, 1, 4)),
+    ("sequential/conv2d_1/bias:0", (4,)), ("sequential/conv2d_1/kernel:0", (3, 3, 4, 4)),
+    ("sequential/conv2d_2/bias:0", (4,)), ("sequential/conv2d_2/kernel:0", (3, 3, 4, 4)),
+    ("sequential/dense/bias:0", (10,)), ("sequential/dense/kernel:0", (4, 10)),
+]
+RUNS = [("run_a", "relu", 0.0), ("run_b", "tanh", 0.3)]
+
+
+def write_cnnzoo(folder: Path) -> np.ndarray:
+    """Two runs, each with a step-0 and a step-86 checkpoint; returns the weight matrix."""
+    folder.mkdir()
+    rows, start = [], 0
+    for name, shape in TENSORS:
+        size = int(np.prod(shape))
+        rows.append({"varname": name, "start_idx": start, "end_idx": start + size,
+                     "shape": str(shape)})
+        start += size
+    pd.DataFrame(rows).to_csv(folder / "layout.csv")  # with the index column, like the real one
+    rng = np.random.default_rng(0)
+    weights = rng.normal(0, 0.4, (4, start)).astype(np.float32)
+    np.save(folder / "weights.npy", weights)
+    metrics = []
+    for modeldir, activation, dropout in RUNS:
+        for step in (0, 86):
+            metrics.append({
+                "modeldir": modeldir, "step": step, "config.activation": activation,
+                "config.dropout": dropout, "config.dataset": "mnist", "config.l2reg": 1e-4,
+                "config.learning_rate": 0.01, "config.optimizer": "adam",
+                "train_accuracy": 0.1 if step == 0 else 0.9, "test_accuracy": 0.8,
+                "train_loss": 1.0, "test_loss": 1.1,
+            })
+    with gzip.open(folder / "metrics.csv.gz", "wt") as handle:
+        pd.DataFrame(metrics).to_csv(handle, index=False)
+    return weights
+
+
+def np_cnn(flat: np.ndarray, x: np.ndarray, activation: str) -> np.ndarray:
+    """The zoo's build_cnn on channels-last float64 inputs: 3 valid 3x3 stride-2 convs, GAP,
+    dense; parameters read straight from the flat TF-layout vector."""
+    act = {"relu": lambda v: np.maximum(v, 0), "tanh": np.tanh}[activation]
+    tensors, start = {}, 0
+    for name, shape in TENSORS:
+        size = int(np.prod(shape))
+        tensors[name] = flat[start : start + size].astype(np.float64).reshape(shape)
+        start += size
+    h = x.astype(np.float64)
+    for layer in ("conv2d", "conv2d_1", "conv2d_2"):
+        k, b = tensors[f"sequential/{layer}/kernel:0"], tensors[f"sequential/{layer}/bias:0"]
+        out_h, out_w = (h.shape[1] - 3) // 2 + 1, (h.shape[2] - 3) // 2 + 1
+        out = np.zeros((len(h), out_h, out_w, k.shape[3]))
+        for i in range(out_h):
+            for j in range(out_w):
+                out[:, i, j] = np.einsum("nabc,abco->no", h[:, 2 * i : 2 * i + 3,
+                                                          2 * j : 2 * j + 3], k)
+        h = act(out + b)
+    h = h.mean(axis=(1, 2))
+    return h @ tensors["sequential/dense/kernel:0"] + tensors["sequential/dense/bias:0"]
+
+
+def write_mnist(folder: Path, n: int = 40) -> None:
+    """Tiny IDX files in DIR/mnist/ for the cnnzoo data source."""
+    rng = np.random.default_rng(3)
+    (folder / "mnist").mkdir(parents=True)
+    for prefix in ("train", "t10k"):
+        images = rng.integers(0, 256, (n, 28, 28), dtype=np.uint8)
+        labels = (np.arange(n) % 10).astype(np.uint8)
+        (folder / "mnist" / f"{prefix}-images-idx3-ubyte").write_bytes(
+            b"\x00\x00\x08\x03" + struct.pack(">3I", n, 28, 28) + images.tobytes())
+        (folder / "mnist" / f"{prefix}-labels-idx1-ubyte").write_bytes(
+            b"\x00\x00\x08\x01" + struct.pack(">I", n) + labels.tobytes())
+
+
+def test_import_keeps_final_and_init_checkpoints_in_torch_layout(tmp_path: Path) -> None:
+    weights = write_cnnzoo(tmp_path / "mnist_zoo")
+    store = import_cnnzoo(tmp_path / "mnist_zoo", tmp_path / "zoo")
+    frame = store.frame()
+    assert list(frame["status"]) == ["done", "done"]
+    assert list(frame["modeldir"]) == ["run_a", "run_b"]
+    assert list(frame["train_acc"]) == [0.9, 0.9] and list(frame["gap"]) == pytest.approx([0.1] * 2)
+    assert list(frame["hp.activation"]) == ["relu", "tanh"]
+    run = store.runs()[0]
+    final, init = store.load_weights(run.run_id, "final"), store.load_weights(run.run_id, "init")
+    # layer 1's kernel: columns 4..40 of row 1 (run_a's step 86), (kh, kw, cin, cout) -> OIHW
+    kernel = weights[1, 4:40].reshape(3, 3, 1, 4).transpose(3, 2, 0, 1)
+    np.testing.assert_array_equal(final["l0_conv2d.weight"].numpy(), kernel)
+    np.testing.assert_array_equal(final["l0_conv2d.bias"].numpy(), weights[1, 0:4])
+    np.testing.assert_array_equal(init["l0_conv2d.bias"].numpy(), weights[0, 0:4])
+    dense = weights[1, -40:].reshape(4, 10).T
+    np.testing.assert_array_equal(final[next(k for k in final if "dense.weight" in k)].numpy(),
+                                  dense)
+
+
+@pytest.mark.parametrize("which", [0, 1])
+def test_imported_networks_compute_what_the_zoo_networks_compute(tmp_path: Path,
+                                                                 which: int) -> None:
+    weights = write_cnnzoo(tmp_path / "mnist_zoo")
+    store = import_cnnzoo(tmp_path / "mnist_zoo", tmp_path / "zoo")
+    run = store.runs()[which]
+    net = build(run.arch, (1, 28, 28), 10)
+    net.load_state_dict(store.load_weights(run.run_id, "final"))
+    net.eval()
+    x = np.random.default_rng(1).uniform(-1, 1, (3, 28, 28, 1)).astype(np.float32)
+    with torch.no_grad():
+        got = net(torch.from_numpy(x.transpose(0, 3, 1, 2).copy())).double().numpy()
+    expected = np_cnn(weights[2 * which + 1], x, RUNS[which][1])
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_measure_an_imported_zoo_on_the_zoo_preprocessing(tmp_path: Path) -> None:
+    write_cnnzoo(tmp_path / "mnist_zoo")
+    write_mnist(tmp_path / "data")
+    store = import_cnnzoo(tmp_path / "mnist_zoo", tmp_path / "zoo", limit=1)
+    assert store.counts()["done"] == 1
+    assert measure_zoo(store, "param_norm,margin", device="cpu",
+                       data_dir=tmp_path / "data") == 1
+    assert np.isfinite(store.frame()[["param_norm", "margin"]].to_numpy()).all()
+    from gengap.data import load
+
+    splits = load(store.runs()[0].data, tmp_path / "data")
+    assert splits.input_shape == (1, 28, 28)
+    assert float(splits.x_train.min()) >= -1.0 and float(splits.x_train.max()) <= 1.0
+
+
+def test_bad_files_are_one_line_errors(tmp_path: Path) -> None:
+    write_cnnzoo(tmp_path / "z")
+    (tmp_path / "z" / "weights.npy").write_bytes(b"\x93NUMPY garbage")
+    with pytest.raises(GengapError, match="weights.npy: not a readable .npy array") as err:
+        read_cnnzoo(tmp_path / "z")
+    assert "\n" not in str(err.value)
+    np.save(tmp_path / "z" / "weights.npy", np.array([{"a": 1}], dtype=object),
+            allow_pickle=True)  # an object array: refused, never unpickled
+    with pytest.raises(GengapError, match="weights.npy"):
+        read_cnnzoo(tmp_path / "z")
+    np.save(tmp_path / "z" / "weights.npy", np.zeros((3, 4970), np.float32))
+    with pytest.raises(GengapError, match="metrics.csv.gz: 4 rows, weights.npy has 3"):
+        read_cnnzoo(tmp_path / "z")
+
+
+def test_cli_import_cnnzoo(tmp_path: Path) -> None:
+    write_cnnzoo(tmp_path / "mnist_zoo")
+    result = CliRunner().invoke(app, ["zoo", "import-cnnzoo", str(tmp_path / "mnist_zoo"),
+                                      "--out", str(tmp_path / "zoo")])
+    assert result.exit_code == 0, result.output
+    assert "imported 2 networks" in result.output

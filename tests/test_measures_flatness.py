@@ -1,0 +1,139 @@
+"""Flatness measures: relative flatness (closed form against the Hessian-block definition,
+invariance to rescaling), the Hessian's top eigenvalue and trace against an explicit Hessian,
+and module criticality on cases with known answers."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from gengap.measures import MeasureContext, compute
+from gengap.measures.flatness import module_criticality_scores
+from gengap.measures.hessian import hutchinson_trace, loss_hvp, top_eigenvalue
+
+
+def tiny() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 5), nn.ReLU(), nn.Linear(5, 4)).double()
+    x = torch.randn(20, 3, dtype=torch.float64)
+    y = torch.randint(0, 4, (20,))
+    return net, x, y
+
+
+def value(net: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str) -> float:
+    return compute(MeasureContext(net, x_train=x, y_train=y, device="cpu"), [name])[name]
+
+
+def test_relative_flatness_closed_form_equals_the_hessian_block_definition() -> None:
+    net, x, y = tiny()
+    head = net[2]
+
+    def loss_of(w: torch.Tensor) -> torch.Tensor:
+        out = functional_call(net, {"2.weight": w}, (x,))
+        return nn.functional.cross_entropy(out, y)
+
+    w = head.weight.detach().clone()
+    hess = torch.autograd.functional.hessian(loss_of, w)  # (4, 5, 4, 5)
+    definition = sum(
+        float(w[s] @ w[t]) * float(torch.trace(hess[s, :, t, :]))
+        for s in range(w.shape[0])
+        for t in range(w.shape[0])
+    )
+    assert value(net, x, y, "relative_flatness") == pytest.approx(definition, rel=1e-10)
+
+
+def test_relative_flatness_is_unchanged_by_rescaling_the_feature_layer() -> None:
+    net, x, y = tiny()
+    base = value(net, x, y, "relative_flatness")
+    for c in (0.1, 3.0, 25.0):
+        scaled = copy.deepcopy(net)
+        with torch.no_grad():  # ReLU features × c, head ÷ c: the same function
+            scaled[0].weight.mul_(c)
+            scaled[0].bias.mul_(c)
+            scaled[2].weight.div_(c)
+        assert torch.allclose(scaled(x), net(x))
+        assert value(scaled, x, y, "relative_flatness") == pytest.approx(base, rel=1e-9)
+    # the raw Hessian trace is not invariant: that is the point of the relative measure
+    scaled = copy.deepcopy(net)
+    with torch.no_grad():
+        scaled[0].weight.mul_(5)
+        scaled[0].bias.mul_(5)
+        scaled[2].weight.div_(5)
+    assert value(scaled, x, y, "hessian_trace") != pytest.approx(
+        value(net, x, y, "hessian_trace"), rel=0.1)
+
+
+def explicit_hessian(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    names = [n for n, _ in net.named_parameters()]
+    shapes = [p.shape for p in net.parameters()]
+    flat = torch.cat([p.detach().reshape(-1) for p in net.parameters()])
+
+    def loss_of(v: torch.Tensor) -> torch.Tensor:
+        params, at = {}, 0
+        for name, shape in zip(names, shapes, strict=True):
+            params[name] = v[at : at + shape.numel()].reshape(shape)
+            at += shape.numel()
+        return nn.functional.cross_entropy(functional_call(net, params, (x,)), y)
+
+    return torch.autograd.functional.hessian(loss_of, flat)
+
+
+def test_hessian_top_eigenvalue_and_trace_match_the_explicit_hessian() -> None:
+    net, x, y = tiny()
+    hess = explicit_hessian(net, x, y)
+    eig = torch.linalg.eigvalsh(hess)
+    dominant = float(eig[eig.abs().argmax()])
+    assert value(net, x, y, "hessian_top_eigenvalue") == pytest.approx(dominant, rel=1e-3)
+    # Hutchinson: exactly the mean of vᵀHv over its Rademacher draws, and close to Tr(H)
+    params, hvp = loss_hvp(net, x, y)
+    gen = torch.Generator().manual_seed(0)
+    estimate, stderr = hutchinson_trace(hvp, params, 400, gen)
+    gen = torch.Generator().manual_seed(0)
+    draws = []
+    for _ in range(400):
+        v = torch.cat([(torch.randint(0, 2, p.shape, generator=gen) * 2 - 1).double().reshape(-1)
+                       for p in params])
+        draws.append(float(v @ hess @ v))
+    assert estimate == pytest.approx(sum(draws) / len(draws), rel=1e-9)
+    assert abs(estimate - float(torch.trace(hess))) < 4 * stderr
+    measured = value(net, x, y, "hessian_trace")
+    assert abs(measured - float(torch.trace(hess))) < 4 * 100**-0.5 * (
+        stderr * 400**0.5)
+
+
+def test_power_iteration_on_a_known_matrix() -> None:
+    mat = torch.diag(torch.tensor([5.0, 2.0, -1.0, 0.5], dtype=torch.float64))
+    like = [torch.zeros(4, dtype=torch.float64)]
+    top = top_eigenvalue(lambda v: [mat @ v[0]], like, 500, 1e-12, torch.Generator().manual_seed(1))
+    assert top == pytest.approx(5.0, rel=1e-6)
+
+
+def test_module_criticality_known_cases() -> None:
+    net, x, y = tiny()
+    init = copy.deepcopy(net)
+    with torch.no_grad():
+        init[2].weight.add_(torch.randn(4, 5, dtype=torch.float64))
+    cpu = torch.device("cpu")
+    # the first layer never moved: rewinding it (α = 0) is free
+    scores = module_criticality_scores(net, init, x, y, cpu, draws=2)
+    assert scores["0"] == 0.0
+    assert scores["2"] > 0.0
+    # with any loss allowed, α = 0 is feasible for every layer
+    loose = module_criticality_scores(net, init, x, y, cpu, draws=2, rtol=1e9)
+    assert loose == {"0": 0.0, "2": 0.0}
+    # with no slack only the final weights under the smallest noise pass: (1/σ_min)² ‖ΔW‖²
+    strict = module_criticality_scores(net, init, x, y, cpu, draws=1, rtol=1.0 + 1e-7)
+    dist2 = float(((net[2].weight - init[2].weight) ** 2).sum())
+    sigma_min = float(net[2].weight.pow(2).mean().sqrt()) * 1e-3
+    assert strict["2"] == pytest.approx(dist2 / sigma_min**2, rel=1e-6)
+    assert math.isfinite(value_with_init(net, init, x, y))
+
+
+def value_with_init(net: nn.Module, init: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    ctx = MeasureContext(net, init, x_train=x, y_train=y, device="cpu")
+    return compute(ctx, ["module_criticality"])["module_criticality"]

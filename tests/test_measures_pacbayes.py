@@ -1,0 +1,173 @@
+"""σ′ and α′ on linear models where the accuracy drop has a closed form, the bounds built on
+them, and the bisection itself."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy.stats import norm
+from torch import nn
+
+from gengap.measures import MeasureContext, compute
+from gengap.measures.search import Probe, bisect_scale
+from gengap.specs import MeasureOptions
+
+
+def linear(weight: np.ndarray, bias: np.ndarray | None = None) -> nn.Linear:
+    layer = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
+    with torch.no_grad():
+        layer.weight.copy_(torch.from_numpy(weight))
+        if bias is not None:
+            layer.bias.copy_(torch.from_numpy(bias))
+    return layer
+
+
+@pytest.fixture(scope="module")
+def gaussian_case():
+    """Two classes, labels from the model itself (clean accuracy 1)."""
+    rng = np.random.default_rng(0)
+    w = rng.normal(size=(2, 5)).astype(np.float32)
+    x = rng.normal(size=(3000, 5)).astype(np.float32)
+    y = (x @ w.T).argmax(1)
+    return w, x, y
+
+
+def drop_under_noise(w, x, y, std) -> float:
+    """1 − mean_i Φ(μ_i / s_i): with u_cj ~ N(0, std_cj²), the margin noise (u_y − u_o)·x_i is
+    Gaussian with variance Σ_j (std_yj² + std_oj²) x_ij²."""
+    xd, wd = x.astype(np.float64), w.astype(np.float64)
+    rows = np.arange(len(y))
+    margin = (xd @ wd.T)[rows, y] - (xd @ wd.T)[rows, 1 - y]
+    var = np.sum((std[y] ** 2 + std[1 - y] ** 2) * xd**2, axis=1)
+    return float(1 - norm.cdf(margin / np.sqrt(var)).mean())
+
+
+def test_sigma_prime_has_the_closed_form_accuracy_drop(gaussian_case):
+    w, x, y = gaussian_case
+    init_w = w * 0.3
+    ctx = MeasureContext(nn.Sequential(linear(w)), init_model=nn.Sequential(linear(init_w)),
+                         x_train=torch.from_numpy(x), y_train=torch.from_numpy(y), device="cpu")
+    got = compute(ctx, ["pacbayes_sigma", "pacbayes_init", "pacbayes_orig", "pacbayes_flatness"])
+    sigma = got["pacbayes_sigma"]
+    # The noise applied has standard deviation σ (not σ²): the closed-form drop at σ′ is 0.1.
+    assert drop_under_noise(w, x, y, np.full_like(w, sigma, dtype=np.float64)) == pytest.approx(
+        0.1, abs=0.02)
+    m, wd = len(y), w.astype(np.float64)
+    assert got["pacbayes_orig"] == pytest.approx(
+        np.sum(wd**2) / (4 * sigma**2) + math.log(m / sigma) + 10, rel=1e-6)
+    assert got["pacbayes_init"] == pytest.approx(
+        np.sum((wd - init_w) ** 2) / (4 * sigma**2) + math.log(m / sigma) + 10, rel=1e-6)
+    assert got["pacbayes_flatness"] == pytest.approx(1 / sigma**2)
+    result = ctx.sigma_search
+    assert result.value == sigma and result.examples > 0 and result.probes[-1].scale == sigma
+
+
+def test_magnitude_aware_sigma_prime_and_its_bounds(gaussian_case):
+    w, x, y = gaussian_case
+    init_w = w * 0.3
+    ctx = MeasureContext(nn.Sequential(linear(w)), init_model=nn.Sequential(linear(init_w)),
+                         x_train=torch.from_numpy(x), y_train=torch.from_numpy(y), device="cpu")
+    names = ["pacbayes_mag_sigma", "pacbayes_mag_init", "pacbayes_mag_orig",
+             "pacbayes_mag_flatness"]
+    got = compute(ctx, names)
+    sigma, eps = got["pacbayes_mag_sigma"], 1e-3
+    wd = w.astype(np.float64)
+    std = np.sqrt(sigma**2 * wd**2 + eps**2)
+    assert drop_under_noise(w, x, y, std) == pytest.approx(0.1, abs=0.02)
+    m, omega = len(y), wd.size
+    delta = wd - init_w.astype(np.float64)
+
+    def bound(v):
+        num = eps**2 + (sigma**2 + 1) * np.sum(v**2) / omega
+        den = eps**2 + sigma**2 * delta**2
+        return 0.25 * np.sum(np.log(num / den)) + math.log(m / sigma) + 10
+
+    assert got["pacbayes_mag_init"] == pytest.approx(bound(delta), rel=1e-6)
+    assert got["pacbayes_mag_orig"] == pytest.approx(bound(wd), rel=1e-6)
+    assert got["pacbayes_mag_flatness"] == pytest.approx(1 / sigma**2)
+
+
+@pytest.fixture(scope="module")
+def box_case():
+    """Inputs c_i·v with one label: every example's worst box perturbation is the same corner,
+    so the worst-case drop is the share of examples whose flip radius α_i* is below α."""
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=4)
+    c = rng.uniform(0.5, 2.0, size=2000)
+    w = np.stack([0.4 * np.sign(v), -0.2 * np.sign(v)]).astype(np.float32) \
+        + rng.normal(scale=0.05, size=(2, 4)).astype(np.float32)
+    b = np.array([0.3, -0.1], dtype=np.float32)
+    x = (c[:, None] * v[None, :]).astype(np.float32)
+    y = np.zeros(len(c), dtype=np.int64)
+    return w, b, x, y, c, v
+
+
+def test_alpha_prime_has_the_closed_form_worst_case_drop(box_case):
+    w, b, x, y, c, v = box_case
+    wd, bd = w.astype(np.float64), b.astype(np.float64)
+    init = nn.Sequential(linear(w * 0.5, b * 0.5))
+    ctx = MeasureContext(nn.Sequential(linear(w, b)), init_model=init,
+                         x_train=torch.from_numpy(x), y_train=torch.from_numpy(y), device="cpu")
+    names = ["sharpness_alpha", "sharpness_init", "sharpness_orig", "sharpness_flatness",
+             "sharpness_mag_alpha", "sharpness_mag_init", "sharpness_mag_orig",
+             "sharpness_mag_flatness"]
+    got = compute(ctx, names)
+    margin = x.astype(np.float64) @ (wd[0] - wd[1]) + (bd[0] - bd[1])
+    assert (margin > 0).all()
+    # Plain box |u| ≤ α: the margin falls by 2α(‖x_i‖₁ + 1).
+    flip = margin / (2 * (np.abs(x).sum(1) + 1))
+    assert np.mean(flip < got["sharpness_alpha"]) == pytest.approx(0.1, abs=0.025)
+    # Magnitude-aware box |u| ≤ α|w| + ε.
+    eps = 1e-3
+    scale = np.abs(x) @ (np.abs(wd[0]) + np.abs(wd[1])) + np.abs(bd).sum()
+    flip_mag = (margin - eps * (2 * np.abs(x).sum(1) + 2)) / scale
+    assert np.mean(flip_mag < got["sharpness_mag_alpha"]) == pytest.approx(0.1, abs=0.025)
+
+    alpha, alpha_mag = got["sharpness_alpha"], got["sharpness_mag_alpha"]
+    params = np.concatenate([wd.ravel(), bd])
+    params0 = np.concatenate([(wd * 0.5).ravel(), bd * 0.5])
+    m, omega, delta_conf = len(y), params.size, 0.1
+    log_term = math.log(2 * omega / delta_conf)
+    sigma_alpha = alpha / math.sqrt(2 * log_term)
+    for name, v2 in (("sharpness_orig", params), ("sharpness_init", params - params0)):
+        expected = np.sum(v2**2) * math.log(2 * omega) / (4 * alpha**2) \
+            + math.log(m / sigma_alpha) + 10
+        assert got[name] == pytest.approx(expected, rel=1e-6), name
+    assert got["sharpness_flatness"] == pytest.approx(1 / alpha**2)
+    assert got["sharpness_mag_flatness"] == pytest.approx(1 / alpha_mag**2)
+    for name, v2 in (("sharpness_mag_orig", params), ("sharpness_mag_init", params - params0)):
+        num = eps**2 + (alpha_mag**2 + 4 * log_term) * np.sum(v2**2) / omega
+        den = eps**2 + alpha_mag**2 * (params - params0) ** 2
+        expected = 0.25 * np.sum(np.log(num / den)) + math.log(m / delta_conf) + 10
+        assert got[name] == pytest.approx(expected, rel=1e-6), name
+
+
+def test_bisection_finds_the_scale_of_a_known_monotone_drop():
+    opts = MeasureOptions()
+    calls = []
+
+    def probe(scale: float) -> Probe:  # drop = scale / 3: the target 0.1 sits at 0.3
+        calls.append(scale)
+        drop = scale / 3
+        verdict = ("accept" if abs(drop - 0.1) < opts.tolerance
+                   else "lower" if drop > 0.1 else "raise")
+        return Probe(scale, drop, 0.0, 1, verdict)
+
+    result = bisect_scale(probe, opts)
+    assert abs(result.value / 3 - 0.1) < opts.tolerance
+    assert calls[0] == opts.search_upper and len(calls) <= opts.search_depth
+
+
+def test_bisection_widens_the_bracket_when_the_upper_end_is_too_small():
+    opts = MeasureOptions(search_upper=0.5)
+
+    def probe(scale: float) -> Probe:  # target at 5.0, ten times the first upper end
+        drop = scale / 50
+        verdict = ("accept" if abs(drop - 0.1) < opts.tolerance
+                   else "lower" if drop > 0.1 else "raise")
+        return Probe(scale, drop, 0.0, 1, verdict)
+
+    assert bisect_scale(probe, opts).value == pytest.approx(5.0, rel=0.1)

@@ -1,0 +1,180 @@
+"""The report's content on a zoo written straight into a store: sections, numbers, notes for
+what could not be computed, the `gengap report` command and its errors."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pytest
+from plotly.offline import get_plotlyjs
+from scipy.stats import kendalltau
+
+from gengap.errors import GengapError
+from gengap.report import gather, render, write_report
+from gengap.report.data import default_curve_runs, resolve_runs
+from gengap.report.sections.granulated import heatmap
+from gengap.report.sections.scatter import measure_scatter
+from gengap.specs import ZooSpec
+from gengap.zoo import Store
+
+SECTIONS = ("summary", "ranking", "granulated", "scatter", "curves", "predictor")
+FAILED_REASON = "diverged: training loss is nan at step 3"
+
+
+def make_store(root: Path, measured: bool = True, fail_one: bool = True) -> Store:
+    """A 2x2 grid (width x lr) with two seeds; the gap grows with width, lr and seed, so
+    ``good`` ranks it perfectly and ``anti`` in reverse; one run failed."""
+    zoo = ZooSpec(name="synthetic", seeds=(0, 1),
+                  axes={"arch.width": (4, 8), "train.lr": (0.01, 0.1)})
+    store = Store.create(root, zoo)
+    rng = np.random.default_rng(0)
+    for i, run in enumerate(zoo.runs()):
+        if fail_one and i == len(zoo.runs()) - 1:
+            store.record(run.run_id, "failed", {}, [], reason=FAILED_REASON)
+            continue
+        gap = 0.02 * (run.arch.width == 8) + 0.05 * (run.train.lr == 0.1) + 0.003 * run.seed
+        train_acc = 0.9 + gap / 2
+        history = [{"epoch": e, "steps": 10 * e, "train_loss": 1.0 / e, "train_acc": train_acc,
+                    "test_loss": 1.2 / e, "test_acc": train_acc - gap} for e in (1, 2, 3)]
+        store.record(run.run_id, "done", {**history[-1], "epochs": 3}, history)
+        if measured:
+            store.put_measures(run.run_id, {"good": (10 * gap + 1, 0.0), "anti": (-gap, 0.0),
+                                            "noise": (float(rng.normal()), 0.0)})
+    return store
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Store:
+    return make_store(tmp_path / "zoo")
+
+
+class Links(HTMLParser):
+    """Every src and href of the page's elements (script text is not parsed as tags)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.urls: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.urls += [v or "" for k, v in attrs if k in ("src", "href")]
+
+
+def test_the_page_has_every_section_and_needs_no_network(store: Store, tmp_path: Path):
+    out = tmp_path / "report.html"
+    data = write_report(store, out, bootstrap=200)
+    page = out.read_text()
+    for section in SECTIONS:
+        assert f'<section id="{section}">' in page
+    links = Links()
+    links.feed(page)
+    external = [u for u in links.urls if not u.startswith(("#", "data:"))]
+    assert external == [], external
+    assert page.count(get_plotlyjs()[:300]) == 1  # the library inlined once, not per figure
+    # ranking, heatmap, 3 scatters (3 measures), curves, predictor
+    assert page.count('class="plotly-graph-div"') == page.count("Plotly.newPlot(") == 7
+    assert sum(u.startswith("data:image/png;base64,") for u in links.urls) == 2  # static
+    assert data.evaluation is not None and data.evaluation.ranking is not None
+
+
+def test_numbers_are_the_evaluation_packages(store: Store):
+    data = gather(store, bootstrap=200)
+    done = data.done
+    assert len(done) == 7 and set(data.measures) == {"good", "anti", "noise"}
+    ranking = data.evaluation.ranking.set_index("measure")
+    for name in data.measures:
+        expected = kendalltau(done[name], done["gap"], variant="b").statistic
+        assert ranking.loc[name, "tau"] == pytest.approx(expected)
+    assert ranking.loc["good", "tau"] == pytest.approx(1.0)
+    assert ranking.loc["anti", "psi[arch.width]"] == pytest.approx(-1.0)
+    assert ranking.loc["good", "tau_low"] <= 1.0 <= ranking.loc["good", "tau_high"] + 1e-12
+    assert data.evaluation.ranking["measure"].iloc[0] == "good"  # best first
+    page = render(data)
+    assert re.search(r">1\.000 <span class=\"ci\">\[", page)  # the value with its interval
+
+
+def test_heatmap_shows_the_psi_terms_of_the_ranking(store: Store):
+    data = gather(store, bootstrap=0)
+    ranking = data.evaluation.ranking
+    columns = {c: c[4:-1] for c in ranking.columns if c.startswith("psi[")}
+    fig = heatmap(ranking, columns)
+    z = np.asarray(fig.data[0].z, dtype=float)
+    rows = list(fig.data[0].y)
+    assert list(fig.data[0].x) == ["width", "lr", "Ψ"]
+    for measure in ranking["measure"]:
+        expected = ranking.set_index("measure").loc[measure, [*columns, "psi"]].to_numpy(float)
+        np.testing.assert_allclose(z[rows.index(measure)], expected)
+
+
+def test_scatter_hover_names_each_runs_hyperparameters(store: Store):
+    data = gather(store, bootstrap=0)
+    fig = measure_scatter(data, "good")
+    shown = [t for trace in fig.data if trace.visible for t in trace.text]
+    assert len(shown) == 7
+    assert all("width = " in t and "lr = " in t and "seed = " in t for t in shown)
+    menu = fig.layout.updatemenus[0].buttons
+    assert [b.label for b in menu] == ["colour by width", "colour by lr"]
+
+
+def test_failed_runs_and_what_was_not_computed_are_shown(store: Store):
+    page = render(gather(store, bootstrap=0))
+    assert FAILED_REASON in page and "Failed runs (1)" in page
+    assert "robust: not computed: the runs&#x27; test-set sizes are unknown" in page
+    assert "intervals: not computed: no bootstrap resamples" in page
+
+
+def test_a_zoo_without_measures_still_gets_its_report(tmp_path: Path):
+    store = make_store(tmp_path / "zoo", measured=False)
+    page = render(gather(store))
+    assert page.count("not computed: no measures stored yet") >= 3
+    assert '<section id="curves">' in page and "Plotly.newPlot(" in page
+
+
+def test_a_zoo_with_nothing_trained_yet(tmp_path: Path):
+    zoo = ZooSpec(name="empty", axes={"arch.width": (4, 8)})
+    page = render(gather(Store.create(tmp_path / "zoo", zoo)))
+    assert "no finished runs yet" in page
+
+
+def test_curve_runs_span_the_target_and_prefixes_resolve(store: Store):
+    data = gather(store, evaluate=False)
+    picked = default_curve_runs(data, 3)
+    done = data.done.set_index("run_id")["gap"]
+    assert done[picked[0]] == done.min() and done[picked[-1]] == done.max()
+    run_id = data.done["run_id"].iloc[0]
+    assert resolve_runs(data.frame, [run_id[:6]]) == [run_id]
+    with pytest.raises(GengapError, match="no run with that id"):
+        resolve_runs(data.frame, ["zzzz"])
+
+
+def gengap(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "gengap.cli", *args], capture_output=True,
+                          text=True, timeout=300)
+
+
+def test_report_command_writes_the_page_and_prints_tables(store: Store, tmp_path: Path):
+    out = tmp_path / "page.html"
+    done = gengap("report", str(store.root), "-o", str(out), "--bootstrap", "100",
+                  "--test-size", "450")
+    assert done.returncode == 0, done.stderr
+    assert out.is_file() and "best measures against gap" in done.stdout
+    assert f"wrote the report to {out}" in done.stdout
+    assert "sign-error mean" in out.read_text()  # --test-size turns the robust metric on
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["nowhere"], "nowhere: no such zoo folder"),
+    (["ZOO", "-o", "TMP"], "is a folder"),
+    (["ZOO", "--runs", "zzzz"], "--runs zzzz: no run with that id"),
+    (["ZOO", "--target", "nonsense"], "unknown target 'nonsense'"),
+])
+def test_report_command_refuses_bad_input_in_one_line(store, tmp_path, args, fragment):
+    args = [str(store.root) if a == "ZOO" else str(tmp_path) if a == "TMP" else a for a in args]
+    result = gengap("report", *args)
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and fragment in lines[0], result.stderr
