@@ -3,7 +3,7 @@ VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.gengap-installed
 
-.PHONY: demo test lint install clean
+.PHONY: demo test lint install clean browser
 
 $(PY):
 	python3 -m venv $(VENV)
@@ -23,7 +23,20 @@ demo: $(STAMP)
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
-test: lint
+# The report's browser test drives Debian's Chromium: install it when it is missing (as root,
+# or with sudo). If that fails, make test goes on and that test skips, saying why.
+CHROMIUM ?= /usr/bin/chromium
+
+browser: | $(PY)
+	@test -x $(CHROMIUM) || { \
+	  echo "installing Debian's chromium for the report's browser test"; \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo "sudo -n"); \
+	  { $$SUDO apt-get update -qq && \
+	    $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	    > $(VENV)/chromium-install.log 2>&1 || \
+	  echo "could not install chromium (see $(VENV)/chromium-install.log): the report's browser test will skip"; }
+
+test: lint browser
 	$(PY) -m pytest -q
 
 clean:

@@ -293,12 +293,13 @@ def test_tfrecord_round_trip_and_corruption(tmp_path: Path) -> None:
 
 # -- a synthetic task ----------------------------------------------------------------------
 
-GRID = list(itertools.product([2, 4], ["max", "avg"], [0, 4]))  # filters, pool, hidden
+# filters, pool, hidden layer widths (a list-valued hyperparameter, like PGDL task 7's)
+GRID = list(itertools.product([2, 4], ["max", "avg"], [[], [4]]))
 GAPS = [0.05, 0.10, 0.02, 0.20, 0.07, 0.01, 0.15, 0.12]
 
 
-def task_config(filters: int, pool: str, hidden: int) -> dict:
-    dense = [{"layer_name": "Dense", "units": hidden, "activation": "tanh"}] if hidden else []
+def task_config(filters: int, pool: str, hidden: list[int]) -> dict:
+    dense = [{"layer_name": "Dense", "units": h, "activation": "tanh"} for h in hidden]
     return conv_config((5, 6, 2), [
         {"layer_name": "Conv2D", "filters": filters, "kernel_size": 3, "strides": 2,
          "padding": "same", "activation": "relu"},
@@ -341,7 +342,7 @@ def write_task(root: Path, n: int = 12) -> dict:
             "hparams": {
                 "filters": {"possible_values": [2, 4], "current_value": float(filters)},
                 "pool": {"possible_values": ["max", "avg"], "current_value": pool},
-                "hidden": {"possible_values": [0, 4], "current_value": hidden},
+                "hidden": {"possible_values": [[], [4]], "current_value": hidden},
             },
             "metrics": {"train_acc": 0.9, "test_acc": 0.9 - GAPS[k]},
         }
@@ -400,7 +401,7 @@ def test_import_task_as_zoo_then_measure_and_evaluate(task_dir, tmp_path: Path) 
     root, _ = task_dir
     task = load_task(root)
     assert hyperparameter_grid(task) == {"filters": [2, 4], "pool": ["max", "avg"],
-                                         "hidden": [0, 4]}
+                                         "hidden": ["[]", "[4]"]}
     store = import_task(task, tmp_path / "zoo")
     assert sorted(store.zoo.hyperparameters) == [
         "arch.options.filters", "arch.options.hidden", "arch.options.pool"

@@ -15,7 +15,7 @@ from plotly.offline import get_plotlyjs
 from scipy.stats import kendalltau
 
 from gengap.errors import GengapError
-from gengap.report import gather, render, write_report
+from gengap.report import ReportData, gather, render, write_report
 from gengap.report.data import default_curve_runs, resolve_runs
 from gengap.report.sections.granulated import heatmap
 from gengap.report.sections.scatter import measure_scatter
@@ -48,9 +48,15 @@ def make_store(root: Path, measured: bool = True, fail_one: bool = True) -> Stor
     return store
 
 
-@pytest.fixture
-def store(tmp_path: Path) -> Store:
-    return make_store(tmp_path / "zoo")
+@pytest.fixture(scope="module")
+def store(tmp_path_factory: pytest.TempPathFactory) -> Store:
+    return make_store(tmp_path_factory.mktemp("report") / "zoo")
+
+
+@pytest.fixture(scope="module")
+def data(store: Store) -> ReportData:
+    """The store gathered and evaluated once for the tests that only read it."""
+    return gather(store, bootstrap=200)
 
 
 class Links(HTMLParser):
@@ -81,8 +87,7 @@ def test_the_page_has_every_section_and_needs_no_network(store: Store, tmp_path:
     assert data.evaluation is not None and data.evaluation.ranking is not None
 
 
-def test_numbers_are_the_evaluation_packages(store: Store):
-    data = gather(store, bootstrap=200)
+def test_numbers_are_the_evaluation_packages(data: ReportData):
     done = data.done
     assert len(done) == 7 and set(data.measures) == {"good", "anti", "noise"}
     ranking = data.evaluation.ranking.set_index("measure")
@@ -97,8 +102,7 @@ def test_numbers_are_the_evaluation_packages(store: Store):
     assert re.search(r">1\.000 <span class=\"ci\">\[", page)  # the value with its interval
 
 
-def test_heatmap_shows_the_psi_terms_of_the_ranking(store: Store):
-    data = gather(store, bootstrap=0)
+def test_heatmap_shows_the_psi_terms_of_the_ranking(data: ReportData):
     ranking = data.evaluation.ranking
     columns = {c: c[4:-1] for c in ranking.columns if c.startswith("psi[")}
     fig = heatmap(ranking, columns)
@@ -110,8 +114,7 @@ def test_heatmap_shows_the_psi_terms_of_the_ranking(store: Store):
         np.testing.assert_allclose(z[rows.index(measure)], expected)
 
 
-def test_scatter_hover_names_each_runs_hyperparameters(store: Store):
-    data = gather(store, bootstrap=0)
+def test_scatter_hover_names_each_runs_hyperparameters(data: ReportData):
     fig = measure_scatter(data, "good")
     shown = [t for trace in fig.data if trace.visible for t in trace.text]
     assert len(shown) == 7
@@ -140,8 +143,7 @@ def test_a_zoo_with_nothing_trained_yet(tmp_path: Path):
     assert "no finished runs yet" in page
 
 
-def test_curve_runs_span_the_target_and_prefixes_resolve(store: Store):
-    data = gather(store, evaluate=False)
+def test_curve_runs_span_the_target_and_prefixes_resolve(data: ReportData):
     picked = default_curve_runs(data, 3)
     done = data.done.set_index("run_id")["gap"]
     assert done[picked[0]] == done.min() and done[picked[-1]] == done.max()
@@ -151,11 +153,19 @@ def test_curve_runs_span_the_target_and_prefixes_resolve(store: Store):
         resolve_runs(data.frame, ["zzzz"])
 
 
+def test_the_report_package_does_not_import_torch():
+    code = "import sys, gengap.report.build; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0 and result.stdout.strip() == "False", result.stderr
+
+
 def gengap(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "gengap.cli", *args], capture_output=True,
                           text=True, timeout=300)
 
 
+@pytest.mark.slow
 def test_report_command_writes_the_page_and_prints_tables(store: Store, tmp_path: Path):
     out = tmp_path / "page.html"
     done = gengap("report", str(store.root), "-o", str(out), "--bootstrap", "100",
@@ -166,15 +176,21 @@ def test_report_command_writes_the_page_and_prints_tables(store: Store, tmp_path
     assert "sign-error mean" in out.read_text()  # --test-size turns the robust metric on
 
 
-@pytest.mark.parametrize("args, fragment", [
-    (["nowhere"], "nowhere: no such zoo folder"),
-    (["ZOO", "-o", "TMP"], "is a folder"),
-    (["ZOO", "--runs", "zzzz"], "--runs zzzz: no run with that id"),
-    (["ZOO", "--target", "nonsense"], "unknown target 'nonsense'"),
-])
-def test_report_command_refuses_bad_input_in_one_line(store, tmp_path, args, fragment):
-    args = [str(store.root) if a == "ZOO" else str(tmp_path) if a == "TMP" else a for a in args]
-    result = gengap("report", *args)
+def test_report_command_refuses_bad_input_in_one_line(store: Store):
+    result = gengap("report", str(store.root), "--runs", "zzzz")
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and fragment in lines[0], result.stderr
+    assert len(lines) == 1 and "--runs zzzz: no run with that id" in lines[0], result.stderr
+
+
+@pytest.mark.parametrize("kwargs, fragment", [
+    ({"out": "TMP"}, "is a folder"),
+    ({"out": "TMP/missing/report.html"}, "no such folder for the report"),
+    ({"target": "nonsense"}, "unknown target 'nonsense'"),
+])
+def test_bad_arguments_are_one_clear_error(store: Store, tmp_path: Path, kwargs, fragment):
+    kwargs = {"out": tmp_path / "r.html", **kwargs}
+    kwargs["out"] = Path(str(kwargs["out"]).replace("TMP", str(tmp_path)))
+    with pytest.raises(GengapError, match=re.escape(fragment)):
+        write_report(store, **kwargs)
+    assert not (tmp_path / "r.html").exists()

@@ -135,7 +135,8 @@ class ArchSpec(_Spec):
     heads: int = Field(2, ge=1, description="attention heads (transformer)")
     options: dict[str, Scalar] = Field(
         default_factory=dict, description="family-specific knobs, checked by the family "
-        "(keras: the PGDL task folder and the model's hyperparameters)"
+        "(keras: the PGDL task folder and the model's hyperparameters; smallcnn: the Small "
+        "CNN Zoo folder and weight row)"
     )
 
 

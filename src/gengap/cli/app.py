@@ -15,8 +15,8 @@ from gengap.cli.pgdl_app import pgdl_app
 from gengap.cli.pgdl_cmds import zoo_import_cnnzoo  # also registers `gengap pgdl` commands
 from gengap.cli.pgdl_score import pgdl_score  # noqa: F401  (registers `gengap pgdl score`)
 from gengap.cli.predict_cmds import predict_app
-from gengap.cli.spectra_cmds import spectra
 from gengap.cli.report_cmd import report
+from gengap.cli.spectra_cmds import spectra
 from gengap.cli.steps import (
     evaluate_step,
     export_step,

@@ -36,7 +36,7 @@ def grid_levels(
         if levels is not None and h in levels:
             out[h] = list(levels[h])
         else:
-            present = [_plain(v) for v in pd.unique(frame[h])]
+            present = [plain_value(v) for v in pd.unique(frame[h])]
             try:
                 out[h] = sorted(present)
             except TypeError:  # mixed types: keep first-seen order
@@ -56,7 +56,7 @@ def cell_counts(
     axes = list(hyperparameters) + ([replicates] if replicates else [])
     values = {h: list(levels[h]) for h in hyperparameters}
     if replicates:
-        values[replicates] = sorted(_plain(v) for v in pd.unique(frame[replicates]))
+        values[replicates] = sorted(plain_value(v) for v in pd.unique(frame[replicates]))
     shape = [len(values[h]) for h in axes]
     counts = np.zeros(shape, dtype=np.int64)
     index = np.empty((len(frame), len(axes)), dtype=np.int64)
@@ -171,12 +171,12 @@ def _describe(
     parts = []
     for k, h in enumerate(axes):
         values = list(levels[h]) if h in levels else sorted(
-            _plain(v) for v in pd.unique(frame[h])
+            plain_value(v) for v in pd.unique(frame[h])
         )
         parts.append(f"{h}={values[cell[k]]!r}")
     return ", ".join(parts)
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
     """numpy scalars as Python values (messages show 1, not np.int64(1))."""
     return value.item() if isinstance(value, np.generic) else value

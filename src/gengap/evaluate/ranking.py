@@ -49,9 +49,9 @@ def ranking_table(
       environments: ``robust_mean``, ``robust_p90``, ``robust_max`` and ``robust_envs``
       (environments kept).
 
-    ``n`` counts runs with a finite value. "Best" is the highest tau (lowest for
-    ``test_acc``), else Ψ, CMI, or the lowest mean sign error. The grid options are those of
-    :func:`gengap.evaluate.conditional_mi`, the robust ones those of
+    ``n`` counts runs with a finite value; interval columns come last. "Best" is the highest
+    tau (lowest for ``test_acc``), else Ψ, CMI, or the lowest mean sign error. The grid
+    options are those of :func:`gengap.evaluate.conditional_mi`, the robust ones those of
     :func:`gengap.evaluate.robust_sign_error`. A measure whose own missing values break the
     grid gets NaN CMI, and ``table.attrs["notes"]`` says why.
     """
@@ -117,6 +117,9 @@ def ranking_table(
                      f"{min_ess:g} (repeated runs per setting, e.g. seeds), and pairs whose gaps "
                      f"differ by less than the test-set noise get no weight (Hoeffding)")
     table = pd.DataFrame(rows)
+    # the values first, their intervals last (the first columns stay measure, tau, psi)
+    intervals = [c for c in table.columns if c.endswith(("_low", "_high"))]
+    table = table[[c for c in table.columns if c not in intervals] + intervals]
     table.attrs["notes"] = notes
     if table.empty:
         return table

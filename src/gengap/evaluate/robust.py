@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from gengap.errors import GengapError
+from gengap.evaluate.grid import plain_value
 
 PAPER_MIN_ESS = 12.0
 PAPER_TEST_SIZE = 10_000
@@ -81,7 +82,7 @@ def environments(
                 by_value[value] = members[(frame[h].iloc[members] == value).to_numpy()]
             if len(by_value) < 2:
                 continue
-            fixed = ", ".join(f"{o}={frame[o].iloc[members[0]]!r}" for o in others)
+            fixed = ", ".join(f"{o}={plain_value(frame[o].iloc[members[0]])!r}" for o in others)
             for v1, r1 in by_value.items():
                 for v2, r2 in by_value.items():
                     if v1 == v2:
@@ -90,7 +91,8 @@ def environments(
                     a_parts.append(aa.ravel())
                     b_parts.append(bb.ravel())
                     env_parts.append(np.full(aa.size, len(rows)))
-                    rows.append({"hyperparameter": h, "from": v1, "to": v2, "others": fixed})
+                    rows.append({"hyperparameter": h, "from": plain_value(v1),
+                                 "to": plain_value(v2), "others": fixed})
     table = pd.DataFrame(rows, columns=["hyperparameter", "from", "to", "others"])
     if not rows:
         empty = np.zeros(0, dtype=np.int64)

@@ -47,6 +47,8 @@ def available(ctx: MeasureContext, names: str | list[str] | None = None) -> list
         have.discard("train_data")
     if ctx.trajectory is None:
         have.discard("trajectory")
+    if getattr(ctx, "second_model", None) is not None:
+        have.add("second_model")
     return [m.name for m in select(names) if m.needs <= have]
 
 

@@ -90,6 +90,26 @@ def _mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch
     return total / len(x)
 
 
+def grid_point_generator(seed: int, layer: int, alpha_index: int, sigma_index: int
+                         ) -> torch.Generator:
+    """The noise of one grid point has its own seed, so skipping points changes nothing."""
+    return torch.Generator().manual_seed(
+        ((seed * 1_000_003 + layer) * 101 + alpha_index) * 101 + sigma_index)
+
+
+@torch.no_grad()
+def perturbed_loss(model: nn.Module, layer: nn.Module, base: torch.Tensor, sigma: float,
+                   draws: int, gen: torch.Generator, x: torch.Tensor, y: torch.Tensor,
+                   device: torch.device, batch_size: int) -> float:
+    """Mean loss over ``draws`` draws of ``layer.weight = base + N(0, σ²)`` (``model`` holds
+    ``layer``; its weight is left changed)."""
+    losses = []
+    for _ in range(draws):
+        layer.weight.copy_(base + torch.randn(base.shape, generator=gen).to(base) * sigma)
+        losses.append(_mean_loss(model, x, y, device, batch_size))
+    return sum(losses) / draws
+
+
 @torch.no_grad()
 def module_criticality_scores(
     model: nn.Module,
@@ -112,32 +132,28 @@ def module_criticality_scores(
     between 1e-16 and 0.1 and makes small networks' scores ~1e32, so gengap spaces σ
     logarithmically relative to the layer's weight scale. Grid points that cannot beat the best
     value found are skipped, which leaves the result unchanged."""
-    gen = torch.Generator().manual_seed(seed)
     final_loss = _mean_loss(model, x, y, device, batch_size)
     work = copy.deepcopy(model)
     finals = dict(weight_layers(model))
     inits = dict(weight_layers(init_model))
     alphas = torch.linspace(0, 1, grid + 1).tolist()
     scores = {}
-    for name, layer in weight_layers(work):
+    for index, (name, layer) in enumerate(weight_layers(work)):
         w_final = finals[name].weight.detach().clone()
         w_init = inits[name].weight.detach().to(w_final)
         dist2 = float(((w_final - w_init) ** 2).sum())
         rms = float(w_final.pow(2).mean().sqrt()) or 1.0
         sigmas = (rms * torch.logspace(-CRITICALITY_DECADES, 0, grid + 1)).tolist()
         best = math.inf
-        for a in alphas:
+        for ai, a in enumerate(alphas):
             base = (1 - a) * w_init + a * w_final
-            for s in reversed(sigmas):  # larger σ first: a smaller score
-                score = (a / s) ** 2 * dist2
+            for si in reversed(range(len(sigmas))):  # larger σ first: a smaller score
+                score = (a / sigmas[si]) ** 2 * dist2
                 if score >= best:
                     break
-                losses = []
-                for _ in range(draws):
-                    noise = torch.randn(base.shape, generator=gen).to(base) * s
-                    layer.weight.copy_(base + noise)
-                    losses.append(_mean_loss(work, x, y, device, batch_size))
-                if sum(losses) / draws <= rtol * final_loss:
+                gen = grid_point_generator(seed, index, ai, si)
+                if perturbed_loss(work, layer, base, sigmas[si], draws, gen, x, y, device,
+                                  batch_size) <= rtol * final_loss:
                     best = score
                     break
         layer.weight.copy_(w_final)

@@ -20,7 +20,13 @@ import torch
 
 from gengap.measures.context import MeasureContext
 from gengap.measures.registry import measure
-from gengap.measures.search import Probe, SearchResult, bisect_scale, estimate_drop
+from gengap.measures.search import (
+    Probe,
+    SearchResult,
+    bisect_scale,
+    estimate_drop,
+    unreachable,
+)
 
 DATA = ("weights", "train_data")
 INIT_DATA = ("weights", "init_weights", "train_data")
@@ -41,6 +47,8 @@ def sigma_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
     x, y = ctx.require_data()
     clean = ctx.train_correct
     pool = example_pool(ctx)
+    if (hopeless := unreachable(clean, ctx.logits.shape[1], opts)) is not None:
+        return hopeless
     w = net.vector
     cpu_gen = torch.Generator().manual_seed(opts.seed * 2 + magnitude)
     dev_gen = torch.Generator(device=net.device).manual_seed(opts.seed * 2 + magnitude + 7919)

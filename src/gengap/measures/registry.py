@@ -54,7 +54,10 @@ class Measure:
 
     @property
     def summary(self) -> str:
-        return self.doc.splitlines()[0] if self.doc else ""
+        """The docstring's first sentence (its first paragraph, up to the first ". ")."""
+        paragraph = " ".join(self.doc.split("\n\n")[0].split()) if self.doc else ""
+        head, dot, _ = paragraph.partition(". ")
+        return head + ("." if dot else "")
 
 
 measures: Registry[Measure] = Registry("measure")

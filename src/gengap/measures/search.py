@@ -20,6 +20,9 @@ With the defaults a probe that needs every round has averaged 50 perturbations o
 examples: a smaller standard error than the reference's 10 perturbations over the whole
 training set whenever one perturbation's accuracy varies by more than about 0.013 (the
 reference's estimate, on 10 draws, has no smaller error than that draw-to-draw spread / √10).
+
+When the clean training accuracy minus 1/classes is below the target drop, no scale can reach
+it and the search returns NaN instead of probing (an untrained network has no σ′).
 """
 
 from __future__ import annotations
@@ -94,6 +97,17 @@ def estimate_drop(sample_round: Round, opts: MeasureOptions, scale: float,
     else:
         verdict = "lower" if mean > opts.deviation else "raise"
     return Probe(scale, mean, half, used, verdict)
+
+
+def unreachable(clean_correct: torch.Tensor, num_classes: int,
+                opts: MeasureOptions) -> SearchResult | None:
+    """A NaN result when no perturbation can lower the accuracy by ``opts.deviation``: a
+    heavily perturbed network guesses at about 1/classes, so the drop stays below clean
+    accuracy − 1/classes (a network that has not learned its training set has no σ′)."""
+    accuracy = float(clean_correct.float().mean())
+    if accuracy - 1.0 / num_classes >= opts.deviation:
+        return None
+    return SearchResult(math.nan, math.nan, math.nan, [])
 
 
 def bisect_scale(probe: Callable[[float], Probe], opts: MeasureOptions) -> SearchResult:

@@ -25,7 +25,13 @@ import torch.nn.functional as F
 from gengap.measures.context import MeasureContext
 from gengap.measures.pacbayes import example_pool
 from gengap.measures.registry import measure
-from gengap.measures.search import Probe, SearchResult, bisect_scale, estimate_drop
+from gengap.measures.search import (
+    Probe,
+    SearchResult,
+    bisect_scale,
+    estimate_drop,
+    unreachable,
+)
 
 DATA = ("weights", "train_data", "gradients")
 INIT_DATA = ("weights", "init_weights", "train_data", "gradients")
@@ -38,6 +44,8 @@ def alpha_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
     y_dev = y.to(net.device)
     clean = ctx.train_correct
     pool = example_pool(ctx)
+    if (hopeless := unreachable(clean, ctx.logits.shape[1], opts)) is not None:
+        return hopeless
     w = net.vector
     gen = torch.Generator().manual_seed(opts.seed * 2 + magnitude + 104729)
     dev_gen = torch.Generator(device=net.device).manual_seed(opts.seed * 2 + magnitude + 15485863)

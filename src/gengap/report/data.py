@@ -15,17 +15,11 @@ import pandas as pd
 
 from gengap.errors import GengapError
 from gengap.evaluate.features import WEIGHT_PREFIX
+from gengap.evaluate.targets import with_target
 from gengap.report.evaluation import Evaluation, evaluate_frame
 
 if TYPE_CHECKING:
     from gengap.zoo.store import Store
-
-# Columns of Store.frame() that are neither hyperparameters nor measures.
-RUN_COLUMNS = (
-    "run_id", "status", "reason", "seed", "train_acc", "test_acc", "train_loss", "test_loss",
-    "epochs", "steps", "seconds", "converged", "steps_to_ce_0.1", "steps_to_ce_0.01", "gap",
-)
-
 
 @dataclass
 class ReportData:
@@ -68,13 +62,15 @@ def gather(
     """Read a zoo folder into a :class:`ReportData` and evaluate its measures.
 
     ``curve_runs`` names the runs whose training curves are drawn (full ids or unique
-    prefixes); by default the finished runs with the smallest, median and largest ``target``
-    (up to ``max_curves``). ``bootstrap``: resamples behind the confidence intervals;
+    prefixes); by default up to ``max_curves`` finished runs spread from the smallest to the
+    largest ``target``. ``bootstrap``: resamples behind the confidence intervals;
     ``test_size``: test examples behind each gap, for the robust sign-error (default: the
     runs' recorded ``test_size`` when the store has it).
     """
     zoo = store.zoo
     frame = store.frame()
+    if not frame.empty and (frame["status"] == "done").any():
+        frame = with_target(frame, target)  # gap, test_error derived; unknown: one clear error
     axes = {name: _axis_values(zoo, name, frame) for name in zoo.hyperparameters}
     # the weight statistics are a predictor's inputs, not measures to rank
     measures = sorted(n for n in store.measure_names() if not n.startswith(WEIGHT_PREFIX))
@@ -82,12 +78,11 @@ def gather(
         name=zoo.name, source=str(store.root), frame=frame, axes=axes, measures=measures,
         target=target, design=zoo.design, seeds=list(zoo.seeds),
     )
-    if target not in frame.columns and (frame.get("status") == "done").any():
-        raise GengapError(f"unknown target {target!r} (columns: gap, test_acc, test_loss, ...)")
     ids = resolve_runs(frame, curve_runs) if curve_runs else default_curve_runs(data, max_curves)
     data.histories = {run_id: store.history(run_id) for run_id in ids}
     if evaluate:
-        if test_size is None and "test_size" in frame and frame["test_size"].notna().all():
+        done = data.done
+        if test_size is None and "test_size" in done and done["test_size"].notna().all():
             test_size = "test_size"
         data.evaluation = evaluate_frame(data.done, measures, data.hyperparameters, target,
                                          bootstrap=bootstrap, test_size=test_size)

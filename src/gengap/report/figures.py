@@ -61,6 +61,7 @@ def hover_text(frame: pd.DataFrame, axes: Sequence[str], extra: Mapping[str, str
 
 
 def value_label(value: Any) -> str:
+    """A hyperparameter value as a legend or tick shows it (floats to 4 significant digits)."""
     return _plain(value)
 
 

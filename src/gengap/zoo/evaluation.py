@@ -62,13 +62,15 @@ def evaluate_table(
 ) -> pd.DataFrame:
     """The ranking table of a plain table (one row per network; read from CSV or Parquet):
     ``measures`` default to every numeric column that is neither a hyperparameter nor a
-    run's metric."""
+    run's metric. A ``seed`` column with several values is the replicate column of CMI."""
     missing = [h for h in hyperparameters if h not in table.columns]
     if missing:
         raise GengapError(f"no hyperparameter column {missing[0]!r} in the table")
     if "status" in table.columns:
         table = table[table["status"] == "done"]
     table = with_target(table, target)
+    if "seed" in table.columns and table["seed"].nunique() > 1:
+        options.setdefault("replicates", "seed")
     if measures is None:
         skip = RUN_COLUMNS | set(hyperparameters) | {target}
         measures = scalar_measures([c for c in table.columns

@@ -76,8 +76,9 @@ def measure_file(
     init: Path | None = None, device: str = "auto", data_dir: str | Path | None = None,
     options: MeasureOptions | None = None,
 ) -> Profile:
-    """Measure one network: values and where the time went. Without ``names``, every measure whose needs can be met (those
-    needing initial weights only with ``init``; none needing the training trajectory)."""
+    """Measure one network: its values and where the time went. Without ``names``, every
+    measure whose needs can be met (those needing initial weights only with ``init``; none
+    needing the training trajectory)."""
     splits = load(data, data_dir)
     ctx = MeasureContext(
         load_network(Path(weights), arch, splits),

@@ -171,8 +171,9 @@ def build_example(features: dict[str, bytes]) -> bytes:
     return _field(1, entries)
 
 
-def parse_tensor(buf: bytes) -> np.ndarray:
-    """A ``TensorProto`` (what ``tf.io.serialize_tensor`` writes) as a numpy array."""
+def tensor_parts(buf: bytes) -> tuple[int, list[int], bytes | None, list[int]]:
+    """The fields of a ``TensorProto``: dtype code, shape, ``tensor_content`` (or None) and
+    the values of its typed value fields (``float_val``, ``int_val``, ... as raw integers)."""
     dtype_code, shape, content = 0, [], None
     repeated: list[int] = []
     for number, wire, value in fields(buf):
@@ -191,6 +192,12 @@ def parse_tensor(buf: bytes) -> np.ndarray:
             repeated += _packed(number, value)
     if dtype_code not in DTYPES:
         raise ValueError(f"unsupported tensor dtype code {dtype_code}")
+    return dtype_code, shape, content, repeated
+
+
+def parse_tensor(buf: bytes) -> np.ndarray:
+    """A ``TensorProto`` (what ``tf.io.serialize_tensor`` writes) as a numpy array."""
+    dtype_code, shape, content, repeated = tensor_parts(buf)
     dtype = DTYPES[dtype_code]
     count = int(np.prod(shape)) if shape else 1
     if content is not None:
@@ -240,27 +247,33 @@ def serialize_tensor(array: np.ndarray) -> bytes:
 def read_shards(paths: list[Path]) -> tuple[np.ndarray, np.ndarray]:
     """Inputs (float32, the stored layout) and labels (int64) of the PGDL examples in
     ``paths``, in file order and record order."""
-    inputs: list[np.ndarray] = []
+    chunks: list[bytes] = []  # float32 tensor_content of each input: joined once at the end
     labels: list[int] = []
+    shape: list[int] | None = None
     for path in paths:
         for index, record in enumerate(read_records(path)):
             try:
                 example = parse_example(record)
-                x = parse_tensor(example["inputs"][0])
+                code, x_shape, content, _ = tensor_parts(example["inputs"][0])
+                if code != 1 or content is None:  # not float32 bytes: the general path
+                    content = parse_tensor(example["inputs"][0]).astype("<f4").tobytes()
                 y = parse_tensor(example["output"][0])
             except (ValueError, KeyError, IndexError, UnicodeDecodeError) as err:
                 problem = f"missing feature {err}" if isinstance(err, KeyError) else err
                 raise GengapError(f"{path}: record {index} is not a PGDL example ({problem})") \
                     from None
-            if inputs and x.shape != inputs[0].shape:
+            if shape is None:
+                shape = x_shape
+            if x_shape != shape or len(content) != 4 * int(np.prod(shape or [1])):
                 raise GengapError(
-                    f"{path}: record {index} has inputs of shape {x.shape}, "
-                    f"earlier ones {inputs[0].shape}"
+                    f"{path}: record {index} has inputs of shape {tuple(x_shape)}, "
+                    f"earlier ones {tuple(shape)}"
                 )
             if y.size != 1:
                 raise GengapError(f"{path}: record {index} has a label of shape {y.shape}")
-            inputs.append(x.astype(np.float32, copy=False))
+            chunks.append(content)
             labels.append(int(y.reshape(-1)[0]))
-    if not inputs:
+    if not chunks:
         return np.zeros((0,), np.float32), np.zeros((0,), np.int64)
-    return np.stack(inputs), np.asarray(labels, dtype=np.int64)
+    x = np.frombuffer(b"".join(chunks), dtype="<f4").reshape(len(chunks), *(shape or []))
+    return x.astype(np.float32), np.asarray(labels, dtype=np.int64)

@@ -11,15 +11,17 @@ the runs' metrics, so the frame has the ``gap``.
 
 from __future__ import annotations
 
-import itertools
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 from gengap.errors import GengapError
 from gengap.interop.pgdl.registered import RESERVED
-from gengap.interop.pgdl.task import PgdlTask, same_value
-from gengap.specs import ArchSpec, DataSpec, ZooSpec
+from gengap.interop.pgdl.task import PgdlTask, load_task, same_value, scalar
+from gengap.specs import ArchSpec, DataSpec, ZooSpec, first_problem
 from gengap.zoo.store import Store
 
 
@@ -42,14 +44,14 @@ def hyperparameter_grid(task: PgdlTask) -> dict[str, list[Any]] | None:
             if any(same_value(value, v) for v in values):
                 continue
             if any(same_value(value, e.hparams[name]) for e in entries):
-                values.append(value)
+                values.append(scalar(value))
         grid[name] = values
     cells = {
         tuple(next(i for i, v in enumerate(grid[n]) if same_value(v, e.hparams[n]))
               for n in names)
         for e in entries
     }
-    size = len(list(itertools.product(*grid.values())))
+    size = math.prod(len(values) for values in grid.values())
     return grid if len(cells) == len(entries) == size else None
 
 
@@ -63,19 +65,25 @@ def task_zoo(task: PgdlTask) -> ZooSpec:
         axes = {f"arch.options.{name}": tuple(values) for name, values in grid.items()}
     else:
         axes = {"arch.options.model": tuple(task.model_ids)}
-    return ZooSpec(
-        name=task.name if task.name.startswith("pgdl") else f"pgdl-{task.name}",
-        data=DataSpec(name="pgdl", options={"task": str(task.root)}, normalize=False),
-        arch=ArchSpec(family="keras", options=options),
-        axes=axes,
-    )
+    try:
+        return ZooSpec(
+            name=task.name if task.name.startswith("pgdl") else f"pgdl-{task.name}",
+            data=DataSpec(name="pgdl", options={"task": str(task.root)}, normalize=False),
+            arch=ArchSpec(family="keras", options=options),
+            axes=axes,
+        )
+    except ValidationError as err:
+        raise GengapError(f"{task.root}: cannot describe the task as a zoo "
+                          f"({first_problem(err)})") from None
 
 
 def import_task(
-    task: PgdlTask, out: str | Path, on_model: Callable[[str], None] | None = None
+    task: PgdlTask | str | Path, out: str | Path, on_model: Callable[[str], None] | None = None
 ) -> Store:
-    """Write ``task`` into the zoo folder ``out`` (created, or completed when an earlier import
-    was interrupted): every model's weights and reference metrics, each run ``done``."""
+    """Write ``task`` (a :class:`PgdlTask` or its folder) into the zoo folder ``out`` (created,
+    or completed when an earlier import was interrupted): every model's weights and reference
+    metrics, each run ``done``."""
+    task = task if isinstance(task, PgdlTask) else load_task(task)
     zoo = task_zoo(task)
     store = Store.create(out, zoo)
     done = {run.run_id for run in store.runs(status="done")}
@@ -107,5 +115,5 @@ def _copy_model(task: PgdlTask, model_id: str, store: Store, run_id: str) -> Non
     if task.records is not None:
         record = task.records[model_id]
         metrics.update(record.metrics)
-        metrics.update({f"hp.{name}": value for name, value in record.hparams.items()})
+        metrics.update({f"hp.{name}": scalar(value) for name, value in record.hparams.items()})
     store.record(run_id, "done", metrics, history=[])

@@ -6,11 +6,12 @@ from __future__ import annotations
 from html import escape
 
 import numpy as np
+import pandas as pd
 import plotly.graph_objects as go
 
 from gengap.report.data import ReportData
 from gengap.report.figures import plotly_div, short_names
-from gengap.report.metrics import axis_columns
+from gengap.report.metrics import axis_columns, info
 from gengap.report.page import Section, note, notes
 
 
@@ -30,12 +31,14 @@ def granulated_section(data: ReportData) -> Section:
         "hyperparameter varies. Ψ is the mean of a row. Blank: undefined (no group where both "
         "vary).</p>"
     )
-    return Section("granulated", title, lead + plotly_div(heatmap(ranking, columns)))
+    return Section("granulated", title,
+                   lead + plotly_div(heatmap(ranking, columns, data.target)))
 
 
-def heatmap(ranking, columns: dict[str, str]) -> go.Figure:
+def heatmap(ranking: pd.DataFrame, columns: dict[str, str], target: str = "gap") -> go.Figure:
     """Measures (best Ψ first) × axes, plus the Ψ column, coloured from −1 to 1."""
-    ordered = ranking.sort_values("psi", ascending=False, na_position="last", kind="stable")
+    ascending = not info("psi", target).higher_is_better
+    ordered = ranking.sort_values("psi", ascending=ascending, na_position="last", kind="stable")
     short = short_names(list(columns.values()))
     names = [short[a] for a in columns.values()] + ["Ψ"]
     z = ordered[[*columns, "psi"]].to_numpy(dtype=float)

@@ -1,0 +1,98 @@
+"""`gengap evaluate` and `gengap predict` on tables the tests write (no training needed)."""
+
+import itertools
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from typer.testing import CliRunner
+
+from gengap.cli.app import app
+from gengap.errors import GengapError
+
+runner = CliRunner()
+
+
+def grid_table(path: Path, seed: int = 0, holes: int = 0) -> Path:
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame(list(itertools.product([8, 16], [0.01, 0.1], ["relu", "tanh"])),
+                         columns=["width", "lr", "act"])
+    frame = pd.concat([frame.assign(seed=s) for s in range(3)], ignore_index=True)
+    frame["train_acc"] = 1.0
+    frame["test_acc"] = 0.9 - 0.1 * (frame["lr"] > 0.05) + rng.normal(scale=0.02,
+                                                                       size=len(frame))
+    gap = frame["train_acc"] - frame["test_acc"]
+    frame["good"] = gap + rng.normal(scale=0.01, size=len(frame))
+    frame["noise"] = rng.normal(size=len(frame))
+    frame["wstat.l0.weight.var"] = gap * 3 + rng.normal(scale=0.01, size=len(frame))
+    frame = frame.iloc[holes:]
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_evaluate_a_table_with_every_metric(tmp_path):
+    table = grid_table(tmp_path / "zoo.csv")
+    out = tmp_path / "ranked.parquet"
+    result = runner.invoke(app, [
+        "evaluate", str(table), "--hyperparameters", "width,lr,act", "--metric",
+        "tau,psi,cmi,robust", "--target", "test_error", "--bootstrap", "100", "--min-ess", "1",
+        "--test-size", "1000", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    ranked = pd.read_parquet(out)
+    assert list(ranked["measure"]) == ["good", "noise"]  # wstat.* is predictor input only
+    assert list(ranked.columns[:3]) == ["measure", "tau", "psi"]
+    for column in ("tau_low", "psi_high", "cmi", "cmi[0]", "cmi[2]", "robust_mean",
+                   "robust_max", "robust_envs", "psi[lr]"):
+        assert column in ranked.columns
+    assert ranked.loc[0, "tau"] > 0.5 and ranked.loc[0, "cmi"] > ranked.loc[1, "cmi"]
+
+
+@pytest.mark.slow  # a fresh interpreter imports all of gengap
+def test_an_incomplete_grid_is_one_line_and_exit_2(tmp_path):
+    table = grid_table(tmp_path / "zoo.csv", holes=1)
+    args = ["evaluate", str(table), "--hyperparameters", "width,lr,act", "--metric", "cmi"]
+    done = subprocess.run([sys.executable, "-m", "gengap.cli", *args], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 2
+    assert done.stderr.count("\n") == 1 and "The data are not complete!" in done.stderr
+    result = runner.invoke(app, [*args, "--grid", "largest"])
+    assert result.exit_code == 0, result.output
+    assert "largest complete sub-grid" in result.output
+
+
+def test_predict_fit_apply_cv_and_combine(tmp_path):
+    first, second = grid_table(tmp_path / "a.csv", 0), grid_table(tmp_path / "b.csv", 1)
+    model = tmp_path / "p.json"
+    axes = ["--hyperparameters", "width,lr,act"]
+    fit = runner.invoke(app, ["predict", "fit", str(first), "--features", "weights",
+                              "--target", "gap", "--save", str(model), "--folds", "3", *axes])
+    assert fit.exit_code == 0, fit.output
+    assert model.is_file() and "cross-validated R^2" in fit.output
+    out = tmp_path / "predicted.csv"
+    applied = runner.invoke(app, ["predict", "apply", str(model), str(second), "--out",
+                                  str(out), *axes])
+    assert applied.exit_code == 0, applied.output
+    predicted = pd.read_csv(out)
+    truth = 1.0 - pd.read_csv(second)["test_acc"]
+    assert np.corrcoef(predicted["predicted_gap"], truth)[0, 1] > 0.8
+    cv = runner.invoke(app, ["predict", "cv", str(first), str(second), "--by-zoo",
+                             "--target", "gap", *axes])
+    assert cv.exit_code == 0, cv.output
+    assert "weights" in cv.output and "hyperparameters" in cv.output
+    combined = runner.invoke(app, ["predict", "combine", str(first), str(second), *axes])
+    assert combined.exit_code == 0, combined.output
+    assert "good" in combined.output
+
+
+def test_predict_apply_refuses_a_bad_file(tmp_path):
+    table = grid_table(tmp_path / "a.csv")
+    for path, message in ((tmp_path / "nope.json", "no such predictor file"),
+                          (tmp_path / "garbage.json", "not a predictor file")):
+        if path.name == "garbage.json":
+            path.write_text("garbage")
+        result = runner.invoke(app, ["predict", "apply", str(path), str(table)])
+        assert isinstance(result.exception, GengapError), result.output
+        assert message in str(result.exception) and "\n" not in str(result.exception)

@@ -1,0 +1,138 @@
+"""The PGDL scoring driver: the real toy reference data with the kit's sample predictions,
+an independent step-by-step reimplementation of the scorer, time-outs, missing files and
+the incomplete-grid refusal, and the CLI."""
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gengap.cli.app import app
+from gengap.errors import GengapError
+from gengap.interop.pgdl.reference import read_reference
+from gengap.interop.pgdl.scoring import MISSING_SCORE, score_predictions, score_task
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+TOY = SHARED / "fixtures" / "pgdl-toy"
+
+
+def scorer_by_the_letter(prediction: dict, specs: dict) -> float:
+    """pgdl.md section 2.3 written out loop by loop, independently of gengap's code."""
+    specs = {(k if "model" in k else f"model_{k}"): v for k, v in specs.items()}
+    gap = {k: v["metrics"]["train_acc"] - v["metrics"]["test_acc"] for k, v in specs.items()}
+    first = next(iter(specs.values()))["hparams"]
+    names = list(first)
+    best = math.inf
+    for h1 in names:
+        for h2 in names:
+            if h1 == h2:
+                continue
+            values = {h: first[h]["possible_values"] for h in (h1, h2)}
+            keys = [str(a) + str(b) + str(c) + str(d) for a in values[h1] for b in values[h1]
+                    for c in values[h2] for d in values[h2]]
+            tables = {k: [[0, 0], [0, 0]] for k in keys}
+            for i in specs:
+                for j in specs:
+                    hi, hj = specs[i]["hparams"], specs[j]["hparams"]
+                    key = (str(hi[h1]["current_value"]) + str(hj[h1]["current_value"])
+                           + str(hi[h2]["current_value"]) + str(hj[h2]["current_value"]))
+                    a = 0 if gap[i] > gap[j] else 1
+                    b = 0 if prediction[i] > prediction[j] else 1
+                    tables[key][a][b] += 1
+            mis, hs = [], []
+            for t in tables.values():
+                total = sum(map(sum, t))
+                pa = [sum(t[a]) / total for a in range(2)]
+                pb = [(t[0][b] + t[1][b]) / total for b in range(2)]
+                mi = sum(t[a][b] / total * math.log2(t[a][b] / total / (pa[a] * pb[b]))
+                         for a in range(2) for b in range(2) if t[a][b])
+                mis.append(mi)
+                hs.append(-sum(p * math.log2(p + 1e-12) for p in pa))
+            best = min(best, (sum(mis) / len(mis)) / (sum(hs) / len(hs)))
+    return best
+
+
+@pytest.fixture
+def toy() -> Path:
+    if not TOY.is_dir():
+        pytest.skip(f"shared fixtures not found at {TOY}")
+    return TOY
+
+
+def reference_folder(tmp_path: Path, toy: Path, tasks=("toy",)) -> tuple[Path, Path]:
+    ref, pred = tmp_path / "reference_data", tmp_path / "predictions"
+    pred.mkdir()
+    for task in tasks:
+        (ref / task).mkdir(parents=True)
+        shutil.copy(toy / "model_configs.json", ref / task / "model_configs.json")
+        shutil.copy(toy / "sample_submission.predict", pred / f"{task}.predict")
+    return ref, pred
+
+
+def test_the_toy_task_scores_as_the_kits_scorer(toy):
+    specs = json.loads((toy / "model_configs.json").read_text())
+    prediction = json.loads((toy / "sample_submission.predict").read_text())
+    expected = scorer_by_the_letter(prediction, specs)
+    score, dropped = score_task(toy, prediction)
+    assert score == pytest.approx(expected, abs=1e-12) and dropped == 0
+    # the reference notes ran the kit's own code on these files: 0.085
+    assert round(score, 3) == 0.085
+    negated = {k: -v for k, v in prediction.items()}
+    assert score_task(toy, negated)[0] == pytest.approx(
+        scorer_by_the_letter(negated, specs), abs=1e-12)
+    oracle = read_reference(toy).frame["gap"].to_dict()
+    assert score_task(toy, oracle)[0] == pytest.approx(1.0, abs=1e-9)
+
+
+def test_the_driver_averages_tasks_times_100(tmp_path, toy):
+    ref, pred = reference_folder(tmp_path, toy, ("task_a", "task_b"))
+    scores = score_predictions(tmp_path, pred)  # finds reference_data/ inside
+    assert [t.status for t in scores.tasks] == ["scored", "scored"]
+    assert scores.average == pytest.approx(100 * scores.tasks[0].score)
+    assert "task_task_a_score: 0.0846" in scores.scores_txt()
+
+
+def test_missing_and_timed_out_predictions_score_as_in_the_competition(tmp_path, toy):
+    ref, pred = reference_folder(tmp_path, toy, ("task_a", "task_b"))
+    (pred / "task_b.predict").unlink()
+    scores = score_predictions(ref, pred)
+    assert scores.tasks[1].status == "error" and scores.tasks[1].written == MISSING_SCORE
+    assert scores.average == pytest.approx(100 * scores.tasks[0].score)  # left out, not 0
+    values = json.loads((pred / "task_a.predict").read_text())
+    values["model_3"] = "EXCEEDED"
+    (pred / "task_a.predict").write_text(json.dumps(values))
+    shutil.copy(toy / "sample_submission.predict", pred / "task_b.predict")
+    scores = score_predictions(ref, pred)
+    assert scores.time_exceeded and scores.average == 0.0
+    assert [t.status for t in scores.tasks] == ["exceeded", "exceeded"]
+
+
+def test_an_incomplete_reference_grid_is_refused(tmp_path, toy):
+    ref, pred = reference_folder(tmp_path, toy)
+    configs = json.loads((ref / "toy" / "model_configs.json").read_text())
+    del configs["5"]
+    (ref / "toy" / "model_configs.json").write_text(json.dumps(configs))
+    with pytest.raises(GengapError, match="The data are not complete!"):
+        score_task(ref / "toy", json.loads((pred / "toy.predict").read_text()))
+    scores = score_predictions(ref, pred)
+    assert scores.tasks[0].status == "error"
+    assert "The data are not complete!" in scores.tasks[0].message
+    assert math.isnan(scores.average)
+    # the option scores the largest complete sub-grid instead
+    prediction = json.loads((pred / "toy.predict").read_text())
+    score, dropped = score_task(ref / "toy", prediction, subgrid=True)
+    assert dropped > 0 and 0 <= score <= 1
+
+
+def test_cli_score(tmp_path, toy):
+    runner = CliRunner()
+    result = runner.invoke(app, ["pgdl", "score", "--reference", str(toy), "--predictions",
+                                 str(toy / "sample_submission.predict"), "--out",
+                                 str(tmp_path / "scores.txt")])
+    assert result.exit_code == 0, result.output
+    assert "task_average_score: 8.47" in result.output
+    assert (tmp_path / "scores.txt").read_text().endswith("task_average_score: "
+                                                          "8.468866079751\n")

@@ -1,0 +1,106 @@
+"""Learned predictors recover a planted relation; their files round-trip without pickle and
+refuse tampering; monotone combinations transfer across zoos."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gengap.errors import GengapError
+from gengap.evaluate.combination import fit_combination, transfer_table
+from gengap.evaluate.features import feature_columns
+from gengap.evaluate.predictor_file import load_predictor
+from gengap.evaluate.predictors import compare_feature_sets, cross_validate, fit_predictor
+
+
+def planted(n: int = 240, seed: int = 0) -> pd.DataFrame:
+    """Test accuracy is a smooth function of two weight statistics; the measure column and
+    the hyperparameters carry nothing; three zoos share the relation."""
+    rng = np.random.default_rng(seed)
+    frame = pd.DataFrame({
+        "wstat.l0.weight.var": rng.uniform(0.1, 2.0, n),
+        "wstat.l1.weight.mean": rng.normal(size=n),
+        "wstat.l1.bias.q50": rng.normal(size=n),  # noise
+        "noise_measure": rng.normal(size=n),
+        "act": rng.choice(["relu", "tanh"], n),
+        "lr": rng.choice([0.01, 0.1], n),
+        "zoo": rng.choice(["z1", "z2", "z3"], n),
+    })
+    frame["test_acc"] = (0.9 - 0.2 * np.log(frame["wstat.l0.weight.var"])
+                         + 0.05 * np.tanh(frame["wstat.l1.weight.mean"])
+                         + rng.normal(scale=0.005, size=n))
+    return frame
+
+
+def test_weights_recover_the_planted_relation_and_the_baselines_do_not():
+    frame = planted()
+    table = compare_feature_sets(frame, ["noise_measure"], ["act", "lr"], "test_acc",
+                                 folds=4).set_index("features")
+    assert table.loc["weights", "r2"] > 0.9 and table.loc["weights", "tau"] > 0.8
+    assert table.loc["measures", "r2"] < 0.2 and table.loc["hyperparameters", "r2"] < 0.2
+    by_zoo = cross_validate(frame, feature_columns(frame, "weights"), "test_acc",
+                            groups="zoo")
+    assert sorted(by_zoo.folds["fold"]) == ["z1", "z2", "z3"]
+    assert (by_zoo.folds["r2"] > 0.9).all()
+    assert len(by_zoo.predictions) == len(frame)
+
+
+def test_a_saved_predictor_reloads_and_predicts_the_same(tmp_path):
+    frame = planted()
+    columns = [*feature_columns(frame, "weights"), "act"]  # a categorical column too
+    predictor = fit_predictor(frame.iloc[:200], columns, "test_acc", meta={"zoos": ["z"]})
+    path = predictor.save(tmp_path / "p.json")
+    assert b"pickle" not in path.read_bytes()
+    again = load_predictor(path)
+    fresh = frame.iloc[200:]
+    assert np.array_equal(again.predict(fresh), predictor.predict(fresh))
+    truth = fresh["test_acc"].to_numpy()
+    assert np.corrcoef(again.predict(fresh), truth)[0, 1] > 0.95
+    # a model far outside the training range is flagged, a missing value is imputed
+    odd = fresh.iloc[:2].copy()
+    odd.loc[odd.index[0], "wstat.l0.weight.var"] = 50.0
+    odd.loc[odd.index[1], "wstat.l1.weight.mean"] = np.nan
+    trust = again.trust(odd)
+    assert list(trust["out_of_range"]) == [1, 0] and list(trust["imputed"]) == [0, 1]
+    with pytest.raises(GengapError, match="lacks the predictor's feature column"):
+        again.predict(fresh.drop(columns=["act"]))
+
+
+def test_an_edited_predictor_file_is_refused(tmp_path):
+    frame = planted(80)
+    path = fit_predictor(frame, feature_columns(frame, "weights"), "test_acc").save(
+        tmp_path / "p.json")
+    data = json.loads(path.read_text())
+    data["trees"][0]["value"] = [v + 1.0 for v in data["trees"][0]["value"]]
+    path.write_text(json.dumps(data))
+    with pytest.raises(GengapError, match="do not reproduce"):
+        load_predictor(path)
+    path.write_text('{"format": "something else"}')
+    with pytest.raises(GengapError, match="not a gengap predictor"):
+        load_predictor(path)
+    path.write_text("\x80\x04 not json")
+    with pytest.raises(GengapError, match="not a predictor file"):
+        load_predictor(path)
+
+
+def test_monotone_combination_chosen_on_some_zoos_scores_on_others():
+    rng = np.random.default_rng(4)
+    parts = []
+    for zoo in ("a", "b", "c"):
+        gap = rng.uniform(0, 0.3, 60)
+        parts.append(pd.DataFrame({
+            "zoo": zoo, "h": rng.integers(0, 3, 60), "gap": gap,
+            # each measure sees the gap through its own noise; their sum sees it best
+            "m1": np.exp(gap + rng.normal(scale=0.08, size=60)),
+            "m2": -(gap + rng.normal(scale=0.08, size=60)),  # decreasing with the gap
+            "junk": rng.normal(size=60),
+        }))
+    frame = pd.concat(parts, ignore_index=True)
+    combo = fit_combination(frame[frame.zoo != "c"], ["m1", "m2", "junk"], "gap")
+    assert dict(zip(combo.measures, combo.signs, strict=True))["m2"] == -1
+    assert "m1" in combo.measures and combo.logs[combo.measures.index("m1")]
+    table = transfer_table(frame, ["m1", "m2", "junk"], ["h"], "gap")
+    assert list(table["test_zoo"]) == ["a", "b", "c"]
+    assert (table["combination_tau"] > table["single_tau"]).all()
+    assert (table["combination_tau"] > 0.5).all()

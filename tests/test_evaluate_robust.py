@@ -1,0 +1,74 @@
+"""The robust sign-error of Dziugaite et al. 2020 on hand-built environments."""
+
+import math
+
+import pandas as pd
+import pytest
+
+from gengap.evaluate import environments, hoeffding_weight, ranking_table, robust_sign_error
+
+
+def two_by_two_with_seeds() -> pd.DataFrame:
+    # cells (a, b), two seeds each: the gap rises with a and b; the measure agrees everywhere
+    # except between seeds of cell (1, 0), whose values 3 and 0 straddle cell (0, 0)'s 1 and 2
+    cells = {(0, 0): ([0.10, 0.12], [1, 2]), (1, 0): ([0.20, 0.22], [3, 0]),
+             (0, 1): ([0.30, 0.32], [5, 6]), (1, 1): ([0.40, 0.42], [7, 8])}
+    rows = [{"a": a, "b": b, "seed": s, "gap": gaps[s], "m": float(ms[s])}
+            for (a, b), (gaps, ms) in cells.items() for s in range(2)]
+    return pd.DataFrame(rows)
+
+
+def test_sign_error_per_hyperparameter_by_hand():
+    frame = two_by_two_with_seeds()
+    summary = robust_sign_error(frame, "m", ["a", "b"], filter_noise=False, min_ess=4)
+    # Varying a at b=0: of the 4 seed pairs, (1 vs 0) and (2 vs 0) disagree: loss 1/2, in
+    # both directions; at b=1 every pair agrees. Varying b: every pair agrees.
+    assert summary.loc["a", "environments"] == 4
+    assert summary.loc["a", "mean"] == pytest.approx(0.25)
+    assert summary.loc["a", "max"] == pytest.approx(0.5)
+    assert summary.loc["b", "mean"] == 0 and summary.loc["b", "max"] == 0
+    assert summary.loc["all", "environments"] == 8
+    assert summary.loc["all", "mean"] == pytest.approx(0.125)
+    assert summary.loc["all", "p90"] == pytest.approx(0.5)
+    # 4 equally weighted pairs have an effective sample size of 4: 5 keeps none
+    empty = robust_sign_error(frame, "m", ["a", "b"], filter_noise=False, min_ess=5)
+    assert empty.loc["all", "environments"] == 0 and math.isnan(empty.loc["all", "mean"])
+
+
+def test_hoeffding_weights_by_hand():
+    frame = two_by_two_with_seeds()
+    n = 1000
+
+    def weight(delta):  # (max(0, 1 - 2 exp(-2 n (delta/2)^2))^2 - 0.5)_+
+        w = max(0.0, 1 - 2 * math.exp(-2 * n * (delta / 2) ** 2)) ** 2
+        return max(0.0, w - 0.5)
+
+    assert hoeffding_weight(0.1, n) == pytest.approx(
+        max(0.0, 1 - 2 * math.exp(-5)) ** 2)
+    # environment a: 0 -> 1 at b = 0; pairs (gap, measure) of cell (0,0) against cell (1,0)
+    pairs = [((0.10, 1), (0.20, 3)), ((0.10, 1), (0.22, 0)), ((0.12, 2), (0.20, 3)),
+             ((0.12, 2), (0.22, 0))]
+    w = [weight(abs(x[0] - y[0])) for x, y in pairs]
+    loss = [0.0 if (x[1] - y[1]) * (x[0] - y[0]) > 0 else 1.0 for x, y in pairs]
+    expected = sum(wi * li for wi, li in zip(w, loss, strict=True)) / sum(w)
+    envs = environments(frame, ["a", "b"], test_size=n)
+    from gengap.evaluate.robust import environment_losses
+
+    table = environment_losses(frame, "m", envs, min_ess=1)
+    row = table[(table.hyperparameter == "a") & (table["from"] == 0) & (table["to"] == 1)
+                & (table.others == "b=0")]
+    assert row["loss"].item() == pytest.approx(expected, abs=1e-12)
+    ess = sum(w) ** 2 / sum(x * x for x in w)
+    assert row["ess"].item() == pytest.approx(ess)
+    # with 100 test examples these gap differences are noise: every weight is 0
+    noisy = robust_sign_error(frame, "m", ["a", "b"], test_size=100, min_ess=1)
+    assert noisy.loc["a", "environments"] == 0
+
+
+def test_ranking_table_robust_columns():
+    frame = two_by_two_with_seeds().assign(good=lambda f: f["gap"])
+    table = ranking_table(frame, ["m", "good"], ["a", "b"], metrics=("robust",),
+                          filter_noise=False, min_ess=4)
+    assert list(table["measure"]) == ["good", "m"]  # lower mean sign error first
+    assert table.loc[0, "robust_mean"] == 0 and table.loc[1, "robust_max"] == 0.5
+    assert table.loc[1, "robust_envs"] == 8

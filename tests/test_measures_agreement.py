@@ -1,0 +1,71 @@
+"""Agreement: the disagreement rate on hand-made predictions, the measure on two models, the
+seed pairs of a zoo, and measure_zoo storing disagreement for runs that have a seed twin."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from gengap.errors import GengapError
+from gengap.measures import MeasureContext, compute
+from gengap.measures.agreement import disagreement_rate
+from gengap.specs import RunSpec
+from gengap.zoo.seed_pairs import seed_partners
+
+
+def test_disagreement_rate_on_hand_made_predictions() -> None:
+    a = torch.tensor([0, 1, 2, 3, 1])
+    b = torch.tensor([0, 2, 2, 1, 1])
+    assert disagreement_rate(a, b) == pytest.approx(2 / 5)
+    assert disagreement_rate(a, a) == 0.0
+    with pytest.raises(GengapError):
+        disagreement_rate(a, b[:3])
+
+
+def test_disagreement_measure_compares_argmax_on_held_out_inputs() -> None:
+    first = nn.Linear(2, 2, bias=False)
+    second = nn.Linear(2, 2, bias=False)
+    with torch.no_grad():
+        first.weight.copy_(torch.eye(2))  # predicts the larger coordinate
+        second.weight.copy_(torch.tensor([[1.0, 0.0], [0.0, 0.0]]))  # 0 when x0 > 0
+    held = torch.tensor([[1.0, 0.0], [0.0, 1.0], [2.0, 3.0], [-1.0, -2.0]])
+    ctx = MeasureContext(first, second_model=second, x_heldout=held, device="cpu")
+    # first predicts 0, 1, 1, 0; second 0, 0 (a tie goes to the first class), 0, 1
+    assert compute(ctx, ["disagreement"])["disagreement"] == pytest.approx(0.75)
+    with pytest.raises(GengapError, match="second run"):
+        compute(MeasureContext(first, device="cpu"), ["disagreement"])
+
+
+def test_seed_partners_pair_runs_that_differ_only_in_seed() -> None:
+    runs = [RunSpec(seed=s) for s in (2, 0, 1)] + [RunSpec(seed=0, train={"lr": 0.2})]
+    partners = seed_partners(runs)
+    assert {r.seed: partners[r.run_id].seed for r in runs[:3]} == {0: 1, 1: 2, 2: 0}
+    assert runs[3].run_id not in partners  # alone in its group
+
+
+@pytest.mark.slow
+def test_measure_zoo_stores_disagreement_for_seed_twins(tmp_path) -> None:
+    from gengap.data import load
+    from gengap.zoo import Store, load_zoo_spec, measure_zoo, train_zoo
+    from gengap.zoo.measure import load_model
+
+    spec = tmp_path / "pairs.toml"
+    spec.write_text(
+        'name = "pairs"\nseeds = [0, 1]\n[data]\nname = "digits"\ntrain_fraction = 0.2\n'
+        '[arch]\nfamily = "mlp"\nwidth = 8\ndepth = 1\n[train]\nmax_epochs = 2\n'
+        'lr = [0.05, 0.1]\n'
+    )
+    store = train_zoo(load_zoo_spec(spec), tmp_path / "zoo", device="cpu")
+    measure_zoo(store, "disagreement", device="cpu")
+    frame = Store(tmp_path / "zoo").frame()
+    assert frame["disagreement"].notna().all()
+    runs = {r.run_id: r for r in store.runs(status="done")}
+    partners = seed_partners(list(runs.values()))
+    run_id = frame["run_id"][0]
+    splits = load(runs[run_id].data)
+    one = load_model(store, runs[run_id], splits).eval()
+    two = load_model(store, partners[run_id], splits).eval()
+    with torch.no_grad():
+        expected = disagreement_rate(one(splits.x_test).argmax(1), two(splits.x_test).argmax(1))
+    assert float(frame["disagreement"][0]) == pytest.approx(expected)

@@ -1,0 +1,123 @@
+"""``gengap measure`` on one safetensors file and on a zoo (workers, profile), the --arch/--data
+syntax, and ``gengap measures list``."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from gengap.data import load
+from gengap.errors import GengapError
+from gengap.measures import MeasureContext, compute
+from gengap.models import build_for
+from gengap.specs import ArchSpec, DataSpec
+from gengap.zoo.measure_file import parse_spec_arg
+
+
+def gengap(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "gengap.cli", *args], capture_output=True, text=True, timeout=600
+    )
+
+
+def test_arch_and_data_syntax(tmp_path: Path):
+    assert parse_spec_arg("family=nin,width=200,depth=2", ArchSpec, "arch") == ArchSpec(
+        family="nin", width=200, depth=2)
+    assert parse_spec_arg("digits", DataSpec, "data") == DataSpec(name="digits")
+    assert parse_spec_arg("name=digits,train_fraction=0.5", DataSpec, "data") == DataSpec(
+        name="digits", train_fraction=0.5)
+    toml = tmp_path / "arch.toml"
+    toml.write_text('[arch]\nfamily = "mlp"\nwidth = 8\n')
+    assert parse_spec_arg(str(toml), ArchSpec, "arch") == ArchSpec(family="mlp", width=8)
+    js = tmp_path / "arch.json"
+    js.write_text('{"family": "cnn", "depth": 2}')
+    assert parse_spec_arg(str(js), ArchSpec, "arch") == ArchSpec(family="cnn", depth=2)
+    with pytest.raises(GengapError, match="width"):
+        parse_spec_arg("family=mlp,width=-1", ArchSpec, "arch")
+    with pytest.raises(GengapError, match="key=value"):
+        parse_spec_arg("family=mlp,wide", ArchSpec, "arch")
+    with pytest.raises(GengapError, match="no such file"):
+        parse_spec_arg(str(tmp_path / "missing.toml"), ArchSpec, "arch")
+
+
+@pytest.fixture
+def one_model(tmp_path: Path) -> tuple[Path, Path, torch.nn.Module, torch.nn.Module]:
+    splits = load(DataSpec(name="digits"))
+    arch = ArchSpec(family="mlp", width=8, depth=1)
+    torch.manual_seed(0)
+    init, final = build_for(arch, splits), build_for(arch, splits)
+    weights, init_weights = tmp_path / "final.safetensors", tmp_path / "init.safetensors"
+    save_file(final.state_dict(), str(weights))
+    save_file(init.state_dict(), str(init_weights))
+    return weights, init_weights, final, init
+
+
+def test_measure_one_safetensors_file(one_model, tmp_path: Path):
+    weights, init_weights, final, init = one_model
+    out = tmp_path / "values.json"
+    done = gengap("measure", str(weights), "--arch", "family=mlp,width=8,depth=1",
+                  "--data", "digits", "--init", str(init_weights), "--measures",
+                  "norm,size,wstat", "--device", "cpu", "--profile", "--out", str(out))
+    assert done.returncode == 0, done.stderr
+    assert "profile: shared passes" in done.stdout and "logits" in done.stdout
+    values = json.loads(out.read_text())
+    splits = load(DataSpec(name="digits"))
+    ctx = MeasureContext(final, init, splits.x_train, splits.y_train, device="cpu")
+    expected = compute(ctx, ["path_norm", "frobenius_distance", "sum_of_spec_fft", "vc_dim"])
+    for name, value in expected.items():
+        assert values[name] == pytest.approx(value, rel=1e-9), name
+    assert "wstat.l0.weight.mean" in values
+
+
+def test_measure_one_file_errors_are_one_line(one_model, tmp_path: Path):
+    weights, *_ = one_model
+    no_arch = gengap("measure", str(weights), "--data", "digits")
+    assert no_arch.returncode == 2 and "needs --arch and --data" in no_arch.stderr
+    wrong = gengap("measure", str(weights), "--arch", "family=mlp,width=9,depth=1",
+                   "--data", "digits", "--measures", "norm")
+    assert wrong.returncode == 2 and "weights do not fit" in wrong.stderr
+    assert len(wrong.stderr.strip().splitlines()) == 1
+    no_init = gengap("measure", str(weights), "--arch", "family=mlp,width=8,depth=1",
+                     "--data", "digits", "--measures", "frobenius_distance")
+    assert no_init.returncode == 2 and "need --init" in no_init.stderr
+
+
+def test_measures_list_shows_needs_and_cost():
+    listed = gengap("measures", "list")
+    assert listed.returncode == 0
+    for text in ("pacbayes_mag_flatness", "sharpness_mag_flatness", "prod_of_spec_fft",
+                 "grad_noise", "trajectory", "init_weights"):
+        assert text in listed.stdout, text
+
+
+@pytest.mark.slow
+def test_measure_a_zoo_with_workers_and_profile(tiny_zoo_toml: Path, tmp_path: Path):
+    from gengap.zoo import Store
+
+    out = tmp_path / "zoo"
+    assert gengap("zoo", "train", str(tiny_zoo_toml), "--out", str(out)).returncode == 0
+    names = "norm,optimization,wstat,output_entropy,vc_dim"
+    parallel = gengap("measure", str(out), "--measures", names, "--workers", "2",
+                      "--device", "cpu")
+    assert parallel.returncode == 0, parallel.stderr
+    frame = Store(out).frame()
+    for column in ("wstat.l0.weight.q50", "optim_steps_to_0.1", "grad_noise",
+                   "log_spec_orig_main_fft", "output_entropy"):
+        assert column in frame.columns, column
+    assert frame["grad_noise"].notna().all() and frame["wstat.l0.weight.q50"].notna().all()
+    # Nothing is missing any more, so a second call measures nothing ...
+    again = gengap("measure", str(out), "--measures", names)
+    assert "measured 0 runs" in again.stdout
+    # ... and one process recomputes the same values, with a profile.
+    serial = gengap("measure", str(out), "--measures", "grad_noise,sum_of_spec_fft",
+                    "--recompute", "--profile", "--device", "cpu")
+    assert serial.returncode == 0 and "profile: measures (own time)" in serial.stdout
+    after = Store(out).frame()
+    for name in ("grad_noise", "sum_of_spec_fft"):
+        assert after[name].tolist() == pytest.approx(frame[name].tolist(), rel=1e-6), name
