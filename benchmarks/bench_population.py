@@ -5,7 +5,8 @@ order) train for the same S steps on the same minibatches, once as P plain PyTor
 (model, torch.optim.SGD, forward, cross-entropy, backward, step) and once as one gengap
 population (stacked parameters under vmap, batched SGD, with its per-step divergence check).
 Printed: networks trained per second both ways and their ratio, and the population's achieved
-FLOP/s as a fraction of this machine's float32 matmul peak, measured in the same run.
+FLOP/s as a fraction of this machine's float32 matmul peak, measured in the same run. Each
+timing is the best of --repeats measurements (other processes on the machine only add time).
 
     .venv/bin/python benchmarks/bench_population.py [--population 16] [--steps 20]
 """
@@ -94,8 +95,9 @@ def main() -> None:
     parser.add_argument("--population", type=int, default=16, help="networks per population")
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batches", default="512,128,32", help="batch sizes to measure")
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
-    peak = matmul_peak()
+    peak = max(matmul_peak() for _ in range(args.repeats))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 matmul peak "
           f"{peak / 1e9:.1f} GFLOP/s; P = {args.population} networks, {args.steps} steps each")
     print(f"{'case':34} {'batch':>5} {'plain nets/s':>12} {'pop nets/s':>11} {'speed-up':>9} "
@@ -106,8 +108,8 @@ def main() -> None:
                 lr=0.01 * (1 + i % 4), weight_decay=1e-4 * (i // 4), batch_size=batch))
                 for i in range(args.population)]
             data = batches(shape, batch, args.steps)
-            plain = plain_loop(runs, shape, data)
-            together = population(runs, shape, data)
+            plain = min(plain_loop(runs, shape, data) for _ in range(args.repeats))
+            together = min(population(runs, shape, data) for _ in range(args.repeats))
             flops = step_flops(arch, shape, batch) * args.steps * len(runs)
             print(f"{name:34} {batch:5d} {len(runs) / plain:12.2f} {len(runs) / together:11.2f} "
                   f"{plain / together:8.2f}x {flops / together / 1e9:11.2f} "

@@ -96,3 +96,31 @@ def test_predict_apply_refuses_a_bad_file(tmp_path):
         result = runner.invoke(app, ["predict", "apply", str(path), str(table)])
         assert isinstance(result.exception, GengapError), result.output
         assert message in str(result.exception) and "\n" not in str(result.exception)
+
+
+def test_evaluate_a_zoo_store_with_seeds_and_counted_test_sizes(tmp_path, tiny_zoo_toml):
+    from gengap.zoo import Store, evaluate_zoo, load_zoo_spec
+
+    text = tiny_zoo_toml.read_text().replace("seeds = [0]", "seeds = [0, 1]")
+    tiny_zoo_toml.write_text(text)
+    store = Store.create(tmp_path / "zoo", load_zoo_spec(tiny_zoo_toml))
+    rng = np.random.default_rng(0)
+    for run in store.runs():
+        test_acc = 0.9 - 0.3 * run.train.lr + 0.01 * run.seed
+        store.record(run.run_id, "done", {"train_acc": 1.0, "test_acc": test_acc}, [])
+        store.put_measures(run.run_id, {"lr_only": (run.train.lr, 0.0),
+                                        "oracle": (1.0 - test_acc, 0.0),
+                                        "noise": (float(rng.normal()), 0.0),
+                                        "wstat.l0.weight.mean": (0.5, 0.0)})
+    table = evaluate_zoo(store, "gap", ("tau", "psi", "cmi", "robust"), min_ess=1)
+    assert table["measure"].tolist()[0] == "oracle"
+    assert "wstat.l0.weight.mean" not in table["measure"].tolist()  # predictor input only
+    cmi = table.set_index("measure")["cmi"]
+    assert cmi["oracle"] == pytest.approx(100.0)  # seeds are replicates, not axes
+    assert cmi["lr_only"] == 0.0  # all it knows is the learning rate: nothing once given it
+    # digits keeps 450 test examples: gaps 0.009 apart are within its noise (weight 0)...
+    assert (table["robust_envs"] == 0).all()
+    # ...with 100,000 test examples they count, and the oracle makes no sign error
+    table = evaluate_zoo(store, "gap", ("robust",), min_ess=1, test_size=100_000)
+    robust = table.set_index("measure")
+    assert robust.loc["oracle", "robust_mean"] == 0.0 and robust.loc["oracle", "robust_envs"] > 0

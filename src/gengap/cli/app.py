@@ -48,7 +48,6 @@ DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="folder of local data files (default: $GENGAP_DATA)"),
 ]
-Target = Annotated[str, typer.Option(help="what measures should rank: gap, test_acc, ...")]
 
 
 @app.command()

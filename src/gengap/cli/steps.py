@@ -11,6 +11,7 @@ from gengap.cli.console import console, frame_table, progress
 from gengap.specs import RunSpec, ZooSpec
 from gengap.zoo import Store, Zoo, evaluate_zoo, measure_zoo, train_zoo
 from gengap.zoo.planning import MIN_SPEEDUP
+from gengap.zoo.run import check_options
 from gengap.zoo.worker import RunOutcome
 
 
@@ -18,7 +19,8 @@ def train_step(
     zoo: ZooSpec, out: Path, workers: int, device: str, data_dir: Path | None,
     executor: str = "local", address: str | None = None, population: str = "auto",
 ) -> Store:
-    before = Store.create(out, zoo)  # a bad folder fails here, before any progress is drawn
+    check_options(executor, population)  # bad options and a bad folder fail here, before
+    before = Store.create(out, zoo)  # any folder is made or any progress drawn
     counts = {**before.counts()}
     before.close()
     with progress() as bar:

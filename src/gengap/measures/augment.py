@@ -12,7 +12,9 @@ import torch.nn.functional as F  # noqa: N812
 Augment = Callable[[torch.Tensor, torch.Generator], torch.Tensor]
 
 
-def _uniform(n: int, lo: float, hi: float, gen: torch.Generator, like: torch.Tensor) -> torch.Tensor:
+def _uniform(
+    n: int, lo: float, hi: float, gen: torch.Generator, like: torch.Tensor
+) -> torch.Tensor:
     return (torch.rand(n, generator=gen) * (hi - lo) + lo).to(like).reshape(-1, 1, 1, 1)
 
 

@@ -74,47 +74,47 @@ def _log_gamma_sq(ctx: MeasureContext) -> float:
 
 def _spectral_family(fft: bool) -> None:
     sfx = "_fft" if fft else ""
-    how = (" Spectral norms of convolutions exact by FFT at the layer's input size "
-           "(Sedghi et al. 2019)." if fft else " Spectral norms of reshaped kernels.")
+    how = (", with the exact spectral norms of convolutions, by FFT at each layer's input "
+           "size (Sedghi et al. 2019)." if fft else ". Spectral norms of reshaped kernels.")
 
     def lp(ctx: MeasureContext) -> float:
         return _log_prod(_spec_sq(ctx, fft))
 
     if fft:  # the reshaped prod_of_spec and prod_of_spec_over_margin are in norms.py/output.py
         _register("prod_of_spec_fft", ("weights",), "B",
-                  "Π_i ‖W_i‖₂² (Jiang et al. 2020, eq. 32)." + how, lp)
+                  "Π_i ‖W_i‖₂² (Jiang et al. 2020, eq. 32)" + how, lp)
         _register("prod_of_spec_over_margin_fft", DATA, "B",
-                  "Π_i ‖W_i‖₂² / γ² (Jiang et al. 2020, eq. 31)." + how,
+                  "Π_i ‖W_i‖₂² / γ² (Jiang et al. 2020, eq. 31)" + how,
                   lambda ctx: lp(ctx) - _log_gamma_sq(ctx))
     else:
         measure("log_prod_of_spec", group="norm", cost="B")(_doc(
-            lp, "log Π_i ‖W_i‖₂² (Jiang et al. 2020, eq. 32, in log space)." + how))
+            lp, "log Π_i ‖W_i‖₂² (Jiang et al. 2020, eq. 32, in log space)" + how))
         measure("log_prod_of_spec_over_margin", group="norm", needs=DATA, cost="B")(_doc(
             lambda ctx: lp(ctx) - _log_gamma_sq(ctx),
-            "log(Π_i ‖W_i‖₂² / γ²) (Jiang et al. 2020, eq. 31, in log space)." + how))
+            "log(Π_i ‖W_i‖₂² / γ²) (Jiang et al. 2020, eq. 31, in log space)" + how))
     _register(f"sum_of_spec{sfx}", ("weights",), "B",
-              "d·(Π_i ‖W_i‖₂²)^{1/d} (Jiang et al. 2020, eq. 35)." + how,
+              "d·(Π_i ‖W_i‖₂²)^{1/d} (Jiang et al. 2020, eq. 35)" + how,
               lambda ctx: _log_sum(lp(ctx), len(ctx.weights)))
     _register(f"sum_of_spec_over_margin{sfx}", DATA, "B",
-              "d·(Π_i ‖W_i‖₂² / γ²)^{1/d} (Jiang et al. 2020, eq. 34)." + how,
+              "d·(Π_i ‖W_i‖₂² / γ²)^{1/d} (Jiang et al. 2020, eq. 34)" + how,
               lambda ctx: _log_sum(lp(ctx) - _log_gamma_sq(ctx), len(ctx.weights)))
     _register(f"spec_init_main{sfx}", INIT_DATA, "B",
-              "Π_i ‖W_i‖₂² / γ² · Σ_i ‖W_i − W_i⁰‖_F² / ‖W_i‖₂² (Jiang et al. 2020, eq. 29)."
+              "Π_i ‖W_i‖₂² / γ² · Σ_i ‖W_i − W_i⁰‖_F² / ‖W_i‖₂² (Jiang et al. 2020, eq. 29)"
               + how,
               lambda ctx: lp(ctx) - _log_gamma_sq(ctx) + math.log(sum(
                   f / s for f, s in zip(_dist_fro_sq(ctx), _spec_sq(ctx, fft), strict=True))))
     _register(f"spec_orig_main{sfx}", DATA, "B",
-              "Π_i ‖W_i‖₂² / γ² · Σ_i ‖W_i‖_F² / ‖W_i‖₂² (Jiang et al. 2020, eq. 30)." + how,
+              "Π_i ‖W_i‖₂² / γ² · Σ_i ‖W_i‖_F² / ‖W_i‖₂² (Jiang et al. 2020, eq. 30)" + how,
               lambda ctx: lp(ctx) - _log_gamma_sq(ctx) + math.log(sum(
                   f / s for f, s in zip(_fro_sq(ctx), _spec_sq(ctx, fft), strict=True))))
     _register(f"fro_over_spec{sfx}", ("weights",), "B",
-              "Σ_i ‖W_i‖_F² / ‖W_i‖₂²: a sum of stable ranks (Jiang et al. 2020, eq. 33)."
+              "Σ_i ‖W_i‖_F² / ‖W_i‖₂²: a sum of stable ranks (Jiang et al. 2020, eq. 33)"
               + how,
               lambda ctx: sum(f / s for f, s in zip(_fro_sq(ctx), _spec_sq(ctx, fft),
                                                      strict=True)), with_log=False)
     dist = "distance_spectral_norms_fft" if fft else "distance_spectral_norms"
     _register(f"dist_spec_init{sfx}", INIT, "B",
-              "Σ_i ‖W_i − W_i⁰‖₂² (Jiang et al. 2020, eq. 41)." + how,
+              "Σ_i ‖W_i − W_i⁰‖₂² (Jiang et al. 2020, eq. 41)" + how,
               lambda ctx: sum(n**2 for n in getattr(ctx, dist)), with_log=False)
 
 

@@ -4,6 +4,7 @@ declares what it needs and how costly it is; adding one is one decorated functio
 from __future__ import annotations
 
 import inspect
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -54,10 +55,9 @@ class Measure:
 
     @property
     def summary(self) -> str:
-        """The docstring's first sentence (its first paragraph, up to the first ". ")."""
+        """The docstring's first sentence (of its first paragraph)."""
         paragraph = " ".join(self.doc.split("\n\n")[0].split()) if self.doc else ""
-        head, dot, _ = paragraph.partition(". ")
-        return head + ("." if dot else "")
+        return re.split(r"(?<=[^l]\.)\s+(?=[A-Z])", paragraph)[0]
 
 
 measures: Registry[Measure] = Registry("measure")

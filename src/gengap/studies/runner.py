@@ -4,13 +4,15 @@ and parallelizes like any zoo), the clock, and the :class:`StudyResult` it hands
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
 import pandas as pd
 import plotly.graph_objects as go
+import torch
 
 from gengap.errors import GengapError
 from gengap.specs import ZooSpec
@@ -75,13 +77,27 @@ def train_zoos(zoos: Sequence[ZooSpec], options: StudyOptions) -> dict[str, Stor
     if len(set(names)) != len(names):
         raise ValueError(f"zoo names must be distinct: {names}")
     options.out.mkdir(parents=True, exist_ok=True)
-    return {
-        zoo.name: train_zoo(
-            zoo, options.out / zoo.name, workers=options.workers, device=options.device,
-            population=options.population, on_outcome=options.on_outcome,
-        )
-        for zoo in zoos
-    }
+    with one_thread():
+        return {
+            zoo.name: train_zoo(
+                zoo, options.out / zoo.name, workers=options.workers, device=options.device,
+                population=options.population, on_outcome=options.on_outcome,
+            )
+            for zoo in zoos
+        }
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """One torch thread while studies train in this process, as zoo workers do: the studies'
+    networks are small, and on a busy 2-core machine two threads per tiny step were measured
+    20x slower than one (thread contention)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def finished_frame(stores: dict[str, Store]) -> pd.DataFrame:

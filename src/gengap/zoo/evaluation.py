@@ -165,6 +165,10 @@ def _test_sizes(store: Store, done: pd.DataFrame, data_dir: str | Path | None) -
         data = specs[run_id]
         key = data.canonical_json()
         if key not in sizes:
-            sizes[key] = int(len(load(data, data_dir).y_test))
+            try:
+                sizes[key] = int(len(load(data, data_dir).y_test))
+            except GengapError as err:
+                raise GengapError(f"robust sign-error needs the test-set size: {err} (or give "
+                                  f"it with --test-size N)") from None
         out.append(sizes[key])
     return out

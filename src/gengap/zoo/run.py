@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from gengap.errors import GengapError
 from gengap.specs import RunSpec, ZooSpec
-from gengap.zoo.executors import executors
+from gengap.zoo.executors import Executor, executors
 from gengap.zoo.planning import PopulationMode, plan_tasks
 from gengap.zoo.store import Store
 from gengap.zoo.worker import RunOutcome
@@ -33,9 +34,9 @@ def train_zoo(
     where a probe measures it faster). ``on_start(pending, total)`` is called once,
     ``on_outcome`` after each recorded run, ``on_probe(group, speedup)`` after each probe.
     """
+    run = check_options(executor, population)
     store = Store.create(out, zoo)
     pending = store.runs(status="pending")
-    run = executors.get(executor)
     data = str(data_dir) if data_dir else None
     tasks = plan_tasks(pending, population, workers, device, data, on_probe) if pending else []
     if on_start:
@@ -52,3 +53,10 @@ def train_zoo(
         if on_outcome:
             on_outcome(outcome)
     return store
+
+
+def check_options(executor: str, population: str) -> Executor:
+    """The executor named ``executor``; a one-line error for it or a bad population mode."""
+    if population not in ("auto", "on", "off"):
+        raise GengapError(f"unknown population mode {population!r} (use auto, on or off)")
+    return executors.get(executor)

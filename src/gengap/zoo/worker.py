@@ -72,9 +72,13 @@ def train_task(
     runs = [RunSpec.model_validate_json(text) for text in task.runs]
     ids = task.ids or tuple(run.run_id for run in runs)
     splits = cached_splits(runs[0].data.canonical_json(), data_dir)
+    results: list[TrainResult] = []
     if task.population and len(runs) > 1:
-        results = fit_population(runs, splits, device=device)
-    else:
+        try:
+            results = fit_population(runs, splits, device=device)
+        except (RuntimeError, NotImplementedError):  # an operation vmap cannot batch
+            results = []
+    if not results:
         results = [fit(run, cached_splits(run.data.canonical_json(), data_dir), device=device)
                    for run in runs]
     outcomes = []

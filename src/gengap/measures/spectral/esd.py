@@ -6,8 +6,9 @@ the eigenvalues of all slices are pooled into one ESD. By default conv slices ar
 1/√2 first, as WeightWatcher's ``conv2d_norm=True`` does with pooled slices (it shifts the norm
 metrics of conv layers by log10(1/2) and leaves α unchanged).
 
-Singular values are computed in batches: every slice of every layer (and of every network, in
-:func:`eigenvalues_many`) that has the same shape goes through one ``torch.linalg.svdvals``.
+Eigenvalues are computed in batches: every slice of every layer (and of every network, in
+:func:`eigenvalues_many`) that has the same shape goes through one ``torch.linalg.eigvalsh`` of
+the Gram matrices WᵀW.
 """
 
 from __future__ import annotations
@@ -118,10 +119,11 @@ def eigenvalues_many(stacks: list[torch.Tensor]) -> list[torch.Tensor]:
     out: list[torch.Tensor | None] = [None] * len(stacks)
     for (n, m), members in groups.items():
         flat = [stacks[i].reshape(-1, n, m) for i in members]
-        sv = torch.linalg.svdvals(torch.cat(flat)) if len(flat) > 1 else torch.linalg.svdvals(
-            flat[0]
-        )
-        for i, part in zip(members, sv.split([f.shape[0] for f in flat]), strict=True):
+        mats = torch.cat(flat) if len(flat) > 1 else flat[0]
+        # eigenvalues of the M x M Gram matrices WᵀW (N ≥ M): a symmetric eigensolver is
+        # several times faster than an SVD, and float64 keeps them accurate to ~1e-16 λ_max
+        evals = torch.linalg.eigvalsh(mats.transpose(1, 2) @ mats).clamp(min=0)
+        for i, part in zip(members, evals.split([f.shape[0] for f in flat]), strict=True):
             lead = stacks[i].shape[:-3]
-            out[i] = (part.reshape(*lead, -1) ** 2).sort(dim=-1).values
+            out[i] = part.reshape(*lead, -1).sort(dim=-1).values
     return out  # type: ignore[return-value]
