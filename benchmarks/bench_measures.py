@@ -115,24 +115,37 @@ def main() -> None:
     ctx = MeasureContext(model, init, x, y, device=device,
                          trajectory={"steps_to_ce_0.1": None, "steps_to_ce_0.01": None})
     names = available(ctx, args.measures)
-    result = profile(ctx, names)
-    rows = [("pass", n, s) for n, s in result.pass_seconds.items()]
-    rows += [("measure", n, s) for n, s in result.measure_seconds.items() if s >= 0.005]
-    rows.sort(key=lambda r: -r[2])
-    print(f"\n{'kind':8s} {'name':34s} {'seconds':>9s} {'epochs':>8s}")
-    for kind, name, seconds in rows:
-        print(f"{kind:8s} {name:34s} {seconds:9.2f} {seconds / epoch:8.3f}")
-    quick = [s for s in result.measure_seconds.values() if s < 0.005]
+    print(f"\n{'kind':8s} {'name':34s} {'seconds':>9s} {'epochs':>8s}", flush=True)
+    started = time.perf_counter()
+    own: dict[str, float] = {}
+    values = 0
+    for name in names:  # one at a time, printed as it goes: each new shared pass, then the measure
+        before = dict(ctx.pass_seconds)
+        result = profile(ctx, [name])
+        values += len(result.values)
+        for key, seconds in result.pass_seconds.items():
+            if key not in before:
+                print(f"{'pass':8s} {key:34s} {seconds:9.2f} {seconds / epoch:8.3f}", flush=True)
+        own[name] = result.measure_seconds[name]
+        if own[name] >= 0.005:
+            print(f"{'measure':8s} {name:34s} {own[name]:9.2f} {own[name] / epoch:8.3f}",
+                  flush=True)
+    total = time.perf_counter() - started
+    quick = [s for s in own.values() if s < 0.005]
     label = f"(the other {len(quick)} measures)"
     print(f"{'measure':8s} {label:34s} {sum(quick):9.2f} {sum(quick) / epoch:8.3f}")
-    print(f"\nwhole catalogue ({len(names)} measures, {len(result.values)} values): "
-          f"{result.total_seconds:.1f} s = {result.total_seconds / epoch:.2f} training epochs")
+    passes = sorted(ctx.pass_seconds.items(), key=lambda kv: -kv[1])
+    print("largest costs: " + ", ".join(
+        f"{n} {s / epoch:.2f}" for n, s in (passes + sorted(own.items(), key=lambda kv: -kv[1]))
+        if s / epoch >= 0.05))
+    print(f"\nwhole catalogue ({len(names)} measures, {values} values): "
+          f"{total:.1f} s = {total / epoch:.2f} training epochs")
     skipped = sorted(set(measures) - set(names))
     if skipped:
         print(f"not computed here (need a second run or other inputs): {', '.join(skipped)}")
 
     for key in ("sigma_search", "mag_sigma_search", "alpha_search", "mag_alpha_search"):
-        if key in result.pass_seconds:
+        if key in ctx.pass_seconds:
             found = getattr(ctx, key)
             print(f"{key}: value {found.value:.5g}, drop {found.drop:.4f} ± {found.half_width:.4f}"
                   f", {len(found.probes)} probes, {found.examples:,} perturbed example-forwards")
@@ -141,7 +154,7 @@ def main() -> None:
     print(f"\nbatched Monte Carlo forward (vmap, 8 copies x 128 examples): max |Δlogit| vs a "
           f"loop = {diff:.2e}; loop/batched time = {speedup:.2f}x")
 
-    if args.spread > 1 and "sigma_search" in result.pass_seconds:
+    if args.spread > 1 and "sigma_search" in ctx.pass_seconds:
         for key in ("sigma_search", "alpha_search"):
             values = []
             for seed in range(args.spread):

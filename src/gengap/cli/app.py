@@ -24,6 +24,7 @@ from gengap.cli.steps import (
     status_table,
     train_step,
 )
+from gengap.cli.study_cmds import study_app
 from gengap.errors import GengapError
 
 app = typer.Typer(
@@ -38,6 +39,7 @@ app.add_typer(zoo_app, name="zoo")
 app.add_typer(measures_app, name="measures")
 app.add_typer(data_app, name="data")
 app.add_typer(pgdl_app, name="pgdl")
+app.add_typer(study_app, name="study")
 app.add_typer(predict_app, name="predict")
 app.command("spectra")(spectra)
 zoo_app.command("import-cnnzoo")(zoo_import_cnnzoo)

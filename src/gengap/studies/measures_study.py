@@ -63,9 +63,9 @@ SIGN_TEXT = {1: "+", -1: "−", 0: "weak / flips"}
 # The groups computed at smoke scale (the others search, sample or fit: seconds per network).
 SMOKE_GROUPS = ("size", "norm", "output", "optimization")
 # Dziugaite et al. keep an environment when its effective sample size is at least 12 (ten
-# seeds); with two seeds per configuration no environment could pass, so the study keeps
-# environments with an effective sample size of at least 2 and says so.
-MIN_ESS = 2.0
+# seeds per configuration). This grid has one or two seeds, so no environment could pass; the
+# study keeps environments whose effective sample size reaches its number of seeds, and says so.
+PAPER_MIN_ESS = 12.0
 
 
 def measures_zoos(scale: str) -> list[ZooSpec]:
@@ -84,7 +84,7 @@ def measures_zoos(scale: str) -> list[ZooSpec]:
     train = TrainSpec(optimizer="sgd", momentum=0.9, batch_size=64,
                       max_epochs=int(pick(scale, 40, 200, 300)), target_ce=0.01)  # type: ignore[arg-type]
     return [ZooSpec(name="fantastic", data=data, arch=ArchSpec(family="cnn"), train=train,
-                    axes=axes, seeds=pick(scale, (0, 1), (0, 1), (0, 1, 2)))]  # type: ignore[arg-type]
+                    axes=axes, seeds=pick(scale, (0, 1), (0,), (0, 1, 2)))]  # type: ignore[arg-type]
 
 
 def catalogue(scale: str) -> list[str]:
@@ -190,9 +190,10 @@ def run_measures(options: StudyOptions) -> StudyResult:
     frame = finished_frame(stores)
     done = frame[frame["status"] == "done"]
     names = sorted(store.measure_names())
+    min_ess = min(PAPER_MIN_ESS, float(len(zoos[0].seeds)))
     ranking = ranking_table(done, names, store.zoo.hyperparameters,
                             metrics=("tau", "psi", "cmi", "robust"), grid="largest",
-                            test_size=len(load(zoos[0].data).y_test), min_ess=MIN_ESS)
+                            test_size=len(load(zoos[0].data).y_test), min_ess=min_ess)
     comparison = comparison_table(ranking)
     groups = group_table(comparison)
     return StudyResult(
@@ -202,8 +203,8 @@ def run_measures(options: StudyOptions) -> StudyResult:
         found=findings(ranking, groups, frame), seconds=clock.seconds,
         train_seconds=train_seconds(frame), runs=len(frame), folder=options.out,
         notes=[f"robust sign error: environments kept at an effective sample size of at least "
-               f"{MIN_ESS:g} (the paper: 12, from ten seeds); this grid has "
-               f"{len(zoos[0].seeds)} seeds per configuration",
+               f"{min_ess:g} (the paper: 12, from ten seeds); this grid has "
+               f"{len(zoos[0].seeds)} seed(s) per configuration",
                *ranking.attrs.get("notes", [])],
         extra_tables={"groups": groups, "ranking": ranking},
     )

@@ -100,6 +100,8 @@ def pvr_table(frame: pd.DataFrame) -> pd.DataFrame:
     grid = grid.rename(columns={"data.options.window": "window",
                                 "data.options.aggregation": "aggregation",
                                 "data.options.n_train": "n_train"})
+    # Other zoos lack these axes, so the concatenated frame holds them as floats.
+    grid = grid.astype({"window": int, "n_train": int})
     table = seed_mean(grid, ["family", "window", "aggregation", "n_train"],
                       ["train_acc", "test_acc", "epochs"])
     baselines = {

@@ -128,9 +128,10 @@ def randomization_figures(
 def findings(table: pd.DataFrame) -> list[str]:
     """What this run shows, in sentences computed from the table."""
     by = table.set_index("condition")
+    lowest = table["train_acc"].min()
+    where = "" if lowest == 1.0 else f" ({by['train_acc'].idxmin()})"
     out = [
-        f"lowest training accuracy over all {len(table)} conditions: "
-        f"{table['train_acc'].min():.3f} ({by['train_acc'].idxmin()}); "
+        f"lowest training accuracy over all {len(table)} conditions: {lowest:.3f}{where}; "
         f"{int(table['fitted'].sum())} of {len(table)} conditions fitted (≥ 0.99) on every seed",
     ]
     if {"true labels", "random labels"} <= set(by.index):

@@ -88,6 +88,11 @@ def _fit_mp(evals: torch.Tensor, n_rows: int, n_cols: int) -> MPFit:
     grid = torch.linspace(0, 1, GRID_POINTS, dtype=e.dtype, device=e.device)[None] * top
     density = linear_kde(fitted, grid, BANDWIDTH)
     good = density > DENSITY_FLOOR
+    # only points above the floor enter the fit: move them (in order) to the front and drop
+    # the columns no ESD needs
+    keep = int(good.sum(dim=1).max())
+    order = good.to(torch.int8).argsort(dim=1, descending=True, stable=True)[:, : max(keep, 1)]
+    grid, density, good = grid.gather(1, order), density.gather(1, order), good.gather(1, order)
 
     scale = (lam_max / (1 + 1 / math.sqrt(q)) ** 2).sqrt()
     # coarse to fine: steps of 0.05 s over [0.05 s, 2 s), then 0.01 s (WeightWatcher's grid)

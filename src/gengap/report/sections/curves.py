@@ -39,6 +39,7 @@ def run_label(data: ReportData, run_id: str) -> str:
 
 
 def curves_figure(data: ReportData, histories: dict[str, list[dict[str, float]]]) -> go.Figure:
+    longest = max((len(h) for h in histories.values()), default=0)
     fig = make_subplots(rows=1, cols=2, subplot_titles=["cross-entropy", "accuracy"],
                         horizontal_spacing=0.08)
     for i, (run_id, history) in enumerate(histories.items()):
@@ -51,14 +52,14 @@ def curves_figure(data: ReportData, histories: dict[str, list[dict[str, float]]]
                 if column not in table:
                     continue
                 fig.add_trace(go.Scatter(
-                    x=table["epoch"], y=table[column], mode="lines+markers",
+                    x=table["epoch"], y=table[column],
+                    mode="lines+markers" if longest <= 30 else "lines",
                     name=label, legendgroup=run_id, showlegend=(col == 1 and split == "train"),
                     line={"color": colour, "dash": dash, "width": 2}, marker={"size": 4},
                     hovertemplate=(f"{escape(label)}<br>epoch %{{x}}<br>{split} {metric} "
                                    "= %{y:.4f}<extra></extra>"),
                 ), row=1, col=col)
     fig.update_yaxes(type="log", row=1, col=1)
-    longest = max((len(h) for h in histories.values()), default=0)
     fig.update_xaxes(title="epoch", dtick=1 if longest <= 12 else None)
     fig.update_layout(height=430, margin={"l": 60, "r": 10, "t": 40, "b": 50},
                       legend={"orientation": "h", "y": -0.22, "x": 0})

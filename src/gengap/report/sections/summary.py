@@ -96,8 +96,10 @@ def _histograms(done: pd.DataFrame, metrics: list[str]) -> Figure:
         ax = fig.add_subplot(1, len(metrics), i + 1)
         values = done[metric].to_numpy(dtype=float)
         values = values[np.isfinite(values)]
-        ax.hist(values, bins=min(20, max(5, len(values) // 2)), color=PALETTE[i],
-                edgecolor="white")
+        spread = float(values.max() - values.min()) if len(values) else 0.0
+        span = None if spread > 0 else (float(values[0]) - 0.01, float(values[0]) + 0.01)
+        ax.hist(values, bins=min(20, max(5, len(values) // 2)) if spread > 0 else 1,
+                range=span, color=PALETTE[i], edgecolor="white")
         ax.axvline(float(np.median(values)), color="#333", lw=1, ls="--")
         ax.set_title(f"{METRICS[metric]}  (median {np.median(values):.3f})", fontsize=10)
         ax.set_ylabel("runs" if i == 0 else "")

@@ -1,0 +1,68 @@
+"""The measures study at smoke scale: the catalogue ranked on a CNN grid, beside the published
+directions, by measure and by group."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from gengap.studies import run_study
+from gengap.studies.measures_study import (
+    PUBLISHED_SIGN,
+    comparison_table,
+    group_table,
+    measures_zoos,
+)
+
+pytestmark = pytest.mark.slow  # ~13 s: 8 CNNs and the cheap groups of the catalogue
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("study") / "fantastic"
+    return run_study("measures", out, scale="smoke", device="cpu", population="off")
+
+
+def test_default_grid_has_five_hyperparameters() -> None:
+    (zoo,) = measures_zoos("default")
+    assert len(zoo.hyperparameters) >= 5 and zoo.data.name == "digits"
+    assert zoo.arch.family in ("cnn", "nin")
+
+
+def test_ranking_beside_published_directions(result) -> None:
+    table = result.table
+    assert {"params", "vc_dim", "path_norm", "frobenius_distance", "margin"} <= set(
+        table["measure"])
+    by = table.set_index("measure")
+    # #params and the VC bound order the grid's networks alike (both grow with width).
+    assert by.loc["params", "tau"] == pytest.approx(by.loc["vc_dim", "tau"])
+    assert by.loc["params", "published"] == "−"
+    for row in table.itertuples():
+        if row.published == "not stated":
+            assert row.agrees is None
+        elif row.published != "weak / flips":
+            assert row.agrees == (np.sign(row.tau) == (1 if row.published == "+" else -1))
+    ranking = result.extra_tables["ranking"]
+    assert {"tau", "psi", "cmi", "robust_mean"} <= set(ranking.columns)
+
+
+def test_group_table_counts(result) -> None:
+    groups = result.extra_tables["groups"].set_index("group")
+    comparison = result.table
+    for group, part in comparison.groupby("group"):
+        placed = part["agrees"].notna().sum()
+        assert groups.loc[group, "agree"] + groups.loc[group, "flip"] == placed
+        assert groups.loc[group, "mean_tau"] == pytest.approx(part["tau"].mean())
+
+
+def test_comparison_by_hand() -> None:
+    ranking = pd.DataFrame({"measure": ["params", "path_norm", "margin", "param_norm"],
+                            "tau": [0.5, 0.4, -0.05, 0.2], "psi": [0.1, 0.2, 0.0, 0.3]})
+    table = comparison_table(ranking).set_index("measure")
+    assert PUBLISHED_SIGN["params"] == -1 and table.loc["params", "agrees"] is False
+    assert table.loc["path_norm", "agrees"] is True
+    assert table.loc["margin", "agrees"] is True  # weak published, |tau| < 0.1 here
+    assert table.loc["param_norm", "agrees"] is None
+    groups = group_table(table.reset_index()).set_index("group")
+    assert groups.loc["size", "flip"] == 1 and groups.loc["norm", "agree"] == 1

@@ -1,0 +1,76 @@
+"""The randomization study at smoke scale: one row per condition, every condition fitted, test
+accuracy falling to chance, resuming, the report page and the command."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from gengap.cli.app import app
+from gengap.errors import GengapError
+from gengap.studies import StudyOptions, run_study, studies
+
+CONDITIONS = ["true labels", "label noise 50%", "label noise 100%", "random labels",
+              "shuffled pixels", "random pixels", "gaussian inputs"]
+
+
+@pytest.fixture(scope="module")
+def result(tmp_path_factory: pytest.TempPathFactory):
+    out = tmp_path_factory.mktemp("study") / "rand"
+    return run_study("randomization", out, scale="smoke", device="cpu", population="off")
+
+
+def test_one_row_per_condition_and_every_condition_fitted(result) -> None:
+    table = result.table
+    assert list(table["condition"]) == CONDITIONS
+    assert (table["runs"] == 1).all()
+    assert (table["train_acc"] >= 0.99).all() and table["fitted"].all()
+
+
+def test_test_accuracy_falls_to_chance(result) -> None:
+    by = result.table.set_index("condition")
+    chance = by.loc["true labels", "chance"]
+    assert chance == pytest.approx(0.1, abs=0.01)  # digits' test split is balanced
+    assert by.loc["true labels", "test_acc"] > 0.7
+    assert by.loc["shuffled pixels", "test_acc"] > 0.7  # one fixed permutation keeps the task
+    for condition in ("random labels", "label noise 100%", "random pixels", "gaussian inputs"):
+        assert abs(by.loc[condition, "test_acc"] - chance) < 0.08, condition
+    noise = by.loc[["true labels", "label noise 50%", "label noise 100%"], "test_acc"]
+    assert noise.is_monotonic_decreasing
+    # Random labels take longer to fit than true ones (Zhang et al. Fig. 1b).
+    assert by.loc["random labels", "steps"] > by.loc["true labels", "steps"]
+
+
+def test_training_curves_rise_and_figures_follow_the_table(result) -> None:
+    fit, test = result.figures
+    assert len(fit.data) == len(CONDITIONS)
+    for trace in fit.data:
+        assert trace.y[0] < 0.9 and trace.y[-1] >= 0.99
+    labels = result.table.dropna(subset=["label_noise"])
+    assert list(test.data[0].y) == list(labels.sort_values("label_noise")["test_acc"])
+
+
+def test_report_and_resume(result) -> None:
+    page = (result.folder / "report.html").read_text()
+    assert "Zhang et al. 2017" in page and "Plotly.newPlot" in page
+    assert result.train_seconds > 0 and result.seconds > 0
+    trained = []
+    again = studies.get("randomization").run(StudyOptions(
+        result.folder, "smoke", device="cpu", population="off", on_outcome=trained.append
+    ))
+    assert trained == []  # everything was in the folder already
+    assert again.table.equals(result.table)
+
+
+def test_command_prints_the_table_and_the_published_finding(tmp_path: Path) -> None:
+    out = tmp_path / "r"
+    runner = CliRunner()
+    done = runner.invoke(app, ["study", "randomization", "--scale", "smoke", "--out", str(out),
+                               "--device", "cpu", "--population", "off"])
+    assert done.exit_code == 0, done.output
+    assert "random labels" in done.output and "published" in done.output
+    assert (out / "report.html").is_file()
+    bad = runner.invoke(app, ["study", "randomization", "--scale", "huge", "--out", str(out)])
+    assert isinstance(bad.exception, GengapError) and "unknown scale" in str(bad.exception)
