@@ -106,7 +106,7 @@ def comparison_table(ranking: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for row in ranking.itertuples():
         name = str(row.measure)
-        base = name.split(".")[0]
+        base = name if name in measures else name.split(".")[0]  # vector: "wstat.l0..."
         if base not in measures or measures.get(base).vector:
             continue  # per-layer statistics columns: many, and no published direction
         published = PUBLISHED_SIGN.get(base)
@@ -163,12 +163,12 @@ def comparison_figure(comparison: pd.DataFrame) -> go.Figure:
     return fig
 
 
-def findings(ranking: pd.DataFrame, groups: pd.DataFrame, frame: pd.DataFrame) -> list[str]:
+def findings(comparison: pd.DataFrame, groups: pd.DataFrame, frame: pd.DataFrame) -> list[str]:
     done = frame[frame["status"] == "done"]
     out = [f"{len(done)} of {len(frame)} networks finished; gap from {done.gap.min():.3f} to "
            f"{done.gap.max():.3f}"]
-    top = ranking.dropna(subset=["tau"]).head(5)
-    out.append("top measures by tau: " + ", ".join(
+    top = comparison.dropna(subset=["tau"]).sort_values("tau", ascending=False).head(5)
+    out.append("top scalar measures by tau: " + ", ".join(
         f"{m} ({t:+.2f})" for m, t in zip(top["measure"], top["tau"], strict=True)))
     for row in groups.itertuples():
         out.append(f"group {row.group}: mean tau {row.mean_tau:+.2f}; of the measures with a "
@@ -200,7 +200,7 @@ def run_measures(options: StudyOptions) -> StudyResult:
         name="measures", scale=options.scale,
         title="Fantastic-style study: the catalogue on a CNN grid on digits",
         table=comparison, figures=[comparison_figure(comparison)], published=PUBLISHED,
-        found=findings(ranking, groups, frame), seconds=clock.seconds,
+        found=findings(comparison, groups, frame), seconds=clock.seconds,
         train_seconds=train_seconds(frame), runs=len(frame), folder=options.out,
         notes=[f"robust sign error: environments kept at an effective sample size of at least "
                f"{min_ess:g} (the paper: 12, from ten seeds); this grid has "
