@@ -11,6 +11,9 @@ from typing import Any
 
 from plotly.offline import get_plotlyjs
 
+# Notes shown in full per part of the evaluation; the rest are folded away.
+MAX_NOTES = 3
+
 
 @dataclass
 class Section:
@@ -31,9 +34,16 @@ def notes(evaluation: Any, *parts: str) -> str:
     a plain "not computed" when there is no evaluation at all)."""
     if evaluation is None:
         return note("not computed: the zoo was not evaluated")
-    texts = [f"{part}: {text}" if part not in ("ranking", "predictor") else text
-             for part in parts for text in evaluation.notes.get(part, [])]
-    return "".join(note(text) for text in texts)
+    out = []
+    for part in parts:
+        texts = [f"{part}: {text}" if part not in ("ranking", "predictor") else text
+                 for text in evaluation.notes.get(part, [])]
+        out += [note(text) for text in texts[:MAX_NOTES]]
+        if len(texts) > MAX_NOTES:  # one per measure can run to hundreds: fold the rest
+            rest = "".join(f"<li>{escape(text)}</li>" for text in texts[MAX_NOTES:])
+            out.append(f'<details class="note"><summary>{len(texts) - MAX_NOTES} more notes '
+                       f"on {escape(part)}</summary><ul>{rest}</ul></details>")
+    return "".join(out)
 
 
 def assemble(title: str, subtitle: str, sections: list[Section]) -> str:
