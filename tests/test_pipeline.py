@@ -27,7 +27,7 @@ def test_train_measure_evaluate_end_to_end(tiny_zoo_toml: Path, tmp_path: Path):
     store = Store(out)
     assert store.counts() == {"pending": 0, "done": 4, "failed": 0}
 
-    measured = gengap("measure", str(out))
+    measured = gengap("measure", str(out), "--measures", "size,output,norm")
     assert measured.returncode == 0, measured.stderr
     frame = store.frame()
     for name in ("params", "frobenius_distance", "param_norm", "prod_of_spec", "margin",

@@ -17,7 +17,7 @@ from gengap.zoo.worker import RunOutcome
 
 def train_step(
     zoo: ZooSpec, out: Path, workers: int, device: str, data_dir: Path | None,
-    executor: str = "local", address: str | None = None, population: str = "auto",
+    executor: str = "local", address: str | None = None, population: str = "off",
 ) -> Store:
     check_options(executor, population)  # bad options and a bad folder fail here, before
     before = Store.create(out, zoo)  # any folder is made or any progress drawn

@@ -8,9 +8,15 @@ import gengap.measures.agreement  # noqa: F401, E402  (registers: agreement,
 import gengap.measures.flatness  # noqa: F401, E402  flatness, representation and
 import gengap.measures.representation  # noqa: F401, E402  heavy-tailed spectral measures)
 import gengap.measures.spectral_ht  # noqa: F401, E402
-from gengap.measures import norms, output  # noqa: F401, E402  (registers the measures)
-from gengap.measures import (  # noqa: F401, E402  (Jiang et al.'s catalogue)
-    norm_margin, optimization, pacbayes, sharpness, vc, weight_stats,
+from gengap.measures import (  # noqa: F401, E402  (registers the measures)  # noqa: F401, E402  (Jiang et al.'s catalogue)
+    norm_margin,
+    norms,
+    optimization,
+    output,
+    pacbayes,
+    sharpness,
+    vc,
+    weight_stats,
 )
 from gengap.measures.compute import Profile, available, compute, compute_timed, profile
 from gengap.measures.context import MeasureContext

@@ -22,7 +22,7 @@ def train_zoo(
     data_dir: str | Path | None = None,
     on_outcome: Callable[[RunOutcome], None] | None = None,
     on_start: Callable[[int, int], None] | None = None,
-    population: PopulationMode = "auto",
+    population: PopulationMode = "off",
     address: str | None = None,
     on_probe: Callable[[list[RunSpec], float], None] | None = None,
 ) -> Store:
