@@ -21,14 +21,7 @@ from gengap.measures.flatness import (
 )
 from gengap.measures.hessian import hutchinson_trace, loss_hvp, top_eigenvalue
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny problems: one thread avoids contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def trained() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:

@@ -26,12 +26,7 @@ REPRESENTATION = ["davies_bouldin", "mixup_accuracy", "db_mixup", "mixup_margin"
                   "augmentation_penalty", "label_variation"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def blobs(n: int = 300, classes: int = 3, dim: int = 6, seed: int = 0):

@@ -27,14 +27,7 @@ from gengap.measures.spectral.esd import eigenvalues_many
 from gengap.measures.spectral.marchenko_pastur import linear_kde
 from gengap.measures.spectral.table import jensen_shannon_distance
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Small problems: one thread avoids contention on a shared machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 HT_MEASURES = [

@@ -4,33 +4,41 @@
 measure. Importing this package registers every measure in :data:`measures`.
 """
 
-import gengap.measures.agreement  # noqa: F401, E402  (registers: agreement,
-import gengap.measures.flatness  # noqa: F401, E402  flatness, representation and
-import gengap.measures.representation  # noqa: F401, E402  heavy-tailed spectral measures)
+# Importing the measure modules registers their measures.
+import gengap.measures.agreement  # noqa: F401, E402
+import gengap.measures.flatness  # noqa: F401, E402
+import gengap.measures.norm_margin  # noqa: F401, E402
+import gengap.measures.norms  # noqa: F401, E402
+import gengap.measures.optimization  # noqa: F401, E402
+import gengap.measures.output  # noqa: F401, E402
+import gengap.measures.pacbayes  # noqa: F401, E402
+import gengap.measures.representation  # noqa: F401, E402
+import gengap.measures.sharpness  # noqa: F401, E402
 import gengap.measures.spectral_ht  # noqa: F401, E402
-from gengap.measures import (  # noqa: F401, E402  (registers the measures)  # noqa: F401, E402  (Jiang et al.'s catalogue)
-    norm_margin,
-    norms,
-    optimization,
-    output,
-    pacbayes,
-    sharpness,
-    vc,
-    weight_stats,
-)
+import gengap.measures.vc  # noqa: F401, E402
+import gengap.measures.weight_stats  # noqa: F401, E402
 from gengap.measures.compute import Profile, available, compute, compute_timed, profile
 from gengap.measures.context import MeasureContext
 from gengap.measures.layers import fold_batchnorm, weight_matrices
-from gengap.measures.registry import COSTS, NEEDS, Measure, measure, measures, select
+from gengap.measures.registry import (
+    COSTS,
+    NEEDS,
+    Measure,
+    NotApplicable,
+    measure,
+    measures,
+    select,
+)
 
 __all__ = [
     "COSTS",
     "NEEDS",
     "Measure",
-    "Profile",
     "MeasureContext",
-    "compute",
+    "NotApplicable",
+    "Profile",
     "available",
+    "compute",
     "compute_timed",
     "fold_batchnorm",
     "measure",

@@ -73,9 +73,12 @@ class MeasureContext:
         """The value of registered measure ``name``, computed once per context (measures
         built on others, like path_norm_over_margin, ask for them here)."""
         if name not in self._values:
-            from gengap.measures.registry import measures
+            from gengap.measures.registry import NotApplicable, measures
 
-            result = measures.get(name).fn(self)
+            try:
+                result = measures.get(name).fn(self)
+            except NotApplicable:
+                result = float("nan")
             # vector-valued measures (weight_stats) return a dict of named floats
             self._values[name] = result if isinstance(result, dict) else float(result)
         return self._values[name]

@@ -38,6 +38,11 @@ COSTS = {
 MeasureFn = Callable[["MeasureContext"], float]
 
 
+class NotApplicable(GengapError):
+    """Raised by a measure whose formula does not apply to this model or data (augmentations
+    of image inputs on a vector task, say); the measure's value is then NaN."""
+
+
 @dataclass(frozen=True)
 class Measure:
     """One entry of the catalogue; its docstring gives the formula and the source."""

@@ -21,7 +21,7 @@ from gengap.errors import GengapError
 from gengap.measures.augment import AUGMENTATIONS
 from gengap.measures.context import MeasureContext
 from gengap.measures.features import capture, early_features, early_module, last_layer
-from gengap.measures.registry import measure
+from gengap.measures.registry import NotApplicable, measure
 
 DATA = ("weights", "train_data")
 GROUP = "representation"
@@ -169,7 +169,7 @@ def augmentation_penalty(ctx: MeasureContext) -> float:
     sign that grows with inconsistency.)"""
     x, _ = ctx.require_data()
     if x.dim() != 4:
-        raise GengapError("augmentation_penalty needs image inputs (N, C, H, W)")
+        raise NotApplicable("augmentation_penalty needs image inputs (N, C, H, W)")
     gen = _generator(ctx, 4)
     idx = torch.randperm(len(x), generator=gen)[:AUGMENT_SAMPLES]
     total = torch.zeros(len(idx), dtype=torch.float64)

@@ -101,6 +101,8 @@ def _measure_task(
     data_dir: str | None, options_json: str, partner_json: str | None = None,
 ) -> tuple[str, dict[str, tuple[float, float]]]:
     """One run in a worker process (it reads the store; the parent writes)."""
+    import gengap.interop  # noqa: F401  (a fresh process: register imported zoos' families)
+
     torch.set_num_threads(1)
     run = RunSpec.model_validate_json(run_json)
     key = run.data.canonical_json()
