@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from gengap.studies import run_study
-from gengap.studies.pvr import AGGREGATIONS, pvr_zoos, token_families
+from gengap.studies.pvr import AGGREGATIONS, FAMILIES, pvr_zoos
 
 pytestmark = pytest.mark.slow  # ~15 s: six small transformers
 
@@ -29,8 +29,8 @@ def test_default_grid_covers_windows_aggregations_and_families() -> None:
 
 def test_accuracy_against_size_and_chance(result) -> None:
     table = result.table
-    families = token_families()
-    assert len(table) == len(families) * 2 * 2  # windows (1, 2) x sizes (200, 1000), min
+    assert set(table["family"]) == {"mlp", "transformer"}
+    assert len(table) == len(FAMILIES) * 2 * 2  # windows (1, 2) x sizes (200, 1000), min
     # majority-class baselines of min: 0.1 for one value, 0.19 for two (exact enumeration).
     chance = table.groupby("window")["chance"].first()
     assert chance[1] == pytest.approx(0.10, abs=0.01)
@@ -45,9 +45,8 @@ def test_holdout_beside_in_distribution(result) -> None:
     held = result.extra_tables["holdout"]
     assert list(held.columns) == ["family", "n_train", "train_acc", "in_distribution_acc",
                                   "shifted_acc"]
-    assert len(held) == 2 * len(token_families())
+    assert len(held) == 2 * len(FAMILIES)
     values = held[["in_distribution_acc", "shifted_acc"]].to_numpy()
     assert ((values >= 0) & (values <= 1)).all()
-    assert "mlp" in token_families() or any("'mlp'" in n for n in result.notes)
     curves, shift = result.figures
-    assert curves.layout.xaxis.type == "log" and len(shift.data) == 2 * len(token_families())
+    assert curves.layout.xaxis.type == "log" and len(shift.data) == 2 * len(FAMILIES)

@@ -10,8 +10,6 @@ import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
 from gengap.data import load
-from gengap.errors import GengapError
-from gengap.models import build_for
 from gengap.specs import ArchSpec, DataSpec, TrainSpec, ZooSpec
 from gengap.studies.common import chance, seed_mean
 from gengap.studies.registry import register_study
@@ -76,19 +74,6 @@ def pvr_zoos(scale: str, families: tuple[str, ...]) -> list[ZooSpec]:
             axes={"data.options.n_train": sizes},
         ))
     return zoos
-
-
-def token_families() -> tuple[str, ...]:
-    """The families of :data:`FAMILIES` that accept token inputs in this installation."""
-    probe = load(DataSpec(name="pvr-vector", options={"n_train": 20, "n_test": 20}))
-    usable = []
-    for family in FAMILIES:
-        try:
-            build_for(ArchSpec(family=family, width=8, heads=2, depth=1), probe)
-        except GengapError:
-            continue
-        usable.append(family)
-    return tuple(usable)
 
 
 def pvr_table(frame: pd.DataFrame) -> pd.DataFrame:
@@ -205,19 +190,14 @@ def findings(table: pd.DataFrame, holdout: pd.DataFrame) -> list[str]:
 def run_pvr(options: StudyOptions) -> StudyResult:
     """Train the PVR zoos at ``options.scale``; tabulate accuracy and the holdout shift."""
     clock = Clock()
-    families = token_families()
-    zoos = pvr_zoos(options.scale, families)
+    zoos = pvr_zoos(options.scale, FAMILIES)
     stores = train_zoos(zoos, options)
     frame = finished_frame(stores)
     table = pvr_table(frame)
     held = holdout_table(stores, frame)
-    notes = [
-        f"architecture {f!r} does not accept token inputs in this installation; its arm was "
-        "left out" for f in FAMILIES if f not in families
-    ]
     return StudyResult(
         name="pvr", scale=options.scale, title="Pointer value retrieval (vector task)",
         table=table, figures=pvr_figures(table, held), published=PUBLISHED,
         found=findings(table, held), seconds=clock.seconds, train_seconds=train_seconds(frame),
-        runs=len(frame), folder=options.out, notes=notes, extra_tables={"holdout": held},
+        runs=len(frame), folder=options.out, extra_tables={"holdout": held},
     )
