@@ -44,19 +44,24 @@ def model_id(key: str) -> str:
     return key if "model" in key else f"model_{key}"
 
 
+def read_json(path: Path, missing: str = "no such file") -> Any:
+    """A JSON file's content; a one-line error (``missing`` when it is absent) otherwise."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise GengapError(f"{path}: {missing}") from None
+    except OSError as err:
+        raise GengapError(f"{path}: cannot read: {err.strerror or err}") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise GengapError(f"{path}: not valid JSON ({err})") from None
+
+
 def read_reference(path: str | Path) -> Reference:
     """Read ``model_configs.json`` (or a folder holding it) into a :class:`Reference`."""
     path = Path(path)
     if path.is_dir():
         path = path / CONFIGS_NAME
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GengapError(f"{path}: no such file") from None
-    except OSError as err:
-        raise GengapError(f"{path}: cannot read: {err.strerror or err}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise GengapError(f"{path}: not valid JSON ({err})") from None
+    data = read_json(path)
     if not isinstance(data, dict) or not data:
         raise GengapError(f"{path}: expected a non-empty object of models")
     first = next(iter(data.values()))

@@ -18,7 +18,6 @@ average is 100 × the mean of the scored tasks (0.0 if any task timed out).
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from dataclasses import dataclass, field
@@ -30,7 +29,7 @@ import pandas as pd
 from gengap.errors import GengapError
 from gengap.evaluate.cmi import pgdl_cmi
 from gengap.evaluate.grid import check_grid, largest_complete_subgrid
-from gengap.interop.pgdl.reference import CONFIGS_NAME, Reference, read_reference
+from gengap.interop.pgdl.reference import CONFIGS_NAME, Reference, read_json, read_reference
 
 MISSING_SCORE = -0.999999  # what the scorer writes for a task it could not score
 EXCEEDED = "EXCEEDED"
@@ -103,14 +102,7 @@ def reference_tasks(reference: str | Path) -> dict[str, Path]:
 
 def read_predictions(path: Path) -> dict[str, Any]:
     """A ``.predict`` file: JSON object of model id -> float (or ``"EXCEEDED"``)."""
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise GengapError(f"{path}: no predictions for this task") from None
-    except OSError as err:
-        raise GengapError(f"{path}: cannot read: {err.strerror or err}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise GengapError(f"{path}: not valid JSON ({err})") from None
+    data = read_json(path, missing="no predictions for this task")
     if not isinstance(data, dict):
         raise GengapError(f"{path}: expected a JSON object of model id -> value")
     return data
