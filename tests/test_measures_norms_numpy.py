@@ -112,3 +112,14 @@ def test_measures_that_need_data_say_so():
         compute(ctx, ["margin"])
     with pytest.raises(GengapError, match="needs the initial weights"):
         compute(ctx, ["frobenius_distance"])
+
+
+def test_a_measure_that_does_not_apply_gives_nan_and_the_rest_still_compute():
+    # augmentation_penalty augments images; on vector inputs it does not apply.
+    net = nn.Sequential(nn.Linear(4, 3))
+    x = torch.randn(30, 4, generator=torch.Generator().manual_seed(0))
+    y = torch.randint(0, 3, (30,), generator=torch.Generator().manual_seed(1))
+    values = compute(MeasureContext(net, x_train=x, y_train=y, device="cpu"),
+                     ["augmentation_penalty", "margin"])
+    assert np.isnan(values["augmentation_penalty"])
+    assert np.isfinite(values["margin"])
