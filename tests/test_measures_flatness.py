@@ -1,6 +1,6 @@
-"""Flatness measures: relative flatness (closed form against the Hessian-block definition,
-invariance to rescaling), the Hessian's top eigenvalue and trace against an explicit Hessian,
-and module criticality on cases with known answers."""
+"""Flatness measures: the Hessian's top eigenvalue and trace against an explicit Hessian, and
+module criticality on cases with known answers. Relative flatness has its own file,
+test_measures_relative_flatness.py."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from torch.func import functional_call
 from gengap.measures import MeasureContext, compute
 from gengap.measures.flatness import (
     HUTCHINSON_SAMPLES,
+    criticality_sigmas,
     grid_point_generator,
     module_criticality_scores,
     perturbed_loss,
@@ -44,45 +45,6 @@ def tiny() -> tuple[nn.Module, torch.Tensor, torch.Tensor]:
 
 def value(net: nn.Module, x: torch.Tensor, y: torch.Tensor, name: str) -> float:
     return compute(MeasureContext(net, x_train=x, y_train=y, device="cpu"), [name])[name]
-
-
-def test_relative_flatness_closed_form_equals_the_hessian_block_definition() -> None:
-    net, x, y = tiny()
-    head = net[2]
-
-    def loss_of(w: torch.Tensor) -> torch.Tensor:
-        out = functional_call(net, {"2.weight": w}, (x,))
-        return nn.functional.cross_entropy(out, y)
-
-    w = head.weight.detach().clone()
-    hess = torch.autograd.functional.hessian(loss_of, w)  # (4, 5, 4, 5)
-    definition = sum(
-        float(w[s] @ w[t]) * float(torch.trace(hess[s, :, t, :]))
-        for s in range(w.shape[0])
-        for t in range(w.shape[0])
-    )
-    assert value(net, x, y, "relative_flatness") == pytest.approx(definition, rel=1e-10)
-
-
-def test_relative_flatness_is_unchanged_by_rescaling_the_feature_layer() -> None:
-    net, x, y = tiny()
-    base = value(net, x, y, "relative_flatness")
-    for c in (0.1, 3.0, 25.0):
-        scaled = copy.deepcopy(net)
-        with torch.no_grad():  # ReLU features × c, head ÷ c: the same function
-            scaled[0].weight.mul_(c)
-            scaled[0].bias.mul_(c)
-            scaled[2].weight.div_(c)
-        assert torch.allclose(scaled(x), net(x))
-        assert value(scaled, x, y, "relative_flatness") == pytest.approx(base, rel=1e-9)
-    # the raw Hessian trace is not invariant: that is the point of the relative measure
-    scaled = copy.deepcopy(net)
-    with torch.no_grad():
-        scaled[0].weight.mul_(5)
-        scaled[0].bias.mul_(5)
-        scaled[2].weight.div_(5)
-    assert value(scaled, x, y, "hessian_trace") != pytest.approx(
-        value(net, x, y, "hessian_trace"), rel=0.1)
 
 
 def explicit_hessian(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -138,6 +100,7 @@ def test_module_criticality_known_cases() -> None:
     cpu = torch.device("cpu")
     # the first layer never moved: rewinding it (α = 0) is free
     scores = module_criticality_scores(net, init, x, y, cpu, draws=2)
+    assert set(scores) == {"0", "2"}
     assert scores["0"] == 0.0
     assert scores["2"] > 0.0
     # with any loss allowed, α = 0 is feasible for every layer
@@ -159,15 +122,29 @@ def full_grid(net: nn.Module, init: nn.Module, x: torch.Tensor, y: torch.Tensor,
     w_f, w_0 = net[2].weight.detach(), init[2].weight.detach()
     dist2 = float(((w_f - w_0) ** 2).sum())
     rms = float(w_f.pow(2).mean().sqrt())
+    sigmas = sorted(set(torch.linspace(1e-16, 1, 11, dtype=torch.float64).tolist())
+                    | {s for s in (rms * torch.logspace(-3, 0, 11, dtype=torch.float64)).tolist()
+                       if s <= 1})
     best = math.inf
     for ai, a in enumerate(torch.linspace(0, 1, 11).tolist()):
-        for si, s in enumerate((rms * torch.logspace(-3, 0, 11)).tolist()):
+        for si, s in enumerate(sigmas):
             loss = perturbed_loss(work, work[2], (1 - a) * w_0 + a * w_f, s, 2,
                                   grid_point_generator(0, 1, ai, si), x, y,
                                   torch.device("cpu"), 1024)
             if loss <= rtol * final:
                 best = min(best, (a / s) ** 2 * dist2)
     return best
+
+
+def test_criticality_sigmas_hold_the_reference_grid_within_the_papers_domain() -> None:
+    reference = [1e-16] + [k / 10 for k in range(1, 11)]
+    for rms in (1e-4, 0.05, 0.37, 30.0):
+        sigmas = criticality_sigmas(rms)
+        assert sigmas == sorted(sigmas) and 0 < sigmas[0] and sigmas[-1] <= 1
+        for r in reference:
+            assert min(abs(s - r) for s in sigmas) < 1e-12
+        refined = [rms * 10 ** (k * 0.3 - 3) for k in range(11)]
+        assert len(sigmas) == len(reference) + sum(0 < r <= 1 for r in refined)
 
 
 def value_with_init(net: nn.Module, init: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:

@@ -150,5 +150,5 @@ def test_output_entropy_and_vc_dim():
     got = compute(ctx, ["output_entropy", "vc_dim"])
     p = torch.softmax(net(x).double(), 1).detach().numpy()
     assert got["output_entropy"] == pytest.approx(-(p * np.log(p)).sum(1).mean(), rel=1e-9)
-    omega = 4 * 6 + 6 + 6 * 3 + 3
-    assert got["vc_dim"] == pytest.approx(2 * omega * math.log2(omega))
+    # d + 2 d ω ln(22 d q): d = 2 layers, ω = 24 + 18 kernel weights, q = 1 (vectors)
+    assert got["vc_dim"] == pytest.approx(2 + 2 * 2 * 42 * math.log(22 * 2 * 1), rel=1e-12)

@@ -14,39 +14,55 @@ from gengap.measures.context import MeasureContext
 from gengap.measures.features import head_matrix, weight_layers
 from gengap.measures.hessian import hutchinson_trace, loss_hvp, top_eigenvalue
 from gengap.measures.registry import measure
+from gengap.measures.relative_flatness import (
+    feature_layer,
+    relative_flatness_normalized_head,
+    relative_flatness_of_layer,
+    smooth_modules_after,
+)
 
 DATA = ("weights", "train_data")
 HESSIAN_EXAMPLES = 512  # training examples the Hessian measures use (a seeded subset)
+RELATIVE_FLATNESS_BATCH = 256  # examples per batch of the per-class Jacobians
 HUTCHINSON_SAMPLES = 30
 POWER_ITERATIONS = 100
 CRITICALITY_EXAMPLES = 512
-CRITICALITY_DRAWS = 5  # noise draws per (α, σ) grid point (the reference code uses 10)
-CRITICALITY_GRID = 10  # α takes 11 values in [0, 1]; σ 11 log-spaced values (see below)
-CRITICALITY_DECADES = 3  # σ runs over rms(W_F) · [10^-3, 1]
+CRITICALITY_DRAWS = 10  # noise draws per (α, σ) grid point, as in the reference code
+CRITICALITY_GRID = 10  # α takes 11 values in [0, 1]; σ the 11 + 11 of criticality_sigmas
+CRITICALITY_DECADES = 3  # the refining σ run over rms(W_F) · [10^-3, 1]
 CRITICALITY_RTOL = 1.01  # a grid point is feasible when mean perturbed loss ≤ 1.01 × final
 
 
-def relative_flatness_closed_form(
-    features: torch.Tensor, logits: torch.Tensor, head: torch.Tensor
-) -> float:
-    """κ_Tr = (1/N) Σ_i ‖φ_i‖² Tr(G (diag(p_i) − p_i p_iᵀ)), G = W Wᵀ, p_i = softmax(logits_i):
-    Petzka et al.'s Σ_{s,s'} ⟨w_s, w_s'⟩ Tr(H_{s,s'}) for the head W (rows w_s) of a softmax
-    cross-entropy model, whose Hessian blocks are H_{s,s'} = (1/N) Σ_i (diag p_i − p_i p_iᵀ)_{ss'}
-    φ_i φ_iᵀ."""
-    p = torch.softmax(logits.double(), dim=1)
-    gram = head.double() @ head.double().T
-    # Tr(G (diag p − p pᵀ)) = Σ_s G_ss p_s − pᵀ G p
-    curvature = p @ gram.diagonal() - ((p @ gram) * p).sum(dim=1)
-    return float((features.double().pow(2).sum(dim=1) * curvature).mean())
-
-
-@measure("relative_flatness", group="flatness", needs=DATA, cost="C")
+@measure("relative_flatness", group="flatness", needs=DATA, cost="E")
 def relative_flatness(ctx: MeasureContext) -> float:
-    """κ_Tr = Σ_{s,s'} ⟨w_s, w_s'⟩ Tr(H_{s,s'}) of the head W on the penultimate features φ
-    (Petzka et al. 2021), in closed form for softmax cross-entropy:
-    (1/N) Σ_i ‖φ_i‖² Tr(W Wᵀ (diag p_i − p_i p_iᵀ)); one forward pass."""
-    feats = ctx.penultimate
-    return relative_flatness_closed_form(feats, ctx.logits, head_matrix(ctx.model))
+    """κ_Tr = Σ_{s,s′} ⟨w_s, w_s′⟩ Tr(H_{s,s′}) (Petzka et al. 2021) of the layer W that
+    produces the penultimate features (the last Linear/Conv layer before the head; rows w_s its
+    neurons' incoming weights), H_{s,s′} the Hessian block of the mean training cross-entropy
+    in rows w_s, w_s′. Computed exactly on the whole training set, without forming the Hessian,
+    as (1/N) Σ_i Tr((diag p_i − p_i p_iᵀ) M_i) with M_i built from the per-example Jacobian of
+    the logits in the layer's output (one backward pass per class through the layers after W);
+    exact when those layers are piecewise linear (ReLU, pooling, BatchNorm in eval mode), the
+    Gauss-Newton part of the Hessian after tanh, GELU or LayerNorm (the smooth modules found
+    after W are listed in ``ctx.details["relative_flatness_smooth_after"]``). Invariant to
+    rescaling W's neurons."""
+    x, _ = ctx.require_data()
+    probe = x[:1].to(ctx.device)
+    name, layer = feature_layer(ctx.model, probe)
+    ctx.details["relative_flatness_layer"] = name
+    # where modules after the layer are smooth, the value is the Gauss-Newton part
+    ctx.details["relative_flatness_smooth_after"] = smooth_modules_after(ctx.model, layer, probe)
+    return relative_flatness_of_layer(ctx.model, layer, x, ctx.device,
+                                      min(ctx.batch_size, RELATIVE_FLATNESS_BATCH))
+
+
+@measure("relative_flatness_head", group="flatness", needs=DATA, cost="C")
+def relative_flatness_head(ctx: MeasureContext) -> float:
+    """κ_Tr = Σ_{s,s′} ⟨w̃_s, w̃_s′⟩ Tr(H̃_{s,s′}) of the head on the penultimate features φ
+    normalized to unit standard deviation, φ̃_j = φ_j/σ_j and W̃_{:,j} = σ_j W_{:,j} (Petzka
+    et al.'s experimental protocol), in closed form for softmax cross-entropy:
+    (1/N) Σ_i ‖φ̃_i‖² Tr(W̃W̃ᵀ(diag p_i − p_i p_iᵀ)); one forward pass. The normalization makes
+    it invariant to rescaling the penultimate neurons."""
+    return relative_flatness_normalized_head(ctx.penultimate, ctx.logits, head_matrix(ctx.model))
 
 
 def _subset(ctx: MeasureContext, size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -111,6 +127,18 @@ def perturbed_loss(model: nn.Module, layer: nn.Module, base: torch.Tensor, sigma
     return sum(losses) / draws
 
 
+def criticality_sigmas(rms: float, grid: int = CRITICALITY_GRID) -> list[float]:
+    """The σ values tried, ascending: the reference code's linspace(1e-16, 1, grid + 1) and
+    ``grid + 1`` values log-spaced over rms·[10⁻³, 1] (rms: the layer's final weights'
+    root mean square), kept within the paper's domain σ ≤ 1. The reference grid alone has no σ
+    between 1e-16 and 0.1, where layers with small weights become feasible, and leaves their
+    score at ~1e32; the refinement only adds candidates, so the minimum can only get closer to
+    the paper's minimum over all σ ∈ (0, 1]."""
+    reference = torch.linspace(1e-16, 1, grid + 1, dtype=torch.float64)
+    refined = rms * torch.logspace(-CRITICALITY_DECADES, 0, grid + 1, dtype=torch.float64)
+    return sorted(set(reference.tolist()) | {s for s in refined.tolist() if 0 < s <= 1})
+
+
 @torch.no_grad()
 def module_criticality_scores(
     model: nn.Module,
@@ -125,14 +153,13 @@ def module_criticality_scores(
     rtol: float = CRITICALITY_RTOL,
 ) -> dict[str, float]:
     """Criticality of each Linear/Conv weight (Chatterji et al. 2020): the least
-    (α/σ)² ‖W_F − W_0‖_F² over the grid α ∈ {0, 1/g, …, 1} × σ ∈ rms(W_F)·logspace(−3, 0, g+1)
+    (α/σ)² ‖W_F − W_0‖_F² over the grid α ∈ {0, 1/g, …, 1} × σ ∈ :func:`criticality_sigmas`
     such that the mean training loss with W = (1−α)W_0 + αW_F + N(0, σ²) (``draws`` draws, other
     weights final) is at most ``rtol`` × the final loss; ``inf`` when no grid point is feasible.
-    The α grid, draws and condition follow the reference code (meta-dataset
-    ``criticality.py``); its σ grid, linspace(1e-16, 1, 11) in absolute units, leaves nothing
-    between 1e-16 and 0.1 and makes small networks' scores ~1e32, so gengap spaces σ
-    logarithmically relative to the layer's weight scale. Grid points that cannot beat the best
-    value found are skipped, which leaves the result unchanged."""
+    The α grid, draws, condition and the reference σ values follow the reference code
+    (meta-dataset ``criticality.py``, sigma_ratio 1); the added log-spaced σ values are
+    gengap's. Grid points that cannot beat the best value found are skipped, which leaves the
+    result unchanged."""
     final_loss = _mean_loss(model, x, y, device, batch_size)
     work = copy.deepcopy(model)
     finals = dict(weight_layers(model))
@@ -144,7 +171,7 @@ def module_criticality_scores(
         w_init = inits[name].weight.detach().to(w_final)
         dist2 = float(((w_final - w_init) ** 2).sum())
         rms = float(w_final.pow(2).mean().sqrt()) or 1.0
-        sigmas = (rms * torch.logspace(-CRITICALITY_DECADES, 0, grid + 1)).tolist()
+        sigmas = criticality_sigmas(rms, grid)
         best = math.inf
         for ai, a in enumerate(alphas):
             base = (1 - a) * w_init + a * w_final
@@ -168,9 +195,10 @@ def module_criticality_scores(
 )
 def module_criticality(ctx: MeasureContext) -> float:
     """Σ_i μ_i, μ_i = min (α/σ)² ‖W_i^F − W_i^0‖_F² s.t. E_u L(W_i = (1−α)W_i^0 + αW_i^F + u)
-    ≤ 1.01 L_final, u ~ N(0, σ²I) (Chatterji et al. 2020), over an 11x11 grid (α linear in
-    [0, 1], σ log-spaced over rms(W_i^F)·[10⁻³, 1]) with 5 draws per point, on a seeded subset
-    of 512 training examples."""
+    ≤ 1.01 L_final, u ~ N(0, σ²I) (Chatterji et al. 2020), over a grid: α ∈ {0, 0.1, …, 1}, σ
+    the reference code's {1e-16, 0.1, …, 1} plus 11 values log-spaced over rms(W_i^F)·[10⁻³, 1]
+    (all σ ≤ 1, the paper's domain); 10 noise draws per point, a seeded subset of 512 training
+    examples."""
     x, y = _subset(ctx, CRITICALITY_EXAMPLES)
     scores = module_criticality_scores(
         ctx.model, ctx.require_init(), x, y, ctx.device, ctx.batch_size, ctx.options.seed

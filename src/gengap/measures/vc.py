@@ -1,21 +1,41 @@
-"""The VC-dimension proxy (Jiang et al. 2020, appendix C.1)."""
+"""The VC-dimension measure of Jiang et al. 2020 (appendix C.1, eq. 19), as its first author
+computed it for the PGDL competition's VC-dimension baseline (Jiang 2020, Apache-2.0,
+github.com/cadurosar/pgdl, baselines/vc_dim/complexity.py)."""
 
 from __future__ import annotations
 
 import math
 
 from gengap.measures.context import MeasureContext
-from gengap.measures.layers import WEIGHT_LAYERS
-from gengap.measures.registry import measure
+from gengap.measures.features import weight_layers
+from gengap.measures.registry import NotApplicable, measure
+
+# the constant inside the logarithm of the baseline's bound, log(22 · d · q)
+LOG_CONSTANT = 22
+
+
+def vc_bound(depth: int, kernel_weights: int, positions: int) -> float:
+    """d + 2·d·ω·ln(22·d·q): an upper bound on the VC dimension of a piecewise-linear
+    network with d weight layers and ω kernel weights on inputs of q positions (of the form
+    O(d·ω·log(d·q)), after Bartlett, Harvey, Liaw & Mehrabian 2019)."""
+    return depth + 2 * depth * kernel_weights * math.log(LOG_CONSTANT * depth * positions)
 
 
 @measure("vc_dim", group="size", needs=(), cost="A")
 def vc_dim(ctx: MeasureContext) -> float:
-    """d·ω·log₂(ω): the order of the VC dimension of piecewise-linear (ReLU) networks with ω
-    parameters in d layers (Bartlett, Harvey, Liaw & Mehrabian 2019, JMLR 20(63), Theorems 6
-    and 7: Θ(ω·d·log ω) up to constants). d counts the Linear and Conv layers. Jiang et al.'s
-    eq. 19 is a bound of this order whose constants could not be checked; constants do not
-    change rankings."""
-    omega = sum(p.numel() for p in ctx.model.parameters() if p.requires_grad)
-    depth = sum(isinstance(m, WEIGHT_LAYERS) for m in ctx.model.modules())
-    return float(depth * omega * math.log2(max(omega, 2)))
+    """d + 2·d·ω·ln(22·d·q) (Jiang et al. 2020, eq. 19, as the PGDL VC-dimension baseline by
+    the same author computes it): d the number of Linear/Conv layers, ω their weights (kernels
+    only: no biases, no BatchNorm), q the number of input positions (H·W of an image, 1 for a
+    vector; the baseline hard-codes 32², the size of its CIFAR-type inputs); natural log."""
+    layers = [m for _, m in weight_layers(ctx.model)]
+    if not layers:
+        raise NotApplicable("the model has no Linear or Conv layer")
+    omega = sum(m.weight.numel() for m in layers)
+    has_conv = any(not hasattr(m, "in_features") for m in layers)
+    if ctx.input_shape is None:
+        if has_conv:
+            raise NotApplicable("vc_dim of a convolutional model needs the input shape")
+        positions = 1
+    else:
+        positions = math.prod(ctx.input_shape[1:]) if len(ctx.input_shape) > 1 else 1
+    return vc_bound(len(layers), omega, positions)

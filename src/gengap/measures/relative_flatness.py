@@ -1,0 +1,220 @@
+"""Relative flatness (Petzka, Kamp, Adilova, Sminchisescu & Boley, NeurIPS 2021).
+
+For a layer with weight matrix W (rows w_s: the incoming weights of its neuron s, a conv filter
+flattened for a convolution) and the mean training cross-entropy L,
+
+    κ_Tr(W) = Σ_{s,s'} ⟨w_s, w_s'⟩ · Tr(H_{s,s'}),   H_{s,s'} = ∂²L / ∂w_s ∂w_s'.
+
+Rescaling neuron s (w_s and its bias by λ_s > 0, the next layer's weights out of s by 1/λ_s, a
+ReLU in between) leaves the function unchanged, multiplies ⟨w_s, w_s'⟩ by λ_s λ_s' and
+H_{s,s'} by 1/(λ_s λ_s'): κ_Tr is unchanged term by term, where a plain Hessian trace is not.
+
+How it is computed, exactly and without forming a Hessian: the layer's output z is linear in W,
+z_{i,p} = W P_{i,p} + b (P_{i,p} the layer's input at position p: the input vector of a Linear
+layer, the p-th patch of a convolution). So with Q_i = (⟨P_{i,p}, P_{i,q}⟩)_{p,q},
+
+    κ_Tr = (1/N) Σ_i Σ_{p,q} Q_i[p, q] Tr(G Z_i[p, q]),   G = W Wᵀ,
+
+Z_i the Hessian of example i's loss with respect to its z. When everything after the layer is
+piecewise linear (ReLU, max/average pooling, BatchNorm and dropout in eval mode, Linear and
+Conv layers: all of gengap's ReLU families), Z_i = J_iᵀ A_i J_i exactly (almost everywhere),
+J_i = ∂logits_i/∂z_i and A_i = diag(p_i) − p_i p_iᵀ the softmax cross-entropy's curvature, so
+
+    κ_Tr = (1/N) Σ_i Tr(A_i M_i),   M_i[c, c'] = Σ_{p,q} Q_i[p, q] · J_i[c, :, p] G J_i[c', :, q],
+
+which needs one forward pass and one backward pass per class through the layers after W.
+After a smooth activation (tanh, GELU) this is the Gauss-Newton part of the Hessian: it drops
+Σ_c (p_c − y_c) ∇²_z logit_c, which vanishes as the training loss does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+from gengap.measures.features import weight_layers
+from gengap.measures.registry import NotApplicable
+
+JACOBIAN_BUDGET = 2**24  # float64 entries per Jacobian tensor (128 MiB)
+
+
+@contextmanager
+def _parameters_frozen(model: nn.Module) -> Iterator[None]:
+    """Autograd builds graphs only from the tensors we ask about, not from every weight."""
+    flags = [(p, p.requires_grad) for p in model.parameters()]
+    try:
+        for p, _ in flags:
+            p.requires_grad_(False)
+        yield
+    finally:
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+@torch.no_grad()
+def feature_layer(model: nn.Module, probe: torch.Tensor | None = None) -> tuple[str, nn.Module]:
+    """The layer that produces the penultimate features: the Linear/Conv layer that runs last
+    before the head (the last one to run) on ``probe`` inputs, or without them the last but
+    one registered. Running order matters in residual blocks, whose shortcut convolution may
+    be registered after the block's last convolution but runs before it."""
+    layers = weight_layers(model)
+    if probe is not None:
+        order: list[tuple[str, nn.Module]] = []
+        hooks = [m.register_forward_hook(
+            lambda mod, _i, _o, name=name: order.append((name, mod))) for name, m in layers]
+        try:
+            model.eval()(probe)
+        finally:
+            for h in hooks:
+                h.remove()
+        last_run = {name: i for i, (name, _) in enumerate(order)}
+        layers = sorted(dict(order).items(), key=lambda item: last_run[item[0]])
+    if len(layers) < 2:
+        raise NotApplicable("relative flatness needs a layer before the head")
+    return layers[-2]
+
+
+# Modules that are piecewise linear in their input in eval mode: after them the Hessian in
+# the layer's output is exactly the Gauss-Newton matrix.
+PIECEWISE_LINEAR = (
+    nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.Hardtanh,
+    nn.PReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d,
+    nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
+    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.BatchNorm1d,
+    nn.BatchNorm2d, nn.BatchNorm3d, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+    nn.Flatten, nn.Identity,
+)
+
+
+@torch.no_grad()
+def smooth_modules_after(model: nn.Module, layer: nn.Module, probe: torch.Tensor) -> list[str]:
+    """Names of the leaf modules that run after ``layer`` on ``probe`` and are not piecewise
+    linear (LayerNorm, tanh, GELU...): where there are any, :func:`relative_flatness_of_layer`
+    gives the Gauss-Newton part of the Hessian. Functions called inside a ``forward`` (not
+    modules) are not seen."""
+    order: list[tuple[str, nn.Module]] = []
+    leaves = [(n, m) for n, m in model.named_modules() if not list(m.children())]
+    hooks = [m.register_forward_hook(lambda mod, _i, _o, name=name: order.append((name, mod)))
+             for name, m in leaves]
+    try:
+        model.eval()(probe)
+    finally:
+        for h in hooks:
+            h.remove()
+    runs = [i for i, (_, m) in enumerate(order) if m is layer]
+    after = order[runs[-1] + 1 :] if runs else []
+    return sorted({n for n, m in after if not isinstance(m, PIECEWISE_LINEAR)})
+
+
+def _patches(layer: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
+    """The layer's input as (batch, features, positions): z[:, :, p] = W · patch p (+ b)."""
+    if isinstance(layer, nn.Linear):
+        return inputs.reshape(len(inputs), -1, inputs.shape[-1]).transpose(1, 2)
+    if not isinstance(layer, (nn.Conv1d, nn.Conv2d)):
+        raise NotApplicable(f"relative flatness supports Linear, Conv1d and Conv2d, not {layer}")
+    if layer.groups != 1 or layer.padding_mode != "zeros" or isinstance(layer.padding, str) and \
+            layer.padding != "valid":
+        raise NotApplicable("relative flatness needs an ungrouped, zero-padded convolution")
+    padding = 0 if isinstance(layer.padding, str) else layer.padding
+    if all(k == 1 for k in layer.kernel_size) and not any(
+            padding if isinstance(padding, int) else padding):
+        # a 1x1 convolution's patches are its input's pixels (unfold would copy them slowly)
+        index = (slice(None), slice(None)) + tuple(slice(None, None, st) for st in layer.stride)
+        return inputs[index].reshape(len(inputs), inputs.shape[1], -1)
+    if isinstance(layer, nn.Conv1d):  # a 1-d convolution is a 2-d one of height 1
+        inputs = inputs.unsqueeze(2)
+        pad, kernel = (0, padding[0] if padding else 0), (1, layer.kernel_size[0])
+        stride, dilation = (1, layer.stride[0]), (1, layer.dilation[0])
+    else:
+        pad, kernel, stride, dilation = padding, layer.kernel_size, layer.stride, layer.dilation
+    return nn.functional.unfold(inputs, kernel, dilation=dilation, padding=pad, stride=stride)
+
+
+def _output_jacobians(z: torch.Tensor, logits: torch.Tensor, layer: nn.Module) -> torch.Tensor:
+    """J[c, i, s, p] = ∂logits[i, c] / ∂z[i, s, p], one backward pass per class (examples are
+    independent in eval mode, so the gradient of a column's sum is per example)."""
+    rows = []
+    for c in range(logits.shape[1]):
+        (grad,) = torch.autograd.grad(logits[:, c].sum(), z, retain_graph=True)
+        if isinstance(layer, nn.Linear):  # (batch, ..., out) -> (batch, out, positions)
+            grad = grad.reshape(len(grad), -1, grad.shape[-1]).transpose(1, 2)
+        else:  # (batch, out, *spatial) -> (batch, out, positions)
+            grad = grad.reshape(len(grad), grad.shape[1], -1)
+        rows.append(grad.double())
+    return torch.stack(rows)
+
+
+def relative_flatness_of_layer(
+    model: nn.Module,
+    layer: nn.Module,
+    x: torch.Tensor,
+    device: torch.device,
+    batch_size: int = 256,
+) -> float:
+    """κ_Tr = Σ_{s,s'} ⟨w_s, w_s'⟩ Tr(H_{s,s'}) of ``layer`` (a Linear or Conv layer of
+    ``model``) for the mean softmax cross-entropy on inputs ``x``, by the module docstring's
+    formula: exact when the layers after ``layer`` are piecewise linear. The labels do not
+    enter (the cross-entropy's Hessian in the logits is diag p − p pᵀ whatever the label)."""
+    model = model.eval()
+    w = layer.weight.detach().reshape(layer.weight.shape[0], -1).double()
+    gram = w @ w.T
+    grabbed: dict[str, torch.Tensor] = {}
+
+    def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+             ) -> torch.Tensor:
+        grabbed["input"] = inputs[0].detach()
+        grabbed["z"] = output.detach().requires_grad_(True)
+        return grabbed["z"]  # differentiate the rest of the network with respect to z
+
+    total = 0.0
+    handle = layer.register_forward_hook(hook)
+    try:
+        with _parameters_frozen(model), torch.enable_grad():
+            # size batches so the Jacobians, (classes, batch, out, positions), stay bounded
+            classes = model(x[:1].to(device)).shape[1]
+            per_example = classes * grabbed["z"].numel()
+            batch_size = max(1, min(batch_size, JACOBIAN_BUDGET // per_example))
+            for i in range(0, len(x), batch_size):
+                logits = model(x[i : i + batch_size].to(device))
+                jac = _output_jacobians(grabbed["z"], logits, layer)  # (C, b, out, positions)
+                patches = _patches(layer, grabbed["input"]).double()  # (b, in·k, positions)
+                overlap = patches.transpose(1, 2) @ patches  # Q: (b, positions, positions)
+                # M[b, c, c'] = Σ_{p,q} Q[b,p,q] J[c,b,:,p]ᵀ G J[c',b,:,q]
+                mixed = torch.einsum("st,cbtp->cbsp", gram, jac)
+                mixed = torch.einsum("cbsp,bpq->cbsq", mixed, overlap)
+                m = torch.einsum("cbsq,dbsq->bcd", mixed, jac)
+                p = torch.softmax(logits.detach().double(), dim=1)
+                # Tr(A M), A = diag p − p pᵀ
+                curvature = (p * m.diagonal(dim1=1, dim2=2)).sum(1) - torch.einsum(
+                    "bc,bcd,bd->b", p, m, p)
+                total += float(curvature.sum())
+    finally:
+        handle.remove()
+    return total / len(x)
+
+
+def relative_flatness_normalized_head(
+    features: torch.Tensor, logits: torch.Tensor, head: torch.Tensor
+) -> float:
+    """κ_Tr of the head W (classes × features) on the penultimate features φ normalized to
+    unit standard deviation over the training set (φ̃_j = φ_j/σ_j, W̃_{:,j} = σ_j W_{:,j}, the
+    same function), as Petzka et al.'s experiments compute it. A constant feature (σ_j = 0, a
+    dead ReLU say) acts as a bias: it is moved into the head's bias, which κ does not see
+    (φ̃_j = 0, W̃_{:,j} = 0); Petzka et al.'s code leaves it unscaled, which lets an arbitrary
+    weight on a dead feature change κ. The head's Hessian blocks have the closed form
+    H_{s,s'} = (1/N) Σ_i (diag p_i − p_i p_iᵀ)_{ss'} φ̃_i φ̃_iᵀ, so
+    κ = (1/N) Σ_i ‖φ̃_i‖² Tr(W̃W̃ᵀ (diag p_i − p_i p_iᵀ)): one forward pass. The normalization
+    makes it invariant to rescaling the penultimate neurons."""
+    feats = features.double()
+    scale = feats.std(dim=0, unbiased=False)
+    live = scale > 0
+    feats = torch.where(live, feats / torch.where(live, scale, 1.0), 0.0)
+    head = head.double().to(scale.device) * scale  # a constant feature's column becomes 0
+    p = torch.softmax(logits.double().to(feats.device), dim=1)
+    gram = head @ head.T
+    # Tr(G (diag p − p pᵀ)) = Σ_s G_ss p_s − pᵀ G p
+    curvature = p @ gram.diagonal() - ((p @ gram) * p).sum(dim=1)
+    return float((feats.pow(2).sum(dim=1) * curvature).mean())
