@@ -3,12 +3,15 @@
 For each case, P networks that differ in learning rate and weight decay (one seed, so one data
 order) train for the same S steps on the same minibatches, once as P plain PyTorch loops
 (model, torch.optim.SGD, forward, cross-entropy, backward, step) and once as one gengap
-population (stacked parameters under vmap, batched SGD, with its per-step divergence check).
-Printed: networks trained per second both ways and their ratio, and the population's achieved
-FLOP/s as a fraction of this machine's float32 matmul peak, measured in the same run. Each
-timing is the best of --repeats measurements (other processes on the machine only add time).
+population (its wide forward, or vmap where a family has none; batched SGD; its per-step
+divergence check). Printed: networks trained per second both ways and their ratio, and the
+achieved FLOP/s of both as a fraction of this machine's float32 matmul peak, measured in the
+same run with the same threads. Each timing is the best of --repeats measurements, taken in
+turns (other processes on the machine only add time). Both loops run with glibc keeping freed
+blocks for reuse (:func:`gengap.train.population.reuse_large_blocks`, which a population turns
+on).
 
-    .venv/bin/python benchmarks/bench_population.py [--population 16] [--steps 20]
+    .venv/bin/python benchmarks/bench_population.py [--population 16] [--steps 20] [--threads 1]
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from gengap.models import build
 from gengap.specs import ArchSpec, RunSpec, TrainSpec
-from gengap.train.population import Population
+from gengap.train.population import Population, reuse_large_blocks
 
 CASES = {
     "(a) Small CNN Zoo net, 28x28x1": (ArchSpec(family="cnn"), (1, 28, 28)),
@@ -96,24 +99,33 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batches", default="512,128,32", help="batch sizes to measure")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    parser.add_argument("--cases", default="abc", help="which of the cases (a), (b), (c)")
     args = parser.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    reuse_large_blocks()  # for both loops alike
     peak = max(matmul_peak() for _ in range(args.repeats))
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 matmul peak "
           f"{peak / 1e9:.1f} GFLOP/s; P = {args.population} networks, {args.steps} steps each")
     print(f"{'case':34} {'batch':>5} {'plain nets/s':>12} {'pop nets/s':>11} {'speed-up':>9} "
-          f"{'pop GFLOP/s':>11} {'of peak':>8}")
+          f"{'pop GFLOP/s':>11} {'of peak':>8} {'plain of peak':>13}")
     for name, (arch, shape) in CASES.items():
+        if name[1] not in args.cases:
+            continue
         for batch in (int(b) for b in args.batches.split(",")):
             runs = [RunSpec(arch=arch, seed=0, train=TrainSpec(
                 lr=0.01 * (1 + i % 4), weight_decay=1e-4 * (i // 4), batch_size=batch))
                 for i in range(args.population)]
             data = batches(shape, batch, args.steps)
-            plain = min(plain_loop(runs, shape, data) for _ in range(args.repeats))
-            together = min(population(runs, shape, data) for _ in range(args.repeats))
+            plain = together = float("inf")
+            for _ in range(args.repeats):  # in turns, so that the machine's load hits both
+                plain = min(plain, plain_loop(runs, shape, data))
+                together = min(together, population(runs, shape, data))
             flops = step_flops(arch, shape, batch) * args.steps * len(runs)
             print(f"{name:34} {batch:5d} {len(runs) / plain:12.2f} {len(runs) / together:11.2f} "
                   f"{plain / together:8.2f}x {flops / together / 1e9:11.2f} "
-                  f"{flops / together / peak:8.1%}")
+                  f"{flops / together / peak:8.1%} {flops / plain / peak:13.1%}")
 
 
 if __name__ == "__main__":

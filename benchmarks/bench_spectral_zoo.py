@@ -84,6 +84,8 @@ def main() -> None:
         other = details[k][details[k]["num_evals"] >= 50]["alpha"].astype(float).to_numpy()
         layer_gap = max(layer_gap, float(abs(mine - other).max()))
     big = max(abs(ours["log_norm"][k] - theirs[k]["log_norm"]) for k in range(args.ww_sample))
+    soft = max(abs(ours["mp_softrank"][k] - theirs[k]["mp_softrank"])
+               for k in range(args.ww_sample))
 
     print(f"{args.networks} Small-CNN-Zoo-shaped networks, {torch.get_num_threads()} threads")
     print(f"  gengap population_summary (PL + MP fits):          {ours_ms:7.3f} ms/network")
@@ -95,7 +97,8 @@ def main() -> None:
           f"{'met' if ours_ms <= 0.8 else 'NOT met'}")
     print(f"  max |alpha diff| per layer with >= 50 eigenvalues: {layer_gap:.1e}; of the model "
           f"mean: {gap:.3f} (WeightWatcher fits layers with < 20 eigenvalues by another rule)")
-    print(f"  max |mean log_norm diff|: {big:.1e}")
+    print(f"  max |mean log_norm diff|: {big:.1e}; max |mean mp_softrank diff| (the MP fit): "
+          f"{soft:.1e}")
 
 
 if __name__ == "__main__":

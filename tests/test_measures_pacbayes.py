@@ -1,5 +1,5 @@
 """σ′ and α′ on linear models where the accuracy drop has a closed form, the bounds built on
-them, and the bisection itself."""
+them, and the scale search itself (with and without its bracketing screens)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from scipy.stats import norm
 from torch import nn
 
 from gengap.measures import MeasureContext, compute
-from gengap.measures.search import Probe, bisect_scale
+from gengap.measures.search import Probe, bisect_scale, search_scale
 from gengap.specs import MeasureOptions
 
 
@@ -171,3 +171,47 @@ def test_bisection_widens_the_bracket_when_the_upper_end_is_too_small():
         return Probe(scale, drop, 0.0, 1, verdict)
 
     assert bisect_scale(probe, opts).value == pytest.approx(5.0, rel=0.1)
+
+
+def verdict_of(drop: float, opts: MeasureOptions) -> str:
+    return ("accept" if abs(drop - opts.deviation) < opts.tolerance
+            else "lower" if drop > opts.deviation else "raise")
+
+
+@pytest.mark.parametrize("true_scale", [3e-4, 0.02, 0.7, 40.0])
+def test_screens_bracket_the_scale_and_full_probes_find_it(true_scale):
+    """A smooth drop D(s) = 0.9·(1 − exp(−(s/s0)²)) crossing 0.1 at ``true_scale``: screens
+    (cheap, trusted in both directions) bracket it, a few full probes land in the band."""
+    opts = MeasureOptions()
+    s0 = true_scale / math.sqrt(-math.log(1 - 0.1 / 0.9))
+    full, screens = [], []
+
+    def drop(scale: float) -> float:
+        return 0.9 * (1 - math.exp(-((scale / s0) ** 2)))
+
+    def probe(scale: float) -> Probe:
+        full.append(scale)
+        return Probe(scale, drop(scale), 0.0, 1000, verdict_of(drop(scale), opts))
+
+    def screen(scale: float) -> Probe:
+        screens.append(scale)
+        d = drop(scale)  # a screen only settles far from the target
+        verdict = "lower" if d > 0.2 else "raise" if d < 0.05 else "undecided"
+        return Probe(scale, d, 0.05, 100, verdict)
+
+    result = search_scale(probe, opts, screen)
+    assert abs(drop(result.value) - 0.1) < opts.tolerance
+    assert len(full) <= 4 and len(screens) <= 12
+    assert result.examples == 1000 * len(full) + 100 * len(screens)
+
+
+def test_a_step_shaped_drop_is_found_by_bisection_in_log_scale():
+    """Drops of 0 or 0.9 say nothing about where the target is crossed: the search bisects."""
+    opts = MeasureOptions()
+
+    def probe(scale: float) -> Probe:  # the band [0.09, 0.11] is only 1 % wide in scale
+        drop = 0.0 if scale < 0.5 else 0.1 if scale < 0.505 else 0.9
+        return Probe(scale, drop, 0.0, 1, verdict_of(drop, opts))
+
+    result = search_scale(probe, opts)
+    assert 0.5 <= result.value < 0.505

@@ -24,7 +24,7 @@ from gengap.measures.spectral import (
     summarize,
 )
 from gengap.measures.spectral.esd import eigenvalues_many
-from gengap.measures.spectral.marchenko_pastur import linear_kde
+from gengap.measures.spectral.marchenko_pastur import linear_kde, linear_kde_grid
 from gengap.measures.spectral.table import jensen_shannon_distance
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -190,3 +190,81 @@ def test_spectra_command_prints_the_table(tmp_path) -> None:
     result = CliRunner().invoke(app, ["spectra", str(path), "--no-randomize"])
     assert result.exit_code == 0, result.output
     assert "unreliable" in result.output and "alpha" in result.output
+
+
+def test_linear_kde_on_an_even_grid_equals_sklearn() -> None:
+    rng = np.random.default_rng(3)
+    samples = np.stack([np.sort(rng.gamma(k, size=60)) for k in (0.5, 2.0, 6.0)])
+    tops = samples.max(1, keepdims=True) + 0.5
+    grid = np.linspace(0, 1, 1000)[None] * tops
+    ours = linear_kde_grid(torch.tensor(samples), torch.tensor(grid), 0.1).numpy()
+    for row in range(3):
+        kde = KernelDensity(kernel="linear", bandwidth=0.1).fit(samples[row][:, None])
+        np.testing.assert_allclose(ours[row], np.exp(kde.score_samples(grid[row][:, None])),
+                                   atol=1e-9)
+
+
+def esds(seed: int) -> list[tuple[torch.Tensor, int, int]]:
+    """A batch of 6 ESDs for each of three slice shapes (Q = 4, 1, 16; Gaussian and Student-t
+    entries)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for n, m in ((80, 20), (30, 30), (16, 1)):
+        batch = []
+        for k in range(6):
+            w = rng.standard_normal((9, n, m)) if k % 2 else rng.standard_t(3, (9, n, m))
+            batch.append(np.sort((np.linalg.svd(w, compute_uv=False) ** 2).ravel()))
+        out.append((torch.tensor(np.stack(batch)), n, m))
+    return out
+
+
+def test_batched_mp_fit_equals_one_esd_at_a_time() -> None:
+    for evals, n, m in esds(4):
+        batched = fit_mp(evals, n, m)
+        for row in range(len(evals)):
+            alone = fit_mp(evals[row : row + 1], n, m)
+            for field in ("sigma_mp", "bulk_max", "mp_softrank", "num_spikes"):
+                assert float(getattr(alone, field)[0]) == float(getattr(batched, field)[row])
+
+
+def scan_residuals(evals: np.ndarray, n: int, m: int, sigmas: np.ndarray) -> np.ndarray:
+    """WeightWatcher's MP residual for each σ, one σ at a time, from its definition: mean-1
+    eigenvalues (square roots for Q = 1), sklearn's linear KDE on 1,000 points, squared
+    errors where the KDE exceeds 0.01, rejected σ at 1000² per point."""
+    q = n / m
+    scaled = evals * len(evals) / evals.sum()
+    fitted = np.sqrt(scaled) if q == 1 else scaled
+    grid = np.linspace(0, fitted.max() + 0.5, 1000)
+    kde = KernelDensity(kernel="linear", bandwidth=0.1).fit(fitted[:, None])
+    density = np.exp(kde.score_samples(grid[:, None]))
+    good = density > 0.01
+    g, d = grid[good], density[good]
+    peak, last = g[np.argmax(d)], g.max()
+    out = []
+    for s in sigmas:
+        if q == 1:
+            model = np.sqrt(np.clip(4 - g**2, 0, None)) / (np.pi * s * s)
+            out.append(np.sum((model - d) ** 2))
+            continue
+        b, a = (s * (1 + 1 / np.sqrt(q))) ** 2, (s * (1 - 1 / np.sqrt(q))) ** 2
+        if b < peak or b > last or a > peak:
+            out.append(1000.0**2 * good.sum())
+            continue
+        inside = np.clip((b - g) * (g - a), 0, None)
+        model = np.sqrt(inside) / (2 * np.pi * s * s * g / q)
+        out.append(np.sum((model - d) ** 2))
+    return np.array(out)
+
+
+def test_mp_fit_finds_the_least_residual_of_a_fine_scan() -> None:
+    for evals, n, m in esds(5):
+        fit = fit_mp(evals, n, m)
+        for row in range(len(evals)):
+            e = evals[row].numpy()
+            q = n / m
+            s = np.sqrt(e.max() * len(e) / e.sum() / (1 + 1 / np.sqrt(q)) ** 2)
+            sigmas = s * np.arange(0.05, 2.0, 0.001)
+            scan = scan_residuals(e, n, m, sigmas)
+            ours = scan_residuals(e, n, m, np.array([float(fit.sigma_mp[row])]))[0]
+            assert ours <= scan.min() * (1 + 1e-3) + 1e-12
+            assert float(fit.sigma_mp[row]) == pytest.approx(sigmas[scan.argmin()], abs=2e-3 * s)

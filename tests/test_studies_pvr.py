@@ -20,10 +20,14 @@ def result(tmp_path_factory: pytest.TempPathFactory):
 def test_default_grid_covers_windows_aggregations_and_families() -> None:
     zoos = {z.name: z for z in pvr_zoos("default", ("transformer", "mlp"))}
     grid = zoos["pvr_transformer"].axes
-    assert grid["data.options.window"] == (1, 2, 3, 4)
+    assert grid["data.options.window"] == (2, 3, 4)
     assert set(grid["data.options.aggregation"]) == set(AGGREGATIONS)
     assert len(grid["data.options.n_train"]) >= 3
-    assert {"pvr_mlp", "holdout_mlp", "holdout_transformer"} <= set(zoos)
+    # window 1 is the same task under every aggregation: trained once per size
+    retrieval = zoos["retrieval_transformer"]
+    assert retrieval.data.options["window"] == 1 and list(retrieval.axes) == [
+        "data.options.n_train"]
+    assert {"pvr_mlp", "retrieval_mlp", "holdout_mlp", "holdout_transformer"} <= set(zoos)
     assert zoos["holdout_transformer"].data.options["holdout"] == 1
 
 

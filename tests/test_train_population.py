@@ -59,6 +59,15 @@ def test_population_equals_training_alone(digits, arch, train):
         assert_same(result, fit(run, digits, device="cpu"))
 
 
+@pytest.mark.slow
+def test_vmap_population_equals_training_alone(digits):
+    """A family without a wide form (residual blocks) trains under vmap, with the same result."""
+    runs = [RunSpec(arch=ArchSpec(family="resnet", width=2, depth=1), seed=3,
+                    train=TrainSpec(lr=lr, target_ce=0.0, max_epochs=1)) for lr in (0.02, 0.05)]
+    for run, result in zip(runs, fit_population(runs, digits, device="cpu"), strict=True):
+        assert_same(result, fit(run, digits, device="cpu"))
+
+
 def test_members_leave_when_they_converge_or_diverge(digits):
     arch = ArchSpec(family="mlp", width=32, depth=1)
     runs = [

@@ -14,7 +14,16 @@ import math
 import random
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializationInfo,
+    SerializerFunctionWrapHandler,
+    ValidationError,
+    model_serializer,
+    model_validator,
+)
 
 Scalar = bool | int | float | str
 
@@ -23,8 +32,10 @@ class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     def canonical_json(self) -> str:
-        """JSON with sorted keys and no whitespace: equal specs give equal strings."""
-        return json.dumps(self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"))
+        """JSON with sorted keys and no whitespace: equal specs give equal strings. Fields
+        added after run ids were first stored are left out while at their defaults."""
+        tree = self.model_dump(mode="json", context={"canonical": True})
+        return json.dumps(tree, sort_keys=True, separators=(",", ":"))
 
 
 class DataSpec(_Spec):
@@ -171,6 +182,16 @@ class TrainSpec(_Spec):
     checkpoints: tuple[int, ...] = Field(
         (), description="epochs whose weights are kept besides the initial and final ones"
     )
+    eval_every: int = Field(
+        1, ge=1,
+        description="evaluate both splits every this many epochs (and at the last one); "
+        "target_ce and the cross-entropy milestones are checked only then",
+    )
+    eval_per_decade: int | None = Field(
+        None, ge=1,
+        description="instead of eval_every: evaluate at this many log-spaced epochs per "
+        "decade (1, 2, 3, ... rounded from 10^(k/n)) and at the last one",
+    )
 
     @model_validator(mode="after")
     def _check_epochs(self) -> TrainSpec:
@@ -178,7 +199,32 @@ class TrainSpec(_Spec):
             values = getattr(self, name)
             if any(e < 1 for e in values) or list(values) != sorted(set(values)):
                 raise ValueError(f"{name}: epochs must be increasing and at least 1")
+        if self.eval_every > 1 and self.eval_per_decade is not None:
+            raise ValueError("eval_every and eval_per_decade: give one of them, not both")
         return self
+
+    @model_serializer(mode="wrap")
+    def _leave_out_defaults(
+        self, handler: SerializerFunctionWrapHandler, info: SerializationInfo
+    ) -> dict[str, Any]:
+        # In the canonical JSON (the run id) the evaluation schedule is left out at its
+        # defaults, so the ids of runs stored before it existed stay valid.
+        tree = handler(self)
+        if info.context and info.context.get("canonical"):
+            for name in ("eval_every", "eval_per_decade"):
+                if getattr(self, name) == type(self).model_fields[name].default:
+                    tree.pop(name, None)
+        return tree
+
+    def evaluates(self, epoch: int) -> bool:
+        """Whether both splits are evaluated after ``epoch`` on the regular schedule (the
+        trainer also evaluates the last epoch, whatever ended it)."""
+        if self.eval_per_decade is None:
+            return epoch % self.eval_every == 0
+        n = self.eval_per_decade
+        # epoch is on the grid when some k has round(10^(k/n)) == epoch
+        k = round(n * math.log10(epoch))
+        return any(round(10 ** (j / n)) == epoch for j in (k - 1, k, k + 1) if j >= 0)
 
 
 class MeasureOptions(_Spec):
@@ -190,9 +236,10 @@ class MeasureOptions(_Spec):
                              "σ′ and α′")
     tolerance: float = Field(0.01, gt=0, description="a probe is accepted when the drop is "
                              "within this of the target")
-    search_depth: int = Field(15, ge=1, description="most probes of one σ′ or α′ search")
-    search_upper: float = Field(2.0, gt=0, description="first upper end of the search bracket "
-                                "(doubled while too small)")
+    search_depth: int = Field(15, ge=1, description="most full probes of one σ′ or α′ search "
+                              "(the cheap bracketing screens aside)")
+    search_upper: float = Field(2.0, gt=0, description="first scale screened: the "
+                                "bracket is searched down (or up) from it by factors of 4")
     mc_draws: int = Field(10, ge=1, description="noise draws per Monte Carlo round (one "
                           "batched forward)")
     mc_chunk: int = Field(128, ge=1, description="training examples per draw and round")
@@ -205,7 +252,9 @@ class MeasureOptions(_Spec):
     mag_eps: float = Field(1e-3, gt=0, description="ε of the magnitude-aware noise and box")
     delta: float = Field(0.1, gt=0, lt=1, description="δ of the bounds")
     ascent_steps: int = Field(10, ge=1, description="projected gradient-ascent steps per probe")
-    ascent_batch: int = Field(256, ge=1, description="examples per ascent step")
+    ascent_warm_steps: int = Field(3, ge=1, description="ascent steps from a warm start (the "
+                                   "search's worst perturbation so far, rescaled)")
+    ascent_batch: int = Field(128, ge=1, description="examples per ascent step")
     ascent_restarts: int = Field(1, ge=1, description="random starts per probe (worst kept)")
     grad_batch: int = Field(32, ge=1, description="minibatch size of the gradient-noise measure")
     grad_batches: int = Field(32, ge=2, description="minibatches of the gradient-noise measure")

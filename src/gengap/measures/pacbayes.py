@@ -23,8 +23,8 @@ from gengap.measures.registry import measure
 from gengap.measures.search import (
     Probe,
     SearchResult,
-    bisect_scale,
     estimate_drop,
+    search_scale,
     unreachable,
 )
 
@@ -53,7 +53,7 @@ def sigma_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
     cpu_gen = torch.Generator().manual_seed(opts.seed * 2 + magnitude)
     dev_gen = torch.Generator(device=net.device).manual_seed(opts.seed * 2 + magnitude + 7919)
 
-    def probe(sigma: float) -> Probe:
+    def rounds(sigma: float):
         std: float | torch.Tensor = (
             torch.sqrt(sigma**2 * w**2 + opts.mag_eps**2) if magnitude else sigma
         )
@@ -71,9 +71,15 @@ def sigma_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
                 drops.append((clean[dev_idx].float() - noisy.float()).mean(dim=1))
             return torch.cat(drops)
 
-        return estimate_drop(one_round, opts, sigma)
+        return one_round
 
-    return bisect_scale(probe, opts)
+    def probe(sigma: float) -> Probe:
+        return estimate_drop(rounds(sigma), opts, sigma)
+
+    def screen(sigma: float) -> Probe:  # one small round: both its verdicts are trusted
+        return estimate_drop(rounds(sigma), opts, sigma, screen_only=True)
+
+    return search_scale(probe, opts, screen)
 
 
 def _sigma(ctx: MeasureContext, name: str) -> float:
@@ -101,7 +107,8 @@ def _mag_bound(ctx: MeasureContext, vector: torch.Tensor, sigma: float) -> float
 @measure("pacbayes_sigma", group="pacbayes", needs=DATA, cost="F")
 def pacbayes_sigma(ctx: MeasureContext) -> float:
     """σ′: std of the Gaussian parameter noise that lowers training accuracy by 0.1
-    (Jiang et al. 2020, C.4; binary search with batched, sequentially stopped Monte Carlo)."""
+    (Jiang et al. 2020, C.4; a bracketed search with sequentially stopped Monte Carlo, see
+    :mod:`gengap.measures.search`)."""
     return ctx.sigma_search.value
 
 

@@ -37,7 +37,11 @@ class FlatNet:
     @torch.no_grad()
     def forward_many(self, vectors: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
         """Logits ``(K, n, classes)`` of K parameter vectors ``(K, P)``, each on its own inputs
-        ``xs[k]`` (``(K, n, ...)``), as one batched computation."""
+        ``xs[k]`` (``(K, n, ...)``), as one batched computation on a GPU; on the CPU one copy
+        at a time, which is faster there (a batch of weights becomes a grouped convolution,
+        slower on the CPU than K ordinary ones)."""
+        if vectors.device.type == "cpu":
+            return torch.stack([self.forward(v, x) for v, x in zip(vectors, xs, strict=True)])
         try:
             return vmap(self.forward)(vectors, xs)
         except (RuntimeError, NotImplementedError):  # a layer without a batching rule

@@ -4,9 +4,25 @@ target amount, with sequential Monte Carlo stopping.
 What σ′ means (the study's definition, kept): the drop is D(s) = acc(w) − E[acc(w + u_s)], the
 clean training accuracy minus the expected accuracy under the perturbation of scale s, the
 expectation over the perturbation and uniformly over the training examples. σ′ is an s with
-|D(s) − target| < tolerance, found by bisection on [0, upper] (upper doubled while D(upper) is
-below the target), at most ``search_depth`` probes; when no probe is accepted the last one
-probed is returned, as in the reference implementation.
+|D(s) − target| < tolerance (the reference's acceptance rule). The reference finds it by
+bisection on [0, 2]; gengap finds the same kind of s in fewer probes (:func:`search_scale`):
+
+1. a cheap bracket: *screens* (one small Monte Carlo round, a few hundred examples) at
+   ``search_upper``, ``search_upper``/4, /16, … until a screen no longer shows a drop clearly
+   above the target; a screen that settles "too large" is an upper end of the bracket, one
+   that settles "too small" (σ′ only) a lower end;
+2. full probes (sequential Monte Carlo, below) inside the bracket: at the point where a power
+   law D ∝ s^k through the two bracket ends crosses the target when both ends' drops are
+   informative (above 0, at most 3× the target), or where D ∝ s² through the one informative
+   end does, kept within the middle 70 % of the bracket in log s; else at the bracket's
+   midpoint in log s (bisection), and at the midpoint as well when the same end moved twice in
+   a row (Illinois rule); with one end only, where D ∝ s² through it crosses the target. The
+   first accepted probe is the answer; at most ``search_depth`` full probes, after which the
+   last one is returned, as in the reference.
+
+A screen only moves the bracket; every returned value passed a full probe's acceptance test (or
+is the last probe), so the statistical meaning is the bisection's: D(σ′) within the tolerance
+of the target, estimated as below. With a monotone D both find the same σ′ up to that band.
 
 How D(s) is estimated: in rounds. A round draws ``mc_draws`` perturbations, each applied to its
 own ``mc_chunk`` training examples drawn uniformly (paired with the clean model's answers on
@@ -110,24 +126,94 @@ def unreachable(clean_correct: torch.Tensor, num_classes: int,
     return SearchResult(math.nan, math.nan, math.nan, [])
 
 
-def bisect_scale(probe: Callable[[float], Probe], opts: MeasureOptions) -> SearchResult:
-    """Bisection for the scale at which the drop hits ``opts.deviation`` (module docstring)."""
+Screen = Callable[[float], Probe]
+SCREENS = 12  # most screens of the bracketing pass (a factor 4 each: 4¹² ≈ 1.7e7)
+
+
+def search_scale(probe: Callable[[float], Probe], opts: MeasureOptions,
+                 screen: Screen | None = None) -> SearchResult:
+    """Find the scale whose drop is within ``opts.tolerance`` of ``opts.deviation`` (module
+    docstring). ``probe(s)`` is a full probe; ``screen(s)``, when given, a cheap one whose
+    verdict "lower" (and "raise", if it gives it) is trusted to move the bracket and any other
+    verdict ends the bracketing pass."""
     probes: list[Probe] = []
-
-    def run(scale: float) -> Probe:
-        probes.append(probe(scale))
-        return probes[-1]
-
-    lo, hi = 0.0, opts.search_upper
-    last = run(hi)
-    while last.verdict == "raise" and len(probes) < opts.search_depth:  # bracket from above
-        lo, hi = hi, 2 * hi
-        last = run(hi)
-    while last.verdict != "accept" and len(probes) < opts.search_depth:
-        mid = (lo + hi) / 2
-        last = run(mid)
+    target = opts.deviation
+    lo: Probe | None = None  # largest scale known to drop too little
+    hi: Probe | None = None  # smallest scale known to drop too much
+    scale = opts.search_upper
+    if screen is not None:
+        for _ in range(SCREENS):
+            found = screen(scale)
+            probes.append(found)
+            if found.verdict == "lower":
+                hi, scale = found, scale / 4
+                if lo is not None:  # came up from below: the bracket is closed
+                    break
+            elif found.verdict == "raise" and hi is None:
+                lo, scale = found, scale * 4
+            else:
+                if found.verdict == "raise":
+                    lo = found
+                break
+        if lo is not None and hi is not None:
+            scale = _next_scale(lo, hi, target, 0.5 if lo.drop <= 0 else None)
+    full = 0
+    moved: list[str] = []
+    last: Probe | None = None
+    while full < opts.search_depth:
+        last = probe(scale)
+        probes.append(last)
+        full += 1
+        if last.verdict == "accept":
+            break
         if last.verdict == "lower":
-            hi = mid
-        elif last.verdict == "raise":
-            lo = mid
+            hi = last
+        else:
+            lo = last
+        moved.append(last.verdict)
+        if hi is None:  # nothing drops enough yet: widen upwards
+            scale = _widen(last, target)
+            continue
+        stuck = len(moved) >= 2 and moved[-1] == moved[-2]  # Illinois: the same end twice
+        scale = _next_scale(lo, hi, target, 0.5 if stuck else None)
+    assert last is not None
     return SearchResult(last.scale, last.drop, last.half_width, probes)
+
+
+def _next_scale(lo: Probe | None, hi: Probe, target: float,
+                fraction: float | None = None) -> float:
+    """The next full probe inside (lo, hi) (module docstring); ``fraction`` forces a point
+    of the bracket in log s. With no lower end: where D ∝ s² through the upper end reaches
+    the target, between hi/16 and hi/1.25."""
+    if lo is None or lo.scale <= 0:
+        if hi.drop > 0:
+            guess = hi.scale * math.sqrt(target / hi.drop)
+        else:
+            guess = hi.scale / 4
+        return min(max(guess, hi.scale / 16), hi.scale / 1.25)
+    log_lo, log_hi = math.log(lo.scale), math.log(hi.scale)
+    # interpolate only between informative ends (a drop of 0, or far above the target, says
+    # little about where the target is crossed): otherwise bisect in log s
+    lo_ok, hi_ok = 0 < lo.drop < target, target < hi.drop <= 3 * target
+    if fraction is None and (lo_ok or hi_ok):
+        if lo_ok and hi_ok:
+            guess = log_lo + (math.log(target) - math.log(lo.drop)) * (log_hi - log_lo) / (
+                math.log(hi.drop) - math.log(lo.drop))
+        else:  # one informative end: the law D ∝ s² through it
+            end = lo if lo_ok else hi
+            guess = math.log(end.scale) + 0.5 * (math.log(target) - math.log(end.drop))
+        fraction = min(max((guess - log_lo) / (log_hi - log_lo), 0.15), 0.85)
+    return math.exp(log_lo + (0.5 if fraction is None else fraction) * (log_hi - log_lo))
+
+
+def _widen(lo: Probe, target: float) -> float:
+    """The next scale above ``lo`` when nothing drops enough yet: where D ∝ s² through it
+    reaches the target, between 1.25 and 4 times it."""
+    if lo.drop > 0:
+        return lo.scale * min(max(math.sqrt(target / lo.drop), 1.25), 4.0)
+    return lo.scale * 4
+
+
+def bisect_scale(probe: Callable[[float], Probe], opts: MeasureOptions) -> SearchResult:
+    """:func:`search_scale` without screens (every probe a full one)."""
+    return search_scale(probe, opts)

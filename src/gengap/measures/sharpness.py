@@ -1,14 +1,19 @@
 """Worst-case sharpness measures built on α′ (Jiang et al. 2020, appendix C.4).
 
 α′ is the largest α for which the worst perturbation u in the box |u_i| ≤ α (magnitude-aware:
-|u_i| ≤ α|w_i| + ε, ε = 1e-3) lowers training accuracy by 0.1. For each probed α the
-perturbation is found by projected gradient ascent on the training cross-entropy: a uniform
-random start in the box, then ``ascent_steps`` signed-gradient steps of size 2.5·α/steps (the
-box is an ℓ∞ ball) on minibatches of ``ascent_batch`` examples, clipped back into the box after
-each step; with ``ascent_restarts`` > 1 the worst start is kept. The accuracy drop of the
-perturbed network is then estimated and α searched exactly as σ′
+|u_i| ≤ α|w_i| + ε, ε = 1e-3) lowers training accuracy by 0.1. For each probed α the worst
+perturbation is sought by projected gradient ascent on the training cross-entropy:
+``ascent_steps`` signed-gradient steps of size 2.5·α/steps (the box is an ℓ∞ ball) on
+minibatches of ``ascent_batch`` examples, clipped back into the box after each step. The first
+ascent of a search starts at a uniform random point of the box; later ones start from the worst
+perturbation found so far, rescaled to the new box (a warm start: it is already a strong
+perturbation, so ``ascent_warm_steps`` steps suffice), as the reference's restarts would find
+it again from scratch. With ``ascent_restarts`` > 1, further random starts are tried and the
+worst kept. The accuracy drop of the perturbed network is then estimated and α searched as σ′
 (:mod:`gengap.measures.search`); the Monte Carlo there is over training examples, the
-perturbation being fixed.
+perturbation being fixed. A start (random or warm) that already lowers accuracy too far settles
+a probe without ascent (the worst perturbation drops it at least as far), and the bracketing
+screens use random starts only, whose verdict "too large" is such a proof.
 
 Parameters are those of the BatchNorm-folded network, as for the PAC-Bayes measures. The bounds
 use σ_α = α′/sqrt(2·log(2ω/δ)), the relation between the two radii that Jiang et al. use.
@@ -28,8 +33,8 @@ from gengap.measures.registry import measure
 from gengap.measures.search import (
     Probe,
     SearchResult,
-    bisect_scale,
     estimate_drop,
+    search_scale,
     unreachable,
 )
 
@@ -54,9 +59,9 @@ def alpha_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
         idx = pool[torch.randint(len(pool), (n,), generator=gen)].to(net.device)
         return idx, x[idx.to(x.device)].to(net.device)
 
-    def ascend(u: torch.Tensor, radius: float | torch.Tensor) -> torch.Tensor:
-        step = 2.5 * radius / opts.ascent_steps
-        for _ in range(opts.ascent_steps):
+    def ascend(u: torch.Tensor, radius: float | torch.Tensor, steps: int) -> torch.Tensor:
+        step = 2.5 * radius / steps
+        for _ in range(steps):
             idx, xb = batch(opts.ascent_batch)
             u.requires_grad_(True)
             loss = F.cross_entropy(net.forward(w + u, xb), y_dev[idx])
@@ -96,16 +101,38 @@ def alpha_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
             return exact(u, alpha)
         return estimate_drop(rounds(u), opts, alpha, screen_only=screen_only)
 
+    warm: dict[str, torch.Tensor] = {}  # the worst perturbation so far, over its box radius
+
+    def box(alpha: float) -> float | torch.Tensor:
+        return alpha * w.abs() + opts.mag_eps if magnitude else alpha
+
+    def random_start(radius: float | torch.Tensor) -> torch.Tensor:
+        return (torch.rand(len(w), generator=dev_gen, device=net.device) * 2 - 1) * radius
+
+    def screen(alpha: float) -> Probe:
+        """Cheap bracketing: a random start's drop; only "lower" is a proof, so any other
+        verdict reads "undecided" (the bracketing pass then ends)."""
+        found = measure_drop(random_start(box(alpha)), alpha, screen_only=True)
+        if found.verdict == "lower":
+            return found
+        return Probe(found.scale, found.drop, found.half_width, found.examples, "undecided")
+
     def probe(alpha: float) -> Probe:
-        radius = alpha * w.abs() + opts.mag_eps if magnitude else alpha
+        radius = box(alpha)
         worst: Probe | None = None
-        for _ in range(opts.ascent_restarts):
-            start = (torch.rand(len(w), generator=dev_gen, device=net.device) * 2 - 1) * radius
-            # The worst perturbation drops accuracy at least as much as the random start, so
-            # a start that already drops it too far settles the probe without any ascent.
-            screen = measure_drop(start, alpha, screen_only=True)
-            found = screen if screen.verdict == "lower" else measure_drop(
-                ascend(start, radius), alpha)
+        for restart in range(opts.ascent_restarts):
+            if restart == 0 and "ratio" in warm:
+                start, steps = torch.clamp(warm["ratio"] * radius, -radius, radius), \
+                    opts.ascent_warm_steps
+            else:
+                start, steps = random_start(radius), opts.ascent_steps
+            screened = measure_drop(start, alpha, screen_only=True)
+            if screened.verdict == "lower":
+                found = screened
+            else:
+                u = ascend(start, radius, steps)
+                warm["ratio"] = u / radius
+                found = measure_drop(u, alpha)
             if worst is None or found.drop > worst.drop:
                 worst = found
             if found.verdict == "lower":
@@ -113,7 +140,7 @@ def alpha_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
         assert worst is not None
         return worst
 
-    return bisect_scale(probe, opts)
+    return search_scale(probe, opts, screen)
 
 
 def _alpha(ctx: MeasureContext, name: str) -> float:

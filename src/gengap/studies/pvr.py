@@ -42,8 +42,10 @@ FAMILIES = ("transformer", "mlp")
 
 
 def pvr_zoos(scale: str, families: tuple[str, ...]) -> list[ZooSpec]:
-    """One zoo per architecture family (axes: window, aggregation, training-set size) and one
-    holdout zoo per family (window 2, one held-out permutation, shifted test split)."""
+    """Per architecture family: one zoo over windows of 2 or more, aggregations and
+    training-set sizes; one retrieval zoo for window 1 (over sizes only: with one value every
+    aggregation gives the same label, so one run stands for all of them); and one holdout zoo
+    (window 2, one held-out permutation, shifted test split)."""
     sizes = pick(scale, (200, 1000), (1000, 4000, 16000), (1000, 10000, 100000))
     windows = pick(scale, (1, 2), (1, 2, 3, 4), (1, 2, 3, 4))
     aggregations = pick(scale, ("min",), AGGREGATIONS, AGGREGATIONS)
@@ -60,11 +62,18 @@ def pvr_zoos(scale: str, families: tuple[str, ...]) -> list[ZooSpec]:
     )
     n_test = int(pick(scale, 300, 2000, 10000))  # type: ignore[arg-type]
     zoos = []
+    longer = tuple(w for w in windows if w > 1)  # type: ignore[attr-defined]
     for family in families:
         data = DataSpec(name="pvr-vector", options={"n_test": n_test})
+        if 1 in windows:  # type: ignore[operator]
+            zoos.append(ZooSpec(
+                name=f"retrieval_{family}", arch=arch[family], train=train, seeds=seeds,  # type: ignore[arg-type]
+                data=data.model_copy(update={"options": {"n_test": n_test, "window": 1}}),
+                axes={"data.options.n_train": sizes},
+            ))
         zoos.append(ZooSpec(
             name=f"pvr_{family}", data=data, arch=arch[family], train=train, seeds=seeds,  # type: ignore[arg-type]
-            axes={"data.options.window": windows, "data.options.aggregation": aggregations,
+            axes={"data.options.window": longer, "data.options.aggregation": aggregations,
                   "data.options.n_train": sizes},
         ))
         held = DataSpec(name="pvr-vector", options={"n_test": n_test, "window": 2,
@@ -79,12 +88,20 @@ def pvr_zoos(scale: str, families: tuple[str, ...]) -> list[ZooSpec]:
 def pvr_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Test accuracy per family, window, aggregation and training-set size (seed means), with
     the majority-class baseline of each task (from 20,000 fresh sequences) and the accuracy
-    above it."""
+    above it. The window-1 runs appear under every aggregation of the grid."""
     grid = frame[frame["zoo"].str.startswith("pvr_")].copy()
     grid["family"] = grid["zoo"].str.removeprefix("pvr_")
     grid = grid.rename(columns={"data.options.window": "window",
                                 "data.options.aggregation": "aggregation",
                                 "data.options.n_train": "n_train"})
+    retrieval = frame[frame["zoo"].str.startswith("retrieval_")].rename(
+        columns={"data.options.n_train": "n_train"})
+    copies = []
+    for aggregation in dict.fromkeys(grid["aggregation"]):
+        copy = retrieval.assign(family=retrieval["zoo"].str.removeprefix("retrieval_"),
+                                window=1, aggregation=aggregation)
+        copies.append(copy)
+    grid = pd.concat([*copies, grid], ignore_index=True)
     # Other zoos lack these axes, so the concatenated frame holds them as floats.
     grid = grid.astype({"window": int, "n_train": int})
     table = seed_mean(grid, ["family", "window", "aggregation", "n_train"],

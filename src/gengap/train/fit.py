@@ -32,7 +32,10 @@ def fit(
     augmentation. The metrics hold final train/test loss and accuracy, epochs, steps, seconds,
     whether the cross-entropy target was reached (``converged``), what stopped training
     (``stopped_by``: target_ce, max_epochs, max_steps or diverged), and the step at which
-    training cross-entropy first fell to each of :data:`CE_MILESTONES` (checked at epoch ends).
+    training cross-entropy first fell to each of :data:`CE_MILESTONES`. Both splits are
+    evaluated (one history row, one ``on_epoch`` call) after the epochs that
+    ``run.train.eval_every`` or ``run.train.eval_per_decade`` name and after the last one; the
+    target and the milestones are checked at those evaluations only.
     A run whose loss becomes NaN or infinite ends as ``failed`` with its reason.
     """
     device = resolve_device(device) if isinstance(device, str) else device
@@ -64,6 +67,9 @@ def fit(
                 break
         if tracker.reason:
             break
+        if not tracker.evaluates(epoch):
+            tracker.skip_epoch(epoch, lambda: cpu_state(model))
+            continue
         row = epoch_row(
             epoch, tracker.steps,
             evaluate_model(model, splits.x_train, splits.y_train),

@@ -1,6 +1,7 @@
 """Population training: networks of one architecture shape that see the same batches train
-together as one batched computation (``torch.func.functional_call`` under ``vmap`` over stacked
-parameters; convolutions become grouped convolutions).
+together as one batched computation over stacked parameters: the hand-written wide forward of
+:mod:`gengap.train.wide` for sequential families (mlp, cnn, nin, vgg), else
+``torch.func.functional_call`` under ``vmap``; autograd gives every member's gradient at once.
 
 Runs may share a population when they differ only in :data:`PER_NETWORK` fields (learning rate
 and its schedule, weight decay, momentum, target cross-entropy, checkpoints). Everything else,
@@ -13,8 +14,10 @@ random masks that could not match a solo run's, so runs with dropout always trai
 
 from __future__ import annotations
 
+import ctypes
 import json
 import math
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -33,13 +36,15 @@ from gengap.train.batches import EpochBatches
 from gengap.train.optimizers import make_optimizer
 from gengap.train.schedules import lr_factor
 from gengap.train.tracking import RunTracker, State, TrainResult, epoch_row
+from gengap.train.wide import WideForward
 
 PER_NETWORK = (
     "lr", "weight_decay", "momentum", "schedule", "lr_steps", "lr_gamma", "warmup_epochs",
     "target_ce", "checkpoints",
 )
 EVAL_ROWS = 16384  # networks x examples per evaluation chunk, to bound memory
-
+M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
+_REUSING = False
 
 
 @contextmanager
@@ -49,6 +54,24 @@ def _quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="There is a performance drop because we have")
         yield
+
+
+def reuse_large_blocks() -> None:
+    """Ask glibc (Linux) to keep freed memory blocks of any size for reuse. By default it
+    gives blocks over 32 MiB back to the system when freed and maps them anew (page faults,
+    zeroing) at the next step; a population's activations are P times a network's and cross
+    that size, which measured up to twice the step time on the CPU. Called once per process,
+    when a CPU population is first built; elsewhere it does nothing."""
+    global _REUSING
+    if _REUSING or sys.platform != "linux":
+        return
+    _REUSING = True
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
+        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
+    except (OSError, AttributeError):  # musl or another libc: leave its defaults
+        pass
 
 
 def population_key(run: RunSpec) -> str | None:
@@ -77,6 +100,8 @@ class Population:
         if None in keys or len(keys) != 1:
             raise ValueError("these runs cannot share a population (see population_key)")
         self.runs, self.device = list(runs), device
+        if device.type == "cpu":
+            reuse_large_blocks()
         models = []
         for run in runs:
             torch.manual_seed(run.seed)
@@ -97,11 +122,22 @@ class Population:
             spec.optimizer, list(self.params.values()), hyper("momentum"), hyper("weight_decay")
         )
 
+        self.wide = WideForward(self.template) if WideForward.supports(self.template) else None
+
         def one(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
                 x: torch.Tensor) -> torch.Tensor:
             return functional_call(self.template, (params, buffers), (x,))
 
-        self.forward = vmap(one, in_dims=(0, 0, None))
+        self.vmapped = vmap(one, in_dims=(0, 0, None))
+
+    def forward(self, x: torch.Tensor, training: bool) -> torch.Tensor:
+        """Logits of every active network on the shared batch ``x``, shape (P, N, classes):
+        the hand-written wide forward where the architecture has one, else ``vmap``."""
+        if self.wide is not None:
+            return self.wide(self.params, self.buffers, x, training)
+        self.template.train(training)
+        with _quiet():
+            return self.vmapped(self.params, self.buffers, x)
 
     def state(self, row: int) -> State:
         """The state dict of the network in stack row ``row``, on the CPU."""
@@ -110,9 +146,7 @@ class Population:
 
     def losses(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """Each active network's mean cross-entropy on the batch, shape (P,)."""
-        self.template.train()
-        with _quiet():
-            logits = self.forward(self.params, self.buffers, xb)
+        logits = self.forward(xb, training=True)
         p, b = logits.shape[:2]
         per_example = nn.functional.cross_entropy(
             logits.flatten(0, 1), yb.repeat(p), reduction="none"
@@ -142,7 +176,6 @@ class Population:
     @torch.no_grad()
     def evaluate(self, x: torch.Tensor, y: torch.Tensor) -> list[tuple[float, float]]:
         """(mean cross-entropy, accuracy) of each active network on ``(x, y)``, in eval mode."""
-        self.template.eval()
         p = len(self.active)
         chunk = max(1, EVAL_ROWS // p)
         loss_sum = torch.zeros(p, dtype=torch.float64, device=self.device)
@@ -151,8 +184,7 @@ class Population:
             xb, yb = x[start : start + chunk].to(self.device), y[start : start + chunk].to(
                 self.device
             )
-            with _quiet():
-                logits = self.forward(self.params, self.buffers, xb)
+            logits = self.forward(xb, training=False)
             ce = nn.functional.cross_entropy(
                 logits.flatten(0, 1), yb.repeat(p), reduction="none"
             ).view(p, -1)
@@ -199,6 +231,10 @@ def fit_population(
                 break
         if not pop.active:
             break
+        if not trackers[pop.active[0]].evaluates(epoch):  # one schedule: not per network
+            for i, n in enumerate(pop.active):
+                trackers[n].skip_epoch(epoch, lambda i=i: pop.state(i))
+            continue
         train = pop.evaluate(splits.x_train, splits.y_train)
         test = pop.evaluate(splits.x_test, splits.y_test)
         staying = []
@@ -255,18 +291,21 @@ def population_speedup(
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
 
-        solo, together = _time(solo_step, steps), _time(pop_step, steps)
+        solo, together = _time((solo_step, pop_step), steps)
     except (RuntimeError, NotImplementedError, ValueError):
         return 0.0
     return solo * len(runs) / together
 
 
-def _time(step: Callable[[], None], repeats: int) -> float:
-    """The fastest of ``repeats`` timed steps: other processes on the machine only add time."""
-    step()  # warm-up: allocations, kernel selection
-    best = math.inf
+def _time(steps: Sequence[Callable[[], None]], repeats: int) -> list[float]:
+    """The fastest of ``repeats`` timed calls of each step, taken in turns so that a change in
+    the machine's load touches both alike (other processes only add time)."""
+    for step in steps:
+        step()  # warm-up: allocations, kernel selection
+    best = [math.inf] * len(steps)
     for _ in range(repeats):
-        started = time.perf_counter()
-        step()
-        best = min(best, time.perf_counter() - started)
+        for i, step in enumerate(steps):
+            started = time.perf_counter()
+            step()
+            best[i] = min(best[i], time.perf_counter() - started)
     return best

@@ -1,6 +1,13 @@
-"""What a run records as it trains, shared by :func:`fit` and population training: the per-epoch
-history, the steps at which training cross-entropy first reached each milestone, the kept
-checkpoints, and the reasons to stop (target reached, a bound, divergence)."""
+"""What a run records as it trains, shared by :func:`fit` and population training: the history
+of evaluations, the steps at which training cross-entropy first reached each milestone, the kept
+checkpoints, and the reasons to stop (target reached, a bound, divergence).
+
+Both splits are evaluated after the epochs that ``TrainSpec.eval_every`` or
+``TrainSpec.eval_per_decade`` name and after the last epoch (the epoch bound, the step bound).
+The stopping target and the milestones are read from those evaluations of the whole training
+split, never from running minibatch losses (which are measured on moving weights in train mode):
+with sparse evaluation a run stops at the first evaluation at or below its target, and a
+milestone's step is that of the first evaluation at or below it."""
 
 from __future__ import annotations
 
@@ -36,7 +43,8 @@ class TrainResult:
 
 
 class RunTracker:
-    """Bookkeeping of one run: feed it each step's loss and each epoch's evaluation."""
+    """Bookkeeping of one run: feed it each step's loss and each epoch's end (its evaluation,
+    or :meth:`skip_epoch` when :meth:`evaluates` says the epoch is not evaluated)."""
 
     def __init__(self, spec: TrainSpec, train_size: int) -> None:
         self.spec, self.train_size = spec, train_size
@@ -44,6 +52,7 @@ class RunTracker:
         self.milestones: dict[str, int] = {}
         self.checkpoints: dict[int, State] = {}
         self.steps = 0
+        self.epochs = 0
         self.reason: str | None = None
         self.stopped_by = ""
 
@@ -57,10 +66,22 @@ class RunTracker:
     def out_of_steps(self) -> bool:
         return self.spec.max_steps is not None and self.steps >= self.spec.max_steps
 
+    def evaluates(self, epoch: int) -> bool:
+        """Whether the end of ``epoch`` (``steps`` already counted) is evaluated: on the spec's
+        schedule, or because no further epoch will run (a bound is reached)."""
+        return self.spec.evaluates(epoch) or epoch >= self.spec.max_epochs or self.out_of_steps()
+
+    def skip_epoch(self, epoch: int, state: Callable[[], State]) -> None:
+        """Record the end of an epoch that is not evaluated: only its checkpoint is kept."""
+        self.epochs = epoch
+        if epoch in self.spec.checkpoints:
+            self.checkpoints[epoch] = state()
+
     def end_epoch(self, row: dict[str, float], state: Callable[[], State]) -> bool:
         """Record an epoch's evaluation; True when training should stop."""
         self.history.append(row)
         epoch = int(row["epoch"])
+        self.epochs = epoch
         if not math.isfinite(row["train_loss"]):
             self.reason = f"diverged: training loss is {row['train_loss']} after epoch {epoch}"
             return True
@@ -86,7 +107,7 @@ class RunTracker:
             "train_acc": last.get("train_acc", math.nan),
             "test_loss": last.get("test_loss", math.nan),
             "test_acc": last.get("test_acc", math.nan),
-            "epochs": len(self.history),
+            "epochs": self.epochs,
             "steps": self.steps,
             "seconds": seconds,
             "converged": self.stopped_by == "target_ce",

@@ -1,0 +1,74 @@
+"""The hand-written wide forward of a population computes what each member's own module computes:
+outputs, gradients and batch-norm statistics, for members with different weights."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+from torch.func import stack_module_state
+
+from gengap.models import build
+from gengap.specs import ArchSpec
+from gengap.train.wide import WideForward
+
+CASES = {
+    "mlp": (ArchSpec(family="mlp", width=12, depth=2), (10,), None),
+    "mlp-bn-tanh": (ArchSpec(family="mlp", width=12, depth=2, batch_norm=True,
+                             activation="tanh"), (10,), None),
+    "mlp-tokens": (ArchSpec(family="mlp", width=12, depth=1), (5,), 7),
+    "cnn": (ArchSpec(family="cnn"), (1, 28, 28), None),
+    "cnn-bn-gelu": (ArchSpec(family="cnn", width=6, depth=2, batch_norm=True,
+                             activation="gelu"), (3, 9, 9), None),
+    "nin": (ArchSpec(family="nin", width=8, depth=2), (3, 12, 12), None),
+    "vgg": (ArchSpec(family="vgg", width=8, depth=2, dense_layers=1, dense_width=10),
+            (3, 8, 8), None),
+}
+
+
+def members(name: str, count: int = 3) -> tuple[list[nn.Module], torch.Tensor]:
+    arch, shape, vocab = CASES[name]
+    nets = []
+    for seed in range(count):
+        torch.manual_seed(seed)
+        net = build(arch, shape, 4, vocab)
+        nets.append(net if vocab else net.double())  # one-hot tokens are float32
+    torch.manual_seed(100)
+    x = torch.randint(0, vocab, (6, *shape)) if vocab else torch.randn(6, *shape).double()
+    return nets, x
+
+
+@pytest.mark.parametrize("name", list(CASES))
+@pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
+def test_wide_forward_equals_each_member(name, training):
+    nets, x = members(name)
+    params, buffers = stack_module_state(nets)
+    params = {k: v.detach().requires_grad_() for k, v in params.items()}
+    buffers = {k: v.clone() for k, v in buffers.items()}
+    for net in nets:
+        net.train(training)
+    wide = WideForward(nets[0])
+    out = wide(params, buffers, x, training)
+    alone = torch.stack([net(x) for net in nets])
+    assert out.shape == alone.shape == (3, 6, 4)
+    tol = 1e-10 if out.dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(out, alone, rtol=tol, atol=tol)
+    # a loss that weighs each member differently, so a mix-up of members would show
+    weights = torch.randn(3, 6, 4, dtype=out.dtype)
+    grads = torch.autograd.grad((out * weights).sum(), list(params.values()))
+    (alone * weights).sum().backward()
+    for (key, _), grad in zip(params.items(), grads, strict=True):
+        expected = torch.stack([dict(net.named_parameters())[key].grad for net in nets])
+        torch.testing.assert_close(grad, expected, rtol=tol, atol=tol, msg=key)
+    for key, stacked in buffers.items():  # batch norm's running statistics and step count
+        expected = torch.stack([dict(net.named_buffers())[key] for net in nets])
+        torch.testing.assert_close(stacked, expected, msg=key)
+
+
+def test_which_templates_have_a_wide_form():
+    for name in CASES:
+        assert WideForward.supports(members(name, 1)[0][0])
+    resnet = build(ArchSpec(family="resnet", width=4, depth=1), (3, 8, 8), 4)
+    assert not WideForward.supports(resnet)  # residual blocks: the population uses vmap
+    with pytest.raises(ValueError, match="no wide form"):
+        WideForward(resnet)
