@@ -6,12 +6,15 @@ order) train for the same S steps on the same minibatches, once as P plain PyTor
 population (its wide forward, or vmap where a family has none; batched SGD; its per-step
 divergence check). Printed: networks trained per second both ways and their ratio, and the
 achieved FLOP/s of both as a fraction of this machine's float32 matmul peak, measured in the
-same run with the same threads. Each timing is the best of --repeats measurements, taken in
+same run with the same threads (one by default, as each zoo worker and the studies train:
+with two threads on a busy 2-core machine the plain loop's many tiny steps slow down most, which
+would flatter the population). Each timing is the best of --repeats measurements, taken in
 turns (other processes on the machine only add time). Both loops run with glibc keeping freed
 blocks for reuse (:func:`gengap.train.population.reuse_large_blocks`, which a population turns
 on).
 
-    .venv/bin/python benchmarks/bench_population.py [--population 16] [--steps 20] [--threads 1]
+    .venv/bin/python benchmarks/bench_population.py [--population 16] [--steps 20]
+        [--batches 512,128,32] [--repeats 3] [--threads 1] [--cases abc]
 """
 
 from __future__ import annotations
@@ -99,7 +102,8 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--batches", default="512,128,32", help="batch sizes to measure")
     parser.add_argument("--repeats", type=int, default=3)
-    parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's)")
+    parser.add_argument("--threads", type=int, default=1,
+                        help="torch threads, as a zoo worker has (0: torch's default)")
     parser.add_argument("--cases", default="abc", help="which of the cases (a), (b), (c)")
     args = parser.parse_args()
     if args.threads:

@@ -8,6 +8,7 @@ import torch
 from gengap.data import load
 from gengap.specs import ArchSpec, DataSpec, RunSpec, TrainSpec
 from gengap.train import fit, fit_population, group_runs, population_key, population_speedup
+from gengap.train.population import Population
 
 
 @pytest.fixture(scope="module")
@@ -53,6 +54,8 @@ def assert_same(together, alone, atol=2e-5):
 def test_population_equals_training_alone(digits, arch, train):
     scale = 1.0 if train.get("optimizer", "sgd") == "sgd" else 0.1
     runs = grid(arch, [0.02 * scale, 0.05 * scale], [0.0, 1e-3], **train)
+    # these families train through the hand-written wide forward (batch norm in train mode)
+    assert Population(runs, digits, torch.device("cpu")).wide is not None
     together = fit_population(runs, digits, device="cpu")
     for run, result in zip(runs, together, strict=True):
         assert result.metrics["population"] == len(runs)
@@ -64,6 +67,7 @@ def test_vmap_population_equals_training_alone(digits):
     """A family without a wide form (residual blocks) trains under vmap, with the same result."""
     runs = [RunSpec(arch=ArchSpec(family="resnet", width=2, depth=1), seed=3,
                     train=TrainSpec(lr=lr, target_ce=0.0, max_epochs=1)) for lr in (0.02, 0.05)]
+    assert Population(runs, digits, torch.device("cpu")).wide is None
     for run, result in zip(runs, fit_population(runs, digits, device="cpu"), strict=True):
         assert_same(result, fit(run, digits, device="cpu"))
 

@@ -11,7 +11,7 @@ import torch
 
 from gengap.errors import GengapError
 from gengap.specs import RunSpec
-from gengap.train import group_runs, population_speedup
+from gengap.train import group_runs, population_key, population_speedup
 from gengap.zoo.worker import Task, cached_splits
 
 PopulationMode = Literal["auto", "on", "off"]
@@ -26,23 +26,29 @@ def plan_tasks(
     device: str = "auto",
     data_dir: str | None = None,
     on_probe: Callable[[list[RunSpec], float], None] | None = None,
+    measure: Callable[[list[RunSpec]], float] | None = None,
 ) -> list[Task]:
     """Tasks for ``runs``. ``auto`` probes each group of population candidates (a few steps
-    alone and together, on the real shapes) and batches it only when it trains more networks
-    per second; ``on`` batches every group; ``off`` trains every run alone."""
+    alone and together, on the real shapes, by :func:`gengap.train.population_speedup` or
+    ``measure``) and batches it only where :func:`worth_batching` says so; ``on`` batches every
+    group; ``off`` trains every run alone. Groups that differ only in seed (data order) have
+    the same cost, so one probe serves them all."""
     if population not in ("auto", "on", "off"):
         raise GengapError(f"unknown population mode {population!r} (use auto, on or off)")
+    if measure is None:
+        def measure(group: list[RunSpec]) -> float:
+            return _probe(group, workers, device, data_dir)
     tasks: list[Task] = []
-    decided: dict[tuple[str, int], float] = {}
+    decided: dict[tuple[str | None, int], float] = {}
     for group in group_runs(runs) if population != "off" else [[r] for r in runs]:
         if len(group) > 1 and population == "auto":
             size = min(len(group), MAX_POPULATION)
-            shape = (group[0].model_copy(update={"seed": 0}).canonical_json(), size)
+            shape = (population_key(group[0].model_copy(update={"seed": 0})), size)
             if shape not in decided:
-                decided[shape] = _probe(group[:size], workers, device, data_dir)
+                decided[shape] = measure(group[:size])
                 if on_probe:
                     on_probe(group[:size], decided[shape])
-            batched = decided[shape] >= MIN_SPEEDUP
+            batched = worth_batching(decided[shape])
         else:
             batched = len(group) > 1
         if batched:
@@ -53,6 +59,14 @@ def plan_tasks(
         else:
             tasks += [Task.of([r]) for r in group]
     return _spread(tasks, workers)
+
+
+def worth_batching(speedup: float) -> bool:
+    """Whether a group whose probe measured ``speedup`` (networks per second together over
+    alone; 0 where a population cannot run) trains as a population: only a clear gain, since
+    a population also loses per-run progress when a worker is interrupted and gives results
+    equal to solo training only up to float rounding."""
+    return speedup >= MIN_SPEEDUP  # False for NaN too
 
 
 def _probe(group: list[RunSpec], workers: int, device: str, data_dir: str | None) -> float:
