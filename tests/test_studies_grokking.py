@@ -59,10 +59,16 @@ def test_findings_compare_the_fractions() -> None:
         "best_val_acc": [0.5, 1.0, 1.0]})
     found = findings(table, 100)
     assert found[1].endswith("99% validation at step 80, 8.0x later")
-    assert found[-1] == ("median steps to 99% validation fall as the training fraction "
+    assert found[-2] == ("median steps to 99% validation fall as the training fraction "
                          "grows: 0.30: never, 0.40: 80, 0.50: 40")
+    assert found[-1] == ("median steps to 99% training accuracy rise as the training "
+                         "fraction grows: 0.30: 10, 0.40: 10, 0.50: 10")
     table["steps_to_val_99"] = [30.0, 80.0, 40.0]
-    assert "do not fall" in findings(table, 100)[-1]
+    table["steps_to_train_99"] = [10.0, 30.0, 20.0]
+    found = findings(table, 100)
+    assert "do not fall" in found[-2] and "do not rise" in found[-1]
+    table["steps_to_train_99"] = [10.0, math.nan, 20.0]  # a run that never fitted: no sentence
+    assert findings(table, 100)[-1].startswith("median steps to 99% validation")
 
 
 def test_curves_on_a_log_step_axis(result) -> None:

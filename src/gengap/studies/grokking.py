@@ -124,7 +124,8 @@ def grokking_figures(table: pd.DataFrame, curves: dict[str, pd.DataFrame],
 
 
 def findings(table: pd.DataFrame, budget: int) -> list[str]:
-    """One sentence per run, then whether generalizing took longer at smaller fractions."""
+    """One sentence per run, then whether generalizing took longer at smaller fractions and
+    (when every run fitted) whether fitting the training set took longer at larger ones."""
     out = []
     for row in table.itertuples():
         train = "never" if math.isnan(row.steps_to_train_99) else f"{row.steps_to_train_99:.0f}"
@@ -152,6 +153,15 @@ def findings(table: pd.DataFrame, budget: int) -> list[str]:
             + ", ".join(f"{f:.2f}: {'never' if math.isnan(v) else f'{v:.0f}'}"
                         for f, v in medians.items())
         )
+        fitted = table.groupby("train_fraction")["steps_to_train_99"].median()
+        if fitted.notna().all():  # the paper: fitting takes longer with more data
+            rising = all(a <= b for a, b in zip(fitted, fitted.iloc[1:], strict=False))
+            out.append(
+                "median steps to 99% training accuracy "
+                + ("rise" if rising else "do not rise monotonically")
+                + " as the training fraction grows: "
+                + ", ".join(f"{f:.2f}: {v:.0f}" for f, v in fitted.items())
+            )
     return out
 
 
