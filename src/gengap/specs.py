@@ -252,9 +252,11 @@ class MeasureOptions(_Spec):
     mag_eps: float = Field(1e-3, gt=0, description="ε of the magnitude-aware noise and box")
     delta: float = Field(0.1, gt=0, lt=1, description="δ of the bounds")
     ascent_steps: int = Field(10, ge=1, description="projected gradient-ascent steps per probe")
-    ascent_warm_steps: int = Field(3, ge=1, description="ascent steps from a warm start (the "
-                                   "search's worst perturbation so far, rescaled)")
-    ascent_batch: int = Field(128, ge=1, description="examples per ascent step")
+    ascent_warm_steps: int | None = Field(
+        None, ge=1, description="if set, probes after the first start from the previous "
+        "probe's worst perturbation (rescaled) and take this many steps: cheaper, but a "
+        "different ascent than the study's (α′ moves); None: every probe starts cold")
+    ascent_batch: int = Field(256, ge=1, description="examples per ascent step")
     ascent_restarts: int = Field(1, ge=1, description="random starts per probe (worst kept)")
     grad_batch: int = Field(32, ge=1, description="minibatch size of the gradient-noise measure")
     grad_batches: int = Field(32, ge=2, description="minibatches of the gradient-noise measure")

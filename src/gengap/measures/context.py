@@ -236,6 +236,14 @@ class MeasureContext:
         self.__dict__.setdefault("logits", logits)
         return feats
 
+    @shared_pass
+    def hessian_lanczos(self) -> Any:
+        """The Lanczos run on the training-loss Hessian (flatness.py), with its Hessian-vector
+        product: shared by the Hessian's top eigenvalue and its trace."""
+        from gengap.measures.flatness import hessian_lanczos
+
+        return hessian_lanczos(self)
+
     def require_second(self) -> nn.Module:
         if self.second_model is None:
             raise GengapError("this measure needs a second run that differs only in seed")

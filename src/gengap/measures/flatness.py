@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
 from gengap.measures.context import MeasureContext
 from gengap.measures.features import head_matrix, weight_layers
-from gengap.measures.hessian import hutchinson_trace, loss_hvp, top_eigenvalue
+from gengap.measures.hessian import Lanczos, hutchinson_trace, lanczos, loss_hvp
 from gengap.measures.registry import measure
 from gengap.measures.relative_flatness import (
     feature_layer,
@@ -24,13 +25,14 @@ from gengap.measures.relative_flatness import (
 DATA = ("weights", "train_data")
 HESSIAN_EXAMPLES = 512  # training examples the Hessian measures use (a seeded subset)
 RELATIVE_FLATNESS_BATCH = 256  # examples per batch of the per-class Jacobians
-HUTCHINSON_SAMPLES = 30
-POWER_ITERATIONS = 100
+HUTCHINSON_SAMPLES = 10  # projected Rademacher vectors (the Lanczos space taken exactly)
+HESSIAN_ITERATIONS = 100  # most Lanczos steps (Hessian-vector products)
 CRITICALITY_EXAMPLES = 512
 CRITICALITY_DRAWS = 10  # noise draws per (α, σ) grid point, as in the reference code
 CRITICALITY_GRID = 10  # α takes 11 values in [0, 1]; σ the 11 + 11 of criticality_sigmas
 CRITICALITY_DECADES = 3  # the refining σ run over rms(W_F) · [10^-3, 1]
 CRITICALITY_RTOL = 1.01  # a grid point is feasible when mean perturbed loss ≤ 1.01 × final
+CRITICALITY_CHUNK = 128  # examples per forward: an infeasible point is rejected after one
 
 
 @measure("relative_flatness", group="flatness", needs=DATA, cost="E")
@@ -74,26 +76,35 @@ def _subset(ctx: MeasureContext, size: int) -> tuple[torch.Tensor, torch.Tensor]
     return x[idx], y[idx]
 
 
-@measure("hessian_top_eigenvalue", group="flatness", needs=DATA, cost="E")
-def hessian_top_eigenvalue(ctx: MeasureContext) -> float:
-    """λ_max(∇²L): the dominant eigenvalue of the training-loss Hessian by power iteration on
-    Hessian-vector products (pyhessian's method), on a seeded subset of 512 examples."""
+def hessian_lanczos(ctx: MeasureContext) -> tuple[Lanczos, Callable, list[torch.Tensor]]:
+    """The Lanczos run on the training-loss Hessian of the seeded 512-example subset, with
+    that Hessian's product and parameters (``ctx.hessian_lanczos`` shares it: the top
+    eigenvalue is its value, the trace deflates by its basis)."""
     x, y = _subset(ctx, HESSIAN_EXAMPLES)
     params, hvp = loss_hvp(ctx.model, x, y, ctx.batch_size)
     gen = torch.Generator().manual_seed(ctx.options.seed)
-    return top_eigenvalue(hvp, params, POWER_ITERATIONS, generator=gen)
+    return lanczos(hvp, params, HESSIAN_ITERATIONS, generator=gen), hvp, params
+
+
+@measure("hessian_top_eigenvalue", group="flatness", needs=DATA, cost="E")
+def hessian_top_eigenvalue(ctx: MeasureContext) -> float:
+    """λ_max(∇²L): the dominant eigenvalue of the training-loss Hessian by the Lanczos method on
+    Hessian-vector products (to a relative residual of 1e-4; pyhessian uses power iteration),
+    on a seeded subset of 512 examples."""
+    return ctx.hessian_lanczos[0].value
 
 
 @measure("hessian_trace", group="flatness", needs=DATA, cost="E")
 def hessian_trace(ctx: MeasureContext) -> float:
-    """Tr(∇²L) by Hutchinson's estimator (mean vᵀHv over 30 Rademacher vectors; pyhessian's
-    method), on a seeded subset of 512 training examples; its standard error goes to
-    ``ctx.details["hessian_trace_stderr"]``."""
-    x, y = _subset(ctx, HESSIAN_EXAMPLES)
-    params, hvp = loss_hvp(ctx.model, x, y, ctx.batch_size)
-    gen = torch.Generator().manual_seed(ctx.options.seed)
-    value, stderr = hutchinson_trace(hvp, params, HUTCHINSON_SAMPLES, gen)
+    """Tr(∇²L) on the same 512 examples: the trace of the Hessian projected on the Lanczos
+    space of ``hessian_top_eigenvalue`` (exact) plus Hutchinson's estimator on its orthogonal
+    complement (mean ṽᵀHṽ over 10 projected Rademacher vectors ṽ); unbiased, its standard
+    error goes to ``ctx.details["hessian_trace_stderr"]``."""
+    run, hvp, params = ctx.hessian_lanczos
+    gen = torch.Generator().manual_seed(ctx.options.seed + 1)
+    value, stderr = hutchinson_trace(hvp, params, HUTCHINSON_SAMPLES, gen, deflate=run)
     ctx.details["hessian_trace_stderr"] = stderr
+    ctx.details["hessian_lanczos_steps"] = len(run.diagonal)
     return value
 
 
@@ -117,14 +128,28 @@ def grid_point_generator(seed: int, layer: int, alpha_index: int, sigma_index: i
 @torch.no_grad()
 def perturbed_loss(model: nn.Module, layer: nn.Module, base: torch.Tensor, sigma: float,
                    draws: int, gen: torch.Generator, x: torch.Tensor, y: torch.Tensor,
-                   device: torch.device, batch_size: int) -> float:
+                   device: torch.device, batch_size: int, limit: float | None = None) -> float:
     """Mean loss over ``draws`` draws of ``layer.weight = base + N(0, σ²)`` (``model`` holds
-    ``layer``; its weight is left changed)."""
-    losses = []
+    ``layer``; its weight is left changed). With ``limit``, stops as soon as the losses summed
+    so far (each ≥ 0) already put the mean above it, and returns that partial sum over the
+    whole count: a value above ``limit`` whenever the full mean is, without the remaining
+    draws and batches (an infeasible grid point usually costs one batch)."""
+    if limit is None:
+        losses = []
+        for _ in range(draws):
+            layer.weight.copy_(base + torch.randn(base.shape, generator=gen).to(base) * sigma)
+            losses.append(_mean_loss(model, x, y, device, batch_size))
+        return sum(losses) / draws
+    budget = limit * draws * len(x)
+    total = 0.0
     for _ in range(draws):
         layer.weight.copy_(base + torch.randn(base.shape, generator=gen).to(base) * sigma)
-        losses.append(_mean_loss(model, x, y, device, batch_size))
-    return sum(losses) / draws
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+            total += float(nn.functional.cross_entropy(model(xb), yb, reduction="sum"))
+            if total > budget:
+                return total / (draws * len(x))
+    return total / (draws * len(x))
 
 
 def criticality_sigmas(rms: float, grid: int = CRITICALITY_GRID) -> list[float]:
@@ -158,15 +183,21 @@ def module_criticality_scores(
     weights final) is at most ``rtol`` × the final loss; ``inf`` when no grid point is feasible.
     The α grid, draws, condition and the reference σ values follow the reference code
     (meta-dataset ``criticality.py``, sigma_ratio 1); the added log-spaced σ values are
-    gengap's. Grid points that cannot beat the best value found are skipped, which leaves the
-    result unchanged."""
+    gengap's. Grid points that cannot beat the best value found are skipped, and a point's
+    draws stop once their losses so far already exceed the allowed total (losses are ≥ 0):
+    both leave every feasibility decision, hence the result, unchanged (up to the rounding of
+    summing in batches of 128). In an ``nn.Sequential`` the output of the layers before the
+    perturbed one is computed once per layer, not once per draw."""
     final_loss = _mean_loss(model, x, y, device, batch_size)
+    chunk = min(batch_size, CRITICALITY_CHUNK)
     work = copy.deepcopy(model)
     finals = dict(weight_layers(model))
     inits = dict(weight_layers(init_model))
     alphas = torch.linspace(0, 1, grid + 1).tolist()
     scores = {}
     for index, (name, layer) in enumerate(weight_layers(work)):
+        # the layers before this one are final: their output is computed once per layer
+        net, inputs = _suffix(work, layer, x, device, chunk)
         w_final = finals[name].weight.detach().clone()
         w_init = inits[name].weight.detach().to(w_final)
         dist2 = float(((w_final - w_init) ** 2).sum())
@@ -180,13 +211,32 @@ def module_criticality_scores(
                 if score >= best:
                     break
                 gen = grid_point_generator(seed, index, ai, si)
-                if perturbed_loss(work, layer, base, sigmas[si], draws, gen, x, y, device,
-                                  batch_size) <= rtol * final_loss:
+                limit = rtol * final_loss
+                if perturbed_loss(net, layer, base, sigmas[si], draws, gen, inputs, y, device,
+                                  chunk, limit) <= limit:
                     best = score
                     break
         layer.weight.copy_(w_final)
         scores[name] = best
     return scores
+
+
+@torch.no_grad()
+def _suffix(model: nn.Module, layer: nn.Module, x: torch.Tensor, device: torch.device,
+            batch_size: int) -> tuple[nn.Module, torch.Tensor]:
+    """(the modules from ``layer`` on, their input on ``x``) when ``model`` is an
+    ``nn.Sequential`` holding ``layer`` as a direct child (the same computation split in two);
+    else (``model``, ``x``)."""
+    if not isinstance(model, nn.Sequential):
+        return model, x
+    children = list(model)
+    at = next((i for i, m in enumerate(children) if m is layer), None)
+    if not at:  # not a direct child, or the first one: nothing to skip
+        return model, x
+    head = model[:at]
+    inputs = torch.cat([head(x[i : i + batch_size].to(device)).cpu()
+                        for i in range(0, len(x), batch_size)])
+    return model[at:], inputs
 
 
 @measure(

@@ -4,16 +4,17 @@
 |u_i| ≤ α|w_i| + ε, ε = 1e-3) lowers training accuracy by 0.1. For each probed α the worst
 perturbation is sought by projected gradient ascent on the training cross-entropy:
 ``ascent_steps`` signed-gradient steps of size 2.5·α/steps (the box is an ℓ∞ ball) on
-minibatches of ``ascent_batch`` examples, clipped back into the box after each step. The first
-ascent of a search starts at a uniform random point of the box; later ones start from the worst
-perturbation found so far, rescaled to the new box (a warm start: it is already a strong
-perturbation, so ``ascent_warm_steps`` steps suffice), as the reference's restarts would find
-it again from scratch. With ``ascent_restarts`` > 1, further random starts are tried and the
-worst kept. The accuracy drop of the perturbed network is then estimated and α searched as σ′
-(:mod:`gengap.measures.search`); the Monte Carlo there is over training examples, the
-perturbation being fixed. A start (random or warm) that already lowers accuracy too far settles
-a probe without ascent (the worst perturbation drops it at least as far), and the bracketing
-screens use random starts only, whose verdict "too large" is such a proof.
+minibatches of ``ascent_batch`` examples, clipped back into the box after each step, from a
+uniform random point of the box (the study's ascent: 10 steps, batches of 256). With
+``ascent_warm_steps`` set, probes after the first start instead from the previous probe's worst
+perturbation rescaled to the new box and take that many steps: cheaper, but not the study's
+procedure (on the issue-10 NiN, 3 warm steps found a weaker perturbation than 10 cold ones, so
+α′ came out larger), hence off by default. With ``ascent_restarts`` > 1, further random starts
+are tried and the worst kept. The accuracy drop of the perturbed network is then estimated and
+α searched as σ′ (:mod:`gengap.measures.search`); the Monte Carlo there is over training
+examples, the perturbation being fixed. A start (random or warm) that already lowers accuracy
+too far settles a probe without ascent (the worst perturbation drops it at least as far), and
+the bracketing screens use random starts only, whose verdict "too large" is such a proof.
 
 Parameters are those of the BatchNorm-folded network, as for the PAC-Bayes measures. The bounds
 use σ_α = α′/sqrt(2·log(2ω/δ)), the relation between the two radii that Jiang et al. use.
@@ -120,24 +121,25 @@ def alpha_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
     def probe(alpha: float) -> Probe:
         radius = box(alpha)
         worst: Probe | None = None
+        worst_u: torch.Tensor | None = None
         for restart in range(opts.ascent_restarts):
-            if restart == 0 and "ratio" in warm:
+            if restart == 0 and "ratio" in warm and opts.ascent_warm_steps is not None:
                 start, steps = torch.clamp(warm["ratio"] * radius, -radius, radius), \
                     opts.ascent_warm_steps
             else:
                 start, steps = random_start(radius), opts.ascent_steps
             screened = measure_drop(start, alpha, screen_only=True)
             if screened.verdict == "lower":
-                found = screened
+                found, u = screened, start
             else:
                 u = ascend(start, radius, steps)
-                warm["ratio"] = u / radius
                 found = measure_drop(u, alpha)
             if worst is None or found.drop > worst.drop:
-                worst = found
+                worst, worst_u = found, u
             if found.verdict == "lower":
                 break
-        assert worst is not None
+        assert worst is not None and worst_u is not None
+        warm["ratio"] = worst_u / radius  # the next probe's start, in units of its box
         return worst
 
     return search_scale(probe, opts, screen)
