@@ -139,7 +139,9 @@ def _shared_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     )
     patches = F.unfold(x, (kh, kw), conv.dilation, conv.padding, conv.stride)  # (N, in*k*k, L)
     rows = patches.transpose(1, 2).reshape(n * out_h * out_w, -1)
-    kernel = weight.reshape(weight.shape[0], -1).t()  # (in*k*k, P*out)
+    # Row-major, so that autograd forms the kernel's gradient as rows^T @ grad: for the
+    # transposed view it forms (grad^T @ rows)^T, measured 8x slower here (9 inner columns).
+    kernel = weight.reshape(weight.shape[0], -1).t().contiguous()  # (in*k*k, P*out)
     y = rows @ kernel if bias is None else torch.addmm(bias, rows, kernel)
     return y.view(n, out_h, out_w, -1).permute(0, 3, 1, 2)  # (N, P*out, H, W), channels-last
 
