@@ -106,12 +106,7 @@ def _path_norm(model: nn.Module, layers: list, input_shape: tuple[int, ...]) -> 
         m.weight.copy_(torch.from_numpy(w**2))
         if b is not None:
             m.bias = nn.Parameter(torch.from_numpy(b**2))
-    for m in model.modules():
-        if isinstance(m, nn.modules.batchnorm._BatchNorm):
-            m.running_mean.zero_()
-            m.running_var.fill_(1.0 - m.eps)
-            m.weight.fill_(1.0)
-            m.bias.zero_()
+    _identity_batchnorm(model)
     return float(model(torch.ones(1, *input_shape, dtype=torch.float64)).sum())
 
 
@@ -129,13 +124,18 @@ def folded_copy(model: nn.Module) -> tuple[nn.Module, list[nn.Parameter]]:
             params.append(m.weight)
             if m.bias is not None:
                 params.append(m.bias)
-        for m in twin.modules():
-            if isinstance(m, nn.modules.batchnorm._BatchNorm):
-                m.running_mean.zero_()
-                m.running_var.fill_(1.0 - m.eps)
-                m.weight.fill_(1.0)
-                m.bias.zero_()
+        _identity_batchnorm(twin)
     return twin, params
+
+
+def _identity_batchnorm(model: nn.Module) -> None:
+    """Make every BatchNorm the identity in eval mode (after its scale was folded by hand)."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            m.running_mean.zero_()
+            m.running_var.fill_(1.0 - m.eps)
+            m.weight.fill_(1.0)
+            m.bias.zero_()
 
 
 def accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch: int = 500) -> np.ndarray:
