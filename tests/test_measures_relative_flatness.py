@@ -219,11 +219,12 @@ def test_feature_layer_follows_running_order_in_a_residual_block() -> None:
     assert by_running is last_block.conv2
 
 
-@pytest.mark.parametrize("stride", [1, 2])
-def test_one_by_one_convolution_patches(stride: int) -> None:
+@pytest.mark.parametrize(("stride", "padding"), [(1, 0), (2, 0), (1, "valid")])
+def test_one_by_one_convolution_patches(stride: int, padding: int | str) -> None:
     """The 1x1 fast path (NiN's layers) against the brute-force definition."""
     torch.manual_seed(4)
-    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 4, 1, stride=stride),
+    net = nn.Sequential(nn.Conv2d(2, 3, 3, padding=1), nn.ReLU(), nn.Conv2d(3, 4, 1, stride=stride,
+                                                                   padding=padding),
                         nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 3, 1), nn.AdaptiveAvgPool2d(1),
                         nn.Flatten()).double().eval()
     x = torch.randn(9, 2, 5, 5, dtype=torch.float64)

@@ -35,3 +35,12 @@ def test_vc_dim_uses_the_input_positions_and_needs_them_for_a_convnet() -> None:
         3 + 6 * kernels * math.log(22 * 3 * 64), rel=1e-12)
     unknown = compute(MeasureContext(net, device="cpu"), ["vc_dim"])["vc_dim"]
     assert unknown != unknown  # NaN: a convnet's bound needs the input size
+
+
+def test_vc_dim_of_a_dense_network_on_images_has_one_position() -> None:
+    net = nn.Sequential(nn.Flatten(), nn.Linear(28 * 28, 32), nn.ReLU(), nn.Linear(32, 10))
+    kernels = 28 * 28 * 32 + 32 * 10
+    expected = 2 + 2 * 2 * kernels * math.log(22 * 2 * 1)
+    for ctx in (MeasureContext(net, input_shape=(1, 28, 28), device="cpu"),
+                MeasureContext(net, device="cpu")):
+        assert compute(ctx, ["vc_dim"])["vc_dim"] == pytest.approx(expected, rel=1e-12)

@@ -72,3 +72,12 @@ def test_which_templates_have_a_wide_form():
     assert not WideForward.supports(resnet)  # residual blocks: the population uses vmap
     with pytest.raises(ValueError, match="no wide form"):
         WideForward(resnet)
+
+
+def test_convolutions_with_named_padding_are_left_to_vmap() -> None:
+    def net(padding: int | str) -> nn.Module:
+        return nn.Sequential(nn.Conv2d(1, 4, 3, padding=padding), nn.ReLU(), nn.Flatten(),
+                             nn.Linear(4 * 6 * 6, 3))
+
+    assert WideForward.supports(net(1))
+    assert not WideForward.supports(net("same"))

@@ -118,9 +118,8 @@ def _patches(layer: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
     if layer.groups != 1 or layer.padding_mode != "zeros" or isinstance(layer.padding, str) and \
             layer.padding != "valid":
         raise NotApplicable("relative flatness needs an ungrouped, zero-padded convolution")
-    padding = 0 if isinstance(layer.padding, str) else layer.padding
-    if all(k == 1 for k in layer.kernel_size) and not any(
-            padding if isinstance(padding, int) else padding):
+    padding = (0,) * len(layer.kernel_size) if isinstance(layer.padding, str) else layer.padding
+    if all(k == 1 for k in layer.kernel_size) and not any(padding):
         # a 1x1 convolution's patches are its input's pixels (unfold would copy them slowly)
         index = (slice(None), slice(None)) + tuple(slice(None, None, st) for st in layer.stride)
         return inputs[index].reshape(len(inputs), inputs.shape[1], -1)

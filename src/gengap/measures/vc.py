@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import math
 
+from torch import nn
+
 from gengap.measures.context import MeasureContext
 from gengap.measures.features import weight_layers
 from gengap.measures.registry import NotApplicable, measure
@@ -31,11 +33,10 @@ def vc_dim(ctx: MeasureContext) -> float:
     if not layers:
         raise NotApplicable("the model has no Linear or Conv layer")
     omega = sum(m.weight.numel() for m in layers)
-    has_conv = any(not hasattr(m, "in_features") for m in layers)
-    if ctx.input_shape is None:
-        if has_conv:
-            raise NotApplicable("vc_dim of a convolutional model needs the input shape")
-        positions = 1
+    if all(isinstance(m, nn.Linear) for m in layers):
+        positions = 1  # a dense network reads its input as one vector, whatever its shape
+    elif ctx.input_shape is None:
+        raise NotApplicable("vc_dim of a convolutional model needs the input shape")
     else:
         positions = math.prod(ctx.input_shape[1:]) if len(ctx.input_shape) > 1 else 1
     return vc_bound(len(layers), omega, positions)

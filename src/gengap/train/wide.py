@@ -95,7 +95,8 @@ def _layer(name: str, module: nn.Module) -> Layer | None:
         return lambda x, layout, params, buffers, training, p: (
             x.flatten(2) if layout == STACKED else x.flatten(1), layout
         )
-    if isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros":
+    if (isinstance(module, nn.Conv2d) and module.groups == 1 and module.padding_mode == "zeros"
+            and not isinstance(module.padding, str)):  # "same"/"valid": left to vmap
         return _conv(name, module)
     if isinstance(module, nn.Linear):
         return _linear(name, module)
