@@ -134,13 +134,7 @@ def perturbed_loss(model: nn.Module, layer: nn.Module, base: torch.Tensor, sigma
     so far (each ≥ 0) already put the mean above it, and returns that partial sum over the
     whole count: a value above ``limit`` whenever the full mean is, without the remaining
     draws and batches (an infeasible grid point usually costs one batch)."""
-    if limit is None:
-        losses = []
-        for _ in range(draws):
-            layer.weight.copy_(base + torch.randn(base.shape, generator=gen).to(base) * sigma)
-            losses.append(_mean_loss(model, x, y, device, batch_size))
-        return sum(losses) / draws
-    budget = limit * draws * len(x)
+    budget = math.inf if limit is None else limit * draws * len(x)
     total = 0.0
     for _ in range(draws):
         layer.weight.copy_(base + torch.randn(base.shape, generator=gen).to(base) * sigma)
