@@ -212,3 +212,39 @@ def test_criticality_sigmas_hold_the_reference_grid_within_the_papers_domain() -
 def value_with_init(net: nn.Module, init: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     ctx = MeasureContext(net, init, x_train=x, y_train=y, device="cpu")
     return compute(ctx, ["module_criticality"])["module_criticality"]
+
+
+def test_perturbed_loss_computes_an_unchanging_draw_once() -> None:
+    """A σ too small to change any weight (the reference grid's 1e-16 in float32; 1e-30 here,
+    in float64) leaves every draw at the unperturbed loss: one pass over the data serves all."""
+    net, x, y = trained()
+    work = copy.deepcopy(net)
+    base = net[2].weight.detach().clone()
+    calls = []
+    work[2].register_forward_hook(lambda *_: calls.append(1))
+    cpu = torch.device("cpu")
+    got = perturbed_loss(work, work[2], base, 1e-30, 10, torch.Generator().manual_seed(0),
+                         x, y, cpu, 1024)
+    with torch.no_grad():
+        clean = float(nn.functional.cross_entropy(net(x), y))
+    assert got == pytest.approx(clean, rel=1e-12)
+    assert len(calls) == 1
+
+
+@pytest.mark.parametrize("seed", [4, 8, 9])
+def test_module_criticality_rows_near_the_limit_are_searched_whole(seed: int) -> None:
+    """Networks where two draws' mean loss does not grow with σ near the limit (found by
+    search: screening a row at its least σ alone, without the margin, misses their minimum by
+    up to 3x): the result is still the whole grid's minimum."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 4)).double()
+    x, y = torch.randn(64, 3, dtype=torch.float64), torch.randint(0, 4, (64,))
+    init = copy.deepcopy(net)
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    for _ in range(200 + 50 * seed):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    for rtol in (1.01, 1.05, 1.3):
+        got = module_criticality_scores(net, init, x, y, torch.device("cpu"), draws=2, rtol=rtol)
+        assert got["2"] == pytest.approx(full_grid(net, init, x, y, rtol), rel=1e-12), rtol

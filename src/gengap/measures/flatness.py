@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import math
 from collections.abc import Callable
+from functools import partial
 
 import torch
 from torch import nn
@@ -33,6 +34,7 @@ CRITICALITY_GRID = 10  # α takes 11 values in [0, 1]; σ the 11 + 11 of critica
 CRITICALITY_DECADES = 3  # the refining σ run over rms(W_F) · [10^-3, 1]
 CRITICALITY_RTOL = 1.01  # a grid point is feasible when mean perturbed loss ≤ 1.01 × final
 CRITICALITY_CHUNK = 128  # examples per forward: an infeasible point is rejected after one
+CRITICALITY_SCREEN_MARGIN = 2.0  # a row whose least σ has twice the allowed loss is skipped
 
 
 @measure("relative_flatness", group="flatness", needs=DATA, cost="E")
@@ -133,16 +135,29 @@ def perturbed_loss(model: nn.Module, layer: nn.Module, base: torch.Tensor, sigma
     ``layer``; its weight is left changed). With ``limit``, stops as soon as the losses summed
     so far (each ≥ 0) already put the mean above it, and returns that partial sum over the
     whole count: a value above ``limit`` whenever the full mean is, without the remaining
-    draws and batches (an infeasible grid point usually costs one batch)."""
+    draws and batches (an infeasible grid point usually costs one batch). A draw too small to
+    change any weight in floating point (σ = 1e-16 of the reference grid) has the unperturbed
+    loss, computed once."""
     budget = math.inf if limit is None else limit * draws * len(x)
     total = 0.0
+    unperturbed: float | None = None  # the loss at ``base``, once a draw has needed it
     for _ in range(draws):
-        layer.weight.copy_(base + torch.randn(base.shape, generator=gen).to(base) * sigma)
-        for i in range(0, len(x), batch_size):
-            xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
-            total += float(nn.functional.cross_entropy(model(xb), yb, reduction="sum"))
+        weight = base + torch.randn(base.shape, generator=gen).to(base) * sigma
+        if unperturbed is not None and torch.equal(weight, base):
+            total += unperturbed
             if total > budget:
                 return total / (draws * len(x))
+            continue
+        layer.weight.copy_(weight)
+        draw_total = 0.0
+        for i in range(0, len(x), batch_size):
+            xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+            draw_total += float(nn.functional.cross_entropy(model(xb), yb, reduction="sum"))
+            if total + draw_total > budget:
+                return (total + draw_total) / (draws * len(x))
+        total += draw_total
+        if torch.equal(weight, base):
+            unperturbed = draw_total
     return total / (draws * len(x))
 
 
@@ -177,42 +192,70 @@ def module_criticality_scores(
     weights final) is at most ``rtol`` × the final loss; ``inf`` when no grid point is feasible.
     The α grid, draws, condition and the reference σ values follow the reference code
     (meta-dataset ``criticality.py``, sigma_ratio 1); the added log-spaced σ values are
-    gengap's. Grid points that cannot beat the best value found are skipped, and a point's
+    gengap's. Points that cannot beat the best value found are never evaluated, and a point's
     draws stop once their losses so far already exceed the allowed total (losses are ≥ 0):
-    both leave every feasibility decision, hence the result, unchanged (up to the rounding of
-    summing in batches of 128). In an ``nn.Sequential`` the output of the layers before the
-    perturbed one is computed once per layer, not once per draw."""
+    both exact. One assumption saves most of the rest: a row of α whose least useful σ has a
+    mean loss above twice the allowed one is skipped, taken as infeasible at every larger σ
+    (noise would have to lower the loss by half). Other rows are scanned down from their
+    largest σ to the first feasible one, not bisected: near the limit ten draws' mean loss
+    need not grow with σ. Where no skipped row holds a feasible point the result is the whole
+    grid's minimum (up to the rounding of summing in batches of 128). In an
+    ``nn.Sequential`` the output of the layers before the perturbed one is computed once per
+    layer, not once per draw."""
     final_loss = _mean_loss(model, x, y, device, batch_size)
     chunk = min(batch_size, CRITICALITY_CHUNK)
     work = copy.deepcopy(model)
     finals = dict(weight_layers(model))
     inits = dict(weight_layers(init_model))
-    alphas = torch.linspace(0, 1, grid + 1).tolist()
     scores = {}
     for index, (name, layer) in enumerate(weight_layers(work)):
         # the layers before this one are final: their output is computed once per layer
         net, inputs = _suffix(work, layer, x, device, chunk)
         w_final = finals[name].weight.detach().clone()
         w_init = inits[name].weight.detach().to(w_final)
-        dist2 = float(((w_final - w_init) ** 2).sum())
-        rms = float(w_final.pow(2).mean().sqrt()) or 1.0
-        sigmas = criticality_sigmas(rms, grid)
-        best = math.inf
-        for ai, a in enumerate(alphas):
-            base = (1 - a) * w_init + a * w_final
-            for si in reversed(range(len(sigmas))):  # larger σ first: a smaller score
-                score = (a / sigmas[si]) ** 2 * dist2
-                if score >= best:
-                    break
-                gen = grid_point_generator(seed, index, ai, si)
-                limit = rtol * final_loss
-                if perturbed_loss(net, layer, base, sigmas[si], draws, gen, inputs, y, device,
-                                  chunk, limit) <= limit:
-                    best = score
-                    break
+        scores[name] = _layer_criticality(net, layer, w_init, w_final, inputs, y, device, chunk,
+                                          rtol * final_loss, draws, grid,
+                                          partial(grid_point_generator, seed, index))
         layer.weight.copy_(w_final)
-        scores[name] = best
     return scores
+
+
+@torch.no_grad()
+def _layer_criticality(net: nn.Module, layer: nn.Module, w_init: torch.Tensor,
+                       w_final: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                       device: torch.device, chunk: int, limit: float, draws: int, grid: int,
+                       generator: Callable[[int, int], torch.Generator]) -> float:
+    """One layer's least feasible score over the (α, σ) grid (see
+    :func:`module_criticality_scores`); ``generator(α index, σ index)`` seeds a point's noise."""
+    dist2 = float(((w_final - w_init) ** 2).sum())
+    sigmas = criticality_sigmas(float(w_final.pow(2).mean().sqrt()) or 1.0, grid)
+
+    def loss(ai: int, si: int, base: torch.Tensor, cap: float) -> float:
+        """The point's mean loss, or a value above ``cap`` as soon as it must exceed it."""
+        return perturbed_loss(net, layer, base, sigmas[si], draws, generator(ai, si), x, y,
+                              device, chunk, cap)
+
+    best = math.inf
+    for ai, a in enumerate(torch.linspace(0, 1, grid + 1).tolist()):
+        base = (1 - a) * w_init + a * w_final
+        # the σ values whose score could beat the best so far, ascending
+        candidates = [si for si, s in enumerate(sigmas) if (a / s) ** 2 * dist2 < best]
+        if not candidates:
+            continue
+        # a row far above the limit at its least σ is taken as infeasible throughout (noise
+        # lowering the mean loss by the margin is not seen); near the limit, noise can make
+        # a larger σ feasible where a smaller one is not, so such a row is scanned whole
+        screen = loss(ai, candidates[0], base, CRITICALITY_SCREEN_MARGIN * limit)
+        if screen > CRITICALITY_SCREEN_MARGIN * limit:
+            continue
+        # the largest feasible σ scores least: scan down from the top
+        chosen = next((si for si in reversed(candidates[1:]) if loss(ai, si, base, limit) <= limit),
+                      candidates[0] if screen <= limit else None)
+        if chosen is not None:
+            best = (a / sigmas[chosen]) ** 2 * dist2
+        if best == 0.0:  # α = 0 is feasible: nothing can beat it
+            return best
+    return best
 
 
 @torch.no_grad()

@@ -185,12 +185,16 @@ def findings(table: pd.DataFrame, holdout: pd.DataFrame) -> list[str]:
             + ", ".join(f"window {w}: {a:.3f} (chance {c:.3f})" for w, a, c in
                         zip(largest.window, largest.test_acc, largest.chance, strict=True))
         )
+    seen = set()
     for (family, window, aggregation), part in table.groupby(["family", "window",
                                                               "aggregation"], sort=False):
         part = part.sort_values("n_train")
-        if len(part) > 1 and window == table["window"].min():
+        # window 1 is one run per size, repeated under every aggregation: say it once
+        label = "any aggregation" if window == 1 else aggregation
+        if len(part) > 1 and window == table["window"].min() and (family, label) not in seen:
+            seen.add((family, label))
             out.append(
-                f"{family}, window {window}, {aggregation}: test accuracy "
+                f"{family}, window {window}, {label}: test accuracy "
                 + " → ".join(f"{a:.3f}" for a in part.test_acc)
                 + f" as the training set grows {int(part.n_train.iloc[0])} → "
                 f"{int(part.n_train.iloc[-1])}"
