@@ -63,6 +63,7 @@ def ranking_table(
     if missing:
         raise GengapError(f"no measure column {missing[0]!r} in the table")
     notes: list[str] = []
+    cmi_errors: dict[str, list[str]] = {}  # one note per reason, naming its measures
     cmi_frame, cmi_levels = frame, levels
     if "cmi" in metrics:  # the zoo's own grid must hold before any measure is scored
         if grid == "largest":
@@ -99,7 +100,7 @@ def ranking_table(
                 row.update({f"psi[{a}]": v for a, v in per_axis.items()})
         if "cmi" in metrics:
             row.update(_cmi_columns(cmi_frame, name, hyperparameters, target, max_conditioning,
-                                    grid, replicates, cmi_levels, notes))
+                                    grid, replicates, cmi_levels, cmi_errors))
         if "robust" in metrics:
             summary = robust_sign_error(frame, name, hyperparameters, target, min_ess=min_ess,
                                         envs=envs)
@@ -110,6 +111,9 @@ def ranking_table(
             row["robust_envs"] = int(overall["environments"])
         row["n"] = int(np.isfinite(frame[name].to_numpy(dtype=float)).sum())
         rows.append(row)
+    for err, names in cmi_errors.items():
+        shown = ", ".join(names[:3]) + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+        notes.append(f"CMI of {shown}: {err}")
     if envs is not None and len(envs.table) and rows and all(
         r["robust_envs"] == 0 for r in rows
     ):
@@ -135,7 +139,7 @@ def _cmi_columns(
     grid: Grid,
     replicates: str | None,
     levels: Mapping[str, Sequence[Any]] | None,
-    notes: list[str],
+    errors: dict[str, list[str]],
 ) -> dict[str, float]:
     sizes = range(min(max_conditioning, len(hyperparameters)) + 1)
     try:
@@ -144,7 +148,7 @@ def _cmi_columns(
             grid="none" if grid == "none" else "strict", replicates=replicates, levels=levels,
         )
     except GengapError as err:
-        notes.append(f"CMI of {measure}: {err}")
+        errors.setdefault(str(err), []).append(measure)
         by_size = {s: float("nan") for s in sizes}
     finite = [v for v in by_size.values() if np.isfinite(v)]
     out = {"cmi": 100 * min(finite) if finite else float("nan")}
