@@ -136,3 +136,16 @@ def test_ranking_table_reports_cmi_times_100():
     assert table.loc[0, "cmi[2]"] == pytest.approx(100 * conditional_mi(frame, "gap", AXES,
                                                                         pgdl=True))
     assert table.loc[1, "cmi"] < 5
+
+
+def test_ranking_table_gives_one_note_per_reason_a_measure_breaks_the_grid():
+    frame = grid96(np.random.default_rng(4))
+    holes = (frame["h5"] == 2) & (frame["h0"] == 0)  # five measures missing on the same cells
+    names = [f"m{i}" for i in range(5)]
+    for name in names:
+        frame[name] = np.where(holes, np.nan, frame["noise"])
+    table = ranking_table(frame, ["gap", *names], AXES, metrics=("cmi",))
+    assert table.set_index("measure").loc[names, "cmi"].isna().all()
+    notes = [n for n in table.attrs["notes"] if n.startswith("CMI of")]
+    assert len(notes) == 1
+    assert notes[0].startswith("CMI of m0, m1, m2 and 2 more: ")

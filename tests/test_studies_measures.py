@@ -7,12 +7,15 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from gengap.evaluate import ranking_table
 from gengap.studies import run_study
 from gengap.studies.measures_study import (
     PUBLISHED_SIGN,
+    best_by_metric,
     comparison_table,
     group_table,
     measures_zoos,
+    unfiltered_robust,
 )
 
 pytestmark = pytest.mark.slow  # ~13 s: 8 CNNs and the cheap groups of the catalogue
@@ -67,3 +70,31 @@ def test_comparison_by_hand() -> None:
     assert table.loc["param_norm", "agrees"] is None
     groups = group_table(table.reset_index()).set_index("group")
     assert groups.loc["size", "flip"] == 1 and groups.loc["norm", "agree"] == 1
+
+
+def robust_frame() -> pd.DataFrame:
+    """Two settings of one hyperparameter, two seeds each; gaps closer than 450 test images
+    can resolve."""
+    return pd.DataFrame({"h": ["a", "a", "b", "b"], "seed": [0, 1, 0, 1],
+                         "gap": [0.02, 0.03, 0.05, 0.04], "m": [1.0, 2.0, 3.0, 0.0]})
+
+
+def test_robust_without_the_noise_filter_by_hand() -> None:
+    frame = robust_frame()
+    filtered = ranking_table(frame, ["m"], ["h"], metrics=("robust",), test_size=450,
+                             min_ess=2)
+    assert filtered.loc[0, "robust_envs"] == 0  # no pair differs by more than 0.092
+    ranking, note = unfiltered_robust(filtered, frame, ["m"], ["h"], 450, 2)
+    # pairs (a, b): (1, 3) agree, (1, 0) flip, (2, 3) agree, (2, 0) flip, in both directions
+    row = ranking.set_index("measure").loc["m"]
+    assert row["robust_envs"] == 2
+    assert row["robust_mean"] == pytest.approx(0.5) and row["robust_max"] == pytest.approx(0.5)
+    assert "more than 0.092" in note and "at most 0.030" in note
+
+
+def test_best_by_metric_orders_each_metric() -> None:
+    ranking = pd.DataFrame({"measure": ["x", "y", "z"], "robust_mean": [0.4, 0.1, np.nan],
+                            "robust_max": [0.5, 0.9, np.nan], "cmi": [1.0, 3.0, 2.0]})
+    robust, cmi = best_by_metric(ranking)
+    assert robust == "lowest mean robust sign error: y (0.10, worst 0.90), x (0.40, worst 0.50)"
+    assert cmi == "highest CMI (×100): y (3.00), z (2.00), x (1.00)"
