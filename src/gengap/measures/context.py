@@ -15,6 +15,7 @@ from torch import nn
 
 from gengap.device import resolve_device
 from gengap.errors import GengapError
+from gengap.measures.batching import auto_batch_size
 from gengap.measures.layers import fold_batchnorm, weight_matrices
 from gengap.measures.profiling import shared_pass
 from gengap.specs import MeasureOptions
@@ -29,7 +30,8 @@ class MeasureContext:
         x_train, y_train: the training set, for data measures.
         input_shape: one input's shape (taken from ``x_train`` when not given).
         device: where forward passes run (``auto`` picks CUDA when present).
-        batch_size: batch size of forward passes.
+        batch_size: batch size of forward passes (default: chosen by
+            :func:`gengap.measures.batching.auto_batch_size`).
         options: knobs of the searching and sampling measures (σ′, α′, gradient noise).
         trajectory: records of the training run (``steps_to_ce_0.1``, ``steps_to_ce_0.01``,
             ``batch_size``), for the optimization measures.
@@ -45,7 +47,7 @@ class MeasureContext:
         y_train: torch.Tensor | None = None,
         input_shape: tuple[int, ...] | None = None,
         device: str | torch.device = "auto",
-        batch_size: int = 1024,
+        batch_size: int | None = None,
         options: MeasureOptions | None = None,
         trajectory: Mapping[str, Any] | None = None,
         second_model: nn.Module | None = None,
@@ -58,7 +60,8 @@ class MeasureContext:
         if input_shape is None and x_train is not None:
             input_shape = tuple(x_train.shape[1:])
         self.input_shape = input_shape
-        self.batch_size = batch_size
+        self.batch_size = batch_size or auto_batch_size(
+            self.model, x_train[:1] if x_train is not None else None, self.device)
         self.options = options or MeasureOptions()
         self.trajectory = dict(trajectory) if trajectory is not None else None
         self.second_model = (
