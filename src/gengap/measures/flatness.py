@@ -285,7 +285,8 @@ def module_criticality(ctx: MeasureContext) -> float:
     ≤ 1.01 L_final, u ~ N(0, σ²I) (Chatterji et al. 2020), over a grid: α ∈ {0, 0.1, …, 1}, σ
     the reference code's {1e-16, 0.1, …, 1} plus 11 values log-spaced over rms(W_i^F)·[10⁻³, 1]
     (all σ ≤ 1, the paper's domain); 10 noise draws per point, a seeded subset of 512 training
-    examples."""
+    examples; searched as :func:`module_criticality_scores` says (rows of α far above the limit
+    at their least σ are skipped)."""
     x, y = _subset(ctx, CRITICALITY_EXAMPLES)
     scores = module_criticality_scores(
         ctx.model, ctx.require_init(), x, y, ctx.device, ctx.batch_size, ctx.options.seed

@@ -60,22 +60,35 @@ def alpha_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
         idx = pool[torch.randint(len(pool), (n,), generator=gen)].to(net.device)
         return idx, x[idx.to(x.device)].to(net.device)
 
+    # an ascent step's batch and a sampling round run in pieces of the context's batch size
+    # (the same gradient and predictions, at the speed of a batch that fits the cache)
+    pieces = ctx.batch_size
+
     def ascend(u: torch.Tensor, radius: float | torch.Tensor, steps: int) -> torch.Tensor:
         step = 2.5 * radius / steps
         for _ in range(steps):
             idx, xb = batch(opts.ascent_batch)
             u.requires_grad_(True)
-            loss = F.cross_entropy(net.forward(w + u, xb), y_dev[idx])
-            (grad,) = torch.autograd.grad(loss, u)
+            grad = torch.zeros_like(u)
+            for at in range(0, len(idx), pieces):
+                part = slice(at, at + pieces)
+                loss = F.cross_entropy(net.forward(w + u, xb[part]), y_dev[idx[part]],
+                                       reduction="sum") / len(idx)
+                grad += torch.autograd.grad(loss, u)[0]
             with torch.no_grad():
                 u = torch.clamp(u + step * grad.sign(), -radius, radius)
         return u.detach()
+
+    @torch.no_grad()
+    def predictions(u: torch.Tensor, xb: torch.Tensor) -> torch.Tensor:
+        return torch.cat([net.forward(w + u, xb[at : at + pieces]).argmax(-1)
+                          for at in range(0, len(xb), pieces)])
 
     def rounds(u: torch.Tensor) -> Callable[[int], torch.Tensor]:
         @torch.no_grad()
         def one_round(chunk: int) -> torch.Tensor:
             idx, xb = batch(opts.mc_draws * chunk)
-            right = net.forward(w + u, xb).argmax(-1) == y_dev[idx]
+            right = predictions(u, xb) == y_dev[idx]
             return (clean[idx].float() - right.float()).reshape(opts.mc_draws, chunk).mean(1)
 
         return one_round
