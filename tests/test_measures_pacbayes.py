@@ -12,7 +12,7 @@ from scipy.stats import norm
 from torch import nn
 
 from gengap.measures import MeasureContext, compute
-from gengap.measures.search import Probe, bisect_scale, search_scale
+from gengap.measures.search import SCREENS, Probe, bisect_scale, search_scale
 from gengap.specs import MeasureOptions
 
 
@@ -215,3 +215,47 @@ def test_a_step_shaped_drop_is_found_by_bisection_in_log_scale():
 
     result = search_scale(probe, opts)
     assert 0.5 <= result.value < 0.505
+
+
+def test_magnitude_aware_searches_end_at_zero_when_epsilon_alone_drops_too_much(gaussian_case):
+    """With ε = 5 the magnitude-aware noise at σ = 0 already lowers the accuracy by more than
+    0.1 (closed form): σ′ and α′ are 0, found in a few probes, and the bounds built on
+    1/scale are infinite."""
+    w, x, y = gaussian_case
+    eps = 5.0
+    assert drop_under_noise(w, x, y, np.full_like(w, eps, dtype=np.float64)) > 0.2
+    model = nn.Sequential(linear(w))
+    ctx = MeasureContext(model, nn.Sequential(linear(np.zeros_like(w))), torch.from_numpy(x),
+                         torch.from_numpy(y), device="cpu", options=MeasureOptions(mag_eps=eps))
+    got = compute(ctx, ["pacbayes_mag_sigma", "pacbayes_mag_flatness", "pacbayes_mag_init",
+                        "sharpness_mag_alpha", "sharpness_mag_flatness", "sharpness_mag_init"])
+    assert got["pacbayes_mag_sigma"] == 0.0 and got["sharpness_mag_alpha"] == 0.0
+    assert got["pacbayes_mag_flatness"] == math.inf and got["pacbayes_mag_init"] == math.inf
+    assert got["sharpness_mag_flatness"] == math.inf
+    assert math.isfinite(got["sharpness_mag_init"])  # its ε² terms keep it finite at α′ = 0
+    for search in (ctx.mag_sigma_search, ctx.mag_alpha_search):
+        assert search.probes[-1].scale == 0.0 and search.drop > 0.1
+        assert len(search.probes) <= SCREENS + 2  # the screens, one full probe, the floor
+
+
+@pytest.mark.parametrize("floor_drop", [0.5, 0.1, 0.0])
+def test_the_floor_probe_ends_or_joins_the_search(floor_drop):
+    """D(s) = floor + 0.9·(1 − exp(−s²)): a floor above the target ends the search at 0 after
+    one full probe at 0; within the band, 0 is accepted; below it the search goes on and finds
+    the crossing, with one full probe more at most."""
+    opts = MeasureOptions()
+    full = []
+
+    def drop(scale: float) -> float:
+        return min(1.0, floor_drop + 0.9 * (1 - math.exp(-scale * scale)))
+
+    def probe(scale: float) -> Probe:
+        full.append(scale)
+        return Probe(scale, drop(scale), 0.0, 1000, verdict_of(drop(scale), opts))
+
+    result = search_scale(probe, opts, floor=True)
+    if floor_drop >= 0.1:
+        assert result.value == 0.0 and full[-1] == 0.0 and len(full) == 2
+    else:
+        assert abs(drop(result.value) - 0.1) < opts.tolerance
+        assert full.count(0.0) <= 1

@@ -24,6 +24,7 @@ from gengap.measures.search import (
     Probe,
     SearchResult,
     estimate_drop,
+    inverse_square,
     search_scale,
     unreachable,
 )
@@ -79,7 +80,8 @@ def sigma_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
     def screen(sigma: float) -> Probe:  # one small round: both its verdicts are trusted
         return estimate_drop(rounds(sigma), opts, sigma, screen_only=True)
 
-    return search_scale(probe, opts, screen)
+    # the magnitude-aware noise is ε even at σ = 0: its search may end there
+    return search_scale(probe, opts, screen, floor=magnitude)
 
 
 def _sigma(ctx: MeasureContext, name: str) -> float:
@@ -100,6 +102,8 @@ def _mag_bound(ctx: MeasureContext, vector: torch.Tensor, sigma: float) -> float
     omega = len(w)
     numerator = eps2 + (sigma**2 + 1) * float((vector**2).sum()) / omega
     denominator = eps2 + sigma**2 * (w - w0) ** 2
+    if sigma == 0:  # ε alone drops the accuracy by the target: log(m/σ′) is infinite
+        return math.inf
     return float(0.25 * torch.log(numerator / denominator).sum()) + math.log(
         ctx.num_examples / sigma) + 10
 
@@ -136,7 +140,7 @@ def pacbayes_orig(ctx: MeasureContext) -> float:
 @measure("pacbayes_flatness", group="pacbayes", needs=DATA, cost="F")
 def pacbayes_flatness(ctx: MeasureContext) -> float:
     """1/σ′² (Jiang et al. 2020, eq. 53)."""
-    return 1.0 / _sigma(ctx, "pacbayes_sigma") ** 2
+    return inverse_square(_sigma(ctx, "pacbayes_sigma"))
 
 
 @measure("pacbayes_mag_init", group="pacbayes", needs=INIT_DATA, cost="F")
@@ -157,4 +161,4 @@ def pacbayes_mag_orig(ctx: MeasureContext) -> float:
 @measure("pacbayes_mag_flatness", group="pacbayes", needs=DATA, cost="F")
 def pacbayes_mag_flatness(ctx: MeasureContext) -> float:
     """1/σ′² with the magnitude-aware σ′ (Jiang et al. 2020, eq. 61)."""
-    return 1.0 / _sigma(ctx, "pacbayes_mag_sigma") ** 2
+    return inverse_square(_sigma(ctx, "pacbayes_mag_sigma"))

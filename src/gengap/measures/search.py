@@ -38,7 +38,9 @@ training set whenever one perturbation's accuracy varies by more than about 0.01
 reference's estimate, on 10 draws, has no smaller error than that draw-to-draw spread / √10).
 
 When the clean training accuracy minus 1/classes is below the target drop, no scale can reach
-it and the search returns NaN instead of probing (an untrained network has no σ′).
+it and the search returns NaN instead of probing (an untrained network has no σ′). The
+magnitude-aware searches perturb by ε even at scale 0; when that alone drops the accuracy by at
+least the target, they return 0 (found by one probe at 0, see :func:`search_scale`).
 """
 
 from __future__ import annotations
@@ -126,16 +128,25 @@ def unreachable(clean_correct: torch.Tensor, num_classes: int,
     return SearchResult(math.nan, math.nan, math.nan, [])
 
 
+def inverse_square(scale: float) -> float:
+    """1/s², infinite at s = 0 (a magnitude-aware search that ended at 0), NaN stays NaN."""
+    return math.inf if scale == 0 else 1.0 / scale**2
+
+
 Screen = Callable[[float], Probe]
 SCREENS = 12  # most screens of the bracketing pass (a factor 4 each: 4¹² ≈ 1.7e7)
 
 
 def search_scale(probe: Callable[[float], Probe], opts: MeasureOptions,
-                 screen: Screen | None = None) -> SearchResult:
+                 screen: Screen | None = None, floor: bool = False) -> SearchResult:
     """Find the scale whose drop is within ``opts.tolerance`` of ``opts.deviation`` (module
     docstring). ``probe(s)`` is a full probe; ``screen(s)``, when given, a cheap one whose
     verdict "lower" (and "raise", if it gives it) is trusted to move the bracket and any other
-    verdict ends the bracketing pass."""
+    verdict ends the bracketing pass. With ``floor`` the perturbation at scale 0 is not the
+    clean network (the magnitude-aware searches' ε): when a full probe drops too much before
+    anything has dropped too little, scale 0 is probed once, and if it too drops at least the
+    target the result is 0 (no positive scale can do better) instead of a descent to the last
+    probe."""
     probes: list[Probe] = []
     target = opts.deviation
     lo: Probe | None = None  # largest scale known to drop too little
@@ -168,6 +179,13 @@ def search_scale(probe: Callable[[float], Probe], opts: MeasureOptions,
             break
         if last.verdict == "lower":
             hi = last
+            if floor and lo is None:
+                floor, bottom = False, probe(0.0)
+                probes.append(bottom)
+                full += 1
+                if bottom.verdict != "raise":
+                    return SearchResult(0.0, bottom.drop, bottom.half_width, probes)
+                lo = bottom
         else:
             lo = last
         moved.append(last.verdict)

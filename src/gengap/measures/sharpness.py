@@ -35,6 +35,7 @@ from gengap.measures.search import (
     Probe,
     SearchResult,
     estimate_drop,
+    inverse_square,
     search_scale,
     unreachable,
 )
@@ -155,7 +156,8 @@ def alpha_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
         warm["ratio"] = worst_u / radius  # the next probe's start, in units of its box
         return worst
 
-    return search_scale(probe, opts, screen)
+    # the magnitude-aware box is ε wide even at α = 0: its search may end there
+    return search_scale(probe, opts, screen, floor=magnitude)
 
 
 def _alpha(ctx: MeasureContext, name: str) -> float:
@@ -217,7 +219,7 @@ def sharpness_orig(ctx: MeasureContext) -> float:
 @measure("sharpness_flatness", group="sharpness", needs=DATA, cost="F")
 def sharpness_flatness(ctx: MeasureContext) -> float:
     """1/α′² (Jiang et al. 2020, eq. 52)."""
-    return 1.0 / _alpha(ctx, "sharpness_alpha") ** 2
+    return inverse_square(_alpha(ctx, "sharpness_alpha"))
 
 
 @measure("sharpness_mag_init", group="sharpness", needs=INIT_DATA, cost="F")
@@ -238,4 +240,4 @@ def sharpness_mag_orig(ctx: MeasureContext) -> float:
 @measure("sharpness_mag_flatness", group="sharpness", needs=DATA, cost="F")
 def sharpness_mag_flatness(ctx: MeasureContext) -> float:
     """1/α′² with the magnitude-aware α′, the study's best measure (Jiang et al. 2020, eq. 60)."""
-    return 1.0 / _alpha(ctx, "sharpness_mag_alpha") ** 2
+    return inverse_square(_alpha(ctx, "sharpness_mag_alpha"))
