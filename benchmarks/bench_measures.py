@@ -180,6 +180,12 @@ def check_searches(searches, model, x, y, n: int, tolerance: float) -> None:
         else:
             drop, se = alpha_drop(model.cpu(), x, y, found.value, magnitude, xs, ys)
             how = f"cold ascent 10 steps x 256, drop on {n} examples"
+        if found.value == 0:  # the search's claim: ε alone drops at least the target
+            holds = drop + 2 * se >= 0.1 - tolerance
+            print(f"{key} = 0: straightforward drop at ε alone {drop:.4f} ± {se:.4f} (se; {how}); "
+                  f"{'agrees' if holds else 'DISAGREES'}: at least 0.1 - {tolerance} within 2 se",
+                  flush=True)
+            continue
         inside = abs(drop - 0.1) <= tolerance + 2 * se
         print(f"{key} = {found.value:.5g}: straightforward drop there {drop:.4f} ± {se:.4f} (se; "
               f"{how}); target 0.1 ± {tolerance}: "
