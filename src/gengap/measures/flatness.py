@@ -248,6 +248,8 @@ def _layer_criticality(net: nn.Module, layer: nn.Module, w_init: torch.Tensor,
         screen = loss(ai, candidates[0], base, CRITICALITY_SCREEN_MARGIN * limit)
         if screen > CRITICALITY_SCREEN_MARGIN * limit:
             continue
+        if a == 0 and screen <= limit:  # rewinding to the initialization is feasible: 0
+            return 0.0
         # the largest feasible σ scores least: scan down from the top
         chosen = next((si for si in reversed(candidates[1:]) if loss(ai, si, base, limit) <= limit),
                       candidates[0] if screen <= limit else None)
