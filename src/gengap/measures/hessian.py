@@ -91,17 +91,6 @@ def lanczos(
     return Lanczos(theta, torch.stack(basis[: len(diagonal)]), diagonal)  # the probed vectors
 
 
-def top_eigenvalue(
-    hvp: Callable[[Vector], Vector],
-    like: Vector,
-    iterations: int = 200,
-    tol: float = 1e-4,
-    generator: torch.Generator | None = None,
-) -> float:
-    """The dominant eigenvalue by :func:`lanczos`."""
-    return lanczos(hvp, like, iterations, tol, generator).value
-
-
 def _flat(vector: Vector) -> torch.Tensor:
     return torch.cat([t.reshape(-1) for t in vector])
 
