@@ -19,6 +19,7 @@ from gengap.measures.flatness import (
     grid_point_generator,
     module_criticality_scores,
     perturbed_loss,
+    surely_above,
 )
 from gengap.measures.hessian import hutchinson_trace, lanczos, loss_hvp
 
@@ -249,3 +250,77 @@ def test_module_criticality_rows_near_the_limit_are_searched_whole(seed: int) ->
     for rtol in (1.01, 1.05, 1.3):
         got = module_criticality_scores(net, init, x, y, torch.device("cpu"), draws=2, rtol=rtol)
         assert got["2"] == pytest.approx(full_grid(net, init, x, y, rtol), rel=1e-12), rtol
+
+
+def test_surely_above_loses_a_feasible_point_at_most_at_its_risk() -> None:
+    """Simulated normal draws whose mean sits exactly at the limit (the hardest feasible case):
+    how often the rule says "above" at k draws while the full mean of 10 is in fact at most
+    the limit stays within the risk; a clear excess is caught after a few draws; equal draws
+    are judged by their value alone."""
+    gen = torch.Generator().manual_seed(0)
+    draws, risk, limit, trials = 10, 0.05, 1.0, 20_000
+    losses = (limit + 0.1 * torch.randn(trials, draws, generator=gen, dtype=torch.float64))
+    feasible = losses.mean(1) <= limit
+    for k in (2, 3, 5, 9):
+        judged = torch.tensor([surely_above(row[:k].tolist(), limit, draws, risk)
+                               for row in losses])
+        wrong = float((judged & feasible).float().mean())
+        assert wrong <= risk + 3 * math.sqrt(risk / trials), k
+    above = (1.5 + 0.02 * torch.randn(200, draws, generator=gen, dtype=torch.float64)).tolist()
+    assert all(surely_above(row[:4], limit, draws, 1e-4) for row in above)
+    assert surely_above([1.01] * 2, 1.0, 10, 1e-9) and not surely_above([0.99] * 2, 1.0, 10, 0.4)
+    assert not surely_above([5.0], 1.0, 10, 0.4)  # one draw: no spread to judge by
+    assert not surely_above([5.0] * 10, 1.0, 10, 0.4)  # all draws done: the mean decides
+
+
+def test_perturbed_loss_rejects_on_the_bound_and_accepts_on_the_full_mean() -> None:
+    net, x, y = trained()
+    work = copy.deepcopy(net)
+    base = net[2].weight.detach().clone()
+    cpu = torch.device("cpu")
+    calls = []
+    work[2].register_forward_hook(lambda *_: calls.append(1))
+    for sigma in (1e-4, 0.05, 0.3):
+        full = perturbed_loss(work, work[2], base, sigma, 10, torch.Generator().manual_seed(5),
+                              x, y, cpu, 1024)
+        for limit in (full * 0.9, full * 0.999, full * 1.001, full * 1.1):
+            calls.clear()
+            got = perturbed_loss(work, work[2], base, sigma, 10,
+                                 torch.Generator().manual_seed(5), x, y, cpu, 1024, limit,
+                                 risk=1e-4)
+            if got <= limit:
+                assert got == pytest.approx(full, rel=1e-12) and len(calls) == 10
+            if full <= limit:
+                assert got <= limit, (sigma, limit)
+    # σ = 1e-4 barely moves the loss: ten nearly equal draws, 10 % over the limit, are
+    # rejected after three, where the exact rule alone needs ten
+    full = perturbed_loss(work, work[2], base, 1e-4, 10, torch.Generator().manual_seed(5),
+                          x, y, cpu, 1024)
+    calls.clear()
+    perturbed_loss(work, work[2], base, 1e-4, 10, torch.Generator().manual_seed(5), x, y, cpu,
+                   1024, full / 1.1, risk=1e-4)
+    assert len(calls) <= 3
+    calls.clear()
+    perturbed_loss(work, work[2], base, 1e-4, 10, torch.Generator().manual_seed(5), x, y, cpu,
+                   1024, full / 1.1)
+    assert len(calls) == 10
+
+
+@pytest.mark.parametrize("seed", [4, 8, 9])
+def test_module_criticality_with_the_bound_matches_the_exact_search(seed: int) -> None:
+    """With ten draws per point, as measured, the statistical rejection finds the same
+    minimum as the search that rejects only on the exact rule."""
+    torch.manual_seed(seed)
+    net = nn.Sequential(nn.Linear(3, 8), nn.ReLU(), nn.Linear(8, 4)).double()
+    x, y = torch.randn(64, 3, dtype=torch.float64), torch.randint(0, 4, (64,))
+    init = copy.deepcopy(net)
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    for _ in range(200 + 50 * seed):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    cpu = torch.device("cpu")
+    for rtol in (1.01, 1.3):
+        exact = module_criticality_scores(net, init, x, y, cpu, rtol=rtol, risk=None)
+        bounded = module_criticality_scores(net, init, x, y, cpu, rtol=rtol)
+        assert bounded == pytest.approx(exact, rel=1e-12), rtol

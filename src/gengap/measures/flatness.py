@@ -6,9 +6,11 @@ from __future__ import annotations
 
 import copy
 import math
+import statistics
 from collections.abc import Callable
-from functools import partial
+from functools import cache, partial
 
+import scipy.stats
 import torch
 from torch import nn
 
@@ -35,6 +37,7 @@ CRITICALITY_DECADES = 3  # the refining σ run over rms(W_F) · [10^-3, 1]
 CRITICALITY_RTOL = 1.01  # a grid point is feasible when mean perturbed loss ≤ 1.01 × final
 CRITICALITY_CHUNK = 128  # examples per forward: an infeasible point is rejected after one
 CRITICALITY_SCREEN_MARGIN = 2.0  # a row whose least σ has twice the allowed loss is skipped
+CRITICALITY_REJECT_RISK = 1e-4  # per look, of rejecting a point whose full mean is feasible
 
 
 @measure("relative_flatness", group="flatness", needs=DATA, cost="E")
@@ -130,35 +133,63 @@ def grid_point_generator(seed: int, layer: int, alpha_index: int, sigma_index: i
 @torch.no_grad()
 def perturbed_loss(model: nn.Module, layer: nn.Module, base: torch.Tensor, sigma: float,
                    draws: int, gen: torch.Generator, x: torch.Tensor, y: torch.Tensor,
-                   device: torch.device, batch_size: int, limit: float | None = None) -> float:
+                   device: torch.device, batch_size: int, limit: float | None = None,
+                   risk: float | None = None) -> float:
     """Mean loss over ``draws`` draws of ``layer.weight = base + N(0, σ²)`` (``model`` holds
     ``layer``; its weight is left changed). With ``limit``, stops as soon as the losses summed
     so far (each ≥ 0) already put the mean above it, and returns that partial sum over the
     whole count: a value above ``limit`` whenever the full mean is, without the remaining
-    draws and batches (an infeasible grid point usually costs one batch). A draw too small to
-    change any weight in floating point (σ = 1e-16 of the reference grid) has the unperturbed
-    loss, computed once."""
+    draws and batches (an infeasible grid point usually costs one batch). With ``risk`` too,
+    it also stops after a draw once :func:`surely_above` judges that the full mean will exceed
+    ``limit``, and returns the mean of the draws done (then above ``limit``); a value at most
+    ``limit`` is always the full mean. A draw too small to change any weight in floating point
+    (σ = 1e-16 of the reference grid) has the unperturbed loss, computed once."""
     budget = math.inf if limit is None else limit * draws * len(x)
     total = 0.0
+    done: list[float] = []  # each finished draw's mean loss
     unperturbed: float | None = None  # the loss at ``base``, once a draw has needed it
     for _ in range(draws):
         weight = base + torch.randn(base.shape, generator=gen).to(base) * sigma
         if unperturbed is not None and torch.equal(weight, base):
-            total += unperturbed
-            if total > budget:
-                return total / (draws * len(x))
-            continue
-        layer.weight.copy_(weight)
-        draw_total = 0.0
-        for i in range(0, len(x), batch_size):
-            xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
-            draw_total += float(nn.functional.cross_entropy(model(xb), yb, reduction="sum"))
-            if total + draw_total > budget:
-                return (total + draw_total) / (draws * len(x))
+            draw_total = unperturbed
+        else:
+            layer.weight.copy_(weight)
+            draw_total = 0.0
+            for i in range(0, len(x), batch_size):
+                xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
+                draw_total += float(nn.functional.cross_entropy(model(xb), yb, reduction="sum"))
+                if total + draw_total > budget:
+                    return (total + draw_total) / (draws * len(x))
+            if torch.equal(weight, base):
+                unperturbed = draw_total
         total += draw_total
-        if torch.equal(weight, base):
-            unperturbed = draw_total
+        if total > budget:
+            return total / (draws * len(x))
+        done.append(draw_total / len(x))
+        if risk is not None and limit is not None and surely_above(done, limit, draws, risk):
+            return statistics.fmean(done)
     return total / (draws * len(x))
+
+
+def surely_above(losses: list[float], limit: float, draws: int, risk: float) -> bool:
+    """Whether the mean of ``draws`` i.i.d. draws' losses will exceed ``limit``, judged from the
+    first k = ``len(losses)`` (2 ≤ k < ``draws``): the full mean stays at most ``limit`` only
+    if the other draws average at most (draws·limit − Σ losses)/(draws − k), and the one-sided
+    Student-t prediction bound for their mean, m − t(1 − risk, k − 1)·s·√(1/k + 1/(draws − k))
+    (m, s: the draws' mean and standard deviation), is above that. If the losses are normal,
+    a point whose full mean is at most ``limit`` is so judged with probability at most
+    ``risk`` at each k."""
+    k = len(losses)
+    if not 2 <= k < draws:
+        return False
+    mean, sd = statistics.fmean(losses), statistics.stdev(losses)
+    allowed = (draws * limit - k * mean) / (draws - k)
+    return mean - _t_quantile(1 - risk, k - 1) * sd * math.sqrt(1 / k + 1 / (draws - k)) > allowed
+
+
+@cache
+def _t_quantile(level: float, dof: int) -> float:
+    return float(scipy.stats.t.ppf(level, dof))
 
 
 def criticality_sigmas(rms: float, grid: int = CRITICALITY_GRID) -> list[float]:
@@ -185,6 +216,7 @@ def module_criticality_scores(
     draws: int = CRITICALITY_DRAWS,
     grid: int = CRITICALITY_GRID,
     rtol: float = CRITICALITY_RTOL,
+    risk: float | None = CRITICALITY_REJECT_RISK,
 ) -> dict[str, float]:
     """Criticality of each Linear/Conv weight (Chatterji et al. 2020): the least
     (α/σ)² ‖W_F − W_0‖_F² over the grid α ∈ {0, 1/g, …, 1} × σ ∈ :func:`criticality_sigmas`
@@ -194,12 +226,19 @@ def module_criticality_scores(
     (meta-dataset ``criticality.py``, sigma_ratio 1); the added log-spaced σ values are
     gengap's. Points that cannot beat the best value found are never evaluated, and a point's
     draws stop once their losses so far already exceed the allowed total (losses are ≥ 0):
-    both exact. One assumption saves most of the rest: a row of α whose least useful σ has a
+    both exact. A point is feasible only on its full mean, as in the reference; with ``risk``
+    (default 1e-4) it is also rejected once its finished draws make a Student-t prediction
+    bound say the full mean will exceed the limit (:func:`surely_above`): a feasible point is
+    so lost with probability at most ``risk`` per draw after the first, if draws' losses are
+    normal (``risk=None``: no such rejection). This is what makes rows a little above the
+    limit cheap: there every small σ leaves ten nearly equal draws, which the exact rule
+    rejects only after limit/loss of the work, the bound after two or three draws. One
+    assumption saves most of the rest: a row of α whose least useful σ has a
     mean loss above twice the allowed one is skipped, taken as infeasible at every larger σ
     (noise would have to lower the loss by half). Other rows are scanned down from their
     largest σ to the first feasible one, not bisected: near the limit ten draws' mean loss
-    need not grow with σ. Where no skipped row holds a feasible point the result is the whole
-    grid's minimum (up to the rounding of summing in batches of 128). In an
+    need not grow with σ. With ``risk=None``, where no skipped row holds a feasible point the
+    result is the whole grid's minimum (up to the rounding of summing in batches of 128). In an
     ``nn.Sequential`` the output of the layers before the perturbed one is computed once per
     layer, not once per draw."""
     final_loss = _mean_loss(model, x, y, device, batch_size)
@@ -215,7 +254,7 @@ def module_criticality_scores(
         w_init = inits[name].weight.detach().to(w_final)
         scores[name] = _layer_criticality(net, layer, w_init, w_final, inputs, y, device, chunk,
                                           rtol * final_loss, draws, grid,
-                                          partial(grid_point_generator, seed, index))
+                                          partial(grid_point_generator, seed, index), risk)
         layer.weight.copy_(w_final)
     return scores
 
@@ -224,7 +263,8 @@ def module_criticality_scores(
 def _layer_criticality(net: nn.Module, layer: nn.Module, w_init: torch.Tensor,
                        w_final: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
                        device: torch.device, chunk: int, limit: float, draws: int, grid: int,
-                       generator: Callable[[int, int], torch.Generator]) -> float:
+                       generator: Callable[[int, int], torch.Generator],
+                       risk: float | None) -> float:
     """One layer's least feasible score over the (α, σ) grid (see
     :func:`module_criticality_scores`); ``generator(α index, σ index)`` seeds a point's noise."""
     dist2 = float(((w_final - w_init) ** 2).sum())
@@ -233,7 +273,7 @@ def _layer_criticality(net: nn.Module, layer: nn.Module, w_init: torch.Tensor,
     def loss(ai: int, si: int, base: torch.Tensor, cap: float) -> float:
         """The point's mean loss, or a value above ``cap`` as soon as it must exceed it."""
         return perturbed_loss(net, layer, base, sigmas[si], draws, generator(ai, si), x, y,
-                              device, chunk, cap)
+                              device, chunk, cap, risk)
 
     best = math.inf
     for ai, a in enumerate(torch.linspace(0, 1, grid + 1).tolist()):
