@@ -229,10 +229,11 @@ def module_criticality_scores(
     both exact. A point is feasible only on its full mean, as in the reference; with ``risk``
     (default 1e-4) it is also rejected once its finished draws make a Student-t prediction
     bound say the full mean will exceed the limit (:func:`surely_above`): a feasible point is
-    so lost with probability at most ``risk`` per draw after the first, if draws' losses are
-    normal (``risk=None``: no such rejection). This is what makes rows a little above the
-    limit cheap: there every small σ leaves ten nearly equal draws, which the exact rule
-    rejects only after limit/loss of the work, the bound after two or three draws. One
+    so lost with probability at most ``risk`` per draw after the first (≤ 8e-4 over ten
+    draws), if draws' losses are normal (``risk=None``: no such rejection). This is what makes
+    rows a little above the limit cheap: there every small σ leaves ten nearly equal draws,
+    which the exact rule rejects only after limit/loss of the work, the bound after about
+    three draws. One
     assumption saves most of the rest: a row of α whose least useful σ has a
     mean loss above twice the allowed one is skipped, taken as infeasible at every larger σ
     (noise would have to lower the loss by half). Other rows are scanned down from their
@@ -328,7 +329,8 @@ def module_criticality(ctx: MeasureContext) -> float:
     the reference code's {1e-16, 0.1, …, 1} plus 11 values log-spaced over rms(W_i^F)·[10⁻³, 1]
     (all σ ≤ 1, the paper's domain); 10 noise draws per point, a seeded subset of 512 training
     examples; searched as :func:`module_criticality_scores` says (rows of α far above the limit
-    at their least σ are skipped)."""
+    at their least σ are skipped; a point is rejected early when a Student-t prediction bound
+    on its finished draws, at risk 1e-4 per draw, puts its 10-draw mean above the limit)."""
     x, y = _subset(ctx, CRITICALITY_EXAMPLES)
     scores = module_criticality_scores(
         ctx.model, ctx.require_init(), x, y, ctx.device, ctx.batch_size, ctx.options.seed
