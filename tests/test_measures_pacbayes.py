@@ -93,11 +93,14 @@ def test_magnitude_aware_sigma_prime_and_its_bounds(gaussian_case):
 @pytest.fixture(scope="module")
 def box_case():
     """Inputs c_i·v with one label: every example's worst box perturbation is the same corner,
-    so the worst-case drop is the share of examples whose flip radius α_i* is below α."""
+    so the worst-case drop is the share of examples whose flip radius α_i* is below α. The
+    second class's weights share the first's signs and c spans a factor 50, so that the
+    magnitude-aware radii spread over about [0.53, 0.86] (with opposite signs they all lay
+    within 0.15 % of each other: a cliff that a search of 15 probes lands on by luck)."""
     rng = np.random.default_rng(1)
     v = rng.normal(size=4)
-    c = rng.uniform(0.5, 2.0, size=2000)
-    w = np.stack([0.4 * np.sign(v), -0.2 * np.sign(v)]).astype(np.float32) \
+    c = rng.uniform(0.1, 5.0, size=2000)
+    w = np.stack([0.4 * np.sign(v), 0.1 * np.sign(v)]).astype(np.float32) \
         + rng.normal(scale=0.05, size=(2, 4)).astype(np.float32)
     b = np.array([0.3, -0.1], dtype=np.float32)
     x = (c[:, None] * v[None, :]).astype(np.float32)
@@ -120,6 +123,10 @@ def test_alpha_prime_has_the_closed_form_worst_case_drop(box_case):
     # Plain box |u| ≤ α: the margin falls by 2α(‖x_i‖₁ + 1).
     flip = margin / (2 * (np.abs(x).sum(1) + 1))
     assert np.mean(flip < got["sharpness_alpha"]) == pytest.approx(0.1, abs=0.025)
+    # the bracketing screens ascend: at α = 0.5 a random start flips no example, the short
+    # ascent reaches the corner and flips all (flip radii are 0.14 to 0.19)
+    screen = ctx.alpha_search.probes[1]
+    assert (screen.scale, screen.verdict, screen.drop) == (0.5, "lower", 1.0)
     # Magnitude-aware box |u| ≤ α|w| + ε.
     eps = 1e-3
     scale = np.abs(x) @ (np.abs(wd[0]) + np.abs(wd[1])) + np.abs(bd).sum()
