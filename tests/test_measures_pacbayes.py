@@ -12,7 +12,7 @@ from scipy.stats import norm
 from torch import nn
 
 from gengap.measures import MeasureContext, compute
-from gengap.measures.search import SCREENS, Probe, bisect_scale, search_scale
+from gengap.measures.search import Probe, bisect_scale, search_scale
 from gengap.specs import MeasureOptions
 
 
@@ -242,7 +242,8 @@ def test_magnitude_aware_searches_end_at_zero_when_epsilon_alone_drops_too_much(
     assert math.isfinite(got["sharpness_mag_init"])  # its ε² terms keep it finite at α′ = 0
     for search in (ctx.mag_sigma_search, ctx.mag_alpha_search):
         assert search.probes[-1].scale == 0.0 and search.drop > 0.1
-        assert len(search.probes) <= SCREENS + 2  # the screens, one full probe, the floor
+        # the first screen drops too much, so scale 0 is screened at once and ends it
+        assert [(p.scale, p.verdict) for p in search.probes] == [(2.0, "lower"), (0.0, "lower")]
 
 
 @pytest.mark.parametrize("floor_drop", [0.5, 0.1, 0.0])
@@ -266,3 +267,31 @@ def test_the_floor_probe_ends_or_joins_the_search(floor_drop):
     else:
         assert abs(drop(result.value) - 0.1) < opts.tolerance
         assert full.count(0.0) <= 1
+
+
+@pytest.mark.parametrize("floor_drop", [0.5, 0.0])
+def test_screens_look_at_the_floor_after_their_first_large_drop(floor_drop):
+    """The same D(s) with cheap screens that prove "too large" or "too small": a floor above
+    the target ends the search at 0 after two screens (the upper scale, then 0) and no full
+    probe; a floor below it is screened once and never probed, and the search goes on."""
+    opts = MeasureOptions()
+    full, screened = [], []
+
+    def drop(scale: float) -> float:
+        return min(1.0, floor_drop + 0.9 * (1 - math.exp(-scale * scale)))
+
+    def probe(scale: float) -> Probe:
+        full.append(scale)
+        return Probe(scale, drop(scale), 0.0, 1000, verdict_of(drop(scale), opts))
+
+    def screen(scale: float) -> Probe:
+        screened.append(scale)
+        verdict = "lower" if drop(scale) > 0.2 else "raise" if drop(scale) < 0.05 else "undecided"
+        return Probe(scale, drop(scale), 0.0, 100, verdict)
+
+    result = search_scale(probe, opts, screen, floor=True)
+    if floor_drop > 0.1:
+        assert result.value == 0.0 and screened == [opts.search_upper, 0.0] and full == []
+    else:
+        assert abs(drop(result.value) - 0.1) < opts.tolerance
+        assert screened.count(0.0) == 1 and 0.0 not in full

@@ -40,7 +40,7 @@ reference's estimate, on 10 draws, has no smaller error than that draw-to-draw s
 When the clean training accuracy minus 1/classes is below the target drop, no scale can reach
 it and the search returns NaN instead of probing (an untrained network has no σ′). The
 magnitude-aware searches perturb by ε even at scale 0; when that alone drops the accuracy by at
-least the target, they return 0 (found by one probe at 0, see :func:`search_scale`).
+least the target, they return 0 (found by one screen or probe at 0, see :func:`search_scale`).
 """
 
 from __future__ import annotations
@@ -143,10 +143,10 @@ def search_scale(probe: Callable[[float], Probe], opts: MeasureOptions,
     docstring). ``probe(s)`` is a full probe; ``screen(s)``, when given, a cheap one whose
     verdict "lower" (and "raise", if it gives it) is trusted to move the bracket and any other
     verdict ends the bracketing pass. With ``floor`` the perturbation at scale 0 is not the
-    clean network (the magnitude-aware searches' ε): when a full probe drops too much before
-    anything has dropped too little, scale 0 is probed once, and if it too drops at least the
-    target the result is 0 (no positive scale can do better) instead of a descent to the last
-    probe."""
+    clean network (the magnitude-aware searches' ε): when a screen or a full probe first drops
+    too much, scale 0 is screened (or, after a full probe, probed) once, and if it too drops at
+    least the target the result is 0 (no positive scale can do better) instead of a descent to
+    the last probe."""
     probes: list[Probe] = []
     target = opts.deviation
     lo: Probe | None = None  # largest scale known to drop too little
@@ -156,6 +156,14 @@ def search_scale(probe: Callable[[float], Probe], opts: MeasureOptions,
         for _ in range(SCREENS):
             found = screen(scale)
             probes.append(found)
+            if found.verdict == "lower" and floor and hi is None:
+                # does the ε-wide perturbation at scale 0 already drop too much? Then no
+                # scale does better, and the screens need not descend towards 0 to see it
+                bottom = screen(0.0)
+                probes.append(bottom)
+                if bottom.verdict in ("lower", "accept"):
+                    return SearchResult(0.0, bottom.drop, bottom.half_width, probes)
+                floor = bottom.verdict != "raise"  # a full probe may still look at 0
             if found.verdict == "lower":
                 hi, scale = found, scale / 4
                 if lo is not None:  # came up from below: the bracket is closed
