@@ -18,6 +18,7 @@ The environment's loss is the weighted mean of ℓ; environments whose effective
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -36,6 +37,12 @@ def hoeffding_weight(delta: np.ndarray, n: np.ndarray | float) -> np.ndarray:
     the sign observed, squared: max(0, 1 − 2·exp(−2n(|Δ|/2)²))²."""
     phi = 2.0 * np.exp(-2.0 * np.asarray(n, dtype=float) * (np.abs(delta) / 2.0) ** 2)
     return np.maximum(0.0, 1.0 - phi) ** 2
+
+
+def least_weighed_difference(n: float) -> float:
+    """The gap difference above which a pair of runs measured on ``n`` test examples keeps a
+    positive filtered weight (:func:`hoeffding_weight` above 0.5): √(2·ln(2/(1 − √0.5))/n)."""
+    return math.sqrt(2 * math.log(2 / (1 - math.sqrt(0.5))) / n)
 
 
 @dataclass(frozen=True)

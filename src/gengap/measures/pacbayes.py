@@ -97,13 +97,13 @@ def _mag_bound(ctx: MeasureContext, vector: torch.Tensor, sigma: float) -> float
     """¼ Σ_i log[(ε² + (σ²+1)‖v‖²/ω) / (ε² + σ²(w_i − w_i⁰)²)] + log(m/σ) + 10
     (Dziugaite et al.'s code for eqs. 56–57; the denominator uses w − w⁰ in both variants,
     as written in the paper)."""
+    if sigma == 0:  # ε alone drops the accuracy by the target: log(m/σ′) is infinite
+        return math.inf
     eps2 = ctx.options.mag_eps**2
     w, w0 = ctx.flat_net.vector.double(), ctx.init_vector
     omega = len(w)
     numerator = eps2 + (sigma**2 + 1) * float((vector**2).sum()) / omega
     denominator = eps2 + sigma**2 * (w - w0) ** 2
-    if sigma == 0:  # ε alone drops the accuracy by the target: log(m/σ′) is infinite
-        return math.inf
     return float(0.25 * torch.log(numerator / denominator).sum()) + math.log(
         ctx.num_examples / sigma) + 10
 

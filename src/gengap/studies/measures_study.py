@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from gengap.data import load
 from gengap.evaluate import ranking_table
+from gengap.evaluate.robust import least_weighed_difference
 from gengap.measures import measures
 from gengap.specs import ArchSpec, DataSpec, MeasureOptions, TrainSpec, ZooSpec
 from gengap.studies.registry import register_study
@@ -202,8 +203,7 @@ def unfiltered_robust(ranking: pd.DataFrame, done: pd.DataFrame, names: list[str
                       ) -> tuple[pd.DataFrame, str]:
     """The robust sign error again with every pair weighted 1, for a zoo whose test set is too
     small for the paper's noise filter to keep any pair; with the note that says so."""
-    # a pair keeps Hoeffding weight only when its gaps differ by more than this
-    resolvable = math.sqrt(2 * math.log(2 / (1 - math.sqrt(0.5))) / test_size)
+    resolvable = least_weighed_difference(test_size)
     plain = ranking_table(done, names, hyperparameters, metrics=("robust",),
                           min_ess=min_ess, filter_noise=False).set_index("measure")
     columns = [c for c in ranking.columns if c.startswith("robust_")]
