@@ -87,6 +87,18 @@ def test_batched_fit_equals_one_fit_per_esd_of_any_length() -> None:
     assert float(batched.alpha[1]) == pytest.approx(alpha, rel=1e-10)
 
 
+def test_a_stacked_batch_with_values_below_the_threshold_fits_each_row_alone() -> None:
+    rows = torch.tensor(np.sort(np.stack([pareto(3.0, 80, seed=k) for k in range(3)]), axis=1))
+    rows[0, :7] = 1e-9  # dropped: that row's tail is shorter than the others'
+    rows[2, :1] = 0.0
+    stacked = fit_power_law(rows)
+    for i in range(3):
+        alpha, xmin, d = clauset_loop(rows[i][rows[i] > 1e-5].numpy())
+        assert float(stacked.alpha[i]) == pytest.approx(alpha, rel=1e-10)
+        assert float(stacked.xmin[i]) == pytest.approx(xmin, rel=1e-12)
+        assert float(stacked.D[i]) == pytest.approx(d, rel=1e-8)
+
+
 def test_conv_esd_pools_the_slices_of_every_kernel_position() -> None:
     torch.manual_seed(0)
     conv = nn.Conv2d(3, 5, 3)

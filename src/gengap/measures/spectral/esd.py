@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -122,8 +123,19 @@ def eigenvalues_many(stacks: list[torch.Tensor]) -> list[torch.Tensor]:
         mats = torch.cat(flat) if len(flat) > 1 else flat[0]
         # eigenvalues of the M x M Gram matrices WᵀW (N ≥ M): a symmetric eigensolver is
         # several times faster than an SVD, and float64 keeps them accurate to ~1e-16 λ_max
-        evals = torch.linalg.eigvalsh(mats.transpose(1, 2) @ mats).clamp(min=0)
+        evals = eigvalsh_split(mats.transpose(1, 2) @ mats).clamp(min=0)
         for i, part in zip(members, evals.split([f.shape[0] for f in flat]), strict=True):
             lead = stacks[i].shape[:-3]
             out[i] = part.reshape(*lead, -1).sort(dim=-1).values
     return out  # type: ignore[return-value]
+
+
+def eigvalsh_split(grams: torch.Tensor) -> torch.Tensor:
+    """``torch.linalg.eigvalsh`` of a batch of symmetric matrices, the batch split over torch's
+    intra-op threads: a batched CPU eigensolver runs one matrix after another on one thread
+    (the 18,000 16 × 16 Gram matrices of 1,000 Small-CNN-Zoo networks: 1.8x faster on 2)."""
+    threads = torch.get_num_threads()
+    if threads < 2 or grams.device.type != "cpu" or len(grams) < 64 * threads:
+        return torch.linalg.eigvalsh(grams)
+    with ThreadPoolExecutor(threads) as pool:
+        return torch.cat(list(pool.map(torch.linalg.eigvalsh, grams.chunk(threads))))

@@ -56,11 +56,14 @@ def fit_power_law(
     """Fit every ESD of ``evals``: a (batch, n) tensor of ascending ESDs of equal length, or a
     list of ascending 1-D ESDs of any lengths."""
     if isinstance(evals, torch.Tensor) and evals.dim() == 2:
+        # ascending rows: the values ≤ thresh are a prefix, so padding them with 1.0 leaves
+        # the kept ones right-aligned
         keep = evals > thresh
-        if bool(keep.all()):
-            x, counts = evals, torch.full((evals.shape[0],), evals.shape[1], device=evals.device)
-        else:
-            x, counts = right_aligned(list(evals), thresh)
+        counts = keep.sum(dim=1)
+        width = max(int(counts.max()), 2) if len(evals) else 2
+        x = torch.where(keep, evals, 1.0)[:, max(evals.shape[1] - width, 0):]
+        if x.shape[1] < width:  # fewer than 2 eigenvalues: left-pad to the fit's minimum
+            x = torch.cat([torch.ones_like(x[:, :1]).expand(-1, width - x.shape[1]), x], 1)
     else:
         x, counts = right_aligned(list(evals), thresh)
     return _fit_right_aligned(x, counts)
