@@ -15,9 +15,9 @@ bumpy at that scale and the polish stopped in other local minima.)
 Speed (the zoo benchmark fits thousands of small ESDs): the KDE on the evenly spaced grid comes
 from histograms and cumulative sums (:func:`linear_kde_grid`); for Q = 1 the residual has a
 closed form in σ (three sums per ESD); for Q > 1 only the σ that are not rejected are evaluated,
-each on the grid points inside its bulk, and the two sums the residual needs are batched
-matrix-vector products (:class:`Residuals`). An ESD's fit does not depend on the ESDs batched
-with it (float64 throughout).
+each on the grid points inside its bulk: Σ model² by prefix sums, Σ model·d as a batched
+matrix-vector product over ESDs grouped by bulk width (:class:`Residuals`). An ESD's fit does
+not depend on the ESDs batched with it (float64, elementwise up to the final sums).
 
 Results: σ_MP, the bulk edge λ₊ = (σ(1 + 1/√Q))², ``mp_softrank`` = λ₊/λ_max and the number of
 spikes above λ₊ + √TW (a Tracy–Widom allowance TW = Q^{-1/2} λ₊^{2/3} M^{-2/3}).
@@ -165,7 +165,9 @@ class Residuals:
     residual is A/σ⁴ − 2B/σ² + C with three sums per ESD; for Q > 1 the σ values that are
     rejected (their bulk edges miss the density's peak or overshoot the data) form no part of
     the minimum unless all are, so only the others are evaluated (the accepted σ are moved to
-    the front of each row; usually a third of the grid)."""
+    the front of each row; usually a third of the grid). With the MP density
+    √((b − g)(g − a))/(c g), Σ model² has a closed form in prefix sums of 1/g and 1/g² over the
+    points inside (a, b); only Σ model·d is summed point by point."""
 
     def __init__(self, grid: torch.Tensor, density: torch.Tensor, good: torch.Tensor,
                  q: float) -> None:
@@ -189,8 +191,7 @@ class Residuals:
         zero = torch.zeros_like(self.x[:, :1])
         self.sum_inv = torch.cat([zero, self.inv_x.cumsum(1)], dim=1)
         self.sum_inv_sq = torch.cat([zero, (self.inv_x * self.inv_x).cumsum(1)], dim=1)
-        self.two_d = 2 * density * kept
-        self.weight_d = self.inv_x * self.two_d
+        self.weight_d = 2 * density * kept * self.inv_x
 
     def best(self, sigmas: torch.Tensor) -> torch.Tensor:
         """The σ of each row of ``sigmas`` (B, S) with the least residual (first on ties)."""
