@@ -96,6 +96,27 @@ def test_relative_flatness_in_batches_equals_one_batch(monkeypatch) -> None:
     assert rf.relative_flatness_of_layer(net, layer, x, cpu) == pytest.approx(whole, rel=1e-12)
 
 
+def test_a_float32_network_keeps_precision_when_its_predictions_are_confident() -> None:
+    """Near one-hot softmax outputs make Σ_c p_c M_cc − pᵀMp cancel: computed so in float32
+    it is 10 % off here. The centred sum of squares agrees with float64 to the precision of
+    the float32 logits themselves (5e-5 here)."""
+    from gengap.measures import relative_flatness as rf
+
+    net, x, _ = cnn()
+    with torch.no_grad():
+        net[-1].weight.mul_(1000.0)  # confident: 1 − max p < 1e-6 on every example
+    with torch.no_grad():
+        p = torch.softmax(net(x), dim=1)
+    assert float((1 - p.max(dim=1).values).max()) < 1e-6
+    _, layer = feature_layer(net)
+    cpu = torch.device("cpu")
+    exact = rf.relative_flatness_of_layer(net, layer, x, cpu)
+    single = net.float()
+    _, layer32 = feature_layer(single)
+    assert rf.relative_flatness_of_layer(single, layer32, x.float(), cpu) == pytest.approx(
+        exact, rel=1e-3)
+
+
 def test_after_tanh_it_is_the_gauss_newton_part() -> None:
     """After a smooth activation the value is Σ⟨w_s, w_s'⟩ Tr(G_{s,s'}), G = Jᵀ A J the
     Gauss-Newton matrix, which differs from the Hessian by the residual term."""

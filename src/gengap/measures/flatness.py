@@ -27,7 +27,7 @@ from gengap.measures.relative_flatness import (
 
 DATA = ("weights", "train_data")
 HESSIAN_EXAMPLES = 512  # training examples the Hessian measures use (a seeded subset)
-RELATIVE_FLATNESS_BATCH = 256  # examples per batch of the per-class Jacobians
+RELATIVE_FLATNESS_BATCH = 64  # examples per batch of the per-class Jacobians (cache-sized)
 HUTCHINSON_SAMPLES = 10  # projected Rademacher vectors (the Lanczos space taken exactly)
 HESSIAN_ITERATIONS = 100  # most Lanczos steps (Hessian-vector products)
 CRITICALITY_EXAMPLES = 512

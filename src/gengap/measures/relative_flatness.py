@@ -23,6 +23,11 @@ J_i = ∂logits_i/∂z_i and A_i = diag(p_i) − p_i p_iᵀ the softmax cross-en
     κ_Tr = (1/N) Σ_i Tr(A_i M_i),   M_i[c, c'] = Σ_{p,q} Q_i[p, q] · J_i[c, :, p] G J_i[c', :, q],
 
 which needs one forward pass and one backward pass per class through the layers after W.
+M_i is a Gram matrix (of u_c = Wᵀ J_i[c] Pᵢᵀ) and A_i a covariance, so Tr(A_i M_i) =
+Σ_c p_c ‖u_c − Σ_c' p_c' u_c'‖²: it is computed from the Jacobians centred on their p-weighted
+mean and scaled by √p_c, a sum of nonnegative terms. Unlike Σ_c p_c M_cc − pᵀMp, which cancels
+as p nears a one-hot vector (a well-trained network), this keeps full relative precision in the
+model's own dtype (float32 for a float32 model; the sum over examples is float64).
 After a smooth activation (tanh, GELU) this is the Gauss-Newton part of the Hessian: it drops
 Σ_c (p_c − y_c) ∇²_z logit_c, which vanishes as the training loss does.
 """
@@ -38,7 +43,7 @@ from torch import nn
 from gengap.measures.features import weight_layers
 from gengap.measures.registry import NotApplicable
 
-JACOBIAN_BUDGET = 2**24  # float64 entries per Jacobian tensor (128 MiB)
+JACOBIAN_BUDGET = 2**24  # entries per Jacobian tensor (64 MiB in float32)
 
 
 @contextmanager
@@ -142,7 +147,7 @@ def _output_jacobians(z: torch.Tensor, logits: torch.Tensor, layer: nn.Module) -
             grad = grad.reshape(len(grad), -1, grad.shape[-1]).transpose(1, 2)
         else:  # (batch, out, *spatial) -> (batch, out, positions)
             grad = grad.reshape(len(grad), grad.shape[1], -1)
-        rows.append(grad.double())
+        rows.append(grad)
     return torch.stack(rows)
 
 
@@ -158,8 +163,7 @@ def relative_flatness_of_layer(
     formula: exact when the layers after ``layer`` are piecewise linear. The labels do not
     enter (the cross-entropy's Hessian in the logits is diag p − p pᵀ whatever the label)."""
     model = model.eval()
-    w = layer.weight.detach().reshape(layer.weight.shape[0], -1).double()
-    gram = w @ w.T
+    w = layer.weight.detach().reshape(layer.weight.shape[0], -1)
     grabbed: dict[str, torch.Tensor] = {}
 
     def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
@@ -179,17 +183,17 @@ def relative_flatness_of_layer(
             for i in range(0, len(x), batch_size):
                 logits = model(x[i : i + batch_size].to(device))
                 jac = _output_jacobians(grabbed["z"], logits, layer)  # (C, b, out, positions)
-                patches = _patches(layer, grabbed["input"]).double()  # (b, in·k, positions)
+                dtype = torch.promote_types(jac.dtype, torch.float32)  # half: in float32
+                jac = jac.to(dtype)
+                p = torch.softmax(logits.detach().double(), dim=1).to(jac.dtype).T  # (C, b)
+                # √p_c (J[c] − Σ_c' p_c' J[c']): Tr(A M) becomes a sum of squares
+                centred = jac - (p[:, :, None, None] * jac).sum(dim=0)
+                centred.mul_(p.sqrt()[:, :, None, None])
+                patches = _patches(layer, grabbed["input"]).to(dtype)  # (b, in·k, positions)
                 overlap = patches.transpose(1, 2) @ patches  # Q: (b, positions, positions)
-                # M[b, c, c'] = Σ_{p,q} Q[b,p,q] J[c,b,:,p]ᵀ G J[c',b,:,q]
-                mixed = torch.einsum("st,cbtp->cbsp", gram, jac)
-                mixed = torch.einsum("cbsp,bpq->cbsq", mixed, overlap)
-                m = torch.einsum("cbsq,dbsq->bcd", mixed, jac)
-                p = torch.softmax(logits.detach().double(), dim=1)
-                # Tr(A M), A = diag p − p pᵀ
-                curvature = (p * m.diagonal(dim1=1, dim2=2)).sum(1) - torch.einsum(
-                    "bc,bcd,bd->b", p, m, p)
-                total += float(curvature.sum())
+                # Tr(A M) = Σ_c Tr(V_c Q V_cᵀ), V_c = Wᵀ centred[c] (the Gram G = W Wᵀ)
+                v = torch.matmul(w.T.to(dtype), centred)  # (C, b, in·k, positions)
+                total += float((torch.matmul(v, overlap) * v).sum(dtype=torch.float64))
     finally:
         handle.remove()
     return total / len(x)
