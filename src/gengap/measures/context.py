@@ -132,8 +132,20 @@ class MeasureContext:
     @shared_pass
     @torch.no_grad()
     def logits(self) -> torch.Tensor:
-        """The model's outputs on the whole training set (one pass, kept on the device)."""
+        """The model's outputs on the whole training set (one pass, kept on the device). The
+        same pass records ``penultimate`` where the model has a Linear or 1x1-conv head: most
+        data measures need both, and a second pass over the data would cost as much again."""
+        from gengap.measures.features import last_layer, penultimate_features
+
         x, _ = self.require_data()
+        try:
+            last_layer(self.model)
+        except GengapError:  # no head to read features at: the outputs alone
+            pass
+        else:
+            feats, logits = penultimate_features(self.model, x, self.device, self.batch_size)
+            self.__dict__.setdefault("penultimate", feats)
+            return logits
         return torch.cat(
             [
                 self.model(x[i : i + self.batch_size].to(self.device))
@@ -231,7 +243,7 @@ class MeasureContext:
     def penultimate(self) -> torch.Tensor:
         """The input of the last Linear/Conv layer on the whole training set (float64, one
         pass; spatial axes averaged for a final 1x1 conv under global average pooling). Fills
-        ``logits`` in the same pass when it is not computed yet."""
+        ``logits`` in the same pass when it is not computed yet (and ``logits`` fills it)."""
         from gengap.measures.features import penultimate_features
 
         x, _ = self.require_data()
