@@ -178,12 +178,13 @@ def test_module_criticality_known_cases() -> None:
 
 
 def full_grid(net: nn.Module, init: nn.Module, x: torch.Tensor, y: torch.Tensor,
-              rtol: float) -> float:
-    """Every (α, σ) point of layer "2", no pruning."""
+              rtol: float, at: int = 2, index: int = 1) -> float:
+    """Every (α, σ) point of the layer ``net[at]`` (the ``index``-th with weights), no
+    pruning."""
     work = copy.deepcopy(net)
     with torch.no_grad():
         final = float(nn.functional.cross_entropy(net(x), y))
-    w_f, w_0 = net[2].weight.detach(), init[2].weight.detach()
+    w_f, w_0 = net[at].weight.detach(), init[at].weight.detach()
     dist2 = float(((w_f - w_0) ** 2).sum())
     rms = float(w_f.pow(2).mean().sqrt())
     sigmas = sorted(set(torch.linspace(1e-16, 1, 11, dtype=torch.float64).tolist())
@@ -192,12 +193,36 @@ def full_grid(net: nn.Module, init: nn.Module, x: torch.Tensor, y: torch.Tensor,
     best = math.inf
     for ai, a in enumerate(torch.linspace(0, 1, 11).tolist()):
         for si, s in enumerate(sigmas):
-            loss = perturbed_loss(work, work[2], (1 - a) * w_0 + a * w_f, s, 2,
-                                  grid_point_generator(0, 1, ai, si), x, y,
+            loss = perturbed_loss(work, work[at], (1 - a) * w_0 + a * w_f, s, 2,
+                                  grid_point_generator(0, index, ai, si), x, y,
                                   torch.device("cpu"), 1024)
             if loss <= rtol * final:
                 best = min(best, (a / s) ** 2 * dist2)
     return best
+
+
+def test_module_criticality_of_a_convolutional_network_is_the_grids_minimum() -> None:
+    """On the CPU the search runs a channels-last copy of the network (faster convolutions):
+    every layer's score still equals the plain search of the whole grid."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Conv2d(2, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(),
+                        nn.Conv2d(4, 4, 3, stride=2), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                        nn.Flatten(), nn.Linear(4, 3)).double()
+    x, y = torch.randn(40, 2, 7, 7, dtype=torch.float64), torch.randint(0, 3, (40,))
+    init = copy.deepcopy(net)
+    opt = torch.optim.SGD(net.parameters(), lr=0.3)
+    for _ in range(150):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    net.eval()
+    cpu = torch.device("cpu")
+    for rtol in (1.01, 1.3):
+        got = module_criticality_scores(net, init, x, y, cpu, draws=2, rtol=rtol, risk=None)
+        for index, (at, name) in enumerate(((0, "0"), (3, "3"), (7, "7"))):
+            expected = full_grid(net, init, x, y, rtol, at, index)
+            assert got[name] == pytest.approx(expected, rel=1e-9), (rtol, name)
+        assert any(0 < v < math.inf for v in got.values())
 
 
 def test_criticality_sigmas_hold_the_reference_grid_within_the_papers_domain() -> None:
