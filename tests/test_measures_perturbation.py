@@ -22,7 +22,8 @@ def test_batched_and_looped_perturbed_forwards_agree_with_plain_modules() -> Non
     net = FlatNet(fold_batchnorm(model.eval()), torch.device("cpu"))
     vectors = net.vector + 0.05 * torch.randn(4, len(net.vector))
     xs = torch.randn(4, 6, 3, 8, 8)
-    looped = net.forward_many(vectors, xs)
+    looped = net.forward_many(vectors, xs)  # the CPU's way: channels-last kernels, in turn
+    net.channels_last = False  # a GPU's way: plain kernels under vmap
     with torch.no_grad():
         batched = vmap(net.forward)(vectors, xs)
     torch.testing.assert_close(batched, looped, atol=1e-5, rtol=1e-5)

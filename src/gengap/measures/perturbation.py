@@ -25,10 +25,19 @@ class FlatNet:
         self.vector = torch.cat([p.reshape(-1).float() for _, p in named]).to(device)
         self.buffers = {n: b for n, b in self.model.named_buffers()}
         self.device = device
+        # oneDNN's convolutions run faster on channels-last kernels (bench NiN: forward 1.15x,
+        # forward and backward 1.4x), well worth a copy of the kernels per call
+        self.channels_last = device.type == "cpu"
 
     def unflatten(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The parameters as named tensors (views of ``vector``; conv kernels channels-last
+        copies on the CPU)."""
         pieces = torch.split(vector, self.sizes)
-        return {n: p.view(s) for n, p, s in zip(self.names, pieces, self.shapes, strict=True)}
+        views = {n: p.view(s) for n, p, s in zip(self.names, pieces, self.shapes, strict=True)}
+        if self.channels_last:
+            views = {n: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v
+                     for n, v in views.items()}
+        return views
 
     def forward(self, vector: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """Logits of the network with parameters ``vector`` on inputs ``x``."""
