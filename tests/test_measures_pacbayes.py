@@ -212,6 +212,29 @@ def test_screens_bracket_the_scale_and_full_probes_find_it(true_scale):
     assert result.examples == 1000 * len(full) + 100 * len(screens)
 
 
+def test_a_steep_saturating_drop_is_found_by_a_logistic_interpolation():
+    """D(s) = 0.9/(1 + (s50/s)⁸), the shape of α′'s worst-case drop on the issue-10 NiN (0.02 at
+    s50/1.6, 0.8 at s50·1.6): screens that prove only "too large" leave a bracket whose upper
+    end is near saturation, where D ∝ s² through the lower end overshoots (6 full probes);
+    a logistic curve in log s through both ends needs 3."""
+    opts = MeasureOptions()
+    full = []
+
+    def drop(scale: float) -> float:
+        return 0.9 / (1 + (2e-4 / scale) ** 8)
+
+    def probe(scale: float) -> Probe:
+        full.append(scale)
+        return Probe(scale, drop(scale), 0.0, 1000, verdict_of(drop(scale), opts))
+
+    def screen(scale: float) -> Probe:
+        return Probe(scale, drop(scale), 0.05, 100, "lower" if drop(scale) > 0.2 else "undecided")
+
+    result = search_scale(probe, opts, screen)
+    assert abs(drop(result.value) - 0.1) < opts.tolerance
+    assert len(full) <= 3
+
+
 def test_a_step_shaped_drop_is_found_by_bisection_in_log_scale():
     """Drops of 0 or 0.9 say nothing about where the target is crossed: the search bisects."""
     opts = MeasureOptions()

@@ -13,10 +13,13 @@ bisection on [0, 2]; gengap finds the same kind of s in fewer probes (:func:`sea
    that settles "too small" (σ′ only) a lower end;
 2. full probes (sequential Monte Carlo, below) inside the bracket: at the point where a power
    law D ∝ s^k through the two bracket ends crosses the target when both ends' drops are
-   informative (above 0, at most 3× the target), or where D ∝ s² through the one informative
-   end does, kept within the middle 70 % of the bracket in log s; else at the bracket's
-   midpoint in log s (bisection), and at the midpoint as well when the same end moved twice in
-   a row (Illinois rule); with one end only, where D ∝ s² through it crosses the target. The
+   informative (above 0, at most 3× the target); where a logistic curve in log s through both
+   ends does when only the lower end is (the upper one near saturation: α′'s worst-case
+   drop rises from 0.02 to 0.8 within a factor 2.5 of α); where D ∝ s² through the upper end
+   does when only it is; kept within the middle 70 % of the bracket in log s; else at the
+   bracket's midpoint in log s (bisection), and at the midpoint as well when the same end
+   moved twice in a row (Illinois rule); with one end only, where D ∝ s² through it crosses
+   the target. The
    first accepted probe is the answer; at most ``search_depth`` full probes, after which the
    last one is returned, as in the reference.
 
@@ -225,11 +228,19 @@ def _next_scale(lo: Probe | None, hi: Probe, target: float,
         if lo_ok and hi_ok:
             guess = log_lo + (math.log(target) - math.log(lo.drop)) * (log_hi - log_lo) / (
                 math.log(hi.drop) - math.log(lo.drop))
-        else:  # one informative end: the law D ∝ s² through it
-            end = lo if lo_ok else hi
-            guess = math.log(end.scale) + 0.5 * (math.log(target) - math.log(end.drop))
+        elif lo_ok:  # the upper end near saturation: a logistic curve in log s through both
+            guess = log_lo + (_logit(target) - _logit(lo.drop)) * (log_hi - log_lo) / (
+                _logit(hi.drop) - _logit(lo.drop))
+        else:  # a lower end without a drop: the law D ∝ s² through the upper one
+            guess = math.log(hi.scale) + 0.5 * (math.log(target) - math.log(hi.drop))
         fraction = min(max((guess - log_lo) / (log_hi - log_lo), 0.15), 0.85)
     return math.exp(log_lo + (0.5 if fraction is None else fraction) * (log_hi - log_lo))
+
+
+def _logit(drop: float) -> float:
+    """log(D/(1 − D)), D kept within [0.001, 0.999] (a drop is at most 1)."""
+    drop = min(max(drop, 1e-3), 1 - 1e-3)
+    return math.log(drop / (1 - drop))
 
 
 def _widen(lo: Probe, target: float) -> float:
