@@ -128,6 +128,32 @@ def test_a_constant_model_pays_no_augmentation_penalty() -> None:
     assert values["augmentation_penalty"] == 0.0
 
 
+def test_augmentation_penalty_is_the_mean_of_its_definition(monkeypatch) -> None:
+    """With the deterministic augmentations only (flip, Sobel), per example: |max p − p′ at
+    the predicted class| when the prediction survives, else the augmentation's λ; averaged
+    over every example (fewer than the 2,048 sampled)."""
+    from gengap.measures import representation
+
+    monkeypatch.setattr(representation, "AUGMENTATIONS", [(flip, 6.0), (sobel, 3.0)])
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Conv2d(2, 5, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(2),
+                        nn.Flatten(), nn.Linear(20, 4)).double()
+    x = torch.randn(70, 2, 6, 6, dtype=torch.float64)
+    y = torch.randint(0, 4, (70,))
+    with torch.no_grad():
+        p = torch.softmax(net(x), dim=1)
+        conf, pred = p.max(dim=1)
+        expected = torch.zeros(70, dtype=torch.float64)
+        for augmented, lam in ((x.flip(-1), 6.0), (sobel(x, torch.Generator()), 3.0)):
+            q = torch.softmax(net(augmented), dim=1)
+            kept = q.argmax(dim=1) == pred
+            expected += torch.where(kept, (conf - q[torch.arange(70), pred]).abs(), lam)
+    assert 0 < float(expected.mean()) < 9  # some predictions change, some survive
+    got = compute(MeasureContext(net, x_train=x, y_train=y, device="cpu", batch_size=32),
+                  ["augmentation_penalty"])["augmentation_penalty"]
+    assert got == pytest.approx(float(expected.mean()), rel=1e-12)
+
+
 def test_label_variation_on_a_hand_made_graph() -> None:
     # two tight pairs far apart: the 1-NN graph is the edges 0-1 and 2-3 (degree 1)
     feats = torch.tensor([[1.0, 0.0], [1.0, 0.01], [0.0, 1.0], [0.01, 1.0]])

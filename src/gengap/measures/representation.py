@@ -175,8 +175,10 @@ def augmentation_penalty(ctx: MeasureContext) -> float:
     total = torch.zeros(len(idx), dtype=torch.float64)
     with torch.no_grad():
         for lo in range(0, len(idx), ctx.batch_size):
-            xb = x[idx[lo : lo + ctx.batch_size]].to(ctx.device)
-            p = torch.softmax(ctx.model(xb).double(), dim=1)
+            rows = idx[lo : lo + ctx.batch_size]
+            xb = x[rows].to(ctx.device)
+            # the clean outputs come from the shared pass over the training set
+            p = torch.softmax(ctx.logits[rows.to(ctx.logits.device)].double(), dim=1)
             conf, pred = p.max(dim=1)
             for augment, lam in AUGMENTATIONS:
                 q = torch.softmax(ctx.model(augment(xb, gen)).double(), dim=1)
