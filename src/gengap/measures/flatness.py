@@ -247,7 +247,7 @@ def module_criticality_scores(
     final_loss = _mean_loss(model, x, y, device, batch_size)
     chunk = min(batch_size, CRITICALITY_CHUNK)
     work = copy.deepcopy(model)
-    if device.type == "cpu":  # oneDNN's convolutions run faster so (the bench NiN: 1.3-1.5x)
+    if device.type == "cpu":  # oneDNN's convolutions run faster so (the bench NiN: 1.25-1.7x)
         work = work.to(memory_format=torch.channels_last)
     finals = dict(weight_layers(model))
     inits = dict(weight_layers(init_model))
