@@ -12,28 +12,47 @@ import torch
 from torch import nn
 
 Vector = list[torch.Tensor]
+TRACE_GROUP = 16  # Hutchinson vectors whose products share one pass over the data
 
 
 def loss_hvp(
     model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
-) -> tuple[list[nn.Parameter], Callable[[Vector], Vector]]:
+) -> tuple[list[nn.Parameter], LossHVP]:
     """The trainable parameters of ``model`` and v ↦ H v, H the Hessian of the mean
     cross-entropy on (x, y) (model in eval mode; batches weighted by their size)."""
     params = [p for p in model.parameters() if p.requires_grad]
-    device = params[0].device
+    return params, LossHVP(model, params, x, y, batch_size)
 
-    def hvp(v: Vector) -> Vector:
-        out = [torch.zeros_like(p) for p in params]
-        for i in range(0, len(x), batch_size):
-            xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
-            loss = nn.functional.cross_entropy(model(xb), yb) * (len(xb) / len(x))
+
+class LossHVP:
+    """Hessian-vector products of the mean cross-entropy by double backward, batch by batch.
+    Calling it gives one product; :meth:`many` gives several in one pass over the data, each
+    batch's first-order graph built once for all of them (the same values, bit for bit)."""
+
+    def __init__(self, model: nn.Module, params: list[nn.Parameter], x: torch.Tensor,
+                 y: torch.Tensor, batch_size: int) -> None:
+        self.model, self.params, self.x, self.y = model, params, x, y
+        self.batch_size = batch_size
+
+    def __call__(self, v: Vector) -> Vector:
+        return self.many([v])[0]
+
+    def many(self, vectors: list[Vector]) -> list[Vector]:
+        """H v for every v of ``vectors``."""
+        x, y, params = self.x, self.y, self.params
+        device = params[0].device
+        out = [[torch.zeros_like(p) for p in params] for _ in vectors]
+        for i in range(0, len(x), self.batch_size):
+            xb, yb = x[i : i + self.batch_size].to(device), y[i : i + self.batch_size].to(device)
+            loss = nn.functional.cross_entropy(self.model(xb), yb) * (len(xb) / len(x))
             grads = torch.autograd.grad(loss, params, create_graph=True)
-            dot = sum((g * u).sum() for g, u in zip(grads, v, strict=True))
-            for o, h in zip(out, torch.autograd.grad(dot, params), strict=True):
-                o.add_(h.detach())
+            for k, v in enumerate(vectors):
+                dot = sum((g * u).sum() for g, u in zip(grads, v, strict=True))
+                keep = k < len(vectors) - 1  # the graph serves the next vector too
+                for o, h in zip(out[k], torch.autograd.grad(dot, params, retain_graph=keep),
+                                strict=True):
+                    o.add_(h.detach())
         return out
-
-    return params, hvp
 
 
 def _dot(a: Vector, b: Vector) -> torch.Tensor:
@@ -117,15 +136,20 @@ def hutchinson_trace(
     the Krylov space holds the dominant eigenvalues (Hutch++, Meyer et al. 2021, with the
     Lanczos space as the sketch)."""
     values = []
-    for _ in range(samples):
-        v = [
-            (torch.randint(0, 2, p.shape, generator=generator) * 2 - 1).to(p) for p in like
-        ]
-        if deflate is not None:
-            flat = _flat(v)
-            basis = deflate.basis.to(flat)
-            v = _unflat(flat - basis.T @ (basis @ flat), like)
-        values.append(float(_dot(hvp(v), v)))
+    many = getattr(hvp, "many", None)  # several products per pass over the data, if it can
+    for start in range(0, samples, TRACE_GROUP):
+        group = []
+        for _ in range(min(TRACE_GROUP, samples - start)):
+            v = [
+                (torch.randint(0, 2, p.shape, generator=generator) * 2 - 1).to(p) for p in like
+            ]
+            if deflate is not None:
+                flat = _flat(v)
+                basis = deflate.basis.to(flat)
+                v = _unflat(flat - basis.T @ (basis @ flat), like)
+            group.append(v)
+        products = many(group) if many is not None else [hvp(v) for v in group]
+        values += [float(_dot(h, v)) for h, v in zip(products, group, strict=True)]
     t = torch.tensor(values, dtype=torch.float64)
     exact = sum(deflate.diagonal) if deflate is not None else 0.0
     stderr = float(t.std() / len(t) ** 0.5) if len(t) > 1 else float("nan")
