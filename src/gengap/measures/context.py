@@ -135,15 +135,14 @@ class MeasureContext:
         """The model's outputs on the whole training set (one pass, kept on the device). The
         same pass records ``penultimate`` where the model has a Linear or 1x1-conv head: most
         data measures need both, and a second pass over the data would cost as much again."""
-        from gengap.measures.features import last_layer, penultimate_features
+        from gengap.measures.features import penultimate_features
 
         x, _ = self.require_data()
         try:
-            last_layer(self.model)
-        except GengapError:  # no head to read features at: the outputs alone
+            feats, logits = penultimate_features(self.model, x, self.device, self.batch_size)
+        except GengapError:  # no head to read features at (raised before the pass): outputs
             pass
         else:
-            feats, logits = penultimate_features(self.model, x, self.device, self.batch_size)
             self.__dict__.setdefault("penultimate", feats)
             return logits
         return torch.cat(

@@ -100,12 +100,18 @@ def flat_leaves(stacks: dict[str, torch.Tensor]) -> tuple[torch.Tensor, dict[str
     isolation), on the per-step path where a population of small networks spends its time."""
     p = len(next(iter(stacks.values())))
     flat = torch.cat([v.detach().reshape(p, -1) for v in stacks.values()], 1)
+    return flat, leaf_views(flat, {name: v.shape[1:] for name, v in stacks.items()})
+
+
+def leaf_views(flat: torch.Tensor, shapes: dict[str, torch.Size]) -> dict[str, torch.Tensor]:
+    """Each parameter (one network's shape in ``shapes``) as a leaf view of the rows of
+    ``flat``, in the order of ``shapes``."""
     views, at = {}, 0
-    for name, value in stacks.items():
-        size = value[0].numel()
-        views[name] = flat[:, at : at + size].view(value.shape).requires_grad_()
+    for name, shape in shapes.items():
+        size = shape.numel()
+        views[name] = flat[:, at : at + size].view(len(flat), *shape).requires_grad_()
         at += size
-    return flat, views
+    return views
 
 
 class Population:
@@ -182,8 +188,8 @@ class Population:
 
     def keep(self, rows: torch.Tensor) -> None:
         """Keep only the networks in stack ``rows``."""
-        self.flat, self.params = flat_leaves(
-            {k: v.detach().index_select(0, rows) for k, v in self.params.items()})
+        self.flat = self.flat.index_select(0, rows)
+        self.params = leaf_views(self.flat, {k: v.shape[1:] for k, v in self.params.items()})
         self.buffers = {k: v.index_select(0, rows) for k, v in self.buffers.items()}
         self.optimizer.keep(rows)
         self.active = [self.active[i] for i in rows.tolist()]
