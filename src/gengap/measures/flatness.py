@@ -4,7 +4,6 @@ computes them). Curvature is taken of the mean training cross-entropy, model in 
 
 from __future__ import annotations
 
-import copy
 import math
 import statistics
 from collections.abc import Callable
@@ -17,6 +16,7 @@ from torch import nn
 from gengap.measures.context import MeasureContext
 from gengap.measures.features import head_matrix, weight_layers
 from gengap.measures.hessian import Lanczos, hutchinson_trace, lanczos, loss_hvp
+from gengap.measures.layers import fold_batchnorm_with_scales
 from gengap.measures.registry import measure
 from gengap.measures.relative_flatness import (
     feature_layer,
@@ -135,9 +135,10 @@ def grid_point_generator(seed: int, layer: int, alpha_index: int, sigma_index: i
 def perturbed_loss(model: nn.Module, layer: nn.Module, base: torch.Tensor, sigma: float,
                    draws: int, gen: torch.Generator, x: torch.Tensor, y: torch.Tensor,
                    device: torch.device, batch_size: int, limit: float | None = None,
-                   risk: float | None = None) -> float:
+                   risk: float | None = None, scale: torch.Tensor | None = None) -> float:
     """Mean loss over ``draws`` draws of ``layer.weight = base + N(0, σ²)`` (``model`` holds
-    ``layer``; its weight is left changed). With ``limit``, stops as soon as the losses summed
+    ``layer``; its weight is left changed; with ``scale``, the weight set is ``scale`` times
+    that: a layer with a BatchNorm folded into it, :func:`fold_batchnorm_with_scales`). With ``limit``, stops as soon as the losses summed
     so far (each ≥ 0) already put the mean above it, and returns that partial sum over the
     whole count: a value above ``limit`` whenever the full mean is, without the remaining
     draws and batches (an infeasible grid point usually costs one batch). With ``risk`` too,
@@ -154,7 +155,7 @@ def perturbed_loss(model: nn.Module, layer: nn.Module, base: torch.Tensor, sigma
         if unperturbed is not None and torch.equal(weight, base):
             draw_total = unperturbed
         else:
-            layer.weight.copy_(weight)
+            layer.weight.copy_(weight if scale is None else weight * scale)
             draw_total = 0.0
             for i in range(0, len(x), batch_size):
                 xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
@@ -241,14 +242,17 @@ def module_criticality_scores(
     at every σ (noise would have to lower the loss by half). Other rows are scanned down from
     their largest σ to the first feasible one, not bisected: near the limit ten draws' mean
     loss need not grow with σ. With ``risk=None``, where no skipped row holds a feasible point
-    the result is the whole grid's minimum (up to the rounding of summing in batches of 128). In an
+    the result is the whole grid's minimum (up to rounding: losses are summed in batches of
+    128, on a copy of the network with its BatchNorm folded into the layers before it). In an
     ``nn.Sequential`` the output of the layers before the perturbed one is computed once per
     layer, not once per draw."""
-    final_loss = _mean_loss(model, x, y, device, batch_size)
     chunk = min(batch_size, CRITICALITY_CHUNK)
-    work = copy.deepcopy(model)
+    # BatchNorm folded into the layers: one operation less per layer in every forward, the
+    # perturbed weight scaled as the BatchNorm after it would scale its output
+    work, scales = fold_batchnorm_with_scales(model)
     if device.type == "cpu":  # oneDNN's convolutions run faster so (the bench NiN: 1.25-1.7x)
         work = work.to(memory_format=torch.channels_last)
+    final_loss = _mean_loss(work, x, y, device, chunk)  # rounded as the perturbed losses are
     finals = dict(weight_layers(model))
     inits = dict(weight_layers(init_model))
     scores = {}
@@ -257,10 +261,11 @@ def module_criticality_scores(
         net, inputs = _suffix(work, layer, x, device, chunk)
         w_final = finals[name].weight.detach().clone()
         w_init = inits[name].weight.detach().to(w_final)
+        scale = scales.get(name)
         scores[name] = _layer_criticality(net, layer, w_init, w_final, inputs, y, device, chunk,
                                           rtol * final_loss, draws, grid,
-                                          partial(grid_point_generator, seed, index), risk)
-        layer.weight.copy_(w_final)
+                                          partial(grid_point_generator, seed, index), risk, scale)
+        layer.weight.copy_(w_final if scale is None else w_final * scale)
     return scores
 
 
@@ -269,16 +274,17 @@ def _layer_criticality(net: nn.Module, layer: nn.Module, w_init: torch.Tensor,
                        w_final: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
                        device: torch.device, chunk: int, limit: float, draws: int, grid: int,
                        generator: Callable[[int, int], torch.Generator],
-                       risk: float | None) -> float:
+                       risk: float | None, scale: torch.Tensor | None = None) -> float:
     """One layer's least feasible score over the (α, σ) grid (see
-    :func:`module_criticality_scores`); ``generator(α index, σ index)`` seeds a point's noise."""
+    :func:`module_criticality_scores`); ``generator(α index, σ index)`` seeds a point's noise;
+    ``scale``: the factor of a BatchNorm folded into ``layer`` (see :func:`perturbed_loss`)."""
     dist2 = float(((w_final - w_init) ** 2).sum())
     sigmas = criticality_sigmas(float(w_final.pow(2).mean().sqrt()) or 1.0, grid)
 
     def loss(ai: int, si: int, base: torch.Tensor, cap: float) -> float:
         """The point's mean loss, or a value above ``cap`` as soon as it must exceed it."""
         return perturbed_loss(net, layer, base, sigmas[si], draws, generator(ai, si), x, y,
-                              device, chunk, cap, risk)
+                              device, chunk, cap, risk, scale)
 
     best = math.inf
     alphas = torch.linspace(0, 1, grid + 1).tolist()

@@ -22,13 +22,22 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     by ``g[c]`` and sets its bias to ``(b - mean) * g + beta``, so outputs are unchanged. A BN
     that does not directly follow such a layer (a pre-activation block, say) is left in place.
     """
+    return fold_batchnorm_with_scales(model)[0]
+
+
+@torch.no_grad()
+def fold_batchnorm_with_scales(model: nn.Module) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """:func:`fold_batchnorm`, and for each layer a BatchNorm was folded into, by name, the
+    factor ``g`` its weight was multiplied by, shaped to broadcast over that weight (the
+    folded layer with weight ``g·W`` computes what ``W`` followed by the BatchNorm did)."""
     folded = copy.deepcopy(model).eval()
+    scales: dict[str, torch.Tensor] = {}
     previous: tuple[str, nn.Module] | None = None
     for name, module in list(folded.named_modules()):
         if isinstance(module, BATCH_NORMS) and previous is not None:
-            layer = previous[1]
+            layer_name, layer = previous
             if layer.weight.shape[0] == module.num_features and module.track_running_stats:
-                _fold_into(layer, module)
+                scales[layer_name] = _fold_into(layer, module)
                 _replace(folded, name, nn.Identity())
                 previous = None
                 continue
@@ -36,10 +45,10 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
             previous = (name, module)
         elif len(list(module.children())) == 0:
             previous = None
-    return folded
+    return folded, scales
 
 
-def _fold_into(layer: nn.Module, bn: nn.Module) -> None:
+def _fold_into(layer: nn.Module, bn: nn.Module) -> torch.Tensor:
     gamma = bn.weight if bn.affine else torch.ones_like(bn.running_var)
     beta = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
     scale = gamma / torch.sqrt(bn.running_var + bn.eps)
@@ -51,6 +60,7 @@ def _fold_into(layer: nn.Module, bn: nn.Module) -> None:
         layer.bias = nn.Parameter(new_bias)
     else:
         layer.bias.copy_(new_bias)
+    return scale.detach().reshape(shape).clone()
 
 
 def _replace(root: nn.Module, dotted: str, new: nn.Module) -> None:
