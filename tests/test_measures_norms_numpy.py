@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from gengap.measures import MeasureContext, compute, fold_batchnorm
+from gengap.measures.layers import fold_batchnorm_with_scales, forward_copy
 
 
 def two_layer(w1: np.ndarray, w2: np.ndarray, bias: bool = False) -> nn.Sequential:
@@ -102,6 +103,36 @@ def test_folding_batchnorm_leaves_outputs_unchanged():
     x = torch.randn(10, 1, 6, 6)
     assert not any(isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d) for m in folded.modules())
     torch.testing.assert_close(folded(x), net(x), rtol=1e-5, atol=1e-5)
+
+
+def test_fold_scales_and_the_forward_copy():
+    """The factor each folded layer's weight was multiplied by is the BatchNorm's
+    γ/√(var + ε), and ``forward_copy`` computes the model's function with channels-last
+    kernels on the CPU; a layer perturbed there as ``scale · (W + U)`` computes what ``W + U``
+    followed by the BatchNorm does (how module criticality perturbs it)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(2, 5, 3, bias=False), nn.BatchNorm2d(5), nn.ReLU(),
+                        nn.Conv2d(5, 3, 1), nn.Flatten(), nn.Linear(3 * 4 * 4, 2)).double()
+    net.train()
+    net(torch.randn(32, 2, 6, 6, dtype=torch.float64) * 2 + 1)
+    with torch.no_grad():
+        net[1].weight.uniform_(0.5, 2.0)
+    net.eval()
+    folded, scales = fold_batchnorm_with_scales(net)
+    bn = net[1]
+    expected = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().reshape(-1, 1, 1, 1)
+    assert set(scales) == {"0"}
+    torch.testing.assert_close(scales["0"], expected, rtol=0, atol=0)
+    torch.testing.assert_close(folded[0].weight, net[0].weight * expected)
+    work, _ = forward_copy(net, torch.device("cpu"))
+    assert work[0].weight.is_contiguous(memory_format=torch.channels_last)
+    x = torch.randn(7, 2, 6, 6, dtype=torch.float64)
+    torch.testing.assert_close(work(x), net(x), rtol=1e-12, atol=1e-12)
+    noise = torch.randn_like(net[0].weight)
+    with torch.no_grad():
+        work[0].weight.copy_((net[0].weight + noise) * scales["0"])
+        net[0].weight.add_(noise)
+    torch.testing.assert_close(work(x), net(x), rtol=1e-12, atol=1e-12)
 
 
 def test_measures_that_need_data_say_so():

@@ -16,7 +16,7 @@ from torch import nn
 from gengap.measures.context import MeasureContext
 from gengap.measures.features import head_matrix, weight_layers
 from gengap.measures.hessian import Lanczos, hutchinson_trace, lanczos, loss_hvp
-from gengap.measures.layers import fold_batchnorm_with_scales
+from gengap.measures.layers import forward_copy
 from gengap.measures.registry import measure
 from gengap.measures.relative_flatness import (
     feature_layer,
@@ -138,8 +138,9 @@ def perturbed_loss(model: nn.Module, layer: nn.Module, base: torch.Tensor, sigma
                    risk: float | None = None, scale: torch.Tensor | None = None) -> float:
     """Mean loss over ``draws`` draws of ``layer.weight = base + N(0, σ²)`` (``model`` holds
     ``layer``; its weight is left changed; with ``scale``, the weight set is ``scale`` times
-    that: a layer with a BatchNorm folded into it, :func:`fold_batchnorm_with_scales`). With ``limit``, stops as soon as the losses summed
-    so far (each ≥ 0) already put the mean above it, and returns that partial sum over the
+    that: a layer with a BatchNorm folded into it, :func:`fold_batchnorm_with_scales`). With
+    ``limit``, stops as soon as the losses summed so far (each ≥ 0) already put the mean
+    above it, and returns that partial sum over the
     whole count: a value above ``limit`` whenever the full mean is, without the remaining
     draws and batches (an infeasible grid point usually costs one batch). With ``risk`` too,
     it also stops after a draw once :func:`surely_above` judges that the full mean will exceed
@@ -247,11 +248,8 @@ def module_criticality_scores(
     ``nn.Sequential`` the output of the layers before the perturbed one is computed once per
     layer, not once per draw."""
     chunk = min(batch_size, CRITICALITY_CHUNK)
-    # BatchNorm folded into the layers: one operation less per layer in every forward, the
-    # perturbed weight scaled as the BatchNorm after it would scale its output
-    work, scales = fold_batchnorm_with_scales(model)
-    if device.type == "cpu":  # oneDNN's convolutions run faster so (the bench NiN: 1.25-1.7x)
-        work = work.to(memory_format=torch.channels_last)
+    # the perturbed weight is scaled as a BatchNorm folded into its layer would scale it
+    work, scales = forward_copy(model, device)
     final_loss = _mean_loss(work, x, y, device, chunk)  # rounded as the perturbed losses are
     finals = dict(weight_layers(model))
     inits = dict(weight_layers(init_model))

@@ -77,3 +77,15 @@ def weight_matrices(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
         for name, module in model.named_modules()
         if isinstance(module, WEIGHT_LAYERS)
     ]
+
+
+def forward_copy(model: nn.Module, device: torch.device
+                 ) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    """A copy of ``model`` for forward passes (the same function up to float rounding), and
+    the factors of :func:`fold_batchnorm_with_scales`: BatchNorm folded into the layers before
+    it (one operation less per layer), and on the CPU its tensors in channels-last order, where
+    oneDNN's convolutions run faster (the bench NiN: 1.25-1.7x)."""
+    work, scales = fold_batchnorm_with_scales(model)
+    if device.type == "cpu":
+        work = work.to(memory_format=torch.channels_last)
+    return work, scales

@@ -87,7 +87,7 @@ def mixup_accuracy(ctx: MeasureContext) -> float:
             for _ in range(MIXUP_ROUNDS):
                 pick = members[torch.randperm(len(members), generator=gen)[:MIXUP_PER_CLASS]]
                 mixed = pairwise_midpoints(x[pick].to(ctx.device))
-                hits.append(float((ctx.model(mixed).argmax(1) == c).double().mean()))
+                hits.append(float((ctx.forward_model(mixed).argmax(1) == c).double().mean()))
             per_class.append(np.mean(hits))
     if not per_class:
         raise GengapError("label-wise mixup needs a class with at least 2 training examples")
@@ -181,7 +181,7 @@ def augmentation_penalty(ctx: MeasureContext) -> float:
             p = torch.softmax(ctx.logits[rows.to(ctx.logits.device)].double(), dim=1)
             conf, pred = p.max(dim=1)
             for augment, lam in AUGMENTATIONS:
-                q = torch.softmax(ctx.model(augment(xb, gen)).double(), dim=1)
+                q = torch.softmax(ctx.forward_model(augment(xb, gen)).double(), dim=1)
                 same = q.argmax(dim=1) == pred
                 pen = torch.where(same, (conf - q.gather(1, pred[:, None]).squeeze(1)).abs(),
                                   torch.full_like(conf, float(lam)))
@@ -230,6 +230,7 @@ def label_variation(ctx: MeasureContext) -> float:
     shape = (-1,) + (1,) * (xs.dim() - 1)
     mixed = (lam.reshape(shape) * xs + (1 - lam.reshape(shape)) * xs[partner]).to(x.dtype)
     labels = lam[:, None] * onehot + (1 - lam[:, None]) * onehot[partner]
-    feats, _ = capture(ctx.model, last_layer(ctx.model), mixed, ctx.device, ctx.batch_size,
-                       "input", lambda t: (t.flatten(2).mean(-1) if t.dim() > 2 else t).double())
+    model = ctx.forward_model
+    feats, _ = capture(model, last_layer(model), mixed, ctx.device, ctx.batch_size, "input",
+                       lambda t: (t.flatten(2).mean(-1) if t.dim() > 2 else t).double())
     return label_variation_score(feats.cpu(), labels)
