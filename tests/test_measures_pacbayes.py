@@ -12,7 +12,7 @@ from scipy.stats import norm
 from torch import nn
 
 from gengap.measures import MeasureContext, compute
-from gengap.measures.search import Probe, bisect_scale, search_scale
+from gengap.measures.search import Probe, search_scale
 from gengap.specs import MeasureOptions
 
 
@@ -163,7 +163,7 @@ def test_bisection_finds_the_scale_of_a_known_monotone_drop():
                    else "lower" if drop > 0.1 else "raise")
         return Probe(scale, drop, 0.0, 1, verdict)
 
-    result = bisect_scale(probe, opts)
+    result = search_scale(probe, opts)  # no screens: every probe a full one
     assert abs(result.value / 3 - 0.1) < opts.tolerance
     assert calls[0] == opts.search_upper and len(calls) <= opts.search_depth
 
@@ -177,7 +177,7 @@ def test_bisection_widens_the_bracket_when_the_upper_end_is_too_small():
                    else "lower" if drop > 0.1 else "raise")
         return Probe(scale, drop, 0.0, 1, verdict)
 
-    assert bisect_scale(probe, opts).value == pytest.approx(5.0, rel=0.1)
+    assert search_scale(probe, opts).value == pytest.approx(5.0, rel=0.1)
 
 
 def verdict_of(drop: float, opts: MeasureOptions) -> str:

@@ -249,8 +249,3 @@ def _widen(lo: Probe, target: float) -> float:
     if lo.drop > 0:
         return lo.scale * min(max(math.sqrt(target / lo.drop), 1.25), 4.0)
     return lo.scale * 4
-
-
-def bisect_scale(probe: Callable[[float], Probe], opts: MeasureOptions) -> SearchResult:
-    """:func:`search_scale` without screens (every probe a full one)."""
-    return search_scale(probe, opts)
