@@ -11,7 +11,9 @@ are optional. The measured network is therefore a real (if briefly) trained one:
 searches probe a loss surface shaped by training, not a network labelling its own outputs.
 
 Printed: the epoch's seconds; each shared pass and each measure's own seconds, also in epochs;
-the total in epochs; each σ′/α′ search (value, drop ± its interval, probes, example-forwards).
+the total in epochs, also against the same epoch timed again after the catalogue (the machine's
+speed drifts: the 2-core development machine's epoch took 32-46 s between runs); each σ′/α′
+search (value, drop ± its interval, probes, example-forwards).
 Checks, after the timing:
 - deterministic measures against straightforward implementations (benchmarks/
   measures_reference.py: BatchNorm folded by hand in float64, logits of the unfolded model),
@@ -122,6 +124,12 @@ def main() -> None:
             print(f"{'measure':8s} {name:34s} {own[name]:9.2f} {own[name] / epoch:8.3f}",
                   flush=True)
     total = time.perf_counter() - started
+    # the machine's speed drifts over minutes: time the unit again after the catalogue (on a
+    # copy, so the checks below see the measured network) and report against both
+    again = copy.deepcopy(model).train()
+    epoch_after = one_epoch(again, x, y, device,
+                            torch.optim.SGD(again.parameters(), lr=0.01, momentum=0.9), seed=1)
+    del again
     quick = [s for s in own.values() if s < 0.005]
     label = f"(the other {len(quick)} measures)"
     print(f"{'measure':8s} {label:34s} {sum(quick):9.2f} {sum(quick) / epoch:8.3f}")
@@ -133,6 +141,9 @@ def main() -> None:
     print(f"training accuracy of the measured network: {accuracy:.4f}")
     print(f"\nwhole catalogue ({len(names)} measures, {values} values): "
           f"{total:.1f} s = {total / epoch:.2f} training epochs", flush=True)
+    print(f"the same epoch timed after the catalogue: {epoch_after:.1f} s, against which the "
+          f"catalogue is {total / epoch_after:.2f} epochs (against the mean of both: "
+          f"{2 * total / (epoch + epoch_after):.2f})", flush=True)
     skipped = sorted(set(measures) - set(names) - skip)
     if skipped:
         print(f"not computed here (need a second run or other inputs): {', '.join(skipped)}")
