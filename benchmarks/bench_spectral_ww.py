@@ -54,7 +54,7 @@ def main() -> None:
     for label, (spec, shape) in CASES.items():
         if args.skip_nin and label.startswith("NiN"):
             continue
-        model = fold_batchnorm(heavy_tailed(build(spec, shape, 10))).eval()
+        model = fold_batchnorm(heavy_tailed(build(spec, shape, 10)), torch.randn(2, *shape)).eval()
         started = time.perf_counter()
         ours = spectral_table(model, randomize=True, mp_fit=True)
         ours_s = time.perf_counter() - started

@@ -5,6 +5,7 @@ import pytest
 import torch
 from torch import nn
 
+from gengap.errors import GengapError
 from gengap.measures import MeasureContext, compute, fold_batchnorm
 from gengap.measures.layers import fold_batchnorm_with_scales, forward_copy
 
@@ -99,8 +100,8 @@ def test_folding_batchnorm_leaves_outputs_unchanged():
             bn.weight.uniform_(0.5, 2.0)
             bn.bias.uniform_(-1, 1)
     net.eval()
-    folded = fold_batchnorm(net)
     x = torch.randn(10, 1, 6, 6)
+    folded = fold_batchnorm(net, x[:2])
     assert not any(isinstance(m, nn.BatchNorm2d | nn.BatchNorm1d) for m in folded.modules())
     torch.testing.assert_close(folded(x), net(x), rtol=1e-5, atol=1e-5)
 
@@ -118,15 +119,15 @@ def test_fold_scales_and_the_forward_copy():
     with torch.no_grad():
         net[1].weight.uniform_(0.5, 2.0)
     net.eval()
-    folded, scales = fold_batchnorm_with_scales(net)
+    x = torch.randn(7, 2, 6, 6, dtype=torch.float64)
+    folded, scales = fold_batchnorm_with_scales(net, x[:2])
     bn = net[1]
     expected = (bn.weight / torch.sqrt(bn.running_var + bn.eps)).detach().reshape(-1, 1, 1, 1)
     assert set(scales) == {"0"}
     torch.testing.assert_close(scales["0"], expected, rtol=0, atol=0)
     torch.testing.assert_close(folded[0].weight, net[0].weight * expected)
-    work, _ = forward_copy(net, torch.device("cpu"))
+    work, _ = forward_copy(net, x[:2])
     assert work[0].weight.is_contiguous(memory_format=torch.channels_last)
-    x = torch.randn(7, 2, 6, 6, dtype=torch.float64)
     torch.testing.assert_close(work(x), net(x), rtol=1e-12, atol=1e-12)
     noise = torch.randn_like(net[0].weight)
     with torch.no_grad():
@@ -135,9 +136,61 @@ def test_fold_scales_and_the_forward_copy():
     torch.testing.assert_close(work(x), net(x), rtol=1e-12, atol=1e-12)
 
 
-def test_measures_that_need_data_say_so():
-    from gengap.errors import GengapError
+class SharedOutput(nn.Module):
+    """A conv whose output feeds a BatchNorm and, unnormalized, a skip connection: folding the
+    BatchNorm into the conv would change the skip."""
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(2, 2, 3, padding=1), nn.BatchNorm2d(2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.conv(x)
+        return (self.bn(out) + out).flatten(1)
+
+
+def randomized_batchnorm(net: nn.Module, shape: tuple[int, ...]) -> nn.Module:
+    net.train()
+    for _ in range(3):  # running statistics away from (0, 1)
+        net(torch.randn(16, *shape) * 2 + 0.5)
+    with torch.no_grad():
+        for m in net.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.weight.uniform_(0.5, 2.0)
+                m.bias.uniform_(-1, 1)
+    return net.eval()
+
+
+def test_folding_follows_the_dataflow_and_keeps_the_function():
+    """Folding reads which layer feeds which BatchNorm from a forward pass, not from the order
+    the modules were registered in. In gengap's pre-activation ResNet a block's first BN is
+    registered right after the previous block's last conv, but normalizes the sum of both
+    branches: the registration order folded it into that conv and changed the network's
+    outputs by more than their own size. Each block's second BN, fed by its first conv, is
+    folded; a BN whose conv output is used elsewhere too is not."""
+    from gengap.models import build
+    from gengap.specs import ArchSpec
+
+    torch.manual_seed(0)
+    resnet = randomized_batchnorm(build(ArchSpec(family="resnet"), (3, 16, 16), 10), (3, 16, 16))
+    x = torch.randn(6, 3, 16, 16)
+    folded, scales = fold_batchnorm_with_scales(resnet, x[:2])
+    torch.testing.assert_close(folded(x), resnet(x), rtol=1e-4, atol=1e-4)
+    blocks = [n for n, m in resnet.named_modules() if type(m).__name__ == "PreActBlock"]
+    assert blocks and sorted(scales) == sorted(f"{b}.conv1" for b in blocks)
+    for b in blocks:
+        assert isinstance(folded.get_submodule(f"{b}.bn2"), nn.Identity)
+        assert isinstance(folded.get_submodule(f"{b}.bn1"), nn.BatchNorm2d)
+    shared = randomized_batchnorm(SharedOutput(), (2, 4, 4))
+    x = torch.randn(5, 2, 4, 4)
+    kept, scales = fold_batchnorm_with_scales(shared, x[:2])
+    assert scales == {} and isinstance(kept.bn, nn.BatchNorm2d)
+    torch.testing.assert_close(kept(x), shared(x))
+    with pytest.raises(GengapError, match="needs an example input"):
+        fold_batchnorm(shared)
+
+
+def test_measures_that_need_data_say_so():
     ctx = MeasureContext(nn.Sequential(nn.Linear(2, 2)), input_shape=(2,), device="cpu")
     with pytest.raises(GengapError, match="needs the training data"):
         compute(ctx, ["margin"])

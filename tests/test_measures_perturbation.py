@@ -19,7 +19,7 @@ def test_batched_and_looped_perturbed_forwards_agree_with_plain_modules() -> Non
                           nn.Conv2d(8, 5, 1), nn.AdaptiveAvgPool2d(1), nn.Flatten())
     model[1].running_mean.uniform_(-1, 1)
     model[1].running_var.uniform_(0.5, 2)
-    net = FlatNet(fold_batchnorm(model.eval()), torch.device("cpu"))
+    net = FlatNet(fold_batchnorm(model.eval(), torch.randn(2, 3, 8, 8)), torch.device("cpu"))
     vectors = net.vector + 0.05 * torch.randn(4, len(net.vector))
     xs = torch.randn(4, 6, 3, 8, 8)
     looped = net.forward_many(vectors, xs)  # the CPU's way: channels-last kernels, in turn

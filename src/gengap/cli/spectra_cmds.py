@@ -66,5 +66,8 @@ def _weights(target: Path, which: str, data_dir: Path | None) -> tuple[str, obje
     runs = [r for r in store.runs() if r.run_id.startswith(target.name)]
     if len(runs) != 1:
         raise GengapError(f"{target}: {len(runs)} runs of {root} match {target.name!r}")
-    model = load_model(store, runs[0], load(runs[0].data, data_dir), which)
-    return f"run {runs[0].run_id} ({which}, BatchNorm folded)", fold_batchnorm(model)
+    splits = load(runs[0].data, data_dir)
+    model = load_model(store, runs[0], splits, which)
+    # the dataflow of two training inputs shows which layer feeds which BatchNorm
+    return (f"run {runs[0].run_id} ({which}, BatchNorm folded)",
+            fold_batchnorm(model, splits.x_train[:2]))

@@ -104,16 +104,38 @@ class MeasureContext:
 
     # -- weights ---------------------------------------------------------------------------
 
+    @cached_property
+    def example_input(self) -> torch.Tensor | None:
+        """Two inputs on the device, which show folding the dataflow: the first training
+        examples, else Gaussian inputs of ``input_shape`` (None without either)."""
+        if self.x_train is not None:
+            return self.x_train[:2].to(self.device)
+        if self.input_shape is None:
+            return None
+        dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()),
+                     torch.float32)
+        gen = torch.Generator().manual_seed(self.options.seed)
+        return torch.randn((2, *self.input_shape), generator=gen, dtype=dtype).to(self.device)
+
     @shared_pass
     def folded(self) -> nn.Module:
-        """The model with BatchNorm folded into the preceding layers."""
-        return fold_batchnorm(self.model)
+        """The model with BatchNorm folded into the layers feeding it (:func:`fold_batchnorm`)."""
+        return fold_batchnorm(self.model, self.example_input)
+
+    @cached_property
+    def folded_init(self) -> nn.Module:
+        """The initial model, folded likewise (the same layers take the same BatchNorms)."""
+        folded = fold_batchnorm(self.require_init(), self.example_input)
+        shapes = [(n, p.shape) for n, p in folded.named_parameters()]
+        if shapes != [(n, p.shape) for n, p in self.folded.named_parameters()]:
+            raise GengapError("the initial and final models fold their BatchNorm differently")
+        return folded
 
     @cached_property
     def forward_model(self) -> nn.Module:
         """The model for forward passes without gradients (:func:`forward_copy`: BatchNorm
         folded, channels-last on the CPU): the same function up to float rounding, faster."""
-        return forward_copy(self.model, self.device)[0]
+        return forward_copy(self.model, self.require_data()[0][:2].to(self.device))[0]
 
     @cached_property
     def weights(self) -> list[torch.Tensor]:
@@ -122,7 +144,7 @@ class MeasureContext:
 
     @shared_pass
     def init_weights(self) -> list[torch.Tensor]:
-        return [w for _, w in weight_matrices(fold_batchnorm(self.require_init()))]
+        return [w for _, w in weight_matrices(self.folded_init)]
 
     @shared_pass
     def spectral_norms(self) -> list[float]:
@@ -217,7 +239,7 @@ class MeasureContext:
         from gengap.measures.conv_spectrum import layer_spectral_norms_fft
 
         return layer_spectral_norms_fft(
-            self.folded, self.conv_input_sizes, fold_batchnorm(self.require_init())
+            self.folded, self.conv_input_sizes, self.folded_init
         )
 
     @shared_pass
@@ -230,9 +252,8 @@ class MeasureContext:
     @cached_property
     def init_vector(self) -> torch.Tensor:
         """The folded initial model's parameters, flat, in ``flat_net``'s order (float64)."""
-        folded = fold_batchnorm(self.require_init())
-        return torch.cat([p.detach().reshape(-1) for p in folded.parameters()]).double().to(
-            self.device)
+        params = [p.detach().reshape(-1) for p in self.folded_init.parameters()]
+        return torch.cat(params).double().to(self.device)
 
     # -- heavy-tailed spectra, features, second model (spectral/, representation.py, ...) ------
 

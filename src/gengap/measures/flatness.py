@@ -252,7 +252,7 @@ def module_criticality_scores(
     layer, not once per draw."""
     chunk = min(batch_size, CRITICALITY_CHUNK)
     # the perturbed weight is scaled as a BatchNorm folded into its layer would scale it
-    work, scales = forward_copy(model, device)
+    work, scales = forward_copy(model, x[:2].to(device))
     final_loss = _mean_loss(work, x, y, device, chunk)  # rounded as the perturbed losses are
     finals = dict(weight_layers(model))
     inits = dict(weight_layers(init_model))
