@@ -190,6 +190,45 @@ def test_folding_follows_the_dataflow_and_keeps_the_function():
         fold_batchnorm(shared)
 
 
+def test_a_resnets_initial_and_final_weights_fold_alike():
+    """Which layer takes which BatchNorm depends on the architecture alone (checked with
+    random BatchNorm statistics): at initialization a BN is nearly the identity, and a check
+    on the model itself would have let the initial weights fold where the trained ones do not.
+    Both folded networks compute their model's function."""
+    from gengap.models import build
+    from gengap.specs import ArchSpec
+
+    torch.manual_seed(1)
+    init = build(ArchSpec(family="resnet"), (3, 16, 16), 10).eval()
+    final = randomized_batchnorm(build(ArchSpec(family="resnet"), (3, 16, 16), 10), (3, 16, 16))
+    x = torch.randn(6, 3, 16, 16)
+    ctx = MeasureContext(final, init, x_train=x, y_train=torch.arange(6) % 10, device="cpu")
+    assert ctx.batchnorm_folds and all(f[0].endswith("conv1") for f in ctx.batchnorm_folds)
+    torch.testing.assert_close(ctx.folded(x), final(x), rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(ctx.folded_init(x), init(x), rtol=1e-4, atol=1e-4)
+    by_hand = sum(float(((a.weight - b.weight) ** 2).sum().detach()) for a, b in zip(
+        [m for m in ctx.folded.modules() if isinstance(m, nn.Conv2d | nn.Linear)],
+        [m for m in ctx.folded_init.modules() if isinstance(m, nn.Conv2d | nn.Linear)],
+        strict=True))
+    value = compute(ctx, ["frobenius_distance"])["frobenius_distance"]
+    assert value == pytest.approx(by_hand, rel=1e-6)
+
+
+def test_the_forward_copy_of_a_3d_convolutional_network():
+    """Channels-last applies to 2-D convolution kernels only: a Conv3d network's logits pass
+    runs (on its folded copy) and gives the model's cross-entropy."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv3d(1, 3, 3, padding=1), nn.BatchNorm3d(3), nn.ReLU(),
+                        nn.Conv3d(3, 4, 1), nn.AdaptiveAvgPool3d(1), nn.Flatten()).eval()
+    x, y = torch.randn(8, 1, 4, 4, 4), torch.arange(8) % 4
+    ctx = MeasureContext(net, x_train=x, y_train=y, device="cpu")
+    got = compute(ctx, ["cross_entropy"])["cross_entropy"]
+    with torch.no_grad():
+        expected = float(nn.functional.cross_entropy(net(x), y))
+    assert got == pytest.approx(expected, rel=1e-5)
+    assert ctx.batchnorm_folds == [("0", "1")]
+
+
 def test_measures_that_need_data_say_so():
     ctx = MeasureContext(nn.Sequential(nn.Linear(2, 2)), input_shape=(2,), device="cpu")
     with pytest.raises(GengapError, match="needs the training data"):

@@ -59,6 +59,23 @@ def test_early_features_are_the_first_activation_max_pooled() -> None:
     torch.testing.assert_close(feats, expected)
 
 
+def test_early_features_of_a_transformer_come_from_a_layer_that_runs() -> None:
+    """The attention's output projection is registered first but never called as a module
+    (MultiheadAttention reads its weight): the early features are the first feed-forward
+    layer's activation, which the forward pass does call."""
+    from gengap.models import build
+    from gengap.specs import ArchSpec
+
+    torch.manual_seed(0)
+    net = build(ArchSpec(family="transformer", width=8, depth=1, heads=2), (5,), 3, 11).eval()
+    x = torch.randint(0, 11, (6, 5))
+    feats = early_features(net, x, torch.device("cpu"), batch_size=4)
+    assert feats.shape[0] == 6 and torch.isfinite(feats).all()
+    y = torch.arange(6) % 3
+    values = compute(MeasureContext(net, x_train=x, y_train=y, device="cpu"), ["davies_bouldin"])
+    assert np.isfinite(values["davies_bouldin"])
+
+
 def linear_model_on_blobs():
     x, y = blobs()
     model = nn.Linear(x.shape[1], 3)

@@ -16,7 +16,13 @@ from torch import nn
 from gengap.device import resolve_device
 from gengap.errors import GengapError
 from gengap.measures.batching import auto_batch_size
-from gengap.measures.layers import fold_batchnorm, forward_copy, weight_matrices
+from gengap.measures.layers import (
+    Fold,
+    batchnorm_folds,
+    fold_batchnorm,
+    forward_copy,
+    weight_matrices,
+)
 from gengap.measures.profiling import shared_pass
 from gengap.specs import MeasureOptions
 
@@ -117,25 +123,27 @@ class MeasureContext:
         gen = torch.Generator().manual_seed(self.options.seed)
         return torch.randn((2, *self.input_shape), generator=gen, dtype=dtype).to(self.device)
 
+    @cached_property
+    def batchnorm_folds(self) -> list[Fold]:
+        """Which layer takes which BatchNorm when folding (:func:`batchnorm_folds`): found once
+        for the architecture, so the initial and final models fold alike."""
+        return batchnorm_folds(self.model, self.example_input)
+
     @shared_pass
     def folded(self) -> nn.Module:
         """The model with BatchNorm folded into the layers feeding it (:func:`fold_batchnorm`)."""
-        return fold_batchnorm(self.model, self.example_input)
+        return fold_batchnorm(self.model, folds=self.batchnorm_folds)
 
     @cached_property
     def folded_init(self) -> nn.Module:
-        """The initial model, folded likewise (the same layers take the same BatchNorms)."""
-        folded = fold_batchnorm(self.require_init(), self.example_input)
-        shapes = [(n, p.shape) for n, p in folded.named_parameters()]
-        if shapes != [(n, p.shape) for n, p in self.folded.named_parameters()]:
-            raise GengapError("the initial and final models fold their BatchNorm differently")
-        return folded
+        """The initial model, folded likewise."""
+        return fold_batchnorm(self.require_init(), folds=self.batchnorm_folds)
 
     @cached_property
     def forward_model(self) -> nn.Module:
         """The model for forward passes without gradients (:func:`forward_copy`: BatchNorm
         folded, channels-last on the CPU): the same function up to float rounding, faster."""
-        return forward_copy(self.model, self.require_data()[0][:2].to(self.device))[0]
+        return forward_copy(self.model, None, self.batchnorm_folds)[0]
 
     @cached_property
     def weights(self) -> list[torch.Tensor]:

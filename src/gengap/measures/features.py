@@ -39,10 +39,21 @@ def head_matrix(model: nn.Module) -> torch.Tensor:
     return w.reshape(w.shape[0], -1)
 
 
-def early_module(model: nn.Module) -> nn.Module:
+def early_module(model: nn.Module, example: torch.Tensor) -> nn.Module:
     """Where early features are read: the first module after the first weight layer that is
-    neither BatchNorm nor a weight layer (its activation), else the first weight layer."""
-    modules = [m for m in model.modules() if len(list(m.children())) == 0]
+    neither BatchNorm nor a weight layer (its activation), else the first weight layer; in the
+    order a forward pass on ``example`` calls them (a registered layer whose module is never
+    called, as a transformer's attention output projection, is passed over)."""
+    called: list[nn.Module] = []
+    leaves = [m for m in model.modules() if len(list(m.children())) == 0]
+    handles = [m.register_forward_hook(lambda m, _i, _o: called.append(m)) for m in leaves]
+    try:
+        with torch.no_grad():
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    modules = list(dict.fromkeys(called))  # each module at its first call
     for i, m in enumerate(modules):
         if isinstance(m, WEIGHT_LAYERS):
             for nxt in modules[i + 1 :]:
@@ -105,5 +116,6 @@ def early_features(
             t = torch.nn.functional.max_pool2d(t, k)
         return t.flatten(1).double()
 
-    feats, _ = capture(model, early_module(model), x, device, batch_size, "output", pool)
+    layer = early_module(model, x[:1].to(device))
+    feats, _ = capture(model, layer, x, device, batch_size, "output", pool)
     return feats

@@ -123,9 +123,9 @@ def normalized_margins(
         out.retain_grad()
         grabbed.append(out)
 
-    handle = early_module(model).register_forward_hook(hook)
+    xb, yb = x.to(device), y.to(device)
+    handle = early_module(model, xb[:1]).register_forward_hook(hook)
     try:
-        xb, yb = x.to(device), y.to(device)
         logits = model(xb)
     finally:
         handle.remove()
