@@ -42,10 +42,9 @@ def fold_batchnorm_with_scales(model: nn.Module, example: torch.Tensor | None = 
     """:func:`fold_batchnorm`, and for each layer a BatchNorm was folded into, by name, the
     factor ``g`` its weight was multiplied by, shaped to broadcast over that weight (the
     folded layer with weight ``g·W`` computes what ``W`` followed by the BatchNorm did)."""
-    model = copy.deepcopy(model).eval()
     if folds is None:
         folds = batchnorm_folds(model, example)
-    return _folded(model, folds)
+    return _folded(copy.deepcopy(model).eval(), folds, copy_first=False)
 
 
 @torch.no_grad()
@@ -150,8 +149,9 @@ def _feeding_layers(model: nn.Module, example: torch.Tensor) -> list[Fold]:
     return [pair for pair in pairs if folded_into.count(pair[0]) == 1]
 
 
-def _folded(model: nn.Module, pairs: list[Fold]) -> tuple[nn.Module, dict[str, torch.Tensor]]:
-    folded = copy.deepcopy(model)
+def _folded(model: nn.Module, pairs: list[Fold], copy_first: bool = True
+            ) -> tuple[nn.Module, dict[str, torch.Tensor]]:
+    folded = copy.deepcopy(model) if copy_first else model
     scales = {}
     for layer, norm in pairs:
         scales[layer] = _fold_into(folded.get_submodule(layer), folded.get_submodule(norm))
