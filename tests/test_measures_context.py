@@ -10,8 +10,9 @@ from gengap.measures import MeasureContext
 
 
 def counted(model: nn.Module) -> list[int]:
+    """The batch size of each forward call (copies of ``model`` keep the hook)."""
     calls: list[int] = []
-    model.register_forward_hook(lambda *_: calls.append(1))
+    model.register_forward_hook(lambda _m, inputs, _o: calls.append(len(inputs[0])))
     return calls
 
 
@@ -22,12 +23,36 @@ def test_the_logits_pass_also_records_the_penultimate_features() -> None:
     calls = counted(net)
     ctx = MeasureContext(net, x_train=x, y_train=y, device="cpu", batch_size=16)
     logits = ctx.logits
-    assert len(calls) == 4  # 50 examples in batches of 16
+    assert calls == [1, 16, 16, 16, 2]  # one example shows which layer runs last, then 50
     feats = ctx.penultimate
-    assert len(calls) == 4  # no second pass
+    assert len(calls) == 5  # no second pass
     with torch.no_grad():
         torch.testing.assert_close(logits, net(x))
         torch.testing.assert_close(feats, net[:2](x).double())
+
+
+class HeadFirst(nn.Module):
+    """A model that registers its classifier before its feature layers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head = nn.Linear(6, 4)
+        self.features = nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 6), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(x))
+
+
+def test_the_head_is_the_layer_that_runs_last_not_the_last_registered() -> None:
+    torch.manual_seed(0)
+    net = HeadFirst()
+    x, y = torch.randn(20, 3), torch.randint(0, 4, (20,))
+    ctx = MeasureContext(net, x_train=x, y_train=y, device="cpu")
+    with torch.no_grad():
+        torch.testing.assert_close(ctx.penultimate, net.features(x).double())
+    from gengap.measures.features import head_matrix
+
+    assert torch.equal(head_matrix(net, x[:1]), net.head.weight.detach())
 
 
 def test_a_model_without_a_linear_head_still_has_its_logits() -> None:

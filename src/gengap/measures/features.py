@@ -18,10 +18,29 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     return [(n, m) for n, m in model.named_modules() if isinstance(m, WEIGHT_LAYERS)]
 
 
-def last_layer(model: nn.Module) -> nn.Module:
+@torch.no_grad()
+def weight_layers_as_run(model: nn.Module, example: torch.Tensor) -> list[tuple[str, nn.Module]]:
+    """The Linear and Conv layers that a forward pass on ``example`` calls, ordered by their
+    last call. Running order is what matters where it differs from registration order: a
+    residual block's shortcut may be registered after its last convolution but runs before
+    it, and a model may register its head first."""
+    order: list[tuple[str, nn.Module]] = []
+    hooks = [m.register_forward_hook(lambda _m, _i, _o, name=name, m=m: order.append((name, m)))
+             for name, m in weight_layers(model)]
+    try:
+        model.eval()(example)
+    finally:
+        for h in hooks:
+            h.remove()
+    last_run = {name: i for i, (name, _) in enumerate(order)}
+    return sorted(dict(order).items(), key=lambda item: last_run[item[0]])
+
+
+def last_layer(model: nn.Module, example: torch.Tensor | None = None) -> nn.Module:
     """The last Linear/Conv layer: the classifier head whose input are the penultimate
-    features. A conv head must be 1x1 (then global average pooling makes it linear)."""
-    layers = weight_layers(model)
+    features; the last to run on ``example`` inputs, or without them the last registered. A
+    conv head must be 1x1 (then global average pooling makes it linear)."""
+    layers = weight_layers(model) if example is None else weight_layers_as_run(model, example)
     if not layers:
         raise GengapError("the model has no Linear or Conv layer")
     head = layers[-1][1]
@@ -33,9 +52,9 @@ def last_layer(model: nn.Module) -> nn.Module:
     return head
 
 
-def head_matrix(model: nn.Module) -> torch.Tensor:
-    """The head's weight as a (classes, features) matrix."""
-    w = last_layer(model).weight.detach()
+def head_matrix(model: nn.Module, example: torch.Tensor | None = None) -> torch.Tensor:
+    """The head's weight (:func:`last_layer`) as a (classes, features) matrix."""
+    w = last_layer(model, example).weight.detach()
     return w.reshape(w.shape[0], -1)
 
 
@@ -95,8 +114,9 @@ def capture(
 def penultimate_features(
     model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 1024
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(φ, logits): φ the head's input, flattened (spatial mean for a 1x1-conv head), float64."""
-    head = last_layer(model)
+    """(φ, logits): φ the head's input, flattened (spatial mean for a 1x1-conv head), float64;
+    the head is the last Linear/Conv layer to run."""
+    head = last_layer(model, x[:1].to(device))
 
     def flat(t: torch.Tensor) -> torch.Tensor:
         return (t.flatten(2).mean(-1) if t.dim() > 2 else t).double()

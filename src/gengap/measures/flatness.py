@@ -73,7 +73,8 @@ def relative_flatness_head(ctx: MeasureContext) -> float:
     et al.'s experimental protocol), in closed form for softmax cross-entropy:
     (1/N) Σ_i ‖φ̃_i‖² Tr(W̃W̃ᵀ(diag p_i − p_i p_iᵀ)); one forward pass. The normalization makes
     it invariant to rescaling the penultimate neurons."""
-    return relative_flatness_normalized_head(ctx.penultimate, ctx.logits, head_matrix(ctx.model))
+    head = head_matrix(ctx.model, ctx.example_input)
+    return relative_flatness_normalized_head(ctx.penultimate, ctx.logits, head)
 
 
 def _subset(ctx: MeasureContext, size: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -40,7 +40,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from gengap.measures.features import weight_layers
+from gengap.measures.features import weight_layers, weight_layers_as_run
 from gengap.measures.registry import NotApplicable
 
 JACOBIAN_BUDGET = 2**24  # entries per Jacobian tensor (64 MiB in float32)
@@ -65,18 +65,7 @@ def feature_layer(model: nn.Module, probe: torch.Tensor | None = None) -> tuple[
     before the head (the last one to run) on ``probe`` inputs, or without them the last but
     one registered. Running order matters in residual blocks, whose shortcut convolution may
     be registered after the block's last convolution but runs before it."""
-    layers = weight_layers(model)
-    if probe is not None:
-        order: list[tuple[str, nn.Module]] = []
-        hooks = [m.register_forward_hook(
-            lambda mod, _i, _o, name=name: order.append((name, mod))) for name, m in layers]
-        try:
-            model.eval()(probe)
-        finally:
-            for h in hooks:
-                h.remove()
-        last_run = {name: i for i, (name, _) in enumerate(order)}
-        layers = sorted(dict(order).items(), key=lambda item: last_run[item[0]])
+    layers = weight_layers(model) if probe is None else weight_layers_as_run(model, probe)
     if len(layers) < 2:
         raise NotApplicable("relative flatness needs a layer before the head")
     return layers[-2]

@@ -231,6 +231,7 @@ def label_variation(ctx: MeasureContext) -> float:
     mixed = (lam.reshape(shape) * xs + (1 - lam.reshape(shape)) * xs[partner]).to(x.dtype)
     labels = lam[:, None] * onehot + (1 - lam[:, None]) * onehot[partner]
     model = ctx.forward_model
-    feats, _ = capture(model, last_layer(model), mixed, ctx.device, ctx.batch_size, "input",
+    head = last_layer(model, mixed[:1].to(ctx.device))
+    feats, _ = capture(model, head, mixed, ctx.device, ctx.batch_size, "input",
                        lambda t: (t.flatten(2).mean(-1) if t.dim() > 2 else t).double())
     return label_variation_score(feats.cpu(), labels)
