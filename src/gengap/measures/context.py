@@ -112,8 +112,9 @@ class MeasureContext:
 
     @cached_property
     def example_input(self) -> torch.Tensor | None:
-        """Two inputs on the device, which show folding the dataflow: the first training
-        examples, else Gaussian inputs of ``input_shape`` (None without either)."""
+        """Two inputs on the device for the passes that read the model's dataflow (which
+        layer feeds which BatchNorm): the first training examples, else Gaussian inputs of
+        ``input_shape`` (None without either; then a model with BatchNorm cannot be folded)."""
         if self.x_train is not None:
             return self.x_train[:2].to(self.device)
         if self.input_shape is None:
