@@ -145,11 +145,12 @@ def perturbed_loss(model: nn.Module, layer: nn.Module, base: torch.Tensor, sigma
     that: a layer with a BatchNorm folded into it, :func:`fold_batchnorm_with_scales`). With
     ``limit``, stops as soon as the losses summed so far (each ≥ 0) already put the mean
     above it, and returns that partial sum over the whole count: a value above ``limit``
-    whenever the full mean is, without the remaining draws and batches (an infeasible grid point usually costs one batch). With ``risk`` too,
-    it also stops after a draw once :func:`surely_above` judges that the full mean will exceed
-    ``limit``, and returns the mean of the draws done (then above ``limit``); a value at most
-    ``limit`` is always the full mean. A draw too small to change any weight in floating point
-    (σ = 1e-16 of the reference grid) has the unperturbed loss, computed once."""
+    whenever the full mean is, without the remaining draws and batches (an infeasible grid
+    point usually costs one batch). With ``risk`` too, it also stops after a draw once
+    :func:`surely_above` judges that the full mean will exceed ``limit``, and returns the mean
+    of the draws done (then above ``limit``); a value at most ``limit`` is always the full
+    mean. A draw too small to change any weight in floating point (σ = 1e-16 of the reference
+    grid) has the unperturbed loss, computed once."""
     budget = math.inf if limit is None else limit * draws * len(x)
     total = 0.0
     done: list[float] = []  # each finished draw's mean loss
