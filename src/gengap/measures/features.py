@@ -19,19 +19,27 @@ def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 
 @torch.no_grad()
-def weight_layers_as_run(model: nn.Module, example: torch.Tensor) -> list[tuple[str, nn.Module]]:
-    """The Linear and Conv layers that a forward pass on ``example`` calls, ordered by their
-    last call. Running order is what matters where it differs from registration order: a
-    residual block's shortcut may be registered after its last convolution but runs before
-    it, and a model may register its head first."""
+def calls(model: nn.Module, example: torch.Tensor,
+          modules: list[tuple[str, nn.Module]]) -> list[tuple[str, nn.Module]]:
+    """Each call of one of ``modules`` in a forward pass on ``example`` (eval mode), in order,
+    repeats included."""
     order: list[tuple[str, nn.Module]] = []
     hooks = [m.register_forward_hook(lambda _m, _i, _o, name=name, m=m: order.append((name, m)))
-             for name, m in weight_layers(model)]
+             for name, m in modules]
     try:
         model.eval()(example)
     finally:
         for h in hooks:
             h.remove()
+    return order
+
+
+def weight_layers_as_run(model: nn.Module, example: torch.Tensor) -> list[tuple[str, nn.Module]]:
+    """The Linear and Conv layers that a forward pass on ``example`` calls, ordered by their
+    last call. Running order is what matters where it differs from registration order: a
+    residual block's shortcut may be registered after its last convolution but runs before
+    it, and a model may register its head first."""
+    order = calls(model, example, weight_layers(model))
     last_run = {name: i for i, (name, _) in enumerate(order)}
     return sorted(dict(order).items(), key=lambda item: last_run[item[0]])
 
@@ -63,16 +71,8 @@ def early_module(model: nn.Module, example: torch.Tensor) -> nn.Module:
     neither BatchNorm nor a weight layer (its activation), else the first weight layer; in the
     order a forward pass on ``example`` calls them (a registered layer whose module is never
     called, as a transformer's attention output projection, is passed over)."""
-    called: list[nn.Module] = []
-    leaves = [m for m in model.modules() if len(list(m.children())) == 0]
-    handles = [m.register_forward_hook(lambda m, _i, _o: called.append(m)) for m in leaves]
-    try:
-        with torch.no_grad():
-            model(example)
-    finally:
-        for handle in handles:
-            handle.remove()
-    modules = list(dict.fromkeys(called))  # each module at its first call
+    leaves = [(n, m) for n, m in model.named_modules() if len(list(m.children())) == 0]
+    modules = list(dict.fromkeys(m for _, m in calls(model, example, leaves)))  # first calls
     for i, m in enumerate(modules):
         if isinstance(m, WEIGHT_LAYERS):
             for nxt in modules[i + 1 :]:
