@@ -40,7 +40,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from gengap.measures.features import weight_layers, weight_layers_as_run
+from gengap.measures.features import calls, weight_layers, weight_layers_as_run
 from gengap.measures.registry import NotApplicable
 
 JACOBIAN_BUDGET = 2**24  # entries per Jacobian tensor (64 MiB in float32)
@@ -89,15 +89,8 @@ def smooth_modules_after(model: nn.Module, layer: nn.Module, probe: torch.Tensor
     linear (LayerNorm, tanh, GELU...): where there are any, :func:`relative_flatness_of_layer`
     gives the Gauss-Newton part of the Hessian. Functions called inside a ``forward`` (not
     modules) are not seen."""
-    order: list[tuple[str, nn.Module]] = []
     leaves = [(n, m) for n, m in model.named_modules() if not list(m.children())]
-    hooks = [m.register_forward_hook(lambda mod, _i, _o, name=name: order.append((name, mod)))
-             for name, m in leaves]
-    try:
-        model.eval()(probe)
-    finally:
-        for h in hooks:
-            h.remove()
+    order = calls(model, probe, leaves)
     runs = [i for i, (_, m) in enumerate(order) if m is layer]
     after = order[runs[-1] + 1 :] if runs else []
     return sorted({n for n, m in after if not isinstance(m, PIECEWISE_LINEAR)})
