@@ -62,6 +62,50 @@ def test_path_norm_of_a_two_layer_relu_net_is_the_sum_over_paths(weights):
     assert compute(ctx, ["path_norm"])["path_norm"] == pytest.approx(expected, rel=1e-5)
 
 
+def test_path_norm_squares_the_affine_map_of_a_batchnorm_left_unfolded(weights):
+    w1, w2 = weights
+    net = two_layer(w1, w2)
+    bn = nn.BatchNorm1d(5).eval()  # after the ReLU: no layer feeds it directly, so not folded
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for t in (bn.weight, bn.bias, bn.running_mean):
+            t.copy_(torch.randn(5, generator=gen))
+        bn.running_var.copy_(torch.rand(5, generator=gen) + 0.5)
+    net.insert(2, bn)
+    ctx = MeasureContext(net, input_shape=(4,), device="cpu")
+    gamma, beta = bn.weight.detach().double().numpy(), bn.bias.detach().double().numpy()
+    mean, var = bn.running_mean.double().numpy(), bn.running_var.double().numpy()
+    a = gamma / np.sqrt(var + bn.eps)
+    c = beta - mean * a
+    hidden = (w1.astype(np.float64) ** 2) @ np.ones(4)  # squared first layer on all-ones
+    expected = float(np.sum((w2.astype(np.float64) ** 2) @ (a**2 * hidden + c**2)))
+    assert compute(ctx, ["path_norm"])["path_norm"] == pytest.approx(expected, rel=1e-5)
+
+
+def test_path_norm_of_a_token_mlp_sets_every_one_hot_unit():
+    from gengap.models.mlp import OneHot
+
+    torch.manual_seed(4)
+    linear = nn.Linear(3 * 6, 2, bias=False)
+    net = nn.Sequential(OneHot(6), nn.Flatten(), linear)
+    ctx = MeasureContext(net, input_shape=(3,), device="cpu")
+    expected = float((linear.weight.detach().double() ** 2).sum())  # every path: one weight
+    assert compute(ctx, ["path_norm"])["path_norm"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_measures_over_a_zero_margin_are_infinite():
+    net = nn.Sequential(nn.Linear(4, 3, bias=False))
+    with torch.no_grad():
+        net[0].weight.zero_()  # every logit 0: every margin 0
+    x, y = torch.randn(20, 4), torch.randint(0, 3, (20,))
+    ctx = MeasureContext(net, x_train=x, y_train=y, device="cpu")
+    values = compute(ctx, ["margin", "inverse_margin", "prod_of_spec_over_margin",
+                           "path_norm_over_margin"])
+    assert values["margin"] == 0
+    assert all(values[k] == float("inf") for k in
+               ("inverse_margin", "prod_of_spec_over_margin", "path_norm_over_margin"))
+
+
 def test_margin_is_the_tenth_percentile_and_feeds_the_margin_measures(weights):
     w1, w2 = weights
     net = two_layer(w1, w2)

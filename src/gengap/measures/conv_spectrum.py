@@ -52,11 +52,13 @@ def conv_input_sizes(
 
 
 def conv_spectral_norm_fft(
-    kernel: torch.Tensor, input_size: tuple[int, ...], groups: int = 1
+    kernel: torch.Tensor, input_size: tuple[int, ...], groups: int = 1,
+    dilation: tuple[int, ...] | None = None,
 ) -> float:
     """The largest singular value of the circular stride-1 convolution with ``kernel``
-    (c_out, c_in/groups, k₁, …) over inputs of spatial size ``input_size``."""
-    kernel = kernel.detach().double()
+    (c_out, c_in/groups, k₁, …) over inputs of spatial size ``input_size``; ``dilation`` spaces
+    the taps (a dilated convolution is the convolution with zeros between its taps)."""
+    kernel = _dilate(kernel.detach().double(), dilation or ())
     spatial = kernel.dim() - 2
     if all(k == 1 for k in kernel.shape[2:]):  # a 1x1 kernel is the same matrix at every f
         blocks = kernel.reshape(groups, kernel.shape[0] // groups, kernel.shape[1])
@@ -73,6 +75,18 @@ def conv_spectral_norm_fft(
         -1, c_out // groups, c_in
     )
     return float(torch.linalg.matrix_norm(per_group, ord=2).max())
+
+
+def _dilate(kernel: torch.Tensor, dilation: tuple[int, ...]) -> torch.Tensor:
+    """The kernel with ``d - 1`` zeros between neighbouring taps along each spatial axis."""
+    for axis, d in enumerate(dilation, start=2):
+        if d == 1:
+            continue
+        moved = kernel.movedim(axis, -1)
+        spaced = moved.new_zeros(*moved.shape[:-1], (moved.shape[-1] - 1) * d + 1)
+        spaced[..., ::d] = moved
+        kernel = spaced.movedim(-1, axis)
+    return kernel
 
 
 def _alias(kernel: torch.Tensor, axis: int, n: int) -> torch.Tensor:
@@ -104,7 +118,8 @@ def layer_spectral_norms_fft(
         if isinstance(module, CONVS):
             if name not in sizes:
                 raise ValueError(f"convolution {name!r} did not run on the probe input")
-            norms.append(conv_spectral_norm_fft(weight, sizes[name], module.groups))
+            norms.append(conv_spectral_norm_fft(weight, sizes[name], module.groups,
+                                               tuple(module.dilation)))
         else:
             norms.append(float(torch.linalg.matrix_norm(weight, ord=2)))
     return norms

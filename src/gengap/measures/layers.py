@@ -155,18 +155,24 @@ def _folded(model: nn.Module, pairs: list[Fold], copy_first: bool = True
     scales = {}
     for layer, norm in pairs:
         scales[layer] = _fold_into(folded.get_submodule(layer), folded.get_submodule(norm))
-        _replace(folded, norm, nn.Identity())
+        replace_module(folded, norm, nn.Identity())
     return folded, scales
 
 
-def _fold_into(layer: nn.Module, bn: nn.Module) -> torch.Tensor:
+def batchnorm_affine(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """(a, c), per channel, such that the eval-mode BatchNorm ``bn`` computes a·x + c."""
     gamma = bn.weight if bn.affine else torch.ones_like(bn.running_var)
     beta = bn.bias if bn.affine else torch.zeros_like(bn.running_mean)
     scale = gamma / torch.sqrt(bn.running_var + bn.eps)
+    return scale, beta - bn.running_mean * scale
+
+
+def _fold_into(layer: nn.Module, bn: nn.Module) -> torch.Tensor:
+    scale, shift = batchnorm_affine(bn)
     shape = (-1,) + (1,) * (layer.weight.dim() - 1)
     layer.weight.mul_(scale.reshape(shape))
     bias = layer.bias if layer.bias is not None else torch.zeros_like(bn.running_mean)
-    new_bias = (bias - bn.running_mean) * scale + beta
+    new_bias = bias * scale + shift
     if layer.bias is None:
         layer.bias = nn.Parameter(new_bias)
     else:
@@ -174,7 +180,8 @@ def _fold_into(layer: nn.Module, bn: nn.Module) -> torch.Tensor:
     return scale.detach().reshape(shape).clone()
 
 
-def _replace(root: nn.Module, dotted: str, new: nn.Module) -> None:
+def replace_module(root: nn.Module, dotted: str, new: nn.Module) -> None:
+    """Put ``new`` where ``root``'s submodule named ``dotted`` is."""
     parent_name, _, child = dotted.rpartition(".")
     parent = root.get_submodule(parent_name) if parent_name else root
     setattr(parent, child, new)

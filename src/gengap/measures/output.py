@@ -3,6 +3,8 @@ is the 10th percentile of f(x)[y] − max_{j≠y} f(x)[j] over the training set.
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 from gengap.measures.context import MeasureContext
@@ -26,20 +28,25 @@ def margin(ctx: MeasureContext) -> float:
 
 @measure("inverse_margin", group="output", needs=DATA, cost="C")
 def inverse_margin(ctx: MeasureContext) -> float:
-    """1/γ² (Jiang et al. 2020, eq. 22)."""
-    return 1.0 / ctx.gamma**2
+    """1/γ² (Jiang et al. 2020, eq. 22); ``inf`` when γ = 0."""
+    return _over_margin(1.0, ctx)
 
 
 @measure("prod_of_spec_over_margin", group="norm", needs=DATA, cost="B")
 def prod_of_spec_over_margin(ctx: MeasureContext) -> float:
     """Π_i ‖W_i‖₂² / γ² (Jiang et al. 2020, eq. 31)."""
-    return ctx.value("prod_of_spec") / ctx.gamma**2
+    return _over_margin(ctx.value("prod_of_spec"), ctx)
 
 
 @measure("path_norm_over_margin", group="norm", needs=DATA, cost="C")
 def path_norm_over_margin(ctx: MeasureContext) -> float:
     """Σ_j f_{w²}(1)[j] / γ² (Jiang et al. 2020, eq. 43)."""
-    return ctx.value("path_norm") / ctx.gamma**2
+    return _over_margin(ctx.value("path_norm"), ctx)
+
+
+def _over_margin(value: float, ctx: MeasureContext) -> float:
+    """value / γ², ``inf`` when γ = 0 (as the log measures give +inf there)."""
+    return value / ctx.gamma**2 if ctx.gamma > 0 else math.inf
 
 
 @measure("output_entropy", group="output", needs=DATA, cost="C")
