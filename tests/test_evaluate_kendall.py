@@ -63,6 +63,22 @@ def test_psi_interval_point_is_psi():
     assert psi.low <= psi.value <= psi.high
 
 
+def test_a_weighted_psi_is_psi_of_the_repeated_sample():
+    from gengap.evaluate.kendall import axis_tau
+
+    rng = np.random.default_rng(5)
+    frame = pd.DataFrame({"a": rng.integers(0, 3, 30), "b": rng.integers(0, 2, 30),
+                          "gap": rng.normal(size=30)})
+    frame["m"] = frame["gap"] + rng.normal(size=30)
+    counts = rng.multinomial(30, np.full(30, 1 / 30))
+    repeated = frame.loc[np.repeat(frame.index, counts)]
+    x, y = frame["m"].to_numpy(), frame["gap"].to_numpy()
+    for axis in ("a", "b"):
+        weighted = axis_tau(frame, x, y, axis, ["a", "b"], counts[None].astype(float))[0]
+        assert weighted == pytest.approx(
+            granulated_kendall(repeated, "m", "gap", ["a", "b"])[1][axis], abs=1e-12)
+
+
 def test_targets_and_the_orientation_of_test_accuracy():
     frame = pd.DataFrame({"h": [0, 1, 2, 3], "train_acc": [1.0] * 4,
                           "test_acc": [0.9, 0.8, 0.7, 0.6], "m": [1.0, 2.0, 3.0, 4.0],

@@ -35,6 +35,31 @@ def test_psi_on_a_2x2_grid_by_hand():
     assert table.loc[0, "tau"] == pytest.approx(kendalltau(frame.m, frame.gap).statistic)
 
 
+def test_psi_counts_ties_as_zero_as_the_papers_tau():
+    # a 3 x 2 grid; the measure depends on `a` only, so it is constant along `b`: the paper's
+    # tau (ties count 0) gives psi_b = 0, which Psi averages in
+    frame = pd.DataFrame({"a": [0, 1, 2, 0, 1, 2], "b": [0, 0, 0, 1, 1, 1],
+                          "gap": [0.1, 0.3, 0.2, 0.15, 0.35, 0.4],
+                          "m": [1.0, 2.0, 3.0, 1.0, 2.0, 3.0]})
+    psi, per_axis = granulated_kendall(frame, "m", "gap", ["a", "b"])
+    # along a at b=0: pairs (0,1) +, (0,2) +, (1,2) -: 1/3; at b=1: all three +: 1
+    assert per_axis["a"] == pytest.approx((1 / 3 + 1) / 2)
+    assert per_axis["b"] == 0.0
+    assert psi == pytest.approx((2 / 3 + 0) / 2)
+
+
+def test_psi_leaves_out_pairs_that_differ_only_in_seed():
+    # two seeds per cell of a 2-value axis `a`; `w` never varies
+    frame = pd.DataFrame({"a": [0, 0, 1, 1], "w": [8, 8, 8, 8], "seed": [0, 1, 0, 1],
+                          "gap": [0.1, 0.4, 0.2, 0.3], "m": [1.0, 4.0, 2.0, 3.0]})
+    psi, per_axis = granulated_kendall(frame, "m", "gap", ["a", "w"])
+    # the four pairs across a all agree; a `w` made only of seed pairs has no pair: NaN
+    assert per_axis["a"] == 1.0
+    assert np.isnan(per_axis["w"]) and psi == 1.0
+    frame.loc[3, "m"] = 1.8  # the seed pair (rows 2, 3) now disagrees, the pairs across a
+    assert granulated_kendall(frame, "m", "gap", ["a", "w"])[1]["a"] == 1.0  # still agree
+
+
 def test_ranking_puts_the_best_measure_first():
     frame = pd.DataFrame({"h": [0, 1, 2, 3], "gap": [1, 2, 3, 4], "good": [1, 2, 3, 4],
                           "bad": [4, 3, 2, 1]})

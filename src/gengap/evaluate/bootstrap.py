@@ -7,7 +7,8 @@ matrix product instead of a sort:
     tau_b(w) = wᵀ (Sx∘Sy) w / sqrt(wᵀ|Sx|w · wᵀ|Sy|w),   Sx[i, j] = sign(x_i − x_j)
 
 (two copies of one run are tied on both sides, exactly as tau-b counts them). With w = 1 this
-is scipy's tau-b. Ψ resamples the runs once for all axes and recomputes every group's tau.
+is scipy's tau-b. Ψ resamples the runs once for all axes and recomputes every group's τ, a
+ratio of such forms too (:func:`gengap.evaluate.kendall.axis_tau`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy import sparse
 from scipy.stats import kendalltau
+
+from gengap.evaluate.kendall import axis_tau
 
 _DENSE_LIMIT = 3000  # above this many runs, resample with scipy instead of n x n matrices
 
@@ -80,22 +82,15 @@ def granulated_kendall_interval(
 ) -> tuple[Interval, dict[str, Interval]]:
     """Ψ and each ψ_i with percentile bootstrap intervals over runs.
 
-    Same definition as :func:`gengap.evaluate.granulated_kendall` (undefined groups left out
-    of the means); the point estimates equal it.
+    Same definition as :func:`gengap.evaluate.granulated_kendall`; the point estimates equal
+    it.
     """
     data = frame[np.isfinite(frame[measure].to_numpy(dtype=float))
                  & np.isfinite(frame[target].to_numpy(dtype=float))]
     n = len(data)
     x, y = data[measure].to_numpy(float), data[target].to_numpy(float)
     w = np.vstack([np.ones(n), bootstrap_weights(n, n_boot, seed)]) if n else np.ones((1, 0))
-    per_axis: dict[str, np.ndarray] = {}
-    for axis in hyperparameters:
-        others = [h for h in hyperparameters if h != axis]
-        if others:
-            group = data.groupby(others, dropna=False, sort=False).ngroup().to_numpy()
-        else:
-            group = np.zeros(n, dtype=np.int64)
-        per_axis[axis] = _group_mean_tau(x, y, group, w)
+    per_axis = {axis: axis_tau(data, x, y, axis, hyperparameters, w) for axis in hyperparameters}
     stacked = np.vstack(list(per_axis.values())) if per_axis else np.full((1, len(w)), np.nan)
     with np.errstate(all="ignore"):
         psi = _nanmean(stacked, axis=0)
@@ -117,39 +112,6 @@ def _ratio(w: np.ndarray, a: np.ndarray, bx: np.ndarray, by: np.ndarray) -> np.n
         out = num / np.sqrt(dx * dy)
     out[(dx <= 0) | (dy <= 0)] = np.nan
     return out
-
-
-def _group_mean_tau(x: np.ndarray, y: np.ndarray, group: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """For each weight row: the mean over groups of the weighted tau-b within each group
-    (groups where it is undefined are left out; NaN when none is defined)."""
-    rows, cols, a, bx, by = [], [], [], [], []
-    for g in np.unique(group):
-        idx = np.flatnonzero(group == g)
-        i, j = np.meshgrid(idx, idx, indexing="ij")
-        sx, sy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
-        rows.append(i.ravel())
-        cols.append(j.ravel())
-        a.append((sx * sy).ravel())
-        bx.append(np.abs(sx).ravel())
-        by.append(np.abs(sy).ravel())
-    n, groups = len(x), len(np.unique(group))
-    if n == 0:
-        return np.full(len(w), np.nan)
-    r, c = np.concatenate(rows), np.concatenate(cols)
-    onehot = sparse.csr_matrix((np.ones(n), (np.arange(n), np.searchsorted(np.unique(group),
-                                                                             group))),
-                               shape=(n, groups))
-
-    def per_group(values: list[np.ndarray]) -> np.ndarray:
-        matrix = sparse.csr_matrix((np.concatenate(values), (r, c)), shape=(n, n))
-        quad = np.asarray((matrix @ w.T).T) * w  # (boot, n): w_i Σ_j M_ij w_j
-        return np.asarray(onehot.T @ quad.T).T  # (boot, groups)
-
-    num, dx, dy = per_group(a), per_group(bx), per_group(by)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        tau = num / np.sqrt(dx * dy)
-    tau[(dx <= 0) | (dy <= 0)] = np.nan
-    return _nanmean(tau, axis=1)
 
 
 def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:

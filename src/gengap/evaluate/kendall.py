@@ -9,6 +9,7 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+from scipy import sparse
 from scipy.stats import kendalltau
 
 
@@ -29,18 +30,55 @@ def granulated_kendall(
 ) -> tuple[float, dict[str, float]]:
     """Ψ and its per-axis terms ψ_i (Jiang et al. 2020, section 4.1).
 
-    ψ_i is the mean, over every setting of the other hyperparameters, of Kendall's tau between
-    ``measure`` and ``target`` among the runs where only hyperparameter i varies; Ψ is the mean
-    of the ψ_i. Groups where tau is undefined (a constant measure or target, or a single run)
-    are left out of the mean; an axis with no defined group gets NaN and is left out of Ψ.
-    Runs that differ only in seed fall in the same group.
+    ψ_i is the mean, over every setting of the other hyperparameters, of the paper's τ among
+    the runs of that setting, (1/|T|(|T|−1)) Σ sign(Δμ)·sign(Δg) over the ordered pairs whose
+    value of hyperparameter i differs: ties count 0, so a measure constant within the groups
+    (one that depends on other axes only) scores 0 on that axis. Pairs of runs that differ only
+    in seed are not pairs where axis i varies and are left out; a group with no pair left is
+    too, and an axis with none (a value never varied) gets NaN and is left out of Ψ, the mean
+    of the ψ_i. Runs whose measure or target is not finite are dropped first.
     """
-    per_axis: dict[str, float] = {}
-    for axis in hyperparameters:
-        others = [h for h in hyperparameters if h != axis]
-        groups = frame.groupby(others, dropna=False) if others else [((), frame)]
-        taus = [kendall(g[measure], g[target]) for _, g in groups]
-        taus = [t for t in taus if np.isfinite(t)]
-        per_axis[axis] = float(np.mean(taus)) if taus else float("nan")
+    data = frame[np.isfinite(frame[measure].to_numpy(dtype=float))
+                 & np.isfinite(frame[target].to_numpy(dtype=float))]
+    x, y = data[measure].to_numpy(float), data[target].to_numpy(float)
+    per_axis = {axis: float(axis_tau(data, x, y, axis, hyperparameters, np.ones((1, len(x))))[0])
+                for axis in hyperparameters}
     defined = [v for v in per_axis.values() if np.isfinite(v)]
     return (float(np.mean(defined)) if defined else float("nan")), per_axis
+
+
+def axis_tau(data: pd.DataFrame, x: np.ndarray, y: np.ndarray, axis: str,
+             hyperparameters: Sequence[str], w: np.ndarray) -> np.ndarray:
+    """ψ_axis (see :func:`granulated_kendall`) of the runs ``data`` (measure ``x``, target
+    ``y``) for each row of run weights ``w`` (B, n): a run of weight c counts as c copies of
+    it, which a bootstrap resample is; copies of one run never form a pair (same axis value)."""
+    n = len(x)
+    if n == 0:
+        return np.full(len(w), np.nan)
+    others = [h for h in hyperparameters if h != axis]
+    group = (data.groupby(others, dropna=False, sort=False).ngroup().to_numpy() if others
+             else np.zeros(n, dtype=np.int64))
+    value = data[axis].astype(str).to_numpy()  # NaN, 1 and 1.0 compared as pandas shows them
+    rows, cols, agree = [], [], []
+    for g in np.unique(group):
+        idx = np.flatnonzero(group == g)
+        i, j = (a.ravel() for a in np.meshgrid(idx, idx, indexing="ij"))
+        varies = value[i] != value[j]
+        i, j = i[varies], j[varies]
+        rows.append(i)
+        cols.append(j)
+        agree.append(np.sign(x[i] - x[j]) * np.sign(y[i] - y[j]))
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    groups = group.max() + 1
+    member = sparse.csr_matrix((np.ones(n), (np.arange(n), group)), shape=(n, groups))
+
+    def per_group(values: np.ndarray) -> np.ndarray:  # (B, groups): Σ_pairs w_i w_j values
+        matrix = sparse.csr_matrix((values, (r, c)), shape=(n, n))
+        quad = np.asarray((matrix @ w.T).T) * w
+        return np.asarray(member.T @ quad.T).T
+
+    num, pairs = per_group(np.concatenate(agree)), per_group(np.ones(len(r)))
+    with np.errstate(divide="ignore", invalid="ignore"):
+        tau = np.where(pairs > 0, num / pairs, np.nan)
+        finite = np.isfinite(tau)
+        return np.where(finite.any(1), np.where(finite, tau, 0).sum(1) / finite.sum(1), np.nan)
