@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import math
 from pathlib import Path
 
 import h5py
@@ -420,6 +421,27 @@ def test_import_task_as_zoo_then_measure_and_evaluate(task_dir, tmp_path: Path) 
     assert {"tau", "psi", "psi[arch.options.pool]"} <= set(table.columns)
     again = import_task(task, tmp_path / "zoo")  # idempotent
     assert again.counts()["done"] == 8
+
+
+def test_a_model_with_nan_weights_is_imported_failed_and_predicted_nan(task_dir, tmp_path):
+    root, _ = task_dir
+    with h5py.File(root / "model_3" / "weights.hdf5", "r+") as f:
+        def poison(name: str, obj: object) -> None:
+            if isinstance(obj, h5py.Dataset) and name.endswith("kernel:0"):
+                obj[...] = np.nan
+        f.visititems(poison)
+    task = load_task(root)
+    store = import_task(task, tmp_path / "zoo")
+    frame = store.frame().set_index("pgdl_model")
+    assert frame.loc["model_3", "status"] == "failed"
+    assert "holds NaN or infinite values" in frame.loc["model_3", "reason"]
+    assert (frame.drop("model_3")["status"] == "done").all()
+    values = predict_task(task, "param_norm", device="cpu")
+    assert math.isnan(values["model_3"])
+    path = write_predict(tmp_path / "task9.predict", values)  # nothing lost: NaN written
+    assert math.isnan(json.loads(path.read_text())["model_3"])
+    scoring = pytest.importorskip("gengap.interop.pgdl.scoring")
+    assert scoring.score_predictions(root, path).tasks[0].status == "scored"
 
 
 def test_incomplete_grid_imports_with_a_model_axis(task_dir, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
 
 from gengap.data import load
 from gengap.errors import GengapError
@@ -86,6 +86,19 @@ def test_measure_one_file_errors_are_one_line(one_model, tmp_path: Path):
     no_init = gengap("measure", str(weights), "--arch", "family=mlp,width=8,depth=1",
                      "--data", "digits", "--measures", "frobenius_distance")
     assert no_init.returncode == 2 and "need --init" in no_init.stderr
+    assert "size mismatch for" in wrong.stderr  # the tensor and its shapes
+    state = load_file(str(weights))
+    for name, bad, problem in [
+        ("nan", {**state, "1.weight": torch.full_like(state["1.weight"], float("nan"))},
+         "tensor '1.weight' holds NaN or infinite values"),
+        ("int", {**state, "1.bias": state["1.bias"].long()}, "tensor '1.bias' is int64"),
+    ]:
+        path = tmp_path / f"{name}.safetensors"
+        save_file(bad, str(path))
+        refused = gengap("measure", str(path), "--arch", "family=mlp,width=8,depth=1",
+                         "--data", "digits", "--measures", "param_norm")
+        assert refused.returncode == 2 and f"{path}: {problem}" in refused.stderr
+        assert len(refused.stderr.strip().splitlines()) == 1
 
 
 def test_measures_list_shows_needs_and_cost():

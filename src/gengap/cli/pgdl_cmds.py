@@ -36,6 +36,7 @@ def pgdl_predict(
     import time
 
     from gengap.interop.pgdl import EXCEEDED, load_task, predict_task, write_predict
+    from gengap.interop.pgdl.predict import without_value
     from gengap.measures import measures
 
     measures.get(measure)  # an unknown name fails before any task is read
@@ -63,6 +64,12 @@ def pgdl_predict(
         path = write_predict(out / f"{task.name}.predict", values)
         console.print(f"wrote {path} ({len(values)} models, "
                       f"{time.perf_counter() - started:.1f} s)")
+        missing = without_value(values)
+        if missing:
+            console.print(f"[yellow]warning:[/] {measure} has no finite value for "
+                          f"{len(missing)} model(s) of {task.name} ({', '.join(missing[:5])}"
+                          f"{', …' if len(missing) > 5 else ''}): written as NaN, which the "
+                          "scorer ranks as tied with every model")
 
 
 @pgdl_app.command("import")
@@ -81,8 +88,11 @@ def pgdl_import(
     zoo = store.zoo
     axes = ", ".join(a.rsplit(".", 1)[-1] for a in zoo.hyperparameters)
     gap = "with train/test accuracy" if task.records else "without reference accuracies"
-    console.print(f"imported {store.counts()['done']} models of {task.name} into {out} "
-                  f"(axes: {axes}; {gap})")
+    counts = store.counts()
+    failed = f"; {counts['failed']} with non-finite weights recorded as failed" \
+        if counts['failed'] else ""
+    console.print(f"imported {counts['done']} models of {task.name} into {out} "
+                  f"(axes: {axes}; {gap}{failed})")
 
 
 def zoo_import_cnnzoo(

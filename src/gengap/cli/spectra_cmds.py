@@ -50,10 +50,16 @@ def _weights(target: Path, which: str, data_dir: Path | None) -> tuple[str, obje
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
+        from gengap.models.weight_check import weight_problem
+
         try:
-            return f"{target} (weights as stored, BatchNorm not folded)", load_file(str(target))
+            state = load_file(str(target))
         except (SafetensorError, OSError) as err:
             raise GengapError(f"{target}: unreadable weight file ({err})") from None
+        problem = weight_problem(state)
+        if problem:
+            raise GengapError(f"{target}: {problem}")
+        return f"{target} (weights as stored, BatchNorm not folded)", state
     root = target.parent
     if not (root / "gengap.sqlite").is_file():
         raise GengapError(f"{target}: neither a weight file nor ZOO_DIR/RUN_ID")

@@ -38,6 +38,7 @@ from gengap.data.splits import load_raw
 from gengap.errors import GengapError
 from gengap.interop.pgdl.keras import KerasSequential, build_keras, keras_state_dict
 from gengap.models.families import register_family
+from gengap.models.weight_check import weight_problem
 from gengap.specs import ArchSpec, DataSpec, ZooSpec
 from gengap.zoo.store import Store
 
@@ -268,8 +269,9 @@ def import_cnnzoo(
         if run.run_id not in done:
             net = build_keras(zoo.keras_config(final), zoo.folder / "layout.csv")
             state = zoo.state(final, net)
-            if not all(torch.isfinite(t).all() for t in state.values()):
-                store.record(run.run_id, "failed", {}, [], reason="non-finite weights")
+            problem = weight_problem(state)
+            if problem:
+                store.record(run.run_id, "failed", {}, [], reason=problem)
             else:
                 if init is not None:
                     store.save_weights(run.run_id, "init", zoo.state(init, net))

@@ -16,6 +16,7 @@ from gengap.data import Splits, load
 from gengap.errors import GengapError
 from gengap.measures import MeasureContext, compute_timed, measures, profile, select
 from gengap.models import build_for
+from gengap.models.weight_check import load_checked
 from gengap.specs import MeasureOptions, RunSpec
 from gengap.zoo.seed_pairs import seed_partners
 from gengap.zoo.store import Store
@@ -27,17 +28,9 @@ OnRun = Callable[[str, dict[str, tuple[float, float]]], None]
 
 def load_model(store: Store, run: RunSpec, splits: Splits, which: str = "final") -> nn.Module:
     """Rebuild a run's network and load its ``init`` or ``final`` weights from the store."""
-    model = build_for(run.arch, splits)
     state = store.load_weights(run.run_id, which)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        path = store.weights_path(run.run_id, which)
-        problem = str(err).splitlines()[0]
-        raise GengapError(f"{path}: weights do not fit the run's network ({problem})") from None
-    if any(not torch.isfinite(t).all() for t in state.values() if t.is_floating_point()):
-        raise GengapError(f"{store.weights_path(run.run_id, which)}: weights hold NaN or inf")
-    return model
+    return load_checked(build_for(run.arch, splits), state,
+                        str(store.weights_path(run.run_id, which)), "run's network")
 
 
 def trajectory(run: RunSpec, metrics: dict[str, Any]) -> dict[str, Any]:

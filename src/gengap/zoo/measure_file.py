@@ -17,6 +17,7 @@ from gengap.data import Splits, load
 from gengap.errors import GengapError
 from gengap.measures import MeasureContext, Profile, available, profile, select
 from gengap.models import build_for
+from gengap.models.weight_check import load_checked
 from gengap.specs import ArchSpec, DataSpec, MeasureOptions, first_problem
 
 
@@ -61,14 +62,7 @@ def load_network(path: Path, arch: ArchSpec, splits: Splits) -> nn.Module:
         state = load_file(str(path))
     except (SafetensorError, OSError) as err:
         raise GengapError(f"{path}: unreadable weight file ({err})") from None
-    model = build_for(arch, splits)
-    try:
-        model.load_state_dict(state)
-    except RuntimeError as err:
-        problem = str(err).splitlines()[0]
-        raise GengapError(f"{path}: weights do not fit the {arch.family} network ({problem})") \
-            from None
-    return model
+    return load_checked(build_for(arch, splits), state, str(path), f"{arch.family} network")
 
 
 def measure_file(

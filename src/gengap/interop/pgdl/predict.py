@@ -34,22 +34,31 @@ class ModelPrediction:
 
 def write_predict(path: str | Path, values: Mapping[str, float | str]) -> Path:
     """Write ``values`` (model id -> float, or ``"EXCEEDED"``) as a ``.predict`` JSON file,
-    atomically. A value that is not a finite float is refused."""
+    atomically. A measure that has no value for a model (NaN) is written as JSON's ``NaN``, as
+    the competition's ingestion (``float(value)`` dumped by Python's json) wrote it; its scorer
+    reads it and ranks the model as tied with every other. A value that is not a number is
+    refused."""
     path = Path(path)
     out: dict[str, float | str] = {}
     for model_id, value in values.items():
         if value == EXCEEDED:
             out[model_id] = EXCEEDED
             continue
-        number = float(value)
-        if not math.isfinite(number):
-            raise GengapError(f"{path}: the value of {model_id} is {number}, not a finite float")
-        out[model_id] = number
+        try:
+            out[model_id] = float(value)
+        except (TypeError, ValueError):
+            raise GengapError(f"{path}: the value of {model_id} is {value!r}, not a number") \
+                from None
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
     os.replace(tmp, path)
     return path
+
+
+def without_value(values: Mapping[str, float | str]) -> list[str]:
+    """The models whose value is a float but not finite."""
+    return [m for m, v in values.items() if v != EXCEEDED and not math.isfinite(float(v))]
 
 
 def predict_task(

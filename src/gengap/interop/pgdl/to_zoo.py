@@ -21,6 +21,7 @@ from pydantic import ValidationError
 from gengap.errors import GengapError
 from gengap.interop.pgdl.registered import RESERVED
 from gengap.interop.pgdl.task import PgdlTask, load_task, same_value, scalar
+from gengap.models.weight_check import weight_problem
 from gengap.specs import ArchSpec, DataSpec, ZooSpec, first_problem
 from gengap.zoo.store import Store
 
@@ -108,6 +109,10 @@ def _copy_model(task: PgdlTask, model_id: str, store: Store, run_id: str) -> Non
     init = task.state(model_id, "init")
     if final is None:  # only "init" can be absent
         raise GengapError(f"{task.root / model_id}: missing weights.hdf5")
+    problem = weight_problem(final) or (weight_problem(init) if init is not None else None)
+    if problem:  # kept, as a diverged run is, and never measured
+        store.record(run_id, "failed", {"pgdl_model": model_id}, [], reason=problem)
+        return
     if init is not None:
         store.save_weights(run_id, "init", init)
     store.save_weights(run_id, "final", final)
