@@ -48,7 +48,17 @@ def test_grid_design_is_the_full_product():
 @pytest.mark.parametrize(
     ("change", "problem"),
     [
-        ({"design": "grid"}, "design: ranges and samples need design = \"random\""),
+        ({"design": "grid"}, ": a range needs design = \"random\""),
+        ({"arch": {"width": {"uniform": [8, 64]}}},
+         "a valid integer, got a number with a fractional part (a range of integers is "
+         "int_uniform"),
+        ({"arch": {"width": True}}, "[arch] width: expected a number or text, got true"),
+        ({"arch": {"family": ["mlp", "mlpp"]}}, "[arch] family: unknown architecture family"),
+        ({"data": {"name": "digitz"}}, "[data] name: unknown data source 'digitz'"),
+        ({"data": {"name": "mnist1d", "options": {"noise": 1}}},
+         "[data.options] data source 'mnist1d': option noise: unknown key"),
+        ({"data": {"train_size": [50, 60], "train_fraction": [0.5, 1.0]}},
+         "data.train_size = 50, data.train_fraction = 0.5"),
         ({"samples": None}, "samples: the random design needs samples = N"),
         ({"train": {"lr": {"log_uniform": [0, 1]}}}, "[train] lr: log_uniform range needs low > 0"),
         ({"train": {"lr": {"uniform": [0.1, 0.01]}}}, "[train] lr: uniform range needs low < high"),

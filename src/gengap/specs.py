@@ -12,7 +12,8 @@ import itertools
 import json
 import math
 import random
-from typing import Any, Literal
+from types import UnionType
+from typing import Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -21,9 +22,13 @@ from pydantic import (
     SerializationInfo,
     SerializerFunctionWrapHandler,
     ValidationError,
+    ValidationInfo,
+    field_validator,
     model_serializer,
     model_validator,
 )
+
+from gengap.errors import GengapError
 
 Scalar = bool | int | float | str
 
@@ -31,11 +36,31 @@ Scalar = bool | int | float | str
 class _Spec(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    @field_validator("*", mode="before")
+    @classmethod
+    def _no_booleans_as_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """TOML's true and false are not numbers (pydantic would read true as 1)."""
+        items = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(v, bool) for v in items) and info.field_name is not None \
+                and not _takes_bool(cls.model_fields[info.field_name].annotation):
+            raise ValueError(f"expected a number or text, got {str(value).lower()}")
+        return value
+
     def canonical_json(self) -> str:
         """JSON with sorted keys and no whitespace: equal specs give equal strings. Fields
         added after run ids were first stored are left out while at their defaults."""
         tree = self.model_dump(mode="json", context={"canonical": True})
         return json.dumps(tree, sort_keys=True, separators=(",", ":"))
+
+
+def _takes_bool(annotation: Any) -> bool:
+    """Whether a field of this type may hold true/false (bool, Any, or a union or container
+    of them)."""
+    if annotation is bool or annotation is Any:
+        return True
+    if get_origin(annotation) in (Union, UnionType, list, tuple, Literal):
+        return any(_takes_bool(arg) or isinstance(arg, bool) for arg in get_args(annotation))
+    return False
 
 
 class DataSpec(_Spec):
@@ -314,15 +339,21 @@ class ZooSpec(_Spec):
         for path, span in self.ranges.items():
             if path in self.axes:
                 raise ValueError(f"{path}: both a list and a range")
-            for value in (span.draw(0.0), span.draw(1.0 - 1e-12)):
+            # both ends and a point inside: a float range on an integer field fails only there
+            for value in (span.draw(0.0), span.draw(0.3717), span.draw(1.0 - 1e-12)):
                 try:
                     RunSpec.model_validate(override(base, {path: value}))
                 except ValidationError as err:
-                    raise ValueError(f"{path} = {value!r}: {err.errors()[0]['msg']}") from None
+                    hint = "" if span.kind.startswith("int_") else \
+                        " (a range of integers is int_uniform or int_log_uniform)"
+                    raise ValueError(
+                        f"{path} = {value!r}: {err.errors()[0]['msg']}{hint}") from None
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds: a seed is listed twice")
-        if self.design == "grid" and (self.ranges or self.samples is not None):
-            raise ValueError("design: ranges and samples need design = \"random\"")
+        if self.design == "grid" and self.ranges:
+            raise ValueError(f"{next(iter(self.ranges))}: a range needs design = \"random\"")
+        if self.design == "grid" and self.samples is not None:
+            raise ValueError("samples: needs design = \"random\"")
         if self.design == "random" and self.samples is None:
             raise ValueError("samples: the random design needs samples = N")
         return self
@@ -342,7 +373,11 @@ class ZooSpec(_Spec):
         runs: dict[str, RunSpec] = {}
         for values in self._points():
             for seed in self.seeds:
-                run = RunSpec.model_validate(override(base, {**values, "seed": seed}))
+                try:
+                    run = RunSpec.model_validate(override(base, {**values, "seed": seed}))
+                except ValidationError as err:  # values valid alone, not together
+                    point = ", ".join(f"{k} = {v!r}" for k, v in values.items())
+                    raise GengapError(f"the run with {point}: {first_problem(err)}") from None
                 runs.setdefault(run.run_id, run)
         return list(runs.values())
 

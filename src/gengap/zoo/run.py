@@ -9,6 +9,7 @@ from gengap.errors import GengapError
 from gengap.specs import RunSpec, ZooSpec
 from gengap.zoo.executors import Executor, executors
 from gengap.zoo.planning import PopulationMode, plan_tasks
+from gengap.zoo.spec_file import check_runs
 from gengap.zoo.store import Store
 from gengap.zoo.worker import RunOutcome
 
@@ -35,6 +36,7 @@ def train_zoo(
     ``on_outcome`` after each recorded run, ``on_probe(group, speedup)`` after each probe.
     """
     run = check_options(executor, population)
+    check_runs(zoo, f"zoo {zoo.name!r}")  # before the folder exists: a typo leaves none
     store = Store.create(out, zoo)
     pending = store.runs(status="pending")
     data = str(data_dir) if data_dir else None

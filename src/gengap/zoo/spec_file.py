@@ -57,9 +57,39 @@ def parse_zoo_spec(raw: dict[str, Any], source: str = "<spec>") -> ZooSpec:
     if isinstance(fields.get("seeds"), int):
         fields["seeds"] = [fields["seeds"]]
     try:
-        return ZooSpec.model_validate({**fields, "axes": axes, "ranges": ranges})
+        zoo = ZooSpec.model_validate({**fields, "axes": axes, "ranges": ranges})
     except ValidationError as err:
         raise GengapError(f"{source}: {_toml_place(first_problem(err))}") from None
+    check_runs(zoo, source)
+    return zoo
+
+
+def check_runs(zoo: ZooSpec, source: str) -> None:
+    """Raise a one-line :class:`GengapError` naming ``source`` unless every run of ``zoo`` can
+    start: its fields valid together (axis values and range draws are each checked alone when
+    the spec is built), its architecture family and data source registered, the source's
+    options valid. Nothing is written before this passes, so a typo leaves no zoo folder."""
+    import gengap.interop  # noqa: F401  (registers the imported zoos' families and sources)
+    from gengap.data.sources import sources
+    from gengap.data.splits import source_options
+    from gengap.models.families import families
+
+    try:
+        runs = zoo.runs()
+    except GengapError as err:
+        raise GengapError(f"{source}: {err}") from None
+    unknown = sorted({run.arch.family for run in runs} - set(families.names()))
+    if unknown:
+        raise GengapError(f"{source}: [arch] family: unknown architecture family {unknown[0]!r} "
+                          f"(known: {', '.join(families.names())})")
+    for data in {run.data.canonical_json(): run.data for run in runs}.values():
+        if data.name not in sources:
+            raise GengapError(f"{source}: [data] name: unknown data source {data.name!r} "
+                              f"(known: {', '.join(sources.names())})")
+        try:
+            source_options(data)
+        except GengapError as err:
+            raise GengapError(f"{source}: [data.options] {err}") from None
 
 
 def _split_axes(
