@@ -63,6 +63,15 @@ def test_checkpoints_are_kept_at_the_chosen_epochs():
     assert not torch.equal(w1, w3) and not torch.equal(w3, result.final_state["1.weight"])
 
 
+def test_an_epoch_cut_short_by_max_steps_has_no_checkpoint():
+    # 32 examples in batches of 4: 8 steps an epoch; 20 steps end epoch 3 after 4 of its steps
+    run = RunSpec(arch=MLP, train=TrainSpec(batch_size=4, max_steps=20, target_ce=0.0,
+                                            checkpoints=(2, 3)))
+    result = fit(run, blobs(), device="cpu")
+    assert result.metrics["steps"] == 20 and result.metrics["epochs"] == 3
+    assert sorted(result.checkpoints) == [2]
+
+
 def test_same_spec_same_weights_and_the_seed_matters():
     run = RunSpec(arch=MLP, train=TrainSpec(max_epochs=2, target_ce=0.0, optimizer="adamw",
                                             lr=0.01, weight_decay=0.1, schedule="cosine"))

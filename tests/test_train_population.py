@@ -48,8 +48,11 @@ def assert_same(together, alone, atol=2e-5):
         (ArchSpec(family="mlp", width=16, depth=1), {"optimizer": "rmsprop"}),
         (ArchSpec(family="mlp", width=16, depth=1, batch_norm=True),
          {"schedule": "step", "lr_steps": (1, 2)}),
+        # 269 examples: a last minibatch of one, which batch norm cannot train on, is merged
+        (ArchSpec(family="mlp", width=16, depth=1, batch_norm=True), {"batch_size": 134}),
     ],
-    ids=["mlp-sgd-cosine", "cnn-adam-augmented", "nin-bn-adamw", "mlp-rmsprop", "mlp-bn-sgd"],
+    ids=["mlp-sgd-cosine", "cnn-adam-augmented", "nin-bn-adamw", "mlp-rmsprop", "mlp-bn-sgd",
+         "mlp-bn-last-batch-of-one"],
 )
 def test_population_equals_training_alone(digits, arch, train):
     scale = 1.0 if train.get("optimizer", "sgd") == "sgd" else 0.1
@@ -60,6 +63,8 @@ def test_population_equals_training_alone(digits, arch, train):
     for run, result in zip(runs, together, strict=True):
         assert result.metrics["population"] == len(runs)
         assert_same(result, fit(run, digits, device="cpu"))
+        if train.get("batch_size") == 134:
+            assert len(digits.x_train) == 269 and result.metrics["steps"] == 3 * 2
 
 
 @pytest.mark.slow

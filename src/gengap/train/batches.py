@@ -13,10 +13,13 @@ from gengap.specs import TrainSpec
 
 
 class EpochBatches:
-    """Yields ``(x, y)`` minibatches of the training split, epoch after epoch."""
+    """Yields ``(x, y)`` minibatches of the training split, epoch after epoch. With
+    ``merge_single`` (a model with batch norm, which cannot train on one example), a last
+    minibatch of one example joins the one before it."""
 
     def __init__(
-        self, x: torch.Tensor, y: torch.Tensor, spec: TrainSpec, seed: int, device: torch.device
+        self, x: torch.Tensor, y: torch.Tensor, spec: TrainSpec, seed: int, device: torch.device,
+        merge_single: bool = False,
     ) -> None:
         if (spec.flip or spec.crop) and x.dim() != 4:
             raise GengapError(
@@ -25,15 +28,20 @@ class EpochBatches:
         self.x, self.y = x.to(device), y.to(device)
         self.spec, self.device = spec, device
         self.generator = torch.Generator().manual_seed(seed)
+        n, size = len(self.x), spec.batch_size
+        self.starts = list(range(0, n, size))
+        if merge_single and len(self.starts) > 1 and n - self.starts[-1] == 1:
+            self.starts.pop()
+        self.ends = [*self.starts[1:], n]
 
     @property
     def steps_per_epoch(self) -> int:
-        return -(-len(self.x) // self.spec.batch_size)
+        return len(self.starts)
 
     def epoch(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
         perm = torch.randperm(len(self.x), generator=self.generator).to(self.device)
-        for start in range(0, len(self.x), self.spec.batch_size):
-            idx = perm[start : start + self.spec.batch_size]
+        for start, end in zip(self.starts, self.ends, strict=True):
+            idx = perm[start:end]
             yield self._augment(self.x[idx]), self.y[idx]
 
     def _augment(self, xb: torch.Tensor) -> torch.Tensor:
@@ -43,6 +51,11 @@ class EpochBatches:
         if self.spec.crop:
             xb = _random_crop(xb, self.spec.crop, self.generator)
         return xb
+
+
+def has_batch_norm(model: torch.nn.Module) -> bool:
+    """Whether ``model`` holds a batch-norm layer (see ``merge_single``)."""
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def _random_crop(xb: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:

@@ -13,7 +13,7 @@ from gengap.data import Splits
 from gengap.device import resolve_device
 from gengap.models import build_for
 from gengap.specs import RunSpec
-from gengap.train.batches import EpochBatches
+from gengap.train.batches import EpochBatches, has_batch_norm
 from gengap.train.evaluation import evaluate_model
 from gengap.train.optimizers import make_optimizer
 from gengap.train.schedules import lr_factor
@@ -44,12 +44,13 @@ def fit(
     model = build_for(run.arch, splits).to(device)
     init_state = cpu_state(model)
     optimizer = make_optimizer(model.parameters(), spec)
-    batches = EpochBatches(splits.x_train, splits.y_train, spec, run.seed, device)
+    batches = EpochBatches(splits.x_train, splits.y_train, spec, run.seed, device,
+                           merge_single=has_batch_norm(model))
     per_epoch = batches.steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(spec, step, per_epoch)
     )
-    tracker = RunTracker(spec, len(splits.x_train))
+    tracker = RunTracker(spec, len(splits.x_train), per_epoch)
     loss_fn = nn.CrossEntropyLoss()
     started = time.perf_counter()
     for epoch in range(1, spec.max_epochs + 1):

@@ -32,7 +32,7 @@ from gengap.device import resolve_device
 from gengap.models import build_for
 from gengap.specs import RunSpec
 from gengap.train.batched_optim import BatchedOptimizer
-from gengap.train.batches import EpochBatches
+from gengap.train.batches import EpochBatches, has_batch_norm
 from gengap.train.optimizers import make_optimizer
 from gengap.train.schedules import lr_factor
 from gengap.train.tracking import RunTracker, State, TrainResult, epoch_row
@@ -223,9 +223,10 @@ def fit_population(
     device = resolve_device(device) if isinstance(device, str) else device
     pop = Population(runs, splits, device)
     spec = runs[0].train
-    batches = EpochBatches(splits.x_train, splits.y_train, spec, runs[0].seed, device)
+    batches = EpochBatches(splits.x_train, splits.y_train, spec, runs[0].seed, device,
+                           merge_single=has_batch_norm(pop.template))
     per_epoch = batches.steps_per_epoch
-    trackers = [RunTracker(run.train, len(splits.x_train)) for run in runs]
+    trackers = [RunTracker(run.train, len(splits.x_train), per_epoch) for run in runs]
     finals: dict[int, State] = {}
     steps, started = 0, time.perf_counter()
     for epoch in range(1, spec.max_epochs + 1):

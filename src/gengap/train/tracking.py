@@ -46,8 +46,9 @@ class RunTracker:
     """Bookkeeping of one run: feed it each step's loss and each epoch's end (its evaluation,
     or :meth:`skip_epoch` when :meth:`evaluates` says the epoch is not evaluated)."""
 
-    def __init__(self, spec: TrainSpec, train_size: int) -> None:
+    def __init__(self, spec: TrainSpec, train_size: int, steps_per_epoch: int) -> None:
         self.spec, self.train_size = spec, train_size
+        self.steps_per_epoch = steps_per_epoch
         self.history: list[dict[str, float]] = []
         self.milestones: dict[str, int] = {}
         self.checkpoints: dict[int, State] = {}
@@ -74,7 +75,12 @@ class RunTracker:
     def skip_epoch(self, epoch: int, state: Callable[[], State]) -> None:
         """Record the end of an epoch that is not evaluated: only its checkpoint is kept."""
         self.epochs = epoch
-        if epoch in self.spec.checkpoints:
+        self._checkpoint(epoch, state)
+
+    def _checkpoint(self, epoch: int, state: Callable[[], State]) -> None:
+        """Keep the weights after ``epoch`` if asked for, and only if the epoch ran whole
+        (``max_steps`` can end one midway)."""
+        if epoch in self.spec.checkpoints and self.steps >= epoch * self.steps_per_epoch:
             self.checkpoints[epoch] = state()
 
     def end_epoch(self, row: dict[str, float], state: Callable[[], State]) -> bool:
@@ -88,8 +94,7 @@ class RunTracker:
         for level in CE_MILESTONES:
             if row["train_loss"] <= level:
                 self.milestones.setdefault(f"steps_to_ce_{level}", self.steps)
-        if epoch in self.spec.checkpoints:
-            self.checkpoints[epoch] = state()
+        self._checkpoint(epoch, state)
         if row["train_loss"] <= self.spec.target_ce:
             self.stopped_by = "target_ce"
         elif self.out_of_steps():
