@@ -84,6 +84,9 @@ def test_process_pool_with_populations_and_export(tmp_path: Path):
         assert column in table.columns
     assert set(table["train.lr"]) == {0.02, 0.05} and set(table["arch.family"]) == {"mlp"}
     assert table["train.checkpoints"].iloc[0] == "[2]"
+    assert table["data.options"].iloc[0] == "{}" and table["arch.options"].iloc[0] == "{}"
+    # promised columns even when no run reached the level (3 epochs do not reach 0.01)
+    assert table["steps_to_ce_0.01"].isna().all() and "steps_to_ce_0.1" in table
 
     bad = subprocess.run(
         [sys.executable, "-m", "gengap.cli", "zoo", "export", str(tmp_path / "nothing"),

@@ -64,9 +64,9 @@ def _flatten(tree: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in tree.items():
         name = f"{prefix}{key}"
-        if isinstance(value, dict):
+        if isinstance(value, dict) and value:
             out.update(_flatten(value, f"{name}."))
-        elif isinstance(value, list):
+        elif isinstance(value, list | dict):  # an empty dict keeps its column, as "{}"
             out[name] = json.dumps(value)
         else:
             out[name] = value

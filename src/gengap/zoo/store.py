@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 
 from gengap.errors import GengapError
 from gengap.specs import RunSpec, ZooSpec, hyperparameter_values
+from gengap.train.tracking import CE_MILESTONES
 
 DB_NAME = "gengap.sqlite"
 STATUSES = ("pending", "done", "failed")
@@ -233,6 +234,9 @@ class Store:
             return frame
         if {"train_acc", "test_acc"} <= set(frame.columns):
             frame["gap"] = frame["train_acc"] - frame["test_acc"]
+        for level in CE_MILESTONES:  # a column even when no run reached the level
+            if f"steps_to_ce_{level}" not in frame and "steps" in frame:
+                frame[f"steps_to_ce_{level}"] = float("nan")
         measures = pd.read_sql_query("SELECT run_id, name, value FROM measures", self._db)
         if not measures.empty:
             wide = measures.pivot(index="run_id", columns="name", values="value")
