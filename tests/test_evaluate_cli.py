@@ -50,6 +50,19 @@ def test_evaluate_a_table_with_every_metric(tmp_path):
     assert ranked.loc[0, "tau"] > 0.5 and ranked.loc[0, "cmi"] > ranked.loc[1, "cmi"]
 
 
+def test_output_files_are_checked_before_the_work_and_their_folder_made(tmp_path):
+    table = grid_table(tmp_path / "zoo.csv")
+    args = ["evaluate", str(table), "--hyperparameters", "width,lr,act", "--bootstrap", "0"]
+    wrong = runner.invoke(app, [*args, "--out", str(tmp_path / "ranked.txt")])
+    assert isinstance(wrong.exception, GengapError) and "write .csv or .parquet" in str(
+        wrong.exception)
+    assert "measures against" not in wrong.output  # refused before ranking anything
+    deep = tmp_path / "new" / "folder" / "ranked.csv"
+    made = runner.invoke(app, [*args, "--out", str(deep)])
+    assert made.exit_code == 0, made.output
+    assert list(pd.read_csv(deep)["measure"]) == ["good", "noise"]
+
+
 @pytest.mark.slow  # a fresh interpreter imports all of gengap
 def test_an_incomplete_grid_is_one_line_and_exit_2(tmp_path):
     table = grid_table(tmp_path / "zoo.csv", holes=1)

@@ -108,6 +108,8 @@ def test_missing_and_timed_out_predictions_score_as_in_the_competition(tmp_path,
     scores = score_predictions(ref, pred)
     assert scores.time_exceeded and scores.average == 0.0
     assert [t.status for t in scores.tasks] == ["exceeded", "exceeded"]
+    # score.py skips a timed-out task without writing its line
+    assert scores.scores_txt() == "task_average_score: 0.000000000000\n"
 
 
 def test_an_incomplete_reference_grid_is_refused(tmp_path, toy):
@@ -136,3 +138,14 @@ def test_cli_score(tmp_path, toy):
     assert "task_average_score: 8.47" in result.output
     assert (tmp_path / "scores.txt").read_text().endswith("task_average_score: "
                                                           "8.468866079751\n")
+    # nothing scored (the predictions are not a JSON object): scores.txt written, exit 2;
+    # an --out folder that does not exist yet is made
+    bad = tmp_path / "list.predict"
+    bad.write_text("[1, 2]")
+    out = tmp_path / "new" / "scores.txt"
+    failed = runner.invoke(app, ["pgdl", "score", "--reference", str(toy), "--predictions",
+                                 str(bad), "--out", str(out)])
+    # (the entry point turns a GengapError into one line and exit status 2)
+    assert isinstance(failed.exception, GengapError)
+    assert "no task could be scored" in str(failed.exception)
+    assert out.read_text().startswith(f"task_{toy.name}_score: -0.999999")

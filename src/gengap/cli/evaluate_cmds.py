@@ -10,6 +10,7 @@ import pandas as pd
 import typer
 
 from gengap.cli.console import console, frame_table
+from gengap.cli.outputs import TABLES, output_file, write_table
 from gengap.errors import GengapError
 
 
@@ -62,6 +63,7 @@ def evaluate(
     bootstrap intervals), the conditional mutual information (x100) and the robust
     sign-error."""
     metrics = split_names(metric) or []
+    output_file(out, TABLES)
     if grid not in ("strict", "largest"):
         raise GengapError(f"--grid must be strict or largest, not {grid!r}")
     options = dict(bootstrap=bootstrap, seed=seed, grid=grid, max_conditioning=max_conditioning,
@@ -109,15 +111,6 @@ def show_ranking(table: pd.DataFrame, target: str) -> None:
         console.print(frame_table(shown[columns].rename(columns=_short), title=title))
     for note in table.attrs.get("notes", []):
         console.print(f"note: {note}")
-
-
-def write_table(table: pd.DataFrame, out: Path) -> None:
-    if out.suffix == ".parquet":
-        table.to_parquet(out, index=False)
-    elif out.suffix == ".csv":
-        table.to_csv(out, index=False)
-    else:
-        raise GengapError(f"{out}: write .csv or .parquet")
 
 
 def _with_interval(value: float, low: float, high: float) -> str:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from gengap.cli.console import console, frame_table
+from gengap.cli.outputs import output_file
 from gengap.cli.steps import measure_step
 from gengap.errors import GengapError
 
@@ -41,6 +42,7 @@ def _measure_file(
     from gengap.specs import ArchSpec, DataSpec
     from gengap.zoo.measure_file import measure_file, parse_spec_arg
 
+    output_file(out, (".json", ".csv"))
     result = measure_file(
         target, parse_spec_arg(arch, ArchSpec, "arch"), parse_spec_arg(data, DataSpec, "data"),
         measures, init, device, data_dir,

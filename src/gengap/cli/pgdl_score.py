@@ -8,7 +8,9 @@ from typing import Annotated
 import typer
 
 from gengap.cli.console import console, frame_table
+from gengap.cli.outputs import output_file
 from gengap.cli.pgdl_app import pgdl_app
+from gengap.errors import GengapError
 
 
 @pgdl_app.command("score")
@@ -33,6 +35,7 @@ def pgdl_score(
     (min over hyperparameter pairs), x100, averaged over tasks."""
     from gengap.interop.pgdl.scoring import score_predictions
 
+    output_file(out)
     scores = score_predictions(reference, predictions, subgrid=subgrid)
     table = scores.frame()
     shown = table.drop(columns=["dropped"]) if not subgrid else table
@@ -48,3 +51,6 @@ def pgdl_score(
     if out is not None:
         out.write_text(scores.scores_txt())
         console.print(f"wrote {out}")
+    failed = [t for t in scores.tasks if t.status == "error"]
+    if len(failed) == len(scores.tasks):  # nothing scored, and not for time: bad input
+        raise GengapError(f"no task could be scored; {failed[0].task}: {failed[0].message}")

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from gengap.cli.console import console, frame_table
-from gengap.cli.evaluate_cmds import split_names, write_table
+from gengap.cli.evaluate_cmds import split_names
+from gengap.cli.outputs import TABLES, output_file, write_table
 from gengap.errors import GengapError
 
 predict_app = typer.Typer(
@@ -47,6 +48,7 @@ def predict_cv(
     from gengap.evaluate.predictors import compare_feature_sets
     from gengap.zoo.evaluation import load_population
 
+    output_file(out, TABLES)
     population = load_population(sources, split_names(hyperparameters))
     names = split_names(features) or []
     kinds = [n for n in names if n in FEATURE_SETS]
@@ -124,6 +126,7 @@ def predict_apply(
     from gengap.evaluate.targets import with_target
     from gengap.zoo.evaluation import load_population
 
+    output_file(out, TABLES)
     predictor = load_predictor(predictor_file)
     frame = load_population(sources, split_names(hyperparameters)).frame
     trust = predictor.trust(frame)
@@ -182,6 +185,7 @@ def predict_combine(
     from gengap.evaluate.combination import transfer_table
     from gengap.zoo.evaluation import load_population
 
+    output_file(out, TABLES)
     population = load_population(sources, split_names(hyperparameters))
     table = transfer_table(population.frame, population.measures, population.hyperparameters,
                            target, "zoo", split_names(test_zoos), max_measures)

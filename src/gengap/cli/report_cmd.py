@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from gengap.cli.console import console, frame_table
+from gengap.cli.outputs import output_file
 
 
 def report(
@@ -54,6 +55,7 @@ def write_and_show(
 
     store = Store(directory)
     path = out if out is not None else Path(directory) / "report.html"
+    output_file(path)
     chosen = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
     data = write_report(store, path, target=target, runs=chosen, top=top, bootstrap=bootstrap,
                         test_size=test_size)

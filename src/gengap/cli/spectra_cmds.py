@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from gengap.cli.console import console, frame_table
+from gengap.cli.outputs import output_file
 from gengap.errors import GengapError
 
 SHOWN = ["layer_id", "name", "kind", "N", "M", "num_evals", "alpha", "D", "xmin",
@@ -30,6 +31,7 @@ def spectra(
     its fit, norms, MP fit; layers with fewer than 50 eigenvalues are flagged unreliable."""
     from gengap.measures.spectral import spectral_table, summarize
 
+    output_file(out, (".csv",))
     source, weights = _weights(target, which, data_dir)
     table = spectral_table(weights, randomize=randomize)
     if table.empty:

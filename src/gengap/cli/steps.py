@@ -8,6 +8,7 @@ from pathlib import Path
 import pandas as pd
 
 from gengap.cli.console import console, frame_table, progress
+from gengap.cli.outputs import TABLES, output_file, write_table
 from gengap.specs import RunSpec, ZooSpec
 from gengap.zoo import Store, Zoo, evaluate_zoo, measure_zoo, train_zoo
 from gengap.zoo.planning import MIN_SPEEDUP
@@ -72,6 +73,7 @@ def measure_step(
 
 
 def evaluate_step(store: Store, target: str, out: Path | None = None) -> pd.DataFrame:
+    output_file(out, TABLES)
     table = evaluate_zoo(store, target=target)
     shown = table.rename(columns=lambda c: _short_axis(c) if c.startswith("psi[") else c)
     console.print(frame_table(shown, title=f"measures against {target}, best first"))
@@ -79,13 +81,6 @@ def evaluate_step(store: Store, target: str, out: Path | None = None) -> pd.Data
         write_table(table, out)
         console.print(f"wrote {out}")
     return table
-
-
-def write_table(table: pd.DataFrame, out: Path) -> None:
-    if out.suffix == ".parquet":
-        table.to_parquet(out, index=False)
-    else:
-        table.to_csv(out, index=False)
 
 
 def status_table(store: Store) -> None:

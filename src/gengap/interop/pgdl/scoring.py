@@ -49,10 +49,11 @@ class TaskScore:
     dropped: int = 0  # models left out by the largest complete sub-grid
 
     @property
-    def written(self) -> float:
-        """The value the scorer writes to ``scores.txt`` for this task."""
+    def written(self) -> float | None:
+        """The value the scorer writes to ``scores.txt`` for this task: None for a timed-out
+        task, which ``score.py`` skips without a line."""
         return self.score if self.status == "scored" else (
-            0.0 if self.status == "exceeded" else MISSING_SCORE
+            None if self.status == "exceeded" else MISSING_SCORE
         )
 
 
@@ -75,7 +76,8 @@ class Scores:
 
     def scores_txt(self) -> str:
         """The scorer's ``scores.txt``: each task's raw score, then the average."""
-        lines = [f"task_{t.task}_score: {t.written:0.12f}" for t in self.tasks]
+        lines = [f"task_{t.task}_score: {t.written:0.12f}" for t in self.tasks
+                 if t.written is not None]
         lines.append(f"task_average_score: {self.average:0.12f}")
         return "\n".join(lines) + "\n"
 

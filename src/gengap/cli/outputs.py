@@ -1,0 +1,36 @@
+"""Output files of the commands: checked, and their folder made, before the work starts (a
+failure after it would lose the results), and tables written by their suffix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+
+from gengap.errors import GengapError
+
+TABLES = (".csv", ".parquet")
+
+
+def output_file(path: Path | None, suffixes: tuple[str, ...] | None = None) -> Path | None:
+    """``path`` once it can be written: its suffix one of ``suffixes``, its folder created
+    (with its parents). A one-line error otherwise; None passes through."""
+    if path is None:
+        return None
+    if suffixes and path.suffix not in suffixes:
+        raise GengapError(f"{path}: write {' or '.join(suffixes)}")
+    if path.is_dir():
+        raise GengapError(f"{path}: is a folder, expected a file name")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise GengapError(f"{path}: cannot make its folder ({err.strerror})") from None
+    return path
+
+
+def write_table(table: pd.DataFrame, out: Path) -> None:
+    """``table`` as ``out`` (.csv or .parquet, see :func:`output_file`)."""
+    if out.suffix == ".parquet":
+        table.to_parquet(out, index=False)
+    else:
+        table.to_csv(out, index=False)
