@@ -86,6 +86,20 @@ def test_hessian_top_eigenvalue_and_trace_match_the_explicit_hessian() -> None:
     assert abs(measured - float(torch.trace(hess))) < 4 * spread / HUTCHINSON_SAMPLES**0.5
 
 
+def test_hessian_measures_run_through_attention() -> None:
+    # torch's fused CPU attention kernel has no double backward; the products use the math one
+    from gengap.data import load
+    from gengap.models import build_for
+    from gengap.specs import ArchSpec, DataSpec
+
+    splits = load(DataSpec(name="modular", options={"p": 5}))
+    torch.manual_seed(0)
+    net = build_for(ArchSpec(family="transformer", width=8, depth=1, heads=2), splits).eval()
+    ctx = MeasureContext(net, x_train=splits.x_train, y_train=splits.y_train, device="cpu")
+    values = compute(ctx, ["hessian_top_eigenvalue", "hessian_trace"])
+    assert all(math.isfinite(v) for v in values.values())
+
+
 def test_several_hessian_products_in_one_pass_equal_one_at_a_time() -> None:
     """Each batch's first-order graph serves every vector: the same products, bit for bit,
     and they are H v for the explicit Hessian."""

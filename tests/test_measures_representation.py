@@ -21,6 +21,7 @@ from gengap.measures.representation import (
     normalized_margins,
     pairwise_midpoints,
 )
+from gengap.models.mlp import OneHot
 
 REPRESENTATION = ["davies_bouldin", "mixup_accuracy", "db_mixup", "mixup_margin",
                   "augmentation_penalty", "label_variation"]
@@ -108,11 +109,13 @@ def test_normalized_margins_follow_the_formula() -> None:
     net = nn.Sequential(nn.Linear(4, 6), nn.ReLU(), nn.Linear(6, 3)).double()
     x = torch.randn(40, 4, dtype=torch.float64)
     y = torch.randint(0, 3, (40,))
-    got = normalized_margins(net, x, y, torch.device("cpu"))
+    got = normalized_margins(net, x, y, torch.device("cpu"), batch_size=16)
+    assert all(p.grad is None for p in net.parameters())
     h = torch.relu(net[0](x)).detach()
     logits = net[2](h).detach()
     w2 = net[2].weight.detach()
-    spread = stats.trim_mean(h.var(dim=0).numpy(), 0.05) ** 0.5
+    # the variances pooled over all 40 examples (not per batch of 16), population variance
+    spread = stats.trim_mean(h.var(dim=0, unbiased=False).numpy(), 0.05) ** 0.5
     for i in range(40):
         top = logits[i].argsort(descending=True)
         a, b = (top[0], top[1]) if top[0] == y[i] else (y[i], top[0])
@@ -177,6 +180,28 @@ def test_label_variation_on_a_hand_made_graph() -> None:
     labels = torch.tensor([[1.0, 0.0], [1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
     # tr(Yᵀ L Y) = Σ_edges ‖y_i − y_j‖² = 0 + 2; divided by 4n = 16
     assert label_variation_score(feats, labels) == pytest.approx(2 / 16)
+
+
+def test_label_variation_graph_is_directed_as_the_vpm_code() -> None:
+    # 0 and 1 are each other's nearest; 2's nearest is 1, but 1's is 0: the edge 2 -> 1 only
+    angles = torch.tensor([0.0, 0.01, 0.05])
+    feats = torch.stack([angles.cos(), angles.sin()], 1)
+    labels = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    # out-degree 1 everywhere, L = I - A: Σ‖y_i‖² − Σ_i y_i·y_nn(i) = 3 − 2, over 4n = 12
+    assert label_variation_score(feats, labels) == pytest.approx(1 / 12)
+
+
+def test_mixing_measures_do_not_apply_to_tokens_or_tiny_sets() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(OneHot(5), nn.Flatten(), nn.Linear(15, 3))
+    tokens, y = torch.randint(0, 5, (30, 3)), torch.arange(30) % 3
+    names = ["mixup_accuracy", "mixup_margin", "label_variation", "db_mixup"]
+    values = compute(MeasureContext(net, x_train=tokens, y_train=y, device="cpu"), names)
+    assert all(np.isnan(values[n]) for n in names)
+    dense = nn.Sequential(nn.Linear(4, 5))  # one example of each of 5 classes
+    few = MeasureContext(dense, x_train=torch.randn(5, 4), y_train=torch.arange(5), device="cpu")
+    values = compute(few, ["davies_bouldin", "mixup_accuracy"])
+    assert np.isnan(values["davies_bouldin"]) and np.isnan(values["mixup_accuracy"])
 
 
 def test_every_representation_measure_runs_on_a_small_cnn() -> None:

@@ -112,6 +112,17 @@ def test_conv_esd_pools_the_slices_of_every_kernel_position() -> None:
     np.testing.assert_allclose(evals.numpy(), expected, rtol=1e-10)
 
 
+def test_an_embedding_table_is_a_layer_as_weightwatcher_takes_it() -> None:
+    torch.manual_seed(0)
+    embed = nn.Embedding(60, 20)
+    (layer,) = layer_slices(nn.Sequential(embed))
+    assert layer.kind == "embedding" and layer.slices.shape == (1, 60, 20)
+    (evals,) = eigenvalues_many([layer.slices])
+    expected = np.sort(np.linalg.svd(embed.weight.detach().double().numpy(),
+                                     compute_uv=False) ** 2)
+    np.testing.assert_allclose(evals.numpy(), expected, rtol=1e-10)
+
+
 def test_linear_kde_equals_sklearn() -> None:
     x = np.random.default_rng(0).gamma(2.0, size=200)
     grid = np.linspace(0, x.max() + 0.5, 300)

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 
 import torch
 from torch import nn
+from torch.nn.attention import SDPBackend, sdpa_kernel
 
 Vector = list[torch.Tensor]
 TRACE_GROUP = 16  # Hutchinson vectors whose products share one pass over the data
@@ -39,6 +40,11 @@ class LossHVP:
 
     def many(self, vectors: list[Vector]) -> list[Vector]:
         """H v for every v of ``vectors``."""
+        # attention's fused CPU kernels have no double backward: the plain math one does
+        with sdpa_kernel(SDPBackend.MATH):
+            return self._many(vectors)
+
+    def _many(self, vectors: list[Vector]) -> list[Vector]:
         x, y, params = self.x, self.y, self.params
         device = params[0].device
         out = [[torch.zeros_like(p) for p in params] for _ in vectors]

@@ -17,7 +17,6 @@ import torch
 from scipy import stats
 from sklearn.metrics import davies_bouldin_score
 
-from gengap.errors import GengapError
 from gengap.measures.augment import AUGMENTATIONS
 from gengap.measures.context import MeasureContext
 from gengap.measures.features import capture, early_features, early_module, last_layer
@@ -48,7 +47,8 @@ def davies_bouldin_rounds(
         if 1 < len(np.unique(y)) < len(y):
             values.append(davies_bouldin_score(features[idx].numpy(), y))
     if not values:
-        raise GengapError("the Davies–Bouldin index needs at least 2 classes in the data")
+        raise NotApplicable("the Davies–Bouldin index needs subsets of 2 or more classes with "
+                            "a class of 2 or more examples")
     return float(np.mean(values))
 
 
@@ -74,8 +74,8 @@ def pairwise_midpoints(x: torch.Tensor) -> torch.Tensor:
 def mixup_accuracy(ctx: MeasureContext) -> float:
     """Label-wise mixup accuracy: the share of midpoints (x_i + x_j)/2 of same-class training
     pairs classified as that class; per class over 10 rounds of up to 10 examples per class,
-    then the mean over classes (Natekar & Sharma's "veracity ratio")."""
-    x, y = ctx.require_data()
+    then the mean over classes (Natekar & Sharma's "veracity ratio"). Not for token inputs."""
+    x, y = _real_inputs(ctx, "mixup_accuracy")
     gen = _generator(ctx, 2)
     per_class = []
     with torch.no_grad():
@@ -90,7 +90,7 @@ def mixup_accuracy(ctx: MeasureContext) -> float:
                 hits.append(float((ctx.forward_model(mixed).argmax(1) == c).double().mean()))
             per_class.append(np.mean(hits))
     if not per_class:
-        raise GengapError("label-wise mixup needs a class with at least 2 training examples")
+        raise NotApplicable("label-wise mixup needs a class with at least 2 training examples")
     return float(np.mean(per_class))
 
 
@@ -112,52 +112,59 @@ def labelwise_mixed(
 
 
 def normalized_margins(
-    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch.device,
+    batch_size: int | None = None,
 ) -> torch.Tensor:
     """Natekar & Sharma's margins at the early layer h: (f_a − f_b)/‖∇_h f_a − ∇_h f_b‖₂, where
     a, b are the top two classes, or a = y and b the predicted class when the prediction is
-    wrong (a negative margin); divided by √(5%-trimmed mean of the features' variances)."""
+    wrong (a negative margin); divided by √(5%-trimmed mean of the features' variances), the
+    variances over all of ``x`` (population variance, as ``computeMargins`` pools its examples),
+    whatever ``batch_size`` the forward passes take. The model's ``.grad`` is left alone."""
+    size = batch_size or len(x)
+    module = early_module(model, x[:1].to(device))
+    raw, total, squares = [], 0.0, 0.0
     grabbed: list[torch.Tensor] = []
-
-    def hook(_m: torch.nn.Module, _i: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        out.retain_grad()
-        grabbed.append(out)
-
-    xb, yb = x.to(device), y.to(device)
-    handle = early_module(model, xb[:1]).register_forward_hook(hook)
+    handle = module.register_forward_hook(lambda _m, _i, out: grabbed.append(out))
     try:
-        logits = model(xb)
+        for i in range(0, len(x), size):
+            grabbed.clear()
+            xb, yb = x[i : i + size].to(device), y[i : i + size].to(device)
+            logits = model(xb)
+            top2 = logits.topk(2, dim=1).indices
+            right = top2[:, 0] == yb
+            a = torch.where(right, top2[:, 0], yb)
+            b = torch.where(right, top2[:, 1], top2[:, 0])
+            diff = (logits.gather(1, a[:, None]) - logits.gather(1, b[:, None])).squeeze(1)
+            (grad,) = torch.autograd.grad(diff.sum(), grabbed[0])
+            norms = grad.flatten(1).double().norm(dim=1)
+            raw.append((diff.detach().double() / (norms + 1e-7)).cpu())
+            h = grabbed[0].detach().flatten(1).double()
+            total, squares = total + h.sum(0), squares + h.pow(2).sum(0)
     finally:
         handle.remove()
-    top2 = logits.topk(2, dim=1).indices
-    right = top2[:, 0] == yb
-    a = torch.where(right, top2[:, 0], yb)
-    b = torch.where(right, top2[:, 1], top2[:, 0])
-    diff = logits.gather(1, a[:, None]) - logits.gather(1, b[:, None])
-    diff.sum().backward()
-    h = grabbed[0]
-    norms = h.grad.flatten(1).double().norm(dim=1)
-    variances = h.detach().flatten(1).double().var(dim=0).cpu().numpy()
+    variances = (squares / len(x) - (total / len(x)) ** 2).clamp_min(0).cpu().numpy()
     spread = float(stats.trim_mean(variances, 0.05)) ** 0.5
-    return (diff.detach().squeeze(1).double() / (norms + 1e-7) / (spread + 1e-7)).cpu()
+    return torch.cat(raw) / (spread + 1e-7)
 
 
 @measure("mixup_margin", group=GROUP, needs=("weights", "train_data", "gradients"), cost="D")
 def mixup_margin(ctx: MeasureContext) -> float:
     """−mean normalized margin at the early layer on label-wise mixed-up training inputs (each
     averaged with a random same-class partner), over 500 examples (Natekar & Sharma 2020's
-    "mixup margin"; margins as in :func:`normalized_margins`)."""
-    x, y = ctx.require_data()
+    "mixup margin"; margins as in :func:`normalized_margins`). Not for token inputs."""
+    x, y = _real_inputs(ctx, "mixup_margin")
     gen = _generator(ctx, 3)
     idx = torch.randperm(len(y), generator=gen)[:MARGIN_SAMPLES]
     mixed = labelwise_mixed(x[idx], y[idx], gen)
-    margins = []
-    for i in range(0, len(idx), ctx.batch_size):
-        margins.append(
-            normalized_margins(ctx.model, mixed[i : i + ctx.batch_size],
-                               y[idx][i : i + ctx.batch_size], ctx.device)
-        )
-    return -float(torch.cat(margins).mean())
+    return -float(normalized_margins(ctx.model, mixed, y[idx], ctx.device, ctx.batch_size).mean())
+
+
+def _real_inputs(ctx: MeasureContext, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The training data, for a measure that mixes inputs: token ids have no midpoints."""
+    x, y = ctx.require_data()
+    if not x.is_floating_point():
+        raise NotApplicable(f"{name} mixes inputs, and token inputs have no midpoints")
+    return x, y
 
 
 @measure("augmentation_penalty", group=GROUP, needs=DATA, cost="C")
@@ -190,15 +197,16 @@ def augmentation_penalty(ctx: MeasureContext) -> float:
 
 
 def label_variation_score(features: torch.Tensor, labels: torch.Tensor) -> float:
-    """tr(Yᵀ L Y)/(4n) on the symmetric binary 1-NN graph of the L2-normalized features, with
-    L = I − D^{-1/2} A D^{-1/2} and Y the (soft) label matrix (Lassance et al. 2020)."""
+    """tr(Yᵀ L Y)/(4n) on the binary 1-NN graph of the L2-normalized features, directed (A_ij = 1
+    when j is i's nearest neighbour; the final VPM entry's code leaves the graph unsymmetrized),
+    with L = I − D^{-1/2} A D^{-1/2} (D the out-degrees) and Y the (soft) label matrix
+    (Lassance et al. 2020)."""
     f = torch.nn.functional.normalize(features.double(), dim=1)
     d2 = torch.cdist(f, f).pow(2)
     d2.fill_diagonal_(float("inf"))
     nearest = d2.argmin(dim=1)
     adj = torch.zeros_like(d2)
     adj[torch.arange(len(f)), nearest] = 1.0
-    adj = torch.maximum(adj, adj.T)
     inv_sqrt = adj.sum(1).rsqrt()
     lap = torch.eye(len(f), dtype=f.dtype) - inv_sqrt[:, None] * adj * inv_sqrt[None, :]
     y = labels.double()
@@ -210,8 +218,8 @@ def label_variation(ctx: MeasureContext) -> float:
     """Label variation on a latent geometry graph (Lassance et al. 2020, the 3rd-place VPM):
     500 // classes training examples per class, input mixup with λ ~ Beta(2, 2) between shuffled
     pairs (inputs and one-hot labels), penultimate features, a 1-NN graph, and
-    tr(Yᵀ L Y)/(4n) with the normalized Laplacian L."""
-    x, y = ctx.require_data()
+    tr(Yᵀ L Y)/(4n) with the normalized Laplacian L. Not for token inputs."""
+    x, y = _real_inputs(ctx, "label_variation")
     gen = _generator(ctx, 5)
     classes = torch.unique(y)
     per = max(1, GRAPH_SAMPLES // len(classes))

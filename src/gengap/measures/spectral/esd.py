@@ -79,11 +79,13 @@ def batched_kernel_slices(weights: torch.Tensor, conv_scale: bool = True) -> tor
 def layer_slices(
     model: nn.Module, conv_scale: bool = True, dtype: torch.dtype = torch.float64
 ) -> list[LayerSlices]:
-    """Every Linear and Conv layer of ``model`` in registration order, as slices."""
+    """Every Linear, Conv and Embedding layer of ``model`` in registration order, as slices
+    (an embedding table, vocabulary × width, is one matrix, as WeightWatcher takes it)."""
     out = []
     for name, module in model.named_modules():
-        if isinstance(module, WEIGHT_LAYERS):
-            kind = "linear" if isinstance(module, nn.Linear) else "conv"
+        if isinstance(module, (*WEIGHT_LAYERS, nn.Embedding)):
+            kind = ("linear" if isinstance(module, nn.Linear) else
+                    "embedding" if isinstance(module, nn.Embedding) else "conv")
             out.append(LayerSlices(name, kind, kernel_slices(module.weight.to(dtype), conv_scale)))
     return out
 
