@@ -65,6 +65,36 @@ def test_a_saved_predictor_reloads_and_predicts_the_same(tmp_path):
     assert list(trust["out_of_range"]) == [1, 0] and list(trust["imputed"]) == [0, 1]
     with pytest.raises(GengapError, match="lacks the predictor's feature column"):
         again.predict(fresh.drop(columns=["act"]))
+    # a category never seen in training, or a missing one, is imputed and says so
+    odd = fresh.iloc[:2].copy()
+    odd.loc[odd.index[0], "act"] = "gelu"
+    odd.loc[odd.index[1], "act"] = None
+    assert list(again.trust(odd)["imputed"]) == [1, 1]
+    assert np.isfinite(again.predict(odd)).all()
+
+
+def test_infinite_measures_keep_their_order_and_break_nothing():
+    frame = planted(120)
+    frame["inverse_margin"] = np.exp(frame["wstat.l0.weight.var"] * 3)
+    frame.loc[frame.index[:5], "inverse_margin"] = np.inf
+    frame.loc[frame.index[5:8], "inverse_margin"] = 1e92  # beyond float32
+    result = cross_validate(frame, ["inverse_margin"], "test_acc", folds=3)
+    assert np.isfinite(result.predictions["prediction"]).all()
+    predictor = fit_predictor(frame, ["inverse_margin"], "test_acc")
+    assert np.isfinite(predictor.predict(frame)).all()
+
+
+def test_k_fold_keeps_the_seeds_of_a_configuration_together():
+    rng = np.random.default_rng(2)
+    frame = pd.DataFrame({"lr": np.repeat([0.01, 0.02, 0.05, 0.1, 0.2, 0.5], 4),
+                          "seed": np.tile(range(4), 6)})
+    frame["test_acc"] = np.log(frame["lr"]) + rng.normal(scale=0.01, size=len(frame))
+    frame["noise"] = rng.normal(size=len(frame))
+    result = cross_validate(frame, ["lr"], "test_acc", folds=3, together=["lr"])
+    folds = result.predictions.assign(lr=frame["lr"]).groupby("lr")["fold"].nunique()
+    assert (folds == 1).all()  # each learning rate's four seeds held out together
+    with pytest.raises(GengapError, match="6 configurations"):
+        cross_validate(frame, ["lr"], "test_acc", folds=7, together=["lr"])
 
 
 def test_an_edited_predictor_file_is_refused(tmp_path):
@@ -76,6 +106,18 @@ def test_an_edited_predictor_file_is_refused(tmp_path):
     path.write_text(json.dumps(data))
     with pytest.raises(GengapError, match="do not reproduce"):
         load_predictor(path)
+    original = json.loads(path.read_text())
+    for tamper, problem in [
+        (lambda d: d["check"].update(rows=[], values=[]), "recorded predictions"),
+        (lambda d: d["trees"].__setitem__(0, {k: [] for k in d["trees"][0]}), "empty"),
+        (lambda d: d["trees"][0]["feature"].__setitem__(0, -5), "disagree with the features"),
+        (lambda d: d.__setitem__("high", []), "ranges disagree"),
+    ]:
+        data = json.loads(json.dumps(original))
+        tamper(data)
+        path.write_text(json.dumps(data))
+        with pytest.raises(GengapError, match=problem):
+            load_predictor(path)
     path.write_text('{"format": "something else"}')
     with pytest.raises(GengapError, match="not a gengap predictor"):
         load_predictor(path)
@@ -104,3 +146,20 @@ def test_monotone_combination_chosen_on_some_zoos_scores_on_others():
     assert list(table["test_zoo"]) == ["a", "b", "c"]
     assert (table["combination_tau"] > table["single_tau"]).all()
     assert (table["combination_tau"] > 0.5).all()
+    # monotone in m1 beyond the training range too: +inf on top, 0 (no log) at the bottom
+    probe = pd.DataFrame({"m1": [0.0, 0.5, 1.0, 1e6, np.inf], "m2": 0.0, "junk": 0.0})
+    sign = combo.signs[combo.measures.index("m1")]
+    assert (np.diff(sign * combo.score(probe)) > 0).all()
+
+
+def test_an_exported_table_offers_no_spec_field_as_a_measure(tmp_path):
+    from gengap.zoo.evaluation import load_population
+
+    table = pd.DataFrame({"run_id": ["a", "b"], "status": ["done", "done"],
+                          "arch.width": [8, 16], "data.train_fraction": [0.5, 1.0],
+                          "train.lr": [0.1, 0.1], "steps_to_ce_0.1": [10, 20],
+                          "hp.depth": [2, 3], "population": [2, 2], "test_acc": [0.8, 0.9],
+                          "path_norm": [1.0, 2.0], "wstat.l0.weight.var": [0.1, 0.2]})
+    table.to_csv(tmp_path / "zoo.csv", index=False)
+    population = load_population([tmp_path / "zoo.csv"], ["arch.width"])
+    assert population.measures == ["path_norm"]

@@ -88,7 +88,8 @@ def predict_fit(
     columns = feature_columns(population.frame, features, population.measures,
                               population.hyperparameters)
     groups = "zoo" if by_zoo else None
-    result = cross_validate(population.frame, columns, target, folds, groups, seed)
+    result = cross_validate(population.frame, columns, target, folds, groups, seed,
+                            together=[*population.hyperparameters, "zoo"])
     summary = result.summary()
     console.print(frame_table(result.folds, title=f"held-out {target} per fold"))
     meta = {

@@ -38,12 +38,12 @@ class Combination:
     weights: list[float]
 
     def score(self, frame: pd.DataFrame) -> np.ndarray:
-        """The combination's value per row (a missing measure counts as its training mean)."""
+        """The combination's value per row (a missing measure counts as its training mean; an
+        infinite one, or one at or below 0 under a log, saturates at its end of the order)."""
         total = np.zeros(len(frame))
         for name, s, lg, c, sc, w in zip(self.measures, self.signs, self.logs, self.centers,
                                           self.scales, self.weights, strict=True):
-            z = (_transform(frame[name].to_numpy(dtype=float), lg) - c) / sc
-            total += w * s * np.where(np.isfinite(z), z, 0.0)
+            total += w * s * _standardized(frame[name].to_numpy(dtype=float), lg, c, sc)
         return total
 
     def describe(self) -> str:
@@ -79,8 +79,9 @@ def fit_combination(frame: pd.DataFrame, measures: Sequence[str], target: str = 
         ok = np.isfinite(raw)
         lg = bool((raw[ok] > 0).all())
         t = _transform(raw, lg)
-        center, scale = float(np.nanmean(t)), float(np.nanstd(t)) or 1.0
-        z = np.where(np.isfinite(t), (t - center) / scale, 0.0)
+        finite = t[np.isfinite(t)]
+        center, scale = float(finite.mean()), float(finite.std()) or 1.0
+        z = _standardized(raw, lg, center, scale)
         sign = 1 if kendall(z[known], y[known]) >= 0 else -1
         names.append(name)
         signs.append(sign)
@@ -155,9 +156,21 @@ def transfer_table(
     return pd.DataFrame(rows)
 
 
+Z_LIMIT = 1e6  # standardized values saturate here: ±inf keep their place at the ends
+
+
 def _transform(values: np.ndarray, log: bool) -> np.ndarray:
+    """``values`` (log: their log, −inf at or below 0, below every positive value)."""
     if not log:
         return values
     with np.errstate(divide="ignore", invalid="ignore"):
-        out = np.log(values)
-    return np.where(np.isfinite(out), out, np.nan)
+        out = np.where(values > 0, np.log(np.where(values > 0, values, 1.0)), -np.inf)
+    return np.where(np.isnan(values), np.nan, out)
+
+
+def _standardized(values: np.ndarray, log: bool, center: float, scale: float) -> np.ndarray:
+    """(transform − center)/scale, monotone in ``values``: missing values at 0 (the training
+    mean), infinite ones at ±:data:`Z_LIMIT`."""
+    with np.errstate(invalid="ignore"):
+        z = (_transform(values, log) - center) / scale
+    return np.clip(np.where(np.isnan(z), 0.0, z), -Z_LIMIT, Z_LIMIT)

@@ -55,11 +55,16 @@ def feature_columns(
     return columns
 
 
+FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
 @dataclass
 class Encoding:
-    """Raw columns -> numeric matrix: numbers as they are, any other column one-hot over the
-    categories seen in training (an unseen category is all zeros). Missing values stay NaN
-    (the predictor imputes them)."""
+    """Raw columns -> numeric matrix: numbers as they are, clipped to float32's range (the
+    trees' own precision; an infinite measure, such as 1/γ² at γ = 0, keeps its place at the
+    end of the order), any other column one-hot over the categories seen in training. Missing
+    values, and a category not seen in training, are NaN in every column they encode to (the
+    predictor imputes them)."""
 
     features: list[str]
     categories: dict[str, list[Any]] = field(default_factory=dict)
@@ -93,16 +98,30 @@ class Encoding:
         for c in self.features:
             if c in self.categories:
                 values = frame[c].map(_plain).tolist()
-                parts.extend(np.array([v == cat for v in values], dtype=float)
-                             for cat in self.categories[c])
+                known = np.array([v in self.categories[c] for v in values])
+                for cat in self.categories[c]:
+                    hot = np.array([v == cat for v in values], dtype=float)
+                    parts.append(np.where(known, hot, np.nan))
             else:
                 try:
-                    parts.append(pd.to_numeric(frame[c]).to_numpy(dtype=float))
+                    numbers = pd.to_numeric(frame[c]).to_numpy(dtype=float)
                 except (ValueError, TypeError):
                     raise GengapError(f"feature column {c!r} must be numeric") from None
+                parts.append(np.clip(numbers, -FLOAT32_MAX, FLOAT32_MAX))
         if not parts:
             return np.zeros((len(frame), 0))
         return np.column_stack(parts)
+
+    def missing(self, frame: pd.DataFrame) -> np.ndarray:
+        """(rows, features): which features of each row are missing or an unseen category,
+        so imputed."""
+        raw, out, at = self.transform(frame), [], 0
+        for c in self.features:
+            width = len(self.categories[c]) if c in self.categories else 1
+            out.append(np.isnan(raw[:, at : at + width]).any(axis=1) if width else
+                       np.zeros(len(frame), dtype=bool))
+            at += width
+        return np.column_stack(out) if out else np.zeros((len(frame), 0), dtype=bool)
 
 
 def _numeric(series: pd.Series) -> bool:

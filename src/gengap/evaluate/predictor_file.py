@@ -95,7 +95,8 @@ class Predictor:
         low, high = np.asarray(self.low), np.asarray(self.high)
         outside = (raw < low[None, :] - 1e-12) | (raw > high[None, :] + 1e-12)
         return pd.DataFrame(
-            {"imputed": np.isnan(raw).sum(axis=1), "out_of_range": outside.sum(axis=1)},
+            {"imputed": self.encoding.missing(frame).sum(axis=1),
+             "out_of_range": outside.sum(axis=1)},
             index=frame.index,
         )
 
@@ -160,8 +161,11 @@ def load_predictor(path: str | Path) -> Predictor:
         )
         for t in trees:
             sizes = {len(t.left), len(t.right), len(t.feature), len(t.threshold), len(t.value)}
+            if len(sizes) != 1 or not t.left:
+                raise ValueError("a tree's node arrays are empty or of different lengths")
             inner = np.asarray(t.left) >= 0
-            if len(sizes) != 1 or (np.asarray(t.feature)[inner] >= width).any():
+            split_on = np.asarray(t.feature)[inner]
+            if (split_on >= width).any() or (split_on < 0).any():
                 raise ValueError("a tree's node arrays disagree with the features")
             if (np.asarray(t.left)[inner] >= len(t.left)).any() or (
                 np.asarray(t.right)[inner] >= len(t.right)
@@ -169,14 +173,16 @@ def load_predictor(path: str | Path) -> Predictor:
                 raise ValueError("a tree points outside itself")
             if not all(_later(t)):
                 raise ValueError("a tree's children must come after their parent")
-        if len(predictor.fill) != width or len(predictor.low) != width:
-            raise ValueError("imputation values disagree with the features")
+        if {len(predictor.fill), len(predictor.low), len(predictor.high)} != {width}:
+            raise ValueError("imputation values or ranges disagree with the features")
         rows = np.array([[math.nan if v is None else v for v in r] for r in predictor.check_rows],
                         dtype=float).reshape(-1, width)
+        if not len(rows) or len(rows) != len(predictor.check_values):
+            raise ValueError("the recorded predictions that check the trees are missing")
     except (KeyError, TypeError, ValueError) as err:
         raise GengapError(f"{path}: malformed predictor file ({err})") from None
-    if len(rows) and not np.allclose(predictor.predict_matrix(rows), predictor.check_values,
-                                     rtol=1e-9, atol=1e-12):
+    if not np.allclose(predictor.predict_matrix(rows), predictor.check_values,
+                       rtol=1e-9, atol=1e-12):
         raise GengapError(f"{path}: the trees do not reproduce the predictions recorded at "
                           f"training time; the file was changed or damaged")
     return predictor

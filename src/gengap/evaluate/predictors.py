@@ -18,7 +18,7 @@ import pandas as pd
 import sklearn
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.metrics import r2_score
-from sklearn.model_selection import KFold, LeaveOneGroupOut
+from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
 from gengap.errors import GengapError
 from gengap.evaluate.features import Encoding, feature_columns
@@ -117,10 +117,13 @@ def cross_validate(
     folds: int = 5,
     groups: str | None = None,
     seed: int = 0,
+    together: Sequence[str] = (),
     **trees: Any,
 ) -> CVResult:
     """Out-of-fold R² and Kendall tau: ``folds``-fold (shuffled by ``seed``), or, with
-    ``groups`` (a column such as ``zoo``), leave one group out."""
+    ``groups`` (a column such as ``zoo``), leave one group out. In k-fold, the runs that agree
+    on every column of ``together`` (a configuration's hyperparameters: its seeds) fall in the
+    same fold, so no held-out network has a twin in training."""
     data = _rows_with_target(with_target(frame, target), target)
     if groups is not None:
         if groups not in data.columns:
@@ -130,11 +133,15 @@ def cross_validate(
             raise GengapError(f"leave-one-{groups}-out needs at least two values of {groups!r}")
         splits = LeaveOneGroupOut().split(data, groups=labels)
     else:
-        if not 2 <= folds <= len(data):
-            raise GengapError(f"{folds}-fold cross-validation needs between 2 and {len(data)} "
-                              f"folds for {len(data)} models")
+        kept = [c for c in together if c in data.columns]
+        configs = (data[kept].astype(str).agg("|".join, axis=1).to_numpy() if kept
+                   else np.arange(len(data)))
+        count = len(set(configs.tolist()))
+        if not 2 <= folds <= count:
+            raise GengapError(f"{folds}-fold cross-validation needs between 2 and {count} "
+                              f"folds for {count} configurations")
         labels = None
-        splits = KFold(folds, shuffle=True, random_state=seed).split(data)
+        splits = GroupKFold(folds, shuffle=True, random_state=seed).split(data, groups=configs)
     rows, parts = [], []
     for k, (train, test) in enumerate(splits):
         model = fit_predictor(data.iloc[train], features, target, seed=seed, **trees)
@@ -173,7 +180,8 @@ def compare_feature_sets(
         except GengapError as err:
             rows.append({"features": kind, "note": str(err)})
             continue
-        result = cross_validate(frame, columns, target, folds, groups, seed, **trees)
+        result = cross_validate(frame, columns, target, folds, groups, seed,
+                                together=[*hyperparameters, "zoo"], **trees)
         rows.append({"features": kind, "columns": len(columns), **result.summary()})
     return pd.DataFrame(rows)
 

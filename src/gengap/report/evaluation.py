@@ -92,11 +92,12 @@ def _predictors(result: Evaluation, done: pd.DataFrame, measures: list[str], axe
     """Cross-validated gradient-boosted trees on each feature set: the out-of-fold
     predictions and the held-out scores."""
     scores, predictions = [], []
-    folds = min(folds, len(done))
+    configurations = len(done[axes].astype(str).drop_duplicates()) if axes else len(done)
+    folds = min(folds, configurations)
     for kind in FEATURE_SETS:
         try:
             columns = feature_columns(done, kind, measures, axes)
-            fit = cross_validate(done, columns, target, folds=folds, seed=seed)
+            fit = cross_validate(done, columns, target, folds=folds, seed=seed, together=axes)
         except GengapError as err:
             result.note("predictor", f"{kind}: not computed: {err}")
             continue

@@ -18,8 +18,19 @@ from gengap.zoo.store import Store
 RUN_COLUMNS = {
     "run_id", "status", "reason", "seed", "zoo", "train_loss", "train_acc", "test_loss",
     "test_acc", "gap", "test_error", "epochs", "steps", "seconds", "converged", "stopped_by",
-    "train_size", "test_size",
+    "train_size", "test_size", "population", "pgdl_model",
 }
+# columns of an exported zoo that describe a run rather than measure it: its spec fields
+# (`gengap zoo export`), imported hyperparameters and training milestones
+RUN_PREFIXES = ("data.", "arch.", "train.", "hp.", "steps_to_ce_")
+
+
+def measure_columns(table: pd.DataFrame, skip: set[str]) -> list[str]:
+    """The numeric columns of ``table`` that may be measures: not in ``skip``, not a run's
+    record (:data:`RUN_COLUMNS`, :data:`RUN_PREFIXES`)."""
+    return [c for c in table.columns
+            if c not in skip and c not in RUN_COLUMNS and not str(c).startswith(RUN_PREFIXES)
+            and pd.api.types.is_numeric_dtype(table[c])]
 
 
 def evaluate_zoo(
@@ -72,9 +83,7 @@ def evaluate_table(
     if "seed" in table.columns and table["seed"].nunique() > 1:
         options.setdefault("replicates", "seed")
     if measures is None:
-        skip = RUN_COLUMNS | set(hyperparameters) | {target}
-        measures = scalar_measures([c for c in table.columns
-                                    if c not in skip and pd.api.types.is_numeric_dtype(table[c])])
+        measures = scalar_measures(measure_columns(table, {*hyperparameters, target}))
     if not measures:
         raise GengapError("the table has no measure columns")
     return ranking_table(table, list(measures), hyperparameters, target=target,
@@ -131,9 +140,7 @@ def load_population(
                 frame = frame[frame["status"] == "done"]
             label = path.stem
             table_axes = [h for h in (hyperparameters or []) if h in frame.columns]
-            skip = RUN_COLUMNS | set(table_axes)
-            names |= {c for c in frame.columns if c not in skip
-                      and pd.api.types.is_numeric_dtype(frame[c])}
+            names |= set(measure_columns(frame, set(table_axes)))
         else:
             store = Store(path)
             frame = store.frame()
