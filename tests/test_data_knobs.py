@@ -134,6 +134,19 @@ def test_train_size_and_fraction_keep_a_stratified_subsample() -> None:
         assert np.abs(share - np.array(full.train_counts) / full.n_train).max() < 0.005
     with pytest.raises(GengapError, match="only 1347"):
         load(digits(train_size=5000))
+    with pytest.raises(GengapError, match="keeps none"):
+        load(digits(train_fraction=0.0005))
+
+
+def test_a_class_of_one_member_leaves_the_others_stratified() -> None:
+    from gengap.data.randomize import subsample
+
+    y = np.array([0] * 900 + [1] * 99 + [2])
+    for seed in range(3):
+        _, kept = subsample(np.arange(1000), y, 50, seed, "test")
+        assert np.bincount(kept, minlength=3).tolist() == [45, 5, 0]
+    with pytest.raises(ValidationError, match="greater than or equal to 0"):
+        digits(seed=-1)
 
 
 def test_class_subset_keeps_and_relabels_in_the_given_order() -> None:

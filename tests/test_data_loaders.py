@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import gzip
 import struct
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -219,6 +220,14 @@ def test_npz_problems_are_one_line_errors(tmp_path: Path) -> None:
     (tmp_path / "d.npz").write_bytes(b"garbage")
     with pytest.raises(GengapError, match="d.npz: not a readable .npz file"):
         raw("npz", tmp_path, file="d.npz")
+    with zipfile.ZipFile(tmp_path / "e.npz", "w") as archive:  # a member that is not .npy
+        archive.writestr("x.npy", b"not an array")
+        archive.writestr("y.npy", b"nor this")
+    with pytest.raises(GengapError, match="e.npz: member 'x' is not a .npy array"):
+        raw("npz", tmp_path, file="e.npz")
+    np.savez(tmp_path / "f.npz", x=np.zeros((3, 2)), y=np.array([0, 1, 30_000_000]))
+    with pytest.raises(GengapError, match="f.npz: label 30000000 is not a class index"):
+        raw("npz", tmp_path, file="f.npz")
 
 
 def test_pvr_visual_from_local_mnist(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from pydantic import (
 from gengap.errors import GengapError
 
 Scalar = bool | int | float | str
+MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
 
 
 class _Spec(BaseModel):
@@ -75,8 +76,8 @@ class DataSpec(_Spec):
 
     name: str = Field("digits", description="a registered data source, see `gengap data list`")
     seed: int = Field(
-        0, description="seed of the source's generator, the split, subsampling and every "
-        "randomization knob"
+        0, ge=0, le=MAX_SEED, description="seed of the source's generator, the split, "
+        "subsampling and every randomization knob"
     )
     test_fraction: float = Field(
         0.25, gt=0, lt=1, description="held-out share, for sources without a fixed test split"
@@ -285,7 +286,8 @@ class MeasureOptions(_Spec):
     ascent_restarts: int = Field(1, ge=1, description="random starts per probe (worst kept)")
     grad_batch: int = Field(32, ge=1, description="minibatch size of the gradient-noise measure")
     grad_batches: int = Field(32, ge=2, description="minibatches of the gradient-noise measure")
-    seed: int = Field(0, description="seed of every random draw of the measures")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of every random draw of the "
+                      "measures")
 
 
 class RunSpec(_Spec):
@@ -294,7 +296,7 @@ class RunSpec(_Spec):
     data: DataSpec = DataSpec()
     arch: ArchSpec = ArchSpec()
     train: TrainSpec = TrainSpec()
-    seed: int = Field(0, description="seed of initialization and data order")
+    seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of initialization and data order")
 
     @property
     def run_id(self) -> str:
@@ -316,7 +318,8 @@ class ZooSpec(_Spec):
     design: Literal["grid", "random"] = "grid"
     seeds: tuple[int, ...] = Field((0,), min_length=1)
     samples: int | None = Field(None, ge=1, description="points drawn by the random design")
-    sample_seed: int = Field(0, description="seed of the random design's draws")
+    sample_seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of the random design's "
+                             "draws")
     data: DataSpec = DataSpec()
     arch: ArchSpec = ArchSpec()
     train: TrainSpec = TrainSpec()

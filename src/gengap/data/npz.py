@@ -5,6 +5,7 @@ object arrays are refused, never unpickled."""
 from __future__ import annotations
 
 import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +15,8 @@ from gengap.data.randomize import subsample
 from gengap.data.sources import RawSplits, register_source
 from gengap.errors import GengapError
 from gengap.specs import DataSpec
+
+MAX_CLASSES = 100_000  # ImageNet-21k has 21,841; a larger label is an id, not a class
 
 
 class NpzOptions(BaseModel):
@@ -44,11 +47,15 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
         raise GengapError(f"{path}: not a readable .npz file (not a zip archive)")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return {name: archive[name] for name in archive.files}
+            arrays = {name: archive[name] for name in archive.files}
     except ValueError as err:  # object arrays need pickle, which is refused
         raise GengapError(f"{path}: unreadable array ({err})") from None
-    except (OSError, zipfile.BadZipFile, EOFError) as err:
+    except (OSError, zipfile.BadZipFile, EOFError, zlib.error) as err:
         raise GengapError(f"{path}: not a readable .npz file ({err})") from None
+    for name, value in arrays.items():
+        if not isinstance(value, np.ndarray):  # numpy hands back a member that is not .npy raw
+            raise GengapError(f"{path}: member {name!r} is not a .npy array")
+    return arrays
 
 
 def _labels(path: Path, name: str, y: np.ndarray, n: int) -> np.ndarray:
@@ -103,6 +110,9 @@ def make_npz(spec: DataSpec, options: NpzOptions, data_dir: Path | None) -> RawS
         test = np.setdiff1d(order, kept)
         x_train, y_train, x_test, y_test = x[kept], y[kept], x[test], y[test]
     num_classes = int(max(y.max(initial=0), y_test.max(initial=0))) + 1
+    if num_classes > MAX_CLASSES:
+        raise GengapError(f"{path}: label {num_classes - 1} is not a class index 0..C-1 with "
+                          f"C ≤ {MAX_CLASSES:,}")
     vocab = None
     if options.tokens:
         vocab = int(max(x.max(initial=0), x_test.max(initial=0))) + 1

@@ -8,6 +8,7 @@ corrupted at p = 0.2 are a subset of those corrupted at p = 0.4.
 
 from __future__ import annotations
 
+import math
 import zlib
 
 import numpy as np
@@ -42,8 +43,9 @@ def select_classes(
 def subsample(
     x: np.ndarray, y: np.ndarray, size: int | float, seed: int, source: str
 ) -> tuple[np.ndarray, np.ndarray]:
-    """A stratified subsample of ``size`` examples (an int) or share (a float < 1); plain
-    random when some class is too rare to stratify."""
+    """A stratified subsample of ``size`` examples (an int) or share (a float < 1, rounded
+    down as scikit-learn does). Where scikit-learn cannot stratify (a class with one member),
+    each class gets its share by largest remainders instead."""
     if isinstance(size, int):
         if size > len(y):
             raise GengapError(
@@ -51,11 +53,29 @@ def subsample(
             )
         if size == len(y):
             return x, y
+    keep = size if isinstance(size, int) else math.floor(size * len(y))
+    if keep < 1:
+        raise GengapError(f"{source}: a share of {size} of {len(y)} training examples keeps none")
     try:
         x, _, y, _ = train_test_split(x, y, train_size=size, stratify=y, random_state=seed)
-    except ValueError:  # a class with fewer members than the split needs
-        x, _, y, _ = train_test_split(x, y, train_size=size, random_state=seed)
+    except ValueError:  # a class with fewer members than scikit-learn's split needs
+        picked = _stratified_by_hand(y, keep, seed)
+        x, y = x[picked], y[picked]
     return x, y
+
+
+def _stratified_by_hand(y: np.ndarray, keep: int, seed: int) -> np.ndarray:
+    """Indices of ``keep`` examples, each class's count its share of ``keep`` rounded by
+    largest remainders, the members drawn at random, in random order."""
+    rng = np.random.default_rng(seed)
+    classes, counts = np.unique(y, return_counts=True)
+    quota = counts * keep / len(y)
+    take = np.floor(quota).astype(int)
+    extra = np.argsort(-(quota - take), kind="stable")[: keep - take.sum()]
+    take[extra] += 1
+    picked = [rng.choice(np.flatnonzero(y == c), n, replace=False)
+              for c, n in zip(classes, take, strict=True) if n]
+    return rng.permutation(np.concatenate(picked))
 
 
 def corrupt_labels(

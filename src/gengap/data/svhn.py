@@ -35,6 +35,8 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         raise GengapError(
             f"{path}: expected X of shape (32, 32, 3, N) with N = {len(y)} labels, got {x.shape}"
         )
+    if not (np.issubdtype(y.dtype, np.number) and np.issubdtype(x.dtype, np.number)):
+        raise GengapError(f"{path}: X and y must be numeric, got {x.dtype} and {y.dtype}")
     if y.size and (y.min() < 1 or y.max() > 10):
         raise GengapError(f"{path}: labels must be 1..10 (10 is the digit 0)")
     scale = 255.0 if x.dtype == np.uint8 else 1.0
