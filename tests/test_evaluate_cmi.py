@@ -114,6 +114,15 @@ def test_seeds_as_replicates_and_the_largest_complete_subgrid():
     assert len(rows) == 6 and (kept == {"a": [0, 1], "b": [0, 1, 2]}
                                or kept == {"a": [0, 1, 2], "b": [0, 1]})
     assert conditional_mi(holed, "m", ["a", "b"], grid="largest") == pytest.approx(1.0)
+    # in a ranking, a measure without a value on one run takes the largest complete sub-grid
+    # of the runs where it has one (the zoo's own grid is complete)
+    gapped = full.assign(gap=np.arange(9.0), m=np.arange(9.0), k=np.arange(9.0))
+    gapped.loc[8, "k"] = np.nan
+    table = ranking_table(gapped, ["m", "k"], ["a", "b"], metrics=("cmi",), grid="largest")
+    values = table.set_index("measure")["cmi"]
+    assert values["m"] == pytest.approx(100.0) and values["k"] == pytest.approx(100.0)
+    assert any("largest complete sub-grid of the runs where it has a value" in n
+               for n in table.attrs["notes"])
 
 
 def test_scorer_string_keys_skip_values_of_another_type():

@@ -123,6 +123,7 @@ def comparison_table(ranking: pd.DataFrame) -> pd.DataFrame:
             "group": measures.get(base).group,
             "tau": tau,
             "psi": float(getattr(row, "psi", math.nan)),
+            "n": int(getattr(row, "n", 0)),
             "published": SIGN_TEXT[published] if published is not None else "not stated",
             "agrees": agrees,
         })
@@ -186,11 +187,14 @@ def findings(comparison: pd.DataFrame, groups: pd.DataFrame, frame: pd.DataFrame
     done = frame[frame["status"] == "done"]
     out = [f"{len(done)} of {len(frame)} networks finished; gap from {done.gap.min():.3f} to "
            f"{done.gap.max():.3f}"]
-    top = comparison.dropna(subset=["tau"]).sort_values("tau", ascending=False).head(5)
-    out.append("top scalar measures by tau: " + ", ".join(
+    # a tau over a handful of networks (a measure NaN on most) is not a finding
+    enough = comparison[comparison["n"] >= max(3, len(done) // 2)]
+    top = enough.dropna(subset=["tau"]).sort_values("tau", ascending=False).head(5)
+    out.append("top scalar measures by tau (of those with a value on at least half the "
+               "networks): " + ", ".join(
         f"{m} ({t:+.2f})" for m, t in zip(top["measure"], top["tau"], strict=True)))
     if ranking is not None:
-        out += best_by_metric(ranking[ranking["measure"].isin(set(comparison["measure"]))])
+        out += best_by_metric(ranking[ranking["measure"].isin(set(enough["measure"]))])
     for row in groups.itertuples():
         out.append(f"group {row.group}: mean tau {row.mean_tau:+.2f}; of the measures with a "
                    f"published direction ({row.published_directions}), {row.agree} agree and "
@@ -241,7 +245,8 @@ def run_measures(options: StudyOptions) -> StudyResult:
     if ranking["robust_envs"].max() == 0:
         ranking, note = unfiltered_robust(ranking, done, names, store.zoo.hyperparameters,
                                           test_size, min_ess)
-        notes.append(note)
+        # the filtered attempt's "no environment kept" is superseded by this note
+        notes = [n for n in notes if not n.startswith("robust: no environment kept")] + [note]
     comparison = comparison_table(ranking)
     groups = group_table(comparison)
     return StudyResult(
