@@ -118,9 +118,12 @@ def test_seeds_as_replicates_and_the_largest_complete_subgrid():
     # of the runs where it has one (the zoo's own grid is complete)
     gapped = full.assign(gap=np.arange(9.0), m=np.arange(9.0), k=np.arange(9.0))
     gapped.loc[8, "k"] = np.nan
-    table = ranking_table(gapped, ["m", "k"], ["a", "b"], metrics=("cmi",), grid="largest")
+    gapped["never"] = np.nan  # no value at all: NaN, and the others still ranked
+    table = ranking_table(gapped, ["m", "k", "never"], ["a", "b"], metrics=("cmi",),
+                          grid="largest")
     values = table.set_index("measure")["cmi"]
     assert values["m"] == pytest.approx(100.0) and values["k"] == pytest.approx(100.0)
+    assert np.isnan(values["never"])
     assert any("largest complete sub-grid of the runs where it has a value" in n
                for n in table.attrs["notes"])
 

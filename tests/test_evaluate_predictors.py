@@ -11,7 +11,12 @@ from gengap.errors import GengapError
 from gengap.evaluate.combination import fit_combination, transfer_table
 from gengap.evaluate.features import feature_columns
 from gengap.evaluate.predictor_file import load_predictor
-from gengap.evaluate.predictors import compare_feature_sets, cross_validate, fit_predictor
+from gengap.evaluate.predictors import (
+    compare_feature_sets,
+    cross_validate,
+    fit_predictor,
+    run_configuration,
+)
 
 
 def planted(n: int = 240, seed: int = 0) -> pd.DataFrame:
@@ -95,6 +100,24 @@ def test_k_fold_keeps_the_seeds_of_a_configuration_together():
     assert (folds == 1).all()  # each learning rate's four seeds held out together
     with pytest.raises(GengapError, match="6 configurations"):
         cross_validate(frame, ["lr"], "test_acc", folds=7, together=["lr"])
+    # without hyperparameters every run stands alone (a table given no --hyperparameters)
+    assert run_configuration([]) == []
+    alone = cross_validate(frame, ["noise"], "test_acc", folds=5, together=run_configuration([]))
+    assert len(alone.folds) == 5
+
+
+def test_a_version_1_file_keeps_encoding_unseen_categories_as_zeros(tmp_path):
+    frame = planted(120)
+    columns = [*feature_columns(frame, "weights"), "act"]
+    path = fit_predictor(frame, columns, "test_acc").save(tmp_path / "p.json")
+    data = json.loads(path.read_text())
+    data["version"] = 1  # written before unseen categories were imputed
+    old = tmp_path / "old.json"
+    old.write_text(json.dumps(data))
+    odd = frame.iloc[:1].assign(act="gelu")
+    assert load_predictor(path).trust(odd)["imputed"].tolist() == [1]
+    assert load_predictor(old).trust(odd)["imputed"].tolist() == [0]
+    assert np.isnan(load_predictor(old).encoding.transform(odd)).sum() == 0
 
 
 def test_an_edited_predictor_file_is_refused(tmp_path):

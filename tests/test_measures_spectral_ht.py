@@ -213,6 +213,11 @@ def test_spectra_command_prints_the_table(tmp_path) -> None:
     result = CliRunner().invoke(app, ["spectra", str(path), "--no-randomize"])
     assert result.exit_code == 0, result.output
     assert "unreliable" in result.output and "alpha" in result.output
+    state = {k: v.contiguous() for k, v in model.state_dict().items()}
+    first = next(k for k in state if k.endswith("weight"))
+    save_file({**state, first: state[first].long()}, str(path))  # integer weights: refused
+    refused = CliRunner().invoke(app, ["spectra", str(path), "--no-randomize"])
+    assert f"tensor {first!r} is int64, not a float" in str(refused.exception)
 
 
 def test_linear_kde_on_an_even_grid_equals_sklearn() -> None:

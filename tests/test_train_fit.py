@@ -63,6 +63,25 @@ def test_checkpoints_are_kept_at_the_chosen_epochs():
     assert not torch.equal(w1, w3) and not torch.equal(w3, result.final_state["1.weight"])
 
 
+def test_only_a_network_that_cannot_train_on_one_example_merges_a_last_batch_of_one():
+    from torch import nn
+
+    from gengap.train.batches import fails_on_one_example
+
+    dense = nn.Sequential(nn.Linear(5, 4), nn.BatchNorm1d(4), nn.Linear(4, 2))
+    wide = nn.Sequential(nn.Conv2d(1, 2, 3, padding=1), nn.BatchNorm2d(2), nn.Flatten())
+    assert fails_on_one_example(dense, torch.randn(1, 5))
+    assert not fails_on_one_example(wide, torch.randn(1, 1, 4, 4))  # 16 values per channel
+    assert not fails_on_one_example(nn.Linear(5, 2), torch.randn(1, 5))
+    before = dense[1].running_mean.clone()
+    fails_on_one_example(dense, torch.randn(1, 5))
+    assert torch.equal(dense[1].running_mean, before)  # tried on a copy
+    spec = TrainSpec(batch_size=16)
+    x, y = torch.randn(33, 5), torch.zeros(33, dtype=torch.long)
+    assert EpochBatches(x, y, spec, 0, torch.device("cpu"), merge_single=True).steps_per_epoch == 2
+    assert EpochBatches(x, y, spec, 0, torch.device("cpu")).steps_per_epoch == 3
+
+
 def test_an_epoch_cut_short_by_max_steps_has_no_checkpoint():
     # 32 examples in batches of 4: 8 steps an epoch; 20 steps end epoch 3 after 4 of its steps
     run = RunSpec(arch=MLP, train=TrainSpec(batch_size=4, max_steps=20, target_ce=0.0,

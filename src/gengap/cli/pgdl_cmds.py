@@ -66,10 +66,11 @@ def pgdl_predict(
                       f"{time.perf_counter() - started:.1f} s)")
         missing = without_value(values)
         if missing:
-            console.print(f"[yellow]warning:[/] {measure} has no finite value for "
+            console.print(f"[yellow]warning:[/] {measure} is not finite for "
                           f"{len(missing)} model(s) of {task.name} ({', '.join(missing[:5])}"
-                          f"{', …' if len(missing) > 5 else ''}): written as NaN, which the "
-                          "scorer ranks as tied with every model")
+                          f"{', …' if len(missing) > 5 else ''}): written as they are (NaN, "
+                          "Infinity), as the competition's ingestion wrote them; the scorer "
+                          "ranks a NaN as tied with every model, an infinity at its end")
 
 
 @pgdl_app.command("import")

@@ -81,7 +81,7 @@ def predict_fit(
     """Fit a predictor on every model of the sources, report its cross-validated quality,
     and save it as JSON (no pickle) for `gengap predict apply`."""
     from gengap.evaluate.features import feature_columns
-    from gengap.evaluate.predictors import cross_validate, fit_predictor
+    from gengap.evaluate.predictors import cross_validate, fit_predictor, run_configuration
     from gengap.zoo.evaluation import load_population
 
     population = load_population(sources, split_names(hyperparameters))
@@ -89,7 +89,7 @@ def predict_fit(
                               population.hyperparameters)
     groups = "zoo" if by_zoo else None
     result = cross_validate(population.frame, columns, target, folds, groups, seed,
-                            together=[*population.hyperparameters, "zoo"])
+                            together=run_configuration(population.hyperparameters))
     summary = result.summary()
     console.print(frame_table(result.folds, title=f"held-out {target} per fold"))
     meta = {

@@ -9,6 +9,7 @@ from pydantic import BaseModel
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
+from gengap.data.randomize import seed32
 from gengap.data.sources import RawSplits, register_source
 from gengap.specs import DataSpec
 
@@ -19,6 +20,6 @@ def make_digits(spec: DataSpec, options: BaseModel, data_dir: Path | None) -> Ra
     x = (bunch.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     y = bunch.target.astype(np.int64)
     x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=spec.test_fraction, stratify=y, random_state=spec.seed
+        x, y, test_size=spec.test_fraction, stratify=y, random_state=seed32(spec.seed)
     )
     return RawSplits(x_train, y_train, x_test, y_test, num_classes=10)

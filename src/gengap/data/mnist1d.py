@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from gengap.data.randomize import seed32
 from gengap.data.sources import RawSplits, register_source
 from gengap.specs import DataSpec
 
@@ -52,7 +53,7 @@ def make_mnist1d(spec: DataSpec, options: Mnist1dOptions, data_dir: Path | None)
 
     args = get_dataset_args(as_dict=True)
     args.update(options.model_dump(exclude={"padding_min", "padding_max"}))
-    args.update(padding=[options.padding_min, options.padding_max], seed=spec.seed)
+    args.update(padding=[options.padding_min, options.padding_max], seed=seed32(spec.seed))
     args.pop("url")  # make_dataset never downloads; drop the address so nothing can
     # make_dataset seeds Python's and numpy's global generators; leave them as they were.
     numpy_state, python_state = np.random.get_state(), random.getstate()

@@ -21,7 +21,7 @@ from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from gengap.data.mnist import read_mnist_like
-from gengap.data.randomize import knob_rng
+from gengap.data.randomize import knob_rng, seed32
 from gengap.data.sources import RawSplits, register_source
 from gengap.specs import DataSpec
 
@@ -92,7 +92,7 @@ def _digit_pools(
     x = (bunch.images / 16.0).astype(np.float32)
     x_train, x_test, y_train, y_test = train_test_split(
         x, bunch.target, test_size=spec.test_fraction, stratify=bunch.target,
-        random_state=spec.seed,
+        random_state=seed32(spec.seed),
     )
     return (x_train, y_train), (x_test, y_test)
 

@@ -40,6 +40,12 @@ def select_classes(
     return x[keep], lookup[y[keep]]
 
 
+def seed32(seed: int) -> int:
+    """``seed`` as the 32-bit seed numpy's legacy generator and scikit-learn take (any int is a
+    valid gengap seed; those already in range are unchanged)."""
+    return seed % 2**32
+
+
 def subsample(
     x: np.ndarray, y: np.ndarray, size: int | float, seed: int, source: str
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -57,7 +63,8 @@ def subsample(
     if keep < 1:
         raise GengapError(f"{source}: a share of {size} of {len(y)} training examples keeps none")
     try:
-        x, _, y, _ = train_test_split(x, y, train_size=size, stratify=y, random_state=seed)
+        x, _, y, _ = train_test_split(x, y, train_size=size, stratify=y,
+                                      random_state=seed32(seed))
     except ValueError:  # a class with fewer members than scikit-learn's split needs
         picked = _stratified_by_hand(y, keep, seed)
         x, y = x[picked], y[picked]
@@ -67,7 +74,7 @@ def subsample(
 def _stratified_by_hand(y: np.ndarray, keep: int, seed: int) -> np.ndarray:
     """Indices of ``keep`` examples, each class's count its share of ``keep`` rounded by
     largest remainders, the members drawn at random, in random order."""
-    rng = np.random.default_rng(seed)
+    rng = np.random.default_rng(seed32(seed))
     classes, counts = np.unique(y, return_counts=True)
     quota = counts * keep / len(y)
     take = np.floor(quota).astype(int)

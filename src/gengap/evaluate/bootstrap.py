@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
-from gengap.evaluate.kendall import axis_tau
+from gengap.evaluate.kendall import axis_tau, finite_rows
 
 _DENSE_LIMIT = 3000  # above this many runs, resample with scipy instead of n x n matrices
 
@@ -85,8 +85,7 @@ def granulated_kendall_interval(
     Same definition as :func:`gengap.evaluate.granulated_kendall`; the point estimates equal
     it.
     """
-    data = frame[np.isfinite(frame[measure].to_numpy(dtype=float))
-                 & np.isfinite(frame[target].to_numpy(dtype=float))]
+    data = finite_rows(frame, measure, target)
     n = len(data)
     x, y = data[measure].to_numpy(float), data[target].to_numpy(float)
     w = np.vstack([np.ones(n), bootstrap_weights(n, n_boot, seed)]) if n else np.ones((1, 0))

@@ -68,6 +68,9 @@ class Encoding:
 
     features: list[str]
     categories: dict[str, list[Any]] = field(default_factory=dict)
+    # False: a missing or unseen category is all zeros (predictor files of format version 1,
+    # whose trees were grown so)
+    unseen_as_missing: bool = True
 
     @classmethod
     def fit(cls, frame: pd.DataFrame, features: Sequence[str]) -> Encoding:
@@ -98,7 +101,8 @@ class Encoding:
         for c in self.features:
             if c in self.categories:
                 values = frame[c].map(_plain).tolist()
-                known = np.array([v in self.categories[c] for v in values])
+                known = np.array([v in self.categories[c] or not self.unseen_as_missing
+                                  for v in values])
                 for cat in self.categories[c]:
                     hot = np.array([v == cat for v in values], dtype=float)
                     parts.append(np.where(known, hot, np.nan))

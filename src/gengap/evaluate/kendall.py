@@ -38,13 +38,18 @@ def granulated_kendall(
     too, and an axis with none (a value never varied) gets NaN and is left out of Ψ, the mean
     of the ψ_i. Runs whose measure or target is not finite are dropped first.
     """
-    data = frame[np.isfinite(frame[measure].to_numpy(dtype=float))
-                 & np.isfinite(frame[target].to_numpy(dtype=float))]
+    data = finite_rows(frame, measure, target)
     x, y = data[measure].to_numpy(float), data[target].to_numpy(float)
     per_axis = {axis: float(axis_tau(data, x, y, axis, hyperparameters, np.ones((1, len(x))))[0])
                 for axis in hyperparameters}
     defined = [v for v in per_axis.values() if np.isfinite(v)]
     return (float(np.mean(defined)) if defined else float("nan")), per_axis
+
+
+def finite_rows(frame: pd.DataFrame, measure: str, target: str) -> pd.DataFrame:
+    """The rows of ``frame`` where both ``measure`` and ``target`` are finite."""
+    return frame[np.isfinite(frame[measure].to_numpy(dtype=float))
+                 & np.isfinite(frame[target].to_numpy(dtype=float))]
 
 
 def axis_tau(data: pd.DataFrame, x: np.ndarray, y: np.ndarray, axis: str,

@@ -23,7 +23,8 @@ from gengap.errors import GengapError
 from gengap.evaluate.features import Encoding
 
 FORMAT = "gengap-predictor"
-VERSION = 1
+VERSION = 2  # 2: a missing or unseen category is imputed (1: all zeros)
+READS = (1, 2)
 
 
 @dataclass
@@ -139,11 +140,13 @@ def load_predictor(path: str | Path) -> Predictor:
         raise GengapError(f"{path}: not a predictor file ({err})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise GengapError(f"{path}: not a gengap predictor file")
-    if data.get("version") != VERSION:
-        raise GengapError(f"{path}: predictor format version {data.get('version')!r}; this "
-                          f"gengap reads version {VERSION}")
+    version = data.get("version")
+    if version not in READS:
+        raise GengapError(f"{path}: predictor format version {version!r}; this gengap reads "
+                          f"versions {', '.join(map(str, READS))}")
     try:
-        encoding = Encoding(list(data["features"]), dict(data["categories"]))
+        encoding = Encoding(list(data["features"]), dict(data["categories"]),
+                            unseen_as_missing=version >= 2)
         width = len(encoding.columns)
         trees = [Tree(**t) for t in data["trees"]]
         predictor = Predictor(

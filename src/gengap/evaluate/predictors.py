@@ -133,9 +133,7 @@ def cross_validate(
             raise GengapError(f"leave-one-{groups}-out needs at least two values of {groups!r}")
         splits = LeaveOneGroupOut().split(data, groups=labels)
     else:
-        kept = [c for c in together if c in data.columns]
-        configs = (data[kept].astype(str).agg("|".join, axis=1).to_numpy() if kept
-                   else np.arange(len(data)))
+        configs = configurations(data, together)
         count = len(set(configs.tolist()))
         if not 2 <= folds <= count:
             raise GengapError(f"{folds}-fold cross-validation needs between 2 and {count} "
@@ -160,6 +158,22 @@ def cross_validate(
     return CVResult(pd.DataFrame(rows), pd.concat(parts))
 
 
+def configurations(data: pd.DataFrame, together: Sequence[str]) -> np.ndarray:
+    """One label per row: equal for rows that agree on every column of ``together`` present in
+    ``data``; every row its own when none is present."""
+    kept = [c for c in together if c in data.columns]
+    if not kept:
+        return np.arange(len(data))
+    return data[kept].astype(str).agg("|".join, axis=1).to_numpy()
+
+
+def run_configuration(hyperparameters: Sequence[str]) -> list[str]:
+    """The columns that make one configuration of a population: its hyperparameters and its
+    zoo (the same values in two zoos are two configurations); none without hyperparameters
+    (then each run stands alone)."""
+    return [*hyperparameters, "zoo"] if hyperparameters else []
+
+
 def compare_feature_sets(
     frame: pd.DataFrame,
     measures: Sequence[str],
@@ -181,7 +195,7 @@ def compare_feature_sets(
             rows.append({"features": kind, "note": str(err)})
             continue
         result = cross_validate(frame, columns, target, folds, groups, seed,
-                                together=[*hyperparameters, "zoo"], **trees)
+                                together=run_configuration(hyperparameters), **trees)
         rows.append({"features": kind, "columns": len(columns), **result.summary()})
     return pd.DataFrame(rows)
 

@@ -142,14 +142,14 @@ def _cmi_columns(
     errors: dict[str, list[str]],
 ) -> dict[str, float]:
     sizes = range(min(max_conditioning, len(hyperparameters)) + 1)
-    if grid == "largest":  # the grid again, among the runs where this measure has a value
-        finite = frame[np.isfinite(frame[measure].to_numpy(dtype=float))]
-        if len(finite) < len(frame):
-            frame, levels = largest_complete_subgrid(finite, hyperparameters, levels,
-                                                     replicates)
-            errors.setdefault("on the largest complete sub-grid of the runs where it has a "
-                              "value", []).append(measure)
     try:
+        if grid == "largest":  # the grid again, among the runs where this measure has a value
+            finite = frame[np.isfinite(frame[measure].to_numpy(dtype=float))]
+            if len(finite) < len(frame):
+                frame, levels = largest_complete_subgrid(finite, hyperparameters, levels,
+                                                         replicates)
+                errors.setdefault("on the largest complete sub-grid of the runs where it has "
+                                  "a value", []).append(measure)
         by_size = cmi_by_size(
             frame, measure, hyperparameters, target, max_conditioning=max(sizes),
             grid="none" if grid == "none" else "strict", replicates=replicates, levels=levels,

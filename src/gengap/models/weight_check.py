@@ -16,11 +16,16 @@ def weight_problem(state: Mapping[str, torch.Tensor], model: nn.Module | None = 
                    ) -> str | None:
     """A one-line description of the first problem in ``state``, or None. With ``model``, a
     tensor that is a float in the model (a weight, a running statistic) must be a float in the
-    file too (integers would be cast without a word); every float tensor must be finite."""
+    file too (integers would be cast without a word); without one, so must every weight matrix
+    or kernel (a name ending in ``weight``, 2 or more dimensions); every float tensor must be
+    finite."""
     expected = model.state_dict() if model is not None else {}
     for name, tensor in state.items():
         wanted = expected.get(name)
-        if wanted is not None and wanted.is_floating_point() and not tensor.is_floating_point():
+        # without a model, a weight matrix or kernel (a *weight of 2 or more dimensions)
+        should_float = (wanted.is_floating_point() if wanted is not None else
+                        model is None and name.endswith("weight") and tensor.dim() >= 2)
+        if should_float and not tensor.is_floating_point():
             return f"tensor {name!r} is {str(tensor.dtype).removeprefix('torch.')}, not a float"
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             return f"tensor {name!r} holds NaN or infinite values"

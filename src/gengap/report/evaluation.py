@@ -15,7 +15,7 @@ import pandas as pd
 from gengap import evaluate
 from gengap.errors import GengapError
 from gengap.evaluate.features import FEATURE_SETS, feature_columns
-from gengap.evaluate.predictors import cross_validate
+from gengap.evaluate.predictors import configurations, cross_validate, run_configuration
 
 
 @dataclass
@@ -92,12 +92,13 @@ def _predictors(result: Evaluation, done: pd.DataFrame, measures: list[str], axe
     """Cross-validated gradient-boosted trees on each feature set: the out-of-fold
     predictions and the held-out scores."""
     scores, predictions = [], []
-    configurations = len(done[axes].astype(str).drop_duplicates()) if axes else len(done)
-    folds = min(folds, configurations)
+    together = run_configuration(axes)
+    folds = min(folds, len(set(configurations(done, together).tolist())))
     for kind in FEATURE_SETS:
         try:
             columns = feature_columns(done, kind, measures, axes)
-            fit = cross_validate(done, columns, target, folds=folds, seed=seed, together=axes)
+            fit = cross_validate(done, columns, target, folds=folds, seed=seed,
+                                 together=together)
         except GengapError as err:
             result.note("predictor", f"{kind}: not computed: {err}")
             continue

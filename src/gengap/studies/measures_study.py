@@ -188,7 +188,7 @@ def findings(comparison: pd.DataFrame, groups: pd.DataFrame, frame: pd.DataFrame
     out = [f"{len(done)} of {len(frame)} networks finished; gap from {done.gap.min():.3f} to "
            f"{done.gap.max():.3f}"]
     # a tau over a handful of networks (a measure NaN on most) is not a finding
-    enough = comparison[comparison["n"] >= max(3, len(done) // 2)]
+    enough = comparison[comparison["n"] >= max(3, math.ceil(len(done) / 2))]
     top = enough.dropna(subset=["tau"]).sort_values("tau", ascending=False).head(5)
     out.append("top scalar measures by tau (of those with a value on at least half the "
                "networks): " + ", ".join(

@@ -4,6 +4,7 @@ from one generator seeded by the run's seed, so runs with the same seed see the 
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 
 import torch
@@ -14,8 +15,8 @@ from gengap.specs import TrainSpec
 
 class EpochBatches:
     """Yields ``(x, y)`` minibatches of the training split, epoch after epoch. With
-    ``merge_single`` (a model with batch norm, which cannot train on one example), a last
-    minibatch of one example joins the one before it."""
+    ``merge_single`` (a model that cannot train on one example, :func:`fails_on_one_example`),
+    a last minibatch of one example joins the one before it."""
 
     def __init__(
         self, x: torch.Tensor, y: torch.Tensor, spec: TrainSpec, seed: int, device: torch.device,
@@ -53,9 +54,20 @@ class EpochBatches:
         return xb
 
 
-def has_batch_norm(model: torch.nn.Module) -> bool:
-    """Whether ``model`` holds a batch-norm layer (see ``merge_single``)."""
-    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+def fails_on_one_example(model: torch.nn.Module, example: torch.Tensor) -> bool:
+    """Whether a training-mode forward pass of ``model`` on the single input ``example``
+    (shape (1, ...)) fails: batch norm that sees one value per channel (after a dense layer,
+    or on 1x1 feature maps) raises; wider feature maps train (see ``merge_single``). Tried on
+    a copy, so the model's statistics are left alone."""
+    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return False
+    probe = copy.deepcopy(model).train()
+    try:
+        with torch.no_grad():
+            probe(example)
+    except ValueError:
+        return True
+    return False
 
 
 def _random_crop(xb: torch.Tensor, pad: int, generator: torch.Generator) -> torch.Tensor:

@@ -13,7 +13,7 @@ from gengap.data import Splits
 from gengap.device import resolve_device
 from gengap.models import build_for
 from gengap.specs import RunSpec
-from gengap.train.batches import EpochBatches, has_batch_norm
+from gengap.train.batches import EpochBatches, fails_on_one_example
 from gengap.train.evaluation import evaluate_model
 from gengap.train.optimizers import make_optimizer
 from gengap.train.schedules import lr_factor
@@ -45,7 +45,8 @@ def fit(
     init_state = cpu_state(model)
     optimizer = make_optimizer(model.parameters(), spec)
     batches = EpochBatches(splits.x_train, splits.y_train, spec, run.seed, device,
-                           merge_single=has_batch_norm(model))
+                           merge_single=fails_on_one_example(
+                               model, splits.x_train[:1].to(device)))
     per_epoch = batches.steps_per_epoch
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(spec, step, per_epoch)

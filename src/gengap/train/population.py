@@ -32,7 +32,7 @@ from gengap.device import resolve_device
 from gengap.models import build_for
 from gengap.specs import RunSpec
 from gengap.train.batched_optim import BatchedOptimizer
-from gengap.train.batches import EpochBatches, has_batch_norm
+from gengap.train.batches import EpochBatches, fails_on_one_example
 from gengap.train.optimizers import make_optimizer
 from gengap.train.schedules import lr_factor
 from gengap.train.tracking import RunTracker, State, TrainResult, epoch_row
@@ -224,7 +224,8 @@ def fit_population(
     pop = Population(runs, splits, device)
     spec = runs[0].train
     batches = EpochBatches(splits.x_train, splits.y_train, spec, runs[0].seed, device,
-                           merge_single=has_batch_norm(pop.template))
+                           merge_single=fails_on_one_example(
+                               pop.template, splits.x_train[:1].to(device)))
     per_epoch = batches.steps_per_epoch
     trackers = [RunTracker(run.train, len(splits.x_train), per_epoch) for run in runs]
     finals: dict[int, State] = {}

@@ -34,10 +34,10 @@ class ModelPrediction:
 
 def write_predict(path: str | Path, values: Mapping[str, float | str]) -> Path:
     """Write ``values`` (model id -> float, or ``"EXCEEDED"``) as a ``.predict`` JSON file,
-    atomically. A measure that has no value for a model (NaN) is written as JSON's ``NaN``, as
-    the competition's ingestion (``float(value)`` dumped by Python's json) wrote it; its scorer
-    reads it and ranks the model as tied with every other. A value that is not a number is
-    refused."""
+    atomically. A value that is not finite (a measure's NaN, an infinity) is written as JSON's
+    ``NaN`` or ``Infinity``, as the competition's ingestion (``float(value)`` dumped by Python's
+    json) wrote it; its scorer reads them, ranking a NaN as tied with every model. A value that
+    is not a number is refused."""
     path = Path(path)
     out: dict[str, float | str] = {}
     for model_id, value in values.items():
