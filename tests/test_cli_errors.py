@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -100,3 +101,24 @@ def test_unknown_measure_is_named(tiny_zoo_toml: Path, tmp_path: Path):
     train_zoo(load_zoo_spec(tiny_zoo_toml), out)
     assert_one_line_error(gengap("measure", str(out), "--measures", "sharpnes"),
                           "unknown measure or group 'sharpnes'")
+
+
+def test_ctrl_c_says_that_finished_runs_are_kept(monkeypatch, capsys):
+    import gengap.cli.app as cli
+
+    def interrupted() -> None:  # what click does with a KeyboardInterrupt
+        raise SystemExit(130)
+
+    monkeypatch.setattr(cli, "app", interrupted)
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    assert done.value.code == 130
+    assert "interrupted; finished runs are kept" in capsys.readouterr().err
+
+
+def test_an_address_without_ray_is_refused_before_the_folder_is_made(tiny_zoo_toml: Path,
+                                                                     tmp_path: Path):
+    out = tmp_path / "z"
+    assert_one_line_error(gengap("zoo", "train", str(tiny_zoo_toml), "--out", str(out),
+                                 "--address", "auto"), "--address is for --executor ray")
+    assert not out.exists()

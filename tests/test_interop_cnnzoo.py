@@ -145,6 +145,35 @@ def test_measure_an_imported_zoo_on_the_zoo_preprocessing(tmp_path: Path) -> Non
     assert float(splits.x_train.min()) >= -1.0 and float(splits.x_train.max()) <= 1.0
 
 
+def test_runs_without_usable_initial_weights_are_measured_without_them(tmp_path: Path) -> None:
+    weights = write_cnnzoo(tmp_path / "mnist_zoo")
+    weights[0, :4] = np.inf  # run_a's step 0 is not finite: imported without init
+    np.save(tmp_path / "mnist_zoo" / "weights.npy", weights)
+    write_mnist(tmp_path / "data")
+    store = import_cnnzoo(tmp_path / "mnist_zoo", tmp_path / "zoo")
+    first, second = store.runs()
+    assert not store.weights_path(first.run_id, "init").exists()
+    assert store.weights_path(second.run_id, "init").exists()
+    measure_zoo(store, "param_norm,frobenius_distance", device="cpu",
+                data_dir=tmp_path / "data")
+    frame = store.frame().set_index("run_id")
+    assert np.isfinite(frame["param_norm"]).all()
+    assert np.isnan(frame.loc[first.run_id, "frobenius_distance"])
+    assert np.isfinite(frame.loc[second.run_id, "frobenius_distance"])
+
+
+def test_a_bad_metrics_table_leaves_no_zoo_folder(tmp_path: Path) -> None:
+    write_cnnzoo(tmp_path / "z")
+    metrics = pd.read_csv(tmp_path / "z" / "metrics.csv.gz")
+    metrics["step"] = metrics["step"].astype(object)
+    metrics.loc[3, "step"] = "final"
+    with gzip.open(tmp_path / "z" / "metrics.csv.gz", "wt") as handle:
+        metrics.to_csv(handle, index=False)
+    with pytest.raises(GengapError, match="row 3 has no modeldir or no integer step"):
+        import_cnnzoo(tmp_path / "z", tmp_path / "zoo")
+    assert not (tmp_path / "zoo").exists()
+
+
 def test_bad_files_are_one_line_errors(tmp_path: Path) -> None:
     write_cnnzoo(tmp_path / "z")
     (tmp_path / "z" / "weights.npy").write_bytes(b"\x93NUMPY garbage")

@@ -84,3 +84,10 @@ def test_random_design_from_toml(tmp_path):
     )
     zoo = load_zoo_spec(path)
     assert len(zoo.runs()) == 3 and set(zoo.ranges) == {"train.lr", "train.weight_decay"}
+
+
+def test_status_columns_are_short_unless_two_would_share_a_name():
+    from gengap.cli.steps import short_names
+
+    assert short_names(["run_id", "data.seed", "train.lr", "seed"]) == {
+        "run_id": "run_id", "data.seed": "data.seed", "train.lr": "lr", "seed": "seed"}

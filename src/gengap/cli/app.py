@@ -199,5 +199,13 @@ def main() -> None:
         errors.print(f"gengap: error: {err}", markup=False, highlight=False, soft_wrap=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        errors.print("gengap: interrupted; finished runs are kept, run the command again to resume")
-        sys.exit(130)
+        _interrupted()
+    except SystemExit as done:  # click turns Ctrl-C into exit status 130 before it reaches us
+        if done.code == 130:
+            _interrupted()
+        raise
+
+
+def _interrupted() -> None:
+    errors.print("gengap: interrupted; finished runs are kept, run the command again to resume")
+    sys.exit(130)

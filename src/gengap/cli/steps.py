@@ -20,7 +20,7 @@ def train_step(
     zoo: ZooSpec, out: Path, workers: int, device: str, data_dir: Path | None,
     executor: str = "local", address: str | None = None, population: str = "off",
 ) -> Store:
-    check_options(executor, population)  # bad options and a bad folder fail here, before
+    check_options(executor, population, address)  # bad options and a bad folder fail here, before
     before = Store.create(out, zoo)  # any folder is made or any progress drawn
     counts = {**before.counts()}
     before.close()
@@ -95,11 +95,18 @@ def status_table(store: Store) -> None:
         return
     columns = ["run_id", "status", *zoo.hyperparameters, "seed"]
     columns += [c for c in ("train_acc", "test_acc", "gap", "epochs") if c in frame.columns]
-    shown = frame[columns].rename(columns=lambda c: c.rsplit(".", 1)[-1])
-    console.print(frame_table(shown))
+    console.print(frame_table(frame[columns].rename(columns=short_names(columns))))
     failed = frame[frame["status"] == "failed"]
     for row in failed.itertuples():
         console.print(f"[red]failed[/] {row.run_id}: {row.reason}")
+
+
+def short_names(columns: list[str]) -> dict[str, str]:
+    """Each dotted column by its last part (``train.lr`` -> ``lr``) where that part names one
+    column only; the full name where two would collide (``data.seed`` beside ``seed``)."""
+    last = [c.rsplit(".", 1)[-1] for c in columns]
+    return {c: short if last.count(short) == 1 else c
+            for c, short in zip(columns, last, strict=True)}
 
 
 def _short_axis(column: str) -> str:

@@ -183,6 +183,19 @@ def read_cnnzoo(folder: str | Path) -> CnnZoo:
     missing = {"modeldir", "step"} - set(metrics.columns)
     if missing:
         raise GengapError(f"{paths['metrics.csv.gz']}: missing column {sorted(missing)[0]!r}")
+    if not len(metrics):
+        raise GengapError(f"{paths['metrics.csv.gz']}: no checkpoints")
+    steps = pd.to_numeric(metrics["step"], errors="coerce")
+    if steps.isna().any() or metrics["modeldir"].isna().any():
+        row = int((steps.isna() | metrics["modeldir"].isna()).to_numpy().argmax())
+        raise GengapError(f"{paths['metrics.csv.gz']}: row {row} has no modeldir or no integer "
+                          f"step ({metrics['step'].iloc[row]!r})")
+    metrics = metrics.assign(step=steps.astype(np.int64))
+    if "config.dataset" in metrics.columns:
+        unknown = sorted(set(metrics["config.dataset"].dropna().astype(str)) - set(INPUTS))
+        if unknown:
+            raise GengapError(f"{paths['metrics.csv.gz']}: unknown config.dataset "
+                              f"{unknown[0]!r} (known: {', '.join(INPUTS)})")
     return CnnZoo(folder, weights, layout, metrics)
 
 
@@ -259,22 +272,30 @@ def import_cnnzoo(
 ) -> Store:
     """Import a Small CNN Zoo folder into the zoo folder ``out``: one ``done`` run per network
     (its last checkpoint, and step 0 as ``init``), its accuracies and losses as metrics and its
-    hyperparameters as ``hp.<name>`` columns. ``limit`` keeps the first N networks."""
+    hyperparameters as ``hp.<name>`` columns. ``limit`` keeps the first N networks. A network
+    whose final weights are not finite is a ``failed`` run; one whose step-0 weights are not
+    has no ``init`` (the measures that need it are left out for it)."""
     zoo = read_cnnzoo(folder)
     pairs = final_rows(zoo)[:limit] if limit else final_rows(zoo)
     spec = cnnzoo_spec(zoo, [final for final, _ in pairs])
+    # every network's layers and shapes, checked before the zoo folder is made
+    networks = {final: build_keras(zoo.keras_config(final), zoo.folder / "layout.csv")
+                for final, _ in pairs}
+    for final, net in networks.items():
+        zoo.state(final, net)
     store = Store.create(out, spec)
     done = {run.run_id for run in store.runs(status="done")}
     for run, (final, init) in zip(spec.runs(), pairs, strict=True):
         if run.run_id not in done:
-            net = build_keras(zoo.keras_config(final), zoo.folder / "layout.csv")
+            net = networks[final]
             state = zoo.state(final, net)
             problem = weight_problem(state)
             if problem:
-                store.record(run.run_id, "failed", {}, [], reason=problem)
+                store.record(run.run_id, "failed", _metrics(zoo, final), [], reason=problem)
             else:
-                if init is not None:
-                    store.save_weights(run.run_id, "init", zoo.state(init, net))
+                start = zoo.state(init, net) if init is not None else None
+                if start is not None and not weight_problem(start):  # else: no initial weights
+                    store.save_weights(run.run_id, "init", start)
                 store.save_weights(run.run_id, "final", state)
                 store.record(run.run_id, "done", _metrics(zoo, final), history=[])
         if on_run:

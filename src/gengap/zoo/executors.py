@@ -26,9 +26,8 @@ def run_local(
     tasks: list[Task], root: str, workers: int = 1, device: str = "auto",
     data_dir: str | None = None, address: str | None = None,
 ) -> Iterator[RunOutcome]:
-    """Yield outcomes as tasks finish, running ``workers`` tasks at a time."""
-    if address:
-        raise GengapError("--address is for --executor ray")
+    """Yield outcomes as tasks finish, running ``workers`` tasks at a time (``address`` is
+    Ray's; :func:`gengap.zoo.run.check_options` refuses it here)."""
     if workers <= 1:
         for task in tasks:
             yield from train_task(task, root, device, data_dir)

@@ -54,6 +54,11 @@ def missing_measures(wanted: list[str], have: set[str]) -> list[str]:
     return [n for n in wanted if not stored(n)]
 
 
+def has_init(store: Store, run: RunSpec) -> bool:
+    """Whether the run has initial weights (a trained run always; an imported one may not)."""
+    return store.weights_path(run.run_id, "init").is_file()
+
+
 def measure_run(
     store: Store, run: RunSpec, names: list[str], splits: Splits, metrics: dict[str, Any],
     device: str = "auto", options: MeasureOptions | None = None,
@@ -67,7 +72,7 @@ def measure_run(
     on the test split's inputs."""
     ctx = MeasureContext(
         load_model(store, run, splits, "final"),
-        init_model=load_model(store, run, splits, "init"),
+        init_model=load_model(store, run, splits, "init") if has_init(store, run) else None,
         x_train=splits.x_train,
         y_train=splits.y_train,
         device=device,
@@ -139,6 +144,8 @@ def measure_zoo(
     partners = seed_partners(done)
     for run in done:
         missing = wanted if recompute else missing_measures(wanted, have.get(run.run_id, set()))
+        if not has_init(store, run):  # an import without a step-0 checkpoint: left out
+            missing = [n for n in missing if "init_weights" not in measures.get(n).needs]
         if run.run_id not in partners:  # no seed twin (yet): agreement measures wait
             missing = [n for n in missing if "second_model" not in measures.get(n).needs]
         elif not any("second_model" in measures.get(n).needs for n in missing):

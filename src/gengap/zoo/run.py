@@ -35,7 +35,7 @@ def train_zoo(
     where a probe measures it faster). ``on_start(pending, total)`` is called once,
     ``on_outcome`` after each recorded run, ``on_probe(group, speedup)`` after each probe.
     """
-    run = check_options(executor, population)
+    run = check_options(executor, population, address)
     check_runs(zoo, f"zoo {zoo.name!r}")  # before the folder exists: a typo leaves none
     store = Store.create(out, zoo)
     pending = store.runs(status="pending")
@@ -57,8 +57,11 @@ def train_zoo(
     return store
 
 
-def check_options(executor: str, population: str) -> Executor:
-    """The executor named ``executor``; a one-line error for it or a bad population mode."""
+def check_options(executor: str, population: str, address: str | None = None) -> Executor:
+    """The executor named ``executor``; a one-line error for it, a bad population mode, or an
+    ``address`` given to an executor other than Ray."""
     if population not in ("auto", "on", "off"):
         raise GengapError(f"unknown population mode {population!r} (use auto, on or off)")
+    if address and executor != "ray":
+        raise GengapError("--address is for --executor ray")
     return executors.get(executor)
