@@ -114,4 +114,4 @@ class _AllOnes(nn.Module):
         self.register_buffer("row", torch.ones(width) if row is None else row.detach())
 
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
-        return self.row.expand(*tokens.shape, -1).to(self.row.device)
+        return self.row.to(tokens.device).expand(*tokens.shape, -1)
