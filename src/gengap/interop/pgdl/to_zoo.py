@@ -109,10 +109,12 @@ def _copy_model(task: PgdlTask, model_id: str, store: Store, run_id: str) -> Non
     init = task.state(model_id, "init")
     if final is None:  # only "init" can be absent
         raise GengapError(f"{task.root / model_id}: missing weights.hdf5")
-    problem = weight_problem(final) or (weight_problem(init) if init is not None else None)
+    problem = weight_problem(final)
     if problem:  # kept, as a diverged run is, and never measured
         store.record(run_id, "failed", {"pgdl_model": model_id}, [], reason=problem)
         return
+    if init is not None and weight_problem(init):  # as a Small CNN Zoo import: no init then
+        init = None
     if init is not None:
         store.save_weights(run_id, "init", init)
     store.save_weights(run_id, "final", final)
