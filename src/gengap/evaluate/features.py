@@ -116,16 +116,15 @@ class Encoding:
             return np.zeros((len(frame), 0))
         return np.column_stack(parts)
 
-    def missing(self, frame: pd.DataFrame) -> np.ndarray:
-        """(rows, features): which features of each row are missing or an unseen category,
-        so imputed."""
-        raw, out, at = self.transform(frame), [], 0
+    def missing(self, raw: np.ndarray) -> np.ndarray:
+        """(rows, features): which features of each row of ``raw`` (:meth:`transform`'s
+        matrix) are missing or an unseen category, so imputed."""
+        out, at = [], 0
         for c in self.features:
             width = len(self.categories[c]) if c in self.categories else 1
-            out.append(np.isnan(raw[:, at : at + width]).any(axis=1) if width else
-                       np.zeros(len(frame), dtype=bool))
+            out.append(np.isnan(raw[:, at : at + width]).any(axis=1))
             at += width
-        return np.column_stack(out) if out else np.zeros((len(frame), 0), dtype=bool)
+        return np.column_stack(out) if out else np.zeros((len(raw), 0), dtype=bool)
 
 
 def _numeric(series: pd.Series) -> bool:

@@ -96,7 +96,7 @@ class Predictor:
         low, high = np.asarray(self.low), np.asarray(self.high)
         outside = (raw < low[None, :] - 1e-12) | (raw > high[None, :] + 1e-12)
         return pd.DataFrame(
-            {"imputed": self.encoding.missing(frame).sum(axis=1),
+            {"imputed": self.encoding.missing(raw).sum(axis=1),
              "out_of_range": outside.sum(axis=1)},
             index=frame.index,
         )

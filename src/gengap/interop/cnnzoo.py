@@ -19,6 +19,7 @@ and its step-0 checkpoint (when the file has it) as ``init``.
 
 from __future__ import annotations
 
+import json
 import re
 import zipfile
 from collections.abc import Callable
@@ -278,16 +279,19 @@ def import_cnnzoo(
     zoo = read_cnnzoo(folder)
     pairs = final_rows(zoo)[:limit] if limit else final_rows(zoo)
     spec = cnnzoo_spec(zoo, [final for final, _ in pairs])
-    # every network's layers and shapes, checked before the zoo folder is made
-    networks = {final: build_keras(zoo.keras_config(final), zoo.folder / "layout.csv")
-                for final, _ in pairs}
-    for final, net in networks.items():
-        zoo.state(final, net)
+    # one network per distinct Keras config (activation, dropout), its layers and shapes
+    # checked on one of its rows before the zoo folder is made
+    networks: dict[str, KerasSequential] = {}
+    for final, _ in pairs:
+        config = json.dumps(zoo.keras_config(final), sort_keys=True)
+        if config not in networks:
+            networks[config] = build_keras(json.loads(config), zoo.folder / "layout.csv")
+            zoo.state(final, networks[config])
     store = Store.create(out, spec)
     done = {run.run_id for run in store.runs(status="done")}
     for run, (final, init) in zip(spec.runs(), pairs, strict=True):
         if run.run_id not in done:
-            net = networks[final]
+            net = networks[json.dumps(zoo.keras_config(final), sort_keys=True)]
             state = zoo.state(final, net)
             problem = weight_problem(state)
             if problem:

@@ -11,6 +11,7 @@ pair is a continuous range of the random design: ``lr = { log_uniform = [1e-3, 0
 from __future__ import annotations
 
 import tomllib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, get_origin
 
@@ -78,18 +79,19 @@ def check_runs(zoo: ZooSpec, source: str) -> None:
         runs = zoo.runs()
     except GengapError as err:
         raise GengapError(f"{source}: {err}") from None
-    unknown = sorted({run.arch.family for run in runs} - set(families.names()))
-    if unknown:
-        raise GengapError(f"{source}: [arch] family: unknown architecture family {unknown[0]!r} "
-                          f"(known: {', '.join(families.names())})")
+    for family in sorted({run.arch.family for run in runs}):
+        _named(source, "[arch] family: ", families.get, family)
     for data in {run.data.canonical_json(): run.data for run in runs}.values():
-        if data.name not in sources:
-            raise GengapError(f"{source}: [data] name: unknown data source {data.name!r} "
-                              f"(known: {', '.join(sources.names())})")
-        try:
-            source_options(data)
-        except GengapError as err:
-            raise GengapError(f"{source}: [data.options] {err}") from None
+        _named(source, "[data] name: ", sources.get, data.name)
+        _named(source, "[data.options] ", source_options, data)  # its message names the option
+
+
+def _named(source: str, place: str, check: Callable[[Any], Any], value: Any) -> None:
+    """``check(value)``, its one-line error prefixed with the file and the key."""
+    try:
+        check(value)
+    except GengapError as err:
+        raise GengapError(f"{source}: {place}{err}") from None
 
 
 def _split_axes(
