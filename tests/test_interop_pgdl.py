@@ -425,14 +425,19 @@ def test_import_task_as_zoo_then_measure_and_evaluate(task_dir, tmp_path: Path) 
 
 def test_a_model_with_nan_weights_is_imported_failed_and_predicted_nan(task_dir, tmp_path):
     root, _ = task_dir
-    with h5py.File(root / "model_3" / "weights.hdf5", "r+") as f:
-        def poison(name: str, obj: object) -> None:
-            if isinstance(obj, h5py.Dataset) and name.endswith("kernel:0"):
-                obj[...] = np.nan
-        f.visititems(poison)
+    def poison(name: str, obj: object) -> None:
+        if isinstance(obj, h5py.Dataset) and name.endswith("kernel:0"):
+            obj[...] = np.nan
+
+    for path in (root / "model_3" / "weights.hdf5", root / "model_5" / "weights_init.hdf5"):
+        with h5py.File(path, "r+") as f:
+            f.visititems(poison)
     task = load_task(root)
     store = import_task(task, tmp_path / "zoo")
     frame = store.frame().set_index("pgdl_model")
+    model_5 = frame.loc["model_5", "run_id"]  # its initial weights only: done, without init
+    assert frame.loc["model_5", "status"] == "done"
+    assert not store.weights_path(model_5, "init").exists()
     assert frame.loc["model_3", "status"] == "failed"
     assert "holds NaN or infinite values" in frame.loc["model_3", "reason"]
     assert (frame.drop("model_3")["status"] == "done").all()
