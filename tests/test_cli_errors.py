@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import socket
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -122,3 +125,44 @@ def test_an_address_without_ray_is_refused_before_the_folder_is_made(tiny_zoo_to
     assert_one_line_error(gengap("zoo", "train", str(tiny_zoo_toml), "--out", str(out),
                                  "--address", "auto"), "--address is for --executor ray")
     assert not out.exists()
+
+
+def test_a_ray_address_nobody_answers_at_is_refused_at_once(tiny_zoo_toml: Path,
+                                                             tmp_path: Path):
+    """ray.init would retry a dead HOST:PORT for minutes; a closed local port is refused."""
+    with socket.socket() as probe:  # a port that was free a moment ago: nothing listens
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "z"
+    result = gengap("zoo", "train", str(tiny_zoo_toml), "--out", str(out),
+                    "--executor", "ray", "--address", f"127.0.0.1:{port}")
+    assert_one_line_error(result, f"ray: nothing answers at '127.0.0.1:{port}'")
+    assert not out.exists()
+    assert_one_line_error(gengap("zoo", "train", str(tiny_zoo_toml), "--out", str(out),
+                                 "--executor", "ray", "--address", "headnode"),
+                          "is not HOST:PORT")
+
+
+def test_ray_addresses_split_into_host_and_port():
+    from gengap.errors import GengapError
+    from gengap.zoo.ray_address import check_reachable, split_host_port
+
+    assert split_host_port("10.0.0.2:6379") == ("10.0.0.2", 6379)
+    assert split_host_port("[::1]:6379") == ("::1", 6379)
+    for bad in ("6379", ":6379", "host:", "host:port", "host:70000", "host:0"):
+        with pytest.raises(GengapError, match="is not HOST:PORT"):
+            split_host_port(bad)
+    for left_to_ray in (None, "auto", "local", "ray://head:10001"):
+        check_reachable(left_to_ray)  # no probe, no error
+    with socket_listening() as port:
+        check_reachable(f"127.0.0.1:{port}")
+
+
+
+@contextlib.contextmanager
+def socket_listening() -> Iterator[int]:
+    """A local port that accepts connections while the block runs."""
+    with socket.socket() as server:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        yield server.getsockname()[1]

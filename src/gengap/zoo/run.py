@@ -9,6 +9,7 @@ from gengap.errors import GengapError
 from gengap.specs import RunSpec, ZooSpec
 from gengap.zoo.executors import Executor, executors
 from gengap.zoo.planning import PopulationMode, plan_tasks
+from gengap.zoo.ray_address import check_reachable
 from gengap.zoo.spec_file import check_runs
 from gengap.zoo.store import Store
 from gengap.zoo.worker import RunOutcome
@@ -59,9 +60,11 @@ def train_zoo(
 
 def check_options(executor: str, population: str, address: str | None = None) -> Executor:
     """The executor named ``executor``; a one-line error for it, a bad population mode, or an
-    ``address`` given to an executor other than Ray."""
+    ``address`` given to an executor other than Ray or that nothing answers at."""
     if population not in ("auto", "on", "off"):
         raise GengapError(f"unknown population mode {population!r} (use auto, on or off)")
     if address and executor != "ray":
         raise GengapError("--address is for --executor ray")
-    return executors.get(executor)
+    found = executors.get(executor)
+    check_reachable(address)  # before the zoo folder is made
+    return found
