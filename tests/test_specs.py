@@ -32,6 +32,20 @@ def test_seeds_multiply_the_grid():
     assert sorted({r.seed for r in zoo.runs()}) == [0, 1, 2]
 
 
+def test_runs_are_expanded_once_per_spec_and_not_shared_with_an_edited_copy(monkeypatch):
+    zoo = parse_zoo_spec({"seeds": [0, 1], "arch": {"width": [4, 8]}})
+    first = zoo.runs()
+    expansions = []
+    expand = type(zoo)._expand
+    monkeypatch.setattr(type(zoo), "_expand", lambda self: expansions.append(1) or expand(self))
+    again = zoo.runs()
+    again.pop()  # the caller's list, not the cache
+    assert zoo.runs() == first and len(first) == 4 and not expansions
+    other = zoo.model_copy(update={"seeds": (7,)})
+    assert sorted({r.seed for r in other.runs()}) == [7] and len(other.runs()) == 2
+    assert expansions == [1]
+
+
 @pytest.mark.parametrize(
     ("raw", "expected"),
     [

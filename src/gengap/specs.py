@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SerializationInfo,
     SerializerFunctionWrapHandler,
     ValidationError,
@@ -324,6 +325,7 @@ class ZooSpec(_Spec):
     train: TrainSpec = TrainSpec()
     axes: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
     ranges: dict[str, Range] = Field(default_factory=dict)
+    _runs: tuple[str, list[RunSpec]] | None = PrivateAttr(None)  # (spec JSON, runs())
 
     @model_validator(mode="after")
     def _check_axes(self) -> ZooSpec:
@@ -370,7 +372,15 @@ class ZooSpec(_Spec):
 
     def runs(self) -> list[RunSpec]:
         """Every run of the zoo, in a fixed order (axes as given, seeds innermost). A random
-        design that draws the same point twice trains it once."""
+        design that draws the same point twice trains it once. Expanded once per spec (a
+        6,561-run grid takes about 2 s), kept with the spec's JSON, which a copy with other
+        fields (``model_copy(update=...)``) does not match."""
+        key = self.model_dump_json()
+        if self._runs is None or self._runs[0] != key:
+            self._runs = (key, self._expand())
+        return list(self._runs[1])
+
+    def _expand(self) -> list[RunSpec]:
         base = self.base().model_dump()
         runs: dict[str, RunSpec] = {}
         for values in self._points():
