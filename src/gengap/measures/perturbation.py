@@ -8,6 +8,8 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from gengap.models.channels_last import channels_last_safe
+
 
 class FlatNet:
     """``model`` (kept in eval mode) with its parameters read from a flat float32 vector.
@@ -26,8 +28,9 @@ class FlatNet:
         self.buffers = {n: b for n, b in self.model.named_buffers()}
         self.device = device
         # oneDNN's convolutions run faster on channels-last kernels (bench NiN: a forward and
-        # backward pass 1.2x, a forward alone no slower), well worth a copy of them per call
-        self.channels_last = device.type == "cpu"
+        # backward pass 1.2x, a forward alone no slower), well worth a copy of them per call,
+        # where torch's backward is safe in that order
+        self.channels_last = device.type == "cpu" and channels_last_safe(self.model)
 
     def unflatten(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
         """The parameters as named tensors (views of ``vector``; conv kernels channels-last

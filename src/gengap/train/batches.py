@@ -43,7 +43,7 @@ class EpochBatches:
         perm = torch.randperm(len(self.x), generator=self.generator).to(self.device)
         for start, end in zip(self.starts, self.ends, strict=True):
             idx = perm[start:end]
-            yield self._augment(self.x[idx]), self.y[idx]
+            yield plain_strides(self._augment(self.x[idx])), self.y[idx]
 
     def _augment(self, xb: torch.Tensor) -> torch.Tensor:
         if self.spec.flip:
@@ -52,6 +52,16 @@ class EpochBatches:
         if self.spec.crop:
             xb = _random_crop(xb, self.spec.crop, self.generator)
         return xb
+
+
+def plain_strides(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in row-major memory order with the plain strides. A 1-channel image batch made by
+    a permute (the crop above, an (N, H, W, 1) file) passes ``is_contiguous()`` with
+    channels-last strides, which then spread through the network; see
+    :func:`gengap.models.channels_last.channels_last_safe` for why that can crash training."""
+    if x.is_contiguous() and x.stride() == torch.empty(x.shape, device="meta").stride():
+        return x
+    return x.clone(memory_format=torch.contiguous_format)
 
 
 def fails_on_one_example(model: torch.nn.Module, example: torch.Tensor) -> bool:
