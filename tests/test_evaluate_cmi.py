@@ -126,6 +126,13 @@ def test_seeds_as_replicates_and_the_largest_complete_subgrid():
     assert np.isnan(values["never"])
     assert any("largest complete sub-grid of the runs where it has a value" in n
                for n in table.attrs["notes"])
+    # with seeds as replicates too (an empty seed axis once made every cell "complete")
+    seeded = pd.concat([gapped.assign(seed=0), gapped.assign(seed=1)])
+    table = ranking_table(seeded, ["m", "never"], ["a", "b"], metrics=("cmi",),
+                          grid="largest", replicates="seed")
+    assert np.isnan(table.set_index("measure")["cmi"]["never"])
+    with pytest.raises(GengapError, match="no model at all"):
+        largest_complete_subgrid(seeded.iloc[:0], ["a", "b"], replicates="seed")
 
 
 def test_scorer_string_keys_skip_values_of_another_type():

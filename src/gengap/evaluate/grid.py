@@ -125,6 +125,8 @@ def largest_complete_subgrid(
     subsets first and lower values first). Cells with more than one model stay non-unique
     and are refused later by :func:`check_grid`.
     """
+    if frame.empty:  # else an empty replicate axis would make every cell "complete"
+        raise GengapError(f"{NOT_COMPLETE} no model at all in the grid")
     levels = grid_levels(frame, hyperparameters, levels)
     if not hyperparameters:
         return frame, levels
@@ -137,7 +139,7 @@ def largest_complete_subgrid(
     kept = {h: [levels[h][i] for i in idx] for h, idx in zip(hyperparameters, best, strict=True)}
     mask = np.ones(len(frame), dtype=bool)
     for h in hyperparameters:
-        mask &= np.array([v in kept[h] for v in frame[h].tolist()])
+        mask &= np.array([v in kept[h] for v in frame[h].tolist()], dtype=bool)
     return frame[mask], kept
 
 
