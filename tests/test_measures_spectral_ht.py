@@ -218,6 +218,30 @@ def test_spectra_command_prints_the_table(tmp_path) -> None:
     save_file({**state, first: state[first].long()}, str(path))  # integer weights: refused
     refused = CliRunner().invoke(app, ["spectra", str(path), "--no-randomize"])
     assert f"tensor {first!r} is int64, not a float" in str(refused.exception)
+    save_file({**state, first: torch.zeros(0, 5)}, str(path))  # no weights: no spectrum
+    refused = CliRunner().invoke(app, ["spectra", str(path), "--no-randomize"])
+    assert f"tensor {first!r} is empty (shape (0, 5))" in str(refused.exception)
+    save_file({**state, first: torch.zeros_like(state[first])}, str(path))  # a zeroed layer
+    table = CliRunner().invoke(app, ["spectra", str(path), "--no-randomize"])
+    assert table.exit_code == 0, table.output
+
+
+def test_an_esd_with_no_mass_has_no_mp_fit_and_leaves_the_others_alone() -> None:
+    """An all-zero matrix (its ESD all zeros) crashed the batched fit; now its row is NaN."""
+    rng = np.random.default_rng(1)
+    w = rng.standard_normal((300, 100))
+    evals = torch.tensor(np.sort(np.linalg.svd(w, compute_uv=False) ** 2))
+    both = fit_mp(torch.stack([evals, torch.zeros_like(evals)]), 300, 100)
+    alone = fit_mp(evals[None], 300, 100)
+    for field in ("sigma_mp", "bulk_max", "mp_softrank", "num_spikes"):
+        assert float(getattr(both, field)[0]) == float(getattr(alone, field)[0])
+        assert math.isnan(float(getattr(both, field)[1]))
+    model = nn.Sequential(nn.Linear(64, 32), nn.ReLU(), nn.Linear(32, 10))
+    with torch.no_grad():
+        model[0].weight.zero_()
+    values = compute(MeasureContext(model, None, torch.randn(8, 64), torch.zeros(8).long()),
+                     ["mp_softrank", "alpha"])
+    assert all(math.isfinite(v) for v in values.values())  # the mean of the other layer
 
 
 def test_linear_kde_on_an_even_grid_equals_sklearn() -> None:

@@ -17,8 +17,8 @@ def weight_problem(state: Mapping[str, torch.Tensor], model: nn.Module | None = 
     """A one-line description of the first problem in ``state``, or None. With ``model``, a
     tensor that is a float in the model (a weight, a running statistic) must be a float in the
     file too (integers would be cast without a word); without one, so must every weight matrix
-    or kernel (a name ending in ``weight``, 2 or more dimensions); every float tensor must be
-    finite."""
+    or kernel (a name ending in ``weight``, 2 or more dimensions); such a tensor must not be
+    empty; every float tensor must be finite."""
     expected = model.state_dict() if model is not None else {}
     for name, tensor in state.items():
         wanted = expected.get(name)
@@ -27,6 +27,8 @@ def weight_problem(state: Mapping[str, torch.Tensor], model: nn.Module | None = 
                         model is None and name.endswith("weight") and tensor.dim() >= 2)
         if should_float and not tensor.is_floating_point():
             return f"tensor {name!r} is {str(tensor.dtype).removeprefix('torch.')}, not a float"
+        if should_float and tensor.numel() == 0:  # a layer with no weights has no spectrum
+            return f"tensor {name!r} is empty (shape {tuple(tensor.shape)})"
         if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
             return f"tensor {name!r} holds NaN or infinite values"
     return None

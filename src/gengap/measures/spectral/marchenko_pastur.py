@@ -117,9 +117,15 @@ def _equal(
 
 def fit_mp(evals: torch.Tensor, n_rows: int, n_cols: int) -> MPFit:
     """MP fit of a batch of ESDs (B, n) of N × M slices (N = ``n_rows`` ≥ M = ``n_cols``)."""
+    # an ESD without positive finite mass (an all-zero matrix) has no shape to fit: NaN, fitted
+    # on a stand-in so that the batch's other ESDs are unaffected
+    total = evals.double().sum(dim=1)
+    shapeless = ~(torch.isfinite(total) & (total > 0))
+    evals = torch.where(shapeless[:, None], torch.ones_like(evals), evals)
     rows = max(1, CHUNK // (40 * GRID_POINTS))  # ESDs per block: ≤ 40 σ at a time
     parts = [_fit_mp(evals[i : i + rows], n_rows, n_cols) for i in range(0, len(evals), rows)]
-    return MPFit(*(torch.cat([getattr(p, f) for p in parts]) for f in MPFit.__dataclass_fields__))
+    return MPFit(*(torch.cat([getattr(p, f) for p in parts]).masked_fill(shapeless, math.nan)
+                   for f in MPFit.__dataclass_fields__))
 
 
 def _fit_mp(evals: torch.Tensor, n_rows: int, n_cols: int) -> MPFit:
