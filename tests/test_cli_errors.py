@@ -69,6 +69,9 @@ def test_missing_files_and_folders(tmp_path: Path):
                           "no such zoo folder")
     (tmp_path / "empty").mkdir()
     assert_one_line_error(gengap("measure", str(tmp_path / "empty")), "not a gengap zoo")
+    (tmp_path / "ranked.csv").write_text("measure,tau\n")
+    assert_one_line_error(gengap("zoo", "status", str(tmp_path / "ranked.csv")),
+                          "ranked.csv: a file, not a zoo folder")
 
 
 def test_a_different_spec_does_not_touch_an_existing_store(tiny_zoo_toml: Path, tmp_path: Path):

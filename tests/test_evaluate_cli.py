@@ -63,6 +63,25 @@ def test_output_files_are_checked_before_the_work_and_their_folder_made(tmp_path
     assert list(pd.read_csv(deep)["measure"]) == ["good", "noise"]
 
 
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_a_refused_table_write_is_one_line():
+    from gengap.cli.outputs import write_table
+
+    with pytest.raises(GengapError, match=r"/proc/gengap-refused.csv: cannot write"):
+        write_table(pd.DataFrame({"a": [1]}), Path("/proc/gengap-refused.csv"))
+
+
+def test_an_output_folder_that_is_not_writable_is_refused_before_the_work(tmp_path,
+                                                                        monkeypatch):
+    from gengap.cli import outputs
+
+    # the test may run as root, who writes anywhere: the system's answer is simulated
+    monkeypatch.setattr(outputs.os, "access", lambda path, mode: Path(path) != tmp_path)
+    with pytest.raises(GengapError, match="its folder is not writable"):
+        outputs.output_file(tmp_path / "ranked.csv", (".csv",))
+    assert outputs.output_file(tmp_path / "sub" / "ranked.csv", (".csv",))
+
+
 @pytest.mark.slow  # a fresh interpreter imports all of gengap
 def test_an_incomplete_grid_is_one_line_and_exit_2(tmp_path):
     table = grid_table(tmp_path / "zoo.csv", holes=1)

@@ -3,6 +3,7 @@ failure after it would lose the results), and tables written by their suffix."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pandas as pd
@@ -25,12 +26,18 @@ def output_file(path: Path | None, suffixes: tuple[str, ...] | None = None) -> P
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise GengapError(f"{path}: cannot make its folder ({err.strerror})") from None
+    if not os.access(path.parent, os.W_OK):
+        raise GengapError(f"{path}: its folder is not writable")
     return path
 
 
 def write_table(table: pd.DataFrame, out: Path) -> None:
-    """``table`` as ``out`` (.csv or .parquet, see :func:`output_file`)."""
-    if out.suffix == ".parquet":
-        table.to_parquet(out, index=False)
-    else:
-        table.to_csv(out, index=False)
+    """``table`` as ``out`` (.csv or .parquet, see :func:`output_file`); a one-line error when
+    the system refuses the write (the folder was writable when checked, or is a special one)."""
+    try:
+        if out.suffix == ".parquet":
+            table.to_parquet(out, index=False)
+        else:
+            table.to_csv(out, index=False)
+    except OSError as err:
+        raise GengapError(f"{out}: cannot write ({err.strerror or err})") from None

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from gengap.cli.console import console, frame_table
-from gengap.cli.outputs import output_file
+from gengap.cli.outputs import output_file, write_table
 from gengap.errors import GengapError
 
 SHOWN = ["layer_id", "name", "kind", "N", "M", "num_evals", "alpha", "D", "xmin",
@@ -42,7 +42,7 @@ def spectra(
     console.print("model (mean over layers with ≥ 8 eigenvalues): " + ", ".join(
         f"{k} {v:.4g}" for k, v in means.items() if v == v))
     if out is not None:
-        table.to_csv(out, index=False)
+        write_table(table, out)
         console.print(f"wrote {out}")
 
 

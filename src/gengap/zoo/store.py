@@ -64,6 +64,8 @@ class Store:
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
         db = self.root / DB_NAME
+        if self.root.is_file():
+            raise GengapError(f"{self.root}: a file, not a zoo folder")
         if not self.root.is_dir():
             raise GengapError(f"{self.root}: no such zoo folder")
         if not db.is_file():
