@@ -185,3 +185,18 @@ def test_bad_train_spec_values():
         TrainSpec(checkpoints=(3, 1))
     with pytest.raises(ValueError):
         TrainSpec(optimizer="lbfgs")
+
+
+def test_evaluation_sums_losses_without_float32_overflow():
+    """Each loss 3e35 is a float32, their sum over a 2,048-example chunk is not (a population
+    sums in other chunks, so the two disagreed on whether the run diverged)."""
+    from torch import nn
+
+    from gengap.train.evaluation import evaluate_model
+
+    model = nn.Linear(2, 2)
+    with torch.no_grad():
+        model.weight.zero_()
+        model.bias.copy_(torch.tensor([0.0, 3e35]))
+    loss, accuracy = evaluate_model(model, torch.zeros(3000, 2), torch.zeros(3000).long())
+    assert loss == pytest.approx(3e35, rel=1e-6) and accuracy == 0.0

@@ -19,7 +19,9 @@ def evaluate_model(
         xb = x[start : start + batch_size].to(device)
         yb = y[start : start + batch_size].to(device)
         logits = model(xb)
-        loss_sum += float(nn.functional.cross_entropy(logits, yb, reduction="sum"))
+        # summed in float64, as a population sums it: a float32 sum of huge losses overflows
+        # to inf at a chunk size the other does not reach
+        loss_sum += float(nn.functional.cross_entropy(logits, yb, reduction="none").double().sum())
         correct += int((logits.argmax(1) == yb).sum())
     model.train(was_training)
     return loss_sum / len(x), correct / len(x)

@@ -209,7 +209,7 @@ class Population:
             ce = nn.functional.cross_entropy(
                 logits.flatten(0, 1), yb.repeat(p), reduction="none"
             ).view(p, -1)
-            loss_sum += ce.sum(1).double()
+            loss_sum += ce.double().sum(1)
             correct += (logits.argmax(-1) == yb).sum(1)
         return [(float(loss_sum[i]) / len(x), int(correct[i]) / len(x)) for i in range(p)]
 
