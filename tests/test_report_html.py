@@ -143,6 +143,37 @@ def test_a_zoo_with_nothing_trained_yet(tmp_path: Path):
     assert "no finished runs yet" in page
 
 
+def store_with_metrics(root: Path, metrics: dict[str, float | str]) -> Store:
+    """A 2x2 grid, every run done with ``metrics`` and one measure."""
+    zoo = ZooSpec(name="odd", seeds=(0,), axes={"arch.width": (4, 8), "train.lr": (0.01, 0.1)})
+    store = Store.create(root, zoo)
+    for i, run in enumerate(zoo.runs()):
+        store.record(run.run_id, "done", metrics, [])
+        store.put_measures(run.run_id, {"m": (float(i), 0.0)})
+    return store
+
+
+def test_an_all_nan_metric_is_left_out_of_the_histograms(tmp_path: Path):
+    # no test accuracy recorded (NaN in every run): the histograms once indexed an empty array
+    store = store_with_metrics(tmp_path / "zoo", {"train_acc": 0.9, "test_acc": float("nan")})
+    page = render(gather(store, bootstrap=0))
+    assert "histograms of accuracy and gap" in page  # train accuracy is still drawn
+    assert "test accuracy: no finite value over the finished runs, not drawn" in page
+    assert "gap (train − test): no finite value" in page
+
+
+def test_a_zoo_without_accuracies_gets_its_zoo_section_and_notes(tmp_path: Path):
+    # a PGDL import without reference metrics: no gap to rank against, the rest still shows
+    store = store_with_metrics(tmp_path / "zoo", {"pgdl_model": "model_0"})
+    page = render(gather(store, bootstrap=0))
+    assert '<section id="summary">' in page and "Failed runs" not in page
+    assert "no train or test accuracy: no histograms" in page
+    assert "no finished runs yet" not in page
+    assert page.count("not computed: the finished runs have no gap") >= 3
+    with pytest.raises(GengapError, match="unknown target 'nonsense'"):
+        gather(store, target="nonsense")  # a misspelt target is still an error
+
+
 def test_curve_runs_span_the_target_and_prefixes_resolve(data: ReportData):
     picked = default_curve_runs(data, 3)
     done = data.done.set_index("run_id")["gap"]
@@ -183,9 +214,51 @@ def test_report_command_refuses_bad_input_in_one_line(store: Store):
     assert len(lines) == 1 and "--runs zzzz: no run with that id" in lines[0], result.stderr
 
 
+@pytest.mark.parametrize("name", ["gengap.sqlite", "results.csv"])
+def test_report_command_writes_only_html(tmp_path: Path, name: str):
+    # -o ZOO/gengap.sqlite once replaced the zoo's own database with the page
+    store = make_store(tmp_path / "zoo")
+    victim = store.root / name
+    if not victim.exists():
+        victim.write_text("run_id,gap\n")
+    before = victim.read_bytes()
+    result = gengap("report", str(store.root), "-o", str(victim), "--bootstrap", "0")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"{victim}: write .html or .htm" in lines[0], result.stderr
+    if name == "gengap.sqlite":  # opening the store touches its header: read it back instead
+        assert len(Store(store.root).frame()) == 8
+    else:
+        assert victim.read_bytes() == before
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_report_command_names_a_place_it_cannot_write(store: Store):
+    result = gengap("report", str(store.root), "-o", "/proc/x.html", "--bootstrap", "0")
+    assert result.returncode == 2, (result.stdout, result.stderr)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "/proc/x.html: cannot write the report" in lines[0], result.stderr
+
+
+def test_a_failed_write_keeps_the_old_report_and_leaves_no_temporary_file(
+        store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    out = tmp_path / "report.html"
+    out.write_text("the old report")
+
+    def disk_full(src, dst):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr("gengap.report.build.os.replace", disk_full)
+    with pytest.raises(GengapError, match=re.escape(f"{out}: cannot write the report (No space")):
+        write_report(store, out, bootstrap=0)
+    assert out.read_text() == "the old report"
+    assert [p.name for p in tmp_path.iterdir()] == ["report.html"]
+
+
 @pytest.mark.parametrize("kwargs, fragment", [
     ({"out": "TMP"}, "is a folder"),
     ({"out": "TMP/missing/report.html"}, "no such folder for the report"),
+    ({"out": "TMP/r.csv"}, "r.csv: write .html or .htm"),
     ({"target": "nonsense"}, "unknown target 'nonsense'"),
 ])
 def test_bad_arguments_are_one_clear_error(store: Store, tmp_path: Path, kwargs, fragment):
@@ -194,3 +267,4 @@ def test_bad_arguments_are_one_clear_error(store: Store, tmp_path: Path, kwargs,
     with pytest.raises(GengapError, match=re.escape(fragment)):
         write_report(store, **kwargs)
     assert not (tmp_path / "r.html").exists()
+    assert not list(tmp_path.glob(".r.*tmp*"))  # nor its temporary file

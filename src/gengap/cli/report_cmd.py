@@ -51,11 +51,12 @@ def write_and_show(
 ) -> Path:
     """Write the report and print its tables; returns the path written."""
     from gengap.report import ranking_frame, summary_frame, write_report
+    from gengap.report.build import SUFFIXES
     from gengap.zoo import Store
 
     store = Store(directory)
     path = out if out is not None else Path(directory) / "report.html"
-    output_file(path)
+    output_file(path, SUFFIXES)  # never over the zoo's database or a results table
     chosen = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
     data = write_report(store, path, target=target, runs=chosen, top=top, bootstrap=bootstrap,
                         test_size=test_size)

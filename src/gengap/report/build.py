@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from contextlib import suppress
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -19,6 +20,10 @@ from gengap.report.sections.summary import status_counts, summary_section
 
 if TYPE_CHECKING:
     from gengap.zoo.store import Store
+
+# What a report may be written as: anything else (the zoo's gengap.sqlite, a results table)
+# would be overwritten by a page.
+SUFFIXES = (".html", ".htm")
 
 
 def render(data: ReportData, top: int = 4) -> str:
@@ -56,12 +61,28 @@ def write_report(
     out = Path(out)
     if out.is_dir():
         raise GengapError(f"{out}: is a folder; give the report's file name (report.html)")
+    if out.suffix not in SUFFIXES:
+        raise GengapError(f"{out}: write {' or '.join(SUFFIXES)} (the report is an HTML page)")
     if not out.parent.is_dir():
         raise GengapError(f"{out.parent}: no such folder for the report")
-    data = gather(store, target=target, curve_runs=runs, bootstrap=bootstrap,
-                  test_size=test_size)
-    page = render(data, top=top)
     tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    tmp.write_text(page, encoding="utf-8")
-    os.replace(tmp, out)
+    try:
+        _write_page(tmp, out)  # before the work: a place that takes no file fails at once
+        data = gather(store, target=target, curve_runs=runs, bootstrap=bootstrap,
+                      test_size=test_size)
+        _write_page(tmp, out, render(data, top=top))
+    finally:
+        with suppress(OSError):
+            tmp.unlink(missing_ok=True)  # gone already when renamed into place
     return data
+
+
+def _write_page(tmp: Path, out: Path, page: str | None = None) -> None:
+    """``page`` written to ``tmp``, then renamed to ``out`` (so a failure leaves any older
+    report whole); ``None`` only checks that ``tmp`` can be made. A one-line error if not."""
+    try:
+        tmp.write_text(page or "", encoding="utf-8")
+        if page is not None:
+            os.replace(tmp, out)
+    except OSError as err:
+        raise GengapError(f"{out}: cannot write the report ({err.strerror or err})") from None

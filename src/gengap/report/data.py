@@ -15,7 +15,7 @@ import pandas as pd
 
 from gengap.errors import GengapError
 from gengap.evaluate.features import WEIGHT_PREFIX
-from gengap.evaluate.targets import with_target
+from gengap.evaluate.targets import TARGETS, with_target
 from gengap.report.evaluation import Evaluation, evaluate_frame
 
 if TYPE_CHECKING:
@@ -65,12 +65,22 @@ def gather(
     prefixes); by default up to ``max_curves`` finished runs spread from the smallest to the
     largest ``target``. ``bootstrap``: resamples behind the confidence intervals;
     ``test_size``: test examples behind each gap, for the robust sign-error (default: the
-    runs' recorded ``test_size`` when the store has it).
+    runs' recorded ``test_size`` when the store has it). When the finished runs record no
+    accuracies to derive ``target`` from, the evaluation is only notes saying so; a target that
+    is neither one of gap, test_error, test_acc nor a column is a :class:`GengapError`.
     """
     zoo = store.zoo
     frame = store.frame()
+    missing = None  # why the target cannot be had, when the zoo records no accuracies
     if not frame.empty and (frame["status"] == "done").any():
-        frame = with_target(frame, target)  # gap, test_error derived; unknown: one clear error
+        try:
+            frame = with_target(frame, target)  # gap, test_error derived
+        except GengapError:
+            if target not in TARGETS:  # a misspelt --target: one clear error
+                raise
+            # e.g. a PGDL import without reference metrics: the rest of the report still shows
+            missing = (f"not computed: the finished runs have no {target} (this zoo records no "
+                       "train and test accuracy)")
     axes = {name: _axis_values(zoo, name, frame) for name in zoo.hyperparameters}
     # the weight statistics are a predictor's inputs, not measures to rank
     measures = sorted(n for n in store.measure_names() if not n.startswith(WEIGHT_PREFIX))
@@ -80,7 +90,10 @@ def gather(
     )
     ids = resolve_runs(frame, curve_runs) if curve_runs else default_curve_runs(data, max_curves)
     data.histories = {run_id: store.history(run_id) for run_id in ids}
-    if evaluate:
+    if evaluate and missing:
+        data.evaluation = Evaluation(target=target, notes={"ranking": [missing],
+                                                           "predictor": [missing]})
+    elif evaluate:
         done = data.done
         if test_size is None and "test_size" in done and done["test_size"].notna().all():
             test_size = "test_size"

@@ -40,12 +40,20 @@ def summary_section(data: ReportData) -> Section:
                     + html_table(shown) + "</div>")
     done = data.done
     present = [m for m in METRICS if m in done]
-    if done.empty or not present:
+    # a column of NaN only (no test set recorded, say) has nothing to draw
+    plotted = [m for m in present if len(_finite(done[m]))]
+    if done.empty:
         body.append(note("no finished runs yet: nothing to plot (run `gengap zoo train`)"))
+    elif not plotted:
+        body.append(note("the finished runs record no train or test accuracy: no histograms"))
     else:
         body.append("<h3>Accuracy and gap over the finished runs</h3>")
-        body.append(png_img(_histograms(done, present), "histograms of accuracy and gap"))
-        if data.target in done and data.axes:
+        body.append(png_img(_histograms(done, plotted), "histograms of accuracy and gap"))
+        for metric in present:
+            if metric not in plotted:
+                body.append(note(f"{METRICS[metric]}: no finite value over the finished runs, "
+                                 "not drawn"))
+        if data.target in done and len(_finite(done[data.target])) and data.axes:
             body.append(f"<h3>{escape(data.target)} by each hyperparameter</h3>")
             body.append(png_img(_by_axis(done, data), f"{data.target} by hyperparameter"))
     return Section("summary", "Zoo", "".join(body))
@@ -90,13 +98,19 @@ def _facts(data: ReportData, counts: dict[str, int]) -> list[tuple[str, str]]:
     ]
 
 
+def _finite(column: pd.Series) -> np.ndarray:
+    """The finite numbers of ``column`` (NaN, infinities and non-numbers left out)."""
+    values = pd.to_numeric(column, errors="coerce").to_numpy(dtype=float)
+    return values[np.isfinite(values)]
+
+
 def _histograms(done: pd.DataFrame, metrics: list[str]) -> Figure:
+    """One histogram per metric of ``metrics``, each with at least one finite value."""
     fig = Figure(figsize=(3.6 * len(metrics), 2.6), layout="constrained")
     for i, metric in enumerate(metrics):
         ax = fig.add_subplot(1, len(metrics), i + 1)
-        values = done[metric].to_numpy(dtype=float)
-        values = values[np.isfinite(values)]
-        spread = float(values.max() - values.min()) if len(values) else 0.0
+        values = _finite(done[metric])
+        spread = float(values.max() - values.min())
         span = None if spread > 0 else (float(values[0]) - 0.01, float(values[0]) + 0.01)
         ax.hist(values, bins=min(20, max(5, len(values) // 2)) if spread > 0 else 1,
                 range=span, color=PALETTE[i], edgecolor="white")
