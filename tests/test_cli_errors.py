@@ -169,3 +169,25 @@ def socket_listening() -> Iterator[int]:
         server.bind(("127.0.0.1", 0))
         server.listen()
         yield server.getsockname()[1]
+
+
+def test_brackets_in_names_and_paths_are_printed_as_they_are(tmp_path: Path):
+    """Rich read "[/bold]" in a zoo name or a path as a closing tag and raised, after the work
+    (and at every later `zoo status`)."""
+    from typer.testing import CliRunner
+
+    from gengap.cli.app import app
+
+    spec = tmp_path / "odd.toml"
+    spec.write_text('name = "odd[/bold] [x]"\n[data]\ntrain_fraction = 0.1\n'
+                    '[arch]\nfamily = "mlp"\nwidth = 4\ndepth = 1\n[train]\nmax_epochs = 1\n')
+    out = tmp_path / "runs[/i]" / "z"
+    runner = CliRunner()
+    trained = runner.invoke(app, ["zoo", "train", str(spec), "--out", str(out)])
+    assert trained.exit_code == 0, trained.output
+    status = runner.invoke(app, ["zoo", "status", str(out)])
+    assert status.exit_code == 0, status.output
+    assert f"zoo odd[/bold] [x] at {out}" in status.output
+    table = out.parent / "e.parquet"
+    exported = runner.invoke(app, ["zoo", "export", str(out), "--parquet", str(table)])
+    assert exported.exit_code == 0 and "[/i]" in exported.output

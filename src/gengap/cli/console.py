@@ -6,7 +6,6 @@ import math
 
 import pandas as pd
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -17,16 +16,19 @@ from rich.progress import (
 )
 from rich.table import Table
 
-console = Console()
+# No markup by default: zoo names, paths, failure reasons and table cells are the user's text,
+# and rich would read "[/x]" in them as a closing tag (and raise). Styled messages opt in
+# (markup=True) and escape what they quote.
+console = Console(markup=False)
 if not console.is_terminal:  # piped or captured: don't squeeze tables into 80 columns
     console.width = 160
-errors = Console(stderr=True)
+errors = Console(stderr=True, markup=False)
 
 
 def progress() -> Progress:
     """A progress bar with count, elapsed time and ETA (transient output goes to stderr)."""
     return Progress(
-        TextColumn("{task.description}"),
+        TextColumn("{task.description}", markup=False),
         BarColumn(),
         MofNCompleteColumn(),
         TimeElapsedColumn(),
@@ -42,9 +44,9 @@ def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 3) 
     table = Table(title=title, header_style="bold")
     for column in frame.columns:
         numeric = pd.api.types.is_numeric_dtype(frame[column])
-        table.add_column(escape(str(column)), justify="right" if numeric else "left")
+        table.add_column(str(column), justify="right" if numeric else "left")
     for row in frame.itertuples(index=False):
-        table.add_row(*(escape(_cell(value, digits)) for value in row))
+        table.add_row(*(_cell(value, digits) for value in row))
     return table
 
 

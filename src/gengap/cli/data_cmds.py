@@ -15,6 +15,7 @@ import pandas as pd
 import typer
 from pydantic import BaseModel, ValidationError
 from pydantic.fields import FieldInfo
+from rich.markup import escape
 
 from gengap.cli.console import console, frame_table
 from gengap.errors import GengapError
@@ -140,7 +141,7 @@ def data_show(
     s = summarize(load(spec, data_dir))
     changed = spec.model_dump(exclude_defaults=True, exclude={"name"})
     knobs = ", ".join(f"{k}={v}" for k, v in changed.items()) or "defaults"
-    console.print(f"[bold]{name}[/bold] ({knobs})", highlight=False)
+    console.print(f"[bold]{escape(name)}[/bold] ({escape(knobs)})", highlight=False, markup=True)
     vocab = f", vocabulary {s.vocab_size}" if s.vocab_size is not None else ""
     console.print(
         f"{s.n_train} training and {s.n_test} test examples; inputs {s.kind} of shape "

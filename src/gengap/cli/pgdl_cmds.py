@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 import gengap.interop  # noqa: F401  (imported zoos' families and sources, for `gengap measure`)
 from gengap.cli.console import console, progress
@@ -66,11 +67,13 @@ def pgdl_predict(
                       f"{time.perf_counter() - started:.1f} s)")
         missing = without_value(values)
         if missing:
-            console.print(f"[yellow]warning:[/] {measure} is not finite for "
-                          f"{len(missing)} model(s) of {task.name} ({', '.join(missing[:5])}"
+            console.print(f"[yellow]warning:[/] {escape(measure)} is not finite for "
+                          f"{len(missing)} model(s) of {escape(task.name)} "
+                          f"({escape(', '.join(missing[:5]))}"
                           f"{', …' if len(missing) > 5 else ''}): written as they are (NaN, "
                           "Infinity), as the competition's ingestion wrote them; the scorer "
-                          "ranks a NaN as tied with every model, an infinity at its end")
+                          "ranks a NaN as tied with every model, an infinity at its end",
+                          markup=True)
 
 
 @pgdl_app.command("import")

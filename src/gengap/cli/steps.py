@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
+from rich.markup import escape
 
 from gengap.cli.console import console, frame_table, progress
 from gengap.cli.outputs import TABLES, output_file, write_table
@@ -87,8 +88,9 @@ def status_table(store: Store) -> None:
     zoo = store.zoo
     counts = store.counts()
     console.print(
-        f"zoo [bold]{zoo.name}[/] at {store.root}: {sum(counts.values())} runs, "
-        f"{counts['done']} done, {counts['failed']} failed, {counts['pending']} pending"
+        f"zoo [bold]{escape(zoo.name)}[/] at {escape(str(store.root))}: "
+        f"{sum(counts.values())} runs, {counts['done']} done, {counts['failed']} failed, "
+        f"{counts['pending']} pending", markup=True,
     )
     frame = store.frame()
     if frame.empty:
@@ -98,7 +100,7 @@ def status_table(store: Store) -> None:
     console.print(frame_table(frame[columns].rename(columns=short_names(columns))))
     failed = frame[frame["status"] == "failed"]
     for row in failed.itertuples():
-        console.print(f"[red]failed[/] {row.run_id}: {row.reason}")
+        console.print(f"[red]failed[/] {row.run_id}: {escape(str(row.reason))}", markup=True)
 
 
 def short_names(columns: list[str]) -> dict[str, str]:

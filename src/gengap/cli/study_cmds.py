@@ -8,6 +8,7 @@ from typing import Annotated
 
 import pandas as pd
 import typer
+from rich.markup import escape
 
 from gengap.cli.console import console, frame_table
 
@@ -40,8 +41,9 @@ def run_and_show(name: str, scale: str, out: Path | None, workers: int, device: 
     for key, table in result.extra_tables.items():
         if key != "ranking" and not table.empty:
             console.print(frame_table(_shown(table), title=key))
-    console.print(f"[bold]published[/]: {result.published}", highlight=False)
-    console.print("[bold]this run[/]:", highlight=False)
+    console.print(f"[bold]published[/]: {escape(result.published)}", highlight=False,
+                  markup=True)
+    console.print("[bold]this run[/]:", highlight=False, markup=True)
     for line in result.found:
         console.print(f"  - {line}", highlight=False, markup=False)
     for line in result.notes:
