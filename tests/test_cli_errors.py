@@ -15,6 +15,7 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
+from gengap.errors import GengapError
 from gengap.zoo import Store, load_zoo_spec, train_zoo
 
 
@@ -191,3 +192,19 @@ def test_brackets_in_names_and_paths_are_printed_as_they_are(tmp_path: Path):
     table = out.parent / "e.parquet"
     exported = runner.invoke(app, ["zoo", "export", str(out), "--parquet", str(table)])
     assert exported.exit_code == 0 and "[/i]" in exported.output
+
+
+def test_a_store_whose_spec_cannot_be_read_is_one_line(tiny_zoo_toml: Path, tmp_path: Path):
+    store = Store.create(tmp_path / "z", load_zoo_spec(tiny_zoo_toml))
+    store.close()
+    with sqlite3.connect(tmp_path / "z" / "gengap.sqlite") as con:  # as an edit by hand
+        con.execute("UPDATE meta SET value = '{\"train\": {\"lr\": null}}' "
+                    "WHERE key = 'zoo_spec'")
+    assert_one_line_error(gengap("zoo", "status", str(tmp_path / "z")),
+                          "gengap.sqlite: holds a zoo spec this gengap cannot read")
+    with sqlite3.connect(tmp_path / "z" / "gengap.sqlite") as con:
+        con.execute("UPDATE runs SET spec = '{\"colour\": 1}'")
+    reopened = Store(tmp_path / "z")
+    with pytest.raises(GengapError, match="holds a run spec this gengap cannot read"):
+        reopened.runs()
+    reopened.close()

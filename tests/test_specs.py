@@ -56,6 +56,10 @@ def test_runs_are_expanded_once_per_spec_and_not_shared_with_an_edited_copy(monk
         ({"arch": {"width": []}}, "z.toml: [arch] width: empty list of values"),
         ({"colour": "red"}, "z.toml: colour: unknown key"),
         ({"seeds": [1, 1]}, "z.toml: seeds: a seed is listed twice"),
+        # an infinity passed gt=0 and was stored as null, which no later command could read
+        ({"train": {"lr": float("inf")}}, "z.toml: [train] lr: Input should be a finite number"),
+        ({"train": {"weight_decay": [0.0, float("nan")]}},
+         "z.toml: [train] weight_decay = nan: Input should be a finite number"),
     ],
 )
 def test_bad_specs_name_the_file_the_key_and_the_problem(raw, expected):

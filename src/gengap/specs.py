@@ -36,7 +36,7 @@ MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     @field_validator("*", mode="before")
     @classmethod

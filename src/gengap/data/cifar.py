@@ -62,7 +62,7 @@ def make_cifar10(spec: DataSpec, options: BaseModel, data_dir: Path | None) -> R
 
 
 class Cifar100Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     labels: Literal["fine", "coarse"] = Field(
         "fine", description="the 100 fine classes or the 20 coarse superclasses"

@@ -21,7 +21,7 @@ Activation = Literal["sign", "erf", "relu", "tanh", "linear"]
 
 
 class HiddenManifoldOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     input_dim: int = Field(500, ge=1, description="N, the dimension of the inputs")
     latent_dim: int = Field(10, ge=1, description="D, the dimension of the hidden manifold")

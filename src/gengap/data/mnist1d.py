@@ -22,7 +22,7 @@ from gengap.specs import DataSpec
 class Mnist1dOptions(BaseModel):
     """The arguments of ``mnist1d.data.make_dataset`` (the package's defaults)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     num_samples: int = Field(5000, ge=10, description="examples in all (10 classes, balanced)")
     train_split: float = Field(0.8, gt=0, lt=1, description="share of examples for training")

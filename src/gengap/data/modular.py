@@ -53,7 +53,7 @@ def _is_prime(p: int) -> bool:
 
 
 class ModularOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     p: int = Field(97, ge=2, le=2000, description="the modulus")
     op: OpName = Field(

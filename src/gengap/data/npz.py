@@ -20,7 +20,7 @@ MAX_CLASSES = 100_000  # ImageNet-21k has 21,841; a larger label is an id, not a
 
 
 class NpzOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     file: str = Field(
         description="the .npz file: absolute, or relative to the data folder (or to the "

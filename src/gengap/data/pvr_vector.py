@@ -34,7 +34,7 @@ Aggregation = Literal["mod_sum", "min", "max", "median", "majority"]
 
 
 class PvrVectorOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     window: int = Field(1, ge=1, description="values aggregated (the task's complexity m + 1)")
     aggregation: Aggregation = Field("mod_sum", description="mod_sum, min, max, median, majority")

@@ -33,7 +33,7 @@ Mode = Literal["iid", "holdout", "shifted"]
 
 
 class PvrVisualOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     digits_from: Literal["digits", "mnist"] = Field(
         "digits", description="digit images: scikit-learn's 8x8 digits, or MNIST (local files)"

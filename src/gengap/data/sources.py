@@ -17,7 +17,7 @@ from gengap.specs import DataSpec
 class NoOptions(BaseModel):
     """A source without knobs of its own."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 @dataclass(frozen=True)

@@ -20,15 +20,16 @@ import sqlite3
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import pandas as pd
 import torch
+from pydantic import BaseModel, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from gengap.errors import GengapError
-from gengap.specs import RunSpec, ZooSpec, hyperparameter_values
+from gengap.specs import RunSpec, ZooSpec, first_problem, hyperparameter_values
 from gengap.train.tracking import CE_MILESTONES
 
 DB_NAME = "gengap.sqlite"
@@ -56,6 +57,8 @@ CREATE TABLE IF NOT EXISTS measures (
 );
 """
 
+
+SpecT = TypeVar("SpecT", bound=BaseModel)
 
 class Store:
     """One zoo folder. Open an existing one with ``Store(root)``; make one with
@@ -124,7 +127,7 @@ class Store:
         row = self._db.execute("SELECT value FROM meta WHERE key = 'zoo_spec'").fetchone()
         if row is None:
             raise GengapError(f"{self.root / DB_NAME}: holds no zoo spec")
-        return ZooSpec.model_validate_json(row[0])
+        return self._spec(ZooSpec, row[0], "zoo spec")
 
     def runs(self, status: str | None = None) -> list[RunSpec]:
         """Run specs in zoo order, optionally only those with ``status``."""
@@ -133,7 +136,18 @@ class Store:
         if status:
             query, args = query + " WHERE status = ?", (status,)
         rows = self._db.execute(query + " ORDER BY position", args).fetchall()
-        return [RunSpec.model_validate_json(spec) for (spec,) in rows]
+        return [self._spec(RunSpec, spec, "run spec") for (spec,) in rows]
+
+    def _spec(self, kind: type[SpecT], text: str, what: str) -> SpecT:
+        """``text`` read as a ``kind``, or a one-line error: a store written by another version
+        of gengap, or edited by hand."""
+        try:
+            return kind.model_validate_json(text)
+        except ValidationError as err:
+            raise GengapError(
+                f"{self.root / DB_NAME}: holds a {what} this gengap cannot read "
+                f"({first_problem(err)})"
+            ) from None
 
     def counts(self) -> dict[str, int]:
         """Number of runs per status (every status present, zero included)."""
