@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from gengap.cli.app import app
 from gengap.errors import GengapError
+from gengap.zoo import Store, load_zoo_spec
 
 runner = CliRunner()
 
@@ -117,6 +118,38 @@ def test_predict_fit_apply_cv_and_combine(tmp_path):
     combined = runner.invoke(app, ["predict", "combine", str(first), str(second), *axes])
     assert combined.exit_code == 0, combined.output
     assert "good" in combined.output
+
+
+def test_no_command_writes_over_its_own_input_or_a_foreign_file(tmp_path, tiny_zoo_toml):
+    table = grid_table(tmp_path / "t.csv")
+    kept = table.read_bytes()
+    axes = ["--hyperparameters", "width,lr,act"]
+    cases = {
+        "is an input of this command too": [
+            ["evaluate", str(table), *axes, "--bootstrap", "0", "--out", str(table)],
+            ["predict", "cv", str(table), *axes, "--out", str(table)],
+            ["predict", "combine", str(table), *axes, "--out", str(table)],
+        ],
+        "write .json": [["predict", "fit", str(table), *axes, "--save", str(tmp_path / "p.txt")]],
+        "write .txt": [["pgdl", "score", "--reference", str(tmp_path), "--predictions",
+                        str(tmp_path), "--out", str(table)]],
+    }
+    for message, commands in cases.items():
+        for command in commands:
+            result = runner.invoke(app, command)
+            assert isinstance(result.exception, GengapError), (command, result.output)
+            assert message in str(result.exception), (command, str(result.exception))
+    assert table.read_bytes() == kept
+    # a zoo's own database was overwritten by an export (and by predict fit --save)
+    zoo = tmp_path / "zoo"
+    store = Store.create(zoo, load_zoo_spec(tiny_zoo_toml))
+    store.close()
+    database = (zoo / "gengap.sqlite").read_bytes()
+    for command in (["zoo", "export", str(zoo), "--parquet", str(zoo / "gengap.sqlite")],
+                    ["predict", "fit", str(zoo), "--save", str(zoo / "gengap.sqlite")]):
+        result = runner.invoke(app, command)
+        assert isinstance(result.exception, GengapError), (command, result.output)
+    assert Store(zoo).counts()["pending"] == 4 and len(database) > 0
 
 
 def test_predict_apply_refuses_a_bad_file(tmp_path):

@@ -63,7 +63,7 @@ def evaluate(
     bootstrap intervals), the conditional mutual information (x100) and the robust
     sign-error."""
     metrics = split_names(metric) or []
-    output_file(out, TABLES)
+    output_file(out, TABLES, inputs=(source,))
     if grid not in ("strict", "largest"):
         raise GengapError(f"--grid must be strict or largest, not {grid!r}")
     options = dict(bootstrap=bootstrap, seed=seed, grid=grid, max_conditioning=max_conditioning,

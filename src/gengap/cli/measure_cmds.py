@@ -42,7 +42,7 @@ def _measure_file(
     from gengap.specs import ArchSpec, DataSpec
     from gengap.zoo.measure_file import measure_file, parse_spec_arg
 
-    output_file(out, (".json", ".csv"))
+    output_file(out, (".json", ".csv"), inputs=(target, init, arch, data))
     result = measure_file(
         target, parse_spec_arg(arch, ArchSpec, "arch"), parse_spec_arg(data, DataSpec, "data"),
         measures, init, device, data_dir,

@@ -4,6 +4,7 @@ failure after it would lose the results), and tables written by their suffix."""
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -13,13 +14,18 @@ from gengap.errors import GengapError
 TABLES = (".csv", ".parquet")
 
 
-def output_file(path: Path | None, suffixes: tuple[str, ...] | None = None) -> Path | None:
-    """``path`` once it can be written: its suffix one of ``suffixes``, its folder created
-    (with its parents). A one-line error otherwise; None passes through."""
+def output_file(path: Path | None, suffixes: tuple[str, ...] | None = None,
+                inputs: Iterable[Path | str | None] = ()) -> Path | None:
+    """``path`` once it can be written: its suffix one of ``suffixes``, not the same file as
+    any of the command's ``inputs`` (which it would replace), its folder created (with its
+    parents). A one-line error otherwise; None passes through."""
     if path is None:
         return None
     if suffixes and path.suffix not in suffixes:
         raise GengapError(f"{path}: write {' or '.join(suffixes)}")
+    for source in inputs:
+        if source is not None and _same_file(path, Path(source)):
+            raise GengapError(f"{path}: is an input of this command too; write elsewhere")
     if path.is_dir():
         raise GengapError(f"{path}: is a folder, expected a file name")
     try:
@@ -29,6 +35,13 @@ def output_file(path: Path | None, suffixes: tuple[str, ...] | None = None) -> P
     if not os.access(path.parent, os.W_OK):
         raise GengapError(f"{path}: its folder is not writable")
     return path
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.is_file() and b.is_file() and os.path.samefile(a, b)
+    except OSError:
+        return False
 
 
 def write_table(table: pd.DataFrame, out: Path) -> None:

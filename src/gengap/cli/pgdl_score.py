@@ -35,7 +35,7 @@ def pgdl_score(
     (min over hyperparameter pairs), x100, averaged over tasks."""
     from gengap.interop.pgdl.scoring import score_predictions
 
-    output_file(out)
+    output_file(out, (".txt",))  # never over the reference's files or the predictions
     scores = score_predictions(reference, predictions, subgrid=subgrid)
     table = scores.frame()
     shown = table.drop(columns=["dropped"]) if not subgrid else table

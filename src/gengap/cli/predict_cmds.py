@@ -48,7 +48,7 @@ def predict_cv(
     from gengap.evaluate.predictors import compare_feature_sets
     from gengap.zoo.evaluation import load_population
 
-    output_file(out, TABLES)
+    output_file(out, TABLES, inputs=sources)
     population = load_population(sources, split_names(hyperparameters))
     names = split_names(features) or []
     kinds = [n for n in names if n in FEATURE_SETS]
@@ -84,6 +84,7 @@ def predict_fit(
     from gengap.evaluate.predictors import cross_validate, fit_predictor, run_configuration
     from gengap.zoo.evaluation import load_population
 
+    output_file(save, (".json",), inputs=sources)  # checked before the cross-validation
     population = load_population(sources, split_names(hyperparameters))
     columns = feature_columns(population.frame, features, population.measures,
                               population.hyperparameters)
@@ -127,7 +128,7 @@ def predict_apply(
     from gengap.evaluate.targets import with_target
     from gengap.zoo.evaluation import load_population
 
-    output_file(out, TABLES)
+    output_file(out, TABLES, inputs=[*sources, predictor_file])
     predictor = load_predictor(predictor_file)
     frame = load_population(sources, split_names(hyperparameters)).frame
     trust = predictor.trust(frame)
@@ -186,7 +187,7 @@ def predict_combine(
     from gengap.evaluate.combination import transfer_table
     from gengap.zoo.evaluation import load_population
 
-    output_file(out, TABLES)
+    output_file(out, TABLES, inputs=sources)
     population = load_population(sources, split_names(hyperparameters))
     table = transfer_table(population.frame, population.measures, population.hyperparameters,
                            target, "zoo", split_names(test_zoos), max_measures)

@@ -118,5 +118,6 @@ def _short_axis(column: str) -> str:
 
 def export_step(directory: Path, parquet: Path) -> None:
     zoo = Zoo(directory)
+    output_file(parquet, (".parquet",))  # never over the zoo's database or its weights
     path = zoo.to_parquet(parquet)
     console.print(f"wrote {len(zoo.frame())} runs of zoo {zoo.spec.name!r} to {path}")

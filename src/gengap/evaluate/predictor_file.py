@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -124,8 +125,13 @@ class Predictor:
         path = Path(path)
         text = json.dumps(_finite(self.to_json()), indent=1, allow_nan=False)
         tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_text(text)
-        tmp.replace(path)
+        try:
+            tmp.write_text(text)
+            tmp.replace(path)
+        except OSError as err:
+            with suppress(OSError):
+                tmp.unlink(missing_ok=True)
+            raise GengapError(f"{path}: cannot write ({err.strerror or err})") from None
         return path
 
 

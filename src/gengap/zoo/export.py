@@ -53,7 +53,13 @@ class Zoo:
         path = Path(path)
         if path.parent and not path.parent.is_dir():
             raise GengapError(f"{path}: folder {path.parent} does not exist")
-        self.frame().to_parquet(path, index=False)
+        if path.suffix != ".parquet":  # not over the zoo's gengap.sqlite or a weight file
+            raise GengapError(f"{path}: write .parquet")
+        frame = self.frame()
+        try:
+            frame.to_parquet(path, index=False)
+        except OSError as err:
+            raise GengapError(f"{path}: cannot write ({err.strerror or err})") from None
         return path
 
     def close(self) -> None:
