@@ -152,6 +152,20 @@ def test_no_command_writes_over_its_own_input_or_a_foreign_file(tmp_path, tiny_z
     assert Store(zoo).counts()["pending"] == 4 and len(database) > 0
 
 
+def test_a_source_given_twice_or_a_run_in_two_sources_is_refused(tmp_path):
+    """`predict cv zoo zoo --by-zoo` scored a zoo against its own copy: R^2 and tau of 1."""
+    table = grid_table(tmp_path / "t.csv")
+    axes = ["--hyperparameters", "width,lr,act"]
+    twice = runner.invoke(app, ["predict", "cv", str(table), str(table), "--by-zoo", *axes])
+    assert "t.csv: given twice" in str(twice.exception)
+    frame = pd.read_csv(table).assign(run_id=lambda f: [f"r{i}" for i in range(len(f))])
+    frame.to_csv(tmp_path / "a.csv", index=False)
+    frame.to_parquet(tmp_path / "a_export.parquet", index=False)
+    copied = runner.invoke(app, ["predict", "cv", str(tmp_path / "a.csv"),
+                                 str(tmp_path / "a_export.parquet"), "--by-zoo", *axes])
+    assert "a_export.parquet: run r0 is in" in str(copied.exception)
+
+
 def test_predict_apply_refuses_a_bad_file(tmp_path):
     table = grid_table(tmp_path / "a.csv")
     for path, message in ((tmp_path / "nope.json", "no such predictor file"),

@@ -130,10 +130,17 @@ def load_population(
 ) -> Population:
     """Zoo folders and/or .csv/.parquet tables as one table. A zoo is named by its spec's
     name (its folder's name when two share one); a table by its file's stem. Tables take
-    their hyperparameter columns from ``hyperparameters``."""
+    their hyperparameter columns from ``hyperparameters``. A source given twice, or a run in
+    two sources (a zoo and its export), is refused: held-out scores would meet their own
+    models."""
     frames, axes, names, labels = [], [], set(), []
+    seen: dict[Path, str] = {}
+    owner: dict[str, str] = {}  # run id -> the source it came from
     for source in sources:
         path = Path(source)
+        if path.resolve() in seen:
+            raise GengapError(f"{path}: given twice")
+        seen[path.resolve()] = str(path)
         if path.is_file():
             frame = read_table(path)
             if "status" in frame.columns:
@@ -150,6 +157,10 @@ def load_population(
             label = store.zoo.name
             table_axes = list(store.zoo.hyperparameters)
             names |= set(store.measure_names())
+        for run_id in frame["run_id"].astype(str) if "run_id" in frame.columns else ():
+            first = owner.setdefault(run_id, str(path))
+            if first != str(path):
+                raise GengapError(f"{path}: run {run_id} is in {first} too")
         if label in labels:
             label = f"{label}@{path.resolve().name}"
         labels.append(label)
