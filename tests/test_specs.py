@@ -58,6 +58,10 @@ def test_runs_are_expanded_once_per_spec_and_not_shared_with_an_edited_copy(monk
         ({"seeds": [1, 1]}, "z.toml: seeds: a seed is listed twice"),
         # an infinity passed gt=0 and was stored as null, which no later command could read
         ({"train": {"lr": float("inf")}}, "z.toml: [train] lr: Input should be a finite number"),
+        # torch.manual_seed takes [-2**63, 2**64 - 1]: beyond, training crashed after the
+        # zoo folder was made
+        ({"seeds": [2**64]}, "z.toml: seeds.0: Input should be less than or equal to"),
+        ({"data": {"seed": -(2**63) - 1}}, "z.toml: [data] seed: Input should be greater"),
         ({"train": {"weight_decay": [0.0, float("nan")]}},
          "z.toml: [train] weight_decay = nan: Input should be a finite number"),
     ],

@@ -13,7 +13,7 @@ import json
 import math
 import random
 from types import UnionType
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 from pydantic import (
     BaseModel,
@@ -33,6 +33,8 @@ from gengap.errors import GengapError
 
 Scalar = bool | int | float | str
 MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
+# What torch.manual_seed takes; run seeds reach it as they are (numpy sees them modulo 2**32)
+Seed = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]
 
 
 class _Spec(BaseModel):
@@ -76,7 +78,7 @@ class DataSpec(_Spec):
     """
 
     name: str = Field("digits", description="a registered data source, see `gengap data list`")
-    seed: int = Field(
+    seed: Seed = Field(
         0, description="seed of the source's generator, the split, subsampling and every "
         "randomization knob"
     )
@@ -297,7 +299,7 @@ class RunSpec(_Spec):
     data: DataSpec = DataSpec()
     arch: ArchSpec = ArchSpec()
     train: TrainSpec = TrainSpec()
-    seed: int = Field(0, description="seed of initialization and data order")
+    seed: Seed = Field(0, description="seed of initialization and data order")
 
     @property
     def run_id(self) -> str:
@@ -317,7 +319,7 @@ class ZooSpec(_Spec):
 
     name: str = "zoo"
     design: Literal["grid", "random"] = "grid"
-    seeds: tuple[int, ...] = Field((0,), min_length=1)
+    seeds: tuple[Seed, ...] = Field((0,), min_length=1)
     samples: int | None = Field(None, ge=1, description="points drawn by the random design")
     sample_seed: int = Field(0, description="seed of the random design's draws")
     data: DataSpec = DataSpec()
