@@ -74,3 +74,21 @@ def test_command_prints_the_table_and_the_published_finding(tmp_path: Path) -> N
     assert (out / "report.html").is_file()
     bad = runner.invoke(app, ["study", "randomization", "--scale", "huge", "--out", str(out)])
     assert isinstance(bad.exception, GengapError) and "unknown scale" in str(bad.exception)
+
+
+def test_a_study_goes_only_into_a_new_empty_or_study_folder(result, tmp_path: Path) -> None:
+    """It wrote its zoos and report.html into any folder: a zoo, a PGDL task, the user's."""
+    zoo = next(p for p in result.folder.iterdir() if p.is_dir())
+    with pytest.raises(GengapError, match="is a zoo folder, not a study's"):
+        run_study("randomization", zoo, scale="smoke", device="cpu")
+    task = tmp_path / "task"
+    task.mkdir()
+    (task / "model_configs.json").write_text("{}")
+    with pytest.raises(GengapError, match="holds 'model_configs.json', which is no study's"):
+        run_study("randomization", task, scale="smoke", device="cpu")
+    with pytest.raises(GengapError, match="unknown population mode"):
+        run_study("randomization", tmp_path / "new", scale="smoke", population="maybe")
+    assert not (tmp_path / "new").exists()
+    again = run_study("randomization", result.folder, scale="smoke", device="cpu",
+                      population="off", report=False)  # its own folder: resumed
+    assert again.runs == result.runs

@@ -17,4 +17,8 @@ def resolve_device(name: str = "auto") -> torch.device:
         raise GengapError(f"unknown device {name!r} (use auto, cpu, cuda or cuda:N)") from None
     if device.type == "cuda" and not torch.cuda.is_available():
         raise GengapError(f"device {name!r} asked for, but CUDA is not available here")
+    if device.type == "cuda" and device.index is not None \
+            and device.index >= torch.cuda.device_count():
+        raise GengapError(f"device {name!r}: this machine has {torch.cuda.device_count()} "
+                          "CUDA device(s)")
     return device

@@ -21,8 +21,10 @@ def train_step(
     zoo: ZooSpec, out: Path, workers: int, device: str, data_dir: Path | None,
     executor: str = "local", address: str | None = None, population: str = "off",
 ) -> Store:
-    check_options(executor, population, address)  # bad options and a bad folder fail here, before
-    before = Store.create(out, zoo)  # any folder is made or any progress drawn
+    # bad options (the device too) and a bad folder fail here, before any folder is made or
+    # any progress drawn
+    check_options(executor, population, address, device)
+    before = Store.create(out, zoo)
     counts = {**before.counts()}
     before.close()
     with progress() as bar:

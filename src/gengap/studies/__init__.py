@@ -14,8 +14,15 @@ from pathlib import Path
 from gengap.studies import grokking, measures_study, pvr, randomization  # noqa: F401 (registers)
 from gengap.studies.registry import Study, register_study, studies
 from gengap.studies.report import REPORT_NAME, study_sections, write_study_report
-from gengap.studies.runner import SCALES, StudyOptions, StudyResult, check_scale
+from gengap.studies.runner import (
+    SCALES,
+    StudyOptions,
+    StudyResult,
+    check_scale,
+    check_study_folder,
+)
 from gengap.zoo.planning import PopulationMode
+from gengap.zoo.run import check_options
 
 
 def run_study(
@@ -30,6 +37,8 @@ def run_study(
     """Run study ``name`` at ``scale`` into folder ``out`` (resuming what is there) and, with
     ``report``, write ``out/report.html``."""
     study = studies.get(name)
+    check_options("local", population, device=device)  # before any folder is made
+    check_study_folder(Path(out))
     options = StudyOptions(Path(out), check_scale(scale), workers, device, population)
     result = study.run(options)
     if report:

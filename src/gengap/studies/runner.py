@@ -59,6 +59,23 @@ class StudyOptions:
     on_outcome: Callable[[RunOutcome], None] | None = None
 
 
+def check_study_folder(out: Path) -> None:
+    """Refuse ``out`` unless it is new, empty or a study's folder (zoo folders and the study's
+    report): a study writes its zoos and ``report.html`` into it, and must not do so into a
+    zoo, a PGDL task or any other folder of the user's."""
+    if out.exists() and not out.is_dir():
+        raise GengapError(f"{out}: exists and is not a folder")
+    if not out.is_dir():
+        return
+    if (out / "gengap.sqlite").is_file():
+        raise GengapError(f"{out}: is a zoo folder, not a study's (give a new folder)")
+    foreign = [p.name for p in out.iterdir()
+               if p.name != "report.html" and not (p / "gengap.sqlite").is_file()]
+    if foreign:
+        raise GengapError(f"{out}: folder holds {foreign[0]!r}, which is no study's "
+                          "(give a new or empty folder, or a study's own)")
+
+
 def check_scale(scale: str) -> Scale:
     if scale not in SCALES:
         raise GengapError(f"unknown scale {scale!r} (use {', '.join(SCALES)})")

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from gengap.device import resolve_device
 from gengap.errors import GengapError
 from gengap.specs import RunSpec, ZooSpec
 from gengap.zoo.executors import Executor, executors
@@ -36,7 +37,7 @@ def train_zoo(
     where a probe measures it faster). ``on_start(pending, total)`` is called once,
     ``on_outcome`` after each recorded run, ``on_probe(group, speedup)`` after each probe.
     """
-    run = check_options(executor, population, address)
+    run = check_options(executor, population, address, device)
     check_runs(zoo, f"zoo {zoo.name!r}")  # before the folder exists: a typo leaves none
     store = Store.create(out, zoo)
     pending = store.runs(status="pending")
@@ -58,13 +59,16 @@ def train_zoo(
     return store
 
 
-def check_options(executor: str, population: str, address: str | None = None) -> Executor:
+def check_options(executor: str, population: str, address: str | None = None,
+                  device: str = "auto") -> Executor:
     """The executor named ``executor``; a one-line error for it, a bad population mode, or an
-    ``address`` given to an executor other than Ray or that nothing answers at."""
+    ``address`` given to an executor other than Ray or that nothing answers at, or a device
+    this machine does not have."""
     if population not in ("auto", "on", "off"):
         raise GengapError(f"unknown population mode {population!r} (use auto, on or off)")
     if address and executor != "ray":
         raise GengapError("--address is for --executor ray")
+    resolve_device(device)
     found = executors.get(executor)
     check_reachable(address)  # before the zoo folder is made
     return found

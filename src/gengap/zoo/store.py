@@ -90,7 +90,10 @@ class Store:
             raise GengapError(f"{root}: exists and is not a folder")
         if root.is_dir() and any(root.iterdir()) and not (root / DB_NAME).is_file():
             raise GengapError(f"{root}: folder is not empty and holds no gengap zoo")
-        root.mkdir(parents=True, exist_ok=True)
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise GengapError(f"{root}: cannot make the zoo folder ({err.strerror})") from None
         db = _connect(root / DB_NAME)
         try:
             with db:
