@@ -506,6 +506,12 @@ def test_cli_predict_and_import(task_dir, tmp_path: Path) -> None:
     bad = runner.invoke(app, ["pgdl", "predict", str(tmp_path), "--measure", "params",
                               "--out", str(tmp_path / "pred")])
     assert isinstance(bad.exception, GengapError) and "no model_* folders" in str(bad.exception)
+    taken = tmp_path / "a_file"
+    taken.write_text("kept")
+    refused = runner.invoke(app, ["pgdl", "predict", str(root), "--measure", "params",
+                                  "--out", str(taken)])  # checked before measuring
+    assert "a_file: exists and is not a folder" in str(refused.exception)
+    assert "task9 model_0" not in refused.output and taken.read_text() == "kept"
 
 
 # -- the real toy task of the PGDL starting kit --------------------------------------------

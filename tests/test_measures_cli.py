@@ -44,6 +44,10 @@ def test_arch_and_data_syntax(tmp_path: Path):
         parse_spec_arg("family=mlp,wide", ArchSpec, "arch")
     with pytest.raises(GengapError, match="no such file"):
         parse_spec_arg(str(tmp_path / "missing.toml"), ArchSpec, "arch")
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\xff\xfe\x00family")  # not UTF-8: was a UnicodeDecodeError
+    with pytest.raises(GengapError, match="bin.toml: not valid TOML"):
+        parse_spec_arg(str(binary), ArchSpec, "arch")
 
 
 @pytest.fixture

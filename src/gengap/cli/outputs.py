@@ -37,6 +37,20 @@ def output_file(path: Path | None, suffixes: tuple[str, ...] | None = None,
     return path
 
 
+def output_folder(path: Path) -> Path:
+    """``path`` as a folder to write files into, created (with its parents) before the work;
+    a one-line error when it cannot be."""
+    if path.exists() and not path.is_dir():
+        raise GengapError(f"{path}: exists and is not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise GengapError(f"{path}: cannot make the folder ({err.strerror})") from None
+    if not os.access(path, os.W_OK):
+        raise GengapError(f"{path}: the folder is not writable")
+    return path
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.is_file() and b.is_file() and os.path.samefile(a, b)

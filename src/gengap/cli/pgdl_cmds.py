@@ -11,6 +11,7 @@ from rich.markup import escape
 
 import gengap.interop  # noqa: F401  (imported zoos' families and sources, for `gengap measure`)
 from gengap.cli.console import console, progress
+from gengap.cli.outputs import output_folder
 from gengap.cli.pgdl_app import pgdl_app
 
 Configs = Annotated[
@@ -42,6 +43,7 @@ def pgdl_predict(
 
     measures.get(measure)  # an unknown name fails before any task is read
     opened = [load_task(path) for path in tasks]
+    output_folder(out)  # before any model is measured
     exceeded = False
     for task in opened:
         started = time.perf_counter()

@@ -32,8 +32,10 @@ def parse_spec_arg(text: str, kind: type[ArchSpec] | type[DataSpec], table: str)
         try:
             raw = (tomllib.loads(path.read_text()) if path.suffix == ".toml"
                    else json.loads(path.read_text()))
-        except (tomllib.TOMLDecodeError, json.JSONDecodeError) as err:
+        except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as err:
             raise GengapError(f"{path}: not valid {path.suffix[1:].upper()} ({err})") from None
+        except OSError as err:
+            raise GengapError(f"{path}: cannot read ({err.strerror})") from None
         fields = raw.get(table, raw) if isinstance(raw, dict) else raw
         where = str(path)
     elif "=" not in text and kind is DataSpec:
