@@ -208,3 +208,20 @@ def test_a_store_whose_spec_cannot_be_read_is_one_line(tiny_zoo_toml: Path, tmp_
     with pytest.raises(GengapError, match="holds a run spec this gengap cannot read"):
         reopened.runs()
     reopened.close()
+
+
+def test_data_and_networks_are_tried_before_the_folder_is_made(tmp_path: Path):
+    """These stopped the zoo at its first run, leaving a folder of pending runs."""
+    cases = {
+        "classes.toml": ('[data]\nclasses = [0, 55]\n', "classes: digits has classes 0..9"),
+        "heads.toml": ('[data]\nname = "modular"\n[arch]\nfamily = "transformer"\n'
+                       'width = 10\nheads = 3\n', "width 10 is not divisible by heads 3"),
+        "huge.toml": ('[arch]\nfamily = "mlp"\nwidth = 1000000\n', "GiB to train"),
+    }
+    for name, (text, problem) in cases.items():
+        spec = tmp_path / name
+        spec.write_text(text)
+        out = tmp_path / f"zoo-{name}"
+        assert_one_line_error(gengap("zoo", "train", str(spec), "--out", str(out)),
+                              f"{name}: ", problem)
+        assert not out.exists()

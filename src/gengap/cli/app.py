@@ -104,7 +104,8 @@ def zoo_train(
     from gengap.zoo import load_zoo_spec
 
     zoo = load_zoo_spec(spec)
-    store = train_step(zoo, out, workers, device, data_dir, executor, address, population)
+    store = train_step(zoo, out, workers, device, data_dir, executor, address, population,
+                       source=str(spec))
     counts = store.counts()
     console.print(
         f"{zoo.name}: {counts['done']} done, {counts['failed']} failed, "

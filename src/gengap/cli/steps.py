@@ -13,17 +13,19 @@ from gengap.cli.outputs import TABLES, output_file, write_table
 from gengap.specs import RunSpec, ZooSpec
 from gengap.zoo import Store, Zoo, evaluate_zoo, measure_zoo, train_zoo
 from gengap.zoo.planning import MIN_SPEEDUP
-from gengap.zoo.run import check_options
+from gengap.zoo.run import check_new_zoo, check_options
 from gengap.zoo.worker import RunOutcome
 
 
 def train_step(
     zoo: ZooSpec, out: Path, workers: int, device: str, data_dir: Path | None,
     executor: str = "local", address: str | None = None, population: str = "off",
+    source: str | None = None,
 ) -> Store:
     # bad options (the device too) and a bad folder fail here, before any folder is made or
     # any progress drawn
     check_options(executor, population, address, device)
+    check_new_zoo(zoo, out, executor, data_dir, source)
     before = Store.create(out, zoo)
     counts = {**before.counts()}
     before.close()

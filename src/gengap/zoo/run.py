@@ -10,9 +10,10 @@ from gengap.errors import GengapError
 from gengap.specs import RunSpec, ZooSpec
 from gengap.zoo.executors import Executor, executors
 from gengap.zoo.planning import PopulationMode, plan_tasks
+from gengap.zoo.preflight import check_data_and_networks
 from gengap.zoo.ray_address import check_reachable
 from gengap.zoo.spec_file import check_runs
-from gengap.zoo.store import Store
+from gengap.zoo.store import DB_NAME, Store
 from gengap.zoo.worker import RunOutcome
 
 
@@ -39,6 +40,7 @@ def train_zoo(
     """
     run = check_options(executor, population, address, device)
     check_runs(zoo, f"zoo {zoo.name!r}")  # before the folder exists: a typo leaves none
+    check_new_zoo(zoo, out, executor, data_dir)
     store = Store.create(out, zoo)
     pending = store.runs(status="pending")
     data = str(data_dir) if data_dir else None
@@ -57,6 +59,20 @@ def train_zoo(
         if on_outcome:
             on_outcome(outcome)
     return store
+
+
+def check_new_zoo(zoo: ZooSpec, out: str | Path, executor: str,
+                  data_dir: str | Path | None, source: str | None = None) -> None:
+    """Before a zoo's folder is first made, try its data and networks once
+    (:func:`check_data_and_networks`); a resumed zoo was tried when it was made. Not with Ray,
+    whose workers may hold data this machine does not. ``source`` (the spec file) starts the
+    message of a problem."""
+    if executor != "local" or (Path(out) / DB_NAME).is_file():
+        return
+    try:
+        check_data_and_networks(zoo.runs(), data_dir)
+    except GengapError as err:
+        raise GengapError(f"{source or f'zoo {zoo.name!r}'}: {err}") from None
 
 
 def check_options(executor: str, population: str, address: str | None = None,
