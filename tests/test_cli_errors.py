@@ -110,11 +110,16 @@ def test_unknown_measure_is_named(tiny_zoo_toml: Path, tmp_path: Path):
                           "unknown measure or group 'sharpnes'")
 
 
-def test_ctrl_c_says_that_finished_runs_are_kept(monkeypatch, capsys):
+@pytest.mark.parametrize("signal", ["returns 130", "abort", "exit 130"])
+def test_ctrl_c_says_that_finished_runs_are_kept(monkeypatch, capsys, signal):
+    import typer
+
     import gengap.cli.app as cli
 
-    def interrupted() -> None:  # what click does with a KeyboardInterrupt
-        raise SystemExit(130)
+    def interrupted(**_: object) -> int:  # what typer and click make of a KeyboardInterrupt
+        if signal == "returns 130":  # typer, called with standalone_mode=False
+            return 130
+        raise typer.Abort() if signal == "abort" else SystemExit(130)
 
     monkeypatch.setattr(cli, "app", interrupted)
     with pytest.raises(SystemExit) as done:
@@ -225,3 +230,13 @@ def test_data_and_networks_are_tried_before_the_folder_is_made(tmp_path: Path):
         assert_one_line_error(gengap("zoo", "train", str(spec), "--out", str(out)),
                               f"{name}: ", problem)
         assert not out.exists()
+
+
+def test_a_bad_option_or_command_is_one_line_too(tmp_path: Path):
+    """Click printed these as a boxed paragraph."""
+    assert_one_line_error(gengap("zoo", "train", "x.toml", "--out", str(tmp_path / "z"),
+                                 "--workers", "0"),
+                          "Invalid value for '--workers'", "zoo train --help)")
+    assert_one_line_error(gengap("nosuch"), "No such command 'nosuch'")
+    helped = gengap("zoo", "train", "--help")
+    assert helped.returncode == 0 and "--workers" in helped.stdout

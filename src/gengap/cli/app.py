@@ -193,18 +193,34 @@ app.command("report")(report)  # defined in report_cmd.py
 
 
 def main() -> None:
-    """Entry point: a user's mistake is one line on stderr and exit status 2."""
+    """Entry point: a user's mistake is one line on stderr and exit status 2 (a bad option
+    too: click's own report is a boxed paragraph)."""
     try:
-        app()
+        code = app(standalone_mode=False)  # click's errors reach us instead of its printer
     except GengapError as err:
-        errors.print(f"gengap: error: {err}", markup=False, highlight=False, soft_wrap=True)
-        sys.exit(2)
-    except KeyboardInterrupt:
+        _error(str(err))
+    except typer.TyperException as err:  # click's usage errors (typer bundles its click)
+        if not err.format_message():  # a bare command group: click shows its help
+            err.show()
+            sys.exit(err.exit_code)
+        ctx = getattr(err, "ctx", None)
+        help_hint = f" (see: {ctx.command_path} --help)" if ctx is not None else ""
+        _error(f"{err.format_message()}{help_hint}")
+    except (KeyboardInterrupt, typer.Abort):
         _interrupted()
     except SystemExit as done:  # click turns Ctrl-C into exit status 130 before it reaches us
         if done.code == 130:
             _interrupted()
         raise
+    if code == 130:  # Ctrl-C: typer hands back click's exit status instead of raising
+        _interrupted()
+    if isinstance(code, int) and code:  # --help and friends end with click's exit status
+        sys.exit(code)
+
+
+def _error(message: str) -> None:
+    errors.print(f"gengap: error: {message}", markup=False, highlight=False, soft_wrap=True)
+    sys.exit(2)
 
 
 def _interrupted() -> None:
