@@ -166,6 +166,20 @@ def test_a_source_given_twice_or_a_run_in_two_sources_is_refused(tmp_path):
     assert "a_export.parquet: run r0 is in" in str(copied.exception)
 
 
+def test_a_table_with_text_for_numbers_or_a_missing_table_is_one_line(tmp_path):
+    table = grid_table(tmp_path / "t.csv")
+    args = ["evaluate", str(table), "--hyperparameters", "width,lr,act", "--bootstrap", "0"]
+    named = runner.invoke(app, [*args, "--measures", "act"])  # a text column as a measure
+    assert str(named.exception) == f"{table}: column 'act' holds 'relu', not a number"
+    frame = pd.read_csv(table).astype({"test_acc": object})
+    frame.loc[3, "test_acc"] = "high"
+    frame.to_csv(table, index=False)
+    text = runner.invoke(app, args)  # was a ValueError from the bootstrap
+    assert str(text.exception) == f"{table}: column 'test_acc' holds 'high', not a number"
+    missing = runner.invoke(app, ["evaluate", str(tmp_path / "none.csv")])
+    assert str(missing.exception) == f"{tmp_path / 'none.csv'}: no such file"
+
+
 def test_predict_apply_refuses_a_bad_file(tmp_path):
     table = grid_table(tmp_path / "a.csv")
     for path, message in ((tmp_path / "nope.json", "no such predictor file"),

@@ -76,8 +76,13 @@ def evaluate(
         axes = split_names(hyperparameters)
         if not axes:
             raise GengapError(f"{source}: a table needs --hyperparameters a,b,...")
-        table = evaluate_table(read_table(source), axes, split_names(measures), target,
-                               metrics, **options)
+        rows = read_table(source)
+        try:
+            table = evaluate_table(rows, axes, split_names(measures), target, metrics, **options)
+        except GengapError as err:  # the table's problems: name the file
+            raise GengapError(f"{source}: {err}") from None
+    elif source.suffix in TABLES:
+        raise GengapError(f"{source}: no such file")
     else:
         from gengap.zoo import Store, evaluate_zoo
 

@@ -79,6 +79,7 @@ def evaluate_table(
         raise GengapError(f"no hyperparameter column {missing[0]!r} in the table")
     if "status" in table.columns:
         table = table[table["status"] == "done"]
+    _check_numeric(table, [target, "train_acc", "test_acc", *(measures or [])])
     table = with_target(table, target)
     if "seed" in table.columns and table["seed"].nunique() > 1:
         options.setdefault("replicates", "seed")
@@ -88,6 +89,16 @@ def evaluate_table(
         raise GengapError("the table has no measure columns")
     return ranking_table(table, list(measures), hyperparameters, target=target,
                          metrics=metrics, **options)
+
+
+def _check_numeric(table: pd.DataFrame, columns: Sequence[str]) -> None:
+    """A one-line error for the first of ``columns`` (those the table has) that holds text."""
+    for column in dict.fromkeys(columns):
+        if column in table.columns and not pd.api.types.is_numeric_dtype(table[column]):
+            values = table[column].dropna()
+            text = values[pd.to_numeric(values, errors="coerce").isna()]
+            if len(text):
+                raise GengapError(f"column {column!r} holds {text.iloc[0]!r}, not a number")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
