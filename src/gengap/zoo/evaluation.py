@@ -159,6 +159,10 @@ def load_population(
             label = path.stem
             table_axes = [h for h in (hyperparameters or []) if h in frame.columns]
             names |= set(measure_columns(frame, set(table_axes)))
+            try:
+                _check_numeric(frame, ["train_acc", "test_acc", "gap", "test_error"])
+            except GengapError as err:
+                raise GengapError(f"{path}: {err}") from None
         else:
             store = Store(path)
             frame = store.frame()
