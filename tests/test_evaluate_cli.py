@@ -176,6 +176,8 @@ def test_a_table_with_text_for_numbers_or_a_missing_table_is_one_line(tmp_path):
     frame.to_csv(table, index=False)
     text = runner.invoke(app, args)  # was a ValueError from the bootstrap
     assert str(text.exception) == f"{table}: column 'test_acc' holds 'high', not a number"
+    predicted = runner.invoke(app, ["predict", "cv", str(table), "--hyperparameters", "width"])
+    assert str(predicted.exception) == str(text.exception)
     missing = runner.invoke(app, ["evaluate", str(tmp_path / "none.csv")])
     assert str(missing.exception) == f"{tmp_path / 'none.csv'}: no such file"
 
