@@ -97,6 +97,16 @@ def test_truncated_or_foreign_idx_files_are_refused(tmp_path: Path) -> None:
         load(DataSpec(name="mnist"), tmp_path)
 
 
+def test_test_images_of_another_size_than_the_training_ones_are_refused(tmp_path: Path):
+    """They loaded, and the first evaluation failed with a matrix-shape error."""
+    write_mnist_like(tmp_path / "mnist", zipped=False)
+    write_idx(tmp_path / "mnist" / "t10k-images-idx3-ubyte",
+              np.zeros((12, 14, 14), dtype=np.uint8), zipped=False)
+    with pytest.raises(GengapError, match="t10k-images-idx3-ubyte: images of 14x14, the "
+                                          "training images are 28x28"):
+        load(DataSpec(name="mnist"), tmp_path)
+
+
 def cifar_records(labels: list[np.ndarray], images: np.ndarray) -> bytes:
     """Records of label bytes then 3,072 pixel bytes (R, G, B planes, rows of 32)."""
     columns = [np.asarray(lab, dtype=np.uint8)[:, None] for lab in labels]

@@ -37,6 +37,10 @@ def read_mnist_like(data_dir: Path | None, source: str) -> RawSplits:
             )
         if labels.size and (labels.min() < 0 or labels.max() > 9):
             raise GengapError(f"{labels_path}: labels must be 0..9")
+        if arrays and images.shape[1:] != arrays[0].shape[2:]:  # the network takes one size
+            raise GengapError(f"{images_path}: images of {images.shape[1]}x{images.shape[2]}, "
+                              f"the training images are {arrays[0].shape[2]}x"
+                              f"{arrays[0].shape[3]}")
         scale = 255.0 if images.dtype == np.uint8 else 1.0
         arrays += [(images[:, None] / scale).astype(np.float32), labels.astype(np.int64)]
     return RawSplits(*arrays, num_classes=10)
