@@ -135,17 +135,29 @@ def test_an_edited_predictor_file_is_refused(tmp_path):
         (lambda d: d["trees"].__setitem__(0, {k: [] for k in d["trees"][0]}), "empty"),
         (lambda d: d["trees"][0]["feature"].__setitem__(0, -5), "disagree with the features"),
         (lambda d: d.__setitem__("high", []), "ranges disagree"),
+        # these passed the checks and failed later in numpy or in `predict apply`
+        (lambda d: d["trees"][0]["threshold"].__setitem__(0, "abc"), "threshold holds"),
+        (lambda d: d["trees"][0]["feature"].__setitem__(0, 0.5), "feature holds"),
+        (lambda d: d.__setitem__("meta", {"cv": [1, 2]}), "meta.cv is not a table"),
+        (lambda d: d.__setitem__("meta", {"zoos": [1]}), "meta.zoos is not a list"),
     ]:
         data = json.loads(json.dumps(original))
         tamper(data)
         path.write_text(json.dumps(data))
         with pytest.raises(GengapError, match=problem):
             load_predictor(path)
+    saved_nan = json.loads(json.dumps(original))  # a NaN score is saved as null: still read
+    saved_nan["meta"] = {"zoos": ["a"], "cv": {"scheme": "5-fold", "r2": None, "tau": 0.5}}
+    path.write_text(json.dumps(saved_nan))
+    assert load_predictor(path).meta["cv"]["r2"] is None
     path.write_text('{"format": "something else"}')
     with pytest.raises(GengapError, match="not a gengap predictor"):
         load_predictor(path)
     path.write_text("\x80\x04 not json")
     with pytest.raises(GengapError, match="not a predictor file"):
+        load_predictor(path)
+    path.write_text("[" * 100_000 + "]" * 100_000)
+    with pytest.raises(GengapError, match="nested too deeply"):
         load_predictor(path)
 
 

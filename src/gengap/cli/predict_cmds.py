@@ -147,7 +147,7 @@ def predict_apply(
     if cv:
         console.print(f"at training time ({cv.get('scheme')}, zoos "
                       f"{', '.join(predictor.meta.get('zoos', []))}): held-out R^2 "
-                      f"{cv.get('r2', float('nan')):.3f}, tau {cv.get('tau', float('nan')):.3f}")
+                      f"{_number(cv.get('r2')):.3f}, tau {_number(cv.get('tau')):.3f}")
     flagged = int(((trust["imputed"] > 0) | (trust["out_of_range"] > 0)).sum())
     if flagged:
         console.print(f"{flagged} of {len(table)} models have missing features (imputed) or "
@@ -196,3 +196,8 @@ def predict_combine(
     if out is not None:
         write_table(table, out)
         console.print(f"wrote {out}")
+
+
+def _number(value: object) -> float:
+    """A recorded score, NaN where the file holds none (null: a NaN when it was saved)."""
+    return float(value) if isinstance(value, int | float) else float("nan")

@@ -142,6 +142,8 @@ def load_predictor(path: str | Path) -> Predictor:
         data = json.loads(path.read_text())
     except FileNotFoundError:
         raise GengapError(f"{path}: no such predictor file") from None
+    except RecursionError:  # nesting deeper than the parser goes
+        raise GengapError(f"{path}: not a predictor file (nested too deeply)") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as err:
         raise GengapError(f"{path}: not a predictor file ({err})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
@@ -164,11 +166,12 @@ def load_predictor(path: str | Path) -> Predictor:
             init=float(data["init"]),
             learning_rate=float(data["learning_rate"]),
             trees=trees,
-            meta=dict(data.get("meta", {})),
+            meta=_meta(data.get("meta", {})),
             check_rows=data["check"]["rows"],
             check_values=[float(v) for v in data["check"]["values"]],
         )
         for t in trees:
+            _check_node_types(t)
             sizes = {len(t.left), len(t.right), len(t.feature), len(t.threshold), len(t.value)}
             if len(sizes) != 1 or not t.left:
                 raise ValueError("a tree's node arrays are empty or of different lengths")
@@ -188,13 +191,38 @@ def load_predictor(path: str | Path) -> Predictor:
                         dtype=float).reshape(-1, width)
         if not len(rows) or len(rows) != len(predictor.check_values):
             raise ValueError("the recorded predictions that check the trees are missing")
-    except (KeyError, TypeError, ValueError) as err:
+        reproduced = predictor.predict_matrix(rows)
+    except (KeyError, TypeError, ValueError, IndexError) as err:
         raise GengapError(f"{path}: malformed predictor file ({err})") from None
-    if not np.allclose(predictor.predict_matrix(rows), predictor.check_values,
-                       rtol=1e-9, atol=1e-12):
+    if not np.allclose(reproduced, predictor.check_values, rtol=1e-9, atol=1e-12):
         raise GengapError(f"{path}: the trees do not reproduce the predictions recorded at "
                           f"training time; the file was changed or damaged")
     return predictor
+
+
+def _check_node_types(tree: Tree) -> None:
+    """Node indices must be integers and thresholds and values numbers (numpy would cut 1.5
+    to 1 or fail later on text)."""
+    for name in ("left", "right", "feature"):
+        if not all(type(v) is int for v in getattr(tree, name)):
+            raise ValueError(f"a tree's {name} holds something other than integers")
+    for name in ("threshold", "value"):
+        if not all(type(v) in (int, float) for v in getattr(tree, name)):
+            raise ValueError(f"a tree's {name} holds something other than numbers")
+
+
+def _meta(meta: Any) -> dict[str, Any]:
+    """The training record (``zoos``: names; ``cv``: the scheme and numbers), checked as far
+    as ``predict apply`` reads it."""
+    if not isinstance(meta, dict):
+        raise ValueError("meta is not a table")
+    zoos, cv = meta.get("zoos", []), meta.get("cv", {})
+    if not isinstance(zoos, list) or not all(isinstance(z, str) for z in zoos):
+        raise ValueError("meta.zoos is not a list of names")
+    if not isinstance(cv, dict) or not all(  # null: a NaN when saved
+            v is None or type(v) in (int, float) for k, v in cv.items() if k != "scheme"):
+        raise ValueError("meta.cv is not a table of numbers")
+    return dict(meta)
 
 
 def _later(tree: Tree) -> list[bool]:
