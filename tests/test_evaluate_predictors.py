@@ -146,9 +146,9 @@ def test_an_edited_predictor_file_is_refused(tmp_path):
         path.write_text(json.dumps(data))
         with pytest.raises(GengapError, match=problem):
             load_predictor(path)
-    saved_nan = json.loads(json.dumps(original))  # a NaN score is saved as null: still read
-    saved_nan["meta"] = {"zoos": ["a"], "cv": {"scheme": "5-fold", "r2": None, "tau": 0.5}}
-    path.write_text(json.dumps(saved_nan))
+    # a NaN score is saved as null, and the file is still read
+    meta = {"zoos": ["a"], "cv": {"scheme": "5-fold", "r2": float("nan"), "tau": 0.5}}
+    fit_predictor(frame, feature_columns(frame, "weights"), "test_acc", meta=meta).save(path)
     assert load_predictor(path).meta["cv"]["r2"] is None
     path.write_text('{"format": "something else"}')
     with pytest.raises(GengapError, match="not a gengap predictor"):
