@@ -240,3 +240,26 @@ def test_a_bad_option_or_command_is_one_line_too(tmp_path: Path):
     assert_one_line_error(gengap("nosuch"), "No such command 'nosuch'")
     helped = gengap("zoo", "train", "--help")
     assert helped.returncode == 0 and "--workers" in helped.stdout
+
+
+def test_out_of_range_options_and_empty_selections_are_refused():
+    """These were accepted: a billion resamples filled memory, a huge worker count overflowed
+    a semaphore, an empty selection measured or ranked nothing with exit status 0."""
+    from typer.testing import CliRunner
+
+    from gengap.cli.app import app
+    from gengap.measures import select
+
+    runner = CliRunner()
+    for args in (["evaluate", "x", "--bootstrap", "1000000000"],
+                 ["evaluate", "x", "--min-ess", "-5"],
+                 ["zoo", "train", "x.toml", "--out", "y", "--workers", "100000"],
+                 ["predict", "combine", "x", "--max-measures", "0"],
+                 ["pgdl", "predict", "t", "--measure", "params", "--out", "o",
+                  "--time-per-model", "-5"]):
+        assert runner.invoke(app, args).exit_code == 2, args
+    empty = runner.invoke(app, ["evaluate", "x", "--metric", ""])
+    assert "name one or more of tau, psi, cmi, robust" in str(empty.exception)
+    for spec in ("", ",", " , "):
+        with pytest.raises(GengapError, match="no measure named"):
+            select(spec)

@@ -320,7 +320,8 @@ class ZooSpec(_Spec):
     name: str = "zoo"
     design: Literal["grid", "random"] = "grid"
     seeds: tuple[Seed, ...] = Field((0,), min_length=1)
-    samples: int | None = Field(None, ge=1, description="points drawn by the random design")
+    samples: int | None = Field(None, ge=1, le=10_000_000,
+                                description="points drawn by the random design")
     sample_seed: int = Field(0, description="seed of the random design's draws")
     data: DataSpec = DataSpec()
     arch: ArchSpec = ArchSpec()

@@ -45,7 +45,9 @@ app.command("spectra")(spectra)
 zoo_app.command("import-cnnzoo")(zoo_import_cnnzoo)
 
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N")]
-Workers = Annotated[int, typer.Option(min=1, help="training processes on this machine")]
+Workers = Annotated[
+    int, typer.Option(min=1, max=1024, help="training processes on this machine")
+]
 DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="folder of local data files (default: $GENGAP_DATA)"),
@@ -141,7 +143,9 @@ def measure(
     recompute: Annotated[bool, typer.Option(help="recompute values already stored")] = False,
     device: Device = "auto",
     data_dir: DataDir = None,
-    workers: Annotated[int, typer.Option(min=1, help="runs measured at a time (processes)")] = 1,
+    workers: Annotated[
+        int, typer.Option(min=1, max=1024, help="runs measured at a time (processes)")
+    ] = 1,
     arch: Annotated[
         str | None, typer.Option(help="one model's architecture: family=nin,width=200,depth=2 "
                                  "or a TOML/JSON file of [arch] fields")

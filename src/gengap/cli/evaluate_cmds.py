@@ -13,6 +13,7 @@ from gengap.cli.console import console, frame_table
 from gengap.cli.outputs import TABLES, output_file, write_table
 from gengap.errors import GengapError
 
+MAX_BOOTSTRAP = 100_000  # far past what a stable interval needs; more only fills memory
 
 def split_names(text: str | None) -> list[str] | None:
     if text is None:
@@ -33,7 +34,8 @@ def evaluate(
         Path | None, typer.Option(help="also write the table (.csv or .parquet)")
     ] = None,
     bootstrap: Annotated[
-        int, typer.Option(min=0, help="bootstrap resamples for tau and Psi intervals (0: none)")
+        int, typer.Option(min=0, max=MAX_BOOTSTRAP,
+                          help="bootstrap resamples for tau and Psi intervals (0: none)")
     ] = 1000,
     grid: Annotated[
         str, typer.Option(help="CMI grid check: strict (refuse an incomplete grid, as the PGDL "
@@ -43,10 +45,11 @@ def evaluate(
         int, typer.Option(min=0, max=2, help="CMI: largest conditioning set (0, 1 or 2)")
     ] = 2,
     min_ess: Annotated[
-        float, typer.Option(help="robust: least effective sample size of an environment")
+        float, typer.Option(min=0, help="robust: least effective sample size of an environment")
     ] = 12.0,
     test_size: Annotated[
-        int | None, typer.Option(help="robust: test examples behind each gap (default: counted)")
+        int | None, typer.Option(min=1, help="robust: test examples behind each gap "
+                                 "(default: counted)")
     ] = None,
     no_noise_filter: Annotated[
         bool, typer.Option("--no-noise-filter", help="robust: weight every pair 1")
@@ -63,6 +66,8 @@ def evaluate(
     bootstrap intervals), the conditional mutual information (x100) and the robust
     sign-error."""
     metrics = split_names(metric) or []
+    if not metrics:
+        raise GengapError(f"--metric {metric!r}: name one or more of tau, psi, cmi, robust")
     output_file(out, TABLES, inputs=(source,))
     if grid not in ("strict", "largest"):
         raise GengapError(f"--grid must be strict or largest, not {grid!r}")

@@ -29,7 +29,7 @@ def pgdl_predict(
     device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N")]
     = "auto",
     time_per_model: Annotated[
-        float, typer.Option(help="the competition's budget in seconds per model (300 in "
+        float, typer.Option(min=0, help="the competition's budget in seconds per model (300 in "
                             "PGDL); models past it are EXCEEDED, and so are later tasks; "
                             "0: no limit")
     ] = 0.0,

@@ -177,7 +177,8 @@ def predict_combine(
         str | None, typer.Option(help="zoos to score on (default: hold out each in turn)")
     ] = None,
     max_measures: Annotated[
-        int | None, typer.Option(help="use at most this many measures (best |tau| first)")
+        int | None, typer.Option(min=1, help="use at most this many measures (best |tau| "
+                                 "first)")
     ] = None,
     hyperparameters: Axes = None,
     out: Annotated[Path | None, typer.Option(help="also write the table (.csv/.parquet)")] = None,

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from gengap.cli.console import console, frame_table
+from gengap.cli.evaluate_cmds import MAX_BOOTSTRAP
 from gengap.cli.outputs import output_file
 
 
@@ -28,7 +29,8 @@ def report(
     ] = None,
     top: Annotated[int, typer.Option(min=1, help="best measures drawn against the target")] = 4,
     bootstrap: Annotated[
-        int, typer.Option(min=0, help="bootstrap resamples for the intervals (0: none)")
+        int, typer.Option(min=0, max=MAX_BOOTSTRAP,
+                          help="bootstrap resamples for the intervals (0: none)")
     ] = 1000,
     test_size: Annotated[
         int | None,

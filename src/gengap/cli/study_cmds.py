@@ -19,7 +19,9 @@ study_app = typer.Typer(
 
 Scale = Annotated[str, typer.Option(help="smoke (seconds), default or full")]
 Out = Annotated[Path | None, typer.Option(help="study folder (default: gengap-study-NAME)")]
-Workers = Annotated[int, typer.Option(min=1, help="training processes on this machine")]
+Workers = Annotated[
+    int, typer.Option(min=1, max=1024, help="training processes on this machine")
+]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N")]
 Population = Annotated[
     str, typer.Option(help="train same-shaped runs as one batched population: auto, on or off")

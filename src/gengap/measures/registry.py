@@ -105,4 +105,6 @@ def select(spec: str | list[str] | None = None) -> list[Measure]:
             raise GengapError(
                 f"unknown measure or group {item!r} (see `gengap measures list`)"
             )
+    if not chosen:  # "" or ",": a slip, not a wish to measure nothing
+        raise GengapError(f"no measure named in {spec!r} (names or groups, or all)")
     return list(chosen.values())
