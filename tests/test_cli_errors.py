@@ -263,3 +263,33 @@ def test_out_of_range_options_and_empty_selections_are_refused():
     for spec in ("", ",", " , "):
         with pytest.raises(GengapError, match="no measure named"):
             select(spec)
+
+
+@pytest.mark.parametrize("failure", [
+    MemoryError("Unable to allocate 745. GiB for an array"),
+    RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate "
+                 "memory: you tried to allocate 400000000000 bytes."),
+])
+def test_running_out_of_memory_is_one_line(monkeypatch, capsys, failure):
+    import gengap.cli.app as cli
+
+    def asks_too_much(**_: object) -> None:
+        raise failure
+
+    monkeypatch.setattr(cli, "app", asks_too_much)
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+    assert done.value.code == 2
+    err = capsys.readouterr().err
+    assert err.startswith("gengap: error: not enough memory (") and err.count("\n") == 1
+
+
+def test_other_runtime_errors_keep_their_traceback(monkeypatch):
+    import gengap.cli.app as cli
+
+    def bug(**_: object) -> None:
+        raise RuntimeError("mat1 and mat2 shapes cannot be multiplied")
+
+    monkeypatch.setattr(cli, "app", bug)
+    with pytest.raises(RuntimeError, match="shapes cannot be multiplied"):
+        cli.main()

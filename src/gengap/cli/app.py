@@ -212,6 +212,14 @@ def main() -> None:
         _error(f"{err.format_message()}{help_hint}")
     except (KeyboardInterrupt, typer.Abort):
         _interrupted()
+    except MemoryError as err:  # numpy's, or torch's allocator below
+        _error(f"not enough memory ({str(err).splitlines()[0] if str(err) else 'MemoryError'}); "
+               "ask for less (a smaller size, width or data set)")
+    except RuntimeError as err:
+        if "can't allocate memory" not in str(err):  # a bug: keep its traceback
+            raise
+        _error(f"not enough memory ({str(err).splitlines()[0]}); ask for less (a smaller "
+               "size, width or data set)")
     except SystemExit as done:  # click turns Ctrl-C into exit status 130 before it reaches us
         if done.code == 130:
             _interrupted()
