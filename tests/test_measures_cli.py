@@ -32,6 +32,8 @@ def test_arch_and_data_syntax(tmp_path: Path):
     assert parse_spec_arg("digits", DataSpec, "data") == DataSpec(name="digits")
     assert parse_spec_arg("name=digits,train_fraction=0.5", DataSpec, "data") == DataSpec(
         name="digits", train_fraction=0.5)
+    assert parse_spec_arg("name=digits,classes=[0, 1],seed=3", DataSpec, "data") == DataSpec(
+        name="digits", classes=[0, 1], seed=3)  # the list's comma was taken as a separator
     toml = tmp_path / "arch.toml"
     toml.write_text('[arch]\nfamily = "mlp"\nwidth = 8\n')
     assert parse_spec_arg(str(toml), ArchSpec, "arch") == ArchSpec(family="mlp", width=8)

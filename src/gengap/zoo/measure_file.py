@@ -21,10 +21,22 @@ from gengap.models.weight_check import load_checked
 from gengap.specs import ArchSpec, DataSpec, MeasureOptions, first_problem
 
 
+def _top_level_items(text: str) -> list[str]:
+    """``text`` split at the commas outside brackets: ``classes=[0,1],seed=2`` is two items."""
+    items, depth, start = [], 0, 0
+    for i, char in enumerate(text):
+        depth += (char in "[{") - (char in "]}")
+        if char == "," and depth == 0:
+            items.append(text[start:i])
+            start = i + 1
+    return [*items, text[start:]]
+
+
 def parse_spec_arg(text: str, kind: type[ArchSpec] | type[DataSpec], table: str) -> Any:
     """An :class:`ArchSpec` or :class:`DataSpec` from ``--arch``/``--data``: a TOML or JSON
     file (its fields at the top level or under ``[table]``), ``key=value,key=value`` (values
-    read as JSON when they parse, else as strings), or for data a bare source name."""
+    read as JSON when they parse, else as strings; commas inside brackets belong to the
+    value: ``classes=[0,1]``), or for data a bare source name."""
     path = Path(text)
     if path.suffix in (".toml", ".json"):
         if not path.is_file():
@@ -42,7 +54,7 @@ def parse_spec_arg(text: str, kind: type[ArchSpec] | type[DataSpec], table: str)
         fields, where = {"name": text}, f"--{table}"
     else:
         fields, where = {}, f"--{table}"
-        for item in filter(None, (part.strip() for part in text.split(","))):
+        for item in filter(None, (part.strip() for part in _top_level_items(text))):
             key, sep, value = item.partition("=")
             if not sep:
                 raise GengapError(f"--{table} {text!r}: expected key=value, got {item!r}")
