@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS measures (
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
 
+
 class Store:
     """One zoo folder. Open an existing one with ``Store(root)``; make one with
     :meth:`Store.create`."""
