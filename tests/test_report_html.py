@@ -248,7 +248,7 @@ def test_a_failed_write_keeps_the_old_report_and_leaves_no_temporary_file(
     def disk_full(src, dst):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("gengap.report.build.os.replace", disk_full)
+    monkeypatch.setattr("gengap.atomic_write.os.replace", disk_full)
     with pytest.raises(GengapError, match=re.escape(f"{out}: cannot write the report (No space")):
         write_report(store, out, bootstrap=0)
     assert out.read_text() == "the old report"

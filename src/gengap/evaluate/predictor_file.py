@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import json
 import math
-from contextlib import suppress
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from gengap.atomic_write import write_text_atomically
 from gengap.errors import GengapError
 from gengap.evaluate.features import Encoding
 
@@ -124,14 +124,7 @@ class Predictor:
     def save(self, path: str | Path) -> Path:
         path = Path(path)
         text = json.dumps(_finite(self.to_json()), indent=1, allow_nan=False)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        try:
-            tmp.write_text(text)
-            tmp.replace(path)
-        except OSError as err:
-            with suppress(OSError):
-                tmp.unlink(missing_ok=True)
-            raise GengapError(f"{path}: cannot write ({err.strerror or err})") from None
+        write_text_atomically(path, text)
         return path
 
 

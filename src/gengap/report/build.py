@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import os
-from contextlib import suppress
 from html import escape
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from gengap.atomic_write import check_writable, write_text_atomically
 from gengap.errors import GengapError
 from gengap.report.data import ReportData, gather
 from gengap.report.page import assemble
@@ -65,24 +64,8 @@ def write_report(
         raise GengapError(f"{out}: write {' or '.join(SUFFIXES)} (the report is an HTML page)")
     if not out.parent.is_dir():
         raise GengapError(f"{out.parent}: no such folder for the report")
-    tmp = out.with_name(f".{out.name}.tmp{os.getpid()}")
-    try:
-        _write_page(tmp, out)  # before the work: a place that takes no file fails at once
-        data = gather(store, target=target, curve_runs=runs, bootstrap=bootstrap,
-                      test_size=test_size)
-        _write_page(tmp, out, render(data, top=top))
-    finally:
-        with suppress(OSError):
-            tmp.unlink(missing_ok=True)  # gone already when renamed into place
+    check_writable(out, "the report")  # before the work: a place that takes no file fails now
+    data = gather(store, target=target, curve_runs=runs, bootstrap=bootstrap,
+                  test_size=test_size)
+    write_text_atomically(out, render(data, top=top), "the report")
     return data
-
-
-def _write_page(tmp: Path, out: Path, page: str | None = None) -> None:
-    """``page`` written to ``tmp``, then renamed to ``out`` (so a failure leaves any older
-    report whole); ``None`` only checks that ``tmp`` can be made. A one-line error if not."""
-    try:
-        tmp.write_text(page or "", encoding="utf-8")
-        if page is not None:
-            os.replace(tmp, out)
-    except OSError as err:
-        raise GengapError(f"{out}: cannot write the report ({err.strerror or err})") from None

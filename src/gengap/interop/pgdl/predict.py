@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections.abc import Callable, Mapping
-from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
+from gengap.atomic_write import write_text_atomically
 from gengap.errors import GengapError
 from gengap.interop.pgdl.task import PgdlTask
 from gengap.measures import MeasureContext, compute, measures
@@ -50,15 +49,11 @@ def write_predict(path: str | Path, values: Mapping[str, float | str]) -> Path:
         except (TypeError, ValueError):
             raise GengapError(f"{path}: the value of {model_id} is {value!r}, not a number") \
                 from None
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(out, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
     except OSError as err:
-        with suppress(OSError):
-            tmp.unlink(missing_ok=True)
-        raise GengapError(f"{path}: cannot write ({err.strerror or err})") from None
+        raise GengapError(f"{path}: cannot make its folder ({err.strerror})") from None
+    write_text_atomically(path, json.dumps(out, indent=2, sort_keys=True) + "\n")
     return path
 
 
