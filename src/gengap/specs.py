@@ -12,6 +12,7 @@ import itertools
 import json
 import math
 import random
+from collections import OrderedDict
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -19,7 +20,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    PrivateAttr,
     SerializationInfo,
     SerializerFunctionWrapHandler,
     ValidationError,
@@ -33,6 +33,9 @@ from gengap.errors import GengapError
 
 Scalar = bool | int | float | str
 MAX_SEED = 2**32 - 1  # numpy's and scikit-learn's seeds are 32-bit
+# The runs of the last few zoo specs expanded, by canonical JSON (ZooSpec.runs), latest last
+_EXPANDED: OrderedDict[str, tuple[RunSpec, ...]] = OrderedDict()
+EXPANDED_KEPT = 4
 # What torch.manual_seed takes; run seeds reach it as they are (numpy sees them modulo 2**32)
 Seed = Annotated[int, Field(ge=-(2**63), le=2**64 - 1)]
 
@@ -328,7 +331,6 @@ class ZooSpec(_Spec):
     train: TrainSpec = TrainSpec()
     axes: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
     ranges: dict[str, Range] = Field(default_factory=dict)
-    _runs: tuple[str, list[RunSpec]] | None = PrivateAttr(None)  # (spec JSON, runs())
 
     @model_validator(mode="after")
     def _check_axes(self) -> ZooSpec:
@@ -376,12 +378,15 @@ class ZooSpec(_Spec):
     def runs(self) -> list[RunSpec]:
         """Every run of the zoo, in a fixed order (axes as given, seeds innermost). A random
         design that draws the same point twice trains it once. Expanded once per spec (a
-        6,561-run grid takes about 2 s), kept with the spec's JSON, which a copy with other
-        fields (``model_copy(update=...)``) does not match."""
-        key = self.model_dump_json()
-        if self._runs is None or self._runs[0] != key:
-            self._runs = (key, self._expand())
-        return list(self._runs[1])
+        6,561-run grid takes about 2 s), kept by the spec's canonical JSON (outside the model,
+        so that equal specs stay equal; a copy with other fields is another key)."""
+        key = self.canonical_json()
+        if key not in _EXPANDED:
+            _EXPANDED[key] = tuple(self._expand())
+            while len(_EXPANDED) > EXPANDED_KEPT:
+                _EXPANDED.popitem(last=False)
+        _EXPANDED.move_to_end(key)
+        return list(_EXPANDED[key])
 
     def _expand(self) -> list[RunSpec]:
         base = self.base().model_dump()

@@ -212,14 +212,11 @@ def main() -> None:
         _error(f"{err.format_message()}{help_hint}")
     except (KeyboardInterrupt, typer.Abort):
         _interrupted()
-    except MemoryError as err:  # numpy's, or torch's allocator below
-        _error(f"not enough memory ({str(err).splitlines()[0] if str(err) else 'MemoryError'}); "
-               "ask for less (a smaller size, width or data set)")
-    except RuntimeError as err:
-        if "can't allocate memory" not in str(err):  # a bug: keep its traceback
+    except (MemoryError, RuntimeError) as err:
+        if not _out_of_memory(err):  # a bug: keep its traceback
             raise
-        _error(f"not enough memory ({str(err).splitlines()[0]}); ask for less (a smaller "
-               "size, width or data set)")
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        _error(f"not enough memory ({reason}); ask for less (a smaller size, width or data set)")
     except SystemExit as done:  # click turns Ctrl-C into exit status 130 before it reaches us
         if done.code == 130:
             _interrupted()
@@ -228,6 +225,12 @@ def main() -> None:
         _interrupted()
     if isinstance(code, int) and code:  # --help and friends end with click's exit status
         sys.exit(code)
+
+
+def _out_of_memory(err: BaseException) -> bool:
+    """numpy's MemoryError, torch's CUDA OutOfMemoryError, or its CPU allocator's refusal."""
+    return (isinstance(err, MemoryError) or type(err).__name__ == "OutOfMemoryError"
+            or "can't allocate memory" in str(err))
 
 
 def _error(message: str) -> None:

@@ -75,19 +75,17 @@ def evaluate(
                    min_ess=min_ess, filter_noise=not no_noise_filter)
     if test_size is not None:
         options["test_size"] = test_size
-    if source.is_file():
-        from gengap.zoo.evaluation import evaluate_table, read_table
+    from gengap.zoo.evaluation import evaluate_table, is_table, read_table
 
+    if is_table(source):
+        rows = read_table(source)  # a missing one: "no such file"
         axes = split_names(hyperparameters)
         if not axes:
             raise GengapError(f"{source}: a table needs --hyperparameters a,b,...")
-        rows = read_table(source)
         try:
             table = evaluate_table(rows, axes, split_names(measures), target, metrics, **options)
         except GengapError as err:  # the table's problems: name the file
             raise GengapError(f"{source}: {err}") from None
-    elif source.suffix in TABLES:
-        raise GengapError(f"{source}: no such file")
     else:
         from gengap.zoo import Store, evaluate_zoo
 

@@ -9,9 +9,7 @@ from pathlib import Path
 from gengap.report.figures import plotly_div
 from gengap.report.page import Section, assemble, note
 from gengap.report.tables import html_table
-from gengap.studies.runner import StudyResult
-
-REPORT_NAME = "report.html"
+from gengap.studies.runner import REPORT_NAME, StudyResult
 
 
 def study_sections(result: StudyResult) -> list[Section]:

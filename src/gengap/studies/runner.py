@@ -18,10 +18,12 @@ from gengap.errors import GengapError
 from gengap.specs import ZooSpec
 from gengap.zoo import Store, train_zoo
 from gengap.zoo.planning import PopulationMode
+from gengap.zoo.store import DB_NAME
 from gengap.zoo.worker import RunOutcome
 
 Scale = Literal["smoke", "default", "full"]
 SCALES: tuple[str, ...] = ("smoke", "default", "full")
+REPORT_NAME = "report.html"  # each study's page, in its folder
 
 
 @dataclass
@@ -67,10 +69,11 @@ def check_study_folder(out: Path) -> None:
         raise GengapError(f"{out}: exists and is not a folder")
     if not out.is_dir():
         return
-    if (out / "gengap.sqlite").is_file():
+    if (out / DB_NAME).is_file():
         raise GengapError(f"{out}: is a zoo folder, not a study's (give a new folder)")
-    foreign = [p.name for p in out.iterdir()
-               if p.name != "report.html" and not (p / "gengap.sqlite").is_file()]
+    foreign = [p.name for p in out.iterdir()  # dot-files: a killed report's temporary file
+               if p.name != REPORT_NAME and not p.name.startswith(".")
+               and not (p / DB_NAME).is_file()]
     if foreign:
         raise GengapError(f"{out}: folder holds {foreign[0]!r}, which is no study's "
                           "(give a new or empty folder, or a study's own)")

@@ -26,7 +26,7 @@ class EpochBatches:
             raise GengapError(
                 f"train.flip and train.crop need image inputs (N, C, H, W), got {tuple(x.shape)}"
             )
-        self.x, self.y = x.to(device), y.to(device)
+        self.x, self.y = plain_strides(x.to(device)), y.to(device)
         self.spec, self.device = spec, device
         self.generator = torch.Generator().manual_seed(seed)
         n, size = len(self.x), spec.batch_size
@@ -43,7 +43,7 @@ class EpochBatches:
         perm = torch.randperm(len(self.x), generator=self.generator).to(self.device)
         for start, end in zip(self.starts, self.ends, strict=True):
             idx = perm[start:end]
-            yield plain_strides(self._augment(self.x[idx])), self.y[idx]
+            yield self._augment(self.x[idx]), self.y[idx]
 
     def _augment(self, xb: torch.Tensor) -> torch.Tensor:
         if self.spec.flip:
@@ -89,4 +89,6 @@ def _random_crop(xb: torch.Tensor, pad: int, generator: torch.Generator) -> torc
     rows = (dy[:, None] + torch.arange(h, device=xb.device))[:, :, None]  # (n, h, 1)
     cols = (dx[:, None] + torch.arange(w, device=xb.device))[:, None, :]  # (n, 1, w)
     batch = torch.arange(n, device=xb.device)[:, None, None]
-    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).contiguous()
+    # not .contiguous(), a no-op for one channel that keeps channels-last strides
+    return padded.permute(0, 2, 3, 1)[batch, rows, cols].permute(0, 3, 1, 2).clone(
+        memory_format=torch.contiguous_format)

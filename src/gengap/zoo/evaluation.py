@@ -101,6 +101,11 @@ def _check_numeric(table: pd.DataFrame, columns: Sequence[str]) -> None:
                 raise GengapError(f"column {column!r} holds {text.iloc[0]!r}, not a number")
 
 
+def is_table(path: Path) -> bool:
+    """Whether ``path`` names a table (a file, or a .csv/.parquet name) rather than a zoo."""
+    return path.is_file() or path.suffix in (".csv", ".parquet")
+
+
 def read_table(path: str | Path) -> pd.DataFrame:
     """A CSV or Parquet table of networks, as a DataFrame (a clear error otherwise)."""
     path = Path(path)
@@ -145,14 +150,14 @@ def load_population(
     two sources (a zoo and its export), is refused: held-out scores would meet their own
     models."""
     frames, axes, names, labels = [], [], set(), []
-    seen: dict[Path, str] = {}
+    seen: set[Path] = set()
     owner: dict[str, str] = {}  # run id -> the source it came from
     for source in sources:
         path = Path(source)
         if path.resolve() in seen:
             raise GengapError(f"{path}: given twice")
-        seen[path.resolve()] = str(path)
-        if path.is_file():
+        seen.add(path.resolve())
+        if is_table(path):
             frame = read_table(path)
             if "status" in frame.columns:
                 frame = frame[frame["status"] == "done"]

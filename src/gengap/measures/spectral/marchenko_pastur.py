@@ -119,13 +119,17 @@ def fit_mp(evals: torch.Tensor, n_rows: int, n_cols: int) -> MPFit:
     """MP fit of a batch of ESDs (B, n) of N × M slices (N = ``n_rows`` ≥ M = ``n_cols``)."""
     # an ESD without positive finite mass (an all-zero matrix) has no shape to fit: NaN, fitted
     # on a stand-in so that the batch's other ESDs are unaffected
-    total = evals.double().sum(dim=1)
+    total = evals.sum(dim=1, dtype=torch.float64)
     shapeless = ~(torch.isfinite(total) & (total > 0))
-    evals = torch.where(shapeless[:, None], torch.ones_like(evals), evals)
+    any_shapeless = bool(shapeless.any())
+    if any_shapeless:
+        evals = torch.where(shapeless[:, None], torch.ones_like(evals), evals)
     rows = max(1, CHUNK // (40 * GRID_POINTS))  # ESDs per block: ≤ 40 σ at a time
     parts = [_fit_mp(evals[i : i + rows], n_rows, n_cols) for i in range(0, len(evals), rows)]
-    return MPFit(*(torch.cat([getattr(p, f) for p in parts]).masked_fill(shapeless, math.nan)
-                   for f in MPFit.__dataclass_fields__))
+    fields = [torch.cat([getattr(p, f) for p in parts]) for f in MPFit.__dataclass_fields__]
+    if any_shapeless:
+        fields = [f.masked_fill(shapeless, math.nan) for f in fields]
+    return MPFit(*fields)
 
 
 def _fit_mp(evals: torch.Tensor, n_rows: int, n_cols: int) -> MPFit:
