@@ -265,8 +265,13 @@ def test_out_of_range_options_and_empty_selections_are_refused():
             select(spec)
 
 
+class OutOfMemoryError(RuntimeError):  # as torch names CUDA's, without needing a GPU
+    pass
+
+
 @pytest.mark.parametrize("failure", [
     MemoryError("Unable to allocate 745. GiB for an array"),
+    OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB"),
     RuntimeError("[enforce fail at alloc_cpu.cpp:117] DefaultCPUAllocator: can't allocate "
                  "memory: you tried to allocate 400000000000 bytes."),
 ])

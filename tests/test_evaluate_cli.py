@@ -180,6 +180,8 @@ def test_a_table_with_text_for_numbers_or_a_missing_table_is_one_line(tmp_path):
     assert str(predicted.exception) == str(text.exception)
     missing = runner.invoke(app, ["evaluate", str(tmp_path / "none.csv")])
     assert str(missing.exception) == f"{tmp_path / 'none.csv'}: no such file"
+    missing = runner.invoke(app, ["predict", "cv", str(tmp_path / "none.csv")])
+    assert str(missing.exception) == f"{tmp_path / 'none.csv'}: no such file"
 
 
 def test_predict_apply_refuses_a_bad_file(tmp_path):
