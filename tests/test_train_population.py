@@ -32,7 +32,10 @@ def assert_same(together, alone, atol=2e-5):
         assert together.metrics[key] == pytest.approx(alone.metrics[key], abs=atol, nan_ok=True)
     assert together.init_state.keys() == alone.init_state.keys()
     for name, tensor in alone.final_state.items():
-        assert torch.allclose(together.final_state[name].float(), tensor.float(), atol=atol), name
+        # rounding scales with the weights (a diverged run's reach 1e28)
+        scale = max(1.0, float(tensor.float().abs().max()))
+        assert torch.allclose(together.final_state[name].float(), tensor.float(),
+                              atol=atol * scale), name
         assert torch.equal(together.init_state[name], alone.init_state[name])
     assert sorted(together.checkpoints) == sorted(alone.checkpoints)
 

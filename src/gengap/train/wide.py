@@ -8,9 +8,10 @@ with the stacked statistics) apply to all members at once unchanged. The first c
 the shared input, is ONE ordinary convolution with P times the output channels; later ones are
 one grouped convolution (``groups=P``) in channels-last memory order, which this CPU's oneDNN
 runs faster than P separate ones (unlike the plain-layout grouped convolution ``vmap`` makes).
-Dense activations are held *stacked*, ``(P, N, F)``, and dense layers are one batched matrix
-product, so MLPs never transpose. Autograd differentiates it as usual. Each member computes
-what its own module computes, up to float rounding (tested against the modules).
+Dense activations are held *stacked*, ``(P, N, F)`` (stored feature-major, see
+:func:`_linear`), and dense layers are one batched matrix product (one plain product on the
+shared input). Autograd differentiates it as usual. Each member computes what its own module
+computes, up to float rounding (tested against the modules).
 """
 
 from __future__ import annotations
@@ -152,14 +153,21 @@ def _linear(name: str, linear: nn.Linear) -> Layer:
 
     def run(x: torch.Tensor, layout: str, params: Stacks, buffers: Stacks, training: bool,
             p: int) -> tuple[torch.Tensor, str]:
-        weight = params[f"{name}.weight"].transpose(1, 2)  # (P, in, out)
-        if layout == SHARED:  # the same rows for every member: a stride-0 batch, no copy
-            x = x.expand(p, *x.shape)
-        elif layout == WIDE:
+        # Computed feature-major, yᵀ = W xᵀ, and returned as the (P, N, out) view of that:
+        # autograd then forms each weight's gradient in its own (out, in) layout, which the
+        # flat gradient takes without a transposing copy (16 MLPs 40-100-100-10, batch 100:
+        # a step 1.24x faster than y = x Wᵀ, measured in turns).
+        weight = params[f"{name}.weight"]  # (P, out, in)
+        bias = params[f"{name}.bias"] if has_bias else None
+        if layout == SHARED:  # the same rows for every member: one product for all of them
+            rows = weight.reshape(-1, weight.shape[2])  # (P*out, in)
+            yt = rows @ x.t() if bias is None else torch.addmm(bias.reshape(-1, 1), rows, x.t())
+            return yt.view(p, weight.shape[1], -1).transpose(1, 2), STACKED
+        if layout == WIDE:
             x = x.reshape(x.shape[0], p, -1).transpose(0, 1)
-        if not has_bias:
-            return torch.bmm(x, weight), STACKED
-        return torch.baddbmm(params[f"{name}.bias"].unsqueeze(1), x, weight), STACKED
+        xt = x.transpose(1, 2)  # (P, in, N): contiguous when x came from a layer like this
+        yt = torch.bmm(weight, xt) if bias is None else torch.baddbmm(bias.unsqueeze(2), weight, xt)
+        return yt.transpose(1, 2), STACKED
 
     return run
 
