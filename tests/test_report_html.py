@@ -19,17 +19,19 @@ from gengap.report import ReportData, gather, render, write_report
 from gengap.report.data import default_curve_runs, resolve_runs
 from gengap.report.sections.granulated import heatmap
 from gengap.report.sections.scatter import measure_scatter
-from gengap.specs import ZooSpec
+from gengap.specs import DataSpec, ZooSpec
 from gengap.zoo import Store
 
 SECTIONS = ("summary", "ranking", "granulated", "scatter", "curves", "predictor")
 FAILED_REASON = "diverged: training loss is nan at step 3"
 
 
-def make_store(root: Path, measured: bool = True, fail_one: bool = True) -> Store:
-    """A 2x2 grid (width x lr) with two seeds; the gap grows with width, lr and seed, so
-    ``good`` ranks it perfectly and ``anti`` in reverse; one run failed."""
-    zoo = ZooSpec(name="synthetic", seeds=(0, 1),
+def make_store(root: Path, measured: bool = True, fail_one: bool = True,
+               data: DataSpec | None = None) -> Store:
+    """A 2x2 grid (width x lr) with two seeds (on ``data``, default digits: records only,
+    nothing is trained); the gap grows with width, lr and seed, so ``good`` ranks it
+    perfectly and ``anti`` in reverse; one run failed."""
+    zoo = ZooSpec(name="synthetic", seeds=(0, 1), data=data or DataSpec(),
                   axes={"arch.width": (4, 8), "train.lr": (0.01, 0.1)})
     store = Store.create(root, zoo)
     rng = np.random.default_rng(0)
@@ -126,8 +128,30 @@ def test_scatter_hover_names_each_runs_hyperparameters(data: ReportData):
 def test_failed_runs_and_what_was_not_computed_are_shown(store: Store):
     page = render(gather(store, bootstrap=0))
     assert FAILED_REASON in page and "Failed runs (1)" in page
-    assert "robust: not computed: the runs&#x27; test-set sizes are unknown" in page
     assert "intervals: not computed: no bootstrap resamples" in page
+
+
+def test_robust_sign_error_counts_the_test_sets_as_evaluate_does(data: ReportData):
+    """The runs record no test-set size: it is counted from their data spec (digits: 450 of
+    1,797 held out), as `gengap evaluate` counts it, and the robust sign-error is computed."""
+    notes = data.evaluation.notes.get("robust", [])
+    assert not any("sizes are unknown" in note for note in notes)
+    assert "robust_envs" in data.evaluation.ranking  # (7 runs keep no environment)
+    from gengap.zoo.evaluation import with_test_sizes
+
+    store = Store(Path(data.source))
+    assert set(with_test_sizes(store, data.done)["test_size"]) == {450}
+    store.close()
+
+
+def test_robust_sign_error_of_data_not_loadable_here_is_a_note(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    monkeypatch.delenv("GENGAP_DATA", raising=False)  # MNIST files: nowhere to be found
+    store = make_store(tmp_path / "zoo", data=DataSpec(name="mnist"))
+    page = render(gather(store, bootstrap=0))
+    assert "robust: not computed: the runs&#x27; test-set sizes are unknown" in page
+    assert "tau" in gather(store, bootstrap=0).evaluation.ranking  # the rest is computed
 
 
 def test_a_zoo_without_measures_still_gets_its_report(tmp_path: Path):

@@ -26,7 +26,7 @@ def grid(arch: ArchSpec, lrs, wds, seed: int = 3, **train) -> list[RunSpec]:
 
 def assert_same(together, alone, atol=2e-5):
     assert together.status == alone.status and together.reason == alone.reason
-    for key in ("epochs", "steps", "converged", "stopped_by"):
+    for key in ("epochs", "steps", "converged", "stopped_by", "train_size", "test_size"):
         assert together.metrics[key] == alone.metrics[key], key
     for key in ("train_loss", "test_loss", "train_acc", "test_acc"):
         assert together.metrics[key] == pytest.approx(alone.metrics[key], abs=atol, nan_ok=True)
@@ -91,6 +91,8 @@ def test_members_leave_when_they_converge_or_diverge(digits):
     alone = [fit(run, digits, device="cpu") for run in runs]
     assert together[0].metrics["stopped_by"] == "target_ce" and together[0].metrics["epochs"] < 6
     assert together[2].status == "failed" and together[2].reason.startswith("diverged")
+    # the sizes the robust sign-error weighs gaps by are recorded
+    assert {r.metrics["test_size"] for r in together} == {len(digits.x_test)}
     for a, b in zip(together, alone, strict=True):
         assert_same(a, b)
 

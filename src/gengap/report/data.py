@@ -65,7 +65,8 @@ def gather(
     prefixes); by default up to ``max_curves`` finished runs spread from the smallest to the
     largest ``target``. ``bootstrap``: resamples behind the confidence intervals;
     ``test_size``: test examples behind each gap, for the robust sign-error (default: the
-    runs' recorded ``test_size`` when the store has it). When the finished runs record no
+    runs' recorded ``test_size``, else counted from their data specs as ``gengap evaluate``
+    does; unknown when a spec cannot be loaded here). When the finished runs record no
     accuracies to derive ``target`` from, the evaluation is only notes saying so; a target that
     is neither one of gap, test_error, test_acc nor a column is a :class:`GengapError`.
     """
@@ -95,9 +96,14 @@ def gather(
                                                            "predictor": [missing]})
     elif evaluate:
         done = data.done
-        if test_size is None and "test_size" in done and done["test_size"].notna().all():
-            test_size = "test_size"
-        data.evaluation = evaluate_frame(data.done, measures, data.hyperparameters, target,
+        if test_size is None and not done.empty:  # as `gengap evaluate` finds them
+            from gengap.zoo.evaluation import with_test_sizes
+
+            try:
+                done, test_size = with_test_sizes(store, done), "test_size"
+            except GengapError:  # data not loadable here: the robust part says so
+                pass
+        data.evaluation = evaluate_frame(done, measures, data.hyperparameters, target,
                                          bootstrap=bootstrap, test_size=test_size)
     return data
 

@@ -51,7 +51,7 @@ def fit(
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(spec, step, per_epoch)
     )
-    tracker = RunTracker(spec, len(splits.x_train), per_epoch)
+    tracker = RunTracker(spec, len(splits.x_train), per_epoch, len(splits.x_test))
     loss_fn = nn.CrossEntropyLoss()
     started = time.perf_counter()
     for epoch in range(1, spec.max_epochs + 1):

@@ -227,7 +227,8 @@ def fit_population(
                            merge_single=fails_on_one_example(
                                pop.template, splits.x_train[:1].to(device)))
     per_epoch = batches.steps_per_epoch
-    trackers = [RunTracker(run.train, len(splits.x_train), per_epoch) for run in runs]
+    trackers = [RunTracker(run.train, len(splits.x_train), per_epoch, len(splits.x_test))
+                for run in runs]
     finals: dict[int, State] = {}
     steps, started = 0, time.perf_counter()
     for epoch in range(1, spec.max_epochs + 1):

@@ -46,8 +46,9 @@ class RunTracker:
     """Bookkeeping of one run: feed it each step's loss and each epoch's end (its evaluation,
     or :meth:`skip_epoch` when :meth:`evaluates` says the epoch is not evaluated)."""
 
-    def __init__(self, spec: TrainSpec, train_size: int, steps_per_epoch: int) -> None:
-        self.spec, self.train_size = spec, train_size
+    def __init__(self, spec: TrainSpec, train_size: int, steps_per_epoch: int,
+                 test_size: int | None = None) -> None:
+        self.spec, self.train_size, self.test_size = spec, train_size, test_size
         self.steps_per_epoch = steps_per_epoch
         self.history: list[dict[str, float]] = []
         self.milestones: dict[str, int] = {}
@@ -118,6 +119,8 @@ class RunTracker:
             "converged": self.stopped_by == "target_ce",
             "stopped_by": "diverged" if self.reason else self.stopped_by,
             "train_size": self.train_size,
+            # the robust sign-error weighs each gap by the test examples behind it
+            **({} if self.test_size is None else {"test_size": self.test_size}),
             **self.milestones,
         }
         return TrainResult(

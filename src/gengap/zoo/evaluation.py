@@ -57,8 +57,7 @@ def evaluate_zoo(
     if "seed" in done.columns and done["seed"].nunique() > 1:
         options.setdefault("replicates", "seed")
     if "robust" in metrics and "test_size" not in options:
-        if "test_size" not in done.columns or done["test_size"].isna().any():
-            done = done.assign(test_size=_test_sizes(store, done, data_dir))
+        done = with_test_sizes(store, done, data_dir)
         options["test_size"] = "test_size"
     return ranking_table(done, names, hyperparameters, target=target, metrics=metrics, **options)
 
@@ -191,6 +190,16 @@ def load_population(
     frame = pd.concat(frames, ignore_index=True, sort=False)
     measures = [n for n in scalar_measures(names) if n in frame.columns]
     return Population(frame, axes, measures)
+
+
+def with_test_sizes(store: Store, done: pd.DataFrame,
+                    data_dir: str | Path | None = None) -> pd.DataFrame:
+    """``done`` (finished runs of ``store``) with a complete ``test_size`` column: the sizes
+    the runs recorded, else counted by loading each distinct data spec once (``data_dir`` for
+    local files); a :class:`GengapError` when a spec cannot be loaded."""
+    if "test_size" in done.columns and done["test_size"].notna().all():
+        return done
+    return done.assign(test_size=_test_sizes(store, done, data_dir))
 
 
 def _test_sizes(store: Store, done: pd.DataFrame, data_dir: str | Path | None) -> list[int]:
