@@ -3,6 +3,7 @@ export, resuming after kill -9, and Ray."""
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
@@ -153,6 +154,55 @@ def test_resume_after_kill_minus_nine_with_workers_and_populations(tmp_path: Pat
     assert not leftovers or all(p.parent.name in set(frame["run_id"]) for p in leftovers)
     again = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "12 done, 0 failed, 0 pending" in again.stdout
+
+
+def children(pid: int) -> set[int]:
+    """Processes whose parent is ``pid`` (Linux /proc)."""
+    found = set()
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:  # gone meanwhile
+            continue
+        if int(fields[1]) == pid:
+            found.add(int(stat.parent.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"  # a zombie has ended, waiting to be reaped
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(sys.platform != "linux", reason="the parent-death signal is Linux's")
+def test_pool_workers_end_with_a_killed_parent(tmp_path: Path):
+    spec = tmp_path / "zoo.toml"
+    spec.write_text(RESUME_ZOO.replace("max_epochs = 12", "max_epochs = 500"))
+    command = [sys.executable, "-m", "gengap.cli", "zoo", "train", str(spec), "--out",
+               str(tmp_path / "zoo"), "--workers", "2", "--device", "cpu"]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    try:
+        deadline = time.time() + 120
+        while len(children(proc.pid)) < 2 and time.time() < deadline:
+            assert proc.poll() is None
+            time.sleep(0.1)
+        time.sleep(5)  # the workers start training (importing torch, loading the data)
+        workers = children(proc.pid)  # and multiprocessing's resource tracker
+        assert len(workers) >= 2 and proc.poll() is None
+        os.kill(proc.pid, signal.SIGKILL)  # the parent alone
+        proc.wait()
+        deadline = time.time() + 20
+        while any(alive(pid) for pid in workers) and time.time() < deadline:
+            time.sleep(0.1)
+        assert not [pid for pid in workers if alive(pid)]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 @pytest.fixture(scope="module")
