@@ -255,3 +255,79 @@ def test_pvr_visual_from_local_mnist(tmp_path: Path) -> None:
                  (grid[:28, :28], grid[:28, 28:], grid[28:, :28], grid[28:, 28:])]
         pointed = 1 if cells[0] <= 3 else 2 if cells[0] <= 6 else 3
         assert cells[pointed] == label
+
+
+def write_typed_idx(path: Path, array: np.ndarray, code: int, dtype: str) -> None:
+    """IDX with element type ``code`` (0x0D float32, 0x0E float64), big-endian."""
+    path.write_bytes(struct.pack(">BBBB", 0, 0, code, array.ndim)
+                     + struct.pack(f">{array.ndim}I", *array.shape)
+                     + array.astype(dtype).tobytes())
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+def test_nan_or_infinite_inputs_are_refused_at_load(tmp_path: Path, bad: float) -> None:
+    """They loaded, and training ended as 'diverged' with nothing naming the file."""
+    x = RNG.random((10, 3))
+    x[4, 2] = bad
+    np.savez(tmp_path / "a.npz", x=x, y=np.arange(10) % 2)
+    with pytest.raises(GengapError, match=r"a.npz: x\[4, 2\] is (NaN|-?inf); inputs must be "
+                                          "finite numbers") as err:
+        raw("npz", tmp_path, file="a.npz")
+    assert "\n" not in str(err.value)
+    np.savez(tmp_path / "b.npz", x=x[:3] * 0, y=np.zeros(3, int), x_test=x, y_test=np.zeros(10))
+    with pytest.raises(GengapError, match=r"b.npz: x_test\[4, 2\]"):
+        raw("npz", tmp_path, file="b.npz")
+    write_mnist_like(tmp_path / "mnist", zipped=False)
+    images = RNG.random((30, 28, 28))
+    images[7, 3, 4] = bad
+    write_typed_idx(tmp_path / "mnist" / "train-images-idx3-ubyte", images, 0x0D, ">f4")
+    with pytest.raises(GengapError, match=r"train-images-idx3-ubyte: images\[7, 3, 4\] is "):
+        raw("mnist", tmp_path)
+
+
+def test_inputs_past_float32_range_are_refused(tmp_path: Path) -> None:
+    x = RNG.random((10, 3))
+    x[1, 0] = 1e300  # finite in the file, inf once float32
+    np.savez(tmp_path / "a.npz", x=x, y=np.arange(10) % 2)
+    with pytest.raises(GengapError, match=r"a.npz: x\[1, 0\] is 1e\+300, past float32's range"):
+        raw("npz", tmp_path, file="a.npz")
+
+
+def test_float_labels_that_are_not_whole_numbers_are_refused(tmp_path: Path) -> None:
+    """A label of 1.5 was truncated to 1 (SVHN .mat, float IDX); whole floats still load."""
+    (tmp_path / "svhn").mkdir()
+    write_svhn(tmp_path / "svhn" / "train_32x32.mat", 6)
+    write_svhn(tmp_path / "svhn" / "test_32x32.mat", 4)
+    mat = tmp_path / "svhn" / "train_32x32.mat"
+    arrays = scipy.io.loadmat(mat)
+    scipy.io.savemat(mat, {"X": arrays["X"], "y": arrays["y"].astype(float)})
+    assert raw("svhn", tmp_path).y_train.tolist() == [0, 1, 2, 3, 4, 5]  # 10.0 -> the digit 0
+    for bad, shown in ((1.5, "1.5"), (np.nan, "nan")):
+        y = arrays["y"].astype(float)
+        y[3] = bad
+        scipy.io.savemat(mat, {"X": arrays["X"], "y": y})
+        with pytest.raises(GengapError, match=f"train_32x32.mat: labels must be whole numbers "
+                                              f"1..10, found {shown}"):
+            raw("svhn", tmp_path)
+    write_mnist_like(tmp_path / "mnist", zipped=False)
+    labels = (np.arange(12) % 10).astype(float)
+    write_typed_idx(tmp_path / "mnist" / "t10k-labels-idx1-ubyte", labels, 0x0E, ">f8")
+    assert raw("mnist", tmp_path).y_test.tolist() == labels.tolist()
+    labels[5] = 2.5
+    write_typed_idx(tmp_path / "mnist" / "t10k-labels-idx1-ubyte", labels, 0x0E, ">f8")
+    with pytest.raises(GengapError, match="t10k-labels-idx1-ubyte: labels must be whole "
+                                          "numbers 0..9, found 2.5"):
+        raw("mnist", tmp_path)
+
+
+def test_every_source_options_share_one_strict_base() -> None:
+    """Unknown keys refused, frozen, NaN refused: one base class, not a copy per source."""
+    import gengap.interop  # noqa: F401  (registers the pgdl and cnnzoo sources)
+    from gengap.data.sources import SourceOptions, sources
+
+    assert SourceOptions.model_config == {"extra": "forbid", "frozen": True,
+                                          "allow_inf_nan": False}
+    for name in sources:
+        options = sources.get(name).options
+        assert issubclass(options, SourceOptions), name
+        assert options.model_config == SourceOptions.model_config, name

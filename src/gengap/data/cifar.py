@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, Field
 
 from gengap.data.files import find_file, read_bytes, source_folder
-from gengap.data.sources import RawSplits, register_source
+from gengap.data.sources import RawSplits, SourceOptions, register_source
 from gengap.errors import GengapError
 from gengap.specs import DataSpec
 
@@ -61,9 +61,7 @@ def make_cifar10(spec: DataSpec, options: BaseModel, data_dir: Path | None) -> R
     )
 
 
-class Cifar100Options(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
+class Cifar100Options(SourceOptions):
     labels: Literal["fine", "coarse"] = Field(
         "fine", description="the 100 fine classes or the 20 coarse superclasses"
     )

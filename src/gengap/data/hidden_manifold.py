@@ -10,19 +10,17 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from gengap.data.randomize import knob_rng
-from gengap.data.sources import RawSplits, register_source
+from gengap.data.sources import RawSplits, SourceOptions, register_source
 from gengap.data.teacher import ACTIVATIONS, balanced_sample, random_teacher
 from gengap.specs import DataSpec
 
 Activation = Literal["sign", "erf", "relu", "tanh", "linear"]
 
 
-class HiddenManifoldOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
+class HiddenManifoldOptions(SourceOptions):
     input_dim: int = Field(500, ge=1, description="N, the dimension of the inputs")
     latent_dim: int = Field(10, ge=1, description="D, the dimension of the hidden manifold")
     activation: Activation = Field("sign", description="f, applied to F c / √D")

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 
+from gengap.data.checks import class_labels, finite_inputs
 from gengap.data.files import find_file, source_folder
 from gengap.data.idx import read_idx
 from gengap.data.sources import RawSplits, register_source
@@ -35,14 +36,14 @@ def read_mnist_like(data_dir: Path | None, source: str) -> RawSplits:
                 f"{labels_path}: expected {len(images)} labels (one per image of "
                 f"{images_path.name}), got shape {labels.shape}"
             )
-        if labels.size and (labels.min() < 0 or labels.max() > 9):
-            raise GengapError(f"{labels_path}: labels must be 0..9")
+        labels = class_labels(labels_path, labels, 0, 9)
+        finite_inputs(images_path, images, "images")
         if arrays and images.shape[1:] != arrays[0].shape[2:]:  # the network takes one size
             raise GengapError(f"{images_path}: images of {images.shape[1]}x{images.shape[2]}, "
                               f"the training images are {arrays[0].shape[2]}x"
                               f"{arrays[0].shape[3]}")
         scale = 255.0 if images.dtype == np.uint8 else 1.0
-        arrays += [(images[:, None] / scale).astype(np.float32), labels.astype(np.int64)]
+        arrays += [(images[:, None] / scale).astype(np.float32), labels]
     return RawSplits(*arrays, num_classes=10)
 
 

@@ -12,17 +12,15 @@ import random
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from gengap.data.randomize import seed32
-from gengap.data.sources import RawSplits, register_source
+from gengap.data.sources import RawSplits, SourceOptions, register_source
 from gengap.specs import DataSpec
 
 
-class Mnist1dOptions(BaseModel):
+class Mnist1dOptions(SourceOptions):
     """The arguments of ``mnist1d.data.make_dataset`` (the package's defaults)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     num_samples: int = Field(5000, ge=10, description="examples in all (10 classes, balanced)")
     train_split: float = Field(0.8, gt=0, lt=1, description="share of examples for training")

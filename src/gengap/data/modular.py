@@ -11,10 +11,10 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from gengap.data.randomize import knob_rng
-from gengap.data.sources import RawSplits, register_source
+from gengap.data.sources import RawSplits, SourceOptions, register_source
 from gengap.specs import DataSpec
 
 Op = Callable[[np.ndarray, np.ndarray, int], np.ndarray]
@@ -52,9 +52,7 @@ def _is_prime(p: int) -> bool:
     return p >= 2 and all(p % d for d in range(2, int(p**0.5) + 1))
 
 
-class ModularOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
+class ModularOptions(SourceOptions):
     p: int = Field(97, ge=2, le=2000, description="the modulus")
     op: OpName = Field(
         "add", description="; ".join(f"{k}: {v[0]}" for k, v in OPERATIONS.items())

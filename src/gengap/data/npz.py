@@ -9,19 +9,18 @@ import zlib
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from gengap.data.checks import finite_inputs
 from gengap.data.randomize import subsample
-from gengap.data.sources import RawSplits, register_source
+from gengap.data.sources import RawSplits, SourceOptions, register_source
 from gengap.errors import GengapError
 from gengap.specs import DataSpec
 
 MAX_CLASSES = 100_000  # ImageNet-21k has 21,841; a larger label is an id, not a class
 
 
-class NpzOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
+class NpzOptions(SourceOptions):
     file: str = Field(
         description="the .npz file: absolute, or relative to the data folder (or to the "
         "current folder when none is given)"
@@ -75,7 +74,7 @@ def _inputs(path: Path, name: str, x: np.ndarray, tokens: bool) -> np.ndarray:
         return x.astype(np.int64)
     if not (np.issubdtype(x.dtype, np.number) and not np.iscomplexobj(x)):
         raise GengapError(f"{path}: {name} must be a real-valued array, got {x.dtype}")
-    return x.astype(np.float32)
+    return finite_inputs(path, x, name).astype(np.float32)
 
 
 @register_source(

@@ -24,18 +24,16 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
 
 from gengap.data.randomize import knob_rng
-from gengap.data.sources import RawSplits, register_source
+from gengap.data.sources import RawSplits, SourceOptions, register_source
 from gengap.specs import DataSpec
 
 Aggregation = Literal["mod_sum", "min", "max", "median", "majority"]
 
 
-class PvrVectorOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
+class PvrVectorOptions(SourceOptions):
     window: int = Field(1, ge=1, description="values aggregated (the task's complexity m + 1)")
     aggregation: Aggregation = Field("mod_sum", description="mod_sum, min, max, median, majority")
     length: int = Field(10, ge=1, description="value digits after the pointer")

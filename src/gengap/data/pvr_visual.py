@@ -16,13 +16,13 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 
 from gengap.data.mnist import read_mnist_like
 from gengap.data.randomize import knob_rng, seed32
-from gengap.data.sources import RawSplits, register_source
+from gengap.data.sources import RawSplits, SourceOptions, register_source
 from gengap.specs import DataSpec
 
 # Cells in reading order: 0 top-left (pointer), 1 top-right, 2 bottom-left, 3 bottom-right.
@@ -32,9 +32,7 @@ HELD_OUT = {1: (1, 2, 3), 2: (4, 5, 6), 3: (7, 8, 9, 0)}
 Mode = Literal["iid", "holdout", "shifted"]
 
 
-class PvrVisualOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
-
+class PvrVisualOptions(SourceOptions):
     digits_from: Literal["digits", "mnist"] = Field(
         "digits", description="digit images: scikit-learn's 8x8 digits, or MNIST (local files)"
     )

@@ -14,10 +14,16 @@ from gengap.registry import Registry
 from gengap.specs import DataSpec
 
 
-class NoOptions(BaseModel):
-    """A source without knobs of its own."""
+class SourceOptions(BaseModel):
+    """The base of every source's options: an unknown key is an error (a typo is not silently
+    a default), options are frozen (they are part of a hashed spec), NaN and infinities are
+    refused."""
 
     model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
+class NoOptions(SourceOptions):
+    """A source without knobs of its own."""
 
 
 @dataclass(frozen=True)
@@ -54,7 +60,8 @@ sources: Registry[Source] = Registry("data source")
 def register_source(
     name: str, description: str, options: type[BaseModel] = NoOptions, needs_files: bool = False
 ) -> Callable[[Maker], Maker]:
-    """Register ``make(spec, options, data_dir) -> RawSplits`` under ``name``."""
+    """Register ``make(spec, options, data_dir) -> RawSplits`` under ``name``; ``options`` is
+    the source's :class:`SourceOptions` subclass (its knobs, validated from the spec)."""
 
     def decorate(make: Maker) -> Maker:
         sources.add(name, Source(name, make, options, description, needs_files))

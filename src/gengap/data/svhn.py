@@ -8,17 +8,16 @@ from pathlib import Path
 
 import numpy as np
 import scipy.io
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
+from gengap.data.checks import class_labels, finite_inputs
 from gengap.data.files import find_file, source_folder
-from gengap.data.sources import RawSplits, register_source
+from gengap.data.sources import RawSplits, SourceOptions, register_source
 from gengap.errors import GengapError
 from gengap.specs import DataSpec
 
 
-class SvhnOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class SvhnOptions(SourceOptions):
     extra: bool = Field(False, description="add extra_32x32.mat (531,131 images) to training")
 
 
@@ -37,11 +36,11 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
         )
     if not (np.issubdtype(y.dtype, np.number) and np.issubdtype(x.dtype, np.number)):
         raise GengapError(f"{path}: X and y must be numeric, got {x.dtype} and {y.dtype}")
-    if y.size and (y.min() < 1 or y.max() > 10):
-        raise GengapError(f"{path}: labels must be 1..10 (10 is the digit 0)")
+    labels = class_labels(path, y, 1, 10, note="10 is the digit 0")
+    finite_inputs(path, x, "X")
     scale = 255.0 if x.dtype == np.uint8 else 1.0
     images = (np.transpose(x, (3, 2, 0, 1)) / scale).astype(np.float32)
-    return images, (y % 10).astype(np.int64)
+    return images, labels % 10
 
 
 @register_source(

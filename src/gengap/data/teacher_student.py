@@ -8,17 +8,15 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from gengap.data.randomize import knob_rng
-from gengap.data.sources import RawSplits, register_source
+from gengap.data.sources import RawSplits, SourceOptions, register_source
 from gengap.data.teacher import balanced_sample, random_teacher
 from gengap.specs import DataSpec
 
 
-class TeacherStudentOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class TeacherStudentOptions(SourceOptions):
     input_dim: int = Field(20, ge=1, description="dimension of the Gaussian inputs")
     teacher_width: int = Field(32, ge=1, description="hidden units per teacher layer")
     teacher_depth: int = Field(2, ge=0, description="hidden layers of the teacher (0: linear)")
