@@ -152,6 +152,29 @@ def test_a_ray_address_nobody_answers_at_is_refused_at_once(tiny_zoo_toml: Path,
                           "is not HOST:PORT")
 
 
+def test_the_options_are_checked_once_by_the_command_and_once_by_the_python_api(
+        tmp_path: Path, monkeypatch):
+    """`zoo train` checked them in the command and again in train_zoo: with a Ray address,
+    two connections to the cluster's head before the work."""
+    from typer.testing import CliRunner
+
+    from gengap.cli.app import app
+    from gengap.zoo import run
+
+    probed: list[str | None] = []
+    monkeypatch.setattr(run, "check_reachable", probed.append)  # each check probes once
+    spec = tmp_path / "one.toml"
+    spec.write_text('[data]\ntrain_fraction = 0.1\n[arch]\nfamily = "mlp"\nwidth = 4\n'
+                    'depth = 1\n[train]\nmax_epochs = 1\n')
+    trained = CliRunner().invoke(app, ["zoo", "train", str(spec), "--out", str(tmp_path / "z"),
+                                       "--device", "cpu"])
+    assert trained.exit_code == 0, trained.output
+    assert probed == [None]
+    probed.clear()
+    train_zoo(load_zoo_spec(spec), tmp_path / "z", device="cpu")  # finished: trains nothing
+    assert probed == [None]
+
+
 def test_ray_addresses_split_into_host_and_port():
     from gengap.errors import GengapError
     from gengap.zoo.ray_address import check_reachable, split_host_port

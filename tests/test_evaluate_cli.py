@@ -66,7 +66,7 @@ def test_output_files_are_checked_before_the_work_and_their_folder_made(tmp_path
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
 def test_a_refused_table_write_is_one_line():
-    from gengap.cli.outputs import write_table
+    from gengap.table_file import write_table
 
     with pytest.raises(GengapError, match=r"/proc/gengap-refused.csv: cannot write"):
         write_table(pd.DataFrame({"a": [1]}), Path("/proc/gengap-refused.csv"))
@@ -221,3 +221,17 @@ def test_evaluate_a_zoo_store_with_seeds_and_counted_test_sizes(tmp_path, tiny_z
     table = evaluate_zoo(store, "gap", ("robust",), min_ess=1, test_size=100_000)
     robust = table.set_index("measure")
     assert robust.loc["oracle", "robust_mean"] == 0.0 and robust.loc["oracle", "robust_envs"] > 0
+
+
+def test_table_options_on_a_zoo_are_refused_not_ignored(tmp_path, tiny_zoo_toml):
+    """`evaluate ZOO --hyperparameters lr` ran over the spec's axes as if it were not given."""
+    store = Store.create(tmp_path / "zoo", load_zoo_spec(tiny_zoo_toml))
+    store.close()
+    named = runner.invoke(app, ["evaluate", str(tmp_path / "zoo"), "--hyperparameters", "lr"])
+    assert isinstance(named.exception, GengapError)
+    assert str(named.exception) == (
+        f"{tmp_path / 'zoo'}: --hyperparameters is for tables; a zoo's hyperparameters are "
+        "the axes of its spec (arch.width, train.lr)")
+    measures = runner.invoke(app, ["evaluate", str(tmp_path / "zoo"), "--measures", "a,b"])
+    assert "--measures is for tables; a zoo ranks every measure it stores" in str(
+        measures.exception)

@@ -195,3 +195,34 @@ def test_cli_import_cnnzoo(tmp_path: Path) -> None:
                                       "--out", str(tmp_path / "zoo")])
     assert result.exit_code == 0, result.output
     assert "imported 2 networks" in result.output
+
+
+@pytest.mark.parametrize(("column", "value", "message"), [
+    ("config.activation", "swishy", "config.activation 'swishy' is not supported"),
+    ("config.dropout", "lots", "config.dropout 'lots' is not a dropout rate in \\[0, 1\\)"),
+    ("config.dropout", 1.5, "config.dropout 1.5 is not a dropout rate"),
+    ("config.dropout", -0.2, "config.dropout -0.2 is not a dropout rate"),
+])
+def test_a_bad_setting_in_the_metrics_names_metrics_not_layout(tmp_path: Path, column: str,
+                                                                value: object,
+                                                                message: str) -> None:
+    """A bad activation or dropout of metrics.csv.gz was blamed on layout.csv (or crashed)."""
+    write_cnnzoo(tmp_path / "z")
+    metrics = pd.read_csv(tmp_path / "z" / "metrics.csv.gz")
+    metrics[column] = metrics[column].astype(object)
+    metrics.loc[1, column] = value
+    with gzip.open(tmp_path / "z" / "metrics.csv.gz", "wt") as handle:
+        metrics.to_csv(handle, index=False)
+    with pytest.raises(GengapError, match=f"metrics.csv.gz: row 1: {message}") as err:
+        import_cnnzoo(tmp_path / "z", tmp_path / "zoo")
+    assert "layout.csv" not in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "zoo").exists()
+
+
+def test_an_unreadable_table_is_named_alone(tmp_path: Path) -> None:
+    write_cnnzoo(tmp_path / "z")
+    (tmp_path / "z" / "metrics.csv.gz").write_bytes(b"not gzip")
+    with pytest.raises(GengapError) as err:
+        read_cnnzoo(tmp_path / "z")
+    assert str(err.value).startswith(f"{tmp_path / 'z' / 'metrics.csv.gz'}: not a readable CSV")
+    assert "layout.csv" not in str(err.value)

@@ -544,3 +544,93 @@ def test_toy_task_models_reproduce_their_reference_accuracies(toy: Path) -> None
     grid = hyperparameter_grid(task)
     assert grid == {"num_units": [64, 128, 256], "num_layers": [1, 2, 3],
                     "activation_function": ["relu", "tanh"]}
+
+
+# -- one-line errors that name what is wrong -----------------------------------------------
+
+
+def test_config_errors_name_the_argument_in_plain_english(tmp_path: Path) -> None:
+    """They read "units must be 1 positive integers"; NaN sizes crashed with a traceback."""
+    for layer, message in (
+        ({"layer_name": "Dense", "units": 0}, "units must be a positive integer, got 0"),
+        ({"layer_name": "Dense", "units": "many"}, "units must be a positive integer, got 'many'"),
+        ({"layer_name": "Dense", "units": math.inf}, "units must be a positive integer, got inf"),
+        ({"layer_name": "Dropout", "rate": "half"}, "rate must be a number, got 'half'"),
+        ({"layer_name": "Dropout", "rate": 1.5}, "rate must be from 0 to 1, got 1.5"),
+        ({"layer_name": "LeakyReLU", "alpha": None}, "alpha must be a number, got None"),
+    ):
+        with pytest.raises(GengapError) as err:
+            build_keras(conv_config((4,), [layer]), tmp_path / "config.json")
+        assert str(err.value) == f"{tmp_path / 'config.json'}: layer 0 " \
+                                 f"({layer['layer_name']}): {message}"
+    conv = {"layer_name": "Conv2D", "filters": 2, "kernel_size": [3]}
+    with pytest.raises(GengapError, match=r"layer 0 \(Conv2D\): kernel_size must be a positive "
+                                          r"integer or a list of 2 positive integers, got \[3\]"):
+        build_keras(conv_config((5, 5, 1), [conv]), tmp_path / "config.json")
+    with pytest.raises(GengapError, match="config.json: input_shape must be a list of positive "
+                                          "integers, got \\[nan\\]"):
+        build_keras(conv_config((math.nan,), [{"layer_name": "Dense", "units": 2}]),
+                    tmp_path / "config.json")
+
+
+def test_model_configs_errors_name_the_model_and_field(task_dir) -> None:
+    root, _ = task_dir
+    path = root / "model_configs.json"
+    configs = json.loads(path.read_text())
+    configs["3"]["metrics"]["test_acc"] = "high"
+    path.write_text(json.dumps(configs))
+    with pytest.raises(GengapError) as err:
+        _ = load_task(root).records
+    assert str(err.value) == f"{path}: model '3': metric 'test_acc' must be a number, got 'high'"
+    del configs["3"]["hparams"]["pool"]["current_value"]
+    configs["3"]["metrics"]["test_acc"] = 0.5
+    path.write_text(json.dumps(configs))
+    with pytest.raises(GengapError, match="model '3': hyperparameter 'pool' has no "
+                                          "'current_value'"):
+        _ = load_task(root).records
+
+
+@pytest.mark.parametrize(("measure", "needs"), [
+    ("optim_steps_to_0.1", "records of the training run"),
+    ("disagreement", "a second run that differs only in seed"),
+])
+def test_predict_names_a_measure_that_a_task_cannot_feed(task_dir, tmp_path: Path,
+                                                         measure: str, needs: str) -> None:
+    """It said only "this measure needs the training run's records (trajectory)"."""
+    root, _ = task_dir
+    result = CliRunner().invoke(app, ["pgdl", "predict", str(root), "--measure", measure,
+                                      "--out", str(tmp_path / "pred"), "--device", "cpu"])
+    assert str(result.exception) == (
+        f"measure {measure!r} needs {needs}, which a PGDL task does not have; pick one that "
+        "needs only weights, initial weights and training data")
+    assert not (tmp_path / "pred").exists()  # refused before any work
+
+
+def test_predict_names_the_measure_and_model_that_lack_initial_weights(task_dir) -> None:
+    root, _ = task_dir
+    (root / "model_2" / "weights_init.hdf5").unlink()
+    with pytest.raises(GengapError) as err:
+        predict_task(load_task(root), "frobenius_distance", device="cpu")
+    assert str(err.value).startswith(f"{root / 'model_2'}: measure 'frobenius_distance': "
+                                     "this measure needs the initial weights")
+
+
+def test_an_output_folder_inside_a_task_folder_is_refused(task_dir, tmp_path: Path) -> None:
+    """`pgdl import T --out T/model_99` made T/model_99, which then broke task T."""
+    root, _ = task_dir
+    before = sorted(p.name for p in root.iterdir())
+    link = tmp_path / "link"
+    link.symlink_to(root)
+    runner = CliRunner()
+    for command, out in (
+        (["pgdl", "import", str(root)], root / "model_99"),
+        (["pgdl", "import", str(root)], root),
+        (["pgdl", "import", str(link)], root / "zoo"),  # the same folder by another name
+        (["pgdl", "predict", str(root), "--measure", "params"], root / "model_predictions"),
+    ):
+        result = runner.invoke(app, [*command, "--out", str(out)])
+        assert isinstance(result.exception, GengapError), result.output
+        assert str(result.exception).startswith(f"{out}: is"), str(result.exception)
+        assert "an input of this command; write elsewhere" in str(result.exception)
+    assert sorted(p.name for p in root.iterdir()) == before
+    assert len(load_task(root).model_ids) == 8

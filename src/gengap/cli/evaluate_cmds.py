@@ -10,8 +10,9 @@ import pandas as pd
 import typer
 
 from gengap.cli.console import console, frame_table
-from gengap.cli.outputs import TABLES, output_file, write_table
+from gengap.cli.outputs import TABLES, output_file
 from gengap.errors import GengapError
+from gengap.table_file import write_table
 
 MAX_BOOTSTRAP = 100_000  # far past what a stable interval needs; more only fills memory
 
@@ -65,9 +66,13 @@ def evaluate(
     """Rank the stored measures against the target: Kendall's tau, granulated Psi (with
     bootstrap intervals), the conditional mutual information (x100) and the robust
     sign-error."""
+    from gengap.zoo.evaluation import evaluate_table, is_table, read_table
+
     metrics = split_names(metric) or []
     if not metrics:
         raise GengapError(f"--metric {metric!r}: name one or more of tau, psi, cmi, robust")
+    if not is_table(source):
+        refuse_table_options(source, hyperparameters, measures)
     output_file(out, TABLES, inputs=(source,))
     if grid not in ("strict", "largest"):
         raise GengapError(f"--grid must be strict or largest, not {grid!r}")
@@ -75,8 +80,6 @@ def evaluate(
                    min_ess=min_ess, filter_noise=not no_noise_filter)
     if test_size is not None:
         options["test_size"] = test_size
-    from gengap.zoo.evaluation import evaluate_table, is_table, read_table
-
     if is_table(source):
         rows = read_table(source)  # a missing one: "no such file"
         axes = split_names(hyperparameters)
@@ -94,6 +97,22 @@ def evaluate(
     if out is not None:
         write_table(table, out)
         console.print(f"wrote {out}")
+
+
+def refuse_table_options(zoo: Path, hyperparameters: str | None, measures: str | None) -> None:
+    """A zoo knows its axes and measures (its spec, its store): the table options would be
+    ignored, so they are refused rather than silently dropped."""
+    if hyperparameters is not None:
+        from gengap.zoo import Store
+
+        store = Store(zoo)  # not a zoo: that error says so
+        axes = ", ".join(store.zoo.hyperparameters) or "none"
+        store.close()
+        raise GengapError(f"{zoo}: --hyperparameters is for tables; a zoo's hyperparameters "
+                          f"are the axes of its spec ({axes})")
+    if measures is not None:
+        raise GengapError(f"{zoo}: --measures is for tables; a zoo ranks every measure it "
+                          "stores")
 
 
 def show_ranking(table: pd.DataFrame, target: str) -> None:

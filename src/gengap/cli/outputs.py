@@ -1,13 +1,11 @@
 """Output files of the commands: checked, and their folder made, before the work starts (a
-failure after it would lose the results), and tables written by their suffix."""
+failure after it would lose the results). Tables are written by :mod:`gengap.table_file`."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Iterable
 from pathlib import Path
-
-import pandas as pd
 
 from gengap.errors import GengapError
 
@@ -37,9 +35,11 @@ def output_file(path: Path | None, suffixes: tuple[str, ...] | None = None,
     return path
 
 
-def output_folder(path: Path) -> Path:
+def output_folder(path: Path, inputs: Iterable[Path | str | None] = ()) -> Path:
     """``path`` as a folder to write files into, created (with its parents) before the work;
-    a one-line error when it cannot be."""
+    a one-line error when it cannot be, or when it is one of the input folders ``inputs`` or
+    lies inside one (see :func:`outside_inputs`)."""
+    outside_inputs(path, inputs)
     if path.exists() and not path.is_dir():
         raise GengapError(f"{path}: exists and is not a folder")
     try:
@@ -51,20 +51,25 @@ def output_folder(path: Path) -> Path:
     return path
 
 
+def outside_inputs(path: Path, inputs: Iterable[Path | str | None]) -> Path:
+    """``path`` when it is neither one of the input folders ``inputs`` nor inside one: what a
+    command writes there would change its input (a new folder in a PGDL task folder reads as
+    one more model). A one-line error otherwise; symbolic links are followed."""
+    target = path.resolve()
+    for source in inputs:
+        if source is None or not Path(source).is_dir():
+            continue
+        folder = Path(source).resolve()
+        if target.is_relative_to(folder):  # the folder itself included
+            where = "is" if target == folder else "is inside"
+            raise GengapError(f"{path}: {where} {source}, an input of this command; "
+                              "write elsewhere")
+    return path
+
+
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.is_file() and b.is_file() and os.path.samefile(a, b)
     except OSError:
         return False
 
-
-def write_table(table: pd.DataFrame, out: Path) -> None:
-    """``table`` as ``out`` (.csv or .parquet, see :func:`output_file`); a one-line error when
-    the system refuses the write (the folder was writable when checked, or is a special one)."""
-    try:
-        if out.suffix == ".parquet":
-            table.to_parquet(out, index=False)
-        else:
-            table.to_csv(out, index=False)
-    except OSError as err:
-        raise GengapError(f"{out}: cannot write ({err.strerror or err})") from None

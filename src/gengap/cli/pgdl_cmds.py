@@ -11,7 +11,7 @@ from rich.markup import escape
 
 import gengap.interop  # noqa: F401  (imported zoos' families and sources, for `gengap measure`)
 from gengap.cli.console import console, progress
-from gengap.cli.outputs import output_folder
+from gengap.cli.outputs import output_folder, outside_inputs
 from gengap.cli.pgdl_app import pgdl_app
 
 Configs = Annotated[
@@ -38,12 +38,11 @@ def pgdl_predict(
     import time
 
     from gengap.interop.pgdl import EXCEEDED, load_task, predict_task, write_predict
-    from gengap.interop.pgdl.predict import without_value
-    from gengap.measures import measures
+    from gengap.interop.pgdl.predict import task_measure, without_value
 
-    measures.get(measure)  # an unknown name fails before any task is read
+    task_measure(measure)  # an unknown or unfit measure fails before any task is read
     opened = [load_task(path) for path in tasks]
-    output_folder(out)  # before any model is measured
+    output_folder(out, inputs=tasks)  # before any model is measured
     exceeded = False
     for task in opened:
         started = time.perf_counter()
@@ -87,6 +86,7 @@ def pgdl_import(
     """Turn a PGDL task into a gengap zoo, for `gengap measure` and `gengap evaluate`."""
     from gengap.interop.pgdl import import_task, load_task
 
+    outside_inputs(out, inputs=(task_dir,))  # the zoo folder is made by the import
     task = load_task(task_dir, configs)
     with progress() as bar:
         job = bar.add_task(f"importing {task.name}", total=len(task.model_ids))

@@ -10,8 +10,9 @@ import typer
 
 from gengap.cli.console import console, frame_table
 from gengap.cli.evaluate_cmds import split_names
-from gengap.cli.outputs import TABLES, output_file, write_table
+from gengap.cli.outputs import TABLES, output_file
 from gengap.errors import GengapError
+from gengap.table_file import write_table
 
 predict_app = typer.Typer(
     help="Learned predictors of test accuracy or the gap: fit, cross-validate, apply.",

@@ -11,6 +11,7 @@ import typer
 from gengap.cli.console import console, frame_table
 from gengap.cli.evaluate_cmds import MAX_BOOTSTRAP
 from gengap.cli.outputs import output_file
+from gengap.errors import GengapError
 
 
 def report(
@@ -57,6 +58,9 @@ def write_and_show(
     from gengap.zoo import Store
 
     store = Store(directory)
+    if out is None and store.read_only:  # the default place is in the zoo
+        raise GengapError(f"{directory}: the zoo is read-only here; write the report "
+                          "elsewhere with -o FILE.html")
     path = out if out is not None else Path(directory) / "report.html"
     output_file(path, SUFFIXES)  # never over the zoo's database or a results table
     chosen = [r.strip() for r in runs.split(",") if r.strip()] if runs else None

@@ -8,8 +8,9 @@ from typing import Annotated
 import typer
 
 from gengap.cli.console import console, frame_table
-from gengap.cli.outputs import output_file, write_table
+from gengap.cli.outputs import output_file
 from gengap.errors import GengapError
+from gengap.table_file import write_table
 
 SHOWN = ["layer_id", "name", "kind", "N", "M", "num_evals", "alpha", "D", "xmin",
          "alpha_weighted", "log_norm", "log_spectral_norm", "stable_rank", "mp_softrank",

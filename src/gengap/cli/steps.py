@@ -9,8 +9,9 @@ import pandas as pd
 from rich.markup import escape
 
 from gengap.cli.console import console, frame_table, progress
-from gengap.cli.outputs import TABLES, output_file, write_table
+from gengap.cli.outputs import TABLES, output_file
 from gengap.specs import RunSpec, ZooSpec
+from gengap.table_file import write_table
 from gengap.zoo import Store, Zoo, evaluate_zoo, measure_zoo, train_zoo
 from gengap.zoo.planning import MIN_SPEEDUP
 from gengap.zoo.run import check_new_zoo, check_options
@@ -57,6 +58,7 @@ def train_step(
             zoo, out, workers=workers, device=device, data_dir=data_dir,
             on_start=started, on_outcome=finished, executor=executor, address=address,
             population=population, on_probe=probed,  # type: ignore[arg-type]
+            options_checked=True,  # above, before the folder was made
         )
     return store
 
@@ -65,6 +67,7 @@ def measure_step(
     store: Store, names: str | None, device: str, data_dir: Path | None, recompute: bool = False,
     workers: int = 1, profile_into: dict[str, dict[str, float]] | None = None,
 ) -> int:
+    store.check_writable()  # before the bar is drawn (measure_zoo checks too, for Python)
     total = store.counts()["done"]
     with progress() as bar:
         task = bar.add_task("measuring", total=total)
@@ -123,5 +126,6 @@ def _short_axis(column: str) -> str:
 def export_step(directory: Path, parquet: Path) -> None:
     zoo = Zoo(directory)
     output_file(parquet, (".parquet",))  # never over the zoo's database or its weights
-    path = zoo.to_parquet(parquet)
-    console.print(f"wrote {len(zoo.frame())} runs of zoo {zoo.spec.name!r} to {path}")
+    frame = zoo.frame()  # once, for the file and the count (output_file made to_parquet's checks)
+    write_table(frame, parquet)
+    console.print(f"wrote {len(frame)} runs of zoo {zoo.spec.name!r} to {parquet}")

@@ -20,8 +20,10 @@ and its step-0 checkpoint (when the file has it) as ``init``.
 from __future__ import annotations
 
 import json
+import math
 import re
 import zipfile
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,13 +33,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
-from gengap.data.sources import RawSplits, register_source
+from gengap.data.sources import RawSplits, SourceOptions, register_source
 from gengap.data.splits import load_raw
 from gengap.errors import GengapError
-from gengap.interop.pgdl.keras import KerasSequential, build_keras, keras_state_dict
+from gengap.interop.pgdl.keras import (
+    ACTIVATIONS,
+    KerasSequential,
+    build_keras,
+    keras_state_dict,
+)
 from gengap.models.families import register_family
 from gengap.models.weight_check import weight_problem
 from gengap.specs import ArchSpec, DataSpec, ZooSpec
@@ -93,10 +100,8 @@ class CnnZoo:
 
     def keras_config(self, row: int) -> dict[str, Any]:
         """The Keras config of checkpoint ``row``'s network (``build_cnn`` of the zoo)."""
-        record = self.metrics.iloc[row]
-        activation = str(record.get("config.activation", "relu"))
-        dropout = float(record.get("config.dropout", 0.0) or 0.0)
-        dataset = str(record.get("config.dataset", "mnist"))
+        activation, dropout = self.setting(row)
+        dataset = str(self.metrics.iloc[row].get("config.dataset", "mnist"))
         side = INPUTS.get(dataset, ("", 28))[1]
         layers: list[dict[str, Any]] = []
         seen_dense = False
@@ -127,6 +132,25 @@ class CnnZoo:
         input_shape = [side, side, first[2]] if len(first) == 4 else [first[0]]
         return {"model_config": layers, "input_shape": input_shape}
 
+    def setting(self, row: int) -> tuple[str, float]:
+        """Checkpoint ``row``'s activation and dropout rate, checked here so that a bad value
+        is blamed on ``metrics.csv.gz`` (the network's errors otherwise name ``layout.csv``)."""
+        record = self.metrics.iloc[row]
+        where = f"{self.folder / 'metrics.csv.gz'}: row {row}"
+        activation = record.get("config.activation", "relu")
+        if activation != "linear" and activation not in ACTIVATIONS:
+            raise GengapError(f"{where}: config.activation {_shown(activation)} is not supported "
+                              f"(supported: linear, {', '.join(sorted(ACTIVATIONS))})")
+        dropout = record.get("config.dropout", 0.0)
+        try:
+            rate = 0.0 if pd.isna(dropout) else float(dropout)  # empty: no dropout
+        except (TypeError, ValueError):
+            rate = math.nan
+        if not 0.0 <= rate < 1.0:
+            raise GengapError(f"{where}: config.dropout {_shown(dropout)} is not a dropout rate "
+                              "in [0, 1)")
+        return str(activation), rate
+
     def state(self, row: int, net: KerasSequential) -> dict[str, torch.Tensor]:
         """The torch state dict of checkpoint ``row`` for ``net``."""
         flat = np.asarray(self.weights[row], dtype=np.float32)
@@ -137,11 +161,25 @@ class CnnZoo:
         return keras_state_dict(net, weights, self.folder / "weights.npy")
 
 
+def _shown(value: Any) -> str:
+    """A table cell as a message shows it: text quoted, numbers plain, NaN as empty."""
+    if isinstance(value, str):
+        return repr(value)
+    return "empty" if pd.isna(value) else str(value)
+
+
 def _shape(text: str, path: Path, line: int) -> tuple[int, ...]:
     numbers = re.findall(r"\d+", str(text))  # "(3, 3, 1, 16)": never eval a file's text
     if not numbers:
         raise GengapError(f"{path}: row {line}: shape {text!r} is not a tuple of sizes")
     return tuple(int(n) for n in numbers)
+
+
+def _read_csv(path: Path, **options: Any) -> pd.DataFrame:
+    try:
+        return pd.read_csv(path, **options)
+    except (ValueError, OSError, EOFError, zlib.error, pd.errors.ParserError) as err:
+        raise GengapError(f"{path}: not a readable CSV table ({err})") from None
 
 
 def read_cnnzoo(folder: str | Path) -> CnnZoo:
@@ -161,11 +199,8 @@ def read_cnnzoo(folder: str | Path) -> CnnZoo:
     if weights.ndim != 2 or weights.dtype.kind != "f":
         raise GengapError(f"{paths['weights.npy']}: expected a 2-d float array, got "
                           f"{weights.dtype} of shape {weights.shape}")
-    try:
-        table = pd.read_csv(paths["layout.csv"])
-        metrics = pd.read_csv(paths["metrics.csv.gz"], compression="gzip")
-    except (ValueError, OSError, EOFError, pd.errors.ParserError) as err:
-        raise GengapError(f"{folder}: unreadable layout.csv or metrics.csv.gz ({err})") from None
+    table = _read_csv(paths["layout.csv"])
+    metrics = _read_csv(paths["metrics.csv.gz"], compression="gzip")
     need = {"start_idx", "end_idx", "shape", "varname"}
     if not need <= set(table.columns):
         raise GengapError(f"{paths['layout.csv']}: needs columns {', '.join(sorted(need))}")
@@ -228,9 +263,7 @@ def build_smallcnn(
     return build_keras(zoo.keras_config(int(spec.options["row"])), zoo.folder / "layout.csv")
 
 
-class CnnZooDataOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class CnnZooDataOptions(SourceOptions):
     dataset: str = Field(description="the zoo's config.dataset: mnist, fashion_mnist, cifar10 "
                          "or svhn_cropped")
 

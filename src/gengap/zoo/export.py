@@ -13,6 +13,7 @@ import pandas as pd
 
 from gengap.errors import GengapError
 from gengap.specs import RunSpec, ZooSpec
+from gengap.table_file import write_table
 from gengap.zoo.store import Store
 
 
@@ -55,11 +56,7 @@ class Zoo:
             raise GengapError(f"{path}: folder {path.parent} does not exist")
         if path.suffix != ".parquet":  # not over the zoo's gengap.sqlite or a weight file
             raise GengapError(f"{path}: write .parquet")
-        frame = self.frame()
-        try:
-            frame.to_parquet(path, index=False)
-        except OSError as err:
-            raise GengapError(f"{path}: cannot write ({err.strerror or err})") from None
+        write_table(self.frame(), path)
         return path
 
     def close(self) -> None:

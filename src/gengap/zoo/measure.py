@@ -132,7 +132,9 @@ def measure_zoo(
     """Compute the chosen measures on every ``done`` run that lacks them; return how many runs
     were measured. Values go into the store as each run finishes (an interrupted call keeps
     what it finished). ``workers`` > 1 measures that many runs at a time in separate processes
-    (one torch thread each). ``profile_into``: see :func:`measure_run` (one worker only)."""
+    (one torch thread each). ``profile_into``: see :func:`measure_run` (one worker only).
+    A read-only zoo is refused before any work."""
+    store.check_writable()
     wanted = [m.name for m in select(names)]
     have = store.measured()
     frame = store.frame()

@@ -29,6 +29,7 @@ def train_zoo(
     population: PopulationMode = "off",
     address: str | None = None,
     on_probe: Callable[[list[RunSpec], float], None] | None = None,
+    options_checked: bool = False,
 ) -> Store:
     """Train every run of ``zoo`` not yet finished in the store at ``out``; return the store.
 
@@ -37,8 +38,11 @@ def train_zoo(
     ``population`` says whether same-shaped runs train as one batched population (``auto``:
     where a probe measures it faster). ``on_start(pending, total)`` is called once,
     ``on_outcome`` after each recorded run, ``on_probe(group, speedup)`` after each probe.
+    ``options_checked``: the caller has just run :func:`check_options` on these options (the
+    command does, before it draws anything), so a Ray address is not probed twice.
     """
-    run = check_options(executor, population, address, device)
+    run = (executors.get(executor) if options_checked
+           else check_options(executor, population, address, device))
     check_runs(zoo, f"zoo {zoo.name!r}")  # before the folder exists: a typo leaves none
     check_new_zoo(zoo, out, executor, data_dir)
     store = Store.create(out, zoo)

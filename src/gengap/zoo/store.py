@@ -10,6 +10,9 @@ Layout of a zoo folder::
 Weights are written to a temporary file and renamed into place; a run's row turns ``done`` in
 the same transaction that records its metrics. A run killed mid-way stays ``pending`` and is
 trained again; nothing is half-written and no run appears twice (the run id is the key).
+
+A zoo this process may not write (a read-only file system, someone else's folder) opens
+read-only: everything reads, and a write is a one-line error naming the zoo.
 """
 
 from __future__ import annotations
@@ -18,7 +21,8 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +35,7 @@ from safetensors.torch import load_file, save_file
 from gengap.errors import GengapError
 from gengap.specs import RunSpec, ZooSpec, first_problem, hyperparameter_values
 from gengap.train.tracking import CE_MILESTONES
+from gengap.zoo.sqlite_open import connect, refused
 
 DB_NAME = "gengap.sqlite"
 STATUSES = ("pending", "done", "failed")
@@ -63,7 +68,8 @@ SpecT = TypeVar("SpecT", bound=BaseModel)
 
 class Store:
     """One zoo folder. Open an existing one with ``Store(root)``; make one with
-    :meth:`Store.create`."""
+    :meth:`Store.create`. ``read_only`` is true where this process may not write the zoo:
+    reading works, writing raises a one-line :class:`GengapError`."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
@@ -74,17 +80,21 @@ class Store:
             raise GengapError(f"{self.root}: no such zoo folder")
         if not db.is_file():
             raise GengapError(f"{self.root}: not a gengap zoo (no {DB_NAME} in it)")
-        self._db = _connect(db)
         try:
+            self._db, writable = connect(db)
             self._db.execute("SELECT value FROM meta WHERE key = 'zoo_spec'").fetchone()
         except sqlite3.DatabaseError as err:
             raise GengapError(f"{db}: not a gengap store ({err})") from None
+        except OSError as err:  # copying a WAL to read it (see sqlite_open)
+            raise GengapError(f"{db}: cannot read ({err.strerror or err})") from None
+        self.read_only = not writable
 
     @classmethod
     def create(cls, root: str | Path, zoo: ZooSpec) -> Store:
         """Open ``root`` for ``zoo``, creating it if needed and adding the zoo's runs.
 
-        Refuses a folder that holds a different zoo, so that one folder is one population.
+        Refuses a folder that holds a different zoo, so that one folder is one population,
+        and a zoo this process may not write.
         """
         root = Path(root)
         if root.exists() and not root.is_dir():
@@ -95,8 +105,13 @@ class Store:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise GengapError(f"{root}: cannot make the zoo folder ({err.strerror})") from None
-        db = _connect(root / DB_NAME)
         try:
+            db, writable = connect(root / DB_NAME)
+        except sqlite3.DatabaseError as err:
+            raise GengapError(f"{root / DB_NAME}: not a gengap store ({err})") from None
+        try:
+            if not writable:
+                raise _read_only_error(root)
             with db:
                 db.executescript(_SCHEMA)
                 row = db.execute("SELECT value FROM meta WHERE key = 'zoo_spec'").fetchone()
@@ -119,6 +134,8 @@ class Store:
                     ],
                 )
         except sqlite3.DatabaseError as err:
+            if refused(err):
+                raise _read_only_error(root) from None
             raise GengapError(f"{root / DB_NAME}: not a gengap store ({err})") from None
         finally:
             db.close()
@@ -165,6 +182,7 @@ class Store:
 
     def save_weights(self, run_id: str, which: str, state: Mapping[str, torch.Tensor]) -> Path:
         """Write a state dict atomically: a temporary file renamed into place."""
+        self.check_writable()
         path = self.weights_path(run_id, which)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -174,6 +192,7 @@ class Store:
 
     def save_weight_bytes(self, run_id: str, which: str, data: bytes) -> Path:
         """Write a safetensors file received as bytes (from a remote worker), atomically."""
+        self.check_writable()
         path = self.weights_path(run_id, which)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -197,6 +216,25 @@ class Store:
 
     # -- recording results -----------------------------------------------------------------
 
+    def check_writable(self) -> None:
+        """A one-line :class:`GengapError` naming the zoo when it is read-only here: a command
+        that writes calls this before its work, not after."""
+        if self.read_only:
+            raise _read_only_error(self.root)
+
+    @contextmanager
+    def _writing(self) -> Iterator[None]:
+        """A write transaction; a read-only zoo is a one-line error (SQLite may find it so
+        only now, where the system refuses what os.access allowed)."""
+        self.check_writable()
+        try:
+            with self._db:
+                yield
+        except sqlite3.OperationalError as err:
+            if refused(err):
+                raise _read_only_error(self.root) from None
+            raise
+
     def record(
         self,
         run_id: str,
@@ -208,7 +246,7 @@ class Store:
         """Mark a run finished (``done`` or ``failed``) with its metrics, in one transaction."""
         if status not in ("done", "failed"):
             raise ValueError(f"cannot record status {status!r}")
-        with self._db:
+        with self._writing():
             updated = self._db.execute(
                 "UPDATE runs SET status = ?, reason = ?, metrics = ?, history = ?, finished = ? "
                 "WHERE run_id = ?",
@@ -219,7 +257,7 @@ class Store:
 
     def put_measures(self, run_id: str, values: Mapping[str, tuple[float, float]]) -> None:
         """Store ``name -> (value, seconds)`` for one run, replacing earlier values."""
-        with self._db:
+        with self._writing():
             self._db.executemany(
                 "INSERT OR REPLACE INTO measures VALUES (?, ?, ?, ?)",
                 [(run_id, name, value, sec) for name, (value, sec) in values.items()],
@@ -271,12 +309,8 @@ class Store:
         self._db.close()
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    db = sqlite3.connect(path, timeout=60)
-    try:
-        db.execute("PRAGMA journal_mode=WAL")
-        db.execute("PRAGMA synchronous=NORMAL")
-    except sqlite3.DatabaseError as err:
-        db.close()
-        raise GengapError(f"{path}: not a gengap store ({err})") from None
-    return db
+def _read_only_error(root: Path) -> GengapError:
+    return GengapError(
+        f"{root}: the zoo is read-only here (this process may not write its folder or "
+        f"{DB_NAME}); copy it to a folder you can write to train or measure it"
+    )

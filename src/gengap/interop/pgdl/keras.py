@@ -153,10 +153,29 @@ class _Layer:
 
 
 def _ints(value: Any, n: int, what: str) -> tuple[int, ...]:
-    values = [value] * n if isinstance(value, int | float) else list(value)
-    if len(values) != n or any(float(v) != int(v) or int(v) < 1 for v in values):
-        raise ValueError(f"{what} must be {n} positive integers, got {value!r}")
+    """``value`` (one number, or a list of ``n`` as Keras allows for sizes) as ``n`` positive
+    integers; an error naming the argument ``what`` otherwise."""
+    values = [value] * n if isinstance(value, int | float) else value
+    if not isinstance(values, list | tuple) or len(values) != n or not all(
+        _positive_integer(v) for v in values
+    ):
+        wanted = "a positive integer" if n == 1 else \
+            f"a positive integer or a list of {n} positive integers"
+        raise ValueError(f"{what} must be {wanted}, got {value!r}")
     return tuple(int(v) for v in values)
+
+
+def _positive_integer(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return math.isfinite(value) and float(value).is_integer() and value >= 1
+
+
+def _number(value: Any, what: str) -> float:
+    """Argument ``what``'s ``value`` as a finite float; an error naming it otherwise."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{what} must be a number, got {value!r}")
+    return float(value)
 
 
 def _same_pads(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -284,7 +303,9 @@ def _flatten(i: int, kw: dict[str, Any], shape: tuple[int, ...]) -> _Layer:
 
 
 def _dropout(i: int, kw: dict[str, Any], shape: tuple[int, ...]) -> _Layer:
-    rate = float(kw.pop("rate"))
+    rate = _number(kw.pop("rate"), "rate")
+    if not 0.0 <= rate <= 1.0:
+        raise ValueError(f"rate must be from 0 to 1, got {rate:g}")
     return _Layer([(f"l{i}_dropout", nn.Dropout(rate))], shape)
 
 
@@ -296,7 +317,7 @@ def _batchnorm(i: int, kw: dict[str, Any], shape: tuple[int, ...]) -> _Layer:
     for knob in ("renorm", "virtual_batch_size", "adjustment"):
         if kw.pop(knob, None) not in (None, False):
             raise ValueError(f"{knob} is not supported")
-    eps = float(kw.pop("epsilon", 1e-3))  # Keras's default, not torch's 1e-5
+    eps = _number(kw.pop("epsilon", 1e-3), "epsilon")  # Keras's default, not torch's 1e-5
     center, scale = bool(kw.pop("center", True)), bool(kw.pop("scale", True))
     features = shape[-1]
     norm_cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
@@ -318,17 +339,18 @@ def _activation_layer(i: int, kw: dict[str, Any], shape: tuple[int, ...]) -> _La
 
 def _relu(i: int, kw: dict[str, Any], shape: tuple[int, ...]) -> _Layer:
     max_value = kw.pop("max_value", None)
-    slope = float(kw.pop("negative_slope", 0.0))
-    threshold = float(kw.pop("threshold", 0.0))
+    max_value = None if max_value is None else _number(max_value, "max_value")
+    slope = _number(kw.pop("negative_slope", 0.0), "negative_slope")
+    threshold = _number(kw.pop("threshold", 0.0), "threshold")
     if max_value is None and slope == 0 and threshold == 0:
         module: nn.Module = nn.ReLU()
     else:
-        module = KerasReLU(None if max_value is None else float(max_value), slope, threshold)
+        module = KerasReLU(max_value, slope, threshold)
     return _Layer([(f"l{i}_relu", module)], shape)
 
 
 def _leaky_relu(i: int, kw: dict[str, Any], shape: tuple[int, ...]) -> _Layer:
-    alpha = float(kw.pop("alpha", 0.3))  # Keras's default slope
+    alpha = _number(kw.pop("alpha", 0.3), "alpha")  # Keras's default slope
     return _Layer([(f"l{i}_leakyrelu", nn.LeakyReLU(alpha))], shape)
 
 
@@ -391,10 +413,9 @@ def parse_config(config: Any, source: str | Path) -> tuple[list[dict[str, Any]],
     if not isinstance(config, dict) or not isinstance(config.get("model_config"), list):
         raise GengapError(f"{source}: not a PGDL model config (no 'model_config' layer list)")
     shape = config.get("input_shape")
-    if not isinstance(shape, list) or not shape or not all(
-        isinstance(v, int | float) and float(v) == int(v) and v >= 1 for v in shape
-    ):
-        raise GengapError(f"{source}: 'input_shape' must be a list of positive integers")
+    if not isinstance(shape, list) or not shape or not all(_positive_integer(v) for v in shape):
+        raise GengapError(f"{source}: input_shape must be a list of positive integers, got "
+                          f"{shape!r}")
     layers = config["model_config"]
     for i, layer in enumerate(layers):
         if not isinstance(layer, dict) or not isinstance(layer.get("layer_name"), str):

@@ -18,9 +18,11 @@ from pathlib import Path
 from gengap.atomic_write import write_text_atomically
 from gengap.errors import GengapError
 from gengap.interop.pgdl.task import PgdlTask
-from gengap.measures import MeasureContext, compute, measures
+from gengap.measures import NEEDS, Measure, MeasureContext, compute, measures
 
 EXCEEDED = "EXCEEDED"
+# what a task folder gives a measure: no training records, no second seed
+TASK_PROVIDES = frozenset({"weights", "init_weights", "train_data", "gradients"})
 
 
 @dataclass(frozen=True)
@@ -62,6 +64,21 @@ def without_value(values: Mapping[str, float | str]) -> list[str]:
     return [m for m, v in values.items() if v != EXCEEDED and not math.isfinite(float(v))]
 
 
+def task_measure(measure: str) -> Measure:
+    """The registered measure ``measure`` when a PGDL task can give it what it needs (trained
+    and initial weights, training data) and it is one number; otherwise a one-line error
+    naming it, before any work."""
+    entry = measures.get(measure)  # an unknown name: its own one-line error
+    if entry.vector:
+        raise GengapError(f"measure {measure!r} gives several values; pick a scalar one")
+    missing = sorted(entry.needs - TASK_PROVIDES)
+    if missing:
+        raise GengapError(f"measure {measure!r} needs {NEEDS[missing[0]]}, which a PGDL task "
+                          "does not have; pick one that needs only weights, initial weights "
+                          "and training data")
+    return entry
+
+
 def predict_task(
     task: PgdlTask,
     measure: str,
@@ -77,9 +94,7 @@ def predict_task(
     time_per_model`` from ``started`` (default: now); models after it is spent are
     ``EXCEEDED``. ``on_model`` is called after each model.
     """
-    entry = measures.get(measure)  # unknown name: one-line error before any work
-    if entry.vector:
-        raise GengapError(f"measure {measure!r} gives several values; pick a scalar one")
+    entry = task_measure(measure)
     started = time.perf_counter() if started is None else started
     budget = None if not time_per_model else len(task.model_ids) * time_per_model
     x, y = task.train_data
@@ -95,7 +110,10 @@ def predict_task(
             task.model(model_id), init_model=task.model(model_id, "init"),
             x_train=x, y_train=y, device=device,
         )
-        value = compute(ctx, [entry.name])[entry.name]
+        try:
+            value = compute(ctx, [entry.name])[entry.name]
+        except GengapError as err:  # "this measure needs ...": say which measure and model
+            raise GengapError(f"{task.root / model_id}: measure {entry.name!r}: {err}") from None
         out[model_id] = float(value)
         if on_model:
             on_model(ModelPrediction(model_id, float(value), time.perf_counter() - begin))

@@ -13,10 +13,10 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 from torch import nn
 
-from gengap.data.sources import RawSplits, register_source
+from gengap.data.sources import RawSplits, SourceOptions, register_source
 from gengap.errors import GengapError
 from gengap.interop.pgdl.task import PgdlTask
 from gengap.models.families import register_family
@@ -56,9 +56,7 @@ def build_keras_family(
     return net
 
 
-class PgdlDataOptions(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
+class PgdlDataOptions(SourceOptions):
     task: str = Field(description="the PGDL task folder (holds dataset_1/train/shard_*.tfrecord)")
 
 

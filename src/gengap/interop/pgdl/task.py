@@ -60,13 +60,27 @@ def read_model_configs(path: Path) -> dict[str, ModelRecord]:
     out = {}
     for key, entry in data.items():
         model_id = key if str(key).startswith("model_") else f"model_{key}"
-        try:
-            hparams = {name: h["current_value"] for name, h in entry["hparams"].items()}
-            possible = {name: list(h.get("possible_values", [])) for name, h in
-                        entry["hparams"].items()}
-            metrics = {name: float(v) for name, v in entry["metrics"].items()}
-        except (KeyError, TypeError, AttributeError, ValueError) as err:
-            raise GengapError(f"{path}: model {key!r}: malformed entry ({err!r})") from None
+        where = f"{path}: model {key!r}"
+        if not isinstance(entry, dict) or not all(
+            isinstance(entry.get(part), dict) for part in ("hparams", "metrics")
+        ):
+            raise GengapError(f"{where}: expected an object with objects 'hparams' and 'metrics'")
+        hparams, possible = {}, {}
+        for name, h in entry["hparams"].items():
+            if not isinstance(h, dict) or "current_value" not in h:
+                raise GengapError(f"{where}: hyperparameter {name!r} has no 'current_value'")
+            values = h.get("possible_values", [])
+            if not isinstance(values, list):
+                raise GengapError(f"{where}: hyperparameter {name!r}: 'possible_values' must "
+                                  f"be a list, got {values!r}")
+            hparams[name], possible[name] = h["current_value"], values
+        metrics = {}
+        for name, value in entry["metrics"].items():
+            try:
+                metrics[name] = float(value)
+            except (TypeError, ValueError):
+                raise GengapError(f"{where}: metric {name!r} must be a number, got "
+                                  f"{value!r}") from None
         out[model_id] = ModelRecord(hparams, possible, metrics)
     return out
 
