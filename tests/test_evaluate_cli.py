@@ -235,3 +235,13 @@ def test_table_options_on_a_zoo_are_refused_not_ignored(tmp_path, tiny_zoo_toml)
     measures = runner.invoke(app, ["evaluate", str(tmp_path / "zoo"), "--measures", "a,b"])
     assert "--measures is for tables; a zoo ranks every measure it stores" in str(
         measures.exception)
+
+
+def test_data_dir_is_for_zoos(tmp_path):
+    """A table's test-set sizes are its column or --test-size: --data-dir is refused, not
+    ignored."""
+    table = grid_table(tmp_path / "zoo.csv")
+    result = runner.invoke(app, ["evaluate", str(table), "--hyperparameters", "width,lr,act",
+                                 "--data-dir", str(tmp_path)])
+    assert isinstance(result.exception, GengapError)
+    assert str(result.exception) == f"{table}: --data-dir is for zoos (to count their test sets)"

@@ -144,14 +144,31 @@ def test_robust_sign_error_counts_the_test_sets_as_evaluate_does(data: ReportDat
     store.close()
 
 
+def test_recorded_test_sizes_are_kept_and_only_missing_ones_counted(tmp_path: Path):
+    from gengap.zoo.evaluation import with_test_sizes
+
+    store = make_store(tmp_path / "zoo")
+    done = store.frame().query("status == 'done'")
+    done = done.assign(test_size=[123.0] + [float("nan")] * (len(done) - 1))  # older runs
+    assert with_test_sizes(store, done)["test_size"].tolist() == [123] + [450] * (len(done) - 1)
+
+
 def test_robust_sign_error_of_data_not_loadable_here_is_a_note(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ):
-    monkeypatch.delenv("GENGAP_DATA", raising=False)  # MNIST files: nowhere to be found
-    store = make_store(tmp_path / "zoo", data=DataSpec(name="mnist"))
+    monkeypatch.delenv("GENGAP_DATA", raising=False)  # the file: nowhere to be found
+    store = make_store(tmp_path / "zoo", data=DataSpec(name="npz", options={"file": "d.npz"}))
     page = render(gather(store, bootstrap=0))
     assert "robust: not computed: the runs&#x27; test-set sizes are unknown" in page
     assert "tau" in gather(store, bootstrap=0).evaluation.ranking  # the rest is computed
+    # given the data folder (`gengap report --data-dir`), the sizes are counted
+    rng = np.random.default_rng(0)
+    (tmp_path / "data").mkdir()
+    np.savez(tmp_path / "data" / "d.npz", x=rng.normal(size=(40, 3)), y=np.arange(40) % 2,
+             x_test=rng.normal(size=(17, 3)), y_test=np.arange(17) % 2)
+    counted = gather(store, bootstrap=0, data_dir=tmp_path / "data").evaluation
+    assert not any("sizes are unknown" in note for note in counted.notes.get("robust", []))
+    assert "robust_envs" in counted.ranking
 
 
 def test_a_zoo_without_measures_still_gets_its_report(tmp_path: Path):

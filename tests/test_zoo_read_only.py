@@ -161,6 +161,27 @@ result["told it may write"] = Zoo(zoo).store.read_only  # refusal is heard inste
     assert found["read_only"] is True and found["told it may write"] is True
 
 
+def test_a_reader_leaves_no_journal_files_that_would_lock_out_the_owner(
+    written_zoo: Path, shared: Path
+):
+    """A reader who may write the zoo's folder but not its database (a group-writable folder
+    and a database only its owner may write) makes no -wal/-shm of its own: owned by the
+    reader, they would leave the owner's next open unable to write its own zoo."""
+    zoo = shared / "zoo"
+    # as a zoo that no process has open: no -wal/-shm (other tests may hold the original open;
+    # their reads leave nothing in its WAL)
+    shutil.copytree(written_zoo / "zoo", zoo, ignore=shutil.ignore_patterns("gengap.sqlite-*"))
+    make_read_only(shared)
+    zoo.chmod(0o755)  # the folder may be written, gengap.sqlite may not
+    found = as_reader(shared, """
+from gengap.zoo import Zoo
+opened = Zoo(zoo)
+result = {"runs": len(opened.frame()), "read_only": opened.store.read_only}
+""", zoo=str(zoo))
+    assert found == {"runs": 8, "read_only": True}
+    assert not list(zoo.glob("gengap.sqlite-*"))
+
+
 def test_writing_a_read_only_zoo_is_one_line_naming_it(written_zoo: Path, shared: Path):
     zoo = shared / "zoo"
     shutil.copytree(written_zoo / "zoo", zoo)

@@ -11,6 +11,7 @@ import typer
 from gengap.cli.console import console, errors, frame_table
 from gengap.cli.data_cmds import data_app
 from gengap.cli.evaluate_cmds import evaluate
+from gengap.cli.options import DataDir, Device, Workers
 from gengap.cli.pgdl_app import pgdl_app
 from gengap.cli.pgdl_cmds import zoo_import_cnnzoo  # also registers `gengap pgdl` commands
 from gengap.cli.pgdl_score import pgdl_score  # noqa: F401  (registers `gengap pgdl score`)
@@ -44,14 +45,6 @@ app.add_typer(predict_app, name="predict")
 app.command("spectra")(spectra)
 zoo_app.command("import-cnnzoo")(zoo_import_cnnzoo)
 
-Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N")]
-Workers = Annotated[
-    int, typer.Option(min=1, max=1024, help="training processes on this machine")
-]
-DataDir = Annotated[
-    Path | None,
-    typer.Option("--data-dir", help="folder of local data files (default: $GENGAP_DATA)"),
-]
 
 
 # The demo's measures: every group whose cost stays within a few passes over the data

@@ -10,6 +10,7 @@ import pandas as pd
 import typer
 
 from gengap.cli.console import console, frame_table
+from gengap.cli.options import DataDir
 from gengap.cli.outputs import TABLES, output_file
 from gengap.errors import GengapError
 from gengap.table_file import write_table
@@ -62,6 +63,7 @@ def evaluate(
         str | None, typer.Option(help="tables only: measure columns (default: numeric ones)")
     ] = None,
     seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
+    data_dir: DataDir = None,
 ) -> None:
     """Rank the stored measures against the target: Kendall's tau, granulated Psi (with
     bootstrap intervals), the conditional mutual information (x100) and the robust
@@ -85,6 +87,8 @@ def evaluate(
         axes = split_names(hyperparameters)
         if not axes:
             raise GengapError(f"{source}: a table needs --hyperparameters a,b,...")
+        if data_dir is not None:  # a table's sizes are its column or --test-size
+            raise GengapError(f"{source}: --data-dir is for zoos (to count their test sets)")
         try:
             table = evaluate_table(rows, axes, split_names(measures), target, metrics, **options)
         except GengapError as err:  # the table's problems: name the file
@@ -92,7 +96,7 @@ def evaluate(
     else:
         from gengap.zoo import Store, evaluate_zoo
 
-        table = evaluate_zoo(Store(source), target, metrics, **options)
+        table = evaluate_zoo(Store(source), target, metrics, data_dir=data_dir, **options)
     show_ranking(table, target)
     if out is not None:
         write_table(table, out)

@@ -10,6 +10,7 @@ import typer
 
 from gengap.cli.console import console, frame_table
 from gengap.cli.evaluate_cmds import MAX_BOOTSTRAP
+from gengap.cli.options import DataDir
 from gengap.cli.outputs import output_file
 from gengap.errors import GengapError
 
@@ -37,10 +38,11 @@ def report(
         int | None,
         typer.Option(min=1, help="test examples behind each gap, for the robust sign-error"),
     ] = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Write the zoo's report: summary, measures ranked with intervals, the granulated
     heatmap, scatter plots, training curves and the learned predictor's held-out fit."""
-    write_and_show(directory, out, target, runs, top, bootstrap, test_size)
+    write_and_show(directory, out, target, runs, top, bootstrap, test_size, data_dir)
 
 
 def write_and_show(
@@ -51,6 +53,7 @@ def write_and_show(
     top: int = 4,
     bootstrap: int = 1000,
     test_size: int | None = None,
+    data_dir: Path | None = None,
 ) -> Path:
     """Write the report and print its tables; returns the path written."""
     from gengap.report import ranking_frame, summary_frame, write_report
@@ -65,7 +68,7 @@ def write_and_show(
     output_file(path, SUFFIXES)  # never over the zoo's database or a results table
     chosen = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
     data = write_report(store, path, target=target, runs=chosen, top=top, bootstrap=bootstrap,
-                        test_size=test_size)
+                        test_size=test_size, data_dir=data_dir)
     console.print(frame_table(summary_frame(data), title=f"zoo {data.name}"))
     ranking = ranking_frame(data, top=10)
     if not ranking.empty:

@@ -40,10 +40,10 @@ from gengap.data.sources import RawSplits, SourceOptions, register_source
 from gengap.data.splits import load_raw
 from gengap.errors import GengapError
 from gengap.interop.pgdl.keras import (
-    ACTIVATIONS,
     KerasSequential,
     build_keras,
     keras_state_dict,
+    unsupported_activation,
 )
 from gengap.models.families import register_family
 from gengap.models.weight_check import weight_problem
@@ -138,9 +138,8 @@ class CnnZoo:
         record = self.metrics.iloc[row]
         where = f"{self.folder / 'metrics.csv.gz'}: row {row}"
         activation = record.get("config.activation", "relu")
-        if activation != "linear" and activation not in ACTIVATIONS:
-            raise GengapError(f"{where}: config.activation {_shown(activation)} is not supported "
-                              f"(supported: linear, {', '.join(sorted(ACTIVATIONS))})")
+        if (problem := unsupported_activation(activation, _shown(activation))) is not None:
+            raise GengapError(f"{where}: config.activation {problem}")
         dropout = record.get("config.dropout", 0.0)
         try:
             rate = 0.0 if pd.isna(dropout) else float(dropout)  # empty: no dropout

@@ -50,13 +50,14 @@ def write_report(
     top: int = 4,
     bootstrap: int = 1000,
     test_size: int | str | None = None,
+    data_dir: str | Path | None = None,
 ) -> ReportData:
     """Gather ``store``'s zoo, evaluate it and write the report to ``out`` (atomically: a
     temporary file renamed into place). Returns what the report shows.
 
     ``runs``: run ids (or unique prefixes) whose training curves are drawn; ``top``: how many
-    of the best measures get a scatter plot; ``bootstrap`` and ``test_size``: as in
-    :func:`gengap.report.gather`."""
+    of the best measures get a scatter plot; ``bootstrap``, ``test_size`` and ``data_dir``: as
+    in :func:`gengap.report.gather`."""
     out = Path(out)
     if out.is_dir():
         raise GengapError(f"{out}: is a folder; give the report's file name (report.html)")
@@ -66,6 +67,6 @@ def write_report(
         raise GengapError(f"{out.parent}: no such folder for the report")
     check_writable(out, "the report")  # before the work: a place that takes no file fails now
     data = gather(store, target=target, curve_runs=runs, bootstrap=bootstrap,
-                  test_size=test_size)
+                  test_size=test_size, data_dir=data_dir)
     write_text_atomically(out, render(data, top=top), "the report")
     return data

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import pandas as pd
@@ -58,6 +59,7 @@ def gather(
     evaluate: bool = True,
     bootstrap: int = 1000,
     test_size: int | str | None = None,
+    data_dir: str | Path | None = None,
 ) -> ReportData:
     """Read a zoo folder into a :class:`ReportData` and evaluate its measures.
 
@@ -66,9 +68,10 @@ def gather(
     largest ``target``. ``bootstrap``: resamples behind the confidence intervals;
     ``test_size``: test examples behind each gap, for the robust sign-error (default: the
     runs' recorded ``test_size``, else counted from their data specs as ``gengap evaluate``
-    does; unknown when a spec cannot be loaded here). When the finished runs record no
-    accuracies to derive ``target`` from, the evaluation is only notes saying so; a target that
-    is neither one of gap, test_error, test_acc nor a column is a :class:`GengapError`.
+    does, local files from ``data_dir``; unknown when a spec cannot be loaded here). When the
+    finished runs record no accuracies to derive ``target`` from, the evaluation is only notes
+    saying so; a target that is neither one of gap, test_error, test_acc nor a column is a
+    :class:`GengapError`.
     """
     zoo = store.zoo
     frame = store.frame()
@@ -96,11 +99,11 @@ def gather(
                                                            "predictor": [missing]})
     elif evaluate:
         done = data.done
-        if test_size is None and not done.empty:  # as `gengap evaluate` finds them
+        if test_size is None and not done.empty and measures:  # as `gengap evaluate` does
             from gengap.zoo.evaluation import with_test_sizes
 
             try:
-                done, test_size = with_test_sizes(store, done), "test_size"
+                done, test_size = with_test_sizes(store, done, data_dir), "test_size"
             except GengapError:  # data not loadable here: the robust part says so
                 pass
         data.evaluation = evaluate_frame(done, measures, data.hyperparameters, target,

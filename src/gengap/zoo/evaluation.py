@@ -195,11 +195,16 @@ def load_population(
 def with_test_sizes(store: Store, done: pd.DataFrame,
                     data_dir: str | Path | None = None) -> pd.DataFrame:
     """``done`` (finished runs of ``store``) with a complete ``test_size`` column: the sizes
-    the runs recorded, else counted by loading each distinct data spec once (``data_dir`` for
-    local files); a :class:`GengapError` when a spec cannot be loaded."""
-    if "test_size" in done.columns and done["test_size"].notna().all():
+    the runs recorded, and for runs that recorded none (trained by an older version) counted
+    by loading each distinct data spec once (``data_dir`` for local files); a
+    :class:`GengapError` when such a spec cannot be loaded."""
+    recorded = done["test_size"] if "test_size" in done.columns else pd.Series(
+        float("nan"), index=done.index)
+    missing = recorded.isna()
+    if not missing.any():
         return done
-    return done.assign(test_size=_test_sizes(store, done, data_dir))
+    counted = pd.Series(_test_sizes(store, done[missing], data_dir), index=done.index[missing])
+    return done.assign(test_size=recorded.where(~missing, counted))
 
 
 def _test_sizes(store: Store, done: pd.DataFrame, data_dir: str | Path | None) -> list[int]:

@@ -8,20 +8,15 @@ cluster needs no shared file system: only the parent writes to the store.
 
 from __future__ import annotations
 
-import ctypes
-import multiprocessing
-import os
-import signal
-import sys
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 
 from gengap.errors import GengapError
 from gengap.registry import Registry
+from gengap.zoo.pool import worker_pool
 from gengap.zoo.worker import RunOutcome, Task, init_worker, train_task
 
 Executor = Callable[..., Iterator[RunOutcome]]
-PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 
 executors: Registry[Executor] = Registry("executor")
 
@@ -37,10 +32,7 @@ def run_local(
         for task in tasks:
             yield from train_task(task, root, device, data_dir)
         return
-    # spawn, not fork: forking a process whose torch thread pools are running can deadlock.
-    context = multiprocessing.get_context("spawn")
-    with ProcessPoolExecutor(workers, mp_context=context, initializer=_init_pool_worker,
-                             initargs=(os.getpid(),)) as pool:
+    with worker_pool(workers, init_worker) as pool:  # one torch thread each
         futures = [pool.submit(train_task, task, root, device, data_dir) for task in tasks]
         try:
             for future in as_completed(futures):
@@ -48,20 +40,6 @@ def run_local(
         finally:
             for future in futures:
                 future.cancel()
-
-
-def _init_pool_worker(parent: int) -> None:
-    """One torch thread, and an end with the parent: a parent killed outright (kill -9) cannot
-    stop its pool, whose workers would otherwise finish their runs unseen, and train them a
-    second time beside the resumed zoo."""
-    if sys.platform == "linux":  # the kernel signals the worker when its parent dies
-        try:
-            ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
-        except (OSError, AttributeError):  # no prctl: the old behaviour
-            pass
-        if os.getppid() != parent:  # the parent died before the signal was armed
-            os._exit(1)
-    init_worker(1)
 
 
 def _train_remote(task: Task, device: str, data_dir: str | None) -> list[RunOutcome]:

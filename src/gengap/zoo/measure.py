@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import math
-import multiprocessing
 from collections.abc import Callable
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +17,7 @@ from gengap.measures import MeasureContext, compute_timed, measures, profile, se
 from gengap.models import build_for
 from gengap.models.weight_check import load_checked
 from gengap.specs import MeasureOptions, RunSpec
+from gengap.zoo.pool import worker_pool
 from gengap.zoo.seed_pairs import seed_partners
 from gengap.zoo.store import Store
 
@@ -166,9 +166,8 @@ def measure_zoo(
         return len(todo)
     if profile_into is not None:
         raise GengapError("--profile times one process: use it with --workers 1")
-    context = multiprocessing.get_context("spawn")  # as the training pool: no fork of torch
     options_json = (options or MeasureOptions()).model_dump_json()
-    with ProcessPoolExecutor(workers, mp_context=context) as pool:
+    with worker_pool(workers) as pool:
         futures = [
             pool.submit(_measure_task, str(store.root), run.canonical_json(), missing,
                         _plain(metrics), device, str(data_dir) if data_dir else None,

@@ -2,9 +2,13 @@
 it may not (a read-only file system, a folder of someone else's).
 
 The store keeps its journal in WAL mode, and reading a WAL database needs its ``-shm`` index
-beside it, which a read-only folder may not let SQLite create. Then a database with no pending
-``-wal`` content opens ``immutable`` (it is all in the file); one with content (a zoo copied
-while open) is read from a private copy, since ``immutable`` would ignore that content.
+beside it, which a read-only folder may not let SQLite create. A database with neither
+companion (no connection open) opens ``immutable``: it is all in the file, and no companion is
+left behind owned by this reader. Where companions exist it opens ``mode=ro``, beside any
+writer; where SQLite cannot make the ``-shm``, a database with no pending ``-wal`` content
+opens ``immutable``, and one with content (a zoo copied while open) is read from a private
+copy, since ``immutable`` would ignore that content. A read-only connection is a snapshot for
+an ``immutable`` open: writes made later by others are seen by the next open.
 """
 
 from __future__ import annotations
@@ -18,17 +22,20 @@ from pathlib import Path
 TIMEOUT_S = 60  # a writer in another process holds the lock for one transaction at most
 
 
-def connect(path: Path) -> tuple[sqlite3.Connection, bool]:
-    """``(connection, writable)`` for the database at ``path``; read-only when this process
-    may not write the file, its ``-wal``/``-shm`` companions or their folder, or when SQLite
-    refuses to open it for writing. Errors are sqlite3's (the caller names the file)."""
-    if _may_write(path):
+def connect(path: Path) -> tuple[sqlite3.Connection, str | None]:
+    """``(connection, why_read_only)`` for the database at ``path``: ``why_read_only`` is None
+    for a read-write connection, else what this process may not write (the file, its
+    ``-wal``/``-shm`` companions or their folder), or that SQLite refused to open it for
+    writing. Errors are sqlite3's (the caller names the file)."""
+    why = _cannot_write(path)
+    if why is None:
         try:
-            return _read_write(path), True
+            return _read_write(path), None
         except sqlite3.OperationalError as err:  # the system said no where os.access said yes
             if not refused(err):
                 raise
-    return _read_only(path), False
+            why = f"SQLite may not write it ({err})"
+    return _read_only(path), why
 
 
 def refused(err: sqlite3.Error) -> bool:
@@ -37,9 +44,15 @@ def refused(err: sqlite3.Error) -> bool:
     return name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN"))
 
 
-def _may_write(path: Path) -> bool:
+def _cannot_write(path: Path) -> str | None:
+    """The first of the database, its companions and its folder that this process may not
+    write (its name and owner), or None."""
     present = [p for p in (path, *_companions(path)) if p.exists()]
-    return os.access(path.parent, os.W_OK) and all(os.access(p, os.W_OK) for p in present)
+    for p in (path.parent, *present):
+        if not os.access(p, os.W_OK):
+            what = "its folder" if p == path.parent else p.name
+            return f"{what}, owned by uid {p.stat().st_uid}, is not writable by this process"
+    return None
 
 
 def _companions(path: Path) -> tuple[Path, Path]:
@@ -59,6 +72,11 @@ def _read_write(path: Path) -> sqlite3.Connection:
 
 def _read_only(path: Path) -> sqlite3.Connection:
     uri = path.absolute().as_uri()  # percent-encodes what SQLite's URIs would misread
+    wal, shm = _companions(path)
+    if not wal.exists() and not shm.exists():
+        # no connection is open (the last one removes both) and nothing waits in a WAL: read
+        # the file as it is, creating no -wal/-shm that its owner could not write later
+        return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)
     db = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=TIMEOUT_S)
     try:
         db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()  # SQLite opens lazily
@@ -67,7 +85,6 @@ def _read_only(path: Path) -> sqlite3.Connection:
         db.close()
         if not refused(err):
             raise
-    wal, _ = _companions(path)
     if wal.is_file() and wal.stat().st_size > 0:
         return _private_copy(path, wal)
     return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)

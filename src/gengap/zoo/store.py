@@ -81,13 +81,13 @@ class Store:
         if not db.is_file():
             raise GengapError(f"{self.root}: not a gengap zoo (no {DB_NAME} in it)")
         try:
-            self._db, writable = connect(db)
+            self._db, why = connect(db)
             self._db.execute("SELECT value FROM meta WHERE key = 'zoo_spec'").fetchone()
         except sqlite3.DatabaseError as err:
             raise GengapError(f"{db}: not a gengap store ({err})") from None
         except OSError as err:  # copying a WAL to read it (see sqlite_open)
             raise GengapError(f"{db}: cannot read ({err.strerror or err})") from None
-        self.read_only = not writable
+        self.read_only, self._why_read_only = why is not None, why
 
     @classmethod
     def create(cls, root: str | Path, zoo: ZooSpec) -> Store:
@@ -106,12 +106,14 @@ class Store:
         except OSError as err:
             raise GengapError(f"{root}: cannot make the zoo folder ({err.strerror})") from None
         try:
-            db, writable = connect(root / DB_NAME)
+            db, why = connect(root / DB_NAME)
         except sqlite3.DatabaseError as err:
             raise GengapError(f"{root / DB_NAME}: not a gengap store ({err})") from None
+        except OSError as err:  # copying a WAL to read it (see sqlite_open)
+            raise GengapError(f"{root / DB_NAME}: cannot read ({err.strerror or err})") from None
         try:
-            if not writable:
-                raise _read_only_error(root)
+            if why is not None:
+                raise _read_only_error(root, why)
             with db:
                 db.executescript(_SCHEMA)
                 row = db.execute("SELECT value FROM meta WHERE key = 'zoo_spec'").fetchone()
@@ -135,7 +137,7 @@ class Store:
                 )
         except sqlite3.DatabaseError as err:
             if refused(err):
-                raise _read_only_error(root) from None
+                raise _read_only_error(root, f"SQLite may not write it ({err})") from None
             raise GengapError(f"{root / DB_NAME}: not a gengap store ({err})") from None
         finally:
             db.close()
@@ -220,7 +222,7 @@ class Store:
         """A one-line :class:`GengapError` naming the zoo when it is read-only here: a command
         that writes calls this before its work, not after."""
         if self.read_only:
-            raise _read_only_error(self.root)
+            raise _read_only_error(self.root, self._why_read_only)
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -232,7 +234,7 @@ class Store:
                 yield
         except sqlite3.OperationalError as err:
             if refused(err):
-                raise _read_only_error(self.root) from None
+                raise _read_only_error(self.root, f"SQLite may not write it ({err})") from None
             raise
 
     def record(
@@ -309,8 +311,8 @@ class Store:
         self._db.close()
 
 
-def _read_only_error(root: Path) -> GengapError:
+def _read_only_error(root: Path, why: str | None) -> GengapError:
     return GengapError(
-        f"{root}: the zoo is read-only here (this process may not write its folder or "
-        f"{DB_NAME}); copy it to a folder you can write to train or measure it"
+        f"{root}: the zoo is read-only here ({why or 'this process may not write it'}); "
+        "copy it to a folder you can write to train or measure it"
     )

@@ -209,12 +209,21 @@ def _image(shape: tuple[int, ...], layer: str) -> tuple[int, int, int]:
     return shape  # type: ignore[return-value]
 
 
+def unsupported_activation(name: Any, shown: str | None = None) -> str | None:
+    """Why the Keras activation ``name`` (``shown`` so in the message, default its repr)
+    cannot be converted ("... is not supported (supported: ...)"), or None when it can (None
+    and "linear" are no activation)."""
+    if name is None or name == "linear" or (isinstance(name, str) and name in ACTIVATIONS):
+        return None
+    return (f"{shown or repr(name)} is not supported "
+            f"(supported: linear, {', '.join(sorted(ACTIVATIONS))})")
+
+
 def _activation(name: Any, prefix: str) -> list[tuple[str, nn.Module]]:
+    if (problem := unsupported_activation(name)) is not None:
+        raise ValueError(f"activation {problem}")
     if name is None or name == "linear":
         return []  # no module: a BatchNorm after this layer can still be folded into it
-    if not isinstance(name, str) or name not in ACTIVATIONS:
-        raise ValueError(f"activation {name!r} is not supported "
-                         f"(supported: linear, {', '.join(sorted(ACTIVATIONS))})")
     return [(f"{prefix}_{name}", ACTIVATIONS[name]())]
 
 

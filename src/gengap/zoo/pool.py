@@ -1,0 +1,44 @@
+"""Pools of worker processes for training and measuring: spawned, and ending with their parent.
+
+A parent killed outright (kill -9) cannot stop its pool; its workers would go on with their
+runs unseen, and a resumed zoo would train or measure the same runs again beside them.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import multiprocessing
+import os
+import signal
+import sys
+from collections.abc import Callable
+from concurrent.futures import ProcessPoolExecutor
+
+PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
+
+
+def worker_pool(workers: int, init: Callable[[], None] | None = None) -> ProcessPoolExecutor:
+    """``workers`` processes that end when this process does (Linux), each running ``init``
+    (a module-level function) first. Spawned, not forked: forking a process whose torch
+    thread pools are running can deadlock."""
+    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=_start_worker, initargs=(os.getpid(), init))
+
+
+def _start_worker(parent: int, init: Callable[[], None] | None) -> None:
+    end_with_parent(parent)
+    if init is not None:
+        init()
+
+
+def end_with_parent(parent: int) -> None:
+    """Have the kernel end this process (SIGTERM) when its parent ``parent`` dies; Linux only,
+    elsewhere nothing changes."""
+    if sys.platform != "linux":
+        return
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except (OSError, AttributeError):  # no prctl: as before
+        return
+    if os.getppid() != parent:  # the parent died before the signal was armed
+        os._exit(1)
