@@ -45,8 +45,6 @@ app.add_typer(predict_app, name="predict")
 app.command("spectra")(spectra)
 zoo_app.command("import-cnnzoo")(zoo_import_cnnzoo)
 
-
-
 # The demo's measures: every group whose cost stays within a few passes over the data
 # (sharpness's gradient-ascent searches, Hessian flatness and module criticality are left out,
 # and agreement needs seed pairs the demo grid does not have); `gengap measure` computes all.
