@@ -87,7 +87,7 @@ class Store:
             raise GengapError(f"{db}: not a gengap store ({err})") from None
         except OSError as err:  # copying a WAL to read it (see sqlite_open)
             raise GengapError(f"{db}: cannot read ({err.strerror or err})") from None
-        self.read_only, self._why_read_only = why is not None, why
+        self._why_read_only = why  # None: writable
 
     @classmethod
     def create(cls, root: str | Path, zoo: ZooSpec) -> Store:
@@ -218,10 +218,15 @@ class Store:
 
     # -- recording results -----------------------------------------------------------------
 
+    @property
+    def read_only(self) -> bool:
+        """Whether this process may not write the zoo (:func:`.sqlite_open.connect`)."""
+        return self._why_read_only is not None
+
     def check_writable(self) -> None:
         """A one-line :class:`GengapError` naming the zoo when it is read-only here: a command
         that writes calls this before its work, not after."""
-        if self.read_only:
+        if self._why_read_only is not None:
             raise _read_only_error(self.root, self._why_read_only)
 
     @contextmanager
@@ -311,8 +316,8 @@ class Store:
         self._db.close()
 
 
-def _read_only_error(root: Path, why: str | None) -> GengapError:
+def _read_only_error(root: Path, why: str) -> GengapError:
     return GengapError(
-        f"{root}: the zoo is read-only here ({why or 'this process may not write it'}); "
+        f"{root}: the zoo is read-only here ({why}); "
         "copy it to a folder you can write to train or measure it"
     )
