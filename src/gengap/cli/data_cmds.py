@@ -8,7 +8,6 @@ field (``--label-noise 0.2``, ``--classes 0,1,2``) or an option of the chosen so
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Any, get_origin
 
 import pandas as pd
@@ -18,6 +17,7 @@ from pydantic.fields import FieldInfo
 from rich.markup import escape
 
 from gengap.cli.console import console, frame_table
+from gengap.cli.options import DataDir
 from gengap.errors import GengapError
 from gengap.specs import DataSpec, first_problem
 
@@ -126,10 +126,7 @@ def _typed_options(name: str, model: type[BaseModel], given: dict[str, str]) -> 
 def data_show(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="data source (see `gengap data list`)")],
-    data_dir: Annotated[
-        Path | None,
-        typer.Option("--data-dir", help="folder of local data files (default: $GENGAP_DATA)"),
-    ] = None,
+    data_dir: DataDir = None,
 ) -> None:
     """Build a data set and print its sizes, class balance and majority-class accuracy.
 

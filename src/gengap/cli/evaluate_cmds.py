@@ -73,7 +73,8 @@ def evaluate(
     metrics = split_names(metric) or []
     if not metrics:
         raise GengapError(f"--metric {metric!r}: name one or more of tau, psi, cmi, robust")
-    if not is_table(source):
+    table_source = is_table(source)
+    if not table_source:
         refuse_table_options(source, hyperparameters, measures)
     output_file(out, TABLES, inputs=(source,))
     if grid not in ("strict", "largest"):
@@ -82,7 +83,7 @@ def evaluate(
                    min_ess=min_ess, filter_noise=not no_noise_filter)
     if test_size is not None:
         options["test_size"] = test_size
-    if is_table(source):
+    if table_source:
         rows = read_table(source)  # a missing one: "no such file"
         axes = split_names(hyperparameters)
         if not axes:

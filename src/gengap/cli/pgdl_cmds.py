@@ -11,6 +11,7 @@ from rich.markup import escape
 
 import gengap.interop  # noqa: F401  (imported zoos' families and sources, for `gengap measure`)
 from gengap.cli.console import console, progress
+from gengap.cli.options import Device
 from gengap.cli.outputs import output_folder, outside_inputs
 from gengap.cli.pgdl_app import pgdl_app
 
@@ -26,8 +27,7 @@ def pgdl_predict(
     tasks: Annotated[list[Path], typer.Argument(help="PGDL task folders")],
     measure: Annotated[str, typer.Option(help="a measure of `gengap measures list`")],
     out: Annotated[Path, typer.Option(help="folder for the <task>.predict files")],
-    device: Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N")]
-    = "auto",
+    device: Device = "auto",
     time_per_model: Annotated[
         float, typer.Option(min=0, help="the competition's budget in seconds per model (300 in "
                             "PGDL); models past it are EXCEEDED, and so are later tasks; "

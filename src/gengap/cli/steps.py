@@ -126,6 +126,6 @@ def _short_axis(column: str) -> str:
 def export_step(directory: Path, parquet: Path) -> None:
     zoo = Zoo(directory)
     output_file(parquet, (".parquet",))  # never over the zoo's database or its weights
-    frame = zoo.frame()  # once, for the file and the count (output_file made to_parquet's checks)
-    write_table(frame, parquet)
-    console.print(f"wrote {len(frame)} runs of zoo {zoo.spec.name!r} to {parquet}")
+    path = zoo.to_parquet(parquet)
+    runs = sum(zoo.store.counts().values())  # the frame's rows: one per run
+    console.print(f"wrote {runs} runs of zoo {zoo.spec.name!r} to {path}")

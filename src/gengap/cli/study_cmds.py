@@ -11,6 +11,7 @@ import typer
 from rich.markup import escape
 
 from gengap.cli.console import console, frame_table
+from gengap.cli.options import Device, Workers
 
 study_app = typer.Typer(
     help="Ready-made studies that reproduce known findings on embedded data.",
@@ -19,10 +20,6 @@ study_app = typer.Typer(
 
 Scale = Annotated[str, typer.Option(help="smoke (seconds), default or full")]
 Out = Annotated[Path | None, typer.Option(help="study folder (default: gengap-study-NAME)")]
-Workers = Annotated[
-    int, typer.Option(min=1, max=1024, help="training processes on this machine")
-]
-Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N")]
 Population = Annotated[
     str, typer.Option(help="train same-shaped runs as one batched population: auto, on or off")
 ]

@@ -10,24 +10,26 @@ from pathlib import Path
 
 import torch
 
-from gengap.data import load
 from gengap.errors import GengapError
 from gengap.models import build_for
 from gengap.specs import RunSpec
+from gengap.zoo.worker import cached_splits
 
 # bytes per parameter while training: weights, gradient, optimizer state and the initial copy
 TRAINING_BYTES_PER_PARAMETER = 16
 
 
 def check_data_and_networks(runs: Sequence[RunSpec], data_dir: str | Path | None) -> None:
-    """Load each distinct data spec of ``runs`` once and build each distinct architecture on
-    it (on torch's meta device: shapes only, no memory for weights); the first problem
-    raises as it would in training (a one-line :class:`gengap.errors.GengapError`)."""
+    """Load each distinct data spec of ``runs`` once (through the training's cache, which
+    training in this process then reuses) and build each distinct architecture on it (on
+    torch's meta device: shapes only, no memory for weights); the first problem raises as it
+    would in training (a one-line :class:`gengap.errors.GengapError`)."""
     by_data: dict[str, list[RunSpec]] = {}
     for run in runs:
         by_data.setdefault(run.data.canonical_json(), []).append(run)
     for group in by_data.values():
-        splits = load(group[0].data, data_dir)  # one data set in memory at a time
+        splits = cached_splits(group[0].data.canonical_json(),
+                               str(data_dir) if data_dir else None)
         archs = {run.arch.canonical_json(): run.arch for run in group}
         for arch in archs.values():
             try:
