@@ -17,6 +17,17 @@ from gengap.errors import GengapError
 from gengap.specs import DataSpec, first_problem
 
 
+def plain_strides(x: torch.Tensor) -> torch.Tensor:
+    """``x`` in row-major memory order with the plain strides. A 1-channel image batch made by
+    a permute (an (N, H, W, 1) file, a random crop) passes ``is_contiguous()`` with
+    channels-last strides, which then spread through the network; see
+    :func:`gengap.models.channels_last.channels_last_safe` for why that can crash a backward
+    pass."""
+    if x.is_contiguous() and x.stride() == torch.empty(x.shape, device="meta").stride():
+        return x
+    return x.clone(memory_format=torch.contiguous_format)
+
+
 @dataclass(frozen=True)
 class Splits:
     """Train and test tensors of one data set, labels int64 in 0..num_classes-1.
@@ -24,7 +35,7 @@ class Splits:
     Inputs are float32, images (N, C, H, W) or vectors (N, D), except for token sources
     (``pvr-vector``, ``modular``, ``npz`` with ``tokens``): int64 token ids (N, seq_len), each
     below ``vocab_size``. ``vocab_size`` is None for real-valued inputs; a model builder uses it
-    to size its embedding.
+    to size its embedding. Inputs are stored with plain row-major strides (:func:`plain_strides`).
     """
 
     x_train: torch.Tensor
@@ -33,6 +44,10 @@ class Splits:
     y_test: torch.Tensor
     num_classes: int
     vocab_size: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("x_train", "x_test"):
+            object.__setattr__(self, name, plain_strides(getattr(self, name)))
 
     @property
     def input_shape(self) -> tuple[int, ...]:

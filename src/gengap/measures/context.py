@@ -13,6 +13,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from gengap.data.splits import plain_strides
 from gengap.device import resolve_device
 from gengap.errors import GengapError
 from gengap.measures.batching import auto_batch_size
@@ -62,7 +63,8 @@ class MeasureContext:
         self.device = resolve_device(device) if isinstance(device, str) else device
         self.model = model.to(self.device).eval()
         self.init_model = init_model.to(self.device).eval() if init_model is not None else None
-        self.x_train, self.y_train = x_train, y_train
+        # a channels-last-strided 1-channel batch would carry that order into the backward passes
+        self.x_train, self.y_train = _plain(x_train), y_train
         if input_shape is None and x_train is not None:
             input_shape = tuple(x_train.shape[1:])
         self.input_shape = input_shape
@@ -73,7 +75,7 @@ class MeasureContext:
         self.second_model = (
             second_model.to(self.device).eval() if second_model is not None else None
         )
-        self.x_heldout = x_heldout
+        self.x_heldout = _plain(x_heldout)
         self._values: dict[str, Any] = {}
         self.pass_seconds: dict[str, float] = {}  # filled by @shared_pass properties
         self.details: dict[str, Any] = {}  # what measures found besides the value
@@ -330,3 +332,7 @@ class MeasureContext:
         from gengap.measures.sharpness import alpha_search
 
         return alpha_search(self, magnitude=True)
+
+
+def _plain(x: torch.Tensor | None) -> torch.Tensor | None:
+    return None if x is None else plain_strides(x)

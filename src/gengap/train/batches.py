@@ -9,6 +9,7 @@ from collections.abc import Iterator
 
 import torch
 
+from gengap.data.splits import plain_strides
 from gengap.errors import GengapError
 from gengap.specs import TrainSpec
 
@@ -52,16 +53,6 @@ class EpochBatches:
         if self.spec.crop:
             xb = _random_crop(xb, self.spec.crop, self.generator)
         return xb
-
-
-def plain_strides(x: torch.Tensor) -> torch.Tensor:
-    """``x`` in row-major memory order with the plain strides. A 1-channel image batch made by
-    a permute (the crop above, an (N, H, W, 1) file) passes ``is_contiguous()`` with
-    channels-last strides, which then spread through the network; see
-    :func:`gengap.models.channels_last.channels_last_safe` for why that can crash training."""
-    if x.is_contiguous() and x.stride() == torch.empty(x.shape, device="meta").stride():
-        return x
-    return x.clone(memory_format=torch.contiguous_format)
 
 
 def fails_on_one_example(model: torch.nn.Module, example: torch.Tensor) -> bool:

@@ -17,9 +17,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
+from gengap.data.splits import plain_strides
 from gengap.errors import GengapError
 from gengap.interop.pgdl.keras import (
     KerasSequential,
@@ -230,8 +230,8 @@ class PgdlTask:
             return torch.zeros((0,)), torch.zeros((0,), dtype=torch.int64)
         x, y = read_shards(paths)
         if x.ndim == 4:  # (N, H, W, C) -> gengap's (N, C, H, W)
-            x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
-        return torch.from_numpy(x), torch.from_numpy(y)
+            x = x.transpose(0, 3, 1, 2)
+        return plain_strides(torch.from_numpy(x)), torch.from_numpy(y)
 
     @cached_property
     def train_data(self) -> tuple[torch.Tensor, torch.Tensor]:
