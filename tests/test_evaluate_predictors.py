@@ -198,3 +198,17 @@ def test_an_exported_table_offers_no_spec_field_as_a_measure(tmp_path):
     table.to_csv(tmp_path / "zoo.csv", index=False)
     population = load_population([tmp_path / "zoo.csv"], ["arch.width"])
     assert population.measures == ["path_norm"]
+
+
+def test_hyperparameters_that_no_table_has_are_refused_not_ignored(tmp_path):
+    from gengap.zoo.evaluation import load_population
+
+    pd.DataFrame({"run_id": ["a", "b"], "width": [8, 16], "test_acc": [0.8, 0.9],
+                  "train_acc": [1.0, 1.0], "path_norm": [1.0, 2.0]}).to_csv(
+        tmp_path / "t.csv", index=False)
+    (tmp_path / "zoo").mkdir()  # never opened: the names are refused first
+    with pytest.raises(GengapError, match="only zoos given"):
+        load_population([tmp_path / "zoo"], ["width"])
+    with pytest.raises(GengapError, match=r"'depth': no such column in .*t\.csv"):
+        load_population([tmp_path / "t.csv"], ["width", "depth"])
+    assert load_population([tmp_path / "t.csv"], ["width"]).hyperparameters == ["width"]

@@ -145,12 +145,17 @@ def load_population(
 ) -> Population:
     """Zoo folders and/or .csv/.parquet tables as one table. A zoo is named by its spec's
     name (its folder's name when two share one); a table by its file's stem. Tables take
-    their hyperparameter columns from ``hyperparameters``. A source given twice, or a run in
+    their hyperparameter columns from ``hyperparameters`` (a name that no table has, or names
+    given with zoos only, is refused: they would be ignored). A source given twice, or a run in
     two sources (a zoo and its export), is refused: held-out scores would meet their own
     models."""
+    if hyperparameters and not any(is_table(Path(source)) for source in sources):
+        raise GengapError(f"hyperparameters {', '.join(hyperparameters)}: only zoos given; "
+                          "hyperparameters name table columns, a zoo's are its spec's axes")
     frames, axes, names, labels = [], [], set(), []
     seen: set[Path] = set()
     owner: dict[str, str] = {}  # run id -> the source it came from
+    table_columns: dict[str, set[str]] = {}  # table file -> its columns
     for source in sources:
         path = Path(source)
         if path.resolve() in seen:
@@ -158,6 +163,7 @@ def load_population(
         seen.add(path.resolve())
         if is_table(path):
             frame = read_table(path)
+            table_columns[str(path)] = set(frame.columns)
             if "status" in frame.columns:
                 frame = frame[frame["status"] == "done"]
             label = path.stem
@@ -187,9 +193,18 @@ def load_population(
         frames.append(frame.assign(zoo=label))
     if not frames:
         raise GengapError("no zoo folders or tables given")
+    _check_table_axes(hyperparameters or [], table_columns)
     frame = pd.concat(frames, ignore_index=True, sort=False)
     measures = [n for n in scalar_measures(names) if n in frame.columns]
     return Population(frame, axes, measures)
+
+
+def _check_table_axes(hyperparameters: Sequence[str], tables: dict[str, set[str]]) -> None:
+    """Refuse a hyperparameter name that no table has rather than ignore it."""
+    for name in hyperparameters:
+        if not any(name in columns for columns in tables.values()):
+            raise GengapError(f"hyperparameter {name!r}: no such column in "
+                              f"{', '.join(tables)}")
 
 
 def with_test_sizes(store: Store, done: pd.DataFrame,
