@@ -11,15 +11,17 @@ from gengap.errors import GengapError
 
 
 def finite_inputs(path: Path, x: np.ndarray, name: str) -> np.ndarray:
-    """``x`` unchanged when every value is finite as float32 (what the network computes in);
-    NaN, an infinity or a value past float32's range would only surface as a "diverged" run,
-    so it is refused here, naming the first at fault. Integer arrays pass without a look."""
+    """``x`` as float32 (what the network computes in; the cast checked, not made twice) when
+    every value is finite there; NaN, an infinity or a value past float32's range would only
+    surface as a "diverged" run, so it is refused here, naming the first at fault. Integer
+    arrays are returned unchanged without a look."""
     if x.dtype.kind != "f":
         return x
     with np.errstate(over="ignore"):  # overflow to inf is what this looks for
-        finite = np.isfinite(x.astype(np.float32, copy=False))
+        as32 = x.astype(np.float32, copy=False)
+    finite = np.isfinite(as32)
     if finite.all():
-        return x
+        return as32
     where = np.unravel_index(int(np.argmin(finite)), x.shape)
     value = float(x[where])
     shown = "NaN" if np.isnan(value) else f"{value:g}"

@@ -74,7 +74,7 @@ def _inputs(path: Path, name: str, x: np.ndarray, tokens: bool) -> np.ndarray:
         return x.astype(np.int64)
     if not (np.issubdtype(x.dtype, np.number) and not np.iscomplexobj(x)):
         raise GengapError(f"{path}: {name} must be a real-valued array, got {x.dtype}")
-    return finite_inputs(path, x, name).astype(np.float32)
+    return finite_inputs(path, x, name).astype(np.float32, copy=False)
 
 
 @register_source(

@@ -37,7 +37,7 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not (np.issubdtype(y.dtype, np.number) and np.issubdtype(x.dtype, np.number)):
         raise GengapError(f"{path}: X and y must be numeric, got {x.dtype} and {y.dtype}")
     labels = class_labels(path, y, 1, 10, note="10 is the digit 0")
-    finite_inputs(path, x, "X")
+    x = finite_inputs(path, x, "X")
     scale = 255.0 if x.dtype == np.uint8 else 1.0
     images = (np.transpose(x, (3, 2, 0, 1)) / scale).astype(np.float32)
     return images, labels % 10
