@@ -297,7 +297,7 @@ def test_finite_float64_inputs_load_as_their_float32_cast(tmp_path: Path) -> Non
     x = RNG.normal(size=(10, 3))  # float64 in the file
     np.savez(tmp_path / "a.npz", x=x, y=np.arange(10) % 2)
     loaded = raw("npz", tmp_path, file="a.npz").x_train
-    assert loaded.dtype == np.float32 and np.array_equal(loaded, x.astype(np.float32))
+    assert loaded.dtype == torch.float32 and np.array_equal(loaded.numpy(), x.astype(np.float32))
 
 
 def test_float_labels_that_are_not_whole_numbers_are_refused(tmp_path: Path) -> None:
