@@ -293,11 +293,14 @@ def test_inputs_past_float32_range_are_refused(tmp_path: Path) -> None:
         raw("npz", tmp_path, file="a.npz")
 
 
-def test_finite_float64_inputs_load_as_their_float32_cast(tmp_path: Path) -> None:
-    x = RNG.normal(size=(10, 3))  # float64 in the file
-    np.savez(tmp_path / "a.npz", x=x, y=np.arange(10) % 2)
-    loaded = raw("npz", tmp_path, file="a.npz").x_train
-    assert loaded.dtype == torch.float32 and np.array_equal(loaded.numpy(), x.astype(np.float32))
+def test_finite_float64_inputs_pass_as_their_float32_cast() -> None:
+    from gengap.data.checks import finite_inputs
+
+    x = RNG.normal(size=(10, 3))
+    checked = finite_inputs(Path("a.npz"), x, "x")
+    assert checked.dtype == np.float32 and np.array_equal(checked, x.astype(np.float32))
+    whole = np.arange(6, dtype=np.uint8)
+    assert finite_inputs(Path("a.npz"), whole, "x") is whole
 
 
 def test_float_labels_that_are_not_whole_numbers_are_refused(tmp_path: Path) -> None:
