@@ -76,9 +76,17 @@ def test_an_output_folder_that_is_not_writable_is_refused_before_the_work(tmp_pa
                                                                         monkeypatch):
     from gengap.cli import outputs
 
-    # the test may run as root, who writes anywhere: the system's answer is simulated
-    monkeypatch.setattr(outputs.os, "access", lambda path, mode: Path(path) != tmp_path)
-    with pytest.raises(GengapError, match="its folder is not writable"):
+    # the test may run as root, who writes anywhere: the system's refusal of the trial file
+    # (the writers' own temporary file) is simulated
+    write_text = Path.write_text
+
+    def refused(self: Path, *args, **kwargs):
+        if self.parent == tmp_path:
+            raise PermissionError(13, "Permission denied")
+        return write_text(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "write_text", refused)
+    with pytest.raises(GengapError, match=r"ranked.csv: cannot write \(Permission denied\)"):
         outputs.output_file(tmp_path / "ranked.csv", (".csv",))
     assert outputs.output_file(tmp_path / "sub" / "ranked.csv", (".csv",))
 

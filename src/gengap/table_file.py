@@ -8,17 +8,15 @@ from pathlib import Path
 
 import pandas as pd
 
-from gengap.errors import GengapError
+from gengap.atomic_write import write_atomically
 
 
 def write_table(table: pd.DataFrame, out: Path) -> None:
     """``table`` as ``out``: Parquet for a ``.parquet`` name, CSV otherwise (the caller has
-    checked the suffix); a one-line :class:`GengapError` naming ``out`` when the system refuses
-    the write (a folder writable when checked, or a special one)."""
-    try:
-        if out.suffix == ".parquet":
-            table.to_parquet(out, index=False)
-        else:
-            table.to_csv(out, index=False)
-    except OSError as err:
-        raise GengapError(f"{out}: cannot write ({err.strerror or err})") from None
+    checked the suffix). Written whole or not at all (:func:`.write_atomically`): a failure
+    midway keeps an older ``out``, and the system's refusal is a one-line
+    :class:`GengapError` naming ``out``."""
+    if out.suffix == ".parquet":
+        write_atomically(out, lambda tmp: table.to_parquet(tmp, index=False))
+    else:
+        write_atomically(out, lambda tmp: table.to_csv(tmp, index=False))

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pandas as pd
 
+from gengap.atomic_write import write_text_atomically
 from gengap.cli.console import console, frame_table
 from gengap.cli.outputs import output_file
 from gengap.cli.steps import measure_step
 from gengap.errors import GengapError
+from gengap.table_file import write_table
 
 
 def measure_target(
@@ -55,9 +57,9 @@ def _measure_file(
         console.print(f"(and {len(values) - len(shown)} weight-statistics features)")
     if out is not None:
         if out.suffix == ".json":
-            out.write_text(json.dumps(values, indent=1))
+            write_text_atomically(out, json.dumps(values, indent=1))
         else:
-            pd.DataFrame([values]).to_csv(out, index=False)
+            write_table(pd.DataFrame([values]), out)
         console.print(f"wrote {out}")
     if profile:
         print_profile(result.measure_seconds, result.pass_seconds)

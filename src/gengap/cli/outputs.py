@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
+from gengap.atomic_write import check_writable
 from gengap.errors import GengapError
 
 TABLES = (".csv", ".parquet")
@@ -16,7 +17,8 @@ def output_file(path: Path | None, suffixes: tuple[str, ...] | None = None,
                 inputs: Iterable[Path | str | None] = ()) -> Path | None:
     """``path`` once it can be written: its suffix one of ``suffixes``, not the same file as
     any of the command's ``inputs`` (which it would replace), its folder created (with its
-    parents). A one-line error otherwise; None passes through."""
+    parents) and taking the file (:func:`.check_writable`). A one-line error otherwise; None
+    passes through."""
     if path is None:
         return None
     if suffixes and path.suffix not in suffixes:
@@ -30,8 +32,9 @@ def output_file(path: Path | None, suffixes: tuple[str, ...] | None = None,
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise GengapError(f"{path}: cannot make its folder ({err.strerror})") from None
-    if not os.access(path.parent, os.W_OK):
-        raise GengapError(f"{path}: its folder is not writable")
+    # the very temporary file the writers use, made and removed: os.access says yes to root
+    # in a folder that takes no file (/proc), and the refusal would come after the work
+    check_writable(path)
     return path
 
 

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 
+from gengap.atomic_write import write_text_atomically
 from gengap.cli.console import console, frame_table
 from gengap.cli.outputs import output_file
 from gengap.cli.pgdl_app import pgdl_app
@@ -49,7 +50,7 @@ def pgdl_score(
                       "the average, as in the competition")
     console.print(f"task_average_score: {scores.average:.2f}")
     if out is not None:
-        out.write_text(scores.scores_txt())
+        write_text_atomically(out, scores.scores_txt())
         console.print(f"wrote {out}")
     failed = [t for t in scores.tasks if t.status == "error"]
     if len(failed) == len(scores.tasks):  # nothing scored, and not for time: bad input

@@ -6,6 +6,7 @@ from __future__ import annotations
 from html import escape
 from pathlib import Path
 
+from gengap.atomic_write import write_text_atomically
 from gengap.report.figures import plotly_div
 from gengap.report.page import Section, assemble, note
 from gengap.report.tables import html_table
@@ -37,9 +38,10 @@ def study_sections(result: StudyResult) -> list[Section]:
 
 
 def write_study_report(result: StudyResult, path: Path | None = None) -> Path:
-    """Write the study's page (default: ``report.html`` in its folder); return the path."""
+    """Write the study's page (default: ``report.html`` in its folder) whole or not at all
+    (an older page stays when the write fails); return the path."""
     path = path or result.folder / REPORT_NAME
     page = assemble(result.title, escape(f"gengap study {result.name} --scale {result.scale}"),
                     study_sections(result))
-    path.write_text(page, encoding="utf-8")
+    write_text_atomically(path, page, "the study's page")
     return path

@@ -27,7 +27,7 @@ def connect(path: Path) -> tuple[sqlite3.Connection, str | None]:
     for a read-write connection, else what this process may not write (the file, its
     ``-wal``/``-shm`` companions or their folder), or that SQLite refused to open it for
     writing. Errors are sqlite3's (the caller names the file)."""
-    why = _cannot_write(path)
+    why = cannot_write(path)
     if why is None:
         try:
             return _read_write(path), None
@@ -44,15 +44,37 @@ def refused(err: sqlite3.Error) -> bool:
     return name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN"))
 
 
-def _cannot_write(path: Path) -> str | None:
-    """The first of the database, its companions and its folder that this process may not
-    write (its name and owner), or None."""
-    present = [p for p in (path, *_companions(path)) if p.exists()]
-    for p in (path.parent, *present):
-        if not os.access(p, os.W_OK):
-            what = "its folder" if p == path.parent else p.name
-            return f"{what}, owned by uid {p.stat().st_uid}, is not writable by this process"
+def cannot_write(path: Path) -> str | None:
+    """Why this process may not write the database at ``path``, or None: the folder, where
+    SQLite must make a file missing there (the database, its ``-wal`` or ``-shm``), else the
+    first of those present that it may not write; one line naming it and its owner."""
+    files = (path, *_companions(path))
+    missing = [p.name for p in files if not p.exists()]
+    if missing and not _writable(path.parent):
+        return f"{_unwritable('its folder', path.parent)}, and SQLite must make {missing[0]} there"
+    for p in files:
+        if p.exists() and not _writable(p):
+            return _unwritable(p.name, p)
     return None
+
+
+def cannot_make_files_in(folder: Path) -> str | None:
+    """Why this process may not make files in ``folder`` (one line naming it and its owner),
+    or None; judged as :func:`cannot_write` judges the database's folder."""
+    return None if _writable(folder) else _unwritable(str(folder), folder)
+
+
+def _writable(path: Path) -> bool:
+    # by the real or the effective ids (setuid, capabilities): the effective check is
+    # faccessat2, which old container seccomp profiles refuse outright; a yes SQLite then
+    # overrules is caught by connect. Not by opening the file: its close would drop this
+    # process's SQLite locks on the database
+    return os.access(path, os.W_OK) or (
+        os.access in os.supports_effective_ids and os.access(path, os.W_OK, effective_ids=True))
+
+
+def _unwritable(what: str, path: Path) -> str:
+    return f"{what}, owned by uid {path.stat().st_uid}, is not writable by this process"
 
 
 def _companions(path: Path) -> tuple[Path, Path]:

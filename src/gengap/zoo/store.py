@@ -18,7 +18,6 @@ read-only: everything reads, and a write is a one-line error naming the zoo.
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
@@ -32,10 +31,11 @@ from pydantic import BaseModel, ValidationError
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from gengap.atomic_write import write_atomically
 from gengap.errors import GengapError
 from gengap.specs import RunSpec, ZooSpec, first_problem, hyperparameter_values
 from gengap.train.tracking import CE_MILESTONES
-from gengap.zoo.sqlite_open import connect, refused
+from gengap.zoo.sqlite_open import cannot_make_files_in, cannot_write, connect, refused
 
 DB_NAME = "gengap.sqlite"
 STATUSES = ("pending", "done", "failed")
@@ -80,13 +80,7 @@ class Store:
             raise GengapError(f"{self.root}: no such zoo folder")
         if not db.is_file():
             raise GengapError(f"{self.root}: not a gengap zoo (no {DB_NAME} in it)")
-        try:
-            self._db, why = connect(db)
-            self._db.execute("SELECT value FROM meta WHERE key = 'zoo_spec'").fetchone()
-        except sqlite3.DatabaseError as err:
-            raise GengapError(f"{db}: not a gengap store ({err})") from None
-        except OSError as err:  # copying a WAL to read it (see sqlite_open)
-            raise GengapError(f"{db}: cannot read ({err.strerror or err})") from None
+        self._db, why = _open(db, "SELECT value FROM meta WHERE key = 'zoo_spec'")
         self._why_read_only = why  # None: writable
 
     @classmethod
@@ -105,12 +99,19 @@ class Store:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise GengapError(f"{root}: cannot make the zoo folder ({err.strerror})") from None
-        try:
-            db, why = connect(root / DB_NAME)
-        except sqlite3.DatabaseError as err:
-            raise GengapError(f"{root / DB_NAME}: not a gengap store ({err})") from None
-        except OSError as err:  # copying a WAL to read it (see sqlite_open)
-            raise GengapError(f"{root / DB_NAME}: cannot read ({err.strerror or err})") from None
+        # refused before opening: a read-only open may copy the database only to be refused
+        why = cannot_write(root / DB_NAME)
+        if why is not None:
+            if not (root / DB_NAME).exists():
+                raise GengapError(f"{root}: cannot make a zoo here ({why})")
+            raise _read_only_error(root, why)
+        # SQLite may write where the folder takes no new file (its journal files exist): the
+        # weights then have nowhere to go, which training would learn only after its work
+        weights = root / "weights"
+        why = cannot_make_files_in(weights if weights.is_dir() else root)
+        if why is not None:
+            raise _read_only_error(root, f"{why}, and the weights go there")
+        db, why = _open(root / DB_NAME)
         try:
             if why is not None:
                 raise _read_only_error(root, why)
@@ -187,9 +188,8 @@ class Store:
         self.check_writable()
         path = self.weights_path(run_id, which)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        save_file({k: v.contiguous() for k, v in state.items()}, str(tmp))
-        os.replace(tmp, path)
+        tensors = {k: v.contiguous() for k, v in state.items()}
+        write_atomically(path, lambda tmp: save_file(tensors, str(tmp)), "the weights")
         return path
 
     def save_weight_bytes(self, run_id: str, which: str, data: bytes) -> Path:
@@ -197,9 +197,7 @@ class Store:
         self.check_writable()
         path = self.weights_path(run_id, which)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
+        write_atomically(path, lambda tmp: tmp.write_bytes(data), "the weights")
         return path
 
     def weight_names(self, run_id: str) -> list[str]:
@@ -314,6 +312,24 @@ class Store:
 
     def close(self) -> None:
         self._db.close()
+
+
+def _open(db: Path, probe: str | None = None) -> tuple[sqlite3.Connection, str | None]:
+    """:func:`.sqlite_open.connect`, then ``probe`` run (SQLite reads the file only when asked),
+    their errors one line naming ``db``."""
+    try:
+        conn, why = connect(db)
+        try:
+            if probe:
+                conn.execute(probe).fetchone()
+        except BaseException:
+            conn.close()
+            raise
+    except sqlite3.DatabaseError as err:
+        raise GengapError(f"{db}: not a gengap store ({err})") from None
+    except OSError as err:  # copying a WAL to read it (see sqlite_open)
+        raise GengapError(f"{db}: cannot read ({err.strerror or err})") from None
+    return conn, why
 
 
 def _read_only_error(root: Path, why: str) -> GengapError:
