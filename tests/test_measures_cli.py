@@ -91,7 +91,7 @@ def test_measure_one_file_errors_are_one_line(one_model, tmp_path: Path):
     assert len(wrong.stderr.strip().splitlines()) == 1
     no_init = gengap("measure", str(weights), "--arch", "family=mlp,width=8,depth=1",
                      "--data", "digits", "--measures", "frobenius_distance")
-    assert no_init.returncode == 2 and "need --init" in no_init.stderr
+    assert no_init.returncode == 2 and "needs --init" in no_init.stderr
     assert "size mismatch for" in wrong.stderr  # the tensor and its shapes
     state = load_file(str(weights))
     for name, bad, problem in [

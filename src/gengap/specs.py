@@ -345,6 +345,8 @@ class ZooSpec(_Spec):
                     RunSpec.model_validate(override(base, {path: value}))
                 except ValidationError as err:
                     raise ValueError(f"{path} = {value!r}: {err.errors()[0]['msg']}") from None
+        if self.design == "grid" and self.ranges:  # before the draws: a grid draws none
+            raise ValueError(f"{next(iter(self.ranges))}: a range needs design = \"random\"")
         for path, span in self.ranges.items():
             if path in self.axes:
                 raise ValueError(f"{path}: both a list and a range")
@@ -359,8 +361,6 @@ class ZooSpec(_Spec):
                         f"{path} = {value!r}: {err.errors()[0]['msg']}{hint}") from None
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds: a seed is listed twice")
-        if self.design == "grid" and self.ranges:
-            raise ValueError(f"{next(iter(self.ranges))}: a range needs design = \"random\"")
         if self.design == "grid" and self.samples is not None:
             raise ValueError("samples: needs design = \"random\"")
         if self.design == "random" and self.samples is None:

@@ -11,7 +11,7 @@ import typer
 from gengap.cli.console import console, errors, frame_table
 from gengap.cli.data_cmds import data_app
 from gengap.cli.evaluate_cmds import evaluate
-from gengap.cli.options import DataDir, Device, Workers
+from gengap.cli.options import DataDir, Device, Workers, checked, population_mode
 from gengap.cli.pgdl_app import pgdl_app
 from gengap.cli.pgdl_cmds import zoo_import_cnnzoo  # also registers `gengap pgdl` commands
 from gengap.cli.pgdl_score import pgdl_score  # noqa: F401  (registers `gengap pgdl score`)
@@ -75,6 +75,12 @@ def demo(
     console.print(f"report: {out / 'report.html'} (open it in a browser)")
 
 
+def _executor(name: str) -> None:
+    from gengap.zoo.executors import executors
+
+    executors.get(name)
+
+
 @zoo_app.command("train")
 def zoo_train(
     spec: Annotated[Path, typer.Argument(help="zoo spec (TOML)")],
@@ -83,14 +89,16 @@ def zoo_train(
     device: Device = "auto",
     data_dir: DataDir = None,
     executor: Annotated[
-        str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster)")
+        str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster)",
+                          callback=checked(_executor))
     ] = "local",
     address: Annotated[
         str | None, typer.Option(help="Ray cluster address (auto, host:port, ray://...)")
     ] = None,
     population: Annotated[
         str, typer.Option(help="train same-shaped runs as one batched population: off "
-                          "(bit-for-bit reproducible), auto (where measured faster) or on")
+                          "(bit-for-bit reproducible), auto (where measured faster) or on",
+                          callback=checked(population_mode))
     ] = "off",
 ) -> None:
     """Train every run of SPEC that the zoo folder does not hold yet."""
@@ -192,8 +200,9 @@ def main() -> None:
     too: click's own report is a boxed paragraph)."""
     try:
         code = app(standalone_mode=False)  # click's errors reach us instead of its printer
-    except GengapError as err:
-        _error(str(err))
+    except GengapError as err:  # a BadOption knows its command: point at its --help
+        path = getattr(err, "command_path", None)
+        _error(f"{err} (see: {path} --help)" if path else str(err))
     except typer.TyperException as err:  # click's usage errors (typer bundles its click)
         if not err.format_message():  # a bare command group: click shows its help
             err.show()

@@ -10,7 +10,7 @@ import pandas as pd
 import typer
 
 from gengap.cli.console import console, frame_table
-from gengap.cli.options import DataDir
+from gengap.cli.options import SEED_MAX, DataDir, checked
 from gengap.cli.outputs import TABLES, output_file
 from gengap.errors import GengapError
 from gengap.table_file import write_table
@@ -24,10 +24,26 @@ def split_names(text: str | None) -> list[str] | None:
     return names or None
 
 
+def _metrics(text: str) -> None:
+    from gengap.evaluate.ranking import METRICS
+
+    names = split_names(text) or []
+    unknown = [n for n in names if n not in METRICS]
+    if unknown:
+        raise GengapError(f"unknown metric {unknown[0]!r} (metrics: {', '.join(METRICS)})")
+    if not names:
+        raise GengapError(f"name one or more of {', '.join(METRICS)}")
+
+
+def _grid(mode: str) -> None:
+    if mode not in ("strict", "largest"):
+        raise GengapError(f"must be strict or largest, not {mode!r}")
+
+
 def evaluate(
     source: Annotated[Path, typer.Argument(help="zoo folder, or a .csv/.parquet table")],
     metric: Annotated[
-        str, typer.Option(help="comma-separated: tau, psi, cmi, robust")
+        str, typer.Option(help="comma-separated: tau, psi, cmi, robust", callback=checked(_metrics))
     ] = "tau,psi",
     target: Annotated[
         str, typer.Option(help="what measures should rank: gap, test_error or test_acc")
@@ -41,7 +57,8 @@ def evaluate(
     ] = 1000,
     grid: Annotated[
         str, typer.Option(help="CMI grid check: strict (refuse an incomplete grid, as the PGDL "
-                          "scorer) or largest (score the largest complete sub-grid)")
+                          "scorer) or largest (score the largest complete sub-grid)",
+                          callback=checked(_grid))
     ] = "strict",
     max_conditioning: Annotated[
         int, typer.Option(min=0, max=2, help="CMI: largest conditioning set (0, 1 or 2)")
@@ -62,7 +79,7 @@ def evaluate(
     measures: Annotated[
         str | None, typer.Option(help="tables only: measure columns (default: numeric ones)")
     ] = None,
-    seed: Annotated[int, typer.Option(help="bootstrap seed")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=SEED_MAX, help="bootstrap seed")] = 0,
     data_dir: DataDir = None,
 ) -> None:
     """Rank the stored measures against the target: Kendall's tau, granulated Psi (with
@@ -70,15 +87,11 @@ def evaluate(
     sign-error."""
     from gengap.zoo.evaluation import evaluate_table, is_table, read_table
 
-    metrics = split_names(metric) or []
-    if not metrics:
-        raise GengapError(f"--metric {metric!r}: name one or more of tau, psi, cmi, robust")
+    metrics = split_names(metric) or []  # checked by _metrics
     table_source = is_table(source)
     if not table_source:
         refuse_table_options(source, hyperparameters, measures)
     output_file(out, TABLES, inputs=(source,))
-    if grid not in ("strict", "largest"):
-        raise GengapError(f"--grid must be strict or largest, not {grid!r}")
     options = dict(bootstrap=bootstrap, seed=seed, grid=grid, max_conditioning=max_conditioning,
                    min_ess=min_ess, filter_noise=not no_noise_filter)
     if test_size is not None:

@@ -42,12 +42,13 @@ def _measure_file(
     data: str, init: Path | None, profile: bool, out: Path | None,
 ) -> None:
     from gengap.specs import ArchSpec, DataSpec
-    from gengap.zoo.measure_file import measure_file, parse_spec_arg
+    from gengap.zoo.measure_file import file_measures, lacking_words, measure_file, parse_spec_arg
 
     output_file(out, (".json", ".csv"), inputs=(target, init, arch, data))
+    chosen, left_out = file_measures(measures, init is not None)
     result = measure_file(
         target, parse_spec_arg(arch, ArchSpec, "arch"), parse_spec_arg(data, DataSpec, "data"),
-        measures, init, device, data_dir,
+        chosen, init, device, data_dir,
     )
     values = {name: value for name, (value, _) in result.values.items()}
     shown = {k: v for k, v in values.items() if not k.startswith("wstat.")}
@@ -55,6 +56,8 @@ def _measure_file(
     console.print(frame_table(frame, title=f"measures of {target}", digits=5))
     if len(shown) < len(values):
         console.print(f"(and {len(values) - len(shown)} weight-statistics features)")
+    if left_out:
+        console.print(f"left out: {lacking_words(left_out)}")
     if out is not None:
         if out.suffix == ".json":
             write_text_atomically(out, json.dumps(values, indent=1))

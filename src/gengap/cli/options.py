@@ -2,12 +2,52 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
-Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N")]
+from gengap.errors import GengapError
+
+
+class BadOption(GengapError):
+    """A bad option value found by gengap rather than by click: ``main`` points at the
+    command's --help, as it does for click's own option errors."""
+
+    def __init__(self, option: str, message: str, ctx: typer.Context | None = None) -> None:
+        super().__init__(f"Invalid value for '{option}': {message}")
+        self.command_path = ctx.command_path if ctx is not None else None
+
+
+def checked(check: Callable[[Any], object]) -> Callable[..., Any]:
+    """A typer callback that runs ``check(value)`` while the options are parsed (before any
+    work), its :class:`GengapError` becoming a :class:`BadOption` that names the option."""
+
+    def callback(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
+        if value is not None:
+            try:
+                check(value)
+            except GengapError as err:
+                raise BadOption(param.opts[0], str(err), ctx) from None
+        return value
+
+    return callback
+
+
+def _device(name: str) -> None:
+    from gengap.device import resolve_device
+
+    resolve_device(name)
+
+
+def population_mode(mode: str) -> None:
+    if mode not in ("auto", "on", "off"):
+        raise GengapError(f"unknown population mode {mode!r} (use auto, on or off)")
+
+
+Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N",
+                                     callback=checked(_device))]
 Workers = Annotated[
     int, typer.Option(min=1, max=1024, help="training processes on this machine")
 ]
@@ -15,3 +55,6 @@ DataDir = Annotated[
     Path | None,
     typer.Option("--data-dir", help="folder of local data files (default: $GENGAP_DATA)"),
 ]
+# numpy's generators and scikit-learn take seeds in [0, 2**32 - 1]
+SEED_MAX = 2**32 - 1
+Seed = Annotated[int, typer.Option(min=0, max=SEED_MAX, help="seed of the folds and the trees")]

@@ -3,6 +3,7 @@ monotone combinations of measures chosen on some zoos and scored on others."""
 
 from __future__ import annotations
 
+from collections.abc import Container
 from pathlib import Path
 from typing import Annotated
 
@@ -10,6 +11,7 @@ import typer
 
 from gengap.cli.console import console, frame_table
 from gengap.cli.evaluate_cmds import split_names
+from gengap.cli.options import BadOption, Seed, checked
 from gengap.cli.outputs import TABLES, output_file
 from gengap.errors import GengapError
 from gengap.table_file import write_table
@@ -26,11 +28,38 @@ ByZoo = Annotated[bool, typer.Option(help="leave one zoo out instead of k-fold")
 Axes = Annotated[
     str | None, typer.Option(help="tables only: comma-separated hyperparameter columns")
 ]
-Seed = Annotated[int, typer.Option(help="seed of the folds and the trees")]
+
+
+def _predicted(target: str) -> None:
+    from gengap.evaluate.predictor_file import check_target
+
+    check_target(target)
+
+
+FitTarget = Annotated[str, typer.Option(help="what to predict: test_acc, gap, test_error, or "
+                                        "a run's test_loss, train_acc or train_loss",
+                                        callback=checked(_predicted))]
+
+
+def feature_names(ctx: typer.Context, features: str, columns: Container[object]) -> list[str]:
+    """The names of --features: feature sets or columns of the sources; a name that is
+    neither is refused rather than left as an empty set."""
+    from gengap.evaluate.features import FEATURE_SETS
+
+    names = split_names(features) or []
+    if not names:
+        raise BadOption("--features", f"name feature sets ({', '.join(FEATURE_SETS)}) or "
+                        "columns", ctx)
+    unknown = [n for n in names if n not in FEATURE_SETS and n not in columns]
+    if unknown:
+        raise BadOption("--features", f"{unknown[0]!r} is neither a feature set "
+                        f"({', '.join(FEATURE_SETS)}) nor a column of the sources", ctx)
+    return names
 
 
 @predict_app.command("cv")
 def predict_cv(
+    ctx: typer.Context,
     sources: Sources,
     target: Target = "test_acc",
     features: Annotated[
@@ -51,7 +80,7 @@ def predict_cv(
 
     output_file(out, TABLES, inputs=sources)
     population = load_population(sources, split_names(hyperparameters))
-    names = split_names(features) or []
+    names = feature_names(ctx, features, population.frame.columns)
     kinds = [n for n in names if n in FEATURE_SETS]
     if len(kinds) < len(names):  # column names: one custom feature set
         kinds.append(",".join(n for n in names if n not in FEATURE_SETS))
@@ -68,9 +97,10 @@ def predict_cv(
 
 @predict_app.command("fit")
 def predict_fit(
+    ctx: typer.Context,
     sources: Sources,
     save: Annotated[Path, typer.Option(help="predictor file to write (.json)")],
-    target: Target = "test_acc",
+    target: FitTarget = "test_acc",
     features: Annotated[
         str, typer.Option(help="weights, measures, hyperparameters, or column names")
     ] = "measures",
@@ -81,13 +111,17 @@ def predict_fit(
 ) -> None:
     """Fit a predictor on every model of the sources, report its cross-validated quality,
     and save it as JSON (no pickle) for `gengap predict apply`."""
-    from gengap.evaluate.features import feature_columns
+    from gengap.evaluate.features import FEATURE_SETS, feature_columns
     from gengap.evaluate.predictors import cross_validate, fit_predictor, run_configuration
     from gengap.zoo.evaluation import load_population
 
     output_file(save, (".json",), inputs=sources)  # checked before the cross-validation
     population = load_population(sources, split_names(hyperparameters))
-    columns = feature_columns(population.frame, features, population.measures,
+    names = feature_names(ctx, features, population.frame.columns)
+    if len(names) > 1 and set(names) & set(FEATURE_SETS):  # one predictor, one input
+        raise BadOption("--features", f"fit takes one feature set ({', '.join(FEATURE_SETS)}) "
+                        f"or column names, not {features!r}", ctx)
+    columns = feature_columns(population.frame, ",".join(names), population.measures,
                               population.hyperparameters)
     groups = "zoo" if by_zoo else None
     result = cross_validate(population.frame, columns, target, folds, groups, seed,

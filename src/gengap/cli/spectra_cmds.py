@@ -20,8 +20,8 @@ SHOWN = ["layer_id", "name", "kind", "N", "M", "num_evals", "alpha", "D", "xmin"
 def spectra(
     target: Annotated[Path, typer.Argument(
         help="a .safetensors weight file, or ZOO_DIR/RUN_ID (a run of a zoo; BatchNorm folded)")],
-    which: Annotated[str, typer.Option(help="a zoo run's weights: final, init or epoch<N>")]
-    = "final",
+    which: Annotated[str | None, typer.Option(
+        help="a zoo run's weights: final (the default), init or epoch<N>")] = None,
     randomize: Annotated[bool, typer.Option(help="compare with the ESD of shuffled weights")]
     = True,
     out: Annotated[Path | None, typer.Option(help="also write every column (.csv)")] = None,
@@ -47,9 +47,12 @@ def spectra(
         console.print(f"wrote {out}")
 
 
-def _weights(target: Path, which: str, data_dir: Path | None) -> tuple[str, object]:
+def _weights(target: Path, which: str | None, data_dir: Path | None) -> tuple[str, object]:
     """A state dict (bare file) or the folded network (zoo run) to analyse."""
     if target.is_file():
+        if which is not None:  # a file is one set of weights: refused rather than ignored
+            raise GengapError(f"{target}: --which is for ZOO_DIR/RUN_ID, not a weight file "
+                              "(give the file of the weights wanted)")
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 
@@ -76,6 +79,7 @@ def _weights(target: Path, which: str, data_dir: Path | None) -> tuple[str, obje
     if len(runs) != 1:
         raise GengapError(f"{target}: {len(runs)} runs of {root} match {target.name!r}")
     splits = load(runs[0].data, data_dir)
+    which = which or "final"
     model = load_model(store, runs[0], splits, which)
     # the dataflow of two training inputs shows which layer feeds which BatchNorm
     return (f"run {runs[0].run_id} ({which}, BatchNorm folded)",

@@ -11,17 +11,26 @@ import typer
 from rich.markup import escape
 
 from gengap.cli.console import console, frame_table
-from gengap.cli.options import Device, Workers
+from gengap.cli.options import Device, Workers, checked, population_mode
 
 study_app = typer.Typer(
     help="Ready-made studies that reproduce known findings on embedded data.",
     no_args_is_help=True,
 )
 
-Scale = Annotated[str, typer.Option(help="smoke (seconds), default or full")]
+
+def _scale(scale: str) -> None:
+    from gengap.studies import check_scale
+
+    check_scale(scale)
+
+
+Scale = Annotated[str, typer.Option(help="smoke (seconds), default or full",
+                                    callback=checked(_scale))]
 Out = Annotated[Path | None, typer.Option(help="study folder (default: gengap-study-NAME)")]
 Population = Annotated[
-    str, typer.Option(help="train same-shaped runs as one batched population: auto, on or off")
+    str, typer.Option(help="train same-shaped runs as one batched population: auto, on or off",
+                      callback=checked(population_mode))
 ]
 
 

@@ -22,10 +22,19 @@ import pandas as pd
 from gengap.atomic_write import write_text_atomically
 from gengap.errors import GengapError
 from gengap.evaluate.features import Encoding
+from gengap.evaluate.targets import TARGETS
 
 FORMAT = "gengap-predictor"
 VERSION = 2  # 2: a missing or unseen category is imputed (1: all zeros)
 READS = (1, 2)
+# what a predictor may predict: the targets, or a metric every run records
+PREDICTED = (*TARGETS, "test_loss", "train_acc", "train_loss")
+
+
+def check_target(target: object) -> None:
+    if target not in PREDICTED:
+        raise GengapError(f"unknown target {target!r} (a predictor predicts "
+                          f"{', '.join(PREDICTED)})")
 
 
 @dataclass
@@ -118,7 +127,9 @@ class Predictor:
             "learning_rate": self.learning_rate,
             "trees": [asdict(t) for t in self.trees],
             "meta": self.meta,
-            "check": {"rows": self.check_rows, "values": self.check_values},
+            # the target too, so that an edited target is refused (files before it lack it)
+            "check": {"rows": self.check_rows, "values": self.check_values,
+                      "target": self.target},
         }
 
     def save(self, path: str | Path) -> Path:
@@ -145,13 +156,21 @@ def load_predictor(path: str | Path) -> Predictor:
     if version not in READS:
         raise GengapError(f"{path}: predictor format version {version!r}; this gengap reads "
                           f"versions {', '.join(map(str, READS))}")
+    target, check = data.get("target"), data.get("check")
+    try:
+        check_target(target)
+    except GengapError as err:
+        raise GengapError(f"{path}: {err}") from None
+    if isinstance(check, dict) and check.get("target", target) != target:
+        raise GengapError(f"{path}: target {target!r}, but the predictions recorded at training "
+                          f"time are of {check['target']!r}; the file was changed or damaged")
     try:
         encoding = Encoding(list(data["features"]), dict(data["categories"]),
                             unseen_as_missing=version >= 2)
         width = len(encoding.columns)
         trees = [Tree(**t) for t in data["trees"]]
         predictor = Predictor(
-            target=str(data["target"]),
+            target=str(target),
             encoding=encoding,
             fill=[float(v) for v in data["fill"]],
             low=[_num(v) for v in data["low"]],

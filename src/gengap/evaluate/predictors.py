@@ -142,11 +142,16 @@ def cross_validate(
         splits = GroupKFold(folds, shuffle=True, random_state=seed).split(data, groups=configs)
     rows, parts = [], []
     for k, (train, test) in enumerate(splits):
+        name = labels[test[0]] if labels is not None else str(k)
+        if len(train) < 2:  # else fit_predictor's count would be of this fold, not the data
+            which = f"{groups} {name!r}" if labels is not None else f"fold {k + 1} of {folds}"
+            raise GengapError(f"holding out {which} leaves {len(train)} of the {len(data)} "
+                              f"models with a known {target!r} to fit on; a predictor needs "
+                              "at least two")
         model = fit_predictor(data.iloc[train], features, target, seed=seed, **trees)
         held = data.iloc[test]
         guess = model.predict(held)
         truth = held[target].to_numpy(dtype=float)
-        name = labels[test[0]] if labels is not None else str(k)
         rows.append({
             "fold": name,
             "n": len(test),

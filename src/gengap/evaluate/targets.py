@@ -8,6 +8,8 @@ from gengap.errors import GengapError
 
 TARGETS = ("gap", "test_error", "test_acc")
 # +1: a good complexity measure grows with the target; -1: it shrinks (test accuracy).
+NEEDS = {"gap": ("train_acc", "test_acc"), "test_error": ("test_acc",),
+         "test_acc": ("test_acc",)}
 ORIENTATION = {"gap": 1, "test_error": 1, "test_loss": 1, "test_acc": -1}
 
 
@@ -21,6 +23,9 @@ def with_target(frame: pd.DataFrame, target: str) -> pd.DataFrame:
         return frame.assign(gap=frame["train_acc"] - frame["test_acc"])
     if target == "test_error" and "test_acc" in frame.columns:
         return frame.assign(test_error=1.0 - frame["test_acc"])
+    if target in TARGETS:  # a known target, but the runs lack what it is made of
+        lacking = [c for c in NEEDS[target] if c not in frame.columns]
+        raise GengapError(f"no {target}: the models record no {' or '.join(lacking)}")
     raise GengapError(
         f"unknown target {target!r}: the table has no such column (targets: "
         f"{', '.join(TARGETS)}, or any metric column such as test_loss)"

@@ -49,7 +49,22 @@ def available(ctx: MeasureContext, names: str | list[str] | None = None) -> list
         have.discard("trajectory")
     if getattr(ctx, "second_model", None) is not None:
         have.add("second_model")
-    return [m.name for m in select(names) if m.needs <= have]
+    return split_by_needs(names, have)[0]
+
+
+def split_by_needs(
+    names: str | list[str] | None, have: set[str]
+) -> tuple[list[str], dict[str, frozenset[str]]]:
+    """The chosen measures whose needs ``have`` meets, and each other chosen one with the
+    needs it lacks."""
+    met: list[str] = []
+    unmet: dict[str, frozenset[str]] = {}
+    for m in select(names):
+        if m.needs <= have:
+            met.append(m.name)
+        else:
+            unmet[m.name] = m.needs - have
+    return met, unmet
 
 
 @dataclass

@@ -108,3 +108,11 @@ def select(spec: str | list[str] | None = None) -> list[Measure]:
     if not chosen:  # "" or ",": a slip, not a wish to measure nothing
         raise GengapError(f"no measure named in {spec!r} (names or groups, or all)")
     return list(chosen.values())
+
+
+def named(spec: str | list[str] | None) -> set[str]:
+    """The measures ``spec`` names one by one (not through a group or ``all``)."""
+    if spec is None or spec == "all":
+        return set()
+    items = spec.split(",") if isinstance(spec, str) else spec
+    return {item.strip() for item in items} & set(measures)

@@ -23,10 +23,7 @@ class EpochBatches:
         self, x: torch.Tensor, y: torch.Tensor, spec: TrainSpec, seed: int, device: torch.device,
         merge_single: bool = False,
     ) -> None:
-        if (spec.flip or spec.crop) and x.dim() != 4:
-            raise GengapError(
-                f"train.flip and train.crop need image inputs (N, C, H, W), got {tuple(x.shape)}"
-            )
+        check_augmentable(spec, x)
         self.x, self.y = plain_strides(x.to(device)), y.to(device)
         self.spec, self.device = spec, device
         self.generator = torch.Generator().manual_seed(seed)
@@ -53,6 +50,15 @@ class EpochBatches:
         if self.spec.crop:
             xb = _random_crop(xb, self.spec.crop, self.generator)
         return xb
+
+
+def check_augmentable(spec: TrainSpec, x: torch.Tensor) -> None:
+    """Flips and crops act on images (N, C, H, W): a one-line error for other inputs (also
+    raised before a new zoo's folder is made, so the message names the spec's place)."""
+    used = [name for name in ("flip", "crop") if getattr(spec, name)]
+    if used and x.dim() != 4:
+        raise GengapError(f"[train] {' and '.join(used)}: flips and crops need image inputs "
+                          f"(N, C, H, W); the data's inputs are {tuple(x.shape)}")
 
 
 def fails_on_one_example(model: torch.nn.Module, example: torch.Tensor) -> bool:

@@ -52,7 +52,10 @@ def evaluate_zoo(
     names = scalar_measures(store.measure_names())
     if frame.empty or not names:
         raise GengapError(f"{store.root}: no measured runs yet (run `gengap measure` first)")
-    done = with_target(frame[frame["status"] == "done"], target)
+    try:
+        done = with_target(frame[frame["status"] == "done"], target)
+    except GengapError as err:
+        raise GengapError(f"{store.root}: {err}") from None
     hyperparameters = store.zoo.hyperparameters
     if "seed" in done.columns and done["seed"].nunique() > 1:
         options.setdefault("replicates", "seed")
@@ -116,7 +119,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if path.suffix == ".csv":
             return pd.read_csv(path)
     except Exception as err:  # pyarrow and the csv parser raise many kinds
-        raise GengapError(f"{path}: unreadable table ({err})") from None
+        # pandas' messages may end in a newline or span lines: the error is one line
+        reason = " ".join(str(err).split())
+        raise GengapError(f"{path}: unreadable table ({reason})") from None
     raise GengapError(f"{path}: expected a .csv or .parquet table or a zoo folder")
 
 

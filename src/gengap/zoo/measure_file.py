@@ -15,10 +15,42 @@ from torch import nn
 
 from gengap.data import Splits, load
 from gengap.errors import GengapError
-from gengap.measures import MeasureContext, Profile, available, profile, select
+from gengap.measures import MeasureContext, Profile, profile
+from gengap.measures.compute import split_by_needs
+from gengap.measures.registry import named
 from gengap.models import build_for
 from gengap.models.weight_check import load_checked
 from gengap.specs import ArchSpec, DataSpec, MeasureOptions, first_problem
+
+# What a weight file offers the measures outside a zoo (no records, no seed partner), and
+# where each other need comes from
+FILE_HAS = frozenset({"weights", "gradients", "train_data"})
+SOURCES = {"init_weights": "--init (the initial weights)",
+           "trajectory": "a zoo run's training records",
+           "second_model": "a second zoo run differing only in seed"}
+
+
+def file_measures(
+    names: str | list[str] | None, init: bool
+) -> tuple[list[str], dict[str, frozenset[str]]]:
+    """The chosen measures one weight file can give (``init``: with initial weights), and
+    those left out with what each lacks. A measure named one by one that cannot be computed,
+    or a choice of which none can, is a one-line :class:`GengapError` saying what it lacks."""
+    have = set(FILE_HAS) | ({"init_weights"} if init else set())
+    chosen, left_out = split_by_needs(names, have)
+    refused = {n: lack for n, lack in left_out.items() if n in named(names) or not chosen}
+    if refused:
+        raise GengapError(f"cannot compute on a single model: {lacking_words(refused)}")
+    return chosen, left_out
+
+
+def lacking_words(left_out: dict[str, frozenset[str]]) -> str:
+    """``a, b need --init (...); c needs a zoo run's training records``."""
+    by_need: dict[str, list[str]] = {}
+    for name, lack in left_out.items():
+        by_need.setdefault(" and ".join(SOURCES[n] for n in sorted(lack)), []).append(name)
+    return "; ".join(f"{', '.join(names)} need{'s' if len(names) == 1 else ''} {need}"
+                     for need, names in by_need.items())
 
 
 def _top_level_items(text: str) -> list[str]:
@@ -84,21 +116,15 @@ def measure_file(
     init: Path | None = None, device: str = "auto", data_dir: str | Path | None = None,
     options: MeasureOptions | None = None,
 ) -> Profile:
-    """Measure one network: its values and where the time went. Without ``names``, every
-    measure whose needs can be met (those needing initial weights only with ``init``; none
-    needing the training trajectory)."""
+    """Measure one network: its values and where the time went. Of ``names`` (default: all),
+    the measures one file can give (:func:`file_measures`: those needing initial weights only
+    with ``init``; none needing training records or a second run); one of them named alone
+    that it cannot give is an error."""
+    chosen, _ = file_measures(names, init is not None)  # before the data and networks load
     splits = load(data, data_dir)
     ctx = MeasureContext(
         load_network(Path(weights), arch, splits),
         init_model=load_network(Path(init), arch, splits) if init else None,
         x_train=splits.x_train, y_train=splits.y_train, device=device, options=options,
     )
-    chosen = available(ctx, names)
-    if names is not None:
-        lacking = [m.name for m in select(names) if m.name not in chosen]
-        if lacking:
-            raise GengapError(
-                f"cannot compute {', '.join(lacking)} on a single model "
-                "(they need --init or the training trajectory)"
-            )
     return profile(ctx, chosen)

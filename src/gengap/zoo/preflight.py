@@ -1,6 +1,7 @@
 """A new zoo's data and networks, tried once before its folder is made: a class that is not in
-the data, a missing data folder or a transformer whose heads do not divide its width would
-otherwise stop the zoo at its first run, leaving a folder of pending runs behind."""
+the data, a missing data folder, flips or crops of non-image inputs or a transformer whose
+heads do not divide its width would otherwise stop the zoo at its first run, leaving a folder
+of pending runs behind."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import torch
 from gengap.errors import GengapError
 from gengap.models import build_for
 from gengap.specs import RunSpec
+from gengap.train.batches import check_augmentable
 from gengap.zoo.worker import cached_splits
 
 # bytes per parameter while training: weights, gradient, optimizer state and the initial copy
@@ -30,6 +32,8 @@ def check_data_and_networks(runs: Sequence[RunSpec], data_dir: str | Path | None
     for group in by_data.values():
         splits = cached_splits(group[0].data.canonical_json(),
                                str(data_dir) if data_dir else None)
+        for train in {run.train.canonical_json(): run.train for run in group}.values():
+            check_augmentable(train, splits.x_train)
         archs = {run.arch.canonical_json(): run.arch for run in group}
         for arch in archs.values():
             try:

@@ -44,6 +44,15 @@ def refused(err: sqlite3.Error) -> bool:
     return name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN"))
 
 
+def write_failed(err: sqlite3.Error) -> str | None:
+    """Why SQLite could not write a file it may write (the disk is full, an I/O error), in
+    words for a one-line error; None for any other error."""
+    name = getattr(err, "sqlite_errorname", "")
+    if name.startswith("SQLITE_FULL"):
+        return f"the disk is full: {err}"
+    return f"{err}: is the disk full?" if name.startswith("SQLITE_IOERR") else None
+
+
 def cannot_write(path: Path) -> str | None:
     """Why this process may not write the database at ``path``, or None: the folder, where
     SQLite must make a file missing there (the database, its ``-wal`` or ``-shm``), else the

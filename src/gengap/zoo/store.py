@@ -18,10 +18,11 @@ read-only: everything reads, and a write is a one-line error naming the zoo.
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,13 +30,19 @@ import pandas as pd
 import torch
 from pydantic import BaseModel, ValidationError
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file, save
 
 from gengap.atomic_write import write_atomically
 from gengap.errors import GengapError
 from gengap.specs import RunSpec, ZooSpec, first_problem, hyperparameter_values
 from gengap.train.tracking import CE_MILESTONES
-from gengap.zoo.sqlite_open import cannot_make_files_in, cannot_write, connect, refused
+from gengap.zoo.sqlite_open import (
+    cannot_make_files_in,
+    cannot_write,
+    connect,
+    refused,
+    write_failed,
+)
 
 DB_NAME = "gengap.sqlite"
 STATUSES = ("pending", "done", "failed")
@@ -80,6 +87,8 @@ class Store:
             raise GengapError(f"{self.root}: no such zoo folder")
         if not db.is_file():
             raise GengapError(f"{self.root}: not a gengap zoo (no {DB_NAME} in it)")
+        if db.stat().st_size == 0:  # SQLite would write its header into it on opening
+            raise GengapError(f"{self.root}: not a gengap zoo ({DB_NAME} is empty)")
         self._db, why = _open(db, "SELECT value FROM meta WHERE key = 'zoo_spec'")
         self._why_read_only = why  # None: writable
 
@@ -111,7 +120,13 @@ class Store:
         why = cannot_make_files_in(weights if weights.is_dir() else root)
         if why is not None:
             raise _read_only_error(root, f"{why}, and the weights go there")
-        db, why = _open(root / DB_NAME)
+        new = not (root / DB_NAME).exists()
+        try:
+            db, why = _open(root / DB_NAME)
+        except GengapError:
+            if new:  # SQLite made the file but could not write it (a full disk): none left behind
+                _remove_empty(root / DB_NAME)
+            raise
         try:
             if why is not None:
                 raise _read_only_error(root, why)
@@ -139,6 +154,12 @@ class Store:
         except sqlite3.DatabaseError as err:
             if refused(err):
                 raise _read_only_error(root, f"SQLite may not write it ({err})") from None
+            failed = write_failed(err)
+            if failed:
+                db.close()
+                if new:
+                    _remove_empty(root / DB_NAME)
+                raise _write_error(root / DB_NAME, failed) from None
             raise GengapError(f"{root / DB_NAME}: not a gengap store ({err})") from None
         finally:
             db.close()
@@ -184,19 +205,20 @@ class Store:
         return self.root / "weights" / run_id / f"{which}.safetensors"
 
     def save_weights(self, run_id: str, which: str, state: Mapping[str, torch.Tensor]) -> Path:
-        """Write a state dict atomically: a temporary file renamed into place."""
-        self.check_writable()
-        path = self.weights_path(run_id, which)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tensors = {k: v.contiguous() for k, v in state.items()}
-        write_atomically(path, lambda tmp: save_file(tensors, str(tmp)), "the weights")
-        return path
+        """Write a state dict atomically (:meth:`save_weight_bytes` of :func:`weight_bytes`)."""
+        return self.save_weight_bytes(run_id, which, weight_bytes(state))
 
     def save_weight_bytes(self, run_id: str, which: str, data: bytes) -> Path:
-        """Write a safetensors file received as bytes (from a remote worker), atomically."""
+        """Write a safetensors file given as bytes: a temporary file renamed into place, with
+        the mode the umask gives (safetensors' own ``save_file`` makes it 0600). A refused
+        write (a full disk) is a one-line :class:`GengapError` naming the file."""
         self.check_writable()
         path = self.weights_path(run_id, which)
-        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise GengapError(f"{path.parent}: cannot make the weights folder "
+                              f"({err.strerror or err})") from None
         write_atomically(path, lambda tmp: tmp.write_bytes(data), "the weights")
         return path
 
@@ -212,7 +234,9 @@ class Store:
         try:
             return load_file(str(path))
         except (SafetensorError, OSError) as err:
-            raise GengapError(f"{path}: unreadable weight file ({err})") from None
+            # safetensors says "No such file or directory" for a file it may not read
+            why = err if os.access(path, os.R_OK) else "not readable by this process"
+            raise GengapError(f"{path}: unreadable weight file ({why})") from None
 
     # -- recording results -----------------------------------------------------------------
 
@@ -238,6 +262,9 @@ class Store:
         except sqlite3.OperationalError as err:
             if refused(err):
                 raise _read_only_error(self.root, f"SQLite may not write it ({err})") from None
+            failed = write_failed(err)
+            if failed:  # the transaction rolled back: what was recorded before stays
+                raise _write_error(self.root / DB_NAME, failed) from None
             raise
 
     def record(
@@ -326,10 +353,28 @@ def _open(db: Path, probe: str | None = None) -> tuple[sqlite3.Connection, str |
             conn.close()
             raise
     except sqlite3.DatabaseError as err:
+        failed = write_failed(err)  # opening read-write writes the header (a full disk)
+        if failed:
+            raise _write_error(db, failed) from None
         raise GengapError(f"{db}: not a gengap store ({err})") from None
     except OSError as err:  # copying a WAL to read it (see sqlite_open)
         raise GengapError(f"{db}: cannot read ({err.strerror or err})") from None
     return conn, why
+
+
+def weight_bytes(state: Mapping[str, torch.Tensor]) -> bytes:
+    """A state dict as the bytes of a safetensors file (what every weight file holds)."""
+    return save({k: v.contiguous() for k, v in state.items()})
+
+
+def _write_error(db: Path, why: str) -> GengapError:
+    return GengapError(f"{db}: cannot write ({why})")
+
+
+def _remove_empty(path: Path) -> None:
+    with suppress(OSError):
+        if path.stat().st_size == 0:
+            path.unlink()
 
 
 def _read_only_error(root: Path, why: str) -> GengapError:

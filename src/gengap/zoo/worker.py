@@ -15,12 +15,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import save
 
 from gengap.data import Splits, load
 from gengap.specs import DataSpec, RunSpec
 from gengap.train import TrainResult, fit, fit_population
-from gengap.zoo.store import Store
+from gengap.zoo.store import Store, weight_bytes
 
 
 @dataclass
@@ -93,7 +92,7 @@ def train_task(
                 for which, state in files.items():
                     store.save_weights(run_id, which, state)
             else:
-                outcome.weights = {which: save(state) for which, state in files.items()}
+                outcome.weights = {which: weight_bytes(state) for which, state in files.items()}
             outcomes.append(outcome)
     finally:
         if store is not None:

@@ -111,18 +111,21 @@ def read_predictions(path: Path) -> dict[str, Any]:
 
 
 def score_task(
-    reference: Reference | str | Path, predictions: dict[str, Any], subgrid: bool = False
+    reference: Reference | str | Path, predictions: dict[str, Any], subgrid: bool = False,
+    source: str | Path | None = None,
 ) -> tuple[float, int]:
     """The task score (a fraction) of ``predictions`` against one task's reference data, and
     the number of models dropped (non-zero only with ``subgrid``, which scores the largest
     complete sub-grid instead of refusing an incomplete one).
 
     Raises :class:`GengapError` where the scorer raises (incomplete or non-unique grid,
-    wrong number of predictions, a value that is not a number).
+    wrong number of predictions, a value that is not a number); the predictions' errors name
+    ``source`` (their file), the grid's the reference.
     """
     ref = reference if isinstance(reference, Reference) else read_reference(reference)
     frame, levels, dropped = ref.frame, ref.levels, 0
     where = str(ref.path)
+    blame = str(source) if source is not None else where
     if subgrid:
         frame, levels = largest_complete_subgrid(frame, ref.hyperparameters, levels)
         dropped = len(ref.frame) - len(frame)
@@ -131,13 +134,13 @@ def score_task(
     check_grid(frame, ref.hyperparameters, levels, where=where)
     if len(frame) != len(predictions):
         raise GengapError(
-            f"{where}: Prediction shape={len(predictions)} instead of Solution "
-            f"shape={len(frame)}"
+            f"{blame}: Prediction shape={len(predictions)} instead of Solution "
+            f"shape={len(frame)}{f' of {where}' if source is not None else ''}"
         )
     values = {}
     for key, value in predictions.items():
         if isinstance(value, bool) or not isinstance(value, int | float):
-            raise GengapError(f"{where}: prediction for {key!r} is not a number: {value!r}")
+            raise GengapError(f"{blame}: prediction for {key!r} is not a number: {value!r}")
         values[key] = float(value)
     # The scorer skips every pair that involves a model without a prediction (a KeyError).
     present = frame[frame.index.isin(list(values))].copy()
@@ -173,7 +176,7 @@ def score_predictions(
                 continue
             ref = read_reference(configs)
             unknown = [k for k in prediction if k not in ref.frame.index]
-            score, dropped = score_task(ref, prediction, subgrid=subgrid)
+            score, dropped = score_task(ref, prediction, subgrid=subgrid, source=path)
             if unknown:
                 notes.append(
                     f"{task}: {len(unknown)} predictions name no reference model (e.g. "

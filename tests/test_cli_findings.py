@@ -1,0 +1,205 @@
+"""QA findings on the CLI's errors: each bad input is one line, exit status 2, naming what is
+wrong (and, for an option, the command's --help); none is a traceback or silently accepted."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from test_evaluate_cli import grid_table
+from typer.testing import CliRunner
+
+from gengap.cli import app as cli
+from gengap.errors import GengapError
+from gengap.zoo import Store, load_zoo_spec
+
+runner = CliRunner()
+AXES = ["--hyperparameters", "width,lr,act"]
+TOY = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "pgdl-toy"
+
+
+def gengap(monkeypatch, capsys, *args: str) -> tuple[int, str]:
+    """Run the installed entry point in-process: (exit status, stderr)."""
+    monkeypatch.setattr(sys, "argv", ["gengap", *args])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+        sys.exit(0)
+    return done.value.code, capsys.readouterr().err
+
+
+def one_line_error(monkeypatch, capsys, *args: str) -> str:
+    code, err = gengap(monkeypatch, capsys, *args)
+    assert code == 2, err
+    assert len(err.strip().splitlines()) == 1 and err.startswith("gengap: error: "), err
+    return err.strip()
+
+
+@pytest.mark.parametrize("seed", ["-1", "4294967296"])
+@pytest.mark.parametrize(("command", "extra"), [
+    ("evaluate", ["--bootstrap", "10"]),
+    ("predict cv", ["--folds", "2"]),
+    ("predict fit", ["--folds", "2", "--save", "{p}"]),
+])
+def test_2_a_seed_outside_numpys_range_is_a_bad_option(tmp_path, monkeypatch, capsys,
+                                                      command, extra, seed):
+    table = grid_table(tmp_path / "t.csv")
+    extra = [a.format(p=tmp_path / "p.json") for a in extra]
+    err = one_line_error(monkeypatch, capsys, *command.split(), str(table), *AXES, *extra,
+                         "--seed", seed)
+    assert "Invalid value for '--seed'" in err and err.endswith(f"(see: gengap {command} --help)")
+    assert not (tmp_path / "p.json").exists()
+
+
+def test_6_a_malformed_csv_is_one_line(tmp_path, monkeypatch, capsys):
+    ragged = tmp_path / "t_ragged.csv"
+    ragged.write_text("w,lr,gap,m\n1,0.1,0.1\n2,0.1,0.2,4,5,6\n")
+    for command in (["evaluate"], ["predict", "cv"]):
+        err = one_line_error(monkeypatch, capsys, *command, str(ragged), "--hyperparameters",
+                             "w,lr")
+        assert err.endswith("unreadable table (Error tokenizing data. C error: Expected 4 "
+                            "fields in line 3, saw 6)"), err
+
+
+def test_7_an_unknown_feature_set_is_an_error_in_cv(tmp_path, monkeypatch, capsys):
+    table = grid_table(tmp_path / "t.csv")
+    err = one_line_error(monkeypatch, capsys, "predict", "cv", str(table), *AXES,
+                         "--features", "weights,bogus")
+    assert "'bogus' is neither a feature set (weights, measures, hyperparameters)" in err
+    assert err.endswith("(see: gengap predict cv --help)")
+    # column names still make one custom set
+    named = runner.invoke(cli.app, ["predict", "cv", str(table), *AXES, "--folds", "2",
+                                    "--features", "good,noise"])
+    assert named.exit_code == 0, named.output
+    assert "good,noise" in named.output
+
+
+def test_7_fit_takes_one_feature_set(tmp_path, monkeypatch, capsys):
+    table = grid_table(tmp_path / "t.csv")
+    err = one_line_error(monkeypatch, capsys, "predict", "fit", str(table), *AXES,
+                         "--features", "weights,measures", "--save", str(tmp_path / "p.json"))
+    assert "fit takes one feature set (weights, measures, hyperparameters) or column names, " \
+        "not 'weights,measures'" in err
+    assert "no feature column" not in err and not (tmp_path / "p.json").exists()
+
+
+@pytest.mark.skipif(not TOY.is_dir(), reason=f"shared fixtures not found at {TOY}")
+@pytest.mark.parametrize("edit", ["string", "missing"])
+def test_9_pgdl_score_blames_the_predict_file(tmp_path, edit):
+    from gengap.interop.pgdl.scoring import score_predictions
+
+    values = json.loads((TOY / "sample_submission.predict").read_text())
+    if edit == "string":
+        values["model_3"] = "abc"
+    else:
+        del values["model_3"]
+    predictions = tmp_path / "toy.predict"
+    predictions.write_text(json.dumps(values))
+    scores = score_predictions(TOY, predictions)
+    message = scores.tasks[0].message
+    assert scores.tasks[0].status == "error" and message.startswith(f"{predictions}: "), message
+    assert "not a number: 'abc'" in message if edit == "string" else "shape=" in message
+
+
+def test_10_a_zoo_without_accuracies_says_so(tmp_path, tiny_zoo_toml, monkeypatch, capsys):
+    store = Store.create(tmp_path / "zoo", load_zoo_spec(tiny_zoo_toml))
+    for k, run in enumerate(store.runs()):  # as a PGDL import without reference metrics
+        store.record(run.run_id, "done", {}, [])
+        store.put_measures(run.run_id, {"params": (float(k), 0.0)})
+    store.close()
+    err = one_line_error(monkeypatch, capsys, "evaluate", str(tmp_path / "zoo"))
+    assert err == f"gengap: error: {tmp_path / 'zoo'}: no gap: the models record no train_acc " \
+        "or test_acc"
+    table = tmp_path / "t.csv"
+    pd.DataFrame({"lr": [1, 2], "test_acc": [0.5, 0.6], "m": [1, 2]}).to_csv(table, index=False)
+    err = one_line_error(monkeypatch, capsys, "evaluate", str(table), "--hyperparameters", "lr")
+    assert err.endswith(f"{table}: no gap: the models record no train_acc")
+
+
+def test_11_too_few_models_names_the_fold_and_counts_the_data(tmp_path, monkeypatch, capsys):
+    table = tmp_path / "t.csv"
+    pd.DataFrame({"lr": [0.01, 1e6], "test_acc": [0.8, 0.1], "m": [1.0, 2.0]}).to_csv(
+        table, index=False)
+    err = one_line_error(monkeypatch, capsys, "predict", "cv", str(table), "--hyperparameters",
+                         "lr", "--folds", "2", "--features", "m")
+    assert "holding out fold 1 of 2 leaves 1 of the 2 models with a known 'test_acc' to fit " \
+        "on; a predictor needs at least two" in err
+    first, second = tmp_path / "a.csv", tmp_path / "b.csv"
+    pd.read_csv(table).iloc[:1].to_csv(first, index=False)
+    pd.read_csv(table).iloc[1:].to_csv(second, index=False)
+    err = one_line_error(monkeypatch, capsys, "predict", "cv", str(first), str(second),
+                         "--hyperparameters", "lr", "--by-zoo", "--features", "m")
+    assert "holding out zoo 'a' leaves 1 of the 2 models" in err, err
+
+
+@pytest.mark.parametrize(("args", "option", "command"), [
+    (["--executor", "foo"], "--executor", "zoo train"),
+    (["--population", "maybe"], "--population", "zoo train"),
+    (["--device", "gpu"], "--device", "zoo train"),
+])
+def test_12_bad_train_options_point_at_help(tmp_path, tiny_zoo_toml, monkeypatch, capsys,
+                                            args, option, command):
+    out = tmp_path / "z"
+    err = one_line_error(monkeypatch, capsys, "zoo", "train", str(tiny_zoo_toml), "--out",
+                         str(out), *args)
+    assert err.startswith(f"gengap: error: Invalid value for '{option}': ")
+    assert err.endswith(f"(see: gengap {command} --help)") and not out.exists()
+
+
+@pytest.mark.parametrize(("args", "fragment"), [
+    (["evaluate", "{t}", *AXES, "--grid", "bogus", "--metric", "cmi"],
+     "Invalid value for '--grid': must be strict or largest, not 'bogus' "
+     "(see: gengap evaluate --help)"),
+    (["evaluate", "{t}", *AXES, "--metric", "taus"],
+     "Invalid value for '--metric': unknown metric 'taus'"),
+    (["study", "randomization", "--scale", "tiny", "--out", "{o}"],
+     "Invalid value for '--scale': unknown scale 'tiny' (use smoke, default, full) "
+     "(see: gengap study randomization --help)"),
+    (["study", "randomization", "--population", "maybe", "--out", "{o}"],
+     "(see: gengap study randomization --help)"),
+])
+def test_12_other_bad_option_values_point_at_help(tmp_path, monkeypatch, capsys, args,
+                                                  fragment):
+    table = grid_table(tmp_path / "t.csv")
+    args = [a.format(t=table, o=tmp_path / "s") for a in args]
+    assert fragment in one_line_error(monkeypatch, capsys, *args)
+    assert not (tmp_path / "s").exists()
+
+
+@pytest.fixture
+def predictor(tmp_path) -> tuple[Path, Path]:
+    table = grid_table(tmp_path / "t.csv")
+    saved = tmp_path / "p.json"
+    fit = runner.invoke(cli.app, ["predict", "fit", str(table), *AXES, "--features", "weights",
+                                  "--save", str(saved), "--folds", "2"])
+    assert fit.exit_code == 0, fit.output
+    return saved, table
+
+
+@pytest.mark.parametrize(("target", "message"), [
+    ("nonsense", "unknown target 'nonsense' (a predictor predicts gap, test_error, test_acc"),
+    ("train_acc", "target 'train_acc', but the predictions recorded at training time are of "
+                  "'test_acc'; the file was changed or damaged"),
+    ("gap", "are of 'test_acc'"),
+])
+def test_15_an_edited_predictor_target_is_refused(predictor, tmp_path, target, message):
+    saved, table = predictor
+    data = json.loads(saved.read_text())
+    data["target"] = target
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(data))
+    result = runner.invoke(cli.app, ["predict", "apply", str(edited), str(table), *AXES])
+    assert isinstance(result.exception, GengapError), result.output
+    assert str(result.exception).startswith(f"{edited}: ") and message in str(result.exception)
+    kept = runner.invoke(cli.app, ["predict", "apply", str(saved), str(table), *AXES])
+    assert kept.exit_code == 0, kept.output
+
+
+def test_15_fit_refuses_a_target_a_predictor_cannot_have(tmp_path, monkeypatch, capsys):
+    table = grid_table(tmp_path / "t.csv")
+    err = one_line_error(monkeypatch, capsys, "predict", "fit", str(table), *AXES,
+                         "--target", "good", "--save", str(tmp_path / "p.json"))
+    assert "Invalid value for '--target': unknown target 'good'" in err
+    assert err.endswith("(see: gengap predict fit --help)")
