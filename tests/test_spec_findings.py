@@ -91,12 +91,15 @@ def test_a_checkpoint_after_max_epochs_is_refused():
         # max_steps only ends a run sooner: still never reached
         ({"checkpoints": [1, 5], "max_epochs": 4, "max_steps": 1000},
          "epoch 5 is after max_epochs = 4"),
-        ({"checkpoints": [2], "max_epochs": [1, 3]},  # the run of one epoch never reaches it
-         "epoch 2 is after max_epochs = 1"),
+        ({"checkpoints": [2, 4], "max_epochs": [1, 3]},  # past the longest runs too
+         "epoch 4 is after max_epochs = 3"),
     ]:
         with pytest.raises(GengapError) as err:
             parse_zoo_spec({"train": train}, "k.toml")
         assert str(err.value).startswith(f"k.toml: [train] checkpoints: {problem}")
+    # a max_epochs axis shares its checkpoints: the longer runs keep epoch 4 (as before)
+    zoo = parse_zoo_spec({"train": {"checkpoints": [1, 4], "max_epochs": [2, 5]}})
+    assert [run.train.checkpoints for run in zoo.runs()] == [(1, 4), (1, 4)]
     # whether max_steps ends epoch 3 midway depends on the data's size: kept (README says so)
     zoo = parse_zoo_spec({"train": {"checkpoints": [1, 3], "max_epochs": 3, "max_steps": 5}})
     assert zoo.runs()[0].train.checkpoints == (1, 3)

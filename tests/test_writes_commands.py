@@ -112,3 +112,11 @@ def test_pgdl_score_out_that_fails_midway_keeps_the_old_scores(
                                  str(TOY / "sample_submission.predict"), "--out", str(out)])
     assert_refused(result, out)
     assert out.read_text() == "the old scores\n" and temporary_files(tmp_path) == []
+
+
+def test_an_output_folder_that_takes_no_file_is_refused_before_the_work():
+    """os.access said yes to root for /proc, so `pgdl predict --out` failed after its work."""
+    from gengap.cli.outputs import output_folder
+
+    with pytest.raises(GengapError, match=r"^/proc: the folder takes no file \(.+\)$"):
+        output_folder(Path("/proc"))

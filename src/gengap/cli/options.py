@@ -42,6 +42,7 @@ def _device(name: str) -> None:
 
 
 def population_mode(mode: str) -> None:
+    """A one-line :class:`GengapError` unless ``mode`` is a population mode."""
     if mode not in ("auto", "on", "off"):
         raise GengapError(f"unknown population mode {mode!r} (use auto, on or off)")
 

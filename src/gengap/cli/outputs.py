@@ -49,8 +49,12 @@ def output_folder(path: Path, inputs: Iterable[Path | str | None] = ()) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise GengapError(f"{path}: cannot make the folder ({err.strerror})") from None
-    if not os.access(path, os.W_OK):
-        raise GengapError(f"{path}: the folder is not writable")
+    probe = path / f".gengap-probe{os.getpid()}"
+    try:  # a trial file, as for output files (os.access says yes to root in /proc)
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise GengapError(f"{path}: the folder takes no file ({err.strerror or err})") from None
     return path
 
 

@@ -37,7 +37,7 @@ def read_mnist_like(data_dir: Path | None, source: str) -> RawSplits:
                 f"{images_path.name}), got shape {labels.shape}"
             )
         labels = class_labels(labels_path, labels, 0, 9)
-        finite_inputs(images_path, images, "images")
+        images = finite_inputs(images_path, images, "images")
         if arrays and images.shape[1:] != arrays[0].shape[2:]:  # the network takes one size
             raise GengapError(f"{images_path}: images of {images.shape[1]}x{images.shape[2]}, "
                               f"the training images are {arrays[0].shape[2]}x"

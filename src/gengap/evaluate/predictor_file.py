@@ -32,6 +32,7 @@ PREDICTED = (*TARGETS, "test_loss", "train_acc", "train_loss")
 
 
 def check_target(target: object) -> None:
+    """A one-line :class:`GengapError` unless ``target`` is one a predictor may predict."""
     if target not in PREDICTED:
         raise GengapError(f"unknown target {target!r} (a predictor predicts "
                           f"{', '.join(PREDICTED)})")

@@ -7,9 +7,10 @@ import pandas as pd
 from gengap.errors import GengapError
 
 TARGETS = ("gap", "test_error", "test_acc")
-# +1: a good complexity measure grows with the target; -1: it shrinks (test accuracy).
+# the accuracies each derived target is made of
 NEEDS = {"gap": ("train_acc", "test_acc"), "test_error": ("test_acc",),
          "test_acc": ("test_acc",)}
+# +1: a good complexity measure grows with the target; -1: it shrinks (test accuracy).
 ORIENTATION = {"gap": 1, "test_error": 1, "test_loss": 1, "test_acc": -1}
 
 

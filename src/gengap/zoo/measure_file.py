@@ -48,7 +48,8 @@ def lacking_words(left_out: dict[str, frozenset[str]]) -> str:
     """``a, b need --init (...); c needs a zoo run's training records``."""
     by_need: dict[str, list[str]] = {}
     for name, lack in left_out.items():
-        by_need.setdefault(" and ".join(SOURCES[n] for n in sorted(lack)), []).append(name)
+        by_need.setdefault(" and ".join(SOURCES.get(n, n) for n in sorted(lack)),
+                           []).append(name)
     return "; ".join(f"{', '.join(names)} need{'s' if len(names) == 1 else ''} {need}"
                      for need, names in by_need.items())
 

@@ -50,7 +50,7 @@ def write_failed(err: sqlite3.Error) -> str | None:
     name = getattr(err, "sqlite_errorname", "")
     if name.startswith("SQLITE_FULL"):
         return f"the disk is full: {err}"
-    return f"{err}: is the disk full?" if name.startswith("SQLITE_IOERR") else None
+    return str(err) if name.startswith("SQLITE_IOERR") else None
 
 
 def cannot_write(path: Path) -> str | None:

@@ -353,9 +353,9 @@ def _open(db: Path, probe: str | None = None) -> tuple[sqlite3.Connection, str |
             conn.close()
             raise
     except sqlite3.DatabaseError as err:
-        failed = write_failed(err)  # opening read-write writes the header (a full disk)
-        if failed:
-            raise _write_error(db, failed) from None
+        # opening read-write writes the header: a full disk (an I/O error may be a read's)
+        if getattr(err, "sqlite_errorname", "").startswith("SQLITE_FULL"):
+            raise _write_error(db, write_failed(err) or str(err)) from None
         raise GengapError(f"{db}: not a gengap store ({err})") from None
     except OSError as err:  # copying a WAL to read it (see sqlite_open)
         raise GengapError(f"{db}: cannot read ({err.strerror or err})") from None
