@@ -42,9 +42,10 @@ def _device(name: str) -> None:
 
 
 def population_mode(mode: str) -> None:
-    """A one-line :class:`GengapError` unless ``mode`` is a population mode."""
-    if mode not in ("auto", "on", "off"):
-        raise GengapError(f"unknown population mode {mode!r} (use auto, on or off)")
+    """:func:`gengap.zoo.planning.check_population_mode` (imported late: it loads torch)."""
+    from gengap.zoo.planning import check_population_mode
+
+    check_population_mode(mode)
 
 
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N",

@@ -19,6 +19,12 @@ MAX_POPULATION = 64  # networks per population task
 MIN_SPEEDUP = 1.2  # below this a population is not worth losing per-run progress
 
 
+def check_population_mode(mode: str) -> None:
+    """A one-line :class:`GengapError` unless ``mode`` is a population mode (auto, on, off)."""
+    if mode not in ("auto", "on", "off"):
+        raise GengapError(f"unknown population mode {mode!r} (use auto, on or off)")
+
+
 def plan_tasks(
     runs: list[RunSpec],
     population: PopulationMode = "auto",
@@ -33,8 +39,7 @@ def plan_tasks(
     ``measure``) and batches it only where :func:`worth_batching` says so; ``on`` batches every
     group; ``off`` trains every run alone. Groups that differ only in seed (data order) have
     the same cost, so one probe serves them all."""
-    if population not in ("auto", "on", "off"):
-        raise GengapError(f"unknown population mode {population!r} (use auto, on or off)")
+    check_population_mode(population)
     if measure is None:
         def measure(group: list[RunSpec]) -> float:
             return _probe(group, workers, device, data_dir)

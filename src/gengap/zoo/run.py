@@ -9,7 +9,7 @@ from gengap.device import resolve_device
 from gengap.errors import GengapError
 from gengap.specs import RunSpec, ZooSpec
 from gengap.zoo.executors import Executor, executors
-from gengap.zoo.planning import PopulationMode, plan_tasks
+from gengap.zoo.planning import PopulationMode, check_population_mode, plan_tasks
 from gengap.zoo.preflight import check_data_and_networks
 from gengap.zoo.ray_address import check_reachable
 from gengap.zoo.spec_file import check_runs
@@ -84,8 +84,7 @@ def check_options(executor: str, population: str, address: str | None = None,
     """The executor named ``executor``; a one-line error for it, a bad population mode, or an
     ``address`` given to an executor other than Ray or that nothing answers at, or a device
     this machine does not have."""
-    if population not in ("auto", "on", "off"):
-        raise GengapError(f"unknown population mode {population!r} (use auto, on or off)")
+    check_population_mode(population)
     if address and executor != "ray":
         raise GengapError("--address is for --executor ray")
     resolve_device(device)
