@@ -199,7 +199,9 @@ def main() -> None:
     """Entry point: a user's mistake is one line on stderr and exit status 2 (a bad option
     too: click's own report is a boxed paragraph)."""
     try:
-        code = app(standalone_mode=False)  # click's errors reach us instead of its printer
+        # click's errors reach us instead of its printer; the name the --help hints give, also
+        # under `python -m gengap` (click would say "python -m gengap")
+        code = app(standalone_mode=False, prog_name="gengap")
     except GengapError as err:  # a BadOption knows its command: point at its --help
         path = getattr(err, "command_path", None)
         _error(f"{err} (see: {path} --help)" if path else str(err))
