@@ -37,12 +37,20 @@ def write_text_atomically(path: Path, text: str, what: str = "") -> None:
 def check_writable(path: Path, what: str = "") -> None:
     """Make and remove the temporary file :func:`write_atomically` would use: a place that
     takes no file fails now, before the work whose result goes there."""
+    err = trial_refusal(path)
+    if err is not None:
+        raise _refused(path, err, what)
+
+
+def trial_refusal(path: Path) -> OSError | None:
+    """The system's refusal to make (and remove) the temporary file of ``path``, or None."""
     tmp = _temporary(path)
     try:
         tmp.write_text("")
         tmp.unlink()
     except OSError as err:
-        raise _refused(path, err, what) from None
+        return err
+    return None
 
 
 def _temporary(path: Path) -> Path:

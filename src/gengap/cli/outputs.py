@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-from gengap.atomic_write import check_writable
+from gengap.atomic_write import check_writable, trial_refusal
 from gengap.errors import GengapError
 
 TABLES = (".csv", ".parquet")
@@ -49,12 +49,10 @@ def output_folder(path: Path, inputs: Iterable[Path | str | None] = ()) -> Path:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise GengapError(f"{path}: cannot make the folder ({err.strerror})") from None
-    probe = path / f".gengap-probe{os.getpid()}"
-    try:  # a trial file, as for output files (os.access says yes to root in /proc)
-        probe.write_text("")
-        probe.unlink()
-    except OSError as err:
-        raise GengapError(f"{path}: the folder takes no file ({err.strerror or err})") from None
+    # a trial file, as for output files (os.access says yes to root in /proc)
+    err = trial_refusal(path / "probe")
+    if err is not None:
+        raise GengapError(f"{path}: the folder takes no file ({err.strerror or err})")
     return path
 
 
