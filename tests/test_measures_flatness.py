@@ -316,6 +316,45 @@ def test_module_criticality_rows_near_the_limit_are_searched_whole(seed: int) ->
         assert got["2"] == pytest.approx(full_grid(net, init, x, y, rtol), rel=1e-12), rtol
 
 
+def test_module_criticality_skips_rows_over_the_limit_by_ten_percent(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A row of α whose loss without noise is more than 1.1 × the allowed one is judged by that
+    one pass alone (its σ values are not tried), a row within 10 % is searched; the score is
+    still the whole grid's minimum here."""
+    import gengap.measures.flatness as flatness
+
+    net, init, x, y = near_limit_network(4)
+    tried: list[tuple[int, int, int]] = []  # (layer index, α index, σ index) of each point
+
+    def recording(seed: int, layer: int, ai: int, si: int) -> torch.Generator:
+        tried.append((layer, ai, si))
+        return grid_point_generator(seed, layer, ai, si)
+
+    monkeypatch.setattr(flatness, "grid_point_generator", recording)
+    rtol = 1.01
+    got = module_criticality_scores(net, init, x, y, torch.device("cpu"), draws=2, rtol=rtol)
+    assert got["2"] == pytest.approx(full_grid(net, init, x, y, rtol), rel=1e-12)
+    with torch.no_grad():
+        limit = rtol * float(nn.functional.cross_entropy(net(x), y))
+    skipped = searched = 0
+    for index, at in enumerate((0, 2)):
+        w_f, w_0 = net[at].weight.detach(), init[at].weight.detach()
+        work = copy.deepcopy(net)
+        for ai, a in enumerate(torch.linspace(0, 1, 11).tolist()):
+            points = {si for layer, row, si in tried if (layer, row) == (index, ai)}
+            if not points:  # no σ of this row could beat the best found
+                continue
+            with torch.no_grad():
+                work[at].weight.copy_((1 - a) * w_0 + a * w_f)
+                ratio = float(nn.functional.cross_entropy(work(x), y)) / limit
+            if 1.1 < ratio <= 2:
+                assert points == {0}, (at, a, ratio)
+                skipped += 1
+            elif ratio <= 1.1 and len(points) > 1:
+                searched += 1
+    assert skipped and searched  # both kinds of row occur in this network
+
+
 def test_surely_above_loses_a_feasible_point_at_most_at_its_risk() -> None:
     """Simulated normal draws whose mean sits exactly at the limit (the hardest feasible case):
     how often the rule says "above" at k draws while the full mean of 10 is in fact at most

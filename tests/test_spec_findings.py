@@ -103,3 +103,26 @@ def test_a_checkpoint_after_max_epochs_is_refused():
     # whether max_steps ends epoch 3 midway depends on the data's size: kept (README says so)
     zoo = parse_zoo_spec({"train": {"checkpoints": [1, 3], "max_epochs": 3, "max_steps": 5}})
     assert zoo.runs()[0].train.checkpoints == (1, 3)
+
+
+def test_lr_steps_that_never_act_are_refused():
+    for train, problem in [
+        # a step after epoch e acts from e + 1: one at max_epochs never does
+        ({"schedule": "step", "lr_steps": [2, 4], "max_epochs": 4},
+         "lr_steps: epoch 4 is not before max_epochs = 4, so that step never acts"),
+        ({"schedule": "step", "lr_steps": [3], "max_epochs": [2, 3]},  # the longest runs too
+         "lr_steps: epoch 3 is not before max_epochs = 3"),
+        ({"lr_steps": [2], "max_epochs": 5},  # the default schedule is constant
+         'lr_steps: only schedule = "step" uses them, and no run has that schedule'),
+    ]:
+        with pytest.raises(GengapError) as err:
+            parse_zoo_spec({"train": train}, "s.toml")
+        assert str(err.value).startswith(f"s.toml: [train] {problem}"), str(err.value)
+    # steps within the longest stepped runs are theirs; shorter runs of the axis skip them
+    zoo = parse_zoo_spec({"train": {"schedule": "step", "lr_steps": [2, 4],
+                                    "max_epochs": [3, 5]}})
+    assert [run.train.lr_steps for run in zoo.runs()] == [(2, 4), (2, 4)]
+    # a schedule axis shares its lr_steps with the runs that do not step
+    zoo = parse_zoo_spec({"train": {"schedule": ["step", "constant"], "lr_steps": [1],
+                                    "max_epochs": 3}})
+    assert len(zoo.runs()) == 2

@@ -18,7 +18,7 @@ from typing import Any, get_origin
 from pydantic import ValidationError
 
 from gengap.errors import GengapError
-from gengap.specs import ArchSpec, DataSpec, TrainSpec, ZooSpec, first_problem
+from gengap.specs import ArchSpec, DataSpec, RunSpec, TrainSpec, ZooSpec, first_problem
 
 SECTIONS = {"data": DataSpec, "arch": ArchSpec, "train": TrainSpec}
 RANGE_KINDS = ("uniform", "log_uniform", "int_uniform", "int_log_uniform")
@@ -68,9 +68,9 @@ def parse_zoo_spec(raw: dict[str, Any], source: str = "<spec>") -> ZooSpec:
 def check_runs(zoo: ZooSpec, source: str) -> None:
     """Raise a one-line :class:`GengapError` naming ``source`` unless every run of ``zoo`` can
     start: its fields valid together (axis values and range draws are each checked alone when
-    the spec is built), its checkpoints within the longest max_epochs, its architecture
-    family and data source registered, the source's options valid. Nothing is written before
-    this passes, so a typo leaves no zoo folder."""
+    the spec is built), its checkpoints and ``lr_steps`` within the longest max_epochs, its
+    architecture family and data source registered, the source's options valid. Nothing is
+    written before this passes, so a typo leaves no zoo folder."""
     import gengap.interop  # noqa: F401  (registers the imported zoos' families and sources)
     from gengap.data.sources import sources
     from gengap.data.splits import source_options
@@ -87,11 +87,29 @@ def check_runs(zoo: ZooSpec, source: str) -> None:
     if late:
         raise GengapError(f"{source}: [train] checkpoints: epoch {late[0]} is after "
                           f"max_epochs = {longest}, so it is never reached")
+    _check_lr_steps(runs, source)
     for family in sorted({run.arch.family for run in runs}):
         _named(source, "[arch] family: ", families.get, family)
     for data in {run.data.canonical_json(): run.data for run in runs}.values():
         _named(source, "[data] name: ", sources.get, data.name)
         _named(source, "[data.options] ", source_options, data)  # its message names the option
+
+
+def _check_lr_steps(runs: list[RunSpec], source: str) -> None:
+    """Refuse ``lr_steps`` that no run would act on: given where no run has the step schedule,
+    or at or after the longest max_epochs of those that do (a step after epoch e acts from
+    epoch e + 1; one within the longest runs is theirs, as with checkpoints)."""
+    stepped = [run for run in runs if run.train.schedule == "step"]
+    if not stepped:
+        if any(run.train.lr_steps for run in runs):
+            raise GengapError(f'{source}: [train] lr_steps: only schedule = "step" uses them, '
+                              "and no run has that schedule")
+        return
+    longest = max(run.train.max_epochs for run in stepped)
+    late = sorted({e for run in stepped for e in run.train.lr_steps if e >= longest})
+    if late:
+        raise GengapError(f"{source}: [train] lr_steps: epoch {late[0]} is not before "
+                          f"max_epochs = {longest}, so that step never acts")
 
 
 def _named(source: str, place: str, check: Callable[[Any], Any], value: Any) -> None:
