@@ -186,3 +186,37 @@ def test_write_report_in_python_is_refused_before_the_work(
     monkeypatch.setattr(build, "gather", work)
     with pytest.raises(GengapError, match=re.escape("/proc/r.html: cannot write the report (")):
         write_report(store, "/proc/r.html", bootstrap=0)
+
+
+def test_a_symbolic_link_stays_a_link_to_the_new_file(tmp_path: Path):
+    (tmp_path / "results").mkdir()
+    real = tmp_path / "results" / "ranked.csv"
+    real.write_text("old\n")
+    link = tmp_path / "ranked.csv"
+    link.symlink_to(Path("results") / "ranked.csv")  # relative, as users make them
+    write_text_atomically(link, "new\n")
+    assert link.is_symlink() and real.read_text() == "new\n"
+    assert only(tmp_path / "results") == ["ranked.csv"] and only(tmp_path) == ["ranked.csv",
+                                                                                "results"]
+    dangling = tmp_path / "later.csv"  # a link to a file not made yet: the file is made
+    dangling.symlink_to(tmp_path / "results" / "later.csv")
+    write_table(pd.DataFrame({"tau": [0.5]}), dangling)
+    assert dangling.is_symlink() and (tmp_path / "results" / "later.csv").is_file()
+
+
+def test_a_replaced_file_keeps_its_permission_bits(tmp_path: Path):
+    out = tmp_path / "scores.csv"
+    out.write_text("old\n")
+    out.chmod(0o640)
+    write_text_atomically(out, "new\n")
+    assert out.read_text() == "new\n" and out.stat().st_mode & 0o777 == 0o640
+
+
+def test_the_new_file_reaches_the_disk_before_the_rename(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch):
+    events: list[str] = []
+    fsync, replace = os.fsync, os.replace
+    monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), fsync(fd))[1])
+    monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), replace(a, b))[1])
+    write_text_atomically(tmp_path / "page.html", "<p>hi</p>")
+    assert events == ["fsync", "replace"]

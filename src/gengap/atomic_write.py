@@ -1,10 +1,12 @@
-"""Files written whole or not at all: to a temporary file beside the target, then renamed over
-it, so that a failure (a full disk, a refused folder, a killed process) leaves any older file
-intact."""
+"""Files written whole or not at all: to a temporary file beside the target, flushed to the disk,
+then renamed over it, so that a failure (a full disk, a refused folder, a killed process, a
+crash of the machine) leaves any older file intact. A target that is a symbolic link keeps the
+link: the file it points to is replaced. A replaced file keeps its permission bits."""
 
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Callable
 from contextlib import suppress
 from pathlib import Path
@@ -16,11 +18,16 @@ def write_atomically(path: Path, write: Callable[[Path], None], what: str = "") 
     """Call ``write`` with a temporary file beside ``path`` to fill, then rename it over
     ``path``. The system's refusal (:class:`OSError`) is a one-line :class:`GengapError`
     naming ``path`` (and ``what`` it holds, e.g. "the report"); on any failure the temporary
-    file is removed and ``path`` is left as it was."""
-    tmp = _temporary(path)
+    file is removed and ``path`` is left as it was. The new file reaches the disk before the
+    rename (fsync), takes the old file's permission bits, and replaces the file a symbolic
+    link ``path`` points to, not the link."""
+    target = _real(path)
+    tmp = _temporary(target)
     try:
         write(tmp)
-        os.replace(tmp, path)
+        _keep_mode(target, tmp)
+        _to_disk(tmp)
+        os.replace(tmp, target)
     except OSError as err:
         _remove(tmp)
         raise _refused(path, err, what) from None
@@ -44,13 +51,35 @@ def check_writable(path: Path, what: str = "") -> None:
 
 def trial_refusal(path: Path) -> OSError | None:
     """The system's refusal to make (and remove) the temporary file of ``path``, or None."""
-    tmp = _temporary(path)
+    tmp = _temporary(_real(path))
     try:
         tmp.write_text("")
         tmp.unlink()
     except OSError as err:
         return err
     return None
+
+
+def _real(path: Path) -> Path:
+    """The file ``path`` names: through a symbolic link (even a dangling one), its target."""
+    return path.resolve() if path.is_symlink() else path
+
+
+def _keep_mode(target: Path, tmp: Path) -> None:
+    try:
+        mode = stat.S_IMODE(target.stat().st_mode)
+    except FileNotFoundError:  # a new file: the umask decides, as for any new file
+        return
+    os.chmod(tmp, mode)
+
+
+def _to_disk(tmp: Path) -> None:
+    """fsync: without it a crash soon after the rename can leave an empty file in its place."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def _temporary(path: Path) -> Path:
