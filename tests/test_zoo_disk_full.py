@@ -105,6 +105,28 @@ def test_a_new_zoo_on_a_full_disk_says_so_and_leaves_no_empty_database(
     assert not (root / "gengap.sqlite").exists()
 
 
+def test_a_new_zoo_whose_tables_do_not_fit_leaves_no_database(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """SQLite writes its 4 KB header, then the disk fills before the tables: that file read
+    as "not a gengap store" afterwards; nothing is left now, and a later train starts clean."""
+    real = store_module.connect
+
+    def one_page(path: Path):
+        conn, why = real(path)
+        conn.execute("PRAGMA max_page_count = 1")  # room for the header page only
+        return conn, why
+
+    monkeypatch.setattr(store_module, "connect", one_page)
+    root = tmp_path / "zoo"
+    spec = ZooSpec(name="w", seeds=(0,), data=DataSpec())
+    with pytest.raises(GengapError) as err:
+        Store.create(root, spec)
+    one_line(err, root / "gengap.sqlite", "the disk is full")
+    assert list(root.iterdir()) == []
+    monkeypatch.setattr(store_module, "connect", real)
+    assert len(Store.create(root, spec).runs()) == 1
+
+
 @pytest.mark.parametrize("umask", [0o022, 0o027])
 def test_weight_files_follow_the_umask(tmp_path: Path, umask: int):
     store = Store.create(tmp_path / "zoo", ZooSpec(name="w", seeds=(0,), data=DataSpec()))

@@ -157,8 +157,8 @@ class Store:
             failed = write_failed(err)
             if failed:
                 db.close()
-                if new:
-                    _remove_empty(root / DB_NAME)
+                if new:  # SQLite wrote its header but not the tables: a zoo of nothing
+                    _remove_database(root / DB_NAME)
                 raise _write_error(root / DB_NAME, failed) from None
             raise GengapError(f"{root / DB_NAME}: not a gengap store ({err})") from None
         finally:
@@ -375,6 +375,13 @@ def _remove_empty(path: Path) -> None:
     with suppress(OSError):
         if path.stat().st_size == 0:
             path.unlink()
+
+
+def _remove_database(path: Path) -> None:
+    """Remove a database this process has just made, with its ``-wal``/``-shm`` companions."""
+    for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        with suppress(OSError):
+            name.unlink(missing_ok=True)
 
 
 def _read_only_error(root: Path, why: str) -> GengapError:
