@@ -132,7 +132,8 @@ def test_an_address_without_ray_is_refused_before_the_folder_is_made(tiny_zoo_to
                                                                      tmp_path: Path):
     out = tmp_path / "z"
     assert_one_line_error(gengap("zoo", "train", str(tiny_zoo_toml), "--out", str(out),
-                                 "--address", "auto"), "--address is for --executor ray")
+                                 "--address", "auto"), "--address is for --executor ray",
+                          "(see: gengap zoo train --help)")
     assert not out.exists()
 
 

@@ -203,3 +203,57 @@ def test_15_fit_refuses_a_target_a_predictor_cannot_have(tmp_path, monkeypatch, 
                          "--target", "good", "--save", str(tmp_path / "p.json"))
     assert "Invalid value for '--target': unknown target 'good'" in err
     assert err.endswith("(see: gengap predict fit --help)")
+
+
+def measured_zoo(path: Path, spec_toml: Path) -> Path:
+    """A zoo whose runs are done, with accuracies and one measure: nothing trained."""
+    store = Store.create(path, load_zoo_spec(spec_toml))
+    for k, run in enumerate(store.runs()):
+        store.record(run.run_id, "done", {"train_acc": 1.0, "test_acc": 0.5 + 0.1 * k}, [])
+        store.put_measures(run.run_id, {"params": (float(k), 0.0)})
+    store.close()
+    return path
+
+
+@pytest.mark.parametrize(("command", "sources"), [
+    ("evaluate", ["{t}", *AXES]),
+    ("evaluate", ["{z}"]),
+    ("predict cv", ["{t}", *AXES]),
+    ("predict combine", ["{t}", "{u}", *AXES]),
+    ("report", ["{z}", "--out", "{o}"]),
+])
+def test_an_unknown_target_is_a_bad_option(tmp_path, tiny_zoo_toml, monkeypatch, capsys,
+                                           command, sources):
+    table = grid_table(tmp_path / "t.csv")
+    zoo = measured_zoo(tmp_path / "zoo", tiny_zoo_toml)
+    places = dict(t=table, u=grid_table(tmp_path / "u.csv"), z=zoo, o=tmp_path / "r.html")
+    err = one_line_error(monkeypatch, capsys, *command.split(),
+                         *(a.format(**places) for a in sources), "--target", "bogus")
+    assert "Invalid value for '--target': " in err and "unknown target 'bogus'" in err
+    assert err.endswith(f"(see: gengap {command} --help)")
+
+
+ONE_MODEL = ["--arch", "family=mlp,width=8,depth=1", "--data", "digits"]
+
+
+@pytest.mark.parametrize("args", [
+    ["measure", "{w}", *ONE_MODEL, "--measures", "bogus",
+     "Invalid value for '--measures': unknown measure or group 'bogus'"],
+    ["measure", "{d}", "--measures", ",",
+     "Invalid value for '--measures': no measure named in ','"],
+    ["measure", "{w}", *ONE_MODEL, "--measures", "frobenius_distance",
+     "Invalid value for '--measures': cannot compute on a single model: frobenius_distance "
+     "needs --init"],
+    ["measure", "{w}", "--data", "digits", "measuring one model needs --arch and --data"],
+    ["measure", "{d}", "--arch", "family=mlp",
+     "--arch, --data, --init and --out are for a single .safetensors file"],
+    ["spectra", "{w}", "--which", "init", "--which is for ZOO_DIR/RUN_ID, not a weight file"],
+    ["spectra", "{d}/run", "--which", "../final",
+     "Invalid value for '--which': must be final, init or epoch<N>, not '../final'"],
+])
+def test_measure_and_spectra_option_errors_point_at_help(tmp_path, monkeypatch, capsys, args):
+    *args, message = args
+    weights = tmp_path / "final.safetensors"
+    weights.write_bytes(b"")  # each error comes before the file is read
+    err = one_line_error(monkeypatch, capsys, *(a.format(w=weights, d=tmp_path) for a in args))
+    assert message in err and err.endswith(f"(see: gengap {args[0]} --help)"), err

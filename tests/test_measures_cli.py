@@ -81,6 +81,26 @@ def test_measure_one_safetensors_file(one_model, tmp_path: Path):
     assert "wstat.l0.weight.mean" in values
 
 
+def test_measure_one_file_chooses_its_measures_once(one_model, monkeypatch):
+    """The command listed what is left out with one call of file_measures, and measured
+    with a second."""
+    from typer.testing import CliRunner
+
+    from gengap.cli.app import app
+    from gengap.zoo import measure_file
+
+    calls = []
+    choose = measure_file.file_measures
+    monkeypatch.setattr(measure_file, "file_measures",
+                        lambda *args: calls.append(args) or choose(*args))
+    weights, *_ = one_model
+    done = CliRunner().invoke(app, ["measure", str(weights), "--arch",
+                                    "family=mlp,width=8,depth=1", "--data", "digits",
+                                    "--measures", "size", "--device", "cpu"])
+    assert done.exit_code == 0, done.output
+    assert "params" in done.output and len(calls) == 1
+
+
 def test_measure_one_file_errors_are_one_line(one_model, tmp_path: Path):
     weights, *_ = one_model
     no_arch = gengap("measure", str(weights), "--data", "digits")

@@ -11,7 +11,7 @@ import typer
 from gengap.cli.console import console, errors, frame_table
 from gengap.cli.data_cmds import data_app
 from gengap.cli.evaluate_cmds import evaluate
-from gengap.cli.options import DataDir, Device, Workers, checked, population_mode
+from gengap.cli.options import DataDir, Device, OptionError, Workers, checked, population_mode
 from gengap.cli.pgdl_app import pgdl_app
 from gengap.cli.pgdl_cmds import zoo_import_cnnzoo  # also registers `gengap pgdl` commands
 from gengap.cli.pgdl_score import pgdl_score  # noqa: F401  (registers `gengap pgdl score`)
@@ -83,6 +83,7 @@ def _executor(name: str) -> None:
 
 @zoo_app.command("train")
 def zoo_train(
+    ctx: typer.Context,
     spec: Annotated[Path, typer.Argument(help="zoo spec (TOML)")],
     out: Annotated[Path, typer.Option(help="zoo folder (created, or resumed)")],
     workers: Workers = 1,
@@ -103,6 +104,9 @@ def zoo_train(
 ) -> None:
     """Train every run of SPEC that the zoo folder does not hold yet."""
     from gengap.zoo import load_zoo_spec
+
+    if address and executor != "ray":  # train_zoo refuses it too, but cannot point at --help
+        raise OptionError("--address is for --executor ray", ctx)
 
     zoo = load_zoo_spec(spec)
     store = train_step(zoo, out, workers, device, data_dir, executor, address, population,
@@ -131,13 +135,21 @@ def zoo_export(
     export_step(directory, parquet)
 
 
+def _measure_names(names: str) -> None:
+    from gengap.measures import select
+
+    select(names)
+
+
 @app.command()
 def measure(
+    ctx: typer.Context,
     target: Annotated[
         Path, typer.Argument(help="zoo folder, or one MODEL.safetensors (with --arch, --data)")
     ],
     measures: Annotated[
-        str | None, typer.Option(help="comma-separated measure or group names (default: all)")
+        str | None, typer.Option(help="comma-separated measure or group names (default: all)",
+                                 callback=checked(_measure_names))
     ] = None,
     recompute: Annotated[bool, typer.Option(help="recompute values already stored")] = False,
     device: Device = "auto",
@@ -167,8 +179,8 @@ def measure(
     one network given as a safetensors file."""
     from gengap.cli.measure_cmds import measure_target
 
-    measure_target(target, measures, recompute, device, data_dir, workers, arch, data, init,
-                   profile, out)
+    measure_target(ctx, target, measures, recompute, device, data_dir, workers, arch, data,
+                   init, profile, out)
 
 
 @measures_app.command("list")

@@ -10,7 +10,7 @@ import pandas as pd
 import typer
 
 from gengap.cli.console import console, frame_table
-from gengap.cli.options import SEED_MAX, DataDir, checked
+from gengap.cli.options import SEED_MAX, BadOption, DataDir, blamed_on, checked
 from gengap.cli.outputs import TABLES, output_file
 from gengap.errors import GengapError
 from gengap.table_file import write_table
@@ -36,11 +36,14 @@ def _metrics(text: str) -> None:
 
 
 def _grid(mode: str) -> None:
+    # a subset of gengap.evaluate.cmi.Grid on purpose: its "none" (no grid check, used by the
+    # PGDL scorer) would let an incomplete grid through without a word
     if mode not in ("strict", "largest"):
         raise GengapError(f"must be strict or largest, not {mode!r}")
 
 
 def evaluate(
+    ctx: typer.Context,
     source: Annotated[Path, typer.Argument(help="zoo folder, or a .csv/.parquet table")],
     metric: Annotated[
         str, typer.Option(help="comma-separated: tau, psi, cmi, robust", callback=checked(_metrics))
@@ -85,6 +88,7 @@ def evaluate(
     """Rank the stored measures against the target: Kendall's tau, granulated Psi (with
     bootstrap intervals), the conditional mutual information (x100) and the robust
     sign-error."""
+    from gengap.evaluate.targets import UnknownTarget
     from gengap.zoo.evaluation import evaluate_table, is_table, read_table
 
     metrics = split_names(metric) or []  # checked by _metrics
@@ -105,12 +109,15 @@ def evaluate(
             raise GengapError(f"{source}: --data-dir is for zoos (to count their test sets)")
         try:
             table = evaluate_table(rows, axes, split_names(measures), target, metrics, **options)
+        except UnknownTarget as err:  # a misspelt --target, not the table's problem
+            raise BadOption("--target", f"{source}: {err}", ctx) from None
         except GengapError as err:  # the table's problems: name the file
             raise GengapError(f"{source}: {err}") from None
     else:
         from gengap.zoo import Store, evaluate_zoo
 
-        table = evaluate_zoo(Store(source), target, metrics, data_dir=data_dir, **options)
+        with blamed_on("--target", ctx, UnknownTarget):
+            table = evaluate_zoo(Store(source), target, metrics, data_dir=data_dir, **options)
     show_ranking(table, target)
     if out is not None:
         write_table(table, out)

@@ -6,28 +6,30 @@ import json
 from pathlib import Path
 
 import pandas as pd
+import typer
 
 from gengap.atomic_write import write_text_atomically
 from gengap.cli.console import console, frame_table
+from gengap.cli.options import OptionError, blamed_on
 from gengap.cli.outputs import output_file
 from gengap.cli.steps import measure_step
-from gengap.errors import GengapError
 from gengap.table_file import write_table
 
 
 def measure_target(
-    target: Path, measures: str | None, recompute: bool, device: str, data_dir: Path | None,
-    workers: int, arch: str | None, data: str | None, init: Path | None, profile: bool,
-    out: Path | None,
+    ctx: typer.Context, target: Path, measures: str | None, recompute: bool, device: str,
+    data_dir: Path | None, workers: int, arch: str | None, data: str | None, init: Path | None,
+    profile: bool, out: Path | None,
 ) -> None:
     """Dispatch on TARGET: a zoo folder, or a ``.safetensors`` file with ``--arch``/``--data``."""
     if target.suffix == ".safetensors" or target.is_file():
         if arch is None or data is None:
-            raise GengapError(f"{target}: measuring one model needs --arch and --data")
-        _measure_file(target, measures, device, data_dir, arch, data, init, profile, out)
+            raise OptionError(f"{target}: measuring one model needs --arch and --data", ctx)
+        _measure_file(ctx, target, measures, device, data_dir, arch, data, init, profile, out)
         return
     if arch or data or init or out:
-        raise GengapError("--arch, --data, --init and --out are for a single .safetensors file")
+        raise OptionError("--arch, --data, --init and --out are for a single .safetensors file",
+                          ctx)
     from gengap.zoo import Store
 
     timings: dict[str, dict[str, float]] | None = {} if profile else None
@@ -38,15 +40,17 @@ def measure_target(
 
 
 def _measure_file(
-    target: Path, measures: str | None, device: str, data_dir: Path | None, arch: str,
-    data: str, init: Path | None, profile: bool, out: Path | None,
+    ctx: typer.Context, target: Path, measures: str | None, device: str,
+    data_dir: Path | None, arch: str, data: str, init: Path | None, profile: bool,
+    out: Path | None,
 ) -> None:
     from gengap.specs import ArchSpec, DataSpec
-    from gengap.zoo.measure_file import file_measures, lacking_words, measure_file, parse_spec_arg
+    from gengap.zoo.measure_file import file_measures, lacking_words, measure_chosen, parse_spec_arg
 
     output_file(out, (".json", ".csv"), inputs=(target, init, arch, data))
-    chosen, left_out = file_measures(measures, init is not None)
-    result = measure_file(
+    with blamed_on("--measures", ctx):  # a measure named that one file cannot give
+        chosen, left_out = file_measures(measures, init is not None)
+    result = measure_chosen(
         target, parse_spec_arg(arch, ArchSpec, "arch"), parse_spec_arg(data, DataSpec, "data"),
         chosen, init, device, data_dir,
     )

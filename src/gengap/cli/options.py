@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,13 +12,33 @@ import typer
 from gengap.errors import GengapError
 
 
-class BadOption(GengapError):
-    """A bad option value found by gengap rather than by click: ``main`` points at the
-    command's --help, as it does for click's own option errors."""
+class OptionError(GengapError):
+    """An option mistake found by gengap rather than by click (a bad value, or options that
+    do not go together): ``main`` points at the command's --help, as it does for click's own
+    option errors."""
+
+    def __init__(self, message: str, ctx: typer.Context | None = None) -> None:
+        super().__init__(message)
+        self.command_path = ctx.command_path if ctx is not None else None
+
+
+class BadOption(OptionError):
+    """A bad value of one option, worded as click words its own."""
 
     def __init__(self, option: str, message: str, ctx: typer.Context | None = None) -> None:
-        super().__init__(f"Invalid value for '{option}': {message}")
-        self.command_path = ctx.command_path if ctx is not None else None
+        super().__init__(f"Invalid value for '{option}': {message}", ctx)
+
+
+@contextmanager
+def blamed_on(option: str, ctx: typer.Context,
+              *kinds: type[GengapError]) -> Iterator[None]:
+    """The errors of ``kinds`` (default: any :class:`GengapError`) raised in the block, as a
+    :class:`BadOption` of ``option``: for checks whose errors are all about its value."""
+    caught = kinds or (GengapError,)
+    try:
+        yield
+    except caught as err:
+        raise BadOption(option, str(err), ctx) from None
 
 
 def checked(check: Callable[[Any], object]) -> Callable[..., Any]:
@@ -26,10 +47,8 @@ def checked(check: Callable[[Any], object]) -> Callable[..., Any]:
 
     def callback(ctx: typer.Context, param: typer.CallbackParam, value: Any) -> Any:
         if value is not None:
-            try:
+            with blamed_on(param.opts[0], ctx):
                 check(value)
-            except GengapError as err:
-                raise BadOption(param.opts[0], str(err), ctx) from None
         return value
 
     return callback

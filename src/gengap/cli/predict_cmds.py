@@ -11,7 +11,7 @@ import typer
 
 from gengap.cli.console import console, frame_table
 from gengap.cli.evaluate_cmds import split_names
-from gengap.cli.options import BadOption, Seed, checked
+from gengap.cli.options import BadOption, Seed, blamed_on, checked
 from gengap.cli.outputs import TABLES, output_file
 from gengap.errors import GengapError
 from gengap.table_file import write_table
@@ -76,6 +76,7 @@ def predict_cv(
     predictions on held-out models."""
     from gengap.evaluate.features import FEATURE_SETS
     from gengap.evaluate.predictors import compare_feature_sets
+    from gengap.evaluate.targets import UnknownTarget
     from gengap.zoo.evaluation import load_population
 
     output_file(out, TABLES, inputs=sources)
@@ -84,10 +85,11 @@ def predict_cv(
     kinds = [n for n in names if n in FEATURE_SETS]
     if len(kinds) < len(names):  # column names: one custom feature set
         kinds.append(",".join(n for n in names if n not in FEATURE_SETS))
-    table = compare_feature_sets(
-        population.frame, population.measures, population.hyperparameters, target, kinds,
-        folds, "zoo" if by_zoo else None, seed,
-    )
+    with blamed_on("--target", ctx, UnknownTarget):
+        table = compare_feature_sets(
+            population.frame, population.measures, population.hyperparameters, target, kinds,
+            folds, "zoo" if by_zoo else None, seed,
+        )
     how = "leave one zoo out" if by_zoo else f"{folds}-fold"
     console.print(frame_table(table, title=f"predicting {target} ({how}, held-out models)"))
     if out is not None:
@@ -206,6 +208,7 @@ def predict_apply(
 
 @predict_app.command("combine")
 def predict_combine(
+    ctx: typer.Context,
     sources: Sources,
     target: Annotated[str, typer.Option(help="gap, test_error or test_acc")] = "gap",
     test_zoos: Annotated[
@@ -221,12 +224,15 @@ def predict_combine(
     """A monotone combination of measures chosen on some zoos and scored on the others,
     next to the best single measure of the training zoos."""
     from gengap.evaluate.combination import transfer_table
+    from gengap.evaluate.targets import UnknownTarget
     from gengap.zoo.evaluation import load_population
 
     output_file(out, TABLES, inputs=sources)
     population = load_population(sources, split_names(hyperparameters))
-    table = transfer_table(population.frame, population.measures, population.hyperparameters,
-                           target, "zoo", split_names(test_zoos), max_measures)
+    with blamed_on("--target", ctx, UnknownTarget):
+        table = transfer_table(population.frame, population.measures,
+                               population.hyperparameters, target, "zoo",
+                               split_names(test_zoos), max_measures)
     console.print(frame_table(table, title=f"measure combinations against {target}, on "
                               "held-out zoos"))
     if out is not None:

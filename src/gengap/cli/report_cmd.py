@@ -10,12 +10,13 @@ import typer
 
 from gengap.cli.console import console, frame_table
 from gengap.cli.evaluate_cmds import MAX_BOOTSTRAP
-from gengap.cli.options import DataDir
+from gengap.cli.options import DataDir, blamed_on
 from gengap.cli.outputs import output_file
 from gengap.errors import GengapError
 
 
 def report(
+    ctx: typer.Context,
     directory: Annotated[Path, typer.Argument(help="zoo folder")],
     out: Annotated[
         Path | None,
@@ -42,7 +43,10 @@ def report(
 ) -> None:
     """Write the zoo's report: summary, measures ranked with intervals, the granulated
     heatmap, scatter plots, training curves and the learned predictor's held-out fit."""
-    write_and_show(directory, out, target, runs, top, bootstrap, test_size, data_dir)
+    from gengap.evaluate.targets import UnknownTarget
+
+    with blamed_on("--target", ctx, UnknownTarget):
+        write_and_show(directory, out, target, runs, top, bootstrap, test_size, data_dir)
 
 
 def write_and_show(

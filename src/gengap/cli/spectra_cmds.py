@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from gengap.cli.console import console, frame_table
+from gengap.cli.options import OptionError, checked
 from gengap.cli.outputs import output_file
 from gengap.errors import GengapError
 from gengap.table_file import write_table
@@ -17,11 +19,19 @@ SHOWN = ["layer_id", "name", "kind", "N", "M", "num_evals", "alpha", "D", "xmin"
          "rand_distance", "warning"]
 
 
+def _which(name: str) -> None:
+    """The names a run's weight files have (not a path: ``../x`` would leave the zoo)."""
+    if not re.fullmatch(r"final|init|epoch\d+", name):
+        raise GengapError(f"must be final, init or epoch<N>, not {name!r}")
+
+
 def spectra(
+    ctx: typer.Context,
     target: Annotated[Path, typer.Argument(
         help="a .safetensors weight file, or ZOO_DIR/RUN_ID (a run of a zoo; BatchNorm folded)")],
     which: Annotated[str | None, typer.Option(
-        help="a zoo run's weights: final (the default), init or epoch<N>")] = None,
+        help="a zoo run's weights: final (the default), init or epoch<N>",
+        callback=checked(_which))] = None,
     randomize: Annotated[bool, typer.Option(help="compare with the ESD of shuffled weights")]
     = True,
     out: Annotated[Path | None, typer.Option(help="also write every column (.csv)")] = None,
@@ -33,6 +43,9 @@ def spectra(
     from gengap.measures.spectral import spectral_table, summarize
 
     output_file(out, (".csv",))
+    if which is not None and target.is_file():  # one set of weights: refused, not ignored
+        raise OptionError(f"{target}: --which is for ZOO_DIR/RUN_ID, not a weight file (give "
+                          "the file of the weights wanted)", ctx)
     source, weights = _weights(target, which, data_dir)
     table = spectral_table(weights, randomize=randomize)
     if table.empty:
@@ -49,10 +62,7 @@ def spectra(
 
 def _weights(target: Path, which: str | None, data_dir: Path | None) -> tuple[str, object]:
     """A state dict (bare file) or the folded network (zoo run) to analyse."""
-    if target.is_file():
-        if which is not None:  # a file is one set of weights: refused rather than ignored
-            raise GengapError(f"{target}: --which is for ZOO_DIR/RUN_ID, not a weight file "
-                              "(give the file of the weights wanted)")
+    if target.is_file():  # --which refused above
         from safetensors import SafetensorError
         from safetensors.torch import load_file
 

@@ -14,6 +14,11 @@ NEEDS = {"gap": ("train_acc", "test_acc"), "test_error": ("test_acc",),
 ORIENTATION = {"gap": 1, "test_error": 1, "test_loss": 1, "test_acc": -1}
 
 
+class UnknownTarget(GengapError):
+    """A target that is neither a derived one nor a column: a misspelt name rather than data
+    that lack something, which the CLI reports as a bad --target."""
+
+
 def with_target(frame: pd.DataFrame, target: str) -> pd.DataFrame:
     """``frame`` with the column ``target``: ``gap`` (train − test accuracy) and
     ``test_error`` (1 − test accuracy) are derived when absent; any other column is taken as
@@ -27,7 +32,7 @@ def with_target(frame: pd.DataFrame, target: str) -> pd.DataFrame:
     if target in TARGETS:  # a known target, but the runs lack what it is made of
         lacking = [c for c in NEEDS[target] if c not in frame.columns]
         raise GengapError(f"no {target}: the models record no {' or '.join(lacking)}")
-    raise GengapError(
+    raise UnknownTarget(
         f"unknown target {target!r}: the table has no such column (targets: "
         f"{', '.join(TARGETS)}, or any metric column such as test_loss)"
     )

@@ -11,7 +11,7 @@ import pandas as pd
 
 from gengap.errors import GengapError
 from gengap.evaluate import ranking_table
-from gengap.evaluate.targets import with_target
+from gengap.evaluate.targets import UnknownTarget, with_target
 from gengap.zoo.store import Store
 
 # Columns of Store.frame() that describe a run rather than measure it.
@@ -54,6 +54,8 @@ def evaluate_zoo(
         raise GengapError(f"{store.root}: no measured runs yet (run `gengap measure` first)")
     try:
         done = with_target(frame[frame["status"] == "done"], target)
+    except UnknownTarget as err:  # still a misspelt name (the CLI blames --target)
+        raise UnknownTarget(f"{store.root}: {err}") from None
     except GengapError as err:
         raise GengapError(f"{store.root}: {err}") from None
     hyperparameters = store.zoo.hyperparameters

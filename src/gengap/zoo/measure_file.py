@@ -122,6 +122,16 @@ def measure_file(
     with ``init``; none needing training records or a second run); one of them named alone
     that it cannot give is an error."""
     chosen, _ = file_measures(names, init is not None)  # before the data and networks load
+    return measure_chosen(weights, arch, data, chosen, init, device, data_dir, options)
+
+
+def measure_chosen(
+    weights: Path, arch: ArchSpec, data: DataSpec, chosen: list[str], init: Path | None = None,
+    device: str = "auto", data_dir: str | Path | None = None,
+    options: MeasureOptions | None = None,
+) -> Profile:
+    """:func:`measure_file` for measures already chosen by :func:`file_measures` (the CLI
+    chooses first, to list what is left out)."""
     splits = load(data, data_dir)
     ctx = MeasureContext(
         load_network(Path(weights), arch, splits),
