@@ -257,3 +257,89 @@ def test_measure_and_spectra_option_errors_point_at_help(tmp_path, monkeypatch, 
     weights.write_bytes(b"")  # each error comes before the file is read
     err = one_line_error(monkeypatch, capsys, *(a.format(w=weights, d=tmp_path) for a in args))
     assert message in err and err.endswith(f"(see: gengap {args[0]} --help)"), err
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["evaluate", "{t}", *AXES, "--out", "{d}/r.txt"], "'--out': {d}/r.txt: write .csv or"),
+    (["evaluate", "{t}", *AXES, "--out", "{t}"], "'--out': {t}: is an input of this command"),
+    (["evaluate", "{t}", *AXES, "--out", "{d}/f.csv"], "'--out': {d}/f.csv: is a folder"),
+    (["predict", "cv", "{t}", *AXES, "--out", "{t}"], "'--out': {t}: is an input"),
+    (["predict", "fit", "{t}", *AXES, "--save", "{d}/p.txt"], "'--save': {d}/p.txt: write .json"),
+    (["predict", "apply", "{d}/p.json", "{t}", *AXES, "--out", "{d}/x.txt"],
+     "'--out': {d}/x.txt: write"),
+    (["predict", "combine", "{t}", *AXES, "--out", "{d}/x.txt"], "'--out': {d}/x.txt: write"),
+    (["zoo", "export", "{z}", "--parquet", "{z}/gengap.sqlite"], "'--parquet': {z}/gengap.sqlite"),
+    (["report", "{z}", "-o", "{d}/r.csv"], "'--out': {d}/r.csv: write .html or .htm"),
+    (["spectra", "{w}", "--out", "{d}/s.txt"], "'--out': {d}/s.txt: write .csv"),
+    (["measure", "{w}", *ONE_MODEL, "--out", "{w}"], "'--out': {w}: write .json or .csv"),
+    (["pgdl", "score", "--reference", "{d}", "--predictions", "{d}", "--out", "{t}"],
+     "'--out': {t}: write .txt"),
+])
+def test_a_bad_output_path_is_a_bad_option(tmp_path, tiny_zoo_toml, monkeypatch, capsys, args,
+                                           message):
+    """--out's wrong suffix, own input or folder named no option and no --help."""
+    places = dict(t=grid_table(tmp_path / "t.csv"), d=tmp_path, w=tmp_path / "w.safetensors",
+                  z=measured_zoo(tmp_path / "zoo", tiny_zoo_toml))
+    places["w"].write_bytes(b"")
+    (tmp_path / "f.csv").mkdir()
+    command = " ".join(args[:2] if args[0] in ("predict", "zoo", "pgdl") else args[:1])
+    err = one_line_error(monkeypatch, capsys, *(a.format(**places) for a in args))
+    assert f"gengap: error: Invalid value for {message.format(**places)}" in err, err
+    assert err.endswith(f"(see: gengap {command} --help)"), err
+
+
+def test_an_output_folder_at_fault_points_at_help(tmp_path, monkeypatch, capsys):
+    task = tmp_path / "task"
+    task.mkdir()
+    err = one_line_error(monkeypatch, capsys, "pgdl", "import", str(task), "--out",
+                         str(task / "zoo"))
+    assert f"{task / 'zoo'}: is inside {task}, an input of this command" in err
+    assert err.endswith("(see: gengap pgdl import --help)") and not (task / "zoo").exists()
+    if TOY.is_dir():
+        taken = tmp_path / "a_file"
+        taken.write_text("kept")
+        err = one_line_error(monkeypatch, capsys, "pgdl", "predict", str(TOY), "--measure",
+                             "params", "--out", str(taken))
+        assert f"Invalid value for '--out': {taken}: exists and is not a folder" in err
+        assert err.endswith("(see: gengap pgdl predict --help)") and taken.read_text() == "kept"
+
+
+@pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")
+def test_output_paths_not_given_or_refused_by_the_system_name_no_option(
+        tmp_path, tiny_zoo_toml, monkeypatch, capsys):
+    from gengap.cli.outputs import output_file
+
+    table = grid_table(tmp_path / "t.csv")
+    err = one_line_error(monkeypatch, capsys, "evaluate", str(table), *AXES, "--out",
+                         "/proc/x.csv")  # the system's refusal, not a mistake of the option
+    assert "/proc/x.csv: cannot write" in err and "Invalid value" not in err
+    assert "--help" not in err
+    zoo = measured_zoo(tmp_path / "zoo", tiny_zoo_toml)
+    (zoo / "report.html").mkdir()  # the default place, which no option named
+    err = one_line_error(monkeypatch, capsys, "report", str(zoo))
+    assert f"{zoo / 'report.html'}: is a folder" in err and "Invalid value" not in err
+    with pytest.raises(GengapError) as outside_a_command:  # from Python: no command to name
+        output_file(tmp_path / "r.txt", (".csv",))
+    assert outside_a_command.value.command_path is None
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["{t}", *AXES, "--data-dir", "{d}"], "{t}: --data-dir is for zoos (to count their test"),
+    (["{t}"], "{t}: a table needs --hyperparameters a,b,..."),
+    (["{z}", "--hyperparameters", "lr"], "{z}: --hyperparameters is for tables"),
+    (["{z}", "--measures", "params"], "{z}: --measures is for tables"),
+])
+def test_evaluate_table_and_zoo_options_point_at_help(tmp_path, tiny_zoo_toml, monkeypatch,
+                                                      capsys, args, message):
+    places = dict(t=grid_table(tmp_path / "t.csv"), d=tmp_path,
+                  z=measured_zoo(tmp_path / "zoo", tiny_zoo_toml))
+    err = one_line_error(monkeypatch, capsys, "evaluate", *(a.format(**places) for a in args))
+    assert message.format(**places) in err and err.endswith("(see: gengap evaluate --help)")
+
+
+def test_a_malformed_ray_address_is_a_bad_option(tmp_path, tiny_zoo_toml, monkeypatch, capsys):
+    out = tmp_path / "z"
+    err = one_line_error(monkeypatch, capsys, "zoo", "train", str(tiny_zoo_toml), "--out",
+                         str(out), "--executor", "ray", "--address", "headnode")
+    assert "Invalid value for '--address': ray: address 'headnode' is not HOST:PORT" in err
+    assert err.endswith("(see: gengap zoo train --help)") and not out.exists()

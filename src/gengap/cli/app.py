@@ -81,6 +81,14 @@ def _executor(name: str) -> None:
     executors.get(name)
 
 
+def _address(address: str) -> None:
+    """The form of a HOST:PORT address, at parse time; whether it answers is checked later."""
+    from gengap.zoo.ray_address import split_host_port
+
+    if address not in ("auto", "local") and "://" not in address:  # as check_reachable
+        split_host_port(address)
+
+
 @zoo_app.command("train")
 def zoo_train(
     ctx: typer.Context,
@@ -94,7 +102,8 @@ def zoo_train(
                           callback=checked(_executor))
     ] = "local",
     address: Annotated[
-        str | None, typer.Option(help="Ray cluster address (auto, host:port, ray://...)")
+        str | None, typer.Option(help="Ray cluster address (auto, host:port, ray://...)",
+                                 callback=checked(_address))
     ] = None,
     population: Annotated[
         str, typer.Option(help="train same-shaped runs as one batched population: off "

@@ -10,7 +10,7 @@ import pandas as pd
 import typer
 
 from gengap.cli.console import console, frame_table
-from gengap.cli.options import SEED_MAX, BadOption, DataDir, blamed_on, checked
+from gengap.cli.options import SEED_MAX, BadOption, DataDir, OptionError, blamed_on, checked
 from gengap.cli.outputs import TABLES, output_file
 from gengap.errors import GengapError
 from gengap.table_file import write_table
@@ -104,9 +104,9 @@ def evaluate(
         rows = read_table(source)  # a missing one: "no such file"
         axes = split_names(hyperparameters)
         if not axes:
-            raise GengapError(f"{source}: a table needs --hyperparameters a,b,...")
+            raise OptionError(f"{source}: a table needs --hyperparameters a,b,...", ctx)
         if data_dir is not None:  # a table's sizes are its column or --test-size
-            raise GengapError(f"{source}: --data-dir is for zoos (to count their test sets)")
+            raise OptionError(f"{source}: --data-dir is for zoos (to count their test sets)", ctx)
         try:
             table = evaluate_table(rows, axes, split_names(measures), target, metrics, **options)
         except UnknownTarget as err:  # a misspelt --target, not the table's problem
@@ -133,10 +133,10 @@ def refuse_table_options(zoo: Path, hyperparameters: str | None, measures: str |
         store = Store(zoo)  # not a zoo: that error says so
         axes = ", ".join(store.zoo.hyperparameters) or "none"
         store.close()
-        raise GengapError(f"{zoo}: --hyperparameters is for tables; a zoo's hyperparameters "
+        raise OptionError(f"{zoo}: --hyperparameters is for tables; a zoo's hyperparameters "
                           f"are the axes of its spec ({axes})")
     if measures is not None:
-        raise GengapError(f"{zoo}: --measures is for tables; a zoo ranks every measure it "
+        raise OptionError(f"{zoo}: --measures is for tables; a zoo ranks every measure it "
                           "stores")
 
 

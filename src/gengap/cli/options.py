@@ -15,10 +15,13 @@ from gengap.errors import GengapError
 class OptionError(GengapError):
     """An option mistake found by gengap rather than by click (a bad value, or options that
     do not go together): ``main`` points at the command's --help, as it does for click's own
-    option errors."""
+    option errors. Without ``ctx``, the command running (so helpers need none passed); none
+    outside a command (a call from Python): no hint then."""
 
     def __init__(self, message: str, ctx: typer.Context | None = None) -> None:
         super().__init__(message)
+        if ctx is None:
+            ctx = _current_context()
         self.command_path = ctx.command_path if ctx is not None else None
 
 
@@ -29,8 +32,16 @@ class BadOption(OptionError):
         super().__init__(f"Invalid value for '{option}': {message}", ctx)
 
 
+def _current_context() -> typer.Context | None:
+    try:  # recent typer runs on its own copy of click, whose context stack is not click's
+        from typer._click.globals import get_current_context
+    except ImportError:
+        from click import get_current_context
+    return get_current_context(silent=True)
+
+
 @contextmanager
-def blamed_on(option: str, ctx: typer.Context,
+def blamed_on(option: str, ctx: typer.Context | None,
               *kinds: type[GengapError]) -> Iterator[None]:
     """The errors of ``kinds`` (default: any :class:`GengapError`) raised in the block, as a
     :class:`BadOption` of ``option``: for checks whose errors are all about its value."""

@@ -8,26 +8,29 @@ from collections.abc import Iterable
 from pathlib import Path
 
 from gengap.atomic_write import check_writable, trial_refusal
+from gengap.cli.options import BadOption, OptionError
 from gengap.errors import GengapError
 
 TABLES = (".csv", ".parquet")
 
 
 def output_file(path: Path | None, suffixes: tuple[str, ...] | None = None,
-                inputs: Iterable[Path | str | None] = ()) -> Path | None:
+                inputs: Iterable[Path | str | None] = (), option: str | None = "--out"
+                ) -> Path | None:
     """``path`` once it can be written: its suffix one of ``suffixes``, not the same file as
     any of the command's ``inputs`` (which it would replace), its folder created (with its
-    parents) and taking the file (:func:`.check_writable`). A one-line error otherwise; None
+    parents) and taking the file (:func:`.check_writable`). A one-line error otherwise, a bad
+    value of ``option`` (None: a path the user did not give) where the path is at fault; None
     passes through."""
     if path is None:
         return None
     if suffixes and path.suffix not in suffixes:
-        raise GengapError(f"{path}: write {' or '.join(suffixes)}")
+        raise _bad(option, f"{path}: write {' or '.join(suffixes)}")
     for source in inputs:
         if source is not None and _same_file(path, Path(source)):
-            raise GengapError(f"{path}: is an input of this command too; write elsewhere")
+            raise _bad(option, f"{path}: is an input of this command too; write elsewhere")
     if path.is_dir():
-        raise GengapError(f"{path}: is a folder, expected a file name")
+        raise _bad(option, f"{path}: is a folder, expected a file name")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -38,13 +41,14 @@ def output_file(path: Path | None, suffixes: tuple[str, ...] | None = None,
     return path
 
 
-def output_folder(path: Path, inputs: Iterable[Path | str | None] = ()) -> Path:
+def output_folder(path: Path, inputs: Iterable[Path | str | None] = (),
+                  option: str = "--out") -> Path:
     """``path`` as a folder to write files into, created (with its parents) before the work;
     a one-line error when it cannot be, or when it is one of the input folders ``inputs`` or
     lies inside one (see :func:`outside_inputs`)."""
     outside_inputs(path, inputs)
     if path.exists() and not path.is_dir():
-        raise GengapError(f"{path}: exists and is not a folder")
+        raise BadOption(option, f"{path}: exists and is not a folder")
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as err:
@@ -67,9 +71,14 @@ def outside_inputs(path: Path, inputs: Iterable[Path | str | None]) -> Path:
         folder = Path(source).resolve()
         if target.is_relative_to(folder):  # the folder itself included
             where = "is" if target == folder else "is inside"
-            raise GengapError(f"{path}: {where} {source}, an input of this command; "
+            # the option and its input together are at fault: the help, not "Invalid value"
+            raise OptionError(f"{path}: {where} {source}, an input of this command; "
                               "write elsewhere")
     return path
+
+
+def _bad(option: str | None, message: str) -> GengapError:
+    return BadOption(option, message) if option else GengapError(message)
 
 
 def _same_file(a: Path, b: Path) -> bool:

@@ -117,7 +117,8 @@ def predict_fit(
     from gengap.evaluate.predictors import cross_validate, fit_predictor, run_configuration
     from gengap.zoo.evaluation import load_population
 
-    output_file(save, (".json",), inputs=sources)  # checked before the cross-validation
+    # checked before the cross-validation
+    output_file(save, (".json",), inputs=sources, option="--save")
     population = load_population(sources, split_names(hyperparameters))
     names = feature_names(ctx, features, population.frame.columns)
     if len(names) > 1 and set(names) & set(FEATURE_SETS):  # one predictor, one input

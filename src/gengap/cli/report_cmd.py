@@ -69,7 +69,8 @@ def write_and_show(
         raise GengapError(f"{directory}: the zoo is read-only here; write the report "
                           "elsewhere with -o FILE.html")
     path = out if out is not None else Path(directory) / "report.html"
-    output_file(path, SUFFIXES)  # never over the zoo's database or a results table
+    # never over the zoo's database or a results table; the default place is not an option's
+    output_file(path, SUFFIXES, option=None if out is None else "--out")
     chosen = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
     data = write_report(store, path, target=target, runs=chosen, top=top, bootstrap=bootstrap,
                         test_size=test_size, data_dir=data_dir)

@@ -125,7 +125,8 @@ def _short_axis(column: str) -> str:
 
 def export_step(directory: Path, parquet: Path) -> None:
     zoo = Zoo(directory)
-    output_file(parquet, (".parquet",))  # never over the zoo's database or its weights
+    # never over the zoo's database or its weights
+    output_file(parquet, (".parquet",), option="--parquet")
     path = zoo.to_parquet(parquet)
     runs = sum(zoo.store.counts().values())  # the frame's rows: one per run
     console.print(f"wrote {runs} runs of zoo {zoo.spec.name!r} to {path}")
