@@ -611,7 +611,7 @@ def test_predict_names_the_measure_and_model_that_lack_initial_weights(task_dir)
     (root / "model_2" / "weights_init.hdf5").unlink()
     with pytest.raises(GengapError) as err:
         predict_task(load_task(root), "frobenius_distance", device="cpu")
-    assert str(err.value).startswith(f"{root / 'model_2'}: measure 'frobenius_distance': "
+    assert str(err.value).startswith(f"{root / 'model_2'}: frobenius_distance: "
                                      "this measure needs the initial weights")
 
 

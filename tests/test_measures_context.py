@@ -23,9 +23,10 @@ def test_the_logits_pass_also_records_the_penultimate_features() -> None:
     calls = counted(net)
     ctx = MeasureContext(net, x_train=x, y_train=y, device="cpu", batch_size=16)
     logits = ctx.logits
-    assert calls == [1, 16, 16, 16, 2]  # one example shows which layer runs last, then 50
+    # the context's check of two examples; one shows which layer runs last; then the 50
+    assert calls == [2, 1, 16, 16, 16, 2]
     feats = ctx.penultimate
-    assert len(calls) == 5  # no second pass
+    assert len(calls) == 6  # no second pass
     with torch.no_grad():
         torch.testing.assert_close(logits, net(x))
         torch.testing.assert_close(feats, net[:2](x).double())

@@ -36,7 +36,7 @@ def last_level_cache(root: Path = Path("/sys/devices/system/cpu/cpu0/cache")) ->
 
 @torch.no_grad()
 def largest_output_bytes(model: nn.Module, example: torch.Tensor) -> int:
-    """Bytes of the largest tensor a leaf module outputs for one ``example`` (batch of 1)."""
+    """Bytes of the largest tensor a leaf module outputs for the batch ``example``."""
     sizes = [0]
 
     def record(module: nn.Module, inputs: object, output: object) -> None:
@@ -56,11 +56,12 @@ def largest_output_bytes(model: nn.Module, example: torch.Tensor) -> int:
 def auto_batch_size(model: nn.Module, example: torch.Tensor | None,
                     device: torch.device, cache: int | None = None) -> int:
     """:data:`GPU_BATCH` off the CPU or without an example; else the largest power of two in
-    [16, 1024] whose largest layer output (``example`` is one input, batch of 1, on
-    ``device``) fits in half of ``cache`` bytes (default: the last-level cache)."""
+    [16, 1024] whose largest layer output (``example``: a batch of a few inputs, two where a
+    BatchNorm without running statistics cannot take one) fits in half of ``cache`` bytes
+    (default: the last-level cache)."""
     if device.type != "cpu" or example is None:
         return GPU_BATCH
-    per_example = largest_output_bytes(model, example.to(device))
+    per_example = largest_output_bytes(model, example.to(device)) // len(example)
     budget = (cache or last_level_cache()) // 2
     batch = MOST
     while batch > LEAST and batch * per_example > budget:

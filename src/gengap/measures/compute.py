@@ -13,7 +13,9 @@ from gengap.measures.registry import select
 def compute(
     ctx: MeasureContext, names: str | list[str] | None = None
 ) -> dict[str, float]:
-    """Values of the chosen measures (names, groups, or all) on the context's model."""
+    """Values of the chosen measures on the context's model: names or groups (each must be
+    computable here, else an error names what it lacks), or by default every measure whose
+    needs the context meets (:func:`available`)."""
     return {name: value for name, (value, _) in compute_timed(ctx, names).items()}
 
 
@@ -23,7 +25,7 @@ def compute_timed(
     """``name -> (value, seconds)``; a measure's seconds include shared work it triggered
     first (the forward pass goes to whichever data measure runs first)."""
     out: dict[str, tuple[float, float]] = {}
-    for m in select(names):
+    for m in select(available(ctx) if names is None else names):
         started = time.perf_counter()
         value = ctx.value(m.name)
         out.update(_flatten(m.name, value, time.perf_counter() - started))

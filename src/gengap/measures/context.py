@@ -17,6 +17,16 @@ from gengap.data.splits import plain_strides
 from gengap.device import resolve_device
 from gengap.errors import GengapError
 from gengap.measures.batching import auto_batch_size
+from gengap.measures.context_checks import (
+    check_finite_weights,
+    check_fixed_function,
+    check_heldout,
+    check_outputs,
+    check_same_architecture,
+    checked_inputs,
+    checked_labels,
+    unwrapped,
+)
 from gengap.measures.layers import (
     Fold,
     batchnorm_folds,
@@ -32,7 +42,9 @@ class MeasureContext:
     """A trained model with what its measures may need.
 
     Args:
-        model: the trained network (any torch module built of Linear/Conv/BatchNorm layers).
+        model: the trained network (any torch module built of Linear/Conv/BatchNorm layers,
+            returning class logits). It is put in eval mode and moved to ``device`` in place,
+            as the measures need (a ``DataParallel`` wrapper: the module it runs).
         init_model: the same network at initialization, for distance-to-init measures.
         x_train, y_train: the training set, for data measures.
         input_shape: one input's shape (taken from ``x_train`` when not given).
@@ -44,6 +56,11 @@ class MeasureContext:
             ``batch_size``), for the optimization measures.
         second_model: a run of the same spec with another seed, for the agreement measures.
         x_heldout: unlabeled held-out inputs (the test split), for the agreement measures.
+
+    The arguments are checked first (:mod:`gengap.measures.context_checks`): finite weights,
+    the initial and second models of the model's architecture, one integer label per example
+    within the model's classes, finite inputs the model takes (float inputs are cast to the
+    model's dtype); a one-line :class:`GengapError` otherwise.
     """
 
     def __init__(
@@ -61,15 +78,33 @@ class MeasureContext:
         x_heldout: torch.Tensor | None = None,
     ) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
+        model, init_model, second_model = (unwrapped(m) for m in (model, init_model,
+                                                                  second_model))
+        if batch_size is not None and batch_size < 1:
+            raise GengapError(f"batch_size must be at least 1, not {batch_size}")
+        check_finite_weights(model, "the model")
+        check_fixed_function(model)
+        for other, what in ((init_model, "init_model"), (second_model, "second_model")):
+            if other is not None:
+                check_same_architecture(model, other, what)
+                check_finite_weights(other, what)
         self.model = model.to(self.device).eval()
         self.init_model = init_model.to(self.device).eval() if init_model is not None else None
+        if x_train is not None and y_train is not None:
+            y_train = checked_labels(x_train, y_train)
+        if x_train is not None:
+            x_train = checked_inputs(x_train, model, "x_train")
+            check_outputs(self.model, x_train, y_train, self.device)
+        if x_heldout is not None:
+            check_heldout(x_heldout, x_train)
+            x_heldout = checked_inputs(x_heldout, model, "x_heldout")
         # a channels-last-strided 1-channel batch would carry that order into the backward passes
         self.x_train, self.y_train = _plain(x_train), y_train
         if input_shape is None and x_train is not None:
             input_shape = tuple(x_train.shape[1:])
         self.input_shape = input_shape
         self.batch_size = batch_size or auto_batch_size(
-            self.model, x_train[:1] if x_train is not None else None, self.device)
+            self.model, x_train[:2] if x_train is not None else None, self.device)
         self.options = options or MeasureOptions()
         self.trajectory = dict(trajectory) if trajectory is not None else None
         self.second_model = (
@@ -90,6 +125,10 @@ class MeasureContext:
                 result = measures.get(name).fn(self)
             except NotApplicable:
                 result = float("nan")
+            except GengapError as err:  # what it lacks, say for which measure
+                if str(err).startswith(f"{name}"):
+                    raise
+                raise GengapError(f"{name}: {err}") from None
             # vector-valued measures (weight_stats) return a dict of named floats
             self._values[name] = result if isinstance(result, dict) else float(result)
         return self._values[name]
@@ -150,8 +189,15 @@ class MeasureContext:
 
     @cached_property
     def weights(self) -> list[torch.Tensor]:
-        """Per-layer weight matrices of the folded model (float64; biases excluded)."""
-        return [w for _, w in weight_matrices(self.folded)]
+        """Per-layer weight matrices of the folded model (float64; biases excluded). A model
+        without Linear or Conv layers has none: the weight measures do not apply to it (NaN),
+        rather than read as the empty product 1 or sum 0."""
+        from gengap.measures.registry import NotApplicable
+
+        found = [w for _, w in weight_matrices(self.folded)]
+        if not found:
+            raise NotApplicable("no Linear or Conv layer: the weight measures need one")
+        return found
 
     @shared_pass
     def init_weights(self) -> list[torch.Tensor]:

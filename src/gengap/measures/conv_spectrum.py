@@ -15,6 +15,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from gengap.errors import GengapError
 from gengap.measures.layers import WEIGHT_LAYERS
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -30,7 +31,7 @@ def conv_input_sizes(
     if not convs:
         return {}
     if input_shape is None:
-        raise ValueError("the FFT spectral norms need the input shape")
+        raise GengapError("the FFT spectral norms need the input shape (input_shape or x_train)")
     sizes: dict[str, tuple[int, ...]] = {}
 
     def recorder(name: str):  # a forward hook must return None, or it replaces the output

@@ -17,7 +17,7 @@ from gengap.measures.context import MeasureContext
 from gengap.measures.features import head_matrix, weight_layers
 from gengap.measures.hessian import Lanczos, hutchinson_trace, lanczos, loss_hvp
 from gengap.measures.layers import forward_copy
-from gengap.measures.registry import measure
+from gengap.measures.registry import NotApplicable, measure
 from gengap.measures.relative_flatness import (
     feature_layer,
     relative_flatness_normalized_head,
@@ -354,6 +354,8 @@ def module_criticality(ctx: MeasureContext) -> float:
     over 10 % above the limit without noise are skipped; a point is rejected early when a
     Student-t prediction bound on its finished draws, at risk 1e-4 per draw, puts its 10-draw
     mean above the limit)."""
+    if not weight_layers(ctx.model):
+        raise NotApplicable("no Linear or Conv layer: module criticality perturbs their weights")
     x, y = _subset(ctx, CRITICALITY_EXAMPLES)
     scores = module_criticality_scores(
         ctx.model, ctx.require_init(), x, y, ctx.device, ctx.batch_size, ctx.options.seed

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
+from gengap.errors import GengapError
 from gengap.measures.context import MeasureContext
 from gengap.measures.layers import batchnorm_affine, replace_module
 from gengap.measures.registry import NotApplicable, measure
@@ -61,9 +62,10 @@ def path_norm(ctx: MeasureContext) -> float:
     a·x + c it computes, so as a²·x + c²; with token inputs every one-hot unit (every embedding
     row) is 1."""
     if ctx.input_shape is None:
-        raise ValueError("path_norm needs the input shape")
+        raise GengapError("path_norm needs the input shape (input_shape or x_train)")
     squared = _squared_copy(ctx)
-    ones = torch.ones((1, *ctx.input_shape), device=ctx.device)
+    dtype = next((p.dtype for p in squared.parameters() if p.is_floating_point()), None)
+    ones = torch.ones((1, *ctx.input_shape), device=ctx.device, dtype=dtype)
     return float(squared(ones).double().sum())
 
 

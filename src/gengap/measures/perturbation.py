@@ -12,7 +12,8 @@ from gengap.models.channels_last import channels_last_safe
 
 
 class FlatNet:
-    """``model`` (kept in eval mode) with its parameters read from a flat float32 vector.
+    """``model`` (kept in eval mode) with its parameters read from a flat vector (of the
+    parameters' dtype: float32 for most models, float64 for a float64 one).
 
     ``vector`` holds every parameter of the model (for a BatchNorm-folded model: the Linear and
     Conv weights and biases); buffers (BatchNorm statistics that could not be folded) stay fixed.
@@ -24,7 +25,7 @@ class FlatNet:
         self.names = [n for n, _ in named]
         self.shapes = [p.shape for _, p in named]
         self.sizes = [p.numel() for _, p in named]
-        self.vector = torch.cat([p.reshape(-1).float() for _, p in named]).to(device)
+        self.vector = torch.cat([p.reshape(-1) for _, p in named]).to(device)
         self.buffers = {n: b for n, b in self.model.named_buffers()}
         self.device = device
         # oneDNN's convolutions run faster on channels-last kernels (bench NiN: a forward and
@@ -35,7 +36,8 @@ class FlatNet:
     def unflatten(self, vector: torch.Tensor) -> dict[str, torch.Tensor]:
         """The parameters as named tensors (views of ``vector``; conv kernels channels-last
         copies on the CPU)."""
-        pieces = torch.split(vector, self.sizes)
+        # a perturbation drawn in float32 promotes a float16 model's vector: back to its dtype
+        pieces = torch.split(vector.to(self.vector.dtype), self.sizes)
         views = {n: p.view(s) for n, p, s in zip(self.names, pieces, self.shapes, strict=True)}
         if self.channels_last:
             views = {n: v.contiguous(memory_format=torch.channels_last) if v.dim() == 4 else v

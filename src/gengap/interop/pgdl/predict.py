@@ -19,6 +19,7 @@ from gengap.atomic_write import write_text_atomically
 from gengap.errors import GengapError
 from gengap.interop.pgdl.task import PgdlTask
 from gengap.measures import NEEDS, Measure, MeasureContext, compute, measures
+from gengap.measures.context_checks import nonfinite_parameter
 
 EXCEEDED = "EXCEEDED"
 # what a task folder gives a measure: no training records, no second seed
@@ -106,14 +107,17 @@ def predict_task(
             if on_model:
                 on_model(ModelPrediction(model_id, EXCEEDED, 0.0))
             continue
-        ctx = MeasureContext(
-            task.model(model_id), init_model=task.model(model_id, "init"),
-            x_train=x, y_train=y, device=device,
-        )
-        try:
-            value = compute(ctx, [entry.name])[entry.name]
-        except GengapError as err:  # "this measure needs ...": say which measure and model
-            raise GengapError(f"{task.root / model_id}: measure {entry.name!r}: {err}") from None
+        model, init = task.model(model_id), task.model(model_id, "init")
+        if init is not None and nonfinite_parameter(init) is not None:
+            init = None  # as the import does: a run without initial weights
+        if nonfinite_parameter(model) is not None:  # a diverged network: the kit's NaN
+            value = math.nan
+        else:
+            ctx = MeasureContext(model, init_model=init, x_train=x, y_train=y, device=device)
+            try:
+                value = compute(ctx, [entry.name])[entry.name]
+            except GengapError as err:  # "<measure>: this measure needs ...": say which model
+                raise GengapError(f"{task.root / model_id}: {err}") from None
         out[model_id] = float(value)
         if on_model:
             on_model(ModelPrediction(model_id, float(value), time.perf_counter() - begin))
