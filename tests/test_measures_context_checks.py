@@ -89,7 +89,10 @@ def test_models_that_are_not_the_same_architecture_or_diverged_are_refused():
     broken = mlp()
     with torch.no_grad():
         broken[2].weight[0, 0] = float("inf")
-    refused("the model: parameter 2.weight holds NaN or inf", broken, None, x, y)
+    refused("the model: tensor '2.weight' holds NaN or infinite values", broken, None, x, y)
+    bn = nn.Sequential(nn.Linear(10, 4), nn.BatchNorm1d(4), nn.ReLU(), nn.Linear(4, 3))
+    bn[1].running_var[0] = float("nan")  # a statistic, not a parameter
+    refused("the model: tensor '1.running_var' holds NaN", bn, None, x, y)
 
 
 def test_a_data_parallel_wrapper_is_measured_as_the_module_it_runs():
@@ -157,3 +160,25 @@ def test_compute_names_the_measure_that_lacks_something_and_defaults_to_what_it_
     assert str(err.value).startswith("frobenius_distance: this measure needs the initial")
     every = compute(ctx)  # all that this context can give: no init, trajectory, second run
     assert "margin" in every and "frobenius_distance" not in every
+
+
+def test_a_model_computes_in_its_layers_dtype_not_its_first_parameters():
+    """A float64 temperature registered before float32 layers: the inputs stay float32."""
+    class Tempered(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.temperature = nn.Parameter(torch.ones((), dtype=torch.float64))
+            self.net = mlp()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x) / self.temperature.float()
+
+    x, y = data()
+    values = compute(MeasureContext(Tempered(), None, x, y, device="cpu"), ["margin"])
+    assert math.isfinite(values["margin"])
+
+
+def test_compute_without_names_leaves_out_agreement_without_held_out_inputs():
+    x, y = data()
+    every = compute(MeasureContext(mlp(), None, x, y, device="cpu", second_model=mlp()))
+    assert "margin" in every and "disagreement" not in every

@@ -215,8 +215,23 @@ def test_a_replaced_file_keeps_its_permission_bits(tmp_path: Path):
 def test_the_new_file_reaches_the_disk_before_the_rename(tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch):
     events: list[str] = []
-    fsync, replace = os.fsync, os.replace
+    fsync, replace, chmod = os.fsync, os.replace, os.chmod
     monkeypatch.setattr(os, "fsync", lambda fd: (events.append("fsync"), fsync(fd))[1])
     monkeypatch.setattr(os, "replace", lambda a, b: (events.append("replace"), replace(a, b))[1])
-    write_text_atomically(tmp_path / "page.html", "<p>hi</p>")
+    monkeypatch.setattr(os, "chmod", lambda p, m: (events.append("chmod"), chmod(p, m))[1])
+    page = tmp_path / "page.html"
+    write_text_atomically(page, "<p>hi</p>")
     assert events == ["fsync", "replace"]
+    events.clear()
+    # read back for the fsync before the old mode is set: a mode of 0200 would refuse that
+    write_text_atomically(page, "<p>again</p>")
+    assert events == ["fsync", "chmod", "replace"]
+
+
+def test_a_loop_of_symbolic_links_is_one_line(tmp_path: Path):
+    one, two = tmp_path / "one.csv", tmp_path / "two.csv"
+    one.symlink_to(two)
+    two.symlink_to(one)
+    with pytest.raises(GengapError) as err:
+        write_text_atomically(one, "x\n")
+    assert str(err.value).startswith(f"{one}: cannot write (a loop of symbolic links")

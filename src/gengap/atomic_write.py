@@ -25,8 +25,8 @@ def write_atomically(path: Path, write: Callable[[Path], None], what: str = "") 
     tmp = _temporary(target)
     try:
         write(tmp)
+        _to_disk(tmp)  # before the old mode: a mode of 0200 would refuse reading it back
         _keep_mode(target, tmp)
-        _to_disk(tmp)
         os.replace(tmp, target)
     except OSError as err:
         _remove(tmp)
@@ -62,7 +62,12 @@ def trial_refusal(path: Path) -> OSError | None:
 
 def _real(path: Path) -> Path:
     """The file ``path`` names: through a symbolic link (even a dangling one), its target."""
-    return path.resolve() if path.is_symlink() else path
+    if not path.is_symlink():
+        return path
+    try:
+        return path.resolve(strict=False)
+    except (RuntimeError, OSError) as err:  # a loop of links (RuntimeError before 3.13)
+        raise GengapError(f"{path}: cannot write (a loop of symbolic links: {err})") from None
 
 
 def _keep_mode(target: Path, tmp: Path) -> None:

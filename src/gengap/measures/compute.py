@@ -15,7 +15,8 @@ def compute(
 ) -> dict[str, float]:
     """Values of the chosen measures on the context's model: names or groups (each must be
     computable here, else an error names what it lacks), or by default every measure whose
-    needs the context meets (:func:`available`)."""
+    needs the context meets (:func:`available`; ``path_norm`` and the FFT spectral norms also
+    need one input's shape: ``x_train`` or ``input_shape``)."""
     return {name: value for name, (value, _) in compute_timed(ctx, names).items()}
 
 
@@ -49,7 +50,8 @@ def available(ctx: MeasureContext, names: str | list[str] | None = None) -> list
         have.discard("train_data")
     if ctx.trajectory is None:
         have.discard("trajectory")
-    if getattr(ctx, "second_model", None) is not None:
+    # the agreement measures compare the two models on held-out inputs
+    if getattr(ctx, "second_model", None) is not None and ctx.x_heldout is not None:
         have.add("second_model")
     return split_by_needs(names, have)[0]
 

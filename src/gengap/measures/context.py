@@ -25,6 +25,7 @@ from gengap.measures.context_checks import (
     check_same_architecture,
     checked_inputs,
     checked_labels,
+    model_dtype,
     unwrapped,
 )
 from gengap.measures.layers import (
@@ -160,8 +161,7 @@ class MeasureContext:
             return self.x_train[:2].to(self.device)
         if self.input_shape is None:
             return None
-        dtype = next((p.dtype for p in self.model.parameters() if p.is_floating_point()),
-                     torch.float32)
+        dtype = model_dtype(self.model) or torch.float32
         gen = torch.Generator().manual_seed(self.options.seed)
         return torch.randn((2, *self.input_shape), generator=gen, dtype=dtype).to(self.device)
 

@@ -10,6 +10,8 @@ from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
 
 from gengap.errors import GengapError
+from gengap.measures.layers import WEIGHT_LAYERS
+from gengap.models.weight_check import weight_problem
 
 # Wrappers that run one module: measured as that module (torch.func cannot see through them).
 WRAPPERS = (nn.DataParallel, nn.parallel.DistributedDataParallel)
@@ -20,18 +22,29 @@ def unwrapped(model: nn.Module | None) -> nn.Module | None:
     return model.module if isinstance(model, WRAPPERS) else model
 
 
-def nonfinite_parameter(model: nn.Module) -> str | None:
-    """The name of the first parameter holding NaN or inf (a diverged run), or None."""
-    return next((name for name, p in model.named_parameters()
-                 if p.is_floating_point() and not bool(torch.isfinite(p).all())), None)
+def model_dtype(model: nn.Module) -> torch.dtype | None:
+    """The dtype the model computes in: its first Linear/Conv weight's, else its first float
+    parameter's (a float64 temperature before float32 layers does not decide it)."""
+    weights = (m.weight for m in model.modules() if isinstance(m, WEIGHT_LAYERS))
+    floats = (p for p in model.parameters() if p.is_floating_point())
+    first = next(weights, None)
+    if first is None:
+        first = next(floats, None)
+    return None if first is None else first.dtype
+
+
+def weights_problem(model: nn.Module) -> str | None:
+    """The first problem of the model's parameters and buffers (NaN or inf in a weight or a
+    BatchNorm statistic: a diverged run), in words, or None (:func:`weight_problem`)."""
+    return weight_problem(model.state_dict(), model)
 
 
 def check_finite_weights(model: nn.Module, what: str) -> None:
-    """Refuse NaN or infinite parameters: every norm and search would be NaN or fail in a
-    linear-algebra routine."""
-    name = nonfinite_parameter(model)
-    if name is not None:
-        raise GengapError(f"{what}: parameter {name} holds NaN or inf (a diverged run?)")
+    """Refuse NaN or infinite weights or statistics: every norm and search would be NaN or
+    fail in a linear-algebra routine."""
+    problem = weights_problem(model)
+    if problem is not None:
+        raise GengapError(f"{what}: {problem} (a diverged run?)")
 
 
 def check_fixed_function(model: nn.Module) -> None:
@@ -74,7 +87,7 @@ def checked_labels(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def checked_inputs(x: torch.Tensor, model: nn.Module, what: str) -> torch.Tensor:
     """``x`` in the model's floating dtype (float inputs only: token ids stay integers), once
     every value is finite."""
-    dtype = next((p.dtype for p in model.parameters() if p.is_floating_point()), None)
+    dtype = model_dtype(model)
     if x.is_floating_point():
         if not bool(torch.isfinite(x).all()):
             row = int((~torch.isfinite(x.reshape(len(x), -1))).any(1).nonzero()[0])

@@ -15,6 +15,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 
 from gengap.errors import GengapError
 from gengap.measures.context import MeasureContext
+from gengap.measures.context_checks import model_dtype
 from gengap.measures.layers import batchnorm_affine, replace_module
 from gengap.measures.registry import NotApplicable, measure
 from gengap.models.mlp import OneHot
@@ -64,8 +65,7 @@ def path_norm(ctx: MeasureContext) -> float:
     if ctx.input_shape is None:
         raise GengapError("path_norm needs the input shape (input_shape or x_train)")
     squared = _squared_copy(ctx)
-    dtype = next((p.dtype for p in squared.parameters() if p.is_floating_point()), None)
-    ones = torch.ones((1, *ctx.input_shape), device=ctx.device, dtype=dtype)
+    ones = torch.ones((1, *ctx.input_shape), device=ctx.device, dtype=model_dtype(squared))
     return float(squared(ones).double().sum())
 
 

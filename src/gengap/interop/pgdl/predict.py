@@ -19,7 +19,7 @@ from gengap.atomic_write import write_text_atomically
 from gengap.errors import GengapError
 from gengap.interop.pgdl.task import PgdlTask
 from gengap.measures import NEEDS, Measure, MeasureContext, compute, measures
-from gengap.measures.context_checks import nonfinite_parameter
+from gengap.measures.context_checks import weights_problem
 
 EXCEEDED = "EXCEEDED"
 # what a task folder gives a measure: no training records, no second seed
@@ -108,13 +108,13 @@ def predict_task(
                 on_model(ModelPrediction(model_id, EXCEEDED, 0.0))
             continue
         model, init = task.model(model_id), task.model(model_id, "init")
-        if init is not None and nonfinite_parameter(init) is not None:
-            init = None  # as the import does: a run without initial weights
-        if nonfinite_parameter(model) is not None:  # a diverged network: the kit's NaN
-            value = math.nan
+        diverged_init = init is not None and weights_problem(init) is not None
+        if weights_problem(model) is not None or diverged_init and "init_weights" in entry.needs:
+            value = math.nan  # a diverged network (or its start, where needed): the kit's NaN
         else:
-            ctx = MeasureContext(model, init_model=init, x_train=x, y_train=y, device=device)
             try:
+                ctx = MeasureContext(model, init_model=None if diverged_init else init,
+                                     x_train=x, y_train=y, device=device)
                 value = compute(ctx, [entry.name])[entry.name]
             except GengapError as err:  # "<measure>: this measure needs ...": say which model
                 raise GengapError(f"{task.root / model_id}: {err}") from None
