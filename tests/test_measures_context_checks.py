@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from gengap.errors import GengapError
-from gengap.measures import MeasureContext, compute
+from gengap.measures import MeasureContext, compute, profile
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -160,6 +160,7 @@ def test_compute_names_the_measure_that_lacks_something_and_defaults_to_what_it_
     assert str(err.value).startswith("frobenius_distance: this measure needs the initial")
     every = compute(ctx)  # all that this context can give: no init, trajectory, second run
     assert "margin" in every and "frobenius_distance" not in every
+    assert set(profile(ctx).values) == set(every)  # the profile chooses alike
 
 
 def test_a_model_computes_in_its_layers_dtype_not_its_first_parameters():

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from gengap.measures.context import MeasureContext
-from gengap.measures.registry import select
+from gengap.measures.registry import Measure, select
 
 
 def compute(
@@ -26,7 +26,7 @@ def compute_timed(
     """``name -> (value, seconds)``; a measure's seconds include shared work it triggered
     first (the forward pass goes to whichever data measure runs first)."""
     out: dict[str, tuple[float, float]] = {}
-    for m in select(available(ctx) if names is None else names):
+    for m in _chosen(ctx, names):
         started = time.perf_counter()
         value = ctx.value(m.name)
         out.update(_flatten(m.name, value, time.perf_counter() - started))
@@ -38,6 +38,11 @@ def _flatten(name: str, value: Any, seconds: float) -> dict[str, tuple[float, fl
     if not isinstance(value, dict):
         return {name: (value, seconds)}
     return {f"{name}.{key}": (v, seconds / max(len(value), 1)) for key, v in value.items()}
+
+
+def _chosen(ctx: MeasureContext, names: str | list[str] | None) -> list[Measure]:
+    """The measures ``names`` picks; by default those the context can feed."""
+    return select(available(ctx) if names is None else names)
 
 
 def available(ctx: MeasureContext, names: str | list[str] | None = None) -> list[str]:
@@ -83,11 +88,12 @@ class Profile:
 
 
 def profile(ctx: MeasureContext, names: str | list[str] | None = None) -> Profile:
-    """Compute the chosen measures and split the time between measures and shared passes."""
+    """Compute the chosen measures (as :func:`compute` chooses them) and split the time
+    between measures and shared passes."""
     values: dict[str, tuple[float, float]] = {}
     own: dict[str, float] = {}
     begun = time.perf_counter()
-    for m in select(names):
+    for m in _chosen(ctx, names):
         passes_before = sum(ctx.pass_seconds.values())
         started = time.perf_counter()
         value = ctx.value(m.name)

@@ -127,7 +127,7 @@ class MeasureContext:
             except NotApplicable:
                 result = float("nan")
             except GengapError as err:  # what it lacks, say for which measure
-                if str(err).startswith(f"{name}"):
+                if str(err).startswith(name):
                     raise
                 raise GengapError(f"{name}: {err}") from None
             # vector-valued measures (weight_stats) return a dict of named floats
