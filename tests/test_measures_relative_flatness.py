@@ -9,6 +9,7 @@ import copy
 
 import pytest
 import torch
+from explicit_hessian import explicit_hessian_trace
 from torch import nn
 from torch.func import functional_call
 
@@ -149,20 +150,6 @@ def rescale_mlp(net: nn.Module, factors: list[float]) -> nn.Module:
         scaled[2].bias.mul_(lam)
         scaled[4].weight.div_(lam[None, :])
     return scaled
-
-
-def explicit_hessian_trace(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
-    names = [n for n, _ in net.named_parameters()]
-    total = 0.0
-    for name in names:  # the trace needs only the diagonal blocks
-        p = dict(net.named_parameters())[name].detach().clone()
-
-        def loss_of(v: torch.Tensor, name: str = name) -> torch.Tensor:
-            return nn.functional.cross_entropy(functional_call(net, {name: v}, (x,)), y)
-
-        h = torch.autograd.functional.hessian(loss_of, p).reshape(p.numel(), p.numel())
-        total += float(torch.trace(h))
-    return total
 
 
 def test_relative_flatness_is_unchanged_by_rescaling_each_neuron() -> None:

@@ -15,6 +15,7 @@ from torch import nn
 
 from gengap.measures.context import MeasureContext
 from gengap.measures.features import head_matrix, weight_layers
+from gengap.measures.gauss_newton_trace import exact_trace_obstacle, gauss_newton_trace
 from gengap.measures.hessian import Lanczos, hutchinson_trace, lanczos, loss_hvp
 from gengap.measures.layers import forward_copy
 from gengap.measures.registry import NotApplicable, measure
@@ -22,14 +23,15 @@ from gengap.measures.relative_flatness import (
     feature_layer,
     relative_flatness_normalized_head,
     relative_flatness_of_layer,
-    smooth_modules_after,
 )
+from gengap.measures.smoothness import smooth_steps
 
 DATA = ("weights", "train_data")
 HESSIAN_EXAMPLES = 512  # training examples the Hessian measures use (a seeded subset)
 HESSIAN_BATCH = 32  # examples per double-backward pass (bench NiN: 6.1 s per product, 64: 7.5)
 RELATIVE_FLATNESS_BATCH = 64  # examples per batch of the per-class Jacobians (cache-sized)
 HUTCHINSON_SAMPLES = 10  # projected Rademacher vectors (the Lanczos space taken exactly)
+GAUSS_NEWTON_BATCH = 16  # examples per batch of the exact trace (bench NiN: faster than 32, 64)
 HESSIAN_ITERATIONS = 100  # most Lanczos steps (Hessian-vector products)
 # pyhessian's tolerance; the Ritz value's error is of the order of the residual squared over the
 # spectral gap (bench NiN: 7 products, θ within 1.2e-7 of the value 3 steps later; 1e-4: 8)
@@ -64,7 +66,7 @@ def relative_flatness(ctx: MeasureContext) -> float:
     name, layer = feature_layer(ctx.model, probe)
     ctx.details["relative_flatness_layer"] = name
     # where modules after the layer are smooth, the value is the Gauss-Newton part
-    ctx.details["relative_flatness_smooth_after"] = smooth_modules_after(ctx.model, layer, probe)
+    ctx.details["relative_flatness_smooth_after"] = smooth_steps(ctx.model, probe, after=layer)
     return relative_flatness_of_layer(ctx.model, layer, x, ctx.device,
                                       min(ctx.batch_size, RELATIVE_FLATNESS_BATCH))
 
@@ -104,20 +106,32 @@ def hessian_top_eigenvalue(ctx: MeasureContext) -> float:
     """λ_max(∇²L): the dominant eigenvalue of the training-loss Hessian by the Lanczos method on
     Hessian-vector products (to a relative residual of 1e-3; pyhessian uses power iteration),
     on a seeded subset of 512 examples."""
-    return ctx.hessian_lanczos[0].value
+    run = ctx.hessian_lanczos[0]
+    ctx.details["hessian_lanczos_steps"] = len(run.diagonal)
+    return run.value
 
 
 @measure("hessian_trace", group="flatness", needs=DATA, cost="E")
 def hessian_trace(ctx: MeasureContext) -> float:
-    """Tr(∇²L) on the same 512 examples: the trace of the Hessian projected on the Lanczos
-    space of ``hessian_top_eigenvalue`` (exact) plus Hutchinson's estimator on its orthogonal
-    complement (mean ṽᵀHṽ over 10 projected Rademacher vectors ṽ); unbiased, its standard
-    error goes to ``ctx.details["hessian_trace_stderr"]``."""
+    """Tr(∇²L) on the same 512 examples. Exact for a piecewise-linear network whose layers
+    each run once (every ReLU family of gengap): the Gauss-Newton trace, which equals it there,
+    as a sum of per-example squared gradient norms (:mod:`gengap.measures.gauss_newton_trace`).
+    Otherwise (tanh, GELU, LayerNorm, attention...) the trace of the Hessian projected on the
+    Lanczos space of ``hessian_top_eigenvalue`` (exact) plus Hutchinson's estimator on its
+    orthogonal complement (mean ṽᵀHṽ over 10 projected Rademacher vectors ṽ), unbiased. Its
+    standard error (0 when exact) goes to ``ctx.details["hessian_trace_stderr"]``, and what
+    ruled out the exact trace to ``ctx.details["hessian_trace_estimated_because"]``."""
+    x, _ = _subset(ctx, HESSIAN_EXAMPLES)
+    obstacle = exact_trace_obstacle(ctx.model, x[:2].to(ctx.device))
+    if obstacle is None:
+        ctx.details["hessian_trace_stderr"] = 0.0
+        return gauss_newton_trace(ctx.model, x, ctx.device,
+                                  min(ctx.batch_size, GAUSS_NEWTON_BATCH))
+    ctx.details["hessian_trace_estimated_because"] = obstacle
     run, hvp, params = ctx.hessian_lanczos
     gen = torch.Generator().manual_seed(ctx.options.seed + 1)
     value, stderr = hutchinson_trace(hvp, params, HUTCHINSON_SAMPLES, gen, deflate=run)
     ctx.details["hessian_trace_stderr"] = stderr
-    ctx.details["hessian_lanczos_steps"] = len(run.diagonal)
     return value
 
 

@@ -34,29 +34,14 @@ After a smooth activation (tanh, GELU) this is the Gauss-Newton part of the Hess
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import torch
 from torch import nn
 
-from gengap.measures.features import calls, weight_layers, weight_layers_as_run
+from gengap.measures.features import weight_layers, weight_layers_as_run
+from gengap.measures.patches import layer_patches, parameters_frozen
 from gengap.measures.registry import NotApplicable
 
 JACOBIAN_BUDGET = 2**24  # entries per Jacobian tensor (64 MiB in float32)
-
-
-@contextmanager
-def _parameters_frozen(model: nn.Module) -> Iterator[None]:
-    """Autograd builds graphs only from the tensors we ask about, not from every weight."""
-    flags = [(p, p.requires_grad) for p in model.parameters()]
-    try:
-        for p, _ in flags:
-            p.requires_grad_(False)
-        yield
-    finally:
-        for p, flag in flags:
-            p.requires_grad_(flag)
 
 
 @torch.no_grad()
@@ -69,54 +54,6 @@ def feature_layer(model: nn.Module, probe: torch.Tensor | None = None) -> tuple[
     if len(layers) < 2:
         raise NotApplicable("relative flatness needs a layer before the head")
     return layers[-2]
-
-
-# Modules that are piecewise linear in their input in eval mode: after them the Hessian in
-# the layer's output is exactly the Gauss-Newton matrix.
-PIECEWISE_LINEAR = (
-    nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.ReLU, nn.LeakyReLU, nn.ReLU6, nn.Hardtanh,
-    nn.PReLU, nn.MaxPool1d, nn.MaxPool2d, nn.MaxPool3d, nn.AvgPool1d, nn.AvgPool2d,
-    nn.AvgPool3d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d,
-    nn.AdaptiveMaxPool1d, nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.BatchNorm1d,
-    nn.BatchNorm2d, nn.BatchNorm3d, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
-    nn.Flatten, nn.Identity,
-)
-
-
-@torch.no_grad()
-def smooth_modules_after(model: nn.Module, layer: nn.Module, probe: torch.Tensor) -> list[str]:
-    """Names of the leaf modules that run after ``layer`` on ``probe`` and are not piecewise
-    linear (LayerNorm, tanh, GELU...): where there are any, :func:`relative_flatness_of_layer`
-    gives the Gauss-Newton part of the Hessian. Functions called inside a ``forward`` (not
-    modules) are not seen."""
-    leaves = [(n, m) for n, m in model.named_modules() if not list(m.children())]
-    order = calls(model, probe, leaves)
-    runs = [i for i, (_, m) in enumerate(order) if m is layer]
-    after = order[runs[-1] + 1 :] if runs else []
-    return sorted({n for n, m in after if not isinstance(m, PIECEWISE_LINEAR)})
-
-
-def _patches(layer: nn.Module, inputs: torch.Tensor) -> torch.Tensor:
-    """The layer's input as (batch, features, positions): z[:, :, p] = W · patch p (+ b)."""
-    if isinstance(layer, nn.Linear):
-        return inputs.reshape(len(inputs), -1, inputs.shape[-1]).transpose(1, 2)
-    if not isinstance(layer, (nn.Conv1d, nn.Conv2d)):
-        raise NotApplicable(f"relative flatness supports Linear, Conv1d and Conv2d, not {layer}")
-    if layer.groups != 1 or layer.padding_mode != "zeros" or isinstance(layer.padding, str) and \
-            layer.padding != "valid":
-        raise NotApplicable("relative flatness needs an ungrouped, zero-padded convolution")
-    padding = (0,) * len(layer.kernel_size) if isinstance(layer.padding, str) else layer.padding
-    if all(k == 1 for k in layer.kernel_size) and not any(padding):
-        # a 1x1 convolution's patches are its input's pixels (unfold would copy them slowly)
-        index = (slice(None), slice(None)) + tuple(slice(None, None, st) for st in layer.stride)
-        return inputs[index].reshape(len(inputs), inputs.shape[1], -1)
-    if isinstance(layer, nn.Conv1d):  # a 1-d convolution is a 2-d one of height 1
-        inputs = inputs.unsqueeze(2)
-        pad, kernel = (0, padding[0] if padding else 0), (1, layer.kernel_size[0])
-        stride, dilation = (1, layer.stride[0]), (1, layer.dilation[0])
-    else:
-        pad, kernel, stride, dilation = padding, layer.kernel_size, layer.stride, layer.dilation
-    return nn.functional.unfold(inputs, kernel, dilation=dilation, padding=pad, stride=stride)
 
 
 def _output_jacobians(z: torch.Tensor, logits: torch.Tensor, layer: nn.Module) -> torch.Tensor:
@@ -157,7 +94,7 @@ def relative_flatness_of_layer(
     total = 0.0
     handle = layer.register_forward_hook(hook)
     try:
-        with _parameters_frozen(model), torch.enable_grad():
+        with parameters_frozen(model), torch.enable_grad():
             # size batches so the Jacobians, (classes, batch, out, positions), stay bounded
             classes = model(x[:1].to(device)).shape[1]
             per_example = classes * grabbed["z"].numel()
@@ -171,7 +108,7 @@ def relative_flatness_of_layer(
                 # √p_c (J[c] − Σ_c' p_c' J[c']): Tr(A M) becomes a sum of squares
                 centred = jac - (p[:, :, None, None] * jac).sum(dim=0)
                 centred.mul_(p.sqrt()[:, :, None, None])
-                patches = _patches(layer, grabbed["input"]).to(dtype)  # (b, in·k, positions)
+                patches = layer_patches(layer, grabbed["input"]).to(dtype)  # (b, in·k, positions)
                 overlap = patches.transpose(1, 2) @ patches  # Q: (b, positions, positions)
                 # Tr(A M) = Σ_c Tr(V_c Q V_cᵀ), V_c = Wᵀ centred[c] (the Gram G = W Wᵀ)
                 v = torch.matmul(w.T.to(dtype), centred)  # (C, b, in·k, positions)

@@ -1,0 +1,163 @@
+"""The exact trace of the training-loss Hessian of a piecewise-linear network, from per-example
+gradients, without a Hessian-vector product.
+
+Write the mean cross-entropy's Hessian as H = G + R, G = (1/N) Σ_i J_iᵀ A_i J_i the Gauss-Newton
+matrix (J_i = ∂logits_i/∂θ, A_i = diag p_i − p_i p_iᵀ) and R = (1/N) Σ_i Σ_c (p_ic − y_ic)
+∇²_θ logit_ic. When every module that holds parameters runs once and everything else is
+piecewise linear (ReLU, pooling, BatchNorm in eval mode, sums: all of gengap's ReLU families),
+the logits are piecewise linear in each module's parameters alone, so R's diagonal blocks, and
+with them Tr R, vanish almost everywhere: Tr H = Tr G. With A_i = Σ_c p_ic (e_c − p_i)(e_c − p_i)ᵀ,
+
+    Tr G = (1/N) Σ_i Σ_c ‖∇_θ u_icᵀ logits_i‖²,   u_ic = √p_ic (e_c − p_i),
+
+a sum of per-example squared gradient norms: one forward pass, one backward pass per class
+down to each module's output, and each module's per-example parameter gradient formed from
+its input and that output gradient. Exact where Hutchinson's estimator (pyhessian's) is noisy.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from gengap.measures.features import calls
+from gengap.measures.layers import BATCH_NORMS
+from gengap.measures.patches import layer_patches, patch_obstacle
+from gengap.measures.smoothness import smooth_steps
+
+FORMED = (nn.Linear, nn.Conv1d, nn.Conv2d, *BATCH_NORMS)  # per-example gradients built here
+
+
+def exact_trace_obstacle(model: nn.Module, probe: torch.Tensor) -> str | None:
+    """Why the trace of ``model``'s loss Hessian may differ from the Gauss-Newton trace that
+    :func:`gauss_newton_trace` computes, or None when it cannot: a step that is not piecewise
+    linear (:func:`~gengap.measures.smoothness.smooth_steps` on ``probe``), a trainable
+    parameter outside a Linear, Conv1d, Conv2d or BatchNorm layer (or in one whose patches
+    :func:`~gengap.measures.patches.patch_obstacle` refuses), a parameter shared between
+    layers, or a layer that runs more than once."""
+    owners: dict[int, str] = {}
+    for name, module in model.named_modules():
+        own = [p for p in module.parameters(recurse=False) if p.requires_grad]
+        if not own:
+            continue
+        if isinstance(module, BATCH_NORMS):
+            why = None if module.track_running_stats else "a BatchNorm without running statistics"
+        else:
+            why = patch_obstacle(module)
+        if why is not None:
+            return f"{name or 'the model'}: {why}"
+        for p in own:
+            if id(p) in owners:
+                return f"{name} shares a parameter with {owners[id(p)]}"
+            owners[id(p)] = name
+    if smooth := smooth_steps(model, probe):
+        return f"not piecewise linear: {', '.join(smooth)}"
+    holders = [(n, m) for n, m in model.named_modules() if n in owners.values()]
+    counts: dict[str, int] = {}
+    for name, _ in calls(model, probe, holders):
+        counts[name] = counts.get(name, 0) + 1
+    repeated = sorted(n for n, k in counts.items() if k > 1)
+    return f"{', '.join(repeated)} runs more than once" if repeated else None
+
+
+def gauss_newton_trace(model: nn.Module, x: torch.Tensor, device: torch.device,
+                       batch_size: int = 32) -> float:
+    """Tr G of the mean cross-entropy on inputs ``x`` (labels do not enter: A_i does not depend
+    on them) over ``model``'s trainable parameters, by the module docstring's formula. Equal to
+    the Hessian's trace where :func:`exact_trace_obstacle` finds nothing."""
+    model = model.eval()
+    modules = [m for m in model.modules() if isinstance(m, FORMED)
+               and any(p.requires_grad for p in m.parameters(recurse=False))]
+    trainable = {id(p) for p in model.parameters() if p.requires_grad}
+    if not trainable:
+        return 0.0
+    total = 0.0
+    with torch.enable_grad():
+        for i in range(0, len(x), batch_size):
+            total += _batch_trace(model, modules, trainable, x[i : i + batch_size].to(device))
+    return total / len(x)
+
+
+def _batch_trace(model: nn.Module, modules: list[nn.Module], trainable: set[int],
+                 x: torch.Tensor) -> float:
+    seen: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
+
+    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+             ) -> torch.Tensor:
+        seen.append((module, inputs[0].detach(), output))
+        return output.clone()  # what comes next may work in place; `output` stays as it was
+
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        logits = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    cotangents = _centred_cotangents(logits.detach())  # (C, b, C)
+    outputs = [out for _, _, out in seen]
+    # only the gradients in the outputs are asked for: autograd skips the weights' own
+    deltas = torch.autograd.grad(logits, outputs, cotangents.to(logits.dtype),
+                                 is_grads_batched=True)
+    total = 0.0
+    for (module, inp, _), delta in zip(seen, deltas, strict=True):
+        norms = _squared_gradient_norms(module, trainable, inp, delta)
+        total += float(norms.sum(dtype=torch.float64))
+    return total
+
+
+def _centred_cotangents(logits: torch.Tensor) -> torch.Tensor:
+    """u_c = √p_c (e_c − p) for every class c, shape (C, b, C), in float64. 1 − p_c is taken
+    as the sum of the other classes' probabilities, which keeps its precision when p_c ≈ 1."""
+    p = torch.softmax(logits.double(), dim=1)
+    classes = p.shape[1]
+    u = -p.expand(classes, *p.shape).clone()  # u[c, i, :] = −p_i
+    eye = torch.eye(classes, dtype=torch.bool, device=p.device)
+    others = p.sum(dim=1, keepdim=True) - p  # Σ_{c' ≠ c} p_c' for each c
+    u[eye.unsqueeze(1).expand_as(u)] = others.T.reshape(-1)
+    return u * p.T.sqrt().unsqueeze(2)
+
+
+def _squared_gradient_norms(module: nn.Module, trainable: set[int], inp: torch.Tensor,
+                            delta: torch.Tensor) -> torch.Tensor:
+    """Σ over ``module``'s parameters in ``trainable`` (ids) of ‖∂(u_icᵀ logits_i)/∂θ‖² per
+    class c and example i, (C, b), from its input and ``delta``, the gradients in its output
+    for each class, (C, *output)."""
+    weight, bias = module.weight, module.bias
+    dtype = torch.promote_types(delta.dtype, torch.float32)
+    delta, inp = delta.to(dtype), inp.to(dtype)
+    if isinstance(module, BATCH_NORMS):
+        flat = delta.reshape(*delta.shape[:3], -1)  # (C, b, channels, positions)
+        shape = (1, -1) + (1,) * (inp.dim() - 2)
+        normalized = (inp - module.running_mean.reshape(shape)) * torch.rsqrt(
+            module.running_var.reshape(shape) + module.eps)
+        weight_sq = (flat * normalized.reshape(*normalized.shape[:2], -1)).sum(-1).pow(2).sum(-1)
+    else:
+        if isinstance(module, nn.Linear):  # (.., out) -> (C, b, out, positions)
+            flat = delta.reshape(delta.shape[0], delta.shape[1], -1, delta.shape[-1])
+            flat = flat.transpose(2, 3)
+        else:
+            flat = delta.reshape(*delta.shape[:3], -1)
+        patches = layer_patches(module, inp)  # (b, in·k, positions)
+        weight_sq = _outer_sum_norms(flat, patches)
+    total = torch.zeros(delta.shape[:2], dtype=dtype, device=delta.device)
+    if weight is not None and id(weight) in trainable:
+        total += weight_sq
+    if bias is not None and id(bias) in trainable:
+        total += flat.sum(-1).pow(2).sum(-1)
+    return total
+
+
+def _outer_sum_norms(flat: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
+    """‖Σ_p δ_p P_pᵀ‖²_F per class and example, δ = ``flat`` (C, b, out, positions) and P =
+    ``patches`` (b, features, positions): by the gradient itself, or by Gram matrices over
+    positions (Σ_{p,q} ⟨δ_p, δ_q⟩⟨P_p, P_q⟩) where that is fewer operations."""
+    classes, _, out, positions = flat.shape
+    features = patches.shape[1]
+    if positions == 1:
+        return flat.pow(2).sum((2, 3)) * patches.pow(2).sum((1, 2))
+    direct = classes * out * features * positions
+    gram = positions * positions * (features + classes * out)
+    if direct <= gram:
+        return torch.matmul(flat, patches.transpose(1, 2)).pow(2).sum((2, 3))
+    overlap = patches.transpose(1, 2) @ patches  # (b, positions, positions)
+    return (flat.transpose(2, 3) @ flat * overlap).sum((2, 3))
