@@ -60,14 +60,16 @@ def relative_flatness(ctx: MeasureContext) -> float:
     exact when those layers are piecewise linear (ReLU, pooling, BatchNorm in eval mode), the
     Gauss-Newton part of the Hessian after tanh, GELU or LayerNorm (the smooth modules found
     after W are listed in ``ctx.details["relative_flatness_smooth_after"]``). Invariant to
-    rescaling W's neurons."""
+    rescaling W's neurons, which is all that folding the BatchNorm after W into it does: it is
+    computed on the faster forward copy (``ctx.forward_model``)."""
     x, _ = ctx.require_data()
     probe = x[:1].to(ctx.device)
     name, layer = feature_layer(ctx.model, probe)
     ctx.details["relative_flatness_layer"] = name
     # where modules after the layer are smooth, the value is the Gauss-Newton part
     ctx.details["relative_flatness_smooth_after"] = smooth_steps(ctx.model, probe, after=layer)
-    return relative_flatness_of_layer(ctx.model, layer, x, ctx.device,
+    fast = dict(ctx.forward_model.named_modules())[name]  # W with its BatchNorm folded in
+    return relative_flatness_of_layer(ctx.forward_model, fast, x, ctx.device,
                                       min(ctx.batch_size, RELATIVE_FLATNESS_BATCH))
 
 
