@@ -113,6 +113,13 @@ def test_measure_one_file_errors_are_one_line(one_model, tmp_path: Path):
                      "--data", "digits", "--measures", "frobenius_distance")
     assert no_init.returncode == 2 and "needs --init" in no_init.stderr
     assert "size mismatch for" in wrong.stderr  # the tensor and its shapes
+    for option, text, problem in [("--arch", "family=mlp,width=", "width"),
+                                  ("--data", "name=digits,bogus", "expected key=value")]:
+        args = {"--arch": "family=mlp,width=8,depth=1", "--data": "digits", option: text}
+        bad = gengap("measure", str(weights), *(x for kv in args.items() for x in kv))
+        assert bad.returncode == 2 and len(bad.stderr.strip().splitlines()) == 1
+        assert f"Invalid value for '{option}': '{text}': " in bad.stderr and problem in bad.stderr
+        assert "gengap measure --help" in bad.stderr
     state = load_file(str(weights))
     for name, bad, problem in [
         ("nan", {**state, "1.weight": torch.full_like(state["1.weight"], float("nan"))},

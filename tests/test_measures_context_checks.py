@@ -183,3 +183,12 @@ def test_compute_without_names_leaves_out_agreement_without_held_out_inputs():
     x, y = data()
     every = compute(MeasureContext(mlp(), None, x, y, device="cpu", second_model=mlp()))
     assert "margin" in every and "disagreement" not in every
+
+
+def test_measures_are_chosen_by_names_only():
+    x, y = data()
+    ctx = MeasureContext(mlp(), x_train=x, y_train=y, device="cpu")
+    for bad in (5, ["margin", 3], {"margin": 1}):
+        with pytest.raises(GengapError, match="a name or a list of names"):
+            compute(ctx, bad)
+    assert set(compute(ctx, ("margin", "params"))) == {"margin", "params"}

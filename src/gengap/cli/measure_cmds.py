@@ -50,10 +50,11 @@ def _measure_file(
     output_file(out, (".json", ".csv"), inputs=(target, init, arch, data))
     with blamed_on("--measures", ctx):  # a measure named that one file cannot give
         chosen, left_out = file_measures(measures, init is not None)
-    result = measure_chosen(
-        target, parse_spec_arg(arch, ArchSpec, "arch"), parse_spec_arg(data, DataSpec, "data"),
-        chosen, init, device, data_dir,
-    )
+    with blamed_on("--arch", ctx):
+        arch_spec = parse_spec_arg(arch, ArchSpec, "arch")
+    with blamed_on("--data", ctx):
+        data_spec = parse_spec_arg(data, DataSpec, "data")
+    result = measure_chosen(target, arch_spec, data_spec, chosen, init, device, data_dir)
     values = {name: value for name, (value, _) in result.values.items()}
     shown = {k: v for k, v in values.items() if not k.startswith("wstat.")}
     frame = pd.DataFrame({"measure": list(shown), "value": list(shown.values())})

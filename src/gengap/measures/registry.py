@@ -94,7 +94,12 @@ def select(spec: str | list[str] | None = None) -> list[Measure]:
     or group names, in catalogue order."""
     if spec is None or spec == "all":
         return [measures.get(name) for name in measures]
-    wanted = spec.split(",") if isinstance(spec, str) else list(spec)
+    if isinstance(spec, str):
+        wanted = spec.split(",")
+    elif isinstance(spec, (list, tuple, set, frozenset)) and all(isinstance(w, str) for w in spec):
+        wanted = list(spec)
+    else:
+        raise GengapError(f"measures are chosen by a name or a list of names, not {spec!r}")
     chosen: dict[str, Measure] = {}
     for item in (w.strip() for w in wanted if w.strip()):
         if item in measures:
@@ -103,7 +108,7 @@ def select(spec: str | list[str] | None = None) -> list[Measure]:
             chosen.update({n: measures.get(n) for n in measures if measures.get(n).group == item})
         else:
             raise GengapError(
-                f"unknown measure or group {item!r} (see `gengap measures list`)"
+                f"unknown measure or group {item!r}: `gengap measures list` names them all"
             )
     if not chosen:  # "" or ",": a slip, not a wish to measure nothing
         raise GengapError(f"no measure named in {spec!r} (names or groups, or all)")

@@ -84,13 +84,13 @@ def parse_spec_arg(text: str, kind: type[ArchSpec] | type[DataSpec], table: str)
         fields = raw.get(table, raw) if isinstance(raw, dict) else raw
         where = str(path)
     elif "=" not in text and kind is DataSpec:
-        fields, where = {"name": text}, f"--{table}"
+        fields, where = {"name": text}, repr(text)
     else:
-        fields, where = {}, f"--{table}"
+        fields, where = {}, repr(text)
         for item in filter(None, (part.strip() for part in _top_level_items(text))):
             key, sep, value = item.partition("=")
             if not sep:
-                raise GengapError(f"--{table} {text!r}: expected key=value, got {item!r}")
+                raise GengapError(f"{text!r}: expected key=value, got {item!r}")
             try:
                 fields[key.strip()] = json.loads(value)
             except json.JSONDecodeError:
