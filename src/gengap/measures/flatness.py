@@ -25,6 +25,7 @@ from gengap.measures.relative_flatness import (
     relative_flatness_of_layer,
 )
 from gengap.measures.smoothness import smooth_steps
+from gengap.models.channels_last import channels_last_safe
 
 DATA = ("weights", "train_data")
 HESSIAN_EXAMPLES = 512  # training examples the Hessian measures use (a seeded subset)
@@ -68,8 +69,11 @@ def relative_flatness(ctx: MeasureContext) -> float:
     ctx.details["relative_flatness_layer"] = name
     # where modules after the layer are smooth, the value is the Gauss-Newton part
     ctx.details["relative_flatness_smooth_after"] = smooth_steps(ctx.model, probe, after=layer)
-    fast = dict(ctx.forward_model.named_modules())[name]  # W with its BatchNorm folded in
-    return relative_flatness_of_layer(ctx.forward_model, fast, x, ctx.device,
+    # W with its BatchNorm folded in, channels-last on the CPU: only the layers after W are
+    # differentiated, so a model whose channels-last backward could crash keeps its own copy
+    model = ctx.forward_model if channels_last_safe(ctx.model) else ctx.model
+    fast = dict(model.named_modules())[name]
+    return relative_flatness_of_layer(model, fast, x, ctx.device,
                                       min(ctx.batch_size, RELATIVE_FLATNESS_BATCH))
 
 
