@@ -172,3 +172,18 @@ def test_smooth_steps_after_a_layer_see_only_what_follows_it() -> None:
     assert smooth_steps(net, x, after=net.head) == []
     linear = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 3))
     assert smooth_steps(linear, x.float()) == []
+
+
+def test_classes_split_over_several_backward_passes_give_the_same_trace(monkeypatch) -> None:
+    """Many classes: the output gradients of a pass stay within the budget, same value."""
+    import gengap.measures.gauss_newton_trace as module
+
+    torch.manual_seed(4)
+    net = nn.Sequential(nn.Linear(5, 7), nn.ReLU(), nn.Linear(7, 12)).double().eval()
+    x = torch.randn(9, 5, dtype=torch.float64)
+    whole = gauss_newton_trace(net, x, torch.device("cpu"), batch_size=4)
+    monkeypatch.setattr(module, "GRADIENT_BUDGET", 4 * (7 + 12) * 5)  # 5 classes a pass
+    assert gauss_newton_trace(net, x, torch.device("cpu"), batch_size=4) == pytest.approx(
+        whole, rel=1e-12)
+    y = torch.randint(0, 12, (9,))
+    assert whole == pytest.approx(explicit_hessian_trace(net, x, y), rel=1e-10)

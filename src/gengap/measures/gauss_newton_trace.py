@@ -26,6 +26,7 @@ from gengap.measures.patches import layer_patches, patch_obstacle
 from gengap.measures.smoothness import smooth_steps
 
 FORMED = (nn.Linear, nn.Conv1d, nn.Conv2d, *BATCH_NORMS)  # per-example gradients built here
+GRADIENT_BUDGET = 2**26  # entries of the output gradients of one backward pass (256 MiB f32)
 
 
 def exact_trace_obstacle(model: nn.Module, probe: torch.Tensor) -> str | None:
@@ -93,15 +94,20 @@ def _batch_trace(model: nn.Module, modules: list[nn.Module], trainable: set[int]
     finally:
         for h in handles:
             h.remove()
-    cotangents = _centred_cotangents(logits.detach())  # (C, b, C)
+    cotangents = _centred_cotangents(logits.detach()).to(logits.dtype)  # (C, b, C)
     outputs = [out for _, _, out in seen]
-    # only the gradients in the outputs are asked for: autograd skips the weights' own
-    deltas = torch.autograd.grad(logits, outputs, cotangents.to(logits.dtype),
-                                 is_grads_batched=True)
+    # classes per backward pass: their output gradients, (classes, *output) per layer, bounded
+    per_class = sum(out.numel() for out in outputs)
+    step = max(1, GRADIENT_BUDGET // max(per_class, 1))
     total = 0.0
-    for (module, inp, _), delta in zip(seen, deltas, strict=True):
-        norms = _squared_gradient_norms(module, trainable, inp, delta)
-        total += float(norms.sum(dtype=torch.float64))
+    for first in range(0, len(cotangents), step):
+        # only the gradients in the outputs are asked for: autograd skips the weights' own
+        deltas = torch.autograd.grad(logits, outputs, cotangents[first : first + step],
+                                     retain_graph=first + step < len(cotangents),
+                                     is_grads_batched=True)
+        for (module, inp, _), delta in zip(seen, deltas, strict=True):
+            norms = _squared_gradient_norms(module, trainable, inp, delta)
+            total += float(norms.sum(dtype=torch.float64))
     return total
 
 
