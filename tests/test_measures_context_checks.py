@@ -188,7 +188,9 @@ def test_compute_without_names_leaves_out_agreement_without_held_out_inputs():
 def test_measures_are_chosen_by_names_only():
     x, y = data()
     ctx = MeasureContext(mlp(), x_train=x, y_train=y, device="cpu")
-    for bad in (5, ["margin", 3], {"margin": 1}):
+    for bad in (5, ["margin", 3], [b"margin"]):
         with pytest.raises(GengapError, match="a name or a list of names"):
             compute(ctx, bad)
-    assert set(compute(ctx, ("margin", "params"))) == {"margin", "params"}
+    for good in (("margin", "params"), {"margin": 1, "params": 2}.keys(),
+                 (n for n in ["margin", "params"])):
+        assert set(compute(ctx, good)) == {"margin", "params"}

@@ -10,8 +10,10 @@ import torch
 from explicit_hessian import explicit_hessian_trace
 from torch import nn
 
+from gengap.interop.pgdl.keras import build_keras
 from gengap.measures import MeasureContext, compute
-from gengap.measures.gauss_newton_trace import exact_trace_obstacle, gauss_newton_trace
+from gengap.measures.exact_trace_checks import exact_trace_obstacle
+from gengap.measures.gauss_newton_trace import gauss_newton_trace
 from gengap.measures.smoothness import smooth_steps
 from gengap.models import build
 from gengap.specs import ArchSpec
@@ -53,6 +55,14 @@ PIECEWISE_LINEAR_NETS = {
         lambda: build(ArchSpec(family="resnet", width=4, depth=1), (3, 8, 8), 3), (3, 8, 8)),
     "gengap nin": (
         lambda: build(ArchSpec(family="nin", width=4, depth=1), (3, 8, 8), 3), (3, 8, 8)),
+    "PGDL Keras convnet ('same' max-pooling, channels-last flatten)": (
+        lambda: build_keras({"input_shape": [6, 6, 2], "model_config": [
+            {"layer_name": "Conv2D", "filters": 3, "kernel_size": 3, "strides": 1,
+             "padding": "same", "activation": "relu"},
+            {"layer_name": "MaxPooling2D", "pool_size": 3, "strides": 2, "padding": "same"},
+            {"layer_name": "Flatten"},
+            {"layer_name": "Dense", "units": 5, "activation": "relu"},
+            {"layer_name": "Dense", "units": 3}]}), (2, 6, 6)),
 }
 
 
@@ -134,18 +144,75 @@ def tied() -> nn.Module:
     return nn.Sequential(first, nn.ReLU(), second, nn.ReLU(), nn.Linear(4, 3))
 
 
+class WeightOutsideItsLayer(nn.Module):
+    """A Linear layer's weight applied by F.linear: the layer itself never runs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden, self.head = nn.Linear(4, 5), nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(torch.relu(nn.functional.linear(x, self.hidden.weight)))
+
+
+class Standardized(nn.Linear):
+    """A weight-standardized layer: its own forward divides the weight by its norm."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(x, self.weight / self.weight.norm(), self.bias)
+
+
+class RowsNotExamples(nn.Module):
+    """Each example is two rows of 2 features: the hidden layer sees twice the batch."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden, self.head = nn.Linear(2, 5), nn.Linear(10, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = torch.relu(self.hidden(x.reshape(-1, 2)))
+        return self.head(rows.reshape(len(x), -1))
+
+
+class InPlace(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden, self.head = nn.Linear(4, 5), nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.hidden(x).tanh_())
+
+
+class Reciprocal(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden, self.head = nn.Linear(4, 5), nn.Linear(5, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(1 / (torch.relu(self.hidden(x)) + 1))
+
+
 OBSTACLES = {
     "tanh module": (lambda: nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)),
                     "not piecewise linear: 1"),
-    "tanh in forward": (TanhInForward, "tanh()"),
-    "product of two branches": (Gated, "mul() of two activations"),
+    "tanh in forward": (TanhInForward, "not piecewise linear: tanh()"),
+    "in-place tanh_": (InPlace, "not piecewise linear: tanh()"),
+    "1 / activation": (Reciprocal, "by a varying tensor"),
+    "product of two branches": (Gated, "mul() of two varying tensors"),
     "layer run twice": (Twice, "square runs more than once"),
     "tied weights": (tied, "2 shares a parameter with 0"),
     "LayerNorm": (lambda: nn.Sequential(nn.Linear(4, 5), nn.LayerNorm(5), nn.Linear(5, 3)),
-                  "1: a LayerNorm is not a Linear"),
+                  "1: parameters in a layer of type LayerNorm"),
     "grouped convolution": (
         lambda: nn.Sequential(nn.Conv1d(4, 4, 1, groups=2), nn.Flatten(), nn.Linear(4, 3)),
-        "0: a grouped or not zero-padded convolution"),
+        "0: a convolution of 2 groups"),
+    # what only the numerical checks see
+    "weight applied outside its layer": (WeightOutsideItsLayer,
+                                         "linear() of a parameter outside its layer"),
+    "layer subclass with its own forward": (
+        lambda: nn.Sequential(Standardized(4, 5), nn.ReLU(), nn.Linear(5, 3)),
+        "the logits are curved in 0.weight"),
+    "rows of a layer that are not examples": (RowsNotExamples, "do not add up"),
 }
 
 
@@ -187,3 +254,24 @@ def test_classes_split_over_several_backward_passes_give_the_same_trace(monkeypa
         whole, rel=1e-12)
     y = torch.randint(0, 12, (9,))
     assert whole == pytest.approx(explicit_hessian_trace(net, x, y), rel=1e-10)
+
+
+class ScalesItsInputInPlace(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(4, 5), nn.ReLU(), nn.Linear(5, 6), nn.ReLU(),
+                                 nn.Linear(6, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x.mul_(1.0))  # in place on the input (the same values)
+
+
+def test_a_model_working_in_place_on_its_input_is_probed_on_a_copy() -> None:
+    torch.manual_seed(6)
+    net = ScalesItsInputInPlace().double().eval()
+    x, y = torch.randn(12, 4, dtype=torch.float64), torch.randint(0, 3, (12,))
+    ctx = MeasureContext(net, x_train=x, y_train=y, device="cpu")
+    values = compute(ctx, ["hessian_trace", "relative_flatness"])
+    plain = MeasureContext(net.net, x_train=x, y_train=y, device="cpu")
+    assert values == pytest.approx(compute(plain, ["hessian_trace", "relative_flatness"]),
+                                   rel=1e-10)

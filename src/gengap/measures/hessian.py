@@ -51,13 +51,17 @@ class LossHVP:
         for i in range(0, len(x), self.batch_size):
             xb, yb = x[i : i + self.batch_size].to(device), y[i : i + self.batch_size].to(device)
             loss = nn.functional.cross_entropy(self.model(xb), yb) * (len(xb) / len(x))
-            grads = torch.autograd.grad(loss, params, create_graph=True)
+            # a parameter the loss does not use has zero rows in H (allow_unused)
+            grads = torch.autograd.grad(loss, params, create_graph=True, allow_unused=True)
             for k, v in enumerate(vectors):
-                dot = sum((g * u).sum() for g, u in zip(grads, v, strict=True))
+                dot = sum((g * u).sum() for g, u in zip(grads, v, strict=True) if g is not None)
+                if not isinstance(dot, torch.Tensor) or not dot.requires_grad:
+                    continue  # the loss is linear in what it uses: H = 0
                 keep = k < len(vectors) - 1  # the graph serves the next vector too
-                for o, h in zip(out[k], torch.autograd.grad(dot, params, retain_graph=keep),
-                                strict=True):
-                    o.add_(h.detach())
+                products = torch.autograd.grad(dot, params, retain_graph=keep, allow_unused=True)
+                for o, h in zip(out[k], products, strict=True):
+                    if h is not None:
+                        o.add_(h.detach())
         return out
 
 

@@ -31,10 +31,13 @@ def patch_obstacle(layer: nn.Module) -> str | None:
     if isinstance(layer, nn.Linear):
         return None
     if not isinstance(layer, (nn.Conv1d, nn.Conv2d)):
-        return f"a {type(layer).__name__} is not a Linear, Conv1d or Conv2d layer"
-    if layer.groups != 1 or layer.padding_mode != "zeros" or isinstance(layer.padding, str) and \
-            layer.padding != "valid":
-        return "a grouped or not zero-padded convolution"
+        return f"{type(layer).__name__} is not a Linear, Conv1d or Conv2d layer"
+    if layer.groups != 1:
+        return f"a convolution of {layer.groups} groups"
+    if layer.padding_mode != "zeros":
+        return f"a convolution with padding_mode={layer.padding_mode!r}"
+    if isinstance(layer.padding, str) and layer.padding != "valid":
+        return f"a convolution with padding={layer.padding!r}"
     return None
 
 

@@ -7,7 +7,7 @@ import inspect
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gengap.errors import GengapError
 from gengap.registry import Registry
@@ -92,14 +92,9 @@ def groups() -> list[str]:
 def select(spec: str | list[str] | None = None) -> list[Measure]:
     """Measures by name or group: ``None`` or ``"all"`` for all, else comma-separated names
     or group names, in catalogue order."""
-    if spec is None or spec == "all":
+    if spec is None or isinstance(spec, str) and spec == "all":
         return [measures.get(name) for name in measures]
-    if isinstance(spec, str):
-        wanted = spec.split(",")
-    elif isinstance(spec, (list, tuple, set, frozenset)) and all(isinstance(w, str) for w in spec):
-        wanted = list(spec)
-    else:
-        raise GengapError(f"measures are chosen by a name or a list of names, not {spec!r}")
+    wanted = spec.split(",") if isinstance(spec, str) else _names(spec)
     chosen: dict[str, Measure] = {}
     for item in (w.strip() for w in wanted if w.strip()):
         if item in measures:
@@ -113,6 +108,17 @@ def select(spec: str | list[str] | None = None) -> list[Measure]:
     if not chosen:  # "" or ",": a slip, not a wish to measure nothing
         raise GengapError(f"no measure named in {spec!r} (names or groups, or all)")
     return list(chosen.values())
+
+
+def _names(spec: Any) -> list[str]:
+    """The names of an iterable of strings (a list, tuple, set, dict's keys, generator...)."""
+    try:
+        wanted = list(spec)
+    except TypeError:
+        wanted = None
+    if wanted is None or not all(isinstance(w, str) for w in wanted):
+        raise GengapError(f"measures are chosen by a name or a list of names, not {spec!r}")
+    return wanted
 
 
 def named(spec: str | list[str] | None) -> set[str]:

@@ -2,11 +2,12 @@
 
 Two curvature measures are exact only where the network is piecewise linear: relative flatness
 after its feature layer (elsewhere it is the Gauss-Newton part of the Hessian) and the exact
-Hessian trace (elsewhere the trace falls back to Hutchinson's estimator). A probe forward pass
-finds the steps that break it: leaf modules outside :data:`PIECEWISE_LINEAR` (LayerNorm, tanh,
-GELU, attention...), and torch functions called outside such modules, in a ``forward`` of the
-model's own, that are smooth (``torch.tanh``, ``F.softmax``...) or multiply or divide two
-activations (gating, attention scores).
+Hessian trace (which also checks numerically; elsewhere the trace falls back to Hutchinson's
+estimator). A probe forward pass names the steps that break it: torch functions that are smooth
+(``torch.tanh``, ``F.softmax``, ``x.exp_()``...) or multiply or divide two tensors that depend
+on the input or the parameters (gating, attention scores, a weight standardized by its norm).
+Calls inside a leaf module of a known piecewise-linear type (:data:`PIECEWISE_LINEAR`) are not
+looked at; a call inside any other leaf module is reported by the module's name.
 """
 
 from __future__ import annotations
@@ -27,69 +28,106 @@ PIECEWISE_LINEAR = (
     nn.BatchNorm2d, nn.BatchNorm3d, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
     nn.Flatten, nn.Identity,
 )
+# Function names (in-place and special.* forms are reduced to these) that are smooth
 SMOOTH_FUNCTIONS = frozenset({
-    "tanh", "sigmoid", "gelu", "silu", "mish", "elu", "selu", "celu", "softplus", "softsign",
-    "logsigmoid", "hardswish", "hardsigmoid", "softmax", "log_softmax", "softmin", "exp", "log",
-    "log1p", "expm1", "sqrt", "rsqrt", "pow", "__pow__", "__rpow__", "square", "reciprocal",
-    "erf", "sin", "cos", "layer_norm", "group_norm", "instance_norm", "rms_norm", "normalize",
-    "scaled_dot_product_attention", "multi_head_attention_forward", "bilinear", "cosine_similarity",
-    "norm", "vector_norm", "std", "var",
+    "tanh", "sigmoid", "expit", "gelu", "silu", "mish", "elu", "selu", "celu", "softplus",
+    "softsign", "logsigmoid", "hardswish", "hardsigmoid", "glu", "softmax", "log_softmax",
+    "softmin", "gumbel_softmax", "logsumexp", "logaddexp", "exp", "exp2", "expm1", "log", "log2",
+    "log10", "log1p", "logit", "xlogy", "sqrt", "rsqrt", "pow", "float_power", "square",
+    "reciprocal", "prod", "erf", "erfc", "erfinv", "sin", "cos", "tan", "asin", "acos", "atan",
+    "atan2", "sinh", "cosh", "asinh", "acosh", "atanh", "sinc", "lgamma", "digamma",
+    "layer_norm", "group_norm", "instance_norm", "rms_norm", "local_response_norm", "normalize",
+    "norm", "vector_norm", "matrix_norm", "std", "var", "std_mean", "var_mean", "cdist", "pdist",
+    "dist", "pairwise_distance", "cosine_similarity", "bilinear", "scaled_dot_product_attention",
+    "multi_head_attention_forward",
 })
+# Linear in each operand: curved only when two operands vary
 PRODUCTS = frozenset({
-    "mul", "mul_", "__mul__", "__rmul__", "__imul__", "matmul", "__matmul__", "__rmatmul__",
-    "mm", "bmm", "einsum", "outer", "addcmul", "baddbmm", "prod",
+    "mul", "multiply", "matmul", "mm", "bmm", "einsum", "outer", "ger", "addcmul", "addmm",
+    "addbmm", "baddbmm", "addmv", "addr", "mv", "dot", "vdot", "inner", "kron", "tensordot",
+    "linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d",
 })
-DIVISIONS = frozenset({"div", "div_", "__truediv__", "__itruediv__", "true_divide"})
+DIVISIONS = frozenset({"div", "divide", "true_divide", "truediv", "addcdiv"})
+
+
+def _base_name(func: Any) -> tuple[str, bool]:
+    """The function's name without in-place, dunder and ``special_`` decoration, and whether it
+    is a reflected operator (``1 / x``: the tensor is the right-hand operand)."""
+    name = getattr(func, "__name__", "")
+    reflected = False
+    if name.startswith("__") and name.endswith("__"):
+        name = name.strip("_")
+        if name[:1] in "ri" and name[1:] in PRODUCTS | DIVISIONS | {"pow"}:
+            reflected, name = name[0] == "r", name[1:]
+    name = name.rstrip("_").removeprefix("special_")
+    return name, reflected
+
+
+def _curved_call(func: Any, args: tuple) -> str | None:
+    """How this call breaks piecewise linearity, or None."""
+    name, reflected = _base_name(func)
+    if name in SMOOTH_FUNCTIONS:
+        return f"{name}()"
+    if name in PRODUCTS and _varying(args) >= 2:
+        if any(isinstance(a, nn.Parameter) for a in args):  # linear in it, but unseen there
+            return f"{name}() of a parameter outside its layer"
+        return f"{name}() of two varying tensors"
+    if name in DIVISIONS:  # the divisor: args[0] of a reflected `1 / x`, else what follows
+        divisors = args[:1] if reflected else args[1:]
+        if _varying(divisors) >= 1:
+            return f"{name}() by a varying tensor"
+    return None
 
 
 class _Recorder(TorchFunctionMode):
-    """Notes each smooth function and each product of two activations called outside leaf
-    modules, in order, into ``events``."""
+    """Notes, in order into ``events``, each call that breaks piecewise linearity: by function
+    outside leaf modules, by module name inside a leaf module of an unknown type."""
 
-    def __init__(self, events: list[tuple[str, Any]], inside: list[nn.Module]) -> None:
+    def __init__(self, events: list[tuple[str, Any]], inside: list[tuple[str, nn.Module]]
+                 ) -> None:
         super().__init__()
         self.events, self.inside = events, inside
 
     def __torch_function__(self, func: Any, types: Any, args: tuple = (),
                            kwargs: dict | None = None) -> Any:
-        if not self.inside:  # a leaf module's own calls are judged by its type
-            name = getattr(func, "__name__", "")
-            if name in SMOOTH_FUNCTIONS:
-                self.events.append(("function", f"{name}()"))
-            elif name in PRODUCTS and _activations(args) >= 2:
-                self.events.append(("function", f"{name}() of two activations"))
-            elif name in DIVISIONS and len(args) > 1 and _activations(args[1:]) >= 1:
-                self.events.append(("function", f"{name}() by an activation"))
+        module = self.inside[-1] if self.inside else None
+        if module is None or not isinstance(module[1], PIECEWISE_LINEAR):
+            if (why := _curved_call(func, args)) is not None:
+                self.events.append(("step", why if module is None else module[0]))
         return func(*args, **(kwargs or {}))
 
 
-def _activations(args: tuple) -> int:
-    tensors = [a for a in args if isinstance(a, torch.Tensor)]
-    return sum(t.requires_grad for t in tensors)
+def _varying(args: tuple) -> int:
+    """How many tensor arguments (or tensors in list arguments: ``einsum(eq, [a, b])``)
+    depend on the input or the parameters (require grad)."""
+    flat = [t for a in args for t in (a if isinstance(a, (list, tuple)) else (a,))]
+    return sum(isinstance(t, torch.Tensor) and t.requires_grad for t in flat)
 
 
 @torch.enable_grad()
 def smooth_steps(model: nn.Module, probe: torch.Tensor,
                  after: nn.Module | None = None) -> list[str]:
     """The steps that are not piecewise linear in a forward pass of ``model`` (eval mode) on
-    ``probe``: names of leaf modules, and functions as ``"tanh()"``; with ``after``, only those
-    that run after its last call. Sorted, each once."""
+    ``probe``: functions as ``"tanh()"``, and names of leaf modules of other types than
+    :data:`PIECEWISE_LINEAR` that call such functions; with ``after``, only those that run after
+    its last call. Sorted, each once."""
     events: list[tuple[str, Any]] = []
-    inside: list[nn.Module] = []
-    leaves = [(n, m) for n, m in model.named_modules() if not list(m.children())]
-    def entered(module: nn.Module, _inputs: Any) -> None:
-        inside.append(module)
+    inside: list[tuple[str, nn.Module]] = []
 
-    def left(module: nn.Module, _inputs: Any, _output: Any, name: str) -> None:
+    def entered(module: nn.Module, _inputs: Any, name: str) -> None:
+        inside.append((name, module))
+
+    def left(module: nn.Module, _inputs: Any, _output: Any) -> None:
         inside.pop()
-        events.append(("module", (name, module)))
+        events.append(("ran", module))
 
     handles = []
-    for name, module in leaves:
-        handles.append(module.register_forward_pre_hook(entered))
-        handles.append(module.register_forward_hook(partial(left, name=name)))
-    if probe.is_floating_point():  # activations are what depends on the input
-        probe = probe.detach().clone().requires_grad_(True)
+    for name, module in model.named_modules():
+        if not list(module.children()):
+            handles.append(module.register_forward_pre_hook(partial(entered, name=name)))
+            handles.append(module.register_forward_hook(left))
+    if probe.is_floating_point():  # what depends on the input varies; a copy may work in place
+        probe = probe.detach().requires_grad_(True).clone()
     try:
         with _Recorder(events, inside):
             model.eval()(probe)
@@ -97,9 +135,6 @@ def smooth_steps(model: nn.Module, probe: torch.Tensor,
         for h in handles:
             h.remove()
     if after is not None:
-        runs = [i for i, (kind, what) in enumerate(events) if kind == "module" and what[1] is after]
+        runs = [i for i, (kind, what) in enumerate(events) if kind == "ran" and what is after]
         events = events[runs[-1] + 1 :] if runs else []
-    found = {what[0] for kind, what in events
-             if kind == "module" and not isinstance(what[1], PIECEWISE_LINEAR)}
-    found |= {what for kind, what in events if kind == "function"}
-    return sorted(found)
+    return sorted({what for kind, what in events if kind == "step"})
