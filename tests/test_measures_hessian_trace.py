@@ -211,7 +211,7 @@ OBSTACLES = {
                                          "linear() of a parameter outside its layer"),
     "layer subclass with its own forward": (
         lambda: nn.Sequential(Standardized(4, 5), nn.ReLU(), nn.Linear(5, 3)),
-        "the logits are curved in 0.weight"),
+        "the logits are curved in 0's parameters alone"),
     "rows of a layer that are not examples": (RowsNotExamples, "do not add up"),
 }
 
@@ -275,3 +275,74 @@ def test_a_model_working_in_place_on_its_input_is_probed_on_a_copy() -> None:
     plain = MeasureContext(net.net, x_train=x, y_train=y, device="cpu")
     assert values == pytest.approx(compute(plain, ["hessian_trace", "relative_flatness"]),
                                    rel=1e-10)
+
+
+class BranchOnLargeInputs(nn.Module):
+    """A smooth branch taken only for inputs the probe (the first two examples) lacks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden, self.head = nn.Linear(4, 6), nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.hidden(x))
+        large = x.abs().amax(1, keepdim=True) > 3
+        if large.any():
+            h = torch.where(large, torch.tanh(h), h)
+        return self.head(h)
+
+
+class ParameterReadOutsideItsLayer(nn.Module):
+    """A weight's rows read outside its layer, for inputs the probe lacks."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden, self.head = nn.Linear(4, 6), nn.Linear(6, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.head(torch.relu(self.hidden(x)))
+        large = (x.abs().amax(1, keepdim=True) > 3).to(x.dtype)
+        if large.any():
+            out = out + large * self.hidden.weight[:3].sum(1)
+        return out
+
+
+class KeywordsAndSideHead(nn.Module):
+    """A layer called by keyword, and a side head whose output the logits do not use."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.hidden, self.head, self.side = nn.Linear(4, 6), nn.Linear(6, 3), nn.Linear(6, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = torch.relu(self.hidden(input=x))
+        self.side_output = self.side(h)
+        return self.head(input=h)
+
+
+@pytest.mark.parametrize("make, reason", [
+    (BranchOnLargeInputs, "tanh()"),
+    (ParameterReadOutsideItsLayer, "getitem() of a parameter outside its layer"),
+])
+def test_what_only_other_examples_than_the_probe_show_falls_back(make, reason) -> None:
+    torch.manual_seed(7)
+    net = make().double().eval()
+    x = torch.randn(30, 4, dtype=torch.float64)
+    x[:2] *= 0.3  # the probe: no branch taken
+    x[5] *= 10
+    y = torch.randint(0, 3, (30,))
+    assert exact_trace_obstacle(net, x[:2]) is None
+    value, details = measured(net, x, y)
+    assert reason in details["hessian_trace_estimated_because"]
+    assert details["hessian_trace_stderr"] > 0
+    exact = explicit_hessian_trace(net, x, y)
+    assert abs(value - exact) < 5 * details["hessian_trace_stderr"]
+
+
+def test_layers_called_by_keyword_and_outputs_the_logits_do_not_use_are_exact() -> None:
+    torch.manual_seed(8)
+    net = KeywordsAndSideHead().double().eval()
+    x, y = torch.randn(14, 4, dtype=torch.float64), torch.randint(0, 3, (14,))
+    value, details = measured(net, x, y)
+    assert "hessian_trace_estimated_because" not in details
+    assert value == pytest.approx(explicit_hessian_trace(net, x, y), rel=1e-10)

@@ -16,7 +16,7 @@ from torch import nn
 from gengap.measures.context import MeasureContext
 from gengap.measures.exact_trace_checks import exact_trace_obstacle
 from gengap.measures.features import head_matrix, weight_layers
-from gengap.measures.gauss_newton_trace import gauss_newton_trace
+from gengap.measures.gauss_newton_trace import NotExact, gauss_newton_trace
 from gengap.measures.hessian import Lanczos, hutchinson_trace, lanczos, loss_hvp
 from gengap.measures.layers import forward_copy
 from gengap.measures.registry import NotApplicable, measure
@@ -143,9 +143,14 @@ def hessian_trace(ctx: MeasureContext) -> float:
     else:
         obstacle = exact_trace_obstacle(ctx.model, probe)
     if obstacle is None:
-        ctx.details["hessian_trace_stderr"] = 0.0
-        return gauss_newton_trace(ctx.model, x, ctx.device,
-                                  min(ctx.batch_size, GAUSS_NEWTON_BATCH))
+        try:
+            value = gauss_newton_trace(ctx.model, x, ctx.device,
+                                       min(ctx.batch_size, GAUSS_NEWTON_BATCH))
+        except NotExact as err:  # met on other examples than the probe's
+            obstacle = str(err)
+        else:
+            ctx.details["hessian_trace_stderr"] = 0.0
+            return value
     ctx.details["hessian_trace_estimated_because"] = obstacle
     run, hvp, params = ctx.hessian_lanczos
     gen = torch.Generator().manual_seed(ctx.options.seed + 1)

@@ -24,6 +24,7 @@ from torch import nn
 
 from gengap.measures.layers import BATCH_NORMS
 from gengap.measures.patches import layer_patches
+from gengap.measures.smoothness import watched
 
 FORMED = (nn.Linear, nn.Conv1d, nn.Conv2d, *BATCH_NORMS)  # per-example gradients built here
 GRADIENT_BUDGET = 2**24  # entries of the output gradients of one backward pass (64 MiB f32;
@@ -40,17 +41,24 @@ def gauss_newton_trace(model: nn.Module, x: torch.Tensor, device: torch.device,
     total = 0.0
     with torch.enable_grad():
         for i in range(0, len(x), batch_size):
-            total += squared_gradient_norm_sum(model, x[i : i + batch_size].to(device),
-                                            _centred_cotangents)
+            batch = x[i : i + batch_size].to(device, copy=True)  # the model may work in place
+            total += squared_gradient_norm_sum(model, batch, _centred_cotangents)
     return total / len(x)
 
 
+class NotExact(Exception):
+    """A forward pass met what the probe did not: a step that is not piecewise linear in the
+    parameters, or a layer run twice (data-dependent control flow). The message says which."""
+
+
 def squared_gradient_norm_sum(model: nn.Module, x: torch.Tensor,
-                           cotangents_of: Callable[[torch.Tensor], torch.Tensor]) -> float:
+                              cotangents_of: Callable[[torch.Tensor], torch.Tensor]) -> float:
     """Σ_k Σ_i ‖∇_θ u_kiᵀ logits_i‖² over ``model``'s trainable parameters, u =
     ``cotangents_of(logits)`` of shape (K, batch, classes), from each Linear, Conv1d, Conv2d and
     BatchNorm layer's input and output gradient (one forward pass of ``x``; batched backward
-    passes over the K cotangents)."""
+    passes over the K cotangents). The forward pass is watched
+    (:func:`~gengap.measures.smoothness.watched`): :class:`NotExact` if it takes a step that
+    is not piecewise linear in the parameters or runs a layer twice."""
     trainable = {id(p) for p in model.parameters() if p.requires_grad}
     modules = [m for m in model.modules() if isinstance(m, FORMED)
                and any(id(p) in trainable for p in m.parameters(recurse=False))]
@@ -58,19 +66,28 @@ def squared_gradient_norm_sum(model: nn.Module, x: torch.Tensor,
         return 0.0
     seen: list[tuple[nn.Module, torch.Tensor, torch.Tensor]] = []
 
-    def hook(module: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+    def hook(module: nn.Module, args: tuple, kwargs: dict, output: torch.Tensor
              ) -> torch.Tensor:
-        seen.append((module, inputs[0].detach(), output))
+        inp = args[0] if args else next(iter(kwargs.values()))  # self.fc(input=h) too
+        seen.append((module, inp.detach(), output))
         return output.clone()  # what comes next may work in place; `output` stays as it was
 
-    handles = [m.register_forward_hook(hook) for m in modules]
+    handles = [m.register_forward_hook(hook, with_kwargs=True) for m in modules]
     try:
-        logits = model(x)
+        with watched(model) as events:
+            logits = model(x)
     finally:
         for h in handles:
             h.remove()
+    if steps := sorted({what for kind, what in events if kind == "step"}):
+        raise NotExact(f"not piecewise linear: {', '.join(steps)}")
+    if len({id(m) for m, _, _ in seen}) < len(seen):
+        raise NotExact("a layer ran more than once")
     cotangents = cotangents_of(logits.detach()).to(logits.dtype)
-    outputs = [out for _, _, out in seen]
+    # a layer whose output does not reach the logits (a discarded head, a no_grad region)
+    # has no gradient: it adds 0
+    reached = [(m, inp, out) for m, inp, out in seen if out.requires_grad]
+    outputs = [out for _, _, out in reached]
     # cotangents per backward pass: their output gradients, (K, *output) per layer, bounded
     per_cotangent = sum(out.numel() for out in outputs)
     step = max(1, GRADIENT_BUDGET // max(per_cotangent, 1))
@@ -79,10 +96,11 @@ def squared_gradient_norm_sum(model: nn.Module, x: torch.Tensor,
         # only the gradients in the outputs are asked for: autograd skips the weights' own
         deltas = torch.autograd.grad(logits, outputs, cotangents[first : first + step],
                                      retain_graph=first + step < len(cotangents),
-                                     is_grads_batched=True)
-        for (module, inp, _), delta in zip(seen, deltas, strict=True):
-            norms = _layer_squared_norms(module, trainable, inp, delta)
-            total += float(norms.sum(dtype=torch.float64))
+                                     is_grads_batched=True, allow_unused=True)
+        for (module, inp, _), delta in zip(reached, deltas, strict=True):
+            if delta is not None:
+                norms = _layer_squared_norms(module, trainable, inp, delta)
+                total += float(norms.sum(dtype=torch.float64))
     return total
 
 
@@ -120,7 +138,7 @@ def _layer_squared_norms(module: nn.Module, trainable: set[int], inp: torch.Tens
             flat = delta.reshape(*delta.shape[:3], -1)
         patches = layer_patches(module, inp)  # (b, in·k, positions)
         weight_sq = _outer_sum_norms(flat, patches)
-    total = torch.zeros(delta.shape[:2], dtype=dtype, device=delta.device)
+    total = torch.zeros(delta.shape[:2], dtype=torch.float64, device=delta.device)
     if weight is not None and id(weight) in trainable:
         total += weight_sq
     if bias is not None and id(bias) in trainable:
@@ -140,5 +158,7 @@ def _outer_sum_norms(flat: torch.Tensor, patches: torch.Tensor) -> torch.Tensor:
     gram = positions * positions * (features + classes * out)
     if direct <= gram:
         return torch.matmul(flat, patches.transpose(1, 2)).pow(2).sum((2, 3))
+    # in float64: a sum of products of Gram entries cancels where the patches share an offset
+    flat, patches = flat.double(), patches.double()
     overlap = patches.transpose(1, 2) @ patches  # (b, positions, positions)
     return (flat.transpose(2, 3) @ flat * overlap).sum((2, 3))

@@ -12,6 +12,8 @@ looked at; a call inside any other leaf module is reported by the module's name.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import partial
 from typing import Any
 
@@ -39,7 +41,9 @@ SMOOTH_FUNCTIONS = frozenset({
     "layer_norm", "group_norm", "instance_norm", "rms_norm", "local_response_norm", "normalize",
     "norm", "vector_norm", "matrix_norm", "std", "var", "std_mean", "var_mean", "cdist", "pdist",
     "dist", "pairwise_distance", "cosine_similarity", "bilinear", "scaled_dot_product_attention",
-    "multi_head_attention_forward",
+    "multi_head_attention_forward", "tanhshrink", "smooth_l1_loss", "huber_loss", "mse_loss",
+    "kl_div", "binary_cross_entropy", "binary_cross_entropy_with_logits", "cross_entropy",
+    "nll_loss", "poisson_nll_loss", "gaussian_nll_loss", "soft_margin_loss",
 })
 # Linear in each operand: curved only when two operands vary
 PRODUCTS = frozenset({
@@ -66,11 +70,11 @@ def _base_name(func: Any) -> tuple[str, bool]:
 def _curved_call(func: Any, args: tuple) -> str | None:
     """How this call breaks piecewise linearity, or None."""
     name, reflected = _base_name(func)
-    if name in SMOOTH_FUNCTIONS:
+    if name in SMOOTH_FUNCTIONS and _varying(args) >= 1:
         return f"{name}()"
+    if name in PRODUCTS and any(isinstance(a, nn.Parameter) for a in args):
+        return f"{name}() of a parameter outside its layer"  # linear, but not where looked for
     if name in PRODUCTS and _varying(args) >= 2:
-        if any(isinstance(a, nn.Parameter) for a in args):  # linear in it, but unseen there
-            return f"{name}() of a parameter outside its layer"
         return f"{name}() of two varying tensors"
     if name in DIVISIONS:  # the divisor: args[0] of a reflected `1 / x`, else what follows
         divisors = args[:1] if reflected else args[1:]
@@ -80,8 +84,9 @@ def _curved_call(func: Any, args: tuple) -> str | None:
 
 
 class _Recorder(TorchFunctionMode):
-    """Notes, in order into ``events``, each call that breaks piecewise linearity: by function
-    outside leaf modules, by module name inside a leaf module of an unknown type."""
+    """Notes, in order into ``events``, each call that breaks piecewise linearity or uses a
+    parameter's values outside its layer: by function outside leaf modules, by module name
+    inside a leaf module of an unknown type."""
 
     def __init__(self, events: list[tuple[str, Any]], inside: list[tuple[str, nn.Module]]
                  ) -> None:
@@ -91,26 +96,33 @@ class _Recorder(TorchFunctionMode):
     def __torch_function__(self, func: Any, types: Any, args: tuple = (),
                            kwargs: dict | None = None) -> Any:
         module = self.inside[-1] if self.inside else None
+        out = func(*args, **(kwargs or {}))
         if module is None or not isinstance(module[1], PIECEWISE_LINEAR):
-            if (why := _curved_call(func, args)) is not None:
+            why = _curved_call(func, args)
+            if why is None and isinstance(out, torch.Tensor) and any(
+                    isinstance(a, nn.Parameter) for a in args):
+                # its values used where no layer's gradient construction looks
+                why = f"{_base_name(func)[0]}() of a parameter outside its layer"
+            if why is not None:
                 self.events.append(("step", why if module is None else module[0]))
-        return func(*args, **(kwargs or {}))
+        return out
 
 
 def _varying(args: tuple) -> int:
     """How many tensor arguments (or tensors in list arguments: ``einsum(eq, [a, b])``)
-    depend on the input or the parameters (require grad)."""
+    depend on the parameters (require grad, while :func:`watched` has every parameter do so)."""
     flat = [t for a in args for t in (a if isinstance(a, (list, tuple)) else (a,))]
     return sum(isinstance(t, torch.Tensor) and t.requires_grad for t in flat)
 
 
-@torch.enable_grad()
-def smooth_steps(model: nn.Module, probe: torch.Tensor,
-                 after: nn.Module | None = None) -> list[str]:
-    """The steps that are not piecewise linear in a forward pass of ``model`` (eval mode) on
-    ``probe``: functions as ``"tanh()"``, and names of leaf modules of other types than
-    :data:`PIECEWISE_LINEAR` that call such functions; with ``after``, only those that run after
-    its last call. Sorted, each once."""
+@contextmanager
+def watched(model: nn.Module) -> Iterator[list[tuple[str, Any]]]:
+    """Within the block, ``model``'s forward passes note in the yielded list, in order,
+    ``("step", name)`` for each call that is not piecewise linear in the parameters (a function
+    as ``"tanh()"``; a leaf layer of another type than :data:`PIECEWISE_LINEAR` by its name) and
+    ``("ran", module)`` after each leaf layer's call. Every parameter requires grad meanwhile,
+    so that what depends on them is told from what depends on the input alone (smooth
+    preprocessing of the input keeps a network piecewise linear in its parameters)."""
     events: list[tuple[str, Any]] = []
     inside: list[tuple[str, nn.Module]] = []
 
@@ -122,18 +134,30 @@ def smooth_steps(model: nn.Module, probe: torch.Tensor,
         events.append(("ran", module))
 
     handles = []
-    for name, module in model.named_modules():
-        if not list(module.children()):
-            handles.append(module.register_forward_pre_hook(partial(entered, name=name)))
-            handles.append(module.register_forward_hook(left))
-    if probe.is_floating_point():  # what depends on the input varies; a copy may work in place
-        probe = probe.detach().requires_grad_(True).clone()
+    flags = [(p, p.requires_grad) for p in model.parameters()]
     try:
-        with _Recorder(events, inside):
-            model.eval()(probe)
+        for name, module in model.named_modules():
+            if not list(module.children()):
+                handles.append(module.register_forward_pre_hook(partial(entered, name=name)))
+                handles.append(module.register_forward_hook(left))
+        for p, _ in flags:
+            p.requires_grad_(True)
+        with torch.enable_grad(), _Recorder(events, inside):
+            yield events
     finally:
         for h in handles:
             h.remove()
+        for p, flag in flags:
+            p.requires_grad_(flag)
+
+
+def smooth_steps(model: nn.Module, probe: torch.Tensor,
+                 after: nn.Module | None = None) -> list[str]:
+    """The steps that are not piecewise linear in the parameters in a forward pass of ``model``
+    (eval mode) on ``probe`` (see :func:`watched`); with ``after``, only those that run after
+    its last call. Sorted, each once."""
+    with watched(model.eval()) as events:
+        model(probe.detach().clone())  # a copy: the model may work in place on its input
     if after is not None:
         runs = [i for i, (kind, what) in enumerate(events) if kind == "ran" and what is after]
         events = events[runs[-1] + 1 :] if runs else []
