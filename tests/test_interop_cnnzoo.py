@@ -174,6 +174,47 @@ def test_a_bad_metrics_table_leaves_no_zoo_folder(tmp_path: Path) -> None:
     assert not (tmp_path / "zoo").exists()
 
 
+@pytest.mark.parametrize("edit, message", [
+    (("metrics", "train_accuracy", 2, "high"), "row 2 has train_accuracy 'high', expected a "
+     "number within [0, 1]"),
+    (("metrics", "test_accuracy", 1, 1.5), "row 1 has test_accuracy 1.5"),
+    (("layout", "start_idx", 2, "abc"), "row 2 needs whole, non-negative start_idx"),
+    (("layout", "start_idx", 2, None), "row 2 needs whole, non-negative start_idx"),
+    (("layout", "start_idx", 0, -5), "row 0 needs whole, non-negative start_idx"),
+])
+def test_bad_numbers_in_the_tables_are_one_line_errors_and_no_zoo(tmp_path: Path, edit,
+                                                                   message) -> None:
+    """They were tracebacks (a non-number) or were taken as they came (an accuracy of 1.5)."""
+    write_cnnzoo(tmp_path / "z")
+    table, column, row, value = edit
+    if table == "metrics":
+        frame = pd.read_csv(tmp_path / "z" / "metrics.csv.gz")
+        frame[column] = frame[column].astype(object)
+        frame.loc[row, column] = value
+        with gzip.open(tmp_path / "z" / "metrics.csv.gz", "wt") as handle:
+            frame.to_csv(handle, index=False)
+    else:
+        frame = pd.read_csv(tmp_path / "z" / "layout.csv", index_col=0)
+        frame[column] = frame[column].astype(object)
+        frame.loc[row, column] = value
+        frame.to_csv(tmp_path / "z" / "layout.csv")
+    with pytest.raises(GengapError) as err:
+        import_cnnzoo(tmp_path / "z", tmp_path / "zoo")
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "zoo").exists()
+
+
+def test_overlapping_tensors_in_the_layout_are_refused(tmp_path: Path) -> None:
+    write_cnnzoo(tmp_path / "z")
+    frame = pd.read_csv(tmp_path / "z" / "layout.csv", index_col=0)
+    last = frame.index[-1]
+    size = int(frame.loc[last, "end_idx"] - frame.loc[last, "start_idx"])
+    frame.loc[last, ["start_idx", "end_idx"]] = [0, size]  # reads the first tensor's weights
+    frame.to_csv(tmp_path / "z" / "layout.csv")
+    with pytest.raises(GengapError, match="overlap"):
+        read_cnnzoo(tmp_path / "z")
+
+
 def test_bad_files_are_one_line_errors(tmp_path: Path) -> None:
     write_cnnzoo(tmp_path / "z")
     (tmp_path / "z" / "weights.npy").write_bytes(b"\x93NUMPY garbage")

@@ -19,6 +19,7 @@ and its step-0 checkpoint (when the file has it) as ``init``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -57,6 +58,8 @@ INPUTS = {  # config.dataset -> (gengap data source, input side)
     "cifar10": ("cifar10", 32),
     "svhn_cropped": ("svhn", 32),
 }
+METRIC_COLUMNS = {"train_accuracy": "train_acc", "test_accuracy": "test_acc",
+                  "train_loss": "train_loss", "test_loss": "test_loss"}  # -> gengap's names
 HPARAMS = ("activation", "dropout", "l2reg", "learning_rate", "optimizer", "w_init",
            "init_std", "train_fraction", "b_init")
 
@@ -203,15 +206,28 @@ def read_cnnzoo(folder: str | Path) -> CnnZoo:
     need = {"start_idx", "end_idx", "shape", "varname"}
     if not need <= set(table.columns):
         raise GengapError(f"{paths['layout.csv']}: needs columns {', '.join(sorted(need))}")
+    bounds = table[["start_idx", "end_idx"]].apply(pd.to_numeric, errors="coerce")
+    bad = bounds.isna().any(axis=1) | (bounds < 0).any(axis=1) | (bounds % 1 != 0).any(axis=1)
+    if bad.any():
+        row = int(bad.to_numpy().argmax())
+        raise GengapError(f"{paths['layout.csv']}: row {row} needs whole, non-negative start_idx "
+                          f"and end_idx, got {_shown(table['start_idx'].iloc[row])} and "
+                          f"{_shown(table['end_idx'].iloc[row])}")
     layout = [
-        Tensor(int(r.start_idx), int(r.end_idx), _shape(r.shape, paths["layout.csv"], i),
-               str(r.varname))
-        for i, r in enumerate(table.itertuples(index=False))
+        Tensor(int(start), int(end), _shape(r.shape, paths["layout.csv"], i), str(r.varname))
+        for i, (r, start, end) in enumerate(zip(table.itertuples(index=False),
+                                                bounds["start_idx"], bounds["end_idx"],
+                                                strict=True))
     ]
     for i, t in enumerate(layout):
         if t.end - t.start != int(np.prod(t.shape)) or t.end > weights.shape[1]:
             raise GengapError(f"{paths['layout.csv']}: row {i} ({t.varname}) spans "
                               f"[{t.start}, {t.end}), which does not fit shape {t.shape}")
+    spans = sorted((t.start, t.end, i) for i, t in enumerate(layout))
+    for (_, end, i), (start, _, j) in itertools.pairwise(spans):
+        if start < end:  # two tensors reading the same weights: a wrong network
+            raise GengapError(f"{paths['layout.csv']}: rows {i} and {j} ({layout[i].varname}, "
+                              f"{layout[j].varname}) overlap")
     if len(metrics) != len(weights):
         raise GengapError(f"{paths['metrics.csv.gz']}: {len(metrics)} rows, weights.npy has "
                           f"{len(weights)}")
@@ -226,6 +242,19 @@ def read_cnnzoo(folder: str | Path) -> CnnZoo:
         raise GengapError(f"{paths['metrics.csv.gz']}: row {row} has no modeldir or no integer "
                           f"step ({metrics['step'].iloc[row]!r})")
     metrics = metrics.assign(step=steps.astype(np.int64))
+    for column in METRIC_COLUMNS:
+        if column not in metrics.columns:
+            continue
+        values = pd.to_numeric(metrics[column], errors="coerce")
+        bad = values.isna() & metrics[column].notna()  # present, but not a number
+        if column.endswith("accuracy"):
+            bad |= (values < 0) | (values > 1)
+        if bad.any():
+            row = int(bad.to_numpy().argmax())
+            raise GengapError(f"{paths['metrics.csv.gz']}: row {row} has {column} "
+                              f"{_shown(metrics[column].iloc[row])}, expected a number"
+                              + (" within [0, 1]" if column.endswith("accuracy") else ""))
+        metrics = metrics.assign(**{column: values})
     if "config.dataset" in metrics.columns:
         unknown = sorted(set(metrics["config.dataset"].dropna().astype(str)) - set(INPUTS))
         if unknown:
@@ -342,9 +371,7 @@ def import_cnnzoo(
 def _metrics(zoo: CnnZoo, row: int) -> dict[str, Any]:
     record = zoo.metrics.iloc[row]
     out: dict[str, Any] = {"modeldir": str(record["modeldir"]), "step": int(record["step"])}
-    names = {"train_accuracy": "train_acc", "test_accuracy": "test_acc",
-             "train_loss": "train_loss", "test_loss": "test_loss"}
-    for column, name in names.items():
+    for column, name in METRIC_COLUMNS.items():
         if column in record.index and pd.notna(record[column]):
             out[name] = float(record[column])
     for name in HPARAMS:
