@@ -7,6 +7,7 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import shutil
 from pathlib import Path
 
 import h5py
@@ -486,6 +487,21 @@ def test_corrupt_files_are_one_line_errors(task_dir) -> None:
         _ = load_task(root).train_data
 
 
+@pytest.mark.parametrize("damage", ["truncated weights", "config not JSON"])
+def test_a_bad_model_leaves_no_partial_zoo(task_dir, tmp_path: Path, damage: str) -> None:
+    """Every model is read before the zoo is written: a bad sixth model used to leave a zoo of
+    five done runs and the rest pending, which measure and evaluate then took as the task."""
+    root, _ = task_dir
+    if damage == "truncated weights":
+        weights = root / "model_5" / "weights.hdf5"
+        weights.write_bytes(weights.read_bytes()[:300])
+    else:
+        (root / "model_5" / "config.json").write_text("{not json")
+    with pytest.raises(GengapError, match="model_5"):
+        import_task(root, tmp_path / "zoo")
+    assert not (tmp_path / "zoo").exists()
+
+
 def test_mismatched_weights_name_the_layer(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     weights = weights_for(MODEL_C, rng)
@@ -516,6 +532,12 @@ def test_cli_predict_and_import(task_dir, tmp_path: Path) -> None:
                                   "--out", str(taken)])  # checked before measuring
     assert "a_file: exists and is not a folder" in str(refused.exception)
     assert "task9 model_0" not in refused.output and taken.read_text() == "kept"
+    twin = tmp_path / "elsewhere" / "task9"  # another task of the same name
+    shutil.copytree(root, twin)
+    clash = runner.invoke(app, ["pgdl", "predict", str(root), str(twin), "--measure", "params",
+                                "--out", str(tmp_path / "pred2")])
+    assert "would both write task9.predict" in str(clash.exception)
+    assert "task9 model_0" not in clash.output  # refused before measuring
 
 
 # -- the real toy task of the PGDL starting kit --------------------------------------------

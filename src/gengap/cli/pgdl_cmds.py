@@ -37,11 +37,18 @@ def pgdl_predict(
     """Measure every model of each task and write <task>.predict (one float per model)."""
     import time
 
+    from gengap.errors import GengapError
     from gengap.interop.pgdl import EXCEEDED, load_task, predict_task, write_predict
     from gengap.interop.pgdl.predict import task_measure, without_value
 
     task_measure(measure)  # an unknown or unfit measure fails before any task is read
     opened = [load_task(path) for path in tasks]
+    names: dict[str, Path] = {}
+    for task in opened:  # one <task>.predict per name: a second would overwrite the first
+        if task.name in names and names[task.name] != task.root:
+            raise GengapError(f"{names[task.name]} and {task.root} would both write "
+                              f"{task.name}.predict: give tasks of different names")
+        names[task.name] = task.root
     output_folder(out, inputs=tasks)  # before any model is measured
     exceeded = False
     for task in opened:

@@ -86,29 +86,41 @@ def import_task(
     metrics, each run ``done``."""
     task = task if isinstance(task, PgdlTask) else load_task(task)
     zoo = task_zoo(task)
-    store = Store.create(out, zoo)
-    done = {run.run_id for run in store.runs(status="done")}
     grid = "model" not in zoo.arch.options and not any(
         a == "arch.options.model" for a in zoo.axes
     )
+    models = []
     for run in zoo.runs():
         options = dict(run.arch.options)
         if grid:
             model_id = task.find_model({k: v for k, v in options.items() if k not in RESERVED})
         else:
             model_id = str(options["model"])
-        if run.run_id not in done:
-            _copy_model(task, model_id, store, run.run_id)
+        models.append((run.run_id, model_id))
+    # every model read once before the zoo is written: a bad one leaves the folder as it was
+    for _, model_id in models:
+        _weights(task, model_id)
+    store = Store.create(out, zoo)
+    done = {run.run_id for run in store.runs(status="done")}
+    for run_id, model_id in models:
+        if run_id not in done:
+            _copy_model(task, model_id, store, run_id)
         if on_model:
             on_model(model_id)
     return store
 
 
-def _copy_model(task: PgdlTask, model_id: str, store: Store, run_id: str) -> None:
+def _weights(task: PgdlTask, model_id: str) -> tuple[dict, dict | None]:
+    """A model's final and initial weights (None: no usable initial ones)."""
     final = task.state(model_id, "final")
     init = task.state(model_id, "init")
     if final is None:  # only "init" can be absent
         raise GengapError(f"{task.root / model_id}: missing weights.hdf5")
+    return final, init
+
+
+def _copy_model(task: PgdlTask, model_id: str, store: Store, run_id: str) -> None:
+    final, init = _weights(task, model_id)
     problem = weight_problem(final)
     if problem:  # kept, as a diverged run is, and never measured
         store.record(run_id, "failed", {"pgdl_model": model_id}, [], reason=problem)
