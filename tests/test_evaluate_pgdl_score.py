@@ -117,8 +117,9 @@ def test_an_incomplete_reference_grid_is_refused(tmp_path, toy):
     configs = json.loads((ref / "toy" / "model_configs.json").read_text())
     del configs["5"]
     (ref / "toy" / "model_configs.json").write_text(json.dumps(configs))
-    with pytest.raises(GengapError, match="The data are not complete!"):
+    with pytest.raises(GengapError, match="The data are not complete!") as err:
         score_task(ref / "toy", json.loads((pred / "toy.predict").read_text()))
+    assert str(err.value).endswith("with --subgrid")  # the option score has, not evaluate's
     scores = score_predictions(ref, pred)
     assert scores.tasks[0].status == "error"
     assert "The data are not complete!" in scores.tasks[0].message
@@ -136,6 +137,10 @@ def test_cli_score(tmp_path, toy):
                                  str(tmp_path / "scores.txt")])
     assert result.exit_code == 0, result.output
     assert "task_average_score: 8.47" in result.output
+    # the task's model_configs.json itself names the task as well as its folder
+    again = runner.invoke(app, ["pgdl", "score", "--reference", str(toy / "model_configs.json"),
+                                "--predictions", str(toy / "sample_submission.predict")])
+    assert again.exit_code == 0 and "task_average_score: 8.47" in again.output, again.output
     assert (tmp_path / "scores.txt").read_text().endswith("task_average_score: "
                                                           "8.468866079751\n")
     # nothing scored (the predictions are not a JSON object): scores.txt written, exit 2;

@@ -80,9 +80,11 @@ def check_grid(
     levels: Mapping[str, Sequence[Any]] | None = None,
     replicates: str | None = None,
     where: str = "",
+    remedy: str = "grid='largest' (--grid largest)",
 ) -> None:
     """Raise :class:`GengapError` unless every cell of the grid holds exactly one model (or,
-    with ``replicates``, exactly one model per replicate value, e.g. per seed).
+    with ``replicates``, exactly one model per replicate value, e.g. per seed). ``remedy``:
+    how the caller's user scores the largest complete sub-grid instead.
 
     The message starts with the PGDL scorer's own ("The data are not complete!" /
     "The data are not unique!") and names the first offending cell.
@@ -98,13 +100,13 @@ def check_grid(
         cell = _describe(empty[0], axes, levels, frame, replicates)
         raise GengapError(
             f"{prefix}{NOT_COMPLETE} {len(empty)} of {counts.size} grid cells have no model "
-            f"(first: {cell}); score the largest complete sub-grid instead with "
-            f"grid='largest' (--grid largest)"
+            f"(first: {cell}); score the largest complete sub-grid instead with {remedy}"
         )
     many = np.argwhere(counts > 1)
     if len(many):
         cell = _describe(many[0], axes, levels, frame, replicates)
-        hint = "" if replicates else "; name the replicate column (e.g. seed) if runs repeat"
+        hint = "" if replicates or "--grid" not in remedy else \
+            "; name the replicate column (e.g. seed) if runs repeat"
         raise GengapError(
             f"{prefix}{NOT_UNIQUE} {len(many)} grid cells hold more than one model "
             f"(first: {cell}){hint}"

@@ -86,8 +86,13 @@ def reference_tasks(reference: str | Path) -> dict[str, Path]:
     """Task name -> its ``model_configs.json``. ``reference`` is the reference folder (or its
     parent holding ``reference_data/``), or one task folder that holds the file itself."""
     root = Path(reference)
+    if root.is_file() and root.name == CONFIGS_NAME:  # the task's file itself
+        root = root.parent
     if not root.is_dir():
-        raise GengapError(f"{root}: no such reference folder")
+        raise GengapError(f"{root}: no such reference folder (a folder of {CONFIGS_NAME} "
+                          "files, or one task folder)" if not root.exists() else
+                          f"{root}: not a reference folder (a folder of {CONFIGS_NAME} "
+                          "files, or one task folder)")
     if (root / CONFIGS_NAME).is_file():
         return {root.resolve().name: root / CONFIGS_NAME}
     if (root / "reference_data").is_dir():
@@ -131,7 +136,7 @@ def score_task(
         dropped = len(ref.frame) - len(frame)
         wanted = {k: v for k, v in predictions.items() if k in frame.index}
         predictions = wanted if len(wanted) == len(frame) else predictions
-    check_grid(frame, ref.hyperparameters, levels, where=where)
+    check_grid(frame, ref.hyperparameters, levels, where=where, remedy="--subgrid")
     if len(frame) != len(predictions):
         raise GengapError(
             f"{blame}: Prediction shape={len(predictions)} instead of Solution "
