@@ -660,3 +660,10 @@ def test_an_output_folder_inside_a_task_folder_is_refused(task_dir, tmp_path: Pa
         assert "an input of this command; write elsewhere" in str(result.exception)
     assert sorted(p.name for p in root.iterdir()) == before
     assert len(load_task(root).model_ids) == 8
+    other = tmp_path / "other"  # another task: its folder is refused as well
+    write_task(other)
+    for command in (["pgdl", "import", str(root)],
+                    ["pgdl", "predict", str(root), "--measure", "params"]):
+        result = runner.invoke(app, [*command, "--out", str(other / "model_99")])
+        assert f"is inside the PGDL task folder {other}" in str(result.exception)
+    assert not (other / "model_99").exists()

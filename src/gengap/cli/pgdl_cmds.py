@@ -11,7 +11,7 @@ from rich.markup import escape
 
 import gengap.interop  # noqa: F401  (imported zoos' families and sources, for `gengap measure`)
 from gengap.cli.console import console, progress
-from gengap.cli.options import Device
+from gengap.cli.options import Device, OptionError
 from gengap.cli.outputs import output_folder, outside_inputs
 from gengap.cli.pgdl_app import pgdl_app
 
@@ -49,7 +49,9 @@ def pgdl_predict(
             raise GengapError(f"{names[task.name]} and {task.root} would both write "
                               f"{task.name}.predict: give tasks of different names")
         names[task.name] = task.root
-    output_folder(out, inputs=tasks)  # before any model is measured
+    outside_inputs(out, inputs=tasks)
+    _outside_tasks(out)  # another task's folder
+    output_folder(out, inputs=tasks)  # made before any model is measured
     exceeded = False
     for task in opened:
         started = time.perf_counter()
@@ -94,6 +96,7 @@ def pgdl_import(
     from gengap.interop.pgdl import import_task, load_task
 
     outside_inputs(out, inputs=(task_dir,))  # the zoo folder is made by the import
+    _outside_tasks(out)  # another task's folder
     task = load_task(task_dir, configs)
     with progress() as bar:
         job = bar.add_task(f"importing {task.name}", total=len(task.model_ids))
@@ -127,3 +130,13 @@ def zoo_import_cnnzoo(
     counts = store.counts()
     console.print(f"imported {counts['done']} networks into {out} "
                   f"({counts['failed']} with non-finite weights recorded as failed)")
+
+
+def _outside_tasks(path: Path) -> None:
+    """Refuse ``path`` when it is, or lies in, a PGDL task folder (one holding
+    model_configs.json or dataset_1/): a folder written there reads as one more model."""
+    for folder in (path.resolve(), *path.resolve().parents):
+        if (folder / "model_configs.json").is_file() or (folder / "dataset_1").is_dir():
+            where = "is" if folder == path.resolve() else "is inside"
+            raise OptionError(f"{path}: {where} the PGDL task folder {folder}, where a new "
+                              "folder reads as one more model of the task; write elsewhere")
