@@ -136,7 +136,7 @@ def hessian_trace(ctx: MeasureContext) -> float:
     x, _ = _subset(ctx, HESSIAN_EXAMPLES)
     probe = x[:2].to(ctx.device)
     with torch.no_grad():
-        classes = ctx.model.eval()(probe).shape[1]
+        classes = ctx.model.eval()(probe.clone()).shape[1]  # a model may work in place
     if classes > EXACT_TRACE_MAX_CLASSES:
         obstacle = (f"{classes} classes: the exact trace's backward pass per class would cost "
                     "more than the estimate")
