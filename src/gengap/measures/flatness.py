@@ -35,7 +35,7 @@ RELATIVE_FLATNESS_BATCH = 64  # examples per batch of the per-class Jacobians (c
 HUTCHINSON_SAMPLES = 10  # projected Rademacher vectors (the Lanczos space taken exactly)
 GAUSS_NEWTON_BATCH = 16  # examples per batch of the exact trace (bench NiN: faster than 32, 64)
 # one backward pass per class: with 10 classes the exact trace took a third of the estimate's
-# time on the bench NiN, with 100 about 3 times as long on a small CNN
+# time on the bench NiN; with 100, on a small CNN, 9.1 s against the estimate's 5.4 s
 EXACT_TRACE_MAX_CLASSES = 32
 HESSIAN_ITERATIONS = 100  # most Lanczos steps (Hessian-vector products)
 # pyhessian's tolerance; the Ritz value's error is of the order of the residual squared over the
