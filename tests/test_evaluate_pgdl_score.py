@@ -154,3 +154,36 @@ def test_cli_score(tmp_path, toy):
     assert isinstance(failed.exception, GengapError)
     assert "no task could be scored" in str(failed.exception)
     assert out.read_text().startswith(f"task_{toy.name}_score: -0.999999")
+
+
+def test_subgrid_names_what_it_left_out_and_scores_the_sub_grids_as_large(tmp_path, toy):
+    """Without model 5 (64 units, 3 layers, tanh) two complete sub-grids of 12 models remain:
+    without 3 layers (the one scored) and without 64 units; each scores as the letter-by-letter
+    scorer does on that sub-grid alone."""
+    ref, pred = reference_folder(tmp_path, toy)
+    configs = json.loads((ref / "toy" / "model_configs.json").read_text())
+    del configs["5"]
+    (ref / "toy" / "model_configs.json").write_text(json.dumps(configs))
+    prediction = json.loads((pred / "toy.predict").read_text())
+
+    def by_the_letter(without: str, value) -> float:
+        kept = {k: json.loads(json.dumps(v)) for k, v in configs.items()
+                if v["hparams"][without]["current_value"] != value}
+        for spec in kept.values():
+            spec["hparams"][without]["possible_values"].remove(value)
+        return scorer_by_the_letter({f"model_{k}": prediction[f"model_{k}"] for k in kept},
+                                    kept)
+
+    first, second = by_the_letter("num_layers", 3), by_the_letter("num_units", 64)
+    assert abs(first - second) > 1e-3  # the choice matters here
+    score, dropped = score_task(ref / "toy", prediction, subgrid=True)
+    assert dropped == 5 and score == pytest.approx(first, abs=1e-12)
+    scores = score_predictions(ref, pred, subgrid=True)
+    assert scores.tasks[0].score == pytest.approx(first, abs=1e-12)
+    assert scores.notes[0].startswith(
+        "toy: --subgrid scored 12 of 17 models, leaving out num_layers 3; as large: leaving "
+        f"out num_units 64 scores {100 * second:.2f} (the one scored is the first found")
+    result = CliRunner().invoke(app, ["pgdl", "score", "--reference", str(ref),
+                                      "--predictions", str(pred), "--subgrid"])
+    assert result.exit_code == 0, result.output
+    assert f"num_units 64 scores {100 * second:.2f}" in " ".join(result.output.split())

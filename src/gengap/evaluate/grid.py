@@ -127,42 +127,71 @@ def largest_complete_subgrid(
     subsets first and lower values first). Cells with more than one model stay non-unique
     and are refused later by :func:`check_grid`.
     """
+    return largest_complete_subgrids(frame, hyperparameters, levels, replicates, most=1)[0]
+
+
+def largest_complete_subgrids(
+    frame: pd.DataFrame,
+    hyperparameters: Sequence[str],
+    levels: Mapping[str, Sequence[Any]] | None = None,
+    replicates: str | None = None,
+    most: int = 3,
+) -> list[tuple[pd.DataFrame, dict[str, list[Any]]]]:
+    """Up to ``most`` complete sub-grids of the largest size, as (rows, axis values kept): the
+    first is :func:`largest_complete_subgrid`'s; the others are as large, and a score computed
+    on them can differ (the choice among them is arbitrary)."""
     if frame.empty:  # else an empty replicate axis would make every cell "complete"
         raise GengapError(f"{NOT_COMPLETE} no model at all in the grid")
     levels = grid_levels(frame, hyperparameters, levels)
     if not hyperparameters:
-        return frame, levels
+        return [(frame, levels)]
+    return [(_rows_in(frame, kept), kept)
+            for kept in _largest(frame, hyperparameters, levels, replicates, most)]
+
+
+def _largest(frame: pd.DataFrame, hyperparameters: Sequence[str],
+             levels: dict[str, list[Any]], replicates: str | None, most: int
+             ) -> list[dict[str, list[Any]]]:
     present = cell_counts(frame, hyperparameters, levels, replicates) > 0
     if replicates:  # a cell counts only when every replicate is there
         present = present.all(axis=-1)
-    best_size, best = _search(present)
+    best_size, found = _search(present, most)
     if best_size == 0:
         raise GengapError(f"{NOT_COMPLETE} no model at all in the grid")
-    kept = {h: [levels[h][i] for i in idx] for h, idx in zip(hyperparameters, best, strict=True)}
+    return [{h: [levels[h][i] for i in idx] for h, idx in zip(hyperparameters, sets, strict=True)}
+            for sets in found]
+
+
+def _rows_in(frame: pd.DataFrame, kept: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     mask = np.ones(len(frame), dtype=bool)
-    for h in hyperparameters:
-        mask &= np.array([v in kept[h] for v in frame[h].tolist()], dtype=bool)
-    return frame[mask], kept
+    for h, values in kept.items():
+        mask &= np.array([v in values for v in frame[h].tolist()], dtype=bool)
+    return frame[mask]
 
 
-def _search(present: np.ndarray) -> tuple[int, list[tuple[int, ...]]]:
-    """Branch and bound over the subsets of the first axis: a subset S leaves the grid
-    ``present[S].all(axis=0)`` for the other axes, whose best is at most its number of
-    filled cells."""
+def _search(present: np.ndarray, most: int = 1
+            ) -> tuple[int, list[tuple[tuple[int, ...], ...]]]:
+    """The largest complete sub-grids' size and up to ``most`` of them (each a tuple of kept
+    indices per axis, in the order they are found). Branch and bound over the subsets of the
+    first axis: a subset S leaves the grid ``present[S].all(axis=0)`` for the other axes, whose
+    best is at most its number of filled cells."""
     if present.ndim == 0:
-        return int(bool(present)), []
-    best_size, best_sets = 0, [tuple(range(n)) for n in present.shape]
+        return int(bool(present)), [()]
+    best_size = 0
+    found: list[tuple[tuple[int, ...], ...]] = [tuple(tuple(range(n)) for n in present.shape)]
     n = present.shape[0]
     for k in range(n, 0, -1):
         for subset in combinations(range(n), k):
             rest = present[list(subset)].all(axis=0)
-            bound = k * int(rest.sum()) if rest.ndim else k * int(rest)
-            if bound <= best_size:
+            bound = k * int(rest.sum())
+            if bound < best_size or (bound == best_size and len(found) >= most):
                 continue
-            size, sets = _search(rest)
+            size, subs = _search(rest, most)
             if k * size > best_size:
-                best_size, best_sets = k * size, [subset, *sets]
-    return best_size, best_sets
+                best_size, found = k * size, []
+            if size and k * size == best_size:
+                found += [(subset, *sub) for sub in subs][: most - len(found)]
+    return best_size, found
 
 
 def _describe(

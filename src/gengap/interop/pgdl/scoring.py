@@ -28,7 +28,11 @@ import pandas as pd
 
 from gengap.errors import GengapError
 from gengap.evaluate.cmi import pgdl_cmi
-from gengap.evaluate.grid import check_grid, largest_complete_subgrid
+from gengap.evaluate.grid import (
+    check_grid,
+    largest_complete_subgrid,
+    largest_complete_subgrids,
+)
 from gengap.interop.pgdl.reference import CONFIGS_NAME, Reference, read_json, read_reference
 
 MISSING_SCORE = -0.999999  # what the scorer writes for a task it could not score
@@ -82,6 +86,19 @@ class Scores:
         return "\n".join(lines) + "\n"
 
 
+def _subgrid_note(task: str, ref: Reference, prediction: dict[str, Any], path: Path,
+                  dropped: int) -> str:
+    (first, _), *others = subgrid_alternatives(ref, prediction, path)
+    note = (f"{task}: --subgrid scored {len(ref.frame) - dropped} of {len(ref.frame)} models, "
+            f"leaving out {_left_out(first)}")
+    if others:
+        note += "; as large: " + "; ".join(
+            f"leaving out {_left_out(left)} scores {100 * score:.2f}" for left, score in others)
+        note += (" (the one scored is the first found: it keeps the most values of the first "
+                 "hyperparameter, then of the next, lower values first)")
+    return note
+
+
 def reference_tasks(reference: str | Path) -> dict[str, Path]:
     """Task name -> its ``model_configs.json``. ``reference`` is the reference folder (or its
     parent holding ``reference_data/``), or one task folder that holds the file itself."""
@@ -121,19 +138,48 @@ def score_task(
 ) -> tuple[float, int]:
     """The task score (a fraction) of ``predictions`` against one task's reference data, and
     the number of models dropped (non-zero only with ``subgrid``, which scores the largest
-    complete sub-grid instead of refusing an incomplete one).
+    complete sub-grid instead of refusing an incomplete one; :func:`subgrid_alternatives`
+    names it and scores the other sub-grids as large).
 
     Raises :class:`GengapError` where the scorer raises (incomplete or non-unique grid,
     wrong number of predictions, a value that is not a number); the predictions' errors name
     ``source`` (their file), the grid's the reference.
     """
     ref = reference if isinstance(reference, Reference) else read_reference(reference)
-    frame, levels, dropped = ref.frame, ref.levels, 0
-    where = str(ref.path)
-    blame = str(source) if source is not None else where
+    frame, levels = ref.frame, ref.levels
     if subgrid:
         frame, levels = largest_complete_subgrid(frame, ref.hyperparameters, levels)
-        dropped = len(ref.frame) - len(frame)
+    return _score_on(ref, frame, levels, predictions, source), len(ref.frame) - len(frame)
+
+
+def subgrid_alternatives(reference: Reference, predictions: dict[str, Any],
+                         source: str | Path | None = None, most: int = 3
+                         ) -> list[tuple[dict[str, list[Any]], float]]:
+    """(the hyperparameter values each leaves out, its score) for up to ``most`` largest
+    complete sub-grids of an incomplete task, the first the one ``score_task(subgrid=True)``
+    scores: which one that is among equally large ones is arbitrary, and the score can
+    differ. A sub-grid the predictions cannot be scored on (one lacks its models) scores
+    NaN."""
+    found = largest_complete_subgrids(reference.frame, reference.hyperparameters,
+                                      reference.levels, most=most)
+    out = []
+    for frame, kept in found:
+        try:
+            score = _score_on(reference, frame, kept, predictions, source)
+        except GengapError:
+            score = math.nan
+        out.append(({h: [v for v in reference.levels[h] if v not in kept[h]] for h in kept},
+                    score))
+    return out
+
+
+def _score_on(ref: Reference, frame: pd.DataFrame, levels: dict[str, list[Any]],
+              predictions: dict[str, Any], source: str | Path | None) -> float:
+    """The scorer on the models of ``frame`` (all of the reference's, or a sub-grid's): the
+    predictions of other models are left out when exactly this grid's are there."""
+    where = str(ref.path)
+    blame = str(source) if source is not None else where
+    if len(frame) < len(ref.frame):
         wanted = {k: v for k, v in predictions.items() if k in frame.index}
         predictions = wanted if len(wanted) == len(frame) else predictions
     check_grid(frame, ref.hyperparameters, levels, where=where, remedy="--subgrid")
@@ -150,9 +196,12 @@ def score_task(
     # The scorer skips every pair that involves a model without a prediction (a KeyError).
     present = frame[frame.index.isin(list(values))].copy()
     present["prediction"] = [values[i] for i in present.index]
-    score = pgdl_cmi(present, "prediction", ref.hyperparameters, "gap", grid="none",
-                     levels=levels)
-    return score, dropped
+    return pgdl_cmi(present, "prediction", ref.hyperparameters, "gap", grid="none",
+                    levels=levels)
+
+
+def _left_out(values: dict[str, list[Any]]) -> str:
+    return ", ".join(f"{h} {', '.join(map(str, v))}" for h, v in values.items() if v)
 
 
 def score_predictions(
@@ -182,6 +231,8 @@ def score_predictions(
             ref = read_reference(configs)
             unknown = [k for k in prediction if k not in ref.frame.index]
             score, dropped = score_task(ref, prediction, subgrid=subgrid, source=path)
+            if dropped:
+                notes.append(_subgrid_note(task, ref, prediction, path, dropped))
             if unknown:
                 notes.append(
                     f"{task}: {len(unknown)} predictions name no reference model (e.g. "
