@@ -28,6 +28,7 @@ from gengap.interop.pgdl import (
     predict_task,
     write_predict,
 )
+from gengap.interop.pgdl.reference import read_reference
 from gengap.interop.pgdl.tfrecord import (
     build_example,
     masked_crc,
@@ -607,7 +608,27 @@ def test_model_configs_errors_name_the_model_and_field(task_dir) -> None:
     path.write_text(json.dumps(configs))
     with pytest.raises(GengapError) as err:
         _ = load_task(root).records
-    assert str(err.value) == f"{path}: model '3': metric 'test_acc' must be a number, got 'high'"
+    assert str(err.value) == f"{path}: model '3': metrics.test_acc is \"high\", not an " \
+                             "accuracy (a number in [0, 1])"
+    # read as the scorer reads them, the same entry is refused the same way
+    with pytest.raises(GengapError) as err:
+        read_reference(path)
+    assert str(err.value).endswith("model '3': metrics.test_acc is \"high\", not an accuracy "
+                                   "(a number in [0, 1])")
+    configs["3"]["metrics"]["test_acc"] = 0.5
+    for value, shown in ((True, "true"), (math.nan, "NaN"), (97.0, "97.0"), (-0.1, "-0.1")):
+        configs["3"]["metrics"]["train_acc"] = value
+        path.write_text(json.dumps(configs))
+        for read in (lambda: load_task(root).records, lambda: read_reference(path)):
+            with pytest.raises(GengapError, match=f"model '3': metrics.train_acc is {shown}, "
+                                                  "not an accuracy"):
+                read()
+    configs["3"]["metrics"]["train_acc"] = 1
+    configs["3"]["metrics"]["loss"] = "low"
+    path.write_text(json.dumps(configs))
+    with pytest.raises(GengapError, match="model '3': metrics.loss is \"low\", not a number"):
+        _ = load_task(root).records
+    del configs["3"]["metrics"]["loss"]
     del configs["3"]["hparams"]["pool"]["current_value"]
     configs["3"]["metrics"]["test_acc"] = 0.5
     path.write_text(json.dumps(configs))

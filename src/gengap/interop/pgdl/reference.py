@@ -56,6 +56,16 @@ def read_json(path: Path, missing: str = "no such file") -> Any:
         raise GengapError(f"{path}: not valid JSON ({err})") from None
 
 
+def accuracy(value: Any, where: str, name: str) -> float:
+    """A reference accuracy (``train_acc``, ``test_acc``): a JSON number in [0, 1]. True, NaN,
+    a string or a percentage such as 97.0 is a one-line error naming ``where``: the gap and a
+    zoo's metrics are differences of fractions."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= 1:
+        raise GengapError(f"{where}: metrics.{name} is {json.dumps(value)}, not an accuracy "
+                          "(a number in [0, 1])")
+    return float(value)
+
+
 def read_reference(path: str | Path) -> Reference:
     """Read ``model_configs.json`` (or a folder holding it) into a :class:`Reference`."""
     path = Path(path)
@@ -65,20 +75,29 @@ def read_reference(path: str | Path) -> Reference:
     if not isinstance(data, dict) or not data:
         raise GengapError(f"{path}: expected a non-empty object of models")
     first = next(iter(data.values()))
-    try:
-        names = list(first["hparams"])
-        levels = {h: list(first["hparams"][h]["possible_values"]) for h in names}
-    except (KeyError, TypeError) as err:
-        raise GengapError(f"{path}: first model: malformed hparams ({err!r})") from None
+    hparams = first.get("hparams") if isinstance(first, dict) else None
+    if not isinstance(hparams, dict) or not all(
+            isinstance(h, dict) and isinstance(h.get("possible_values"), list)
+            for h in hparams.values()):
+        raise GengapError(f"{path}: first model: 'hparams' must map each hyperparameter to an "
+                          "object with a 'possible_values' list")
+    names = list(hparams)
+    levels = {h: list(hparams[h]["possible_values"]) for h in names}
     rows, index = [], []
     for key, entry in data.items():
-        try:
-            hparams = entry["hparams"]
-            row: dict[str, Any] = {h: hparams[h]["current_value"] for h in names}
-            row["train_acc"] = float(entry["metrics"]["train_acc"])
-            row["test_acc"] = float(entry["metrics"]["test_acc"])
-        except (KeyError, TypeError, ValueError) as err:
-            raise GengapError(f"{path}: model {key!r}: malformed entry ({err!r})") from None
+        where = f"{path}: model {key!r}"
+        hparams, metrics = (entry.get("hparams"), entry.get("metrics")) \
+            if isinstance(entry, dict) else (None, None)
+        if not isinstance(hparams, dict) or not isinstance(metrics, dict):
+            raise GengapError(f"{where}: expected an object with objects 'hparams' and 'metrics'")
+        for h in names:
+            if not isinstance(hparams.get(h), dict) or "current_value" not in hparams[h]:
+                raise GengapError(f"{where}: no hparams.{h}.current_value")
+        row: dict[str, Any] = {h: hparams[h]["current_value"] for h in names}
+        for name in ("train_acc", "test_acc"):
+            if name not in metrics:
+                raise GengapError(f"{where}: no metrics.{name}")
+            row[name] = accuracy(metrics[name], where, name)
         rows.append(row)
         index.append(model_id(str(key)))
     frame = pd.DataFrame(rows, index=pd.Index(index, name="model_id"))

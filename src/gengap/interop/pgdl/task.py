@@ -28,9 +28,8 @@ from gengap.interop.pgdl.keras import (
     read_keras_weights,
     torch_input_shape,
 )
+from gengap.interop.pgdl.reference import CONFIGS_NAME, accuracy, read_json
 from gengap.interop.pgdl.tfrecord import read_shards
-
-CONFIGS_NAME = "model_configs.json"
 
 
 @dataclass(frozen=True)
@@ -41,15 +40,6 @@ class ModelRecord:
     hparams: dict[str, Any]
     possible: dict[str, list[Any]]
     metrics: dict[str, float]
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text())
-    except OSError as err:
-        raise GengapError(f"{path}: cannot read: {err.strerror or err}") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise GengapError(f"{path}: not valid JSON ({err})") from None
 
 
 def read_model_configs(path: Path) -> dict[str, ModelRecord]:
@@ -76,11 +66,13 @@ def read_model_configs(path: Path) -> dict[str, ModelRecord]:
             hparams[name], possible[name] = h["current_value"], values
         metrics = {}
         for name, value in entry["metrics"].items():
-            try:
-                metrics[name] = float(value)
-            except (TypeError, ValueError):
-                raise GengapError(f"{where}: metric {name!r} must be a number, got "
-                                  f"{value!r}") from None
+            if name in ("train_acc", "test_acc"):
+                metrics[name] = accuracy(value, where, name)
+                continue
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise GengapError(f"{where}: metrics.{name} is {json.dumps(value)}, not a "
+                                  "number")
+            metrics[name] = float(value)
         out[model_id] = ModelRecord(hparams, possible, metrics)
     return out
 
