@@ -232,10 +232,21 @@ def test_bad_files_are_one_line_errors(tmp_path: Path) -> None:
 
 def test_cli_import_cnnzoo(tmp_path: Path) -> None:
     write_cnnzoo(tmp_path / "mnist_zoo")
-    result = CliRunner().invoke(app, ["zoo", "import-cnnzoo", str(tmp_path / "mnist_zoo"),
-                                      "--out", str(tmp_path / "zoo")])
+    command = ["zoo", "import-cnnzoo", str(tmp_path / "mnist_zoo"), "--out", str(tmp_path / "zoo")]
+    result = CliRunner().invoke(app, command)
     assert result.exit_code == 0, result.output
     assert "imported 2 networks" in result.output
+    # a second import says what it added: nothing, or the networks an earlier one lacked
+    result = CliRunner().invoke(app, command)
+    assert "nothing to import: all 2 networks were already there" in result.output
+
+    def interrupt(_: int) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):  # stopped after the first network
+        import_cnnzoo(tmp_path / "mnist_zoo", tmp_path / "zoo2", on_run=interrupt)
+    result = CliRunner().invoke(app, [*command[:-1], str(tmp_path / "zoo2")])
+    assert "imported 1 more networks (2 now)" in result.output
 
 
 @pytest.mark.parametrize(("column", "value", "message"), [

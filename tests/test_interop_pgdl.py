@@ -524,6 +524,9 @@ def test_cli_predict_and_import(task_dir, tmp_path: Path) -> None:
     result = runner.invoke(app, ["pgdl", "import", str(root), "--out", str(tmp_path / "zoo")])
     assert result.exit_code == 0, result.output
     assert "imported 8 models of task9" in result.output
+    again = runner.invoke(app, ["pgdl", "import", str(root), "--out", str(tmp_path / "zoo")])
+    assert again.exit_code == 0, again.output
+    assert "nothing to import: all 8 models were already there" in again.output
     bad = runner.invoke(app, ["pgdl", "predict", str(tmp_path), "--measure", "params",
                               "--out", str(tmp_path / "pred")])
     assert isinstance(bad.exception, GengapError) and "no model_* folders" in str(bad.exception)

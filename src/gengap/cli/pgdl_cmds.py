@@ -14,6 +14,7 @@ from gengap.cli.console import console, progress
 from gengap.cli.options import Device, OptionError
 from gengap.cli.outputs import output_folder, outside_inputs
 from gengap.cli.pgdl_app import pgdl_app
+from gengap.errors import GengapError
 
 Configs = Annotated[
     Path | None,
@@ -98,6 +99,7 @@ def pgdl_import(
     outside_inputs(out, inputs=(task_dir,))  # the zoo folder is made by the import
     _outside_tasks(out)  # another task's folder
     task = load_task(task_dir, configs)
+    before = _finished_runs(out)
     with progress() as bar:
         job = bar.add_task(f"importing {task.name}", total=len(task.model_ids))
         store = import_task(task, out, on_model=lambda _: bar.advance(job))
@@ -107,7 +109,7 @@ def pgdl_import(
     counts = store.counts()
     failed = f"; {counts['failed']} with non-finite weights recorded as failed" \
         if counts['failed'] else ""
-    console.print(f"imported {counts['done']} models of {task.name} into {out} "
+    console.print(f"{_imported(counts, before, 'models')} of {task.name} into {out} "
                   f"(axes: {axes}; {gap}{failed})")
 
 
@@ -124,12 +126,38 @@ def zoo_import_cnnzoo(
 
     total = len(final_rows(read_cnnzoo(folder)))
     total = min(total, limit) if limit else total
+    before = _finished_runs(out)
     with progress() as bar:
         job = bar.add_task(f"importing {folder.name}", total=total)
         store = import_cnnzoo(folder, out, limit=limit, on_run=lambda _: bar.advance(job))
     counts = store.counts()
-    console.print(f"imported {counts['done']} networks into {out} "
+    console.print(f"{_imported(counts, before, 'networks')} into {out} "
                   f"({counts['failed']} with non-finite weights recorded as failed)")
+
+
+def _finished_runs(out: Path) -> int:
+    """The runs an earlier import of ``out`` finished (none where it holds no zoo yet)."""
+    from gengap.zoo.store import Store
+
+    try:
+        store = Store(out)
+    except GengapError:  # no zoo there yet (or not one: the import says so)
+        return 0
+    try:
+        counts = store.counts()
+    finally:
+        store.close()
+    return counts["done"] + counts["failed"]
+
+
+def _imported(counts: dict[str, int], before: int, what: str) -> str:
+    """"imported 18 models", or on a zoo an earlier import began, how many are new."""
+    total = counts["done"] + counts["failed"]
+    if not before:
+        return f"imported {counts['done']} {what}"
+    if before == total:
+        return f"nothing to import: all {total} {what} were already there"
+    return f"imported {total - before} more {what} ({counts['done']} now)"
 
 
 def _outside_tasks(path: Path) -> None:
