@@ -69,6 +69,19 @@ def test_inputs_and_outputs_the_measures_cannot_use_are_refused():
             return out, out
 
     refused("one tensor of class logits, not a tuple", Pair(), None, x, y)
+
+    class Centers(nn.Module):  # x -= 1 in its forward: the caller's batch changes
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = mlp()
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.net(x.sub_(1.0))
+
+    before = x.clone()
+    refused("the model changes its input in place (its forward wrote into the batch it was "
+            "given)", Centers(), None, x, y)
+    assert torch.equal(x, before)  # the check's forward ran on a copy
     refused("classes at least 2; it returned shape (2, 1)",
             nn.Sequential(nn.Linear(10, 1)), None, x, torch.zeros(60, dtype=torch.long))
     refused("batch_size must be at least 1, not 0", mlp(), None, x, y, batch_size=0)

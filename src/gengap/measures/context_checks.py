@@ -110,13 +110,20 @@ def check_heldout(x_heldout: torch.Tensor, x_train: torch.Tensor | None) -> None
 def check_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None,
                   device: torch.device) -> None:
     """One forward pass of two examples: the model must take ``x``'s inputs and return class
-    logits (N, classes ≥ 2), and every label must be one of those classes."""
+    logits (N, classes ≥ 2), every label must be one of those classes, and the model must
+    leave its input as it was (measures hand it slices of ``x``, which an in-place forward
+    would change for every measure after it)."""
+    probe = x[:2].to(device, copy=True)
     try:
-        out = model(x[:2].to(device))
+        out = model(probe)
     except Exception as err:  # the user's network refusing the data: say which data
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise GengapError(f"the model cannot take x_train's inputs of shape "
                           f"{tuple(x.shape[1:])}: {first}") from None
+    if not torch.equal(probe, x[:2].to(device)):
+        raise GengapError("the model changes its input in place (its forward wrote into the "
+                          "batch it was given), which would change x_train for every measure "
+                          "after it: let the forward work on a copy (x = x.clone() first)")
     if not isinstance(out, torch.Tensor):
         raise GengapError(f"the model must return one tensor of class logits, not a "
                           f"{type(out).__name__}")
