@@ -15,6 +15,7 @@ from gengap.evaluate import (
     cmi_by_size,
     conditional_mi,
     largest_complete_subgrid,
+    largest_complete_subgrids,
     ranking_table,
 )
 
@@ -114,6 +115,17 @@ def test_seeds_as_replicates_and_the_largest_complete_subgrid():
     assert len(rows) == 6 and (kept == {"a": [0, 1], "b": [0, 1, 2]}
                                or kept == {"a": [0, 1, 2], "b": [0, 1]})
     assert conditional_mi(holed, "m", ["a", "b"], grid="largest") == pytest.approx(1.0)
+    # both sub-grids of 6 are named, the one used first; the ranking's note names the other
+    found = largest_complete_subgrids(holed, ["a", "b"], most=5)
+    assert [kept for _, kept in found] == [{"a": [0, 1, 2], "b": [0, 1]},
+                                           {"a": [0, 1], "b": [0, 1, 2]}]
+    assert found[0][1] == kept and len(found[1][0]) == 6
+    note = ranking_table(holed, ["m"], ["a", "b"], metrics=("cmi",), grid="largest",
+                         bootstrap=0).attrs["notes"][0]
+    assert note == ("CMI on the largest complete sub-grid: 6 of 8 runs (a in [0, 1, 2]; b in "
+                    "[0, 1]); another as large (a in [0, 1]; b in [0, 1, 2]) may give other "
+                    "values: the first found is used, which keeps the most values of the first "
+                    "hyperparameter, lower values first")
     # in a ranking, a measure without a value on one run takes the largest complete sub-grid
     # of the runs where it has one (the zoo's own grid is complete)
     gapped = full.assign(gap=np.arange(9.0), m=np.arange(9.0), k=np.arange(9.0))

@@ -8,7 +8,7 @@ PGDL scorer), :func:`robust_sign_error` (Dziugaite et al. 2020); the table of al
 
 from gengap.evaluate.bootstrap import granulated_kendall_interval, kendall_interval
 from gengap.evaluate.cmi import cmi_by_set, cmi_by_size, conditional_mi, pgdl_cmi
-from gengap.evaluate.grid import check_grid, largest_complete_subgrid
+from gengap.evaluate.grid import check_grid, largest_complete_subgrid, largest_complete_subgrids
 from gengap.evaluate.kendall import granulated_kendall, kendall
 from gengap.evaluate.ranking import METRICS, ranking_table
 from gengap.evaluate.robust import environments, hoeffding_weight, robust_sign_error
@@ -28,6 +28,7 @@ __all__ = [
     "kendall",
     "kendall_interval",
     "largest_complete_subgrid",
+    "largest_complete_subgrids",
     "pgdl_cmi",
     "ranking_table",
     "robust_sign_error",

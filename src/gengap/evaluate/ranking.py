@@ -11,7 +11,11 @@ import pandas as pd
 from gengap.errors import GengapError
 from gengap.evaluate.bootstrap import granulated_kendall_interval, kendall_interval
 from gengap.evaluate.cmi import Grid, cmi_by_size
-from gengap.evaluate.grid import check_grid, largest_complete_subgrid
+from gengap.evaluate.grid import (
+    check_grid,
+    largest_complete_subgrid,
+    largest_complete_subgrids,
+)
 from gengap.evaluate.kendall import granulated_kendall, kendall
 from gengap.evaluate.robust import PAPER_MIN_ESS, PAPER_TEST_SIZE, environments, robust_sign_error
 from gengap.evaluate.targets import ORIENTATION, with_target
@@ -72,7 +76,8 @@ def ranking_table(
             )
             if len(cmi_frame) < len(frame):
                 notes.append(f"CMI on the largest complete sub-grid: {len(cmi_frame)} of "
-                             f"{len(frame)} runs ({_describe_levels(cmi_levels)})")
+                             f"{len(frame)} runs ({_describe_levels(cmi_levels)})"
+                             + _as_large(frame, hyperparameters, levels, replicates))
         elif grid == "strict":
             check_grid(frame, hyperparameters, levels, replicates)
     envs = (environments(frame, hyperparameters, target, test_size, filter_noise)
@@ -170,6 +175,18 @@ def _sort(table: pd.DataFrame, target: str) -> pd.DataFrame:
         if column in table.columns:
             return table.sort_values(column, ascending=ascending, na_position="last")
     return table
+
+
+def _as_large(frame: pd.DataFrame, hyperparameters: Sequence[str],
+              levels: Mapping[str, Sequence[Any]] | None, replicates: str | None) -> str:
+    """A note's tail naming another complete sub-grid as large, where there is one: the
+    choice between them is arbitrary, and the CMI can differ."""
+    found = largest_complete_subgrids(frame, hyperparameters, levels, replicates, most=2)
+    if len(found) < 2:
+        return ""
+    return (f"; another as large ({_describe_levels(found[1][1])}) may give other values: "
+            "the first found is used, which keeps the most values of the first hyperparameter, "
+            "lower values first")
 
 
 def _describe_levels(levels: Mapping[str, Sequence[Any]]) -> str:
