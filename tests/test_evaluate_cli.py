@@ -157,6 +157,18 @@ def test_no_command_writes_over_its_own_input_or_a_foreign_file(tmp_path, tiny_z
                     ["predict", "fit", str(zoo), "--save", str(zoo / "gengap.sqlite")]):
         result = runner.invoke(app, command)
         assert isinstance(result.exception, GengapError), (command, result.output)
+    # nor through a link of the right suffix that points at the database
+    for name, command in (("out.csv", ["evaluate", str(table), *axes, "--bootstrap", "0",
+                                       "--out"]),
+                          ("out.parquet", ["zoo", "export", str(zoo), "--parquet"]),
+                          ("out.html", ["report", str(zoo), "-o"])):
+        link = tmp_path / name
+        link.symlink_to(zoo / "gengap.sqlite")
+        result = runner.invoke(app, [*command, str(link)])
+        assert isinstance(result.exception, GengapError), (command, result.output)
+        assert f"{link}: a link to {(zoo / 'gengap.sqlite').resolve()}, not a" in str(
+            result.exception)
+    assert (zoo / "gengap.sqlite").read_bytes() == database
     assert Store(zoo).counts()["pending"] == 4 and len(database) > 0
 
 

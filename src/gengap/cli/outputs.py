@@ -26,6 +26,12 @@ def output_file(path: Path | None, suffixes: tuple[str, ...] | None = None,
         return None
     if suffixes and path.suffix not in suffixes:
         raise _bad(option, f"{path}: write {' or '.join(suffixes)}")
+    # a link is written through: where it points must be such a file too (out.csv pointing at
+    # a zoo's gengap.sqlite would replace the database)
+    target = path.resolve()
+    if suffixes and path.is_symlink() and target.suffix not in suffixes:
+        raise _bad(option, f"{path}: a link to {target}, not a {' or '.join(suffixes)} file; "
+                           "write elsewhere")
     for source in inputs:
         if source is not None and _same_file(path, Path(source)):
             raise _bad(option, f"{path}: is an input of this command too; write elsewhere")
