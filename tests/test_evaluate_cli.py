@@ -12,6 +12,7 @@ from typer.testing import CliRunner
 
 from gengap.cli.app import app
 from gengap.errors import GengapError
+from gengap.evaluate.predictors import configurations
 from gengap.zoo import Store, load_zoo_spec
 
 runner = CliRunner()
@@ -265,3 +266,24 @@ def test_data_dir_is_for_zoos(tmp_path):
                                  "--data-dir", str(tmp_path)])
     assert isinstance(result.exception, GengapError)
     assert str(result.exception) == f"{table}: --data-dir is for zoos (to count their test sets)"
+
+
+def test_predict_takes_a_missing_hyperparameter_value_and_sources_of_other_axes(tmp_path):
+    """A NaN in a hyperparameter column (or a source without that column) crashed predict cv
+    and fit with a TypeError from the configuration labels."""
+    table = grid_table(tmp_path / "t.csv")
+    frame = pd.read_csv(table)
+    frame.loc[frame["lr"] == 0.1, "lr"] = np.nan  # one setting unrecorded, in every seed
+    frame.to_csv(tmp_path / "nan.csv", index=False)
+    frame.drop(columns=["act"]).to_csv(tmp_path / "no_act.csv", index=False)
+    axes = ["--hyperparameters", "width,lr,act", "--folds", "2", "--target", "gap"]
+    for sources in ([tmp_path / "nan.csv"], [table, tmp_path / "no_act.csv"]):
+        result = runner.invoke(app, ["predict", "cv", *map(str, sources), *axes])
+        assert result.exit_code == 0, (sources, result.output, result.exception)
+        assert "RuntimeWarning" not in result.output
+    fit = runner.invoke(app, ["predict", "fit", str(tmp_path / "nan.csv"), *axes, "--save",
+                              str(tmp_path / "p.json")])
+    assert fit.exit_code == 0, (fit.output, fit.exception)
+    # the unrecorded setting is one configuration: its seeds are never split across folds
+    labels = configurations(frame, ["width", "lr", "act"])
+    assert len(set(labels)) == 8 and len(set(labels[frame["lr"].isna().to_numpy()])) == 4

@@ -8,7 +8,9 @@ predictor is saved as JSON (:mod:`gengap.evaluate.predictor_file`), never pickle
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import warnings
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -69,7 +71,7 @@ def fit_predictor(
     data = _rows_with_target(with_target(frame, target), target)
     encoding = Encoding.fit(data, features)
     raw = encoding.transform(data)
-    with np.errstate(all="ignore"):
+    with _quiet_for_empty_columns():
         fill = np.nanmedian(np.where(np.isnan(raw), np.nan, raw), axis=0) if raw.size else (
             np.zeros(raw.shape[1]))
     fill = np.where(np.isfinite(fill), fill, 0.0)
@@ -78,7 +80,7 @@ def fit_predictor(
     params = {**DEFAULT_TREES, **trees}
     model = GradientBoostingRegressor(random_state=seed, **params).fit(x, y)
     exported = [_tree(est.tree_) for est in model.estimators_[:, 0]]
-    with np.errstate(all="ignore"):
+    with _quiet_for_empty_columns():
         low = np.nanmin(raw, axis=0) if len(raw) else np.full(raw.shape[1], np.nan)
         high = np.nanmax(raw, axis=0) if len(raw) else np.full(raw.shape[1], np.nan)
     predictor = Predictor(
@@ -163,13 +165,25 @@ def cross_validate(
     return CVResult(pd.DataFrame(rows), pd.concat(parts))
 
 
+@contextmanager
+def _quiet_for_empty_columns() -> Iterator[None]:
+    """A feature column without any value among the training runs (a measure another zoo
+    lacks) has NaN statistics, filled in afterwards: numpy's "All-NaN slice" warning about it
+    is expected, not news for the user."""
+    with np.errstate(all="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        yield
+
+
 def configurations(data: pd.DataFrame, together: Sequence[str]) -> np.ndarray:
     """One label per row: equal for rows that agree on every column of ``together`` present in
     ``data``; every row its own when none is present."""
     kept = [c for c in together if c in data.columns]
     if not kept:
         return np.arange(len(data))
-    return data[kept].astype(str).agg("|".join, axis=1).to_numpy()
+    # str of each value: a missing one (NaN, None) is text too, one configuration with itself
+    # (astype(str) keeps NaN a float in pandas 3, and the join failed)
+    return data[kept].map(str).agg("|".join, axis=1).to_numpy()
 
 
 def run_configuration(hyperparameters: Sequence[str]) -> list[str]:
