@@ -287,3 +287,26 @@ def test_predict_takes_a_missing_hyperparameter_value_and_sources_of_other_axes(
     # the unrecorded setting is one configuration: its seeds are never split across folds
     labels = configurations(frame, ["width", "lr", "act"])
     assert len(set(labels)) == 8 and len(set(labels[frame["lr"].isna().to_numpy()])) == 4
+
+
+def test_a_tables_test_size_column_weighs_the_robust_error(tmp_path):
+    """A table's own test_size column (a zoo export has one) was ignored for 10,000."""
+    table = grid_table(tmp_path / "t.csv")
+    pd.read_csv(table).assign(test_size=60).to_csv(tmp_path / "sized.csv", index=False)
+    args = ["--hyperparameters", "width,lr,act", "--metric", "robust", "--bootstrap", "0",
+            "--min-ess", "1"]
+
+    def robust(*extra: str) -> tuple[pd.DataFrame, str]:
+        out = tmp_path / "r.csv"
+        result = runner.invoke(app, ["evaluate", *extra, *args, "--out", str(out)])
+        assert result.exit_code == 0, (result.output, result.exception)
+        return pd.read_csv(out).set_index("measure"), " ".join(result.output.split())
+
+    own, said = robust(str(tmp_path / "sized.csv"))
+    given, _ = robust(str(table), "--test-size", "60")
+    assumed, noted = robust(str(table))
+    pd.testing.assert_frame_equal(own, given)
+    assert not own.equals(assumed)  # 60 test examples leave fewer gaps above the noise
+    assert "no test_size column" not in said
+    assert "robust: the table has no test_size column, so every run's gaps are taken as " \
+           "measured on 10,000 test examples (the paper's)" in noted
