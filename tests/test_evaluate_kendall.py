@@ -95,3 +95,29 @@ def test_targets_and_the_orientation_of_test_accuracy():
         with_target(frame, "accuracy")
     with pytest.raises(GengapError, match="unknown metric"):
         ranking_table(frame, ["m"], ["h"], metrics=("taus",))
+
+
+def test_infinite_measure_values_are_ranked_at_their_end_not_dropped():
+    """An evaluation dropped runs whose measure was ±inf (path_norm overflowing, 1/γ² at γ = 0)
+    as if they were missing; scipy's tau keeps them, as does every metric now."""
+    rng = np.random.default_rng(3)
+    grid = pd.DataFrame([(w, lr, s) for w in (1, 2, 3) for lr in (1, 2) for s in (0, 1)],
+                        columns=["width", "lr", "seed"])
+    grid["gap"] = rng.normal(size=len(grid))
+    grid["m"] = grid["gap"] + rng.normal(scale=0.5, size=len(grid))
+    grid.loc[[2, 7], "m"] = [np.inf, -np.inf]
+    grid.loc[4, "m"] = np.nan  # still missing
+    table = ranking_table(grid, ["m"], ["width", "lr"], metrics=("tau", "psi", "cmi", "robust"),
+                          grid="largest", replicates="seed", min_ess=1, test_size=10**6)
+    row = table.set_index("measure").loc["m"]
+    assert row["n"] == 11
+    keep = grid["m"].notna()
+    assert row["tau"] == pytest.approx(kendalltau(grid["m"][keep], grid["gap"][keep]).statistic)
+    # the same as with the infinities replaced by finite values at the same ends
+    finite = grid.assign(m=grid["m"].replace({np.inf: 1e6, -np.inf: -1e6}))
+    expected = ranking_table(finite, ["m"], ["width", "lr"],
+                             metrics=("tau", "psi", "cmi", "robust"), grid="largest",
+                             replicates="seed", min_ess=1, test_size=10**6)
+    pd.testing.assert_series_equal(row, expected.set_index("measure").loc["m"])
+    assert table.attrs["notes"][0] == ("m: 2 runs with an infinite value, ranked at the end "
+                                       "it points to rather than dropped")

@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy.stats import rankdata
 
 from gengap.errors import GengapError
 from gengap.evaluate.bootstrap import granulated_kendall_interval, kendall_interval
@@ -67,6 +68,7 @@ def ranking_table(
     if missing:
         raise GengapError(f"no measure column {missing[0]!r} in the table")
     notes: list[str] = []
+    frame = _infinities_ranked(frame, measures, notes)
     cmi_errors: dict[str, list[str]] = {}  # one note per reason, naming its measures
     cmi_frame, cmi_levels = frame, levels
     if "cmi" in metrics:  # the zoo's own grid must hold before any measure is scored
@@ -175,6 +177,24 @@ def _sort(table: pd.DataFrame, target: str) -> pd.DataFrame:
         if column in table.columns:
             return table.sort_values(column, ascending=ascending, na_position="last")
     return table
+
+
+def _infinities_ranked(frame: pd.DataFrame, measures: Sequence[str], notes: list[str]
+                       ) -> pd.DataFrame:
+    """``frame`` with each measure that has ±inf values (an inverse margin at γ = 0, a path
+    norm that overflowed) replaced by its ranks: every metric here compares a measure's values
+    by their order only, so the infinities keep their places at the ends, where dropping them
+    with the NaN would leave those runs out."""
+    for name in measures:
+        if not pd.api.types.is_numeric_dtype(frame[name]):
+            continue  # refused by the metrics with the column's name
+        values = frame[name].to_numpy(dtype=float)
+        infinite = int(np.isinf(values).sum())
+        if infinite:
+            frame = frame.assign(**{name: rankdata(values, nan_policy="omit")})
+            notes.append(f"{name}: {infinite} run{'s' if infinite > 1 else ''} with an infinite "
+                         "value, ranked at the end it points to rather than dropped")
+    return frame
 
 
 def _as_large(frame: pd.DataFrame, hyperparameters: Sequence[str],
