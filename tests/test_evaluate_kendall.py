@@ -121,3 +121,24 @@ def test_infinite_measure_values_are_ranked_at_their_end_not_dropped():
     pd.testing.assert_series_equal(row, expected.set_index("measure").loc["m"])
     assert table.attrs["notes"][0] == ("m: 2 runs with an infinite value, ranked at the end "
                                        "it points to rather than dropped")
+
+
+def test_cmi_and_the_sign_error_read_test_accuracy_as_test_error():
+    """Against test_acc the CMI put its ties and self-pairs in the wrong cell (42.4 against
+    14.1 on the QA zoo) and the sign error counted a perfect measure as always wrong."""
+    rng = np.random.default_rng(5)
+    grid = pd.DataFrame([(w, lr, s) for w in (1, 2, 3) for lr in (1, 2) for s in (0, 1, 2)],
+                        columns=["width", "lr", "seed"])
+    grid["train_acc"] = 1.0
+    grid["test_acc"] = np.round(0.8 + 0.05 * rng.normal(size=len(grid)), 2)  # with ties
+    grid["good"] = 1 - grid["test_acc"] + 0.01 * rng.normal(size=len(grid))
+    grid["noise"] = rng.normal(size=len(grid))
+    metrics = ("tau", "cmi", "robust")
+    kwargs = dict(metrics=metrics, replicates="seed", min_ess=1, filter_noise=False)
+    error = ranking_table(grid, ["good", "noise"], ["width", "lr"], "test_error", **kwargs)
+    acc = ranking_table(grid, ["good", "noise"], ["width", "lr"], "test_acc", **kwargs)
+    error, acc = error.set_index("measure"), acc.set_index("measure")
+    same = [c for c in error.columns if c.startswith(("cmi", "robust"))]
+    pd.testing.assert_frame_equal(acc[same], error.loc[acc.index, same])
+    assert acc.loc["good", "tau"] == pytest.approx(-error.loc["good", "tau"])
+    assert acc.loc["good", "robust_mean"] < 0.5 and acc.index[0] == "good"

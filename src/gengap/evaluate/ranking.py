@@ -70,11 +70,16 @@ def ranking_table(
     notes: list[str] = []
     frame = _infinities_ranked(frame, measures, notes)
     cmi_errors: dict[str, list[str]] = {}  # one note per reason, naming its measures
-    cmi_frame, cmi_levels = frame, levels
+    # CMI and the sign error score agreement with "generalizes worse": test accuracy turned
+    # round, so that they read the same against test_acc as against test_error (the CMI's
+    # ties and self-pairs go to one cell, and the sign error would count agreement as error)
+    oriented = frame if ORIENTATION.get(target, 1) > 0 else frame.assign(
+        **{target: -frame[target]})
+    cmi_frame, cmi_levels = oriented, levels
     if "cmi" in metrics:  # the zoo's own grid must hold before any measure is scored
         if grid == "largest":
             cmi_frame, cmi_levels = largest_complete_subgrid(
-                frame, hyperparameters, levels, replicates
+                oriented, hyperparameters, levels, replicates
             )
             if len(cmi_frame) < len(frame):
                 notes.append(f"CMI on the largest complete sub-grid: {len(cmi_frame)} of "
@@ -82,7 +87,7 @@ def ranking_table(
                              + _as_large(frame, hyperparameters, levels, replicates))
         elif grid == "strict":
             check_grid(frame, hyperparameters, levels, replicates)
-    envs = (environments(frame, hyperparameters, target, test_size, filter_noise)
+    envs = (environments(oriented, hyperparameters, target, test_size, filter_noise)
             if "robust" in metrics else None)
     rows = []
     for name in measures:
@@ -109,8 +114,8 @@ def ranking_table(
             row.update(_cmi_columns(cmi_frame, name, hyperparameters, target, max_conditioning,
                                     grid, replicates, cmi_levels, cmi_errors))
         if "robust" in metrics:
-            summary = robust_sign_error(frame, name, hyperparameters, target, min_ess=min_ess,
-                                        envs=envs)
+            summary = robust_sign_error(oriented, name, hyperparameters, target,
+                                        min_ess=min_ess, envs=envs)
             overall = summary.loc["all"]
             row["robust_mean"] = overall["mean"]
             row["robust_p90"] = overall["p90"]
