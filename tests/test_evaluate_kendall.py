@@ -142,3 +142,20 @@ def test_cmi_and_the_sign_error_read_test_accuracy_as_test_error():
     pd.testing.assert_frame_equal(acc[same], error.loc[acc.index, same])
     assert acc.loc["good", "tau"] == pytest.approx(-error.loc["good", "tau"])
     assert acc.loc["good", "robust_mean"] < 0.5 and acc.index[0] == "good"
+
+
+def test_a_missing_hyperparameter_value_is_one_value_of_its_axis():
+    """Two seeds of an unrecorded (NaN) learning rate counted as a pair along lr, and the CMI
+    refused 'value nan ... is not among its possible values [0.1, nan]'."""
+    rng = np.random.default_rng(8)
+    grid = pd.DataFrame([(w, lr, s) for w in (8, 16) for lr in (0.1, np.nan) for s in (0, 1)],
+                        columns=["width", "lr", "seed"])
+    grid["gap"] = rng.normal(size=len(grid))
+    grid["m"] = grid["gap"] + rng.normal(scale=0.3, size=len(grid))
+    filled = grid.assign(lr=grid["lr"].fillna(-1.0))
+    kwargs = dict(metrics=("tau", "psi", "cmi"), replicates="seed")
+    with_nan = ranking_table(grid, ["m"], ["width", "lr"], **kwargs).set_index("measure")
+    expected = ranking_table(filled, ["m"], ["width", "lr"], **kwargs).set_index("measure")
+    pd.testing.assert_frame_equal(with_nan, expected)
+    assert with_nan.loc["m", "psi[lr]"] == granulated_kendall(filled, "m", "gap",
+                                                              ["width", "lr"])[1]["lr"]

@@ -26,7 +26,12 @@ import numpy as np
 import pandas as pd
 
 from gengap.errors import GengapError
-from gengap.evaluate.grid import check_grid, grid_levels, largest_complete_subgrid
+from gengap.evaluate.grid import (
+    check_grid,
+    grid_levels,
+    largest_complete_subgrid,
+    level_index,
+)
 
 Grid = Literal["strict", "largest", "none"]
 _CHUNK_PAIRS = 2_000_000  # ordered pairs per chunk: bounds memory on big zoos
@@ -186,7 +191,7 @@ def _codes(values: list[Any], levels: Sequence[Any]) -> np.ndarray:
     out = np.empty(len(values), dtype=np.int64)
     for i, v in enumerate(values):
         try:
-            out[i] = lookup.index(v)
+            out[i] = level_index(lookup, v)
         except ValueError:
             raise GengapError(f"value {v!r} is not among the levels {lookup!r}") from None
     return out

@@ -64,7 +64,7 @@ def cell_counts(
         lookup = values[h]
         for i, v in enumerate(frame[h].tolist()):
             try:
-                index[i, k] = lookup.index(v)
+                index[i, k] = level_index(lookup, v)
             except ValueError:
                 raise GengapError(
                     f"hyperparameter {h!r}: value {v!r} of model {frame.index[i]!r} is not "
@@ -165,7 +165,7 @@ def _largest(frame: pd.DataFrame, hyperparameters: Sequence[str],
 def _rows_in(frame: pd.DataFrame, kept: Mapping[str, Sequence[Any]]) -> pd.DataFrame:
     mask = np.ones(len(frame), dtype=bool)
     for h, values in kept.items():
-        mask &= np.array([v in values for v in frame[h].tolist()], dtype=bool)
+        mask &= np.array([_among(values, v) for v in frame[h].tolist()], dtype=bool)
     return frame[mask]
 
 
@@ -208,6 +208,29 @@ def _describe(
         )
         parts.append(f"{h}={values[cell[k]]!r}")
     return ", ".join(parts)
+
+
+def level_index(levels: Sequence[Any], value: Any) -> int:
+    """``levels.index(value)``, where a missing value (NaN) is one value, equal to itself: a
+    table's unrecorded setting is one level of its axis. ValueError when it is not there."""
+    if not _missing(value):
+        return list(levels).index(value)
+    for i, level in enumerate(levels):
+        if _missing(level):
+            return i
+    raise ValueError(f"{value!r} is not in the levels")
+
+
+def _among(levels: Sequence[Any], value: Any) -> bool:
+    try:
+        level_index(levels, value)
+    except ValueError:
+        return False
+    return True
+
+
+def _missing(value: Any) -> bool:
+    return isinstance(value, float | np.floating) and value != value
 
 
 def plain_value(value: Any) -> Any:

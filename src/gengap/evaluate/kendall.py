@@ -63,7 +63,9 @@ def axis_tau(data: pd.DataFrame, x: np.ndarray, y: np.ndarray, axis: str,
     others = [h for h in hyperparameters if h != axis]
     group = (data.groupby(others, dropna=False, sort=False).ngroup().to_numpy() if others
              else np.zeros(n, dtype=np.int64))
-    value = data[axis].astype(str).to_numpy()  # NaN, 1 and 1.0 compared as pandas shows them
+    # 1 and 1.0 compared as pandas shows them, a missing value (NaN) equal to itself (astype
+    # keeps NaN a float in pandas 3, and NaN != NaN made two seeds of it a pair on this axis)
+    value = data[axis].map(str).to_numpy()
     rows, cols, agree = [], [], []
     for g in np.unique(group):
         idx = np.flatnonzero(group == g)
