@@ -310,3 +310,28 @@ def test_a_tables_test_size_column_weighs_the_robust_error(tmp_path):
     assert "no test_size column" not in said
     assert "robust: the table has no test_size column, so every run's gaps are taken as " \
            "measured on 10,000 test examples (the paper's)" in noted
+
+
+def test_predict_apply_tells_training_runs_by_run_id_not_by_zoo_name(tmp_path):
+    """apply named "part of its training" by zoo name: a copy of the training table under
+    another name scored R^2 1 as if held out, and another zoo of the same name was flagged."""
+    frame = pd.read_csv(grid_table(tmp_path / "t.csv"))
+    frame.assign(run_id=[f"r{i}" for i in range(len(frame))]).to_csv(tmp_path / "train.csv",
+                                                                      index=False)
+    axes = ["--hyperparameters", "width,lr,act"]
+    model = tmp_path / "p.json"
+    fit = runner.invoke(app, ["predict", "fit", str(tmp_path / "train.csv"), *axes, "--folds",
+                              "2", "--target", "gap", "--save", str(model)])
+    assert fit.exit_code == 0, (fit.output, fit.exception)
+    copy = tmp_path / "renamed.csv"
+    copy.write_bytes((tmp_path / "train.csv").read_bytes())
+    (tmp_path / "other").mkdir()
+    other = tmp_path / "other" / "train.csv"  # the same name, other runs
+    frame.assign(run_id=[f"s{i}" for i in range(len(frame))]).to_csv(other, index=False)
+    said = {}
+    for source in (copy, other):
+        result = runner.invoke(app, ["predict", "apply", str(model), str(source), *axes])
+        assert result.exit_code == 0, (result.output, result.exception)
+        said[source] = " ".join(result.output.split())
+    assert "(24 of 24 models were part of its training: not a held-out score)" in said[copy]
+    assert "part of its training" not in said[other]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Container
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -15,6 +15,9 @@ from gengap.cli.options import BadOption, Seed, blamed_on, checked
 from gengap.cli.outputs import TABLES, output_file
 from gengap.errors import GengapError
 from gengap.table_file import write_table
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 predict_app = typer.Typer(
     help="Learned predictors of test accuracy or the gap: fit, cross-validate, apply.",
@@ -134,6 +137,10 @@ def predict_fit(
     meta = {
         "features_set": features,
         "zoos": sorted(population.frame["zoo"].unique().tolist()),
+        # which runs it learned from, so that apply can tell a held-out score from one that
+        # is not (an export of a training zoo has its runs under another zoo name)
+        "runs": sorted({str(r) for r in population.frame["run_id"].dropna()}
+                       if "run_id" in population.frame.columns else []),
         "cv": {"scheme": "leave-one-zoo-out" if by_zoo else f"{folds}-fold", **summary},
     }
     predictor = fit_predictor(population.frame, columns, target, seed=seed, meta=meta)
@@ -197,14 +204,27 @@ def predict_apply(
         known = np.isfinite(truth.to_numpy(float))
         guess = table[f"predicted_{predictor.target}"].to_numpy(float)[known]
         real = truth.to_numpy(float)[known]
-        seen = set(predictor.meta.get("zoos", [])) & set(frame.get("zoo", pd.Series()).unique())
-        caveat = (f" (zoos {', '.join(sorted(seen))} were part of its training: not a held-out "
-                  f"score)" if seen else "")
+        caveat = _training_caveat(predictor.meta, frame[known])
         console.print(f"on these models: R^2 {r2_score(real, guess):.3f}, Kendall tau "
                       f"{kendall(guess, real):.3f}{caveat}")
     if out is not None:
         write_table(table, out)
         console.print(f"wrote {out}")
+
+
+def _training_caveat(meta: dict, scored: pd.DataFrame) -> str:
+    """What of ``scored`` (the models a score is computed on) the predictor was trained on:
+    their runs when it recorded them, else (an older file) their zoos by name."""
+    import pandas as pd
+
+    trained = set(meta.get("runs", []))
+    if trained and "run_id" in scored.columns:
+        seen = int(scored["run_id"].astype(str).isin(trained).sum())
+        return (f" ({seen} of {len(scored)} models were part of its training: not a held-out "
+                "score)" if seen else "")
+    zoos = set(meta.get("zoos", [])) & set(scored.get("zoo", pd.Series()).unique())
+    return (f" (zoos {', '.join(sorted(zoos))} were part of its training: not a held-out "
+            "score)" if zoos else "")
 
 
 @predict_app.command("combine")

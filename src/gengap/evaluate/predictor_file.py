@@ -225,13 +225,15 @@ def _check_node_types(tree: Tree) -> None:
 
 
 def _meta(meta: Any) -> dict[str, Any]:
-    """The training record (``zoos``: names; ``cv``: the scheme and numbers), checked as far
-    as ``predict apply`` reads it."""
+    """The training record (``zoos``: names; ``runs``: the training runs' ids; ``cv``: the
+    scheme and numbers), checked as far as ``predict apply`` reads it."""
     if not isinstance(meta, dict):
         raise ValueError("meta is not a table")
-    zoos, cv = meta.get("zoos", []), meta.get("cv", {})
-    if not isinstance(zoos, list) or not all(isinstance(z, str) for z in zoos):
-        raise ValueError("meta.zoos is not a list of names")
+    cv = meta.get("cv", {})
+    for key in ("zoos", "runs"):
+        names = meta.get(key, [])
+        if not isinstance(names, list) or not all(isinstance(z, str) for z in names):
+            raise ValueError(f"meta.{key} is not a list of names")
     if not isinstance(cv, dict) or not all(  # null: a NaN when saved
             v is None or type(v) in (int, float) for k, v in cv.items() if k != "scheme"):
         raise ValueError("meta.cv is not a table of numbers")
