@@ -111,7 +111,8 @@ def test_a_version_1_file_keeps_encoding_unseen_categories_as_zeros(tmp_path):
     columns = [*feature_columns(frame, "weights"), "act"]
     path = fit_predictor(frame, columns, "test_acc").save(tmp_path / "p.json")
     data = json.loads(path.read_text())
-    data["version"] = 1  # written before unseen categories were imputed
+    data["version"] = 1  # written before unseen categories were imputed (and digests)
+    del data["check"]["digest"]
     old = tmp_path / "old.json"
     old.write_text(json.dumps(data))
     odd = frame.iloc[:1].assign(act="gelu")
@@ -124,12 +125,30 @@ def test_an_edited_predictor_file_is_refused(tmp_path):
     frame = planted(80)
     path = fit_predictor(frame, feature_columns(frame, "weights"), "test_acc").save(
         tmp_path / "p.json")
-    data = json.loads(path.read_text())
+    written = json.loads(path.read_text())
+    # any edit of the content shows in its digest, also those the trees' output does not
+    # (features swapped or categories added changed the predictions unnoticed)
+    features = written["features"]
+    for tamper in (lambda d: d.__setitem__("features", [features[1], features[0], *features[2:]]),
+                   lambda d: d["categories"].__setitem__("act", ["relu"]),
+                   lambda d: d["meta"].__setitem__("zoos", ["another"])):
+        data = json.loads(json.dumps(written))
+        tamper(data)
+        path.write_text(json.dumps(data))
+        with pytest.raises(GengapError, match="does not match the digest written with it"):
+            load_predictor(path)
+    # the same content written otherwise (indented, keys reordered) is the same file
+    path.write_text(json.dumps(dict(reversed(list(written.items()))), indent=4))
+    assert load_predictor(path).predict(frame).tolist() == \
+        fit_predictor(frame, feature_columns(frame, "weights"), "test_acc").predict(frame).tolist()
+    # a file from before the digest is checked by its recorded predictions and its structure
+    del written["check"]["digest"]
+    data = json.loads(json.dumps(written))
     data["trees"][0]["value"] = [v + 1.0 for v in data["trees"][0]["value"]]
     path.write_text(json.dumps(data))
     with pytest.raises(GengapError, match="do not reproduce"):
         load_predictor(path)
-    original = json.loads(path.read_text())
+    original = written
     for tamper, problem in [
         (lambda d: d["check"].update(rows=[], values=[]), "recorded predictions"),
         (lambda d: d["trees"].__setitem__(0, {k: [] for k in d["trees"][0]}), "empty"),

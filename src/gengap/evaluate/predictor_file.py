@@ -10,6 +10,7 @@ truncated or written by an incompatible version is refused instead of trusted.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 from dataclasses import asdict, dataclass, field
@@ -135,7 +136,9 @@ class Predictor:
 
     def save(self, path: str | Path) -> Path:
         path = Path(path)
-        text = json.dumps(_finite(self.to_json()), indent=1, allow_nan=False)
+        data = _finite(self.to_json())
+        data["check"]["digest"] = content_digest(data)
+        text = json.dumps(data, indent=1, allow_nan=False)
         write_text_atomically(path, text)
         return path
 
@@ -162,6 +165,9 @@ def load_predictor(path: str | Path) -> Predictor:
         check_target(target)
     except GengapError as err:
         raise GengapError(f"{path}: {err}") from None
+    if isinstance(check, dict) and "digest" in check and check["digest"] != content_digest(data):
+        raise GengapError(f"{path}: its content does not match the digest written with it; the "
+                          "file was changed or damaged (fit it again)")
     if isinstance(check, dict) and check.get("target", target) != target:
         raise GengapError(f"{path}: target {target!r}, but the predictions recorded at training "
                           f"time are of {check['target']!r}; the file was changed or damaged")
@@ -211,6 +217,16 @@ def load_predictor(path: str | Path) -> Predictor:
         raise GengapError(f"{path}: the trees do not reproduce the predictions recorded at "
                           f"training time; the file was changed or damaged")
     return predictor
+
+
+def content_digest(data: dict[str, Any]) -> str:
+    """SHA-256 of the file's content (parsed JSON, keys sorted) without the digest itself:
+    any edit shows, the recorded predictions catch only those that change the trees' output
+    (feature names swapped, categories added changed predictions unnoticed). Files written
+    before it have no digest and are checked by their predictions alone."""
+    check = {k: v for k, v in data.get("check", {}).items() if k != "digest"}
+    canonical = json.dumps({**data, "check": check}, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def _check_node_types(tree: Tree) -> None:
