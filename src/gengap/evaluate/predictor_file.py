@@ -165,12 +165,12 @@ def load_predictor(path: str | Path) -> Predictor:
         check_target(target)
     except GengapError as err:
         raise GengapError(f"{path}: {err}") from None
-    if isinstance(check, dict) and "digest" in check and check["digest"] != content_digest(data):
-        raise GengapError(f"{path}: its content does not match the digest written with it; the "
-                          "file was changed or damaged (fit it again)")
     if isinstance(check, dict) and check.get("target", target) != target:
         raise GengapError(f"{path}: target {target!r}, but the predictions recorded at training "
                           f"time are of {check['target']!r}; the file was changed or damaged")
+    if isinstance(check, dict) and "digest" in check and check["digest"] != content_digest(data):
+        raise GengapError(f"{path}: its content does not match the digest written with it; the "
+                          "file was changed or damaged (fit it again)")
     try:
         encoding = Encoding(list(data["features"]), dict(data["categories"]),
                             unseen_as_missing=version >= 2)
