@@ -335,3 +335,18 @@ def test_predict_apply_tells_training_runs_by_run_id_not_by_zoo_name(tmp_path):
         said[source] = " ".join(result.output.split())
     assert "(24 of 24 models were part of its training: not a held-out score)" in said[copy]
     assert "part of its training" not in said[other]
+
+
+def test_a_reader_that_goes_away_does_not_lose_the_output_file(tmp_path):
+    """`gengap evaluate ... --out t.csv | head` ended with exit 1 and no t.csv when the pipe
+    closed before the table was printed."""
+    table = grid_table(tmp_path / "t.csv")
+    out = tmp_path / "ranked.csv"
+    command = [sys.executable, "-m", "gengap.cli", "evaluate", str(table), "--hyperparameters",
+               "width,lr,act", "--bootstrap", "0", "--out", str(out)]
+    reader = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    reader.stdout.close()  # gone before the first line
+    _, err = reader.communicate(timeout=300)
+    assert reader.returncode == 0, err.decode()
+    assert b"BrokenPipe" not in err and b"Traceback" not in err, err.decode()
+    assert pd.read_csv(out)["measure"].tolist()[0] == "good"

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import math
+import os
+import sys
 
 import pandas as pd
 from rich.console import Console
@@ -16,10 +19,44 @@ from rich.progress import (
 )
 from rich.table import Table
 
+
+class ReaderSafeStdout(io.TextIOBase):
+    """``sys.stdout`` as it is at each write (tests swap it), where a reader that went away
+    (``gengap evaluate ... --out t.csv | head``) ends the printing rather than the command: it
+    goes on and writes its output files."""
+
+    reader_gone = False
+
+    def write(self, text: str) -> int:
+        if not self.reader_gone:
+            try:
+                sys.stdout.write(text)
+            except BrokenPipeError:
+                self._gone()
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.reader_gone:
+            try:
+                sys.stdout.flush()
+            except BrokenPipeError:
+                self._gone()
+
+    def isatty(self) -> bool:
+        return sys.stdout.isatty()
+
+    def _gone(self) -> None:
+        self.reader_gone = True
+        try:  # what stdout still buffers is flushed at exit: let it go nowhere, silently
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass
+
+
 # No markup by default: zoo names, paths, failure reasons and table cells are the user's text,
 # and rich would read "[/x]" in them as a closing tag (and raise). Styled messages opt in
 # (markup=True) and escape what they quote.
-console = Console(markup=False)
+console = Console(markup=False, file=ReaderSafeStdout())
 if not console.is_terminal:  # piped or captured: don't squeeze tables into 80 columns
     console.width = 160
 errors = Console(stderr=True, markup=False)
