@@ -231,3 +231,16 @@ def test_hyperparameters_that_no_table_has_are_refused_not_ignored(tmp_path):
     with pytest.raises(GengapError, match=r"'depth': no such column in .*t\.csv"):
         load_population([tmp_path / "t.csv"], ["width", "depth"])
     assert load_population([tmp_path / "t.csv"], ["width"]).hyperparameters == ["width"]
+
+
+def test_a_fold_count_the_configurations_cannot_fill_names_the_option():
+    """It said "5-fold cross-validation needs between 2 and 4 folds", and with one
+    configuration "between 2 and 1 folds"."""
+    frame = planted(8).assign(zoo="z1", width=[1, 1, 2, 2, 3, 3, 4, 4])
+    together = run_configuration(["width"])
+    with pytest.raises(GengapError, match=r"^--folds 5: the models with a known test_acc form "
+                                          r"4 configurations .* choose 2 to 4 folds$"):
+        cross_validate(frame, ["noise_measure"], "test_acc", folds=5, together=together)
+    with pytest.raises(GengapError, match="at least two configurations .* there is one"):
+        cross_validate(frame.assign(width=1), ["noise_measure"], "test_acc", folds=2,
+                       together=together)

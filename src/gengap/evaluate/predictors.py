@@ -137,9 +137,14 @@ def cross_validate(
     else:
         configs = configurations(data, together)
         count = len(set(configs.tolist()))
-        if not 2 <= folds <= count:
-            raise GengapError(f"{folds}-fold cross-validation needs between 2 and {count} "
-                              f"folds for {count} configurations")
+        if count < 2:
+            raise GengapError(f"cross-validation needs models of at least two configurations "
+                              f"(hyperparameter settings) with a known {target}; there "
+                              f"{'is one' if count else 'are none'}")
+        if not 2 <= folds <= count:  # each fold holds out whole configurations
+            raise GengapError(f"--folds {folds}: the models with a known {target} form {count} "
+                              f"configurations (hyperparameter settings, seeds together), so "
+                              f"choose 2 to {count} folds")
         labels = None
         splits = GroupKFold(folds, shuffle=True, random_state=seed).split(data, groups=configs)
     rows, parts = [], []
