@@ -350,3 +350,17 @@ def test_a_reader_that_goes_away_does_not_lose_the_output_file(tmp_path):
     assert reader.returncode == 0, err.decode()
     assert b"BrokenPipe" not in err and b"Traceback" not in err, err.decode()
     assert pd.read_csv(out)["measure"].tolist()[0] == "good"
+
+
+def test_a_tables_index_column_a_repeated_measure_and_the_target_as_an_axis(tmp_path):
+    table = grid_table(tmp_path / "t.csv")
+    pd.read_csv(table).to_csv(tmp_path / "indexed.csv")  # pandas' index: "Unnamed: 0"
+    out = tmp_path / "r.csv"
+    args = ["--hyperparameters", "width,lr,act", "--bootstrap", "0", "--out", str(out)]
+    result = runner.invoke(app, ["evaluate", str(tmp_path / "indexed.csv"), *args])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert "Unnamed: 0" not in pd.read_csv(out)["measure"].tolist()
+    result = runner.invoke(app, ["evaluate", str(table), *args, "--measures", "good,noise,good"])
+    assert pd.read_csv(out)["measure"].tolist() == ["good", "noise"]
+    result = runner.invoke(app, ["evaluate", str(table), "--hyperparameters", "width,gap"])
+    assert "'gap' is the target, not a hyperparameter" in str(result.exception)

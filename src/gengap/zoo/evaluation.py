@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,9 +28,11 @@ RUN_PREFIXES = ("data.", "arch.", "train.", "hp.", "steps_to_ce_")
 
 def measure_columns(table: pd.DataFrame, skip: set[str]) -> list[str]:
     """The numeric columns of ``table`` that may be measures: not in ``skip``, not a run's
-    record (:data:`RUN_COLUMNS`, :data:`RUN_PREFIXES`)."""
+    record (:data:`RUN_COLUMNS`, :data:`RUN_PREFIXES`), not a row index pandas wrote without
+    a name (``Unnamed: 0``, from ``to_csv`` with its index)."""
     return [c for c in table.columns
             if c not in skip and c not in RUN_COLUMNS and not str(c).startswith(RUN_PREFIXES)
+            and not re.fullmatch(r"Unnamed: \d+", str(c))
             and pd.api.types.is_numeric_dtype(table[c])]
 
 
@@ -78,9 +81,12 @@ def evaluate_table(
     """The ranking table of a plain table (one row per network; read from CSV or Parquet):
     ``measures`` default to every numeric column that is neither a hyperparameter nor a
     run's metric. A ``seed`` column with several values is the replicate column of CMI."""
+    if target in hyperparameters:
+        raise GengapError(f"{target!r} is the target, not a hyperparameter")
     missing = [h for h in hyperparameters if h not in table.columns]
     if missing:
         raise GengapError(f"no hyperparameter column {missing[0]!r} in the table")
+    measures = list(dict.fromkeys(measures)) if measures is not None else None  # once each
     if "status" in table.columns:
         table = table[table["status"] == "done"]
     _check_numeric(table, [target, "train_acc", "test_acc", *(measures or [])])
