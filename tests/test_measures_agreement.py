@@ -57,7 +57,9 @@ def test_measure_zoo_stores_disagreement_for_seed_twins(tmp_path) -> None:
         'lr = [0.05, 0.1]\n'
     )
     store = train_zoo(load_zoo_spec(spec), tmp_path / "zoo", device="cpu")
-    measure_zoo(store, "disagreement", device="cpu")
+    left_out: dict[str, int] = {}
+    measure_zoo(store, "disagreement", device="cpu", left_out=left_out)
+    assert left_out == {}
     frame = Store(tmp_path / "zoo").frame()
     assert frame["disagreement"].notna().all()
     runs = {r.run_id: r for r in store.runs(status="done")}
@@ -69,3 +71,27 @@ def test_measure_zoo_stores_disagreement_for_seed_twins(tmp_path) -> None:
     with torch.no_grad():
         expected = disagreement_rate(one(splits.x_test).argmax(1), two(splits.x_test).argmax(1))
     assert float(frame["disagreement"][0]) == pytest.approx(expected)
+
+
+def test_a_run_without_a_seed_twin_is_counted_as_waiting(tmp_path) -> None:
+    """`gengap measure ZOO --measures agreement` on a one-seed zoo said "measured 0 runs" and
+    nothing else."""
+    from typer.testing import CliRunner
+
+    from gengap.cli.app import app
+    from gengap.zoo import load_zoo_spec, measure_zoo, train_zoo
+
+    spec = tmp_path / "alone.toml"
+    spec.write_text(
+        'name = "alone"\nseeds = [0]\n[data]\nname = "digits"\ntrain_fraction = 0.2\n'
+        '[arch]\nfamily = "mlp"\nwidth = 8\ndepth = 1\n[train]\nmax_epochs = 1\n'
+        'lr = [0.05, 0.1]\n'
+    )
+    store = train_zoo(load_zoo_spec(spec), tmp_path / "zoo", device="cpu")
+    left_out: dict[str, int] = {}
+    assert measure_zoo(store, "agreement,params", device="cpu", left_out=left_out) == 2
+    assert left_out == {"disagreement": 2}
+    result = CliRunner().invoke(app, ["measure", str(tmp_path / "zoo"), "--measures",
+                                      "agreement", "--device", "cpu"])
+    assert result.exit_code == 0, result.output
+    assert "disagreement: left out on 2 runs that lack a seed twin" in result.output

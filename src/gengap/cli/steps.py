@@ -10,6 +10,7 @@ from rich.markup import escape
 
 from gengap.cli.console import console, frame_table, progress
 from gengap.cli.outputs import TABLES, output_file
+from gengap.measures import measures
 from gengap.specs import RunSpec, ZooSpec
 from gengap.table_file import write_table
 from gengap.zoo import Store, Zoo, evaluate_zoo, measure_zoo, train_zoo
@@ -69,14 +70,21 @@ def measure_step(
 ) -> int:
     store.check_writable()  # before the bar is drawn (measure_zoo checks too, for Python)
     total = store.counts()["done"]
+    left_out: dict[str, int] = {}
     with progress() as bar:
         task = bar.add_task("measuring", total=total)
         count = measure_zoo(
             store, names, device=device, data_dir=data_dir, recompute=recompute,
             on_run=lambda run_id, values: bar.advance(task), workers=workers,
-            profile_into=profile_into,
+            profile_into=profile_into, left_out=left_out,
         )
         bar.update(task, completed=total)
+    for name, runs in left_out.items():
+        needs = measures.get(name).needs
+        why = ("a seed twin (a finished run of the same spec with another seed)"
+               if "second_model" in needs else "initial weights")
+        console.print(f"{name}: left out on {runs} run{'s' if runs > 1 else ''} that lack "
+                      f"{why}")
     return count
 
 

@@ -128,12 +128,15 @@ def measure_zoo(
     workers: int = 1,
     options: MeasureOptions | None = None,
     profile_into: dict[str, dict[str, float]] | None = None,
+    left_out: dict[str, int] | None = None,
 ) -> int:
     """Compute the chosen measures on every ``done`` run that lacks them; return how many runs
     were measured. Values go into the store as each run finishes (an interrupted call keeps
     what it finished). ``workers`` > 1 measures that many runs at a time in separate processes
     (one torch thread each). ``profile_into``: see :func:`measure_run` (one worker only).
-    A read-only zoo is refused before any work."""
+    ``left_out`` (a dict to fill) counts, per measure, the runs it waits for: those without
+    a seed twin (agreement measures) or initial weights. A read-only zoo is refused before
+    any work."""
     store.check_writable()
     wanted = [m.name for m in select(names)]
     have = store.measured()
@@ -146,11 +149,18 @@ def measure_zoo(
     partners = seed_partners(done)
     for run in done:
         missing = wanted if recompute else missing_measures(wanted, have.get(run.run_id, set()))
-        if not has_init(store, run):  # an import without a step-0 checkpoint: left out
-            missing = [n for n in missing if "init_weights" not in measures.get(n).needs]
-        if run.run_id not in partners:  # no seed twin (yet): agreement measures wait
-            missing = [n for n in missing if "second_model" not in measures.get(n).needs]
-        elif not any("second_model" in measures.get(n).needs for n in missing):
+        # an import without a step-0 checkpoint, or a run without a seed twin (yet): the
+        # measures that need them wait
+        lacking = {"init_weights"} - ({"init_weights"} if has_init(store, run) else set())
+        if run.run_id not in partners:
+            lacking.add("second_model")
+        waiting = [n for n in missing if lacking & set(measures.get(n).needs)]
+        missing = [n for n in missing if n not in waiting]
+        if left_out is not None:
+            for name in waiting:
+                left_out[name] = left_out.get(name, 0) + 1
+        if run.run_id in partners and not any(
+                "second_model" in measures.get(n).needs for n in missing):
             partners.pop(run.run_id)  # not needed: do not load the twin's weights
         if missing:
             todo.append((run, missing, metrics_of.get(run.run_id, {})))
