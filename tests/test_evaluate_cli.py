@@ -364,3 +364,28 @@ def test_a_tables_index_column_a_repeated_measure_and_the_target_as_an_axis(tmp_
     assert pd.read_csv(out)["measure"].tolist() == ["good", "noise"]
     result = runner.invoke(app, ["evaluate", str(table), "--hyperparameters", "width,gap"])
     assert "'gap' is the target, not a hyperparameter" in str(result.exception)
+
+
+def test_predict_apply_refuses_a_source_without_any_feature_and_imputes_a_partial_one(
+        tmp_path):
+    """Beside another source, a table without any of the features was predicted from the
+    imputation alone, silently; alone it was refused without naming the file."""
+    table = grid_table(tmp_path / "t.csv")
+    model = tmp_path / "p.json"
+    axes = ["--hyperparameters", "width,lr,act"]
+    fit = runner.invoke(app, ["predict", "fit", str(table), *axes, "--features", "good,noise",
+                              "--folds", "2", "--target", "gap", "--save", str(model)])
+    assert fit.exit_code == 0, (fit.output, fit.exception)
+    frame = pd.read_csv(table)
+    frame.drop(columns=["good", "noise"]).to_csv(tmp_path / "bare.csv", index=False)
+    frame.drop(columns=["noise"]).to_csv(tmp_path / "half.csv", index=False)
+    for sources in ([tmp_path / "bare.csv"], [tmp_path / "half.csv", tmp_path / "bare.csv"]):
+        result = runner.invoke(app, ["predict", "apply", str(model), *map(str, sources), *axes])
+        assert str(result.exception) == (f"{tmp_path / 'bare.csv'}: has none of the "
+                                         "predictor's features (good, noise); it was fit on "
+                                         "other inputs")
+    out = tmp_path / "applied.csv"
+    result = runner.invoke(app, ["predict", "apply", str(model), str(tmp_path / "half.csv"),
+                                 *axes, "--out", str(out)])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert (pd.read_csv(out)["imputed"] == 1).all()  # noise, on every row

@@ -175,7 +175,8 @@ def predict_apply(
 
     output_file(out, TABLES, inputs=[*sources, predictor_file])
     predictor = load_predictor(predictor_file)
-    frame = load_population(sources, split_names(hyperparameters)).frame
+    frame = _with_features(load_population(sources, split_names(hyperparameters)).frame,
+                           predictor.encoding.features, sources)
     trust = predictor.trust(frame)
     ids = [c for c in ("zoo", "run_id") if c in frame.columns]
     table = pd.concat([frame[ids], pd.Series(predictor.predict(frame), index=frame.index,
@@ -210,6 +211,23 @@ def predict_apply(
     if out is not None:
         write_table(table, out)
         console.print(f"wrote {out}")
+
+
+def _with_features(frame: pd.DataFrame, features: list[str], sources: list[Path]
+                   ) -> pd.DataFrame:
+    """``frame`` with every feature column, those a source lacks as missing values (imputed,
+    and counted in the ``imputed`` column, as where several sources are joined); a source
+    that has none of them is refused, naming it (its predictions would be the imputation's
+    alone)."""
+    for name, rows in frame.groupby("zoo", sort=False):
+        if not any(c in rows.columns and rows[c].notna().any() for c in features):
+            shown = ", ".join(features[:3]) + (f" and {len(features) - 3} more"
+                                               if len(features) > 3 else "")
+            source = next((s for s in sources if name in (s.stem, s.name)), name)
+            raise GengapError(f"{source}: has none of the predictor's features ({shown}); "
+                              "it was fit on other inputs")
+    lacking = [c for c in features if c not in frame.columns]
+    return frame.assign(**{c: float("nan") for c in lacking}) if lacking else frame
 
 
 def _training_caveat(meta: dict, scored: pd.DataFrame) -> str:
