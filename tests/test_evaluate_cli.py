@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from gengap.cli.app import app
+from gengap.cli.app import app, main
 from gengap.errors import GengapError
 from gengap.evaluate.predictors import configurations
 from gengap.zoo import Store, load_zoo_spec
@@ -389,3 +389,17 @@ def test_predict_apply_refuses_a_source_without_any_feature_and_imputes_a_partia
                                  *axes, "--out", str(out)])
     assert result.exit_code == 0, (result.output, result.exception)
     assert (pd.read_csv(out)["imputed"] == 1).all()  # noise, on every row
+
+
+def test_hyperparameters_with_zoos_only_is_a_bad_option_of_predict(tmp_path, tiny_zoo_toml,
+                                                                    monkeypatch, capsys):
+    Store.create(tmp_path / "zoo", load_zoo_spec(tiny_zoo_toml)).close()
+    monkeypatch.setattr(sys, "argv", ["gengap", "predict", "cv", str(tmp_path / "zoo"),
+                                      "--hyperparameters", "width"])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "gengap: error: Invalid value for '--hyperparameters': width: only zoos given; "
+        "hyperparameters name table columns, a zoo's are its spec's axes (see: gengap "
+        "predict cv --help)")

@@ -252,7 +252,9 @@ def test_report_command_refuses_bad_input_in_one_line(store: Store):
     result = gengap("report", str(store.root), "--runs", "zzzz")
     assert result.returncode == 2, (result.stdout, result.stderr)
     lines = result.stderr.strip().splitlines()
-    assert len(lines) == 1 and "--runs zzzz: no run with that id" in lines[0], result.stderr
+    assert len(lines) == 1 and lines[0] == (
+        "gengap: error: Invalid value for '--runs': zzzz: no run with that id (or id prefix) in "
+        "the zoo (see: gengap report --help)"), result.stderr
 
 
 @pytest.mark.parametrize("name", ["gengap.sqlite", "results.csv"])

@@ -19,6 +19,8 @@ from gengap.table_file import write_table
 if TYPE_CHECKING:
     import pandas as pd
 
+    from gengap.zoo.evaluation import Population
+
 predict_app = typer.Typer(
     help="Learned predictors of test accuracy or the gap: fit, cross-validate, apply.",
     no_args_is_help=True,
@@ -80,10 +82,9 @@ def predict_cv(
     from gengap.evaluate.features import FEATURE_SETS
     from gengap.evaluate.predictors import compare_feature_sets
     from gengap.evaluate.targets import UnknownTarget
-    from gengap.zoo.evaluation import load_population
 
     output_file(out, TABLES, inputs=sources)
-    population = load_population(sources, split_names(hyperparameters))
+    population = _population(ctx, sources, hyperparameters)
     names = feature_names(ctx, features, population.frame.columns)
     kinds = [n for n in names if n in FEATURE_SETS]
     if len(kinds) < len(names):  # column names: one custom feature set
@@ -118,11 +119,10 @@ def predict_fit(
     and save it as JSON (no pickle) for `gengap predict apply`."""
     from gengap.evaluate.features import FEATURE_SETS, feature_columns
     from gengap.evaluate.predictors import cross_validate, fit_predictor, run_configuration
-    from gengap.zoo.evaluation import load_population
 
     # checked before the cross-validation
     output_file(save, (".json",), inputs=sources, option="--save")
-    population = load_population(sources, split_names(hyperparameters))
+    population = _population(ctx, sources, hyperparameters)
     names = feature_names(ctx, features, population.frame.columns)
     if len(names) > 1 and set(names) & set(FEATURE_SETS):  # one predictor, one input
         raise BadOption("--features", f"fit takes one feature set ({', '.join(FEATURE_SETS)}) "
@@ -155,6 +155,7 @@ def predict_fit(
 
 @predict_app.command("apply")
 def predict_apply(
+    ctx: typer.Context,
     predictor_file: Annotated[Path, typer.Argument(help="a file from `gengap predict fit`")],
     sources: Sources,
     out: Annotated[
@@ -171,11 +172,10 @@ def predict_apply(
     from gengap.evaluate import kendall
     from gengap.evaluate.predictor_file import load_predictor
     from gengap.evaluate.targets import with_target
-    from gengap.zoo.evaluation import load_population
 
     output_file(out, TABLES, inputs=[*sources, predictor_file])
     predictor = load_predictor(predictor_file)
-    frame = _with_features(load_population(sources, split_names(hyperparameters)).frame,
+    frame = _with_features(_population(ctx, sources, hyperparameters).frame,
                            predictor.encoding.features, sources)
     trust = predictor.trust(frame)
     ids = [c for c in ("zoo", "run_id") if c in frame.columns]
@@ -211,6 +211,16 @@ def predict_apply(
     if out is not None:
         write_table(table, out)
         console.print(f"wrote {out}")
+
+
+def _population(ctx: typer.Context, sources: list[Path], hyperparameters: str | None
+                ) -> Population:
+    """The sources as one population; hyperparameter names given with zoos only are a bad
+    --hyperparameters (a zoo's axes are its spec's)."""
+    from gengap.zoo.evaluation import HyperparametersOfZoos, load_population
+
+    with blamed_on("--hyperparameters", ctx, HyperparametersOfZoos):
+        return load_population(sources, split_names(hyperparameters))
 
 
 def _with_features(frame: pd.DataFrame, features: list[str], sources: list[Path]
@@ -264,10 +274,9 @@ def predict_combine(
     next to the best single measure of the training zoos."""
     from gengap.evaluate.combination import transfer_table
     from gengap.evaluate.targets import UnknownTarget
-    from gengap.zoo.evaluation import load_population
 
     output_file(out, TABLES, inputs=sources)
-    population = load_population(sources, split_names(hyperparameters))
+    population = _population(ctx, sources, hyperparameters)
     with blamed_on("--target", ctx, UnknownTarget):
         table = transfer_table(population.frame, population.measures,
                                population.hyperparameters, target, "zoo",

@@ -44,8 +44,9 @@ def report(
     """Write the zoo's report: summary, measures ranked with intervals, the granulated
     heatmap, scatter plots, training curves and the learned predictor's held-out fit."""
     from gengap.evaluate.targets import UnknownTarget
+    from gengap.report.data import UnknownRun
 
-    with blamed_on("--target", ctx, UnknownTarget):
+    with blamed_on("--target", ctx, UnknownTarget), blamed_on("--runs", ctx, UnknownRun):
         write_and_show(directory, out, target, runs, top, bootstrap, test_size, data_dir)
 
 

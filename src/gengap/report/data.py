@@ -111,6 +111,11 @@ def gather(
     return data
 
 
+class UnknownRun(GengapError):
+    """A ``--runs`` id that names no run of the zoo, or several: the option's value is at
+    fault (the CLI reports it as a bad ``--runs``)."""
+
+
 def resolve_runs(frame: pd.DataFrame, wanted: list[str]) -> list[str]:
     """Full run ids for ids or unique prefixes; a clear error for an unknown or ambiguous one."""
     ids = frame["run_id"].tolist() if "run_id" in frame else []
@@ -119,7 +124,7 @@ def resolve_runs(frame: pd.DataFrame, wanted: list[str]) -> list[str]:
         matches = [run_id for run_id in ids if run_id.startswith(prefix)]
         if len(matches) != 1:
             problem = "no run" if not matches else f"{len(matches)} runs"
-            raise GengapError(f"--runs {prefix}: {problem} with that id in the zoo")
+            raise UnknownRun(f"{prefix}: {problem} with that id (or id prefix) in the zoo")
         out.append(matches[0])
     return out
 

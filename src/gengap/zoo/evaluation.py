@@ -153,6 +153,10 @@ class Population:
     measures: list[str]
 
 
+class HyperparametersOfZoos(GengapError):
+    """Hyperparameter names given with zoos only (the CLI reports a bad --hyperparameters)."""
+
+
 def load_population(
     sources: Sequence[str | Path], hyperparameters: Sequence[str] | None = None
 ) -> Population:
@@ -163,8 +167,9 @@ def load_population(
     two sources (a zoo and its export), is refused: held-out scores would meet their own
     models."""
     if hyperparameters and not any(is_table(Path(source)) for source in sources):
-        raise GengapError(f"hyperparameters {', '.join(hyperparameters)}: only zoos given; "
-                          "hyperparameters name table columns, a zoo's are its spec's axes")
+        raise HyperparametersOfZoos(f"{', '.join(hyperparameters)}: only zoos given; "
+                                    "hyperparameters name table columns, a zoo's are its "
+                                    "spec's axes")
     frames, axes, names, labels = [], [], set(), []
     seen: set[Path] = set()
     owner: dict[str, str] = {}  # run id -> the source it came from
