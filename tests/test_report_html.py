@@ -173,8 +173,13 @@ def test_robust_sign_error_of_data_not_loadable_here_is_a_note(
 
 def test_a_zoo_without_measures_still_gets_its_report(tmp_path: Path):
     store = make_store(tmp_path / "zoo", measured=False)
-    page = render(gather(store))
-    assert page.count("not computed: no measures stored yet") >= 3
+    data = gather(store)
+    page = render(data)
+    assert page.count("not computed: no measures stored yet") >= 1
+    # the hyperparameters-only baseline needs no measure (it was "not computed" too)
+    scores = data.evaluation.predictor_scores
+    assert scores["features"].tolist() == ["hyperparameters"]
+    assert "feature set &#x27;measures&#x27; is empty" in page
     assert '<section id="curves">' in page and "Plotly.newPlot(" in page
 
 

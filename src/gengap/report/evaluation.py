@@ -58,13 +58,15 @@ def evaluate_frame(
     when ``test_size`` (test examples behind each gap: a number or a column) is known; then
     learned predictors of ``target``, cross-validated 5-fold."""
     result = Evaluation(target=target)
-    if done.empty or not measures:
-        reason = ("not computed: no finished runs yet (run `gengap zoo train`)" if done.empty
-                  else "not computed: no measures stored yet (run `gengap measure DIR`)")
+    if done.empty:
         for part in ("ranking", "predictor"):
-            result.note(part, reason)
+            result.note(part, "not computed: no finished runs yet (run `gengap zoo train`)")
         return result
     measures, axes = list(measures), list(hyperparameters)
+    if not measures:  # the hyperparameters-only baseline needs none
+        result.note("ranking", "not computed: no measures stored yet (run `gengap measure DIR`)")
+        _predictors(result, done, measures, axes, target, seed)
+        return result
     try:
         ranking = evaluate.ranking_table(done, measures, axes, target, ("tau", "psi"),
                                          bootstrap=bootstrap, seed=seed)
