@@ -187,3 +187,19 @@ def test_subgrid_names_what_it_left_out_and_scores_the_sub_grids_as_large(tmp_pa
                                       "--predictions", str(pred), "--subgrid"])
     assert result.exit_code == 0, result.output
     assert f"num_units 64 scores {100 * second:.2f}" in " ".join(result.output.split())
+    # predictions of exactly the scored sub-grid: the other one cannot be scored
+    scored = {f"model_{k}": prediction[f"model_{k}"] for k, v in configs.items()
+              if v["hparams"]["num_layers"]["current_value"] != 3}
+    (pred / "toy.predict").write_text(json.dumps(scored))
+    note = score_predictions(ref, pred, subgrid=True).notes[0]
+    assert "leaving out num_units 64 cannot be scored: the predictions lack some of its " \
+           "models" in note
+    # a possible value no model has is left out too, and said so, though no model is dropped
+    full = json.loads((toy / "model_configs.json").read_text())
+    for spec in full.values():
+        spec["hparams"]["num_units"]["possible_values"].append(512)
+    (ref / "toy" / "model_configs.json").write_text(json.dumps(full))
+    shutil.copy(toy / "sample_submission.predict", pred / "toy.predict")
+    scores = score_predictions(ref, pred, subgrid=True)
+    assert scores.tasks[0].dropped == 0
+    assert scores.notes == ["toy: --subgrid scored 18 of 18 models, leaving out num_units 512"]

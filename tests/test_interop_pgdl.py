@@ -526,7 +526,9 @@ def test_cli_predict_and_import(task_dir, tmp_path: Path) -> None:
     assert "imported 8 models of task9" in result.output
     again = runner.invoke(app, ["pgdl", "import", str(root), "--out", str(tmp_path / "zoo")])
     assert again.exit_code == 0, again.output
-    assert "nothing to import: all 8 models were already there" in again.output
+    said = " ".join(again.output.split())
+    assert f"nothing to import: all 8 models of task9 were already in {tmp_path / 'zoo'} " \
+           "(axes:" in said
     bad = runner.invoke(app, ["pgdl", "predict", str(tmp_path), "--measure", "params",
                               "--out", str(tmp_path / "pred")])
     assert isinstance(bad.exception, GengapError) and "no model_* folders" in str(bad.exception)
@@ -631,6 +633,9 @@ def test_model_configs_errors_name_the_model_and_field(task_dir) -> None:
     path.write_text(json.dumps(configs))
     with pytest.raises(GengapError, match="model '3': metrics.loss is \"low\", not a number"):
         _ = load_task(root).records
+    configs["3"]["metrics"]["loss"] = "0.3"  # another metric that reads as a number is kept
+    path.write_text(json.dumps(configs))
+    assert load_task(root).records["model_3"].metrics["loss"] == 0.3
     del configs["3"]["metrics"]["loss"]
     del configs["3"]["hparams"]["pool"]["current_value"]
     configs["3"]["metrics"]["test_acc"] = 0.5

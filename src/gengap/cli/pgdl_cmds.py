@@ -109,7 +109,7 @@ def pgdl_import(
     counts = store.counts()
     failed = f"; {counts['failed']} with non-finite weights recorded as failed" \
         if counts['failed'] else ""
-    console.print(f"{_imported(counts, before, 'models')} of {task.name} into {out} "
+    console.print(f"{_imported(counts, before, f'models of {task.name}', out)} "
                   f"(axes: {axes}; {gap}{failed})")
 
 
@@ -131,7 +131,7 @@ def zoo_import_cnnzoo(
         job = bar.add_task(f"importing {folder.name}", total=total)
         store = import_cnnzoo(folder, out, limit=limit, on_run=lambda _: bar.advance(job))
     counts = store.counts()
-    console.print(f"{_imported(counts, before, 'networks')} into {out} "
+    console.print(f"{_imported(counts, before, 'networks', out)} "
                   f"({counts['failed']} with non-finite weights recorded as failed)")
 
 
@@ -150,14 +150,15 @@ def _finished_runs(out: Path) -> int:
     return counts["done"] + counts["failed"]
 
 
-def _imported(counts: dict[str, int], before: int, what: str) -> str:
-    """"imported 18 models", or on a zoo an earlier import began, how many are new."""
+def _imported(counts: dict[str, int], before: int, what: str, out: Path) -> str:
+    """"imported 18 models of T into OUT", or on a zoo an earlier import began, what is
+    new."""
     total = counts["done"] + counts["failed"]
     if not before:
-        return f"imported {counts['done']} {what}"
+        return f"imported {counts['done']} {what} into {out}"
     if before == total:
-        return f"nothing to import: all {total} {what} were already there"
-    return f"imported {total - before} more {what} ({counts['done']} now)"
+        return f"nothing to import: all {total} {what} were already in {out}"
+    return f"imported {total - before} more {what} into {out} ({counts['done']} now)"
 
 
 def _outside_tasks(path: Path) -> None:

@@ -184,7 +184,9 @@ def _search(present: np.ndarray, most: int = 1
         for subset in combinations(range(n), k):
             rest = present[list(subset)].all(axis=0)
             bound = k * int(rest.sum())
-            if bound < best_size or (bound == best_size and len(found) >= most):
+            # nothing filled is left (no sub-grid at all), or nothing better or, with enough
+            # found already, as good
+            if not bound or bound < best_size or (bound == best_size and len(found) >= most):
                 continue
             size, subs = _search(rest, most)
             if k * size > best_size:

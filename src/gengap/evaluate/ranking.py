@@ -78,13 +78,15 @@ def ranking_table(
     cmi_frame, cmi_levels = oriented, levels
     if "cmi" in metrics:  # the zoo's own grid must hold before any measure is scored
         if grid == "largest":
-            cmi_frame, cmi_levels = largest_complete_subgrid(
-                oriented, hyperparameters, levels, replicates
-            )
+            # the one scored and, where there is one, another as large (the choice is
+            # arbitrary, and the CMI can differ there)
+            found = largest_complete_subgrids(oriented, hyperparameters, levels, replicates,
+                                              most=2)
+            cmi_frame, cmi_levels = found[0]
             if len(cmi_frame) < len(frame):
                 notes.append(f"CMI on the largest complete sub-grid: {len(cmi_frame)} of "
                              f"{len(frame)} runs ({_describe_levels(cmi_levels)})"
-                             + _as_large(frame, hyperparameters, levels, replicates))
+                             + _as_large(found))
         elif grid == "strict":
             check_grid(frame, hyperparameters, levels, replicates)
     envs = (environments(oriented, hyperparameters, target, test_size, filter_noise)
@@ -202,11 +204,9 @@ def _infinities_ranked(frame: pd.DataFrame, measures: Sequence[str], notes: list
     return frame
 
 
-def _as_large(frame: pd.DataFrame, hyperparameters: Sequence[str],
-              levels: Mapping[str, Sequence[Any]] | None, replicates: str | None) -> str:
-    """A note's tail naming another complete sub-grid as large, where there is one: the
-    choice between them is arbitrary, and the CMI can differ."""
-    found = largest_complete_subgrids(frame, hyperparameters, levels, replicates, most=2)
+def _as_large(found: list[tuple[pd.DataFrame, dict[str, list[Any]]]]) -> str:
+    """A note's tail naming the second of ``found`` (complete sub-grids as large as the
+    first), if any."""
     if len(found) < 2:
         return ""
     return (f"; another as large ({_describe_levels(found[1][1])}) may give other values: "

@@ -88,12 +88,19 @@ class Scores:
 
 def _subgrid_note(task: str, ref: Reference, prediction: dict[str, Any], path: Path,
                   dropped: int) -> str:
+    """What ``--subgrid`` left out of ``task`` (values without models too), and the scores of
+    the other sub-grids as large; "" when it scored the whole grid."""
     (first, _), *others = subgrid_alternatives(ref, prediction, path)
+    if not any(first.values()):
+        return ""
     note = (f"{task}: --subgrid scored {len(ref.frame) - dropped} of {len(ref.frame)} models, "
             f"leaving out {_left_out(first)}")
     if others:
         note += "; as large: " + "; ".join(
-            f"leaving out {_left_out(left)} scores {100 * score:.2f}" for left, score in others)
+            f"leaving out {_left_out(left)} "
+            + (f"scores {100 * score:.2f}" if math.isfinite(score) else
+               "cannot be scored: the predictions lack some of its models")
+            for left, score in others)
         note += (" (the one scored is the first found: it keeps the most values of the first "
                  "hyperparameter, then of the next, lower values first)")
     return note
@@ -231,8 +238,8 @@ def score_predictions(
             ref = read_reference(configs)
             unknown = [k for k in prediction if k not in ref.frame.index]
             score, dropped = score_task(ref, prediction, subgrid=subgrid, source=path)
-            if dropped:
-                notes.append(_subgrid_note(task, ref, prediction, path, dropped))
+            if subgrid and (note := _subgrid_note(task, ref, prediction, path, dropped)):
+                notes.append(note)
             if unknown:
                 notes.append(
                     f"{task}: {len(unknown)} predictions name no reference model (e.g. "

@@ -69,10 +69,11 @@ def read_model_configs(path: Path) -> dict[str, ModelRecord]:
             if name in ("train_acc", "test_acc"):
                 metrics[name] = accuracy(value, where, name)
                 continue
-            if isinstance(value, bool) or not isinstance(value, int | float):
+            try:  # another metric is kept as a number where it reads as one ("0.3" too)
+                metrics[name] = float(value)
+            except (TypeError, ValueError):
                 raise GengapError(f"{where}: metrics.{name} is {json.dumps(value)}, not a "
-                                  "number")
-            metrics[name] = float(value)
+                                  "number") from None
         out[model_id] = ModelRecord(hparams, possible, metrics)
     return out
 
