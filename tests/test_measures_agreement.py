@@ -3,6 +3,8 @@ seed pairs of a zoo, and measure_zoo storing disagreement for runs that have a s
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 from torch import nn
@@ -44,19 +46,25 @@ def test_seed_partners_pair_runs_that_differ_only_in_seed() -> None:
     assert runs[3].run_id not in partners  # alone in its group
 
 
+def mlp_spec(folder: Path, seeds: list[int], epochs: int) -> Path:
+    """A zoo spec of two learning rates of a tiny MLP on digits, for each of ``seeds``."""
+    spec = folder / "mlp.toml"
+    spec.write_text(
+        f'name = "mlp"\nseeds = {seeds}\n[data]\nname = "digits"\ntrain_fraction = 0.2\n'
+        f'[arch]\nfamily = "mlp"\nwidth = 8\ndepth = 1\n[train]\nmax_epochs = {epochs}\n'
+        'lr = [0.05, 0.1]\n'
+    )
+    return spec
+
+
 @pytest.mark.slow
 def test_measure_zoo_stores_disagreement_for_seed_twins(tmp_path) -> None:
     from gengap.data import load
     from gengap.zoo import Store, load_zoo_spec, measure_zoo, train_zoo
     from gengap.zoo.measure import load_model
 
-    spec = tmp_path / "pairs.toml"
-    spec.write_text(
-        'name = "pairs"\nseeds = [0, 1]\n[data]\nname = "digits"\ntrain_fraction = 0.2\n'
-        '[arch]\nfamily = "mlp"\nwidth = 8\ndepth = 1\n[train]\nmax_epochs = 2\n'
-        'lr = [0.05, 0.1]\n'
-    )
-    store = train_zoo(load_zoo_spec(spec), tmp_path / "zoo", device="cpu")
+    store = train_zoo(load_zoo_spec(mlp_spec(tmp_path, seeds=[0, 1], epochs=2)),
+                      tmp_path / "zoo", device="cpu")
     left_out: dict[str, int] = {}
     measure_zoo(store, "disagreement", device="cpu", left_out=left_out)
     assert left_out == {}
@@ -81,13 +89,8 @@ def test_a_run_without_a_seed_twin_is_counted_as_waiting(tmp_path) -> None:
     from gengap.cli.app import app
     from gengap.zoo import load_zoo_spec, measure_zoo, train_zoo
 
-    spec = tmp_path / "alone.toml"
-    spec.write_text(
-        'name = "alone"\nseeds = [0]\n[data]\nname = "digits"\ntrain_fraction = 0.2\n'
-        '[arch]\nfamily = "mlp"\nwidth = 8\ndepth = 1\n[train]\nmax_epochs = 1\n'
-        'lr = [0.05, 0.1]\n'
-    )
-    store = train_zoo(load_zoo_spec(spec), tmp_path / "zoo", device="cpu")
+    store = train_zoo(load_zoo_spec(mlp_spec(tmp_path, seeds=[0], epochs=1)), tmp_path / "zoo",
+                      device="cpu")
     left_out: dict[str, int] = {}
     assert measure_zoo(store, "agreement,params", device="cpu", left_out=left_out) == 2
     assert left_out == {"disagreement": 2}
