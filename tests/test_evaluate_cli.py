@@ -1,6 +1,7 @@
 """`gengap evaluate` and `gengap predict` on tables the tests write (no training needed)."""
 
 import itertools
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -403,3 +404,12 @@ def test_hyperparameters_with_zoos_only_is_a_bad_option_of_predict(tmp_path, tin
         "gengap: error: Invalid value for '--hyperparameters': width: only zoos given; "
         "hyperparameters name table columns, a zoo's are its spec's axes (see: gengap "
         "predict cv --help)")
+
+
+def test_an_ascii_terminal_gets_the_tables_with_question_marks(tmp_path):
+    """Under PYTHONIOENCODING=ascii the catalogue (Σ, ‖ in its formulas) was a traceback."""
+    env = {**os.environ, "PYTHONIOENCODING": "ascii"}
+    done = subprocess.run([sys.executable, "-m", "gengap.cli", "measures", "list"],
+                          capture_output=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr.decode()
+    assert b"sharpness_mag_flatness" in done.stdout and b"+----" in done.stdout

@@ -30,7 +30,10 @@ class ReaderSafeStdout(io.TextIOBase):
     def write(self, text: str) -> int:
         if not self.reader_gone:
             try:
-                sys.stdout.write(text)
+                try:
+                    sys.stdout.write(text)
+                except UnicodeEncodeError:  # an ASCII terminal: Σ and ‖ become ?
+                    sys.stdout.write(text.encode(self.encoding, "replace").decode(self.encoding))
             except BrokenPipeError:
                 self._gone()
         return len(text)
@@ -44,6 +47,10 @@ class ReaderSafeStdout(io.TextIOBase):
 
     def isatty(self) -> bool:
         return sys.stdout.isatty()
+
+    @property
+    def encoding(self) -> str:  # rich draws ASCII tables where stdout cannot take more
+        return getattr(sys.stdout, "encoding", None) or "utf-8"
 
     def _gone(self) -> None:
         self.reader_gone = True
