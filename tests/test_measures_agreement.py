@@ -3,8 +3,10 @@ seed pairs of a zoo, and measure_zoo storing disagreement for runs that have a s
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -97,4 +99,30 @@ def test_a_run_without_a_seed_twin_is_counted_as_waiting(tmp_path) -> None:
     result = CliRunner().invoke(app, ["measure", str(tmp_path / "zoo"), "--measures",
                                       "agreement", "--device", "cpu"])
     assert result.exit_code == 0, result.output
-    assert "disagreement: left out on 2 runs that lack a seed twin" in result.output
+    assert "disagreement: left out on 2 runs that lack a finished seed twin" in result.output
+
+
+def test_the_twin_is_the_next_seed_whatever_had_finished(tmp_path) -> None:
+    """With seeds 0, 1, 2 and seed 2 still pending, seed 1 was paired with seed 0 and kept
+    that value once seed 2 was done: the result depended on when `measure` ran."""
+    import sqlite3
+
+    from gengap.zoo import Store, load_zoo_spec, measure_zoo, train_zoo
+
+    spec = load_zoo_spec(mlp_spec(tmp_path, seeds=[0, 1, 2], epochs=1))
+    train_zoo(spec, tmp_path / "zoo", device="cpu")
+    shutil.copytree(tmp_path / "zoo", tmp_path / "whole")
+    by_seed = {run.seed: run.run_id for run in Store(tmp_path / "zoo").runs()
+               if run.train.lr == 0.05}
+    with sqlite3.connect(tmp_path / "zoo" / "gengap.sqlite") as db:  # seed 2 not trained yet
+        db.execute("UPDATE runs SET status = 'pending' WHERE run_id = ?", (by_seed[2],))
+    left_out: dict[str, int] = {}
+    measure_zoo(Store(tmp_path / "zoo"), "disagreement", device="cpu", left_out=left_out)
+    assert left_out == {"disagreement": 1}  # seed 1 waits for seed 2
+    with sqlite3.connect(tmp_path / "zoo" / "gengap.sqlite") as db:
+        db.execute("UPDATE runs SET status = 'done' WHERE run_id = ?", (by_seed[2],))
+    measure_zoo(Store(tmp_path / "zoo"), "disagreement", device="cpu")
+    measure_zoo(Store(tmp_path / "whole"), "disagreement", device="cpu")
+    in_turns = Store(tmp_path / "zoo").frame().set_index("run_id")["disagreement"]
+    at_once = Store(tmp_path / "whole").frame().set_index("run_id")["disagreement"]
+    pd.testing.assert_series_equal(in_turns.sort_index(), at_once.sort_index())

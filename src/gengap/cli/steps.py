@@ -81,7 +81,7 @@ def measure_step(
         bar.update(task, completed=total)
     for name, runs in left_out.items():
         needs = measures.get(name).needs
-        why = ("a seed twin (a finished run of the same spec with another seed)"
+        why = ("a finished seed twin (the run of the same spec with the next seed)"
                if "second_model" in needs else "initial weights")
         console.print(f"{name}: left out on {runs} run{'s' if runs > 1 else ''} that lack "
                       f"{why}")

@@ -146,7 +146,11 @@ def measure_zoo(
     )
     todo = []
     done = store.runs(status="done")
-    partners = seed_partners(done)
+    finished = {run.run_id for run in done}
+    # twins among all the zoo's runs, so that the pairing does not depend on which had finished
+    # when `measure` ran; a run whose twin is not done waits (a failed twin: for good)
+    partners = {run_id: twin for run_id, twin in seed_partners(store.runs()).items()
+                if twin.run_id in finished}
     for run in done:
         missing = wanted if recompute else missing_measures(wanted, have.get(run.run_id, set()))
         # an import without a step-0 checkpoint, or a run without a seed twin (yet): the
