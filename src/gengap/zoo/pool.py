@@ -11,18 +11,39 @@ import multiprocessing
 import os
 import signal
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from contextlib import contextmanager
 
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
 
 
-def worker_pool(workers: int, init: Callable[[], None] | None = None) -> ProcessPoolExecutor:
+@contextmanager
+def worker_pool(workers: int, init: Callable[[], None] | None = None
+                ) -> Iterator[ProcessPoolExecutor]:
     """``workers`` processes that end when this process does (Linux), each running ``init``
     (a module-level function) first. Spawned, not forked: forking a process whose torch
-    thread pools are running can deadlock."""
-    return ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+    thread pools are running can deadlock. Leaving the block normally waits for the tasks;
+    leaving it by an exception (Ctrl-C) ends the workers at once: a task in flight is lost
+    either way (a run is recorded only once done), and waiting for it held Ctrl-C for a whole
+    run, whose result was then thrown away."""
+    pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_worker, initargs=(os.getpid(), init))
+    try:
+        yield pool
+    except BaseException:
+        _stop_now(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _stop_now(pool: ProcessPoolExecutor) -> None:
+    processes = list((getattr(pool, "_processes", None) or {}).values())  # no public way (3.11)
+    pool.shutdown(wait=False, cancel_futures=True)
+    for process in processes:
+        process.terminate()
+    for process in processes:
+        process.join(timeout=10)
 
 
 def _start_worker(parent: int, init: Callable[[], None] | None) -> None:
