@@ -413,3 +413,16 @@ def test_an_ascii_terminal_gets_the_tables_with_question_marks(tmp_path):
                           capture_output=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
     assert b"sharpness_mag_flatness" in done.stdout and b"+----" in done.stdout
+
+
+def test_profile_with_several_workers_names_the_help(tmp_path, tiny_zoo_toml, monkeypatch,
+                                                      capsys):
+    Store.create(tmp_path / "zoo", load_zoo_spec(tiny_zoo_toml)).close()
+    monkeypatch.setattr(sys, "argv", ["gengap", "measure", str(tmp_path / "zoo"), "--profile",
+                                      "--workers", "2"])
+    with pytest.raises(SystemExit) as done:
+        main()
+    assert done.value.code == 2
+    assert capsys.readouterr().err.strip() == (
+        "gengap: error: --profile times one process: use it with --workers 1 (see: gengap "
+        "measure --help)")

@@ -32,6 +32,8 @@ def measure_target(
                           ctx)
     from gengap.zoo import Store
 
+    if profile and workers > 1:
+        raise OptionError("--profile times one process: use it with --workers 1", ctx)
     timings: dict[str, dict[str, float]] | None = {} if profile else None
     count = measure_step(Store(target), measures, device, data_dir, recompute, workers, timings)
     console.print(f"measured {count} runs in {target}")

@@ -32,7 +32,8 @@ def train_step(
     counts = {**before.counts()}
     before.close()
     with progress() as bar:
-        task = bar.add_task(f"training {zoo.name} (measuring populations)", total=None)
+        planning = " (measuring populations)" if population == "auto" else ""
+        task = bar.add_task(f"training {zoo.name}{planning}", total=None)
 
         def describe() -> str:
             return (
@@ -137,4 +138,5 @@ def export_step(directory: Path, parquet: Path) -> None:
     output_file(parquet, (".parquet",), option="--parquet")
     path = zoo.to_parquet(parquet)
     runs = sum(zoo.store.counts().values())  # the frame's rows: one per run
-    console.print(f"wrote {runs} runs of zoo {zoo.spec.name!r} to {path}")
+    console.print(f"wrote {runs} run{'' if runs == 1 else 's'} of zoo {zoo.spec.name!r} to "
+                  f"{path}")
