@@ -343,3 +343,17 @@ def test_a_malformed_ray_address_is_a_bad_option(tmp_path, tiny_zoo_toml, monkey
                          str(out), "--executor", "ray", "--address", "headnode")
     assert "Invalid value for '--address': ray: address 'headnode' is not HOST:PORT" in err
     assert err.endswith("(see: gengap zoo train --help)") and not out.exists()
+
+
+@pytest.mark.parametrize(("args", "expected"), [
+    (["predict", "cv", "{zoo}", "--hyperparameters", "width"],
+     "Invalid value for '--hyperparameters': width: only zoos given; hyperparameters name table "
+     "columns, a zoo's are its spec's axes (see: gengap predict cv --help)"),
+    (["measure", "{zoo}", "--profile", "--workers", "2"],
+     "--profile times one process: use it with --workers 1 (see: gengap measure --help)"),
+])
+def test_options_that_do_not_fit_a_zoo_name_the_help(tmp_path, tiny_zoo_toml, monkeypatch,
+                                                     capsys, args, expected):
+    Store.create(tmp_path / "zoo", load_zoo_spec(tiny_zoo_toml)).close()
+    err = one_line_error(monkeypatch, capsys, *(a.format(zoo=tmp_path / "zoo") for a in args))
+    assert err == f"gengap: error: {expected}"

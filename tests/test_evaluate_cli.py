@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from gengap.cli.app import app, main
+from gengap.cli.app import app
 from gengap.errors import GengapError
 from gengap.evaluate.predictors import configurations
 from gengap.zoo import Store, load_zoo_spec
@@ -392,20 +392,6 @@ def test_predict_apply_refuses_a_source_without_any_feature_and_imputes_a_partia
     assert (pd.read_csv(out)["imputed"] == 1).all()  # noise, on every row
 
 
-def test_hyperparameters_with_zoos_only_is_a_bad_option_of_predict(tmp_path, tiny_zoo_toml,
-                                                                    monkeypatch, capsys):
-    Store.create(tmp_path / "zoo", load_zoo_spec(tiny_zoo_toml)).close()
-    monkeypatch.setattr(sys, "argv", ["gengap", "predict", "cv", str(tmp_path / "zoo"),
-                                      "--hyperparameters", "width"])
-    with pytest.raises(SystemExit) as done:
-        main()
-    assert done.value.code == 2
-    assert capsys.readouterr().err.strip() == (
-        "gengap: error: Invalid value for '--hyperparameters': width: only zoos given; "
-        "hyperparameters name table columns, a zoo's are its spec's axes (see: gengap "
-        "predict cv --help)")
-
-
 def test_an_ascii_terminal_gets_the_tables_with_question_marks(tmp_path):
     """Under PYTHONIOENCODING=ascii the catalogue (Σ, ‖ in its formulas) was a traceback."""
     env = {**os.environ, "PYTHONIOENCODING": "ascii"}
@@ -413,16 +399,3 @@ def test_an_ascii_terminal_gets_the_tables_with_question_marks(tmp_path):
                           capture_output=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
     assert b"sharpness_mag_flatness" in done.stdout and b"+----" in done.stdout
-
-
-def test_profile_with_several_workers_names_the_help(tmp_path, tiny_zoo_toml, monkeypatch,
-                                                      capsys):
-    Store.create(tmp_path / "zoo", load_zoo_spec(tiny_zoo_toml)).close()
-    monkeypatch.setattr(sys, "argv", ["gengap", "measure", str(tmp_path / "zoo"), "--profile",
-                                      "--workers", "2"])
-    with pytest.raises(SystemExit) as done:
-        main()
-    assert done.value.code == 2
-    assert capsys.readouterr().err.strip() == (
-        "gengap: error: --profile times one process: use it with --workers 1 (see: gengap "
-        "measure --help)")
