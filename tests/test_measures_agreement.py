@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import torch
@@ -112,6 +113,7 @@ def test_the_twin_is_the_next_seed_whatever_had_finished(tmp_path) -> None:
     spec = load_zoo_spec(mlp_spec(tmp_path, seeds=[0, 1, 2], epochs=1))
     train_zoo(spec, tmp_path / "zoo", device="cpu")
     shutil.copytree(tmp_path / "zoo", tmp_path / "whole")
+    shutil.copytree(tmp_path / "zoo", tmp_path / "failed")
     by_seed = {run.seed: run.run_id for run in Store(tmp_path / "zoo").runs()
                if run.train.lr == 0.05}
     with sqlite3.connect(tmp_path / "zoo" / "gengap.sqlite") as db:  # seed 2 not trained yet
@@ -126,3 +128,10 @@ def test_the_twin_is_the_next_seed_whatever_had_finished(tmp_path) -> None:
     in_turns = Store(tmp_path / "zoo").frame().set_index("run_id")["disagreement"]
     at_once = Store(tmp_path / "whole").frame().set_index("run_id")["disagreement"]
     pd.testing.assert_series_equal(in_turns.sort_index(), at_once.sort_index())
+    # a failed run is no one's twin: seed 1 pairs with seed 0 (cyclically) instead
+    with sqlite3.connect(tmp_path / "failed" / "gengap.sqlite") as db:
+        db.execute("UPDATE runs SET status = 'failed' WHERE run_id = ?", (by_seed[2],))
+    left_out.clear()
+    measure_zoo(Store(tmp_path / "failed"), "disagreement", device="cpu", left_out=left_out)
+    measured = Store(tmp_path / "failed").frame().set_index("run_id")["disagreement"]
+    assert left_out == {} and np.isfinite(measured[by_seed[1]])

@@ -147,15 +147,17 @@ def measure_zoo(
     todo = []
     done = store.runs(status="done")
     finished = {run.run_id for run in done}
-    # twins among all the zoo's runs, so that the pairing does not depend on which had finished
-    # when `measure` ran; a run whose twin is not done waits (a failed twin: for good)
-    partners = {run_id: twin for run_id, twin in seed_partners(store.runs()).items()
+    # twins among the runs done or still to train, so that the pairing does not depend on
+    # which had finished when `measure` ran (a run whose twin is pending waits; a failed run
+    # is no one's twin, and a done run's twin never changes)
+    partners = {run_id: twin for run_id, twin
+                in seed_partners(done + store.runs(status="pending")).items()
                 if twin.run_id in finished}
     for run in done:
         missing = wanted if recompute else missing_measures(wanted, have.get(run.run_id, set()))
         # an import without a step-0 checkpoint, or a run without a seed twin (yet): the
         # measures that need them wait
-        lacking = {"init_weights"} - ({"init_weights"} if has_init(store, run) else set())
+        lacking = set() if has_init(store, run) else {"init_weights"}
         if run.run_id not in partners:
             lacking.add("second_model")
         waiting = [n for n in missing if lacking & set(measures.get(n).needs)]
