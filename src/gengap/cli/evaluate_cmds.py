@@ -88,7 +88,6 @@ def evaluate(
     """Rank the stored measures against the target: Kendall's tau, granulated Psi (with
     bootstrap intervals), the conditional mutual information (x100) and the robust
     sign-error."""
-    from gengap.evaluate.robust import PAPER_TEST_SIZE
     from gengap.evaluate.targets import UnknownTarget
     from gengap.zoo.evaluation import evaluate_table, is_table, read_table
 
@@ -108,20 +107,12 @@ def evaluate(
             raise OptionError(f"{source}: a table needs --hyperparameters a,b,...", ctx)
         if data_dir is not None:  # a table's sizes are its column or --test-size
             raise OptionError(f"{source}: --data-dir is for zoos (to count their test sets)", ctx)
-        assumed = "robust" in metrics and test_size is None and "test_size" not in rows.columns
-        if "robust" in metrics and test_size is None and not assumed:
-            options["test_size"] = "test_size"  # each run's own, as a zoo's (an export has it)
         try:
             table = evaluate_table(rows, axes, split_names(measures), target, metrics, **options)
         except UnknownTarget as err:  # a misspelt --target, not the table's problem
             raise BadOption("--target", f"{source}: {err}", ctx) from None
         except GengapError as err:  # the table's problems: name the file
             raise GengapError(f"{source}: {err}") from None
-        if assumed:
-            table.attrs.setdefault("notes", []).append(
-                f"robust: the table has no test_size column, so every run's gaps are taken as "
-                f"measured on {PAPER_TEST_SIZE:,} test examples (the paper's); --test-size N "
-                "sets it")
     else:
         from gengap.zoo import Store, evaluate_zoo
 

@@ -68,7 +68,7 @@ def ranking_table(
     if missing:
         raise GengapError(f"no measure column {missing[0]!r} in the table")
     notes: list[str] = []
-    frame = _infinities_ranked(frame, measures, notes)
+    frame = infinities_ranked(frame, measures, notes)
     cmi_errors: dict[str, list[str]] = {}  # one note per reason, naming its measures
     # CMI and the sign error score agreement with "generalizes worse": test accuracy turned
     # round, so that they read the same against test_acc as against test_error (the CMI's
@@ -186,12 +186,12 @@ def _sort(table: pd.DataFrame, target: str) -> pd.DataFrame:
     return table
 
 
-def _infinities_ranked(frame: pd.DataFrame, measures: Sequence[str], notes: list[str]
+def infinities_ranked(frame: pd.DataFrame, measures: Sequence[str], notes: list[str]
                        ) -> pd.DataFrame:
     """``frame`` with each measure that has ±inf values (an inverse margin at γ = 0, a path
     norm that overflowed) replaced by its ranks: every metric here compares a measure's values
     by their order only, so the infinities keep their places at the ends, where dropping them
-    with the NaN would leave those runs out."""
+    with the NaN would leave those runs out. A note per such measure goes to ``notes``."""
     for name in measures:
         if not pd.api.types.is_numeric_dtype(frame[name]):
             continue  # refused by the metrics with the column's name

@@ -16,6 +16,7 @@ from gengap import evaluate
 from gengap.errors import GengapError
 from gengap.evaluate.features import FEATURE_SETS, feature_columns
 from gengap.evaluate.predictors import configurations, cross_validate, run_configuration
+from gengap.evaluate.ranking import infinities_ranked
 
 
 @dataclass
@@ -67,8 +68,14 @@ def evaluate_frame(
         result.note("ranking", "not computed: no measures stored yet (run `gengap measure DIR`)")
         _predictors(result, done, measures, axes, target, seed)
         return result
+    # the predictors take the values as they are; the rankings, which compare by order only,
+    # take infinities as ranks, noted once here rather than by each of their tables
+    notes: list[str] = []
+    ranked = infinities_ranked(done, measures, notes)
+    for text in notes:
+        result.note("ranking", text)
     try:
-        ranking = evaluate.ranking_table(done, measures, axes, target, ("tau", "psi"),
+        ranking = evaluate.ranking_table(ranked, measures, axes, target, ("tau", "psi"),
                                          bootstrap=bootstrap, seed=seed)
     except GengapError as err:
         result.note("ranking", f"not computed: {err}")
@@ -77,13 +84,13 @@ def evaluate_frame(
         result.note("intervals", "not computed: no bootstrap resamples asked for")
     replicates = "seed" if "seed" in done and done["seed"].nunique() > 1 else None
     ranking = _join(result, "cmi", ranking, lambda: evaluate.ranking_table(
-        done, measures, axes, target, ("cmi",), grid="largest", replicates=replicates))
+        ranked, measures, axes, target, ("cmi",), grid="largest", replicates=replicates))
     if test_size is None:
         result.note("robust", "not computed: the runs' test-set sizes are unknown "
                     "(give them with --test-size N, or test_size= in Python)")
     else:
         ranking = _join(result, "robust", ranking, lambda: evaluate.ranking_table(
-            done, measures, axes, target, ("robust",), test_size=test_size))
+            ranked, measures, axes, target, ("robust",), test_size=test_size))
     result.ranking = ranking
     _predictors(result, done, measures, axes, target, seed)
     return result

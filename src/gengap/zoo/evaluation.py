@@ -12,6 +12,7 @@ import pandas as pd
 
 from gengap.errors import GengapError
 from gengap.evaluate import ranking_table
+from gengap.evaluate.robust import PAPER_TEST_SIZE
 from gengap.evaluate.targets import UnknownTarget, with_target
 from gengap.zoo.store import Store
 
@@ -80,7 +81,9 @@ def evaluate_table(
 ) -> pd.DataFrame:
     """The ranking table of a plain table (one row per network; read from CSV or Parquet):
     ``measures`` default to every numeric column that is neither a hyperparameter nor a
-    run's metric. A ``seed`` column with several values is the replicate column of CMI."""
+    run's metric. A ``seed`` column with several values is the replicate column of CMI, a
+    ``test_size`` column the robust sign error's n (without one or ``test_size=``, 10,000 with
+    a note)."""
     if target in hyperparameters:
         raise GengapError(f"{target!r} is the target, not a hyperparameter")
     missing = [h for h in hyperparameters if h not in table.columns]
@@ -97,8 +100,18 @@ def evaluate_table(
         measures = scalar_measures(measure_columns(table, {*hyperparameters, target}))
     if not measures:
         raise GengapError("the table has no measure columns")
-    return ranking_table(table, list(measures), hyperparameters, target=target,
-                         metrics=metrics, **options)
+    # the robust sign error's n: each run's own test-set size where the table has it (an
+    # export does), as for a zoo; else the paper's, said in a note
+    assumed = "robust" in metrics and "test_size" not in options
+    if assumed and "test_size" in table.columns:
+        options["test_size"], assumed = "test_size", False
+    ranked = ranking_table(table, list(measures), hyperparameters, target=target,
+                           metrics=metrics, **options)
+    if assumed:
+        ranked.attrs.setdefault("notes", []).append(
+            f"robust: the table has no test_size column, so every run's gaps are taken as "
+            f"measured on {PAPER_TEST_SIZE:,} test examples (the paper's); --test-size N sets it")
+    return ranked
 
 
 def _check_numeric(table: pd.DataFrame, columns: Sequence[str]) -> None:
