@@ -43,7 +43,10 @@ def _stop_now(pool: ProcessPoolExecutor) -> None:
     for process in processes:
         process.terminate()
     for process in processes:
-        process.join(timeout=10)
+        process.join(timeout=5)
+        if process.is_alive():  # did not take SIGTERM: SIGKILL
+            process.kill()
+            process.join(timeout=5)
 
 
 def _start_worker(parent: int, init: Callable[[], None] | None) -> None:
