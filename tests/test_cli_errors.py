@@ -56,7 +56,7 @@ def test_bad_toml_exits_2_with_one_line(tmp_path: Path):
                           "bad.toml", "[train] learning_rate", "unknown key")
     bad.write_text('[train]\nlr = "fast"\n')
     assert_one_line_error(gengap("zoo", "train", str(bad), "--out", str(tmp_path / "z")),
-                          "[train] lr", "valid number")
+                          "[train] lr", "expected a number, got text 'fast'")
     bad.write_text('[data]\nname = "digitz"\n')  # checked before the zoo folder is made
     assert_one_line_error(gengap("zoo", "train", str(bad), "--out", str(tmp_path / "z")),
                           "bad.toml: [data] name: unknown data source 'digitz'")

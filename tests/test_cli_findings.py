@@ -357,3 +357,30 @@ def test_options_that_do_not_fit_a_zoo_name_the_help(tmp_path, tiny_zoo_toml, mo
     Store.create(tmp_path / "zoo", load_zoo_spec(tiny_zoo_toml)).close()
     err = one_line_error(monkeypatch, capsys, *(a.format(zoo=tmp_path / "zoo") for a in args))
     assert err == f"gengap: error: {expected}"
+
+
+def test_zoo_status_shows_whole_epochs_beside_pending_runs(tmp_path: Path):
+    from gengap.zoo.spec_file import parse_zoo_spec
+
+    store = Store.create(tmp_path / "z", parse_zoo_spec({"seeds": [0, 1]}))
+    first = store.runs()[0].run_id
+    store.record(first, "done", {"train_acc": 0.5, "test_acc": 0.25, "gap": 0.25,
+                                 "epochs": 60}, [])
+    store.close()
+    shown = runner.invoke(cli.app, ["zoo", "status", str(tmp_path / "z")], terminal_width=200)
+    assert shown.exit_code == 0, shown.output
+    done_row = next(line for line in shown.output.splitlines() if first in line)
+    # the pending run's NaN made the column float: 60.000
+    assert done_row.rstrip(" │").endswith(" 60") and "60.000" not in shown.output
+    pending_row = next(line for line in shown.output.splitlines() if "pending" in line
+                       and "│" in line)
+    assert pending_row.rstrip(" │").endswith("–")
+
+
+def test_a_blank_zoo_name_is_refused():
+    from gengap.zoo.spec_file import parse_zoo_spec
+
+    for name in ("", "  "):
+        with pytest.raises(GengapError, match="b.toml: name: a zoo needs a name that is not "
+                           "blank"):
+            parse_zoo_spec({"name": name}, "b.toml")

@@ -367,6 +367,17 @@ def test_a_tables_index_column_a_repeated_measure_and_the_target_as_an_axis(tmp_
     assert "'gap' is the target, not a hyperparameter" in str(result.exception)
 
 
+def test_a_csv_that_names_a_column_twice_is_refused(tmp_path):
+    # pandas renamed the second "good" to "good.1", which was ranked as a measure of its own
+    table = pd.read_csv(grid_table(tmp_path / "t.csv"))
+    doubled = tmp_path / "doubled.csv"
+    doubled.write_text(table.to_csv(index=False).replace("noise", "good", 1))
+    result = runner.invoke(app, ["evaluate", str(doubled), "--hyperparameters", "width,lr,act",
+                                 "--bootstrap", "0"])
+    assert isinstance(result.exception, GengapError)  # the entry point: one line, exit 2
+    assert str(result.exception) == f"{doubled}: column 'good' appears more than once"
+
+
 def test_predict_apply_refuses_a_source_without_any_feature_and_imputes_a_partial_one(
         tmp_path):
     """Beside another source, a table without any of the features was predicted from the

@@ -320,3 +320,23 @@ def test_mp_fit_finds_the_least_residual_of_a_fine_scan() -> None:
             ours = scan_residuals(e, n, m, np.array([float(fit.sigma_mp[row])]))[0]
             assert ours <= scan.min() * (1 + 1e-3) + 1e-12
             assert float(fit.sigma_mp[row]) == pytest.approx(sigmas[scan.argmin()], abs=2e-3 * s)
+
+
+def test_attention_projections_are_layers_in_the_model_and_the_file_view() -> None:
+    from gengap.models import build
+    from gengap.specs import ArchSpec
+
+    torch.manual_seed(0)
+    model = build(ArchSpec(family="transformer", width=8, depth=1, heads=2), (6,), 5,
+                  vocab_size=7)
+    from_model = spectral_table(model, randomize=False, mp_fit=False)
+    from_file = spectral_table(dict(model.state_dict()), randomize=False, mp_fit=False)
+    # the same layers in the same order, named as in the state dict (the model view left
+    # out self_attn.in_proj_weight: nn.MultiheadAttention holds it as a bare parameter)
+    assert list(from_model["name"]) == list(from_file["name"])
+    projection = from_model[from_model["name"].str.endswith("self_attn.in_proj_weight")]
+    assert list(projection[["N", "M"]].iloc[0]) == [24, 8]
+    weight = model.encoder.layers[0].self_attn.in_proj_weight.detach().double().numpy()
+    expected = np.linalg.svd(weight, compute_uv=False).max() ** 2
+    assert projection["lambda_max"].iloc[0] == pytest.approx(expected, rel=1e-10)
+    np.testing.assert_allclose(from_model["alpha"], from_file["alpha"], rtol=1e-12)

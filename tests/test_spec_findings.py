@@ -126,3 +126,70 @@ def test_lr_steps_that_never_act_are_refused():
     zoo = parse_zoo_spec({"train": {"schedule": ["step", "constant"], "lr_steps": [1],
                                     "max_epochs": 3}})
     assert len(zoo.runs()) == 2
+
+
+@pytest.mark.parametrize(("section", "value", "problem"), [
+    ({"arch": {"width": "16"}}, None, "[arch] width: expected a number, got text '16'"),
+    ({"arch": {"batch_norm": "no"}}, None, "[arch] batch_norm: expected true or false, got "
+     "text 'no'"),
+    ({"arch": {"batch_norm": 1}}, None, "[arch] batch_norm: expected true or false, got 1"),
+    ({"train": {"flip": 0}}, None, "[train] flip: expected true or false, got 0"),
+    ({"train": {"lr": "0.1"}}, None, "[train] lr: expected a number, got text '0.1'"),
+    ({"data": {"classes": [1, "2"]}}, None, "[data] classes: expected a number, got text '2'"),
+    ({"arch": {"width": [8, "16"]}}, None, "[arch] width = '16': expected a number, got text "
+     "'16'"),
+])
+def test_a_spec_files_values_are_not_coerced_to_the_fields_type(section, value, problem):
+    # pydantic's lax mode read '16' as 16, 'no' as false and 1 as true
+    with pytest.raises(GengapError) as err:
+        parse_zoo_spec(section, "c.toml")
+    assert str(err.value) == f"c.toml: {problem}"
+
+
+def test_values_typed_on_the_command_line_are_still_converted(tmp_path: Path):
+    from gengap.cli.data_cmds import spec_from_knobs
+
+    spec = spec_from_knobs("digits", {"train_size": "100", "random_labels": "true",
+                                      "classes": "1,2"})
+    assert (spec.train_size, spec.random_labels, spec.classes) == (100, True, (1, 2))
+    # a number stays a number for the fields that take one
+    zoo = parse_zoo_spec({"arch": {"width": 16.0}, "train": {"lr": 1}})
+    assert (zoo.arch.width, zoo.train.lr) == (16, 1.0)
+
+
+@pytest.mark.parametrize(("train", "problem"), [
+    ({"lr": {"normal": [0.0, 1.0]}}, "[train] lr: a range is one of uniform, log_uniform, "
+     "int_uniform, int_log_uniform = [low, high], got {normal}"),
+    ({"lr": {"uniform": [0.1, 1.0], "log_uniform": [0.1, 1.0]}}, "[train] lr: a range is one "
+     "of uniform, log_uniform, int_uniform, int_log_uniform = [low, high], got {uniform, "
+     "log_uniform}"),
+    # the integer hint only where a float was drawn for an integer field
+    ({"lr": {"uniform": [0, 0.1]}}, "[train] lr = 0.0: Input should be greater than 0"),
+    ({"max_epochs": {"uniform": [1, 3]}}, "[train] max_epochs = 1.7434: Input should be a "
+     "valid integer, got a number with a fractional part (a range of integers is int_uniform "
+     "or int_log_uniform)"),
+    ({"max_epochs": {"int_uniform": [1.5, 3]}}, "[train] max_epochs: int_uniform range needs "
+     "integer ends, got [1.5, 3] (a range of floats is uniform or log_uniform)"),
+])
+def test_random_design_ranges_are_refused_with_what_is_wrong(train, problem):
+    with pytest.raises(GengapError) as err:
+        parse_zoo_spec({"design": "random", "samples": 3, "train": train}, "r.toml")
+    assert str(err.value) == f"r.toml: {problem}"
+
+
+@pytest.mark.parametrize(("arch", "problem"), [
+    ({"family": "mlp", "heads": [2, 4]}, "[arch] heads: the mlp family does not use it, so its "
+     "runs would differ in name only (it reads width, depth, activation, dropout, batch_norm)"),
+    ({"family": ["vgg", "nin"], "dense_width": [8, 16]}, "[arch] dense_width: the nin family "
+     "does not use it"),
+    ({"family": "transformer", "batch_norm": [False, None]}, "[arch] batch_norm: the "
+     "transformer family does not use it"),
+])
+def test_an_axis_over_a_knob_its_family_does_not_read_is_refused(arch, problem):
+    # two runs of the same network under different names, and an axis for the evaluation
+    with pytest.raises(GengapError) as err:
+        parse_zoo_spec({"arch": arch}, "f.toml")
+    assert str(err.value).startswith(f"f.toml: {problem}"), str(err.value)
+    # the knobs a family reads remain axes
+    zoo = parse_zoo_spec({"arch": {"family": "vgg", "dense_width": [8, 16], "width": [4, 8]}})
+    assert len(zoo.runs()) == 4

@@ -50,7 +50,7 @@ def test_runs_are_expanded_once_per_spec_and_not_shared_with_an_edited_copy(monk
     ("raw", "expected"),
     [
         ({"arch": {"widht": 3}}, "z.toml: [arch] widht: unknown key"),
-        ({"arch": {"width": "wide"}}, "z.toml: [arch] width: Input should be a valid integer"),
+        ({"arch": {"width": "wide"}}, "z.toml: [arch] width: expected a number, got text 'wide'"),
         ({"train": {"lr": -1.0}}, "z.toml: [train] lr: Input should be greater than 0"),
         ({"arch": {"width": [8, 0]}}, "z.toml: [arch] width = 0: Input should be greater than"),
         ({"arch": {"width": []}}, "z.toml: [arch] width: empty list of values"),

@@ -52,7 +52,7 @@ def test_grid_design_is_the_full_product():
         ({"arch": {"width": {"uniform": [8, 64]}}},
          "a valid integer, got a number with a fractional part (a range of integers is "
          "int_uniform"),
-        ({"arch": {"width": True}}, "[arch] width: expected a number or text, got true"),
+        ({"arch": {"width": True}}, "[arch] width: expected a number, got true"),
         ({"arch": {"family": ["mlp", "mlpp"]}}, "[arch] family: unknown architecture family"),
         ({"data": {"name": "digitz"}}, "[data] name: unknown data source 'digitz'"),
         ({"data": {"name": "mnist1d", "options": {"noise": 1}}},

@@ -45,12 +45,19 @@ class _Spec(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_booleans_as_numbers(cls, value: Any, info: ValidationInfo) -> Any:
-        """TOML's true and false are not numbers (pydantic would read true as 1)."""
-        items = value if isinstance(value, list | tuple) else [value]
-        if any(isinstance(v, bool) for v in items) and info.field_name is not None \
-                and not _takes_bool(cls.model_fields[info.field_name].annotation):
-            raise ValueError(f"expected a number or text, got {str(value).lower()}")
+    def _no_coercion(cls, value: Any, info: ValidationInfo) -> Any:
+        """A spec file's values keep their types: TOML's true is not the number 1, the text
+        '16' is not a width, and neither 1 nor 'no' is a boolean (pydantic's lax mode would
+        take all of them). Values typed on a command line, which are all text, are converted
+        when validated with ``context={"text": True}``."""
+        if info.field_name is None:
+            return value
+        annotation = cls.model_fields[info.field_name].annotation
+        text_given = bool(info.context and info.context.get("text"))
+        for item in value if isinstance(value, list | tuple) else [value]:
+            problem = _type_problem(item, annotation, text_given)
+            if problem:
+                raise ValueError(problem)
         return value
 
     def canonical_json(self) -> str:
@@ -60,14 +67,36 @@ class _Spec(BaseModel):
         return json.dumps(tree, sort_keys=True, separators=(",", ":"))
 
 
-def _takes_bool(annotation: Any) -> bool:
-    """Whether a field of this type may hold true/false (bool, Any, or a union or container
-    of them)."""
-    if annotation is bool or annotation is Any:
+def _takes(annotation: Any, kind: type) -> bool:
+    """Whether a field of this type may hold a value of ``kind`` (``kind`` itself, Any, or a
+    union, container, Literal or Annotated type holding it)."""
+    if annotation is kind or annotation is Any:
         return True
-    if get_origin(annotation) in (Union, UnionType, list, tuple, Literal):
-        return any(_takes_bool(arg) or isinstance(arg, bool) for arg in get_args(annotation))
+    origin = get_origin(annotation)
+    if origin is Literal:
+        return any(type(arg) is kind for arg in get_args(annotation))
+    if origin in (Union, UnionType, list, tuple, Annotated):
+        args = get_args(annotation)
+        return any(_takes(arg, kind) for arg in (args[:1] if origin is Annotated else args))
     return False
+
+
+def _type_problem(item: Any, annotation: Any, text_given: bool) -> str | None:
+    """Why a spec file's ``item`` does not fit a field of ``annotation`` (None: it fits)."""
+    numeric = _takes(annotation, int) or _takes(annotation, float)
+    if isinstance(item, bool):
+        if _takes(annotation, bool):
+            return None
+        return f"expected {'a number' if numeric else 'text'}, got {str(item).lower()}"
+    if isinstance(item, str) and not text_given and not _takes(annotation, str):
+        if numeric:
+            return f"expected a number, got text {item!r}"
+        if _takes(annotation, bool):
+            return f"expected true or false, got text {item!r}"
+    if isinstance(item, int | float) and _takes(annotation, bool) and not numeric \
+            and not _takes(annotation, str):
+        return f"expected true or false, got {item!r}"
+    return None
 
 
 class DataSpec(_Spec):
@@ -320,7 +349,7 @@ class ZooSpec(_Spec):
     distribution, seeded by ``sample_seed``) and trains each point once per seed.
     """
 
-    name: str = "zoo"
+    name: str = Field("zoo", description="shown by every command; not blank")
     design: Literal["grid", "random"] = "grid"
     seeds: tuple[Seed, ...] = Field((0,), min_length=1)
     samples: int | None = Field(None, ge=1, le=10_000_000,
@@ -331,6 +360,13 @@ class ZooSpec(_Spec):
     train: TrainSpec = TrainSpec()
     axes: dict[str, tuple[Any, ...]] = Field(default_factory=dict)
     ranges: dict[str, Range] = Field(default_factory=dict)
+
+    @field_validator("name")
+    @classmethod
+    def _named(cls, name: str) -> str:
+        if not name.strip():
+            raise ValueError("a zoo needs a name that is not blank")
+        return name
 
     @model_validator(mode="after")
     def _check_axes(self) -> ZooSpec:
@@ -344,7 +380,7 @@ class ZooSpec(_Spec):
                 try:
                     RunSpec.model_validate(override(base, {path: value}))
                 except ValidationError as err:
-                    raise ValueError(f"{path} = {value!r}: {err.errors()[0]['msg']}") from None
+                    raise ValueError(f"{path} = {value!r}: {_message(err)}") from None
         if self.design == "grid" and self.ranges:  # before the draws: a grid draws none
             raise ValueError(f"{next(iter(self.ranges))}: a range needs design = \"random\"")
         for path, span in self.ranges.items():
@@ -355,10 +391,10 @@ class ZooSpec(_Spec):
                 try:
                     RunSpec.model_validate(override(base, {path: value}))
                 except ValidationError as err:
-                    hint = "" if span.kind.startswith("int_") else \
-                        " (a range of integers is int_uniform or int_log_uniform)"
-                    raise ValueError(
-                        f"{path} = {value!r}: {err.errors()[0]['msg']}{hint}") from None
+                    # a float drawn for an integer field: the user wanted an integer range
+                    hint = " (a range of integers is int_uniform or int_log_uniform)" \
+                        if err.errors()[0]["type"] == "int_from_float" else ""
+                    raise ValueError(f"{path} = {value!r}: {_message(err)}{hint}") from None
         if len(set(self.seeds)) != len(self.seeds):
             raise ValueError("seeds: a seed is listed twice")
         if self.design == "grid" and self.samples is not None:
@@ -429,6 +465,10 @@ class Range(_Spec):
             raise ValueError(f"{self.kind} range needs low < high, got [{self.low}, {self.high}]")
         if self.kind.endswith("log_uniform") and self.low <= 0:
             raise ValueError(f"{self.kind} range needs low > 0, got {self.low}")
+        if self.kind.startswith("int_") and not (self.low.is_integer()
+                                                 and self.high.is_integer()):
+            raise ValueError(f"{self.kind} range needs integer ends, got [{self.low:g}, "
+                             f"{self.high:g}] (a range of floats is uniform or log_uniform)")
         return self
 
     def draw(self, u: float) -> float | int:
@@ -467,11 +507,16 @@ def hyperparameter_values(run: RunSpec, names: list[str]) -> dict[str, Any]:
     return out
 
 
+def _message(err: ValidationError) -> str:
+    """The first problem's message, without pydantic's "Value error, " prefix."""
+    return err.errors()[0]["msg"].removeprefix("Value error, ")
+
+
 def first_problem(err: ValidationError) -> str:
     """One line for a pydantic error: where (dotted) and what."""
     problem = err.errors()[0]
     where = ".".join(str(part) for part in problem["loc"])
-    message = problem["msg"].removeprefix("Value error, ")
+    message = _message(err)
     if problem["type"] == "extra_forbidden":
         message = "unknown key"
     return f"{where}: {message}" if where else message

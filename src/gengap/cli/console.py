@@ -95,6 +95,8 @@ def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 3) 
 
 
 def _cell(value: object, digits: int) -> str:
+    if value is pd.NA:  # a missing value of an integer column (Int64)
+        return "–"
     if isinstance(value, float):
         if math.isnan(value):
             return "–"

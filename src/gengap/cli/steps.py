@@ -113,7 +113,10 @@ def status_table(store: Store) -> None:
         return
     columns = ["run_id", "status", *zoo.hyperparameters, "seed"]
     columns += [c for c in ("train_acc", "test_acc", "gap", "epochs") if c in frame.columns]
-    console.print(frame_table(frame[columns].rename(columns=short_names(columns))))
+    shown = frame[columns].rename(columns=short_names(columns))
+    if "epochs" in shown:  # whole epochs, also beside the NaN of pending runs
+        shown["epochs"] = shown["epochs"].round().astype("Int64")
+    console.print(frame_table(shown))
     failed = frame[frame["status"] == "failed"]
     for row in failed.itertuples():
         console.print(f"[red]failed[/] {row.run_id}: {escape(str(row.reason))}", markup=True)

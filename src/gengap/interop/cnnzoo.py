@@ -280,7 +280,7 @@ def final_rows(zoo: CnnZoo) -> list[tuple[int, int | None]]:
     return out
 
 
-@register_family("smallcnn")
+@register_family("smallcnn", knobs=())  # options only
 def build_smallcnn(
     spec: ArchSpec, input_shape: tuple[int, ...], num_classes: int, vocab_size: int | None = None
 ) -> nn.Module:

@@ -14,11 +14,19 @@ from gengap.specs import ArchSpec
 Builder = Callable[..., nn.Module]
 
 families: Registry[Builder] = Registry("architecture family")
+# the ArchSpec fields most families read; ``options`` is every family's, never listed
+COMMON_KNOBS = ("width", "depth", "activation", "dropout", "batch_norm")
+# family -> the ArchSpec fields its builder reads (a zoo axis over another one would train
+# identical networks under different names)
+family_knobs: dict[str, tuple[str, ...]] = {}
 
 
-def register_family(name: str) -> Callable[[Builder], Builder]:
+def register_family(name: str, knobs: tuple[str, ...] = COMMON_KNOBS
+                    ) -> Callable[[Builder], Builder]:
     """Register ``builder(spec, input_shape, num_classes, vocab_size) -> nn.Module`` under
-    ``name``; ``vocab_size`` is None for real-valued inputs."""
+    ``name``; ``vocab_size`` is None for real-valued inputs. ``knobs``: the
+    :class:`ArchSpec` fields the builder reads besides ``family`` and ``options``."""
+    family_knobs[name] = tuple(knobs)
     return families.register(name)
 
 

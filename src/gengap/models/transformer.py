@@ -38,7 +38,7 @@ class TokenEncoder(nn.Module):
         return self.head(h.mean(dim=1))
 
 
-@register_family("transformer")
+@register_family("transformer", ("width", "depth", "activation", "dropout", "heads"))
 def build_transformer(
     spec: ArchSpec, input_shape: tuple[int, ...], num_classes: int, vocab_size: int | None = None
 ) -> nn.Module:

@@ -9,7 +9,14 @@ from __future__ import annotations
 from torch import nn
 
 from gengap.errors import GengapError
-from gengap.models.families import ACTIVATIONS, image_shape, real_inputs, register_family, uses_norm
+from gengap.models.families import (
+    ACTIVATIONS,
+    COMMON_KNOBS,
+    image_shape,
+    real_inputs,
+    register_family,
+    uses_norm,
+)
 from gengap.specs import ArchSpec
 
 
@@ -18,7 +25,7 @@ def block_widths(spec: ArchSpec) -> list[int]:
     return [max(1, spec.width >> (spec.depth - 1 - i)) for i in range(spec.depth)]
 
 
-@register_family("vgg")
+@register_family("vgg", (*COMMON_KNOBS, "dense_layers", "dense_width"))
 def build_vgg(
     spec: ArchSpec, input_shape: tuple[int, ...], num_classes: int, vocab_size: int | None = None
 ) -> nn.Module:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import csv
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -138,12 +139,26 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if path.suffix == ".parquet":
             return pd.read_parquet(path)
         if path.suffix == ".csv":
-            return pd.read_csv(path)
+            table = pd.read_csv(path)
+            _no_repeated_columns(path)
+            return table
+    except GengapError:
+        raise
     except Exception as err:  # pyarrow and the csv parser raise many kinds
         # pandas' messages may end in a newline or span lines: the error is one line
         reason = " ".join(str(err).split())
         raise GengapError(f"{path}: unreadable table ({reason})") from None
     raise GengapError(f"{path}: expected a .csv or .parquet table or a zoo folder")
+
+
+def _no_repeated_columns(path: Path) -> None:
+    """Refuse a CSV whose header names a column twice: pandas would rename the second ``m``
+    to ``m.1`` and rank it as a measure of its own."""
+    with path.open(newline="", encoding="utf-8", errors="replace") as f:
+        header = next(csv.reader(f), [])
+    repeated = sorted({n for n in header if header.count(n) > 1})
+    if repeated:
+        raise GengapError(f"{path}: column {repeated[0]!r} appears more than once")
 
 
 def scalar_measures(names: set[str] | Sequence[str]) -> list[str]:

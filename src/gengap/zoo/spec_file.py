@@ -90,6 +90,7 @@ def check_runs(zoo: ZooSpec, source: str) -> None:
     _check_lr_steps(runs, source)
     for family in sorted({run.arch.family for run in runs}):
         _named(source, "[arch] family: ", families.get, family)
+    _check_arch_axes(zoo, runs, source)
     for data in {run.data.canonical_json(): run.data for run in runs}.values():
         _named(source, "[data] name: ", sources.get, data.name)
         _named(source, "[data.options] ", source_options, data)  # its message names the option
@@ -110,6 +111,26 @@ def _check_lr_steps(runs: list[RunSpec], source: str) -> None:
     if late:
         raise GengapError(f"{source}: [train] lr_steps: epoch {late[0]} is not before "
                           f"max_epochs = {longest}, so that step never acts")
+
+
+def _check_arch_axes(zoo: ZooSpec, runs: list[RunSpec], source: str) -> None:
+    """Refuse a list or range over an [arch] field that a family of the zoo does not read
+    (``heads`` of an mlp): its runs would be the same network under different names, counted
+    as distinct runs and taken for an axis by the evaluation."""
+    from gengap.models.families import family_knobs
+
+    used = sorted({run.arch.family for run in runs})
+    for path in zoo.hyperparameters:
+        section, _, field = path.partition(".")
+        if section != "arch" or field == "family" or field.startswith("options."):
+            continue
+        for family in used:
+            knobs = family_knobs.get(family)
+            if knobs is not None and field not in knobs:
+                reads = ", ".join(knobs) if knobs else "only its options"
+                raise GengapError(
+                    f"{source}: [arch] {field}: the {family} family does not use it, so its "
+                    f"runs would differ in name only (it reads {reads})")
 
 
 def _named(source: str, place: str, check: Callable[[Any], Any], value: Any) -> None:
@@ -134,10 +155,15 @@ def _split_axes(
     for key, value in table.items():
         field = spec.model_fields.get(key)
         takes_list = field is not None and get_origin(field.annotation) in (list, tuple)
+        takes_table = field is not None and get_origin(field.annotation) is dict
         path = f"{section}.{key}"
         if _is_range(value):
             ranges[path] = _range(path, value, source)
-        elif isinstance(value, dict) and field is not None and not takes_list:
+        elif isinstance(value, dict) and field is not None and not takes_table:
+            raise GengapError(f"{source}: [{section}] {key}: a range is one of "
+                              f"{', '.join(RANGE_KINDS)} = [low, high], got "
+                              f"{{{', '.join(value) or 'nothing'}}}")
+        elif isinstance(value, dict) and takes_table:
             nested = {}
             for k, v in value.items():
                 if isinstance(v, list):

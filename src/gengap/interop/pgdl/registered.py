@@ -31,7 +31,7 @@ def cached_task(root: str, configs: str | None = None) -> PgdlTask:
     return PgdlTask(root, configs)
 
 
-@register_family("keras")
+@register_family("keras", knobs=())  # options only
 def build_keras_family(
     spec: ArchSpec, input_shape: tuple[int, ...], num_classes: int, vocab_size: int | None = None
 ) -> nn.Module:

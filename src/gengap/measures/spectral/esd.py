@@ -80,10 +80,18 @@ def layer_slices(
     model: nn.Module, conv_scale: bool = True, dtype: torch.dtype = torch.float64
 ) -> list[LayerSlices]:
     """Every Linear, Conv and Embedding layer of ``model`` in registration order, as slices
-    (an embedding table, vocabulary × width, is one matrix, as WeightWatcher takes it)."""
+    (an embedding table, vocabulary × width, is one matrix, as WeightWatcher takes it), and
+    the input projections of attention (``in_proj_weight``, 3·width × width, or its separate
+    q/k/v weights), which ``nn.MultiheadAttention`` holds as bare parameters rather than
+    Linear layers (named as in the state dict, so a weight file gives the same table)."""
     out = []
     for name, module in model.named_modules():
-        if isinstance(module, (*WEIGHT_LAYERS, nn.Embedding)):
+        if isinstance(module, nn.MultiheadAttention):
+            for key, weight in module.named_parameters(recurse=False):
+                if key.endswith("weight") and weight.dim() == 2:
+                    out.append(LayerSlices(f"{name}.{key}", "linear",
+                                           kernel_slices(weight.to(dtype), conv_scale)))
+        elif isinstance(module, (*WEIGHT_LAYERS, nn.Embedding)):
             kind = ("linear" if isinstance(module, nn.Linear) else
                     "embedding" if isinstance(module, nn.Embedding) else "conv")
             out.append(LayerSlices(name, kind, kernel_slices(module.weight.to(dtype), conv_scale)))
