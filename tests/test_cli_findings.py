@@ -245,6 +245,9 @@ ONE_MODEL = ["--arch", "family=mlp,width=8,depth=1", "--data", "digits"]
      "Invalid value for '--measures': cannot compute on a single model: frobenius_distance "
      "needs --init"],
     ["measure", "{w}", "--data", "digits", "measuring one model needs --arch and --data"],
+    *(["measure", "{w}", *ONE_MODEL, *flag, "--recompute and --workers are for a zoo folder; "
+       "one file is measured once, in this process"]  # were silently ignored
+      for flag in (["--recompute"], ["--workers", "2"])),
     ["measure", "{d}", "--arch", "family=mlp",
      "--arch, --data, --init and --out are for a single .safetensors file"],
     ["spectra", "{w}", "--which", "init", "--which is for ZOO_DIR/RUN_ID, not a weight file"],

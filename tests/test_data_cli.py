@@ -34,6 +34,19 @@ def test_parse_knobs_forms() -> None:
     }
     with pytest.raises(GengapError, match="unexpected argument '3'"):
         parse_knobs(["3"])
+    # the last of two silently won: classes=(2, 3)
+    for twice in (["--classes", "0,1", "--classes", "2,3"], ["--normalize", "--no-normalize"]):
+        with pytest.raises(GengapError, match=r"^--(classes|normalize) is given twice$"):
+            parse_knobs(twice)
+
+
+def test_a_key_given_twice_in_a_spec_option_is_refused() -> None:
+    from gengap.specs import ArchSpec
+    from gengap.zoo.measure_file import parse_spec_arg
+
+    with pytest.raises(GengapError, match="'family=cnn,width=8,width=16': width is given "
+                       "twice"):
+        parse_spec_arg("family=cnn,width=8,width=16", ArchSpec, "arch")
 
 
 def test_knobs_are_routed_and_typed() -> None:

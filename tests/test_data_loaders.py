@@ -341,3 +341,25 @@ def test_every_source_options_share_one_strict_base() -> None:
         options = sources.get(name).options
         assert issubclass(options, SourceOptions), name
         assert options.model_config == SourceOptions.model_config, name
+
+
+def test_one_class_of_labels_is_refused_at_load(tmp_path: Path) -> None:
+    # it trained (train and test accuracy 1), then every measure refused it
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "one.npz", x=rng.normal(size=(40, 5)).astype(np.float32),
+             y=np.zeros(40, dtype=np.int64))
+    with pytest.raises(GengapError, match="npz: the labels hold 1 class; a classification "
+                       "task needs at least two"):
+        load(DataSpec(name="npz", options={"file": str(tmp_path / "one.npz")}))
+
+
+@pytest.mark.parametrize(("fraction", "train", "test"), [(0.999, 1, 1796), (0.001, 1795, 2)])
+def test_a_test_fraction_that_leaves_a_split_short_of_classes_is_one_line(fraction, train,
+                                                                           test) -> None:
+    # scikit-learn's stratified split raised a ValueError traceback
+    for source, where in (("digits", "digits"), ("pvr-visual", "pvr-visual's digits")):
+        with pytest.raises(GengapError) as err:
+            load(DataSpec(name=source, test_fraction=fraction))
+        assert str(err.value) == (
+            f"{where}: test_fraction = {fraction:g} leaves {train} training and {test} test "
+            "examples of 1797, fewer than the 10 classes a stratified split needs on each side")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from scipy.spatial.distance import jensenshannon
@@ -202,6 +203,11 @@ def test_population_summary_equals_one_model_at_a_time() -> None:
             assert batch[key][k] == pytest.approx(single[key], rel=1e-9), key
 
 
+def state_names(state: dict[str, torch.Tensor]) -> list[str]:
+    return [k.removesuffix(".weight") for k, v in state.items()
+            if k.endswith("weight") and v.dim() >= 2]
+
+
 def test_spectra_command_prints_the_table(tmp_path) -> None:
     from safetensors.torch import save_file
 
@@ -224,6 +230,23 @@ def test_spectra_command_prints_the_table(tmp_path) -> None:
     save_file({**state, first: torch.zeros_like(state[first])}, str(path))  # a zeroed layer
     table = CliRunner().invoke(app, ["spectra", str(path), "--no-randomize"])
     assert table.exit_code == 0, table.output
+    # a suffix in capitals is the same kind of file (x.CSV was refused: "write .csv")
+    written = CliRunner().invoke(app, ["spectra", str(path), "--no-randomize", "--out",
+                                       str(tmp_path / "t.CSV")])
+    assert written.exit_code == 0, written.output
+    assert pd.read_csv(tmp_path / "t.CSV", dtype={"name": str})["name"].tolist() == state_names(
+        state)
+    # an HDF5 file was "unreadable weight file (... header too large)"
+    import h5py
+
+    with h5py.File(tmp_path / "keras.h5", "w") as f:
+        f["dense/kernel:0"] = np.ones((3, 3))
+    refused = CliRunner().invoke(app, ["spectra", str(tmp_path / "keras.h5")])
+    assert str(refused.exception) == (f"{tmp_path / 'keras.h5'}: an HDF5 (Keras) file; spectra "
+                                      "reads .safetensors weights or a zoo run (import a PGDL "
+                                      "task's models with `gengap pgdl import`)")
+    refused = CliRunner().invoke(app, ["spectra", str(tmp_path / "gone.safetensors")])
+    assert str(refused.exception) == f"{tmp_path / 'gone.safetensors'}: no such file"
 
 
 def test_an_esd_with_no_mass_has_no_mp_fit_and_leaves_the_others_alone() -> None:
@@ -340,3 +363,22 @@ def test_attention_projections_are_layers_in_the_model_and_the_file_view() -> No
     expected = np.linalg.svd(weight, compute_uv=False).max() ** 2
     assert projection["lambda_max"].iloc[0] == pytest.approx(expected, rel=1e-10)
     np.testing.assert_allclose(from_model["alpha"], from_file["alpha"], rtol=1e-12)
+
+
+def test_an_esd_of_equal_values_has_no_power_law_and_stays_out_of_the_means() -> None:
+    # α = 1 + n/Σ ln(x/x_min) is inf when the tail's values are equal (an identity layer, a
+    # Dirac initialization): it was reported as α = inf and made the model's mean inf
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(60, 60), nn.ReLU(), nn.Linear(60, 80))
+    with torch.no_grad():
+        model[0].weight.copy_(torch.eye(60))
+    table = spectral_table(model, randomize=False, mp_fit=False)
+    assert table["alpha"].isna().tolist() == [True, False]
+    assert table["D"].isna().tolist() == [True, False]
+    assert table["warning"].iloc[0] == "power-law fit failed"
+    assert summarize(table)["alpha"] == pytest.approx(float(table["alpha"].iloc[1]), rel=1e-12)
+    # the batched path leaves it out of the mean too
+    stacked = [torch.stack([m.weight.detach() for m in (model[0], model[0])]),
+               torch.stack([model[2].weight.detach()] * 2)]
+    population = population_summary(stacked, randomize=False, mp_fit=False)
+    np.testing.assert_allclose(population["alpha"], [table["alpha"].iloc[1]] * 2, rtol=1e-10)

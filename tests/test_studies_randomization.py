@@ -92,3 +92,10 @@ def test_a_study_goes_only_into_a_new_empty_or_study_folder(result, tmp_path: Pa
     again = run_study("randomization", result.folder, scale="smoke", device="cpu",
                       population="off", report=False)  # its own folder: resumed
     assert again.runs == result.runs
+    # another study took a folder of zoos for its own and replaced its report.html
+    report = (result.folder / "report.html").read_bytes()
+    with pytest.raises(GengapError, match=r"holds the 'randomization' study, not 'grokking' "
+                       r"\(give another folder: its report would be replaced\)"):
+        run_study("grokking", result.folder, scale="smoke", device="cpu", population="off")
+    assert (result.folder / "report.html").read_bytes() == report
+    assert not (result.folder / "grokking").exists()

@@ -16,7 +16,7 @@ def write_table(table: pd.DataFrame, out: Path) -> None:
     checked the suffix). Written whole or not at all (:func:`.write_atomically`): a failure
     midway keeps an older ``out``, and the system's refusal is a one-line
     :class:`GengapError` naming ``out``."""
-    if out.suffix == ".parquet":
+    if out.suffix.lower() == ".parquet":
         write_atomically(out, lambda tmp: table.to_parquet(tmp, index=False))
     else:
         write_atomically(out, lambda tmp: table.to_csv(tmp, index=False))

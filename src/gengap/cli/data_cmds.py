@@ -79,6 +79,8 @@ def parse_knobs(args: list[str]) -> dict[str, str]:
                 key, value = key[3:], "false"
             else:
                 value = "true"
+        if key in knobs:  # the last one would silently win
+            raise GengapError(f"--{key.replace('_', '-')} is given twice")
         knobs[key] = value
         i += 1
     return knobs

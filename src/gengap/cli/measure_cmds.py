@@ -25,6 +25,9 @@ def measure_target(
     if target.suffix == ".safetensors" or target.is_file():
         if arch is None or data is None:
             raise OptionError(f"{target}: measuring one model needs --arch and --data", ctx)
+        if recompute or workers > 1:  # refused rather than ignored
+            raise OptionError("--recompute and --workers are for a zoo folder; one file is "
+                              "measured once, in this process", ctx)
         _measure_file(ctx, target, measures, device, data_dir, arch, data, init, profile, out)
         return
     if arch or data or init or out:
@@ -66,7 +69,7 @@ def _measure_file(
     if left_out:
         console.print(f"left out: {lacking_words(left_out)}")
     if out is not None:
-        if out.suffix == ".json":
+        if out.suffix.lower() == ".json":
             write_text_atomically(out, json.dumps(values, indent=1))
         else:
             write_table(pd.DataFrame([values]), out)

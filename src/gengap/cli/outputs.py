@@ -24,12 +24,12 @@ def output_file(path: Path | None, suffixes: tuple[str, ...] | None = None,
     passes through."""
     if path is None:
         return None
-    if suffixes and path.suffix not in suffixes:
+    if suffixes and path.suffix.lower() not in suffixes:  # x.CSV is a CSV
         raise _bad(option, f"{path}: write {' or '.join(suffixes)}")
     # a link is written through: where it points must be such a file too (out.csv pointing at
     # a zoo's gengap.sqlite would replace the database)
     target = path.resolve()
-    if suffixes and path.is_symlink() and target.suffix not in suffixes:
+    if suffixes and path.is_symlink() and target.suffix.lower() not in suffixes:
         raise _bad(option, f"{path}: a link to {target}, not a {' or '.join(suffixes)} file; "
                            "write elsewhere")
     for source in inputs:

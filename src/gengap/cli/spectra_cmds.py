@@ -52,9 +52,9 @@ def spectra(
         raise GengapError(f"{target}: no Linear or Conv weights found")
     shown = table[[c for c in SHOWN if c in table.columns]]
     console.print(frame_table(shown, title=f"spectra of {source}", digits=4))
-    means = summarize(table)
-    console.print("model (mean over layers with ≥ 8 eigenvalues): " + ", ".join(
-        f"{k} {v:.4g}" for k, v in means.items() if v == v))
+    means = ", ".join(f"{k} {v:.4g}" for k, v in summarize(table).items() if v == v)
+    console.print("model (mean over layers with ≥ 8 eigenvalues): "
+                  + (means or "none, no layer has 8 eigenvalues"))
     if out is not None:
         write_table(table, out)
         console.print(f"wrote {out}")
@@ -68,6 +68,10 @@ def _weights(target: Path, which: str | None, data_dir: Path | None) -> tuple[st
 
         from gengap.models.weight_check import weight_problem
 
+        if _is_hdf5(target):
+            raise GengapError(f"{target}: an HDF5 (Keras) file; spectra reads .safetensors "
+                              "weights or a zoo run (import a PGDL task's models with "
+                              "`gengap pgdl import`)")
         try:
             state = load_file(str(target))
         except (SafetensorError, OSError) as err:
@@ -78,6 +82,8 @@ def _weights(target: Path, which: str | None, data_dir: Path | None) -> tuple[st
         return f"{target} (weights as stored, BatchNorm not folded)", state
     root = target.parent
     if not (root / "gengap.sqlite").is_file():
+        if not target.exists() and target.suffix:  # a file name, not a run id
+            raise GengapError(f"{target}: no such file")
         raise GengapError(f"{target}: neither a weight file nor ZOO_DIR/RUN_ID")
     from gengap.data import load
     from gengap.measures.layers import fold_batchnorm
@@ -94,3 +100,12 @@ def _weights(target: Path, which: str | None, data_dir: Path | None) -> tuple[st
     # the dataflow of two training inputs shows which layer feeds which BatchNorm
     return (f"run {runs[0].run_id} ({which}, BatchNorm folded)",
             fold_batchnorm(model, splits.x_train[:2]))
+
+
+def _is_hdf5(path: Path) -> bool:
+    """Whether ``path`` starts with HDF5's signature (Keras weights are HDF5)."""
+    try:
+        with path.open("rb") as f:
+            return f.read(8) == b"\x89HDF\r\n\x1a\n"
+    except OSError:
+        return False

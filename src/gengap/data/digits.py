@@ -7,9 +7,8 @@ from pathlib import Path
 import numpy as np
 from pydantic import BaseModel
 from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
-from gengap.data.randomize import seed32
+from gengap.data.randomize import stratified_split
 from gengap.data.sources import RawSplits, register_source
 from gengap.specs import DataSpec
 
@@ -19,7 +18,6 @@ def make_digits(spec: DataSpec, options: BaseModel, data_dir: Path | None) -> Ra
     bunch = load_digits()
     x = (bunch.data / 16.0).astype(np.float32).reshape(-1, 1, 8, 8)
     y = bunch.target.astype(np.int64)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, y, test_size=spec.test_fraction, stratify=y, random_state=seed32(spec.seed)
-    )
+    x_train, x_test, y_train, y_test = stratified_split(x, y, spec.test_fraction, spec.seed,
+                                                        "digits")
     return RawSplits(x_train, y_train, x_test, y_test, num_classes=10)

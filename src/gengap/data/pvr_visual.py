@@ -18,10 +18,9 @@ from typing import Literal
 import numpy as np
 from pydantic import Field
 from sklearn.datasets import load_digits
-from sklearn.model_selection import train_test_split
 
 from gengap.data.mnist import read_mnist_like
-from gengap.data.randomize import knob_rng, seed32
+from gengap.data.randomize import knob_rng, stratified_split
 from gengap.data.sources import RawSplits, SourceOptions, register_source
 from gengap.specs import DataSpec
 
@@ -88,10 +87,8 @@ def _digit_pools(
         return (raw.x_train[:, 0], raw.y_train), (raw.x_test[:, 0], raw.y_test)
     bunch = load_digits()
     x = (bunch.images / 16.0).astype(np.float32)
-    x_train, x_test, y_train, y_test = train_test_split(
-        x, bunch.target, test_size=spec.test_fraction, stratify=bunch.target,
-        random_state=seed32(spec.seed),
-    )
+    x_train, x_test, y_train, y_test = stratified_split(x, bunch.target, spec.test_fraction,
+                                                        spec.seed, "pvr-visual's digits")
     return (x_train, y_train), (x_test, y_test)
 
 

@@ -46,6 +46,23 @@ def seed32(seed: int) -> int:
     return seed % 2**32
 
 
+def stratified_split(x: np.ndarray, y: np.ndarray, test_fraction: float, seed: int,
+                     source: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(x_train, x_test, y_train, y_test): a stratified split with ``test_fraction`` of the
+    examples held out (rounded up, as scikit-learn does). A fraction that leaves either
+    split fewer examples than classes, where no split can hold every class, is a one-line
+    error naming ``source``."""
+    classes = len(np.unique(y))
+    n_test = math.ceil(test_fraction * len(y))
+    n_train = len(y) - n_test
+    if min(n_train, n_test) < classes:
+        raise GengapError(f"{source}: test_fraction = {test_fraction:g} leaves {n_train} "
+                          f"training and {n_test} test examples of {len(y)}, fewer than the "
+                          f"{classes} classes a stratified split needs on each side")
+    return train_test_split(x, y, test_size=test_fraction, stratify=y,
+                            random_state=seed32(seed))
+
+
 def subsample(
     x: np.ndarray, y: np.ndarray, size: int | float, seed: int, source: str
 ) -> tuple[np.ndarray, np.ndarray]:

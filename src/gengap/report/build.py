@@ -61,7 +61,7 @@ def write_report(
     out = Path(out)
     if out.is_dir():
         raise GengapError(f"{out}: is a folder; give the report's file name (report.html)")
-    if out.suffix not in SUFFIXES:
+    if out.suffix.lower() not in SUFFIXES:
         raise GengapError(f"{out}: write {' or '.join(SUFFIXES)} (the report is an HTML page)")
     if not out.parent.is_dir():
         raise GengapError(f"{out.parent}: no such folder for the report")

@@ -20,6 +20,7 @@ from gengap.studies.runner import (
     StudyResult,
     check_scale,
     check_study_folder,
+    mark_study_folder,
 )
 from gengap.zoo.planning import PopulationMode
 from gengap.zoo.run import check_options
@@ -38,8 +39,9 @@ def run_study(
     ``report``, write ``out/report.html``."""
     study = studies.get(name)
     check_options("local", population, device=device)  # before any folder is made
-    check_study_folder(Path(out))
+    check_study_folder(Path(out), name)
     options = StudyOptions(Path(out), check_scale(scale), workers, device, population)
+    mark_study_folder(Path(out), name)
     result = study.run(options)
     if report:
         write_study_report(result)

@@ -100,10 +100,18 @@ def measure_options(scale: str) -> MeasureOptions:
     return MeasureOptions()
 
 
-def comparison_table(ranking: pd.DataFrame) -> pd.DataFrame:
+def enough_networks(networks: int) -> int:
+    """Networks a measure needs a value on for its tau to count as a finding (at least half,
+    and 3): a tau over a handful of networks (a measure NaN on most) is not one."""
+    return max(3, math.ceil(networks / 2))
+
+
+def comparison_table(ranking: pd.DataFrame, networks: int | None = None) -> pd.DataFrame:
     """Each scalar measure's tau and Ψ here beside the published direction, and whether they
     agree (the sign of tau matches a published + or −; |tau| < 0.1 for a published weak one).
-    Vector measures (per-layer weight statistics) are left out."""
+    Vector measures (per-layer weight statistics) are left out. With ``networks`` (the
+    finished networks), ``enough`` says whether a measure has a value on
+    :func:`enough_networks` of them, and those that do come first (in ``ranking``'s order)."""
     rows = []
     for row in ranking.itertuples():
         name = str(row.measure)
@@ -127,19 +135,26 @@ def comparison_table(ranking: pd.DataFrame) -> pd.DataFrame:
             "published": SIGN_TEXT[published] if published is not None else "not stated",
             "agrees": agrees,
         })
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["enough"] = True if networks is None else table["n"] >= enough_networks(networks)
+    return table.sort_values("enough", ascending=False, kind="stable").reset_index(drop=True)
 
 
 def group_table(comparison: pd.DataFrame) -> pd.DataFrame:
-    """Per group of measures: mean tau, how many measures have a published direction, and how
-    many of those agree or flip."""
+    """Per group of measures: mean tau over those with a value on enough networks (column
+    ``enough`` of :func:`comparison_table`, ``measures_in_mean`` of them), how many measures
+    have a published direction, and how many of those agree or flip."""
     rows = []
     for group, part in comparison.groupby("group", sort=False):
         placed = part[part["agrees"].notna()]
+        counted = part[part["enough"]] if "enough" in part else part
         rows.append({
             "group": group,
             "measures": len(part),
-            "mean_tau": float(part["tau"].mean()),
+            "measures_in_mean": len(counted),
+            "mean_tau": float(counted["tau"].mean()),
             "published_directions": ", ".join(sorted(set(placed["published"]))) or "–",
             "agree": int((placed["agrees"] == True).sum()),  # noqa: E712 (object column)
             "flip": int((placed["agrees"] == False).sum()),  # noqa: E712
@@ -187,8 +202,7 @@ def findings(comparison: pd.DataFrame, groups: pd.DataFrame, frame: pd.DataFrame
     done = frame[frame["status"] == "done"]
     out = [f"{len(done)} of {len(frame)} networks finished; gap from {done.gap.min():.3f} to "
            f"{done.gap.max():.3f}"]
-    # a tau over a handful of networks (a measure NaN on most) is not a finding
-    enough = comparison[comparison["n"] >= max(3, math.ceil(len(done) / 2))]
+    enough = comparison[comparison["n"] >= enough_networks(len(done))]
     top = enough.dropna(subset=["tau"]).sort_values("tau", ascending=False).head(5)
     out.append("top scalar measures by tau (of those with a value on at least half the "
                "networks): " + ", ".join(
@@ -196,7 +210,8 @@ def findings(comparison: pd.DataFrame, groups: pd.DataFrame, frame: pd.DataFrame
     if ranking is not None:
         out += best_by_metric(ranking[ranking["measure"].isin(set(enough["measure"]))])
     for row in groups.itertuples():
-        out.append(f"group {row.group}: mean tau {row.mean_tau:+.2f}; of the measures with a "
+        out.append(f"group {row.group}: mean tau {row.mean_tau:+.2f} (over "
+                   f"{row.measures_in_mean} of {row.measures} measures); of the measures with a "
                    f"published direction ({row.published_directions}), {row.agree} agree and "
                    f"{row.flip} flip")
     return out
@@ -247,7 +262,7 @@ def run_measures(options: StudyOptions) -> StudyResult:
                                           test_size, min_ess)
         # the filtered attempt's "no environment kept" is superseded by this note
         notes = [n for n in notes if not n.startswith("robust: no environment kept")] + [note]
-    comparison = comparison_table(ranking)
+    comparison = comparison_table(ranking, len(done))
     groups = group_table(comparison)
     return StudyResult(
         name="measures", scale=options.scale,

@@ -24,6 +24,7 @@ from gengap.zoo.worker import RunOutcome
 Scale = Literal["smoke", "default", "full"]
 SCALES: tuple[str, ...] = ("smoke", "default", "full")
 REPORT_NAME = "report.html"  # each study's page, in its folder
+STUDY_MARK = ".gengap-study"  # names the study that owns the folder
 
 
 @dataclass
@@ -61,22 +62,48 @@ class StudyOptions:
     on_outcome: Callable[[RunOutcome], None] | None = None
 
 
-def check_study_folder(out: Path) -> None:
+def check_study_folder(out: Path, study: str | None = None) -> None:
     """Refuse ``out`` unless it is new, empty or a study's folder (zoo folders and the study's
     report): a study writes its zoos and ``report.html`` into it, and must not do so into a
-    zoo, a PGDL task or any other folder of the user's."""
+    zoo, a PGDL task or any other folder of the user's. With ``study``, refuse as well the
+    folder of another study (its mark, :func:`mark_study_folder`), whose report it would
+    replace."""
     if out.exists() and not out.is_dir():
         raise GengapError(f"{out}: exists and is not a folder")
     if not out.is_dir():
         return
     if (out / DB_NAME).is_file():
         raise GengapError(f"{out}: is a zoo folder, not a study's (give a new folder)")
+    owner = _owner(out)
+    if study is not None and owner is not None and owner != study:
+        raise GengapError(f"{out}: holds the {owner!r} study, not {study!r} (give another "
+                          "folder: its report would be replaced)")
     foreign = [p.name for p in out.iterdir()  # dot-files: a killed report's temporary file
                if p.name != REPORT_NAME and not p.name.startswith(".")
                and not (p / DB_NAME).is_file()]
     if foreign:
         raise GengapError(f"{out}: folder holds {foreign[0]!r}, which is no study's "
                           "(give a new or empty folder, or a study's own)")
+
+
+def _owner(out: Path) -> str | None:
+    """The study named by ``out``'s mark (None: no mark, as in folders of gengap before it)."""
+    try:
+        return (out / STUDY_MARK).read_text().strip() or None
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except (OSError, UnicodeDecodeError) as err:
+        raise GengapError(f"{out / STUDY_MARK}: unreadable ({err})") from None
+
+
+def mark_study_folder(out: Path, study: str) -> None:
+    """Make ``out`` and name ``study`` its owner, so that another study will not write there."""
+    out.mkdir(parents=True, exist_ok=True)
+    if _owner(out) != study:
+        try:
+            (out / STUDY_MARK).write_text(study + "\n")
+        except OSError as err:
+            raise GengapError(f"{out}: cannot write ({err.strerror or err})") from None
 
 
 def check_scale(scale: str) -> Scale:

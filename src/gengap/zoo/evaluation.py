@@ -127,7 +127,7 @@ def _check_numeric(table: pd.DataFrame, columns: Sequence[str]) -> None:
 
 def is_table(path: Path) -> bool:
     """Whether ``path`` names a table (a file, or a .csv/.parquet name) rather than a zoo."""
-    return path.is_file() or path.suffix in (".csv", ".parquet")
+    return path.is_file() or path.suffix.lower() in (".csv", ".parquet")
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -136,9 +136,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
     if not path.is_file():
         raise GengapError(f"{path}: no such file")
     try:
-        if path.suffix == ".parquet":
+        if path.suffix.lower() == ".parquet":
             return pd.read_parquet(path)
-        if path.suffix == ".csv":
+        if path.suffix.lower() == ".csv":
             table = pd.read_csv(path)
             _no_repeated_columns(path)
             return table

@@ -91,6 +91,8 @@ def parse_spec_arg(text: str, kind: type[ArchSpec] | type[DataSpec], table: str)
             key, sep, value = item.partition("=")
             if not sep:
                 raise GengapError(f"{text!r}: expected key=value, got {item!r}")
+            if key.strip() in fields:  # the last one would silently win
+                raise GengapError(f"{text!r}: {key.strip()} is given twice")
             try:
                 fields[key.strip()] = json.loads(value)
             except json.JSONDecodeError:

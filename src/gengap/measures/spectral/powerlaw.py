@@ -5,7 +5,8 @@ maximum-likelihood exponent of the tail x ≥ x_min is α = 1 + n / Σ_{x_i ≥ 
 (n = tail size), and the Kolmogorov–Smirnov distance between the tail's empirical CDF and the
 fitted one, D = max_j |1 − (x_j/x_min)^{1−α} − j/n|, is computed; the x_min with the smallest D
 is kept. σ = (α − 1)/√n. Eigenvalues ≤ 1e-5 are dropped first. Candidates with α ≤ 1 get D = 1,
-as in WeightWatcher.
+as in WeightWatcher; an ESD with no other candidate (its values all equal: α = inf) has no fit
+(NaN).
 
 Vectorized: all candidates of a batch of ESDs at once, as a (batch, candidate, eigenvalue) grid
 computed in chunks, instead of a Python loop per candidate.
@@ -24,7 +25,7 @@ MAX_GRID = 1 << 15  # elements of one chunk of the candidate × eigenvalue grid 
 @dataclass(frozen=True)
 class PowerLawFit:
     """Per-ESD results, each a tensor of shape (batch,); NaN where an ESD has < 2 eigenvalues
-    above the threshold."""
+    above the threshold or no candidate tail gives a finite α > 1 (all values equal)."""
 
     alpha: torch.Tensor
     xmin: torch.Tensor
@@ -105,7 +106,9 @@ def _fit_right_aligned(x: torch.Tensor, counts: torch.Tensor) -> PowerLawFit:
         sigma=(a - 1) / n_tail.sqrt(),
         num_pl_spikes=n_tail,
     )
-    bad = counts < 2
+    # no candidate with a finite α > 1: the tail's eigenvalues are all equal (Σ ln(x/x_min)
+    # = 0, α = inf), which no power law fits; NaN like an ESD too short to fit
+    bad = (counts < 2) | ~pick(proper)
     if bool(bad.any()):
         nan = torch.tensor(float("nan"), dtype=x.dtype, device=x.device)
         fit = PowerLawFit(*(torch.where(bad, nan, t.to(x.dtype)) for t in (

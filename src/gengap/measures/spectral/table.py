@@ -101,7 +101,7 @@ def population_summary(
         if key not in cols:
             continue
         values = torch.stack([c.double().cpu() for c in cols[key]], dim=1)[:, used]
-        out[key] = values.mean(dim=1).numpy()
+        out[key] = values.nanmean(dim=1).numpy()  # a failed fit is left out, as in summarize
     return pd.DataFrame(out)
 
 
