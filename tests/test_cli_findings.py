@@ -305,6 +305,11 @@ def test_an_output_folder_at_fault_points_at_help(tmp_path, monkeypatch, capsys)
                              "params", "--out", str(taken))
         assert f"Invalid value for '--out': {taken}: exists and is not a folder" in err
         assert err.endswith("(see: gengap pgdl predict --help)") and taken.read_text() == "kept"
+    # an unknown measure read "unknown measure ..." without the option or the help
+    err = one_line_error(monkeypatch, capsys, "pgdl", "predict", str(task), "--measure",
+                         "nosuch", "--out", str(tmp_path / "o"))
+    assert err.startswith("gengap: error: Invalid value for '--measure': unknown measure "
+                          "'nosuch'") and err.endswith("(see: gengap pgdl predict --help)")
 
 
 @pytest.mark.skipif(not Path("/proc/self").is_dir(), reason="needs Linux's /proc")

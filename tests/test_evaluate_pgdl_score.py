@@ -203,3 +203,46 @@ def test_subgrid_names_what_it_left_out_and_scores_the_sub_grids_as_large(tmp_pa
     scores = score_predictions(ref, pred, subgrid=True)
     assert scores.tasks[0].dropped == 0
     assert scores.notes == ["toy: --subgrid scored 18 of 18 models, leaving out num_units 512"]
+
+
+def test_values_written_otherwise_than_their_possible_values_are_read_as_listed(tmp_path, toy):
+    # 1.0 for 1: the bins are keyed by text, every pair with it was skipped, the task scored
+    # NaN and the average of every task became NaN, with exit status 0
+    ref, pred = reference_folder(tmp_path, toy, ("good", "retyped"))
+    specs = json.loads((toy / "model_configs.json").read_text())
+    for name in next(iter(specs.values()))["hparams"]:
+        for entry in specs.values():
+            value = entry["hparams"][name]["current_value"]
+            if isinstance(value, int) and not isinstance(value, bool):
+                entry["hparams"][name]["current_value"] = float(value)
+    (ref / "retyped" / "model_configs.json").write_text(json.dumps(specs))
+    scores = score_predictions(ref, pred)
+    good, retyped = scores.tasks
+    assert (good.status, retyped.status) == ("scored", "scored")
+    assert retyped.score == good.score and scores.average == pytest.approx(100 * good.score)
+
+
+def test_predictions_under_none_of_the_references_names_are_an_error(tmp_path, toy):
+    # keys "0", "1", ... as in model_configs.json: "no model has both 'prediction' and 'gap'"
+    values = json.loads((toy / "sample_submission.predict").read_text())
+    bare = tmp_path / "bare.predict"
+    bare.write_text(json.dumps({k.removeprefix("model_"): v for k, v in values.items()}))
+    (task,) = score_predictions(toy, bare).tasks
+    assert task.status == "error"
+    assert task.message == (f"{bare}: no prediction names a model of the reference (keys like "
+                            "'0'; the reference's are like 'model_0')")
+
+
+def test_a_task_that_scores_nan_is_an_error_and_leaves_the_average_alone(tmp_path, toy,
+                                                                         monkeypatch):
+    import gengap.interop.pgdl.scoring as scoring
+
+    ref, pred = reference_folder(tmp_path, toy, ("a", "b"))
+    real = scoring.pgdl_cmi
+    calls = iter([True, False])  # task a scores NaN (as empty bins can make it), b as usual
+    monkeypatch.setattr(scoring, "pgdl_cmi",
+                        lambda *a, **k: math.nan if next(calls) else real(*a, **k))
+    scores = score_predictions(ref, pred)
+    assert [t.status for t in scores.tasks] == ["error", "scored"]
+    assert scores.tasks[0].message == "no pair of models could be compared (the score is NaN)"
+    assert scores.average == pytest.approx(100 * scores.tasks[1].score)

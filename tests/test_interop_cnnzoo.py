@@ -181,6 +181,8 @@ def test_a_bad_metrics_table_leaves_no_zoo_folder(tmp_path: Path) -> None:
     (("layout", "start_idx", 2, "abc"), "row 2 needs whole, non-negative start_idx"),
     (("layout", "start_idx", 2, None), "row 2 needs whole, non-negative start_idx"),
     (("layout", "start_idx", 0, -5), "row 0 needs whole, non-negative start_idx"),
+    # two checkpoints of run_a at step 86: the first was imported as final, silently
+    (("metrics", "step", 0, 86), "row 1 repeats modeldir 'run_a' at step 86"),
 ])
 def test_bad_numbers_in_the_tables_are_one_line_errors_and_no_zoo(tmp_path: Path, edit,
                                                                    message) -> None:

@@ -11,7 +11,7 @@ from rich.markup import escape
 
 import gengap.interop  # noqa: F401  (imported zoos' families and sources, for `gengap measure`)
 from gengap.cli.console import console, progress
-from gengap.cli.options import Device, OptionError
+from gengap.cli.options import Device, OptionError, blamed_on
 from gengap.cli.outputs import output_folder, outside_inputs
 from gengap.cli.pgdl_app import pgdl_app
 from gengap.errors import GengapError
@@ -25,6 +25,7 @@ Configs = Annotated[
 
 @pgdl_app.command("predict")
 def pgdl_predict(
+    ctx: typer.Context,
     tasks: Annotated[list[Path], typer.Argument(help="PGDL task folders")],
     measure: Annotated[str, typer.Option(help="a measure of `gengap measures list`")],
     out: Annotated[Path, typer.Option(help="folder for the <task>.predict files")],
@@ -42,7 +43,8 @@ def pgdl_predict(
     from gengap.interop.pgdl import EXCEEDED, load_task, predict_task, write_predict
     from gengap.interop.pgdl.predict import task_measure, without_value
 
-    task_measure(measure)  # an unknown or unfit measure fails before any task is read
+    with blamed_on("--measure", ctx):  # an unknown or unfit one, before any task is read
+        task_measure(measure)
     opened = [load_task(path) for path in tasks]
     names: dict[str, Path] = {}
     for task in opened:  # one <task>.predict per name: a second would overwrite the first

@@ -242,6 +242,12 @@ def read_cnnzoo(folder: str | Path) -> CnnZoo:
         raise GengapError(f"{paths['metrics.csv.gz']}: row {row} has no modeldir or no integer "
                           f"step ({metrics['step'].iloc[row]!r})")
     metrics = metrics.assign(step=steps.astype(np.int64))
+    twice = metrics.duplicated(["modeldir", "step"], keep="first")
+    if twice.any():  # which checkpoint is the run's final (or initial) one is then a guess
+        row = int(twice.to_numpy().argmax())
+        raise GengapError(f"{paths['metrics.csv.gz']}: row {row} repeats modeldir "
+                          f"{metrics['modeldir'].iloc[row]!r} at step "
+                          f"{int(metrics['step'].iloc[row])}")
     for column in METRIC_COLUMNS:
         if column not in metrics.columns:
             continue

@@ -66,6 +66,23 @@ def accuracy(value: Any, where: str, name: str) -> float:
     return float(value)
 
 
+def _as_listed(value: Any, possible: list[Any]) -> Any:
+    """``value`` as its ``possible_values`` entry writes it (2 for 2.0). The scorer keys its
+    bins by each value's text, so a value equal to a possible one but written otherwise falls
+    in no bin and every pair with it is skipped: the kit's organizers fixed exactly that for
+    the public data's ``convwidth`` by casting it to int. Other values are left as they are
+    (the grid check names them)."""
+    text = str(value)
+    if any(str(p) == text for p in possible):
+        return value
+    return next((p for p in possible if _equal(p, value)), value)
+
+
+def _equal(a: Any, b: Any) -> bool:
+    """Equal as values, booleans apart from numbers (JSON's true is not 1)."""
+    return a == b and isinstance(a, bool) == isinstance(b, bool)
+
+
 def read_reference(path: str | Path) -> Reference:
     """Read ``model_configs.json`` (or a folder holding it) into a :class:`Reference`."""
     path = Path(path)
@@ -94,6 +111,8 @@ def read_reference(path: str | Path) -> Reference:
             if not isinstance(hparams.get(h), dict) or "current_value" not in hparams[h]:
                 raise GengapError(f"{where}: no hparams.{h}.current_value")
         row: dict[str, Any] = {h: hparams[h]["current_value"] for h in names}
+        for h in names:
+            row[h] = _as_listed(row[h], levels[h])
         for name in ("train_acc", "test_acc"):
             if name not in metrics:
                 raise GengapError(f"{where}: no metrics.{name}")

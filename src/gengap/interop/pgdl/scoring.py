@@ -237,6 +237,10 @@ def score_predictions(
                 continue
             ref = read_reference(configs)
             unknown = [k for k in prediction if k not in ref.frame.index]
+            if prediction and len(unknown) == len(prediction):
+                raise GengapError(
+                    f"{path}: no prediction names a model of the reference (keys like "
+                    f"{unknown[0]!r}; the reference's are like {ref.frame.index[0]!r})")
             score, dropped = score_task(ref, prediction, subgrid=subgrid, source=path)
             if subgrid and (note := _subgrid_note(task, ref, prediction, path, dropped)):
                 notes.append(note)
@@ -245,6 +249,8 @@ def score_predictions(
                     f"{task}: {len(unknown)} predictions name no reference model (e.g. "
                     f"{unknown[0]!r}); the scorer skips every pair that involves them"
                 )
+            if not math.isfinite(score):  # NaN would make the whole average NaN
+                raise GengapError("no pair of models could be compared (the score is NaN)")
             results.append(TaskScore(task, score, "scored", models=len(ref.frame) - dropped,
                                      dropped=dropped))
         except GengapError as err:
