@@ -194,7 +194,7 @@ class Reciprocal(nn.Module):
 
 OBSTACLES = {
     "tanh module": (lambda: nn.Sequential(nn.Linear(4, 5), nn.Tanh(), nn.Linear(5, 3)),
-                    "not piecewise linear: 1"),
+                    "not piecewise linear: 1 (Tanh)"),
     "tanh in forward": (TanhInForward, "not piecewise linear: tanh()"),
     "in-place tanh_": (InPlace, "not piecewise linear: tanh()"),
     "1 / activation": (Reciprocal, "by a varying tensor"),

@@ -242,7 +242,7 @@ def test_one_by_one_convolution_patches(stride: int, padding: int | str) -> None
 
 
 def test_smooth_modules_after_the_feature_layer_are_reported() -> None:
-    for activation, expected in ((nn.ReLU, []), (nn.Tanh, ["3"])):
+    for activation, expected in ((nn.ReLU, []), (nn.Tanh, ["3 (Tanh)"])):
         net, x, y = mlp(activation)
         ctx = MeasureContext(net, x_train=x, y_train=y, device="cpu")
         compute(ctx, ["relative_flatness"])

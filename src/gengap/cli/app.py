@@ -172,7 +172,9 @@ def measure(
     ] = None,
     data: Annotated[
         str | None, typer.Option(help="one model's data: a source name, name=cifar10,"
-                                 "train_size=10000, or a TOML/JSON file of [data] fields")
+                                 "train_size=10000 (a source's own knobs as JSON: "
+                                 "name=modular,options={\"p\":11}), or a TOML/JSON file of "
+                                 "[data] fields")
     ] = None,
     init: Annotated[
         Path | None, typer.Option(help="one model's initial weights (.safetensors)")

@@ -12,7 +12,7 @@ from gengap.atomic_write import write_text_atomically
 from gengap.cli.console import console, frame_table
 from gengap.cli.options import OptionError, blamed_on
 from gengap.cli.outputs import output_file
-from gengap.cli.steps import measure_step
+from gengap.cli.steps import measure_step, print_no_value
 from gengap.table_file import write_table
 
 
@@ -68,6 +68,8 @@ def _measure_file(
         console.print(f"(and {len(values) - len(shown)} weight-statistics features)")
     if left_out:
         console.print(f"left out: {lacking_words(left_out)}")
+    print_no_value({name: {reason: 1} for name, reason in result.no_value.items()},
+                   of="network")
     if out is not None:
         if out.suffix.lower() == ".json":
             write_text_atomically(out, json.dumps(values, indent=1))

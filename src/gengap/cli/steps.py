@@ -72,21 +72,36 @@ def measure_step(
     store.check_writable()  # before the bar is drawn (measure_zoo checks too, for Python)
     total = store.counts()["done"]
     left_out: dict[str, int] = {}
+    no_value: dict[str, dict[str, int]] = {}
     with progress() as bar:
         task = bar.add_task("measuring", total=total)
         count = measure_zoo(
             store, names, device=device, data_dir=data_dir, recompute=recompute,
             on_run=lambda run_id, values: bar.advance(task), workers=workers,
-            profile_into=profile_into, left_out=left_out,
+            profile_into=profile_into, left_out=left_out, no_value=no_value,
         )
         bar.update(task, completed=total)
     for name, runs in left_out.items():
         needs = measures.get(name).needs
         why = ("a finished seed twin (the run of the same spec with the next seed)"
                if "second_model" in needs else "initial weights")
-        console.print(f"{name}: left out on {runs} run{'s' if runs > 1 else ''} that lack "
+        console.print(f"{name}: left out on {runs} run{'s' if runs > 1 else ''} that "
+                      f"lack{'s' if runs == 1 else ''} "
                       f"{why}")
+    print_no_value(no_value)
     return count
+
+
+def print_no_value(no_value: dict[str, dict[str, int]], of: str = "run") -> None:
+    """One line per reason a value is NaN (a formula that does not apply), with the
+    measures it hit and on how many runs: "no value on 8 runs: pacbayes_sigma, ... (why)"."""
+    by_reason: dict[tuple[str, int], list[str]] = {}
+    for name, reasons in no_value.items():
+        for reason, runs in reasons.items():
+            by_reason.setdefault((reason, runs), []).append(name)
+    for (reason, runs), names in by_reason.items():
+        console.print(f"no value (NaN) on {runs} {of}{'s' if runs > 1 else ''}: "
+                      f"{', '.join(names)} ({escape(reason)})", markup=True)
 
 
 def evaluate_step(store: Store, target: str, out: Path | None = None) -> pd.DataFrame:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from gengap.measures.context import MeasureContext
@@ -85,6 +85,7 @@ class Profile:
     measure_seconds: dict[str, float]
     pass_seconds: dict[str, float]
     total_seconds: float
+    no_value: dict[str, str] = field(default_factory=dict)  # NaN measures: why (no_value)
 
 
 def profile(ctx: MeasureContext, names: str | list[str] | None = None) -> Profile:
@@ -100,4 +101,5 @@ def profile(ctx: MeasureContext, names: str | list[str] | None = None) -> Profil
         spent = time.perf_counter() - started
         own[m.name] = spent - (sum(ctx.pass_seconds.values()) - passes_before)
         values.update(_flatten(m.name, value, spent))
-    return Profile(values, own, dict(ctx.pass_seconds), time.perf_counter() - begun)
+    return Profile(values, own, dict(ctx.pass_seconds), time.perf_counter() - begun,
+                   dict(ctx.no_value))

@@ -114,6 +114,8 @@ class MeasureContext:
         self.x_heldout = _plain(x_heldout)
         self._values: dict[str, Any] = {}
         self.pass_seconds: dict[str, float] = {}  # filled by @shared_pass properties
+        # measure -> why its value is NaN (its formula does not apply here: NotApplicable)
+        self.no_value: dict[str, str] = {}
         self.details: dict[str, Any] = {}  # what measures found besides the value
 
     def value(self, name: str) -> float:
@@ -124,8 +126,9 @@ class MeasureContext:
 
             try:
                 result = measures.get(name).fn(self)
-            except NotApplicable:
+            except NotApplicable as err:
                 result = float("nan")
+                self.no_value[name] = str(err)
             except GengapError as err:  # what it lacks, say for which measure
                 if str(err).startswith(name):
                     raise
@@ -277,7 +280,8 @@ class MeasureContext:
 
     @shared_pass
     def spectral_norms_fft(self) -> list[float]:
-        """‖W‖₂ per layer, of a convolution the exact operator norm at its input size (FFT)."""
+        """‖W‖₂ per layer, of a convolution the norm of the circular stride-1 convolution at
+        its input size, by FFT (exact for that operator; an upper bound for a strided one)."""
         from gengap.measures.conv_spectrum import layer_spectral_norms_fft
 
         return layer_spectral_norms_fft(self.folded, self.conv_input_sizes)

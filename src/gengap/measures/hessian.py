@@ -1,5 +1,6 @@
 """Hessian-vector products of the training loss and what they give: the top eigenvalue (by the
-Lanczos method; pyhessian uses power iteration, which reaches the same value in more products)
+Lanczos method; pyhessian uses power iteration, which reaches the same value in more products
+where the top eigenvalue is also the largest in magnitude, as at a minimum)
 and the trace by Hutchinson's estimator (as pyhessian computes it), without ever forming the
 Hessian."""
 
@@ -86,11 +87,13 @@ def lanczos(
     tol: float = 1e-4,
     generator: torch.Generator | None = None,
 ) -> Lanczos:
-    """The Hessian's dominant eigenvalue (largest in magnitude; the top one at a minimum) by the
-    Lanczos method from a random start, with full reorthogonalization: after k Hessian-vector
-    products the Ritz value θ of largest magnitude of the k×k tridiagonal matrix is the best
-    estimate the Krylov space gives (power iteration's estimate lies in the same space, so it
-    needs at least as many products, usually many more). Stopped when the Ritz pair's residual
+    """The Hessian's largest eigenvalue λ_max (algebraically: away from a minimum a negative
+    eigenvalue can be larger in magnitude, and power iteration, pyhessian's method, would
+    return that one) by the Lanczos method from a random start, with full
+    reorthogonalization: after k Hessian-vector products the largest Ritz value θ of the k×k
+    tridiagonal matrix is the best estimate the Krylov space gives (power iteration's
+    estimate lies in the same space, so it needs at least as many products, usually many
+    more). Stopped when the Ritz pair's residual
     ‖Hy − θy‖ = β_k·|s_k| (‖y‖ = 1) is at most ``tol``·|θ|, which puts an eigenvalue within that
     distance of θ, as power iteration's test does; at most ``iterations`` products."""
     v = torch.cat([torch.randn(p.shape, generator=generator).to(p).reshape(-1) for p in like])
@@ -110,7 +113,7 @@ def lanczos(
             sub = torch.tensor(off, dtype=torch.float64)
             tri += torch.diag(sub, 1) + torch.diag(sub, -1)
         values, vectors = torch.linalg.eigh(tri)
-        j = int(values.abs().argmax())
+        j = len(values) - 1  # eigh sorts ascending: the largest Ritz value
         theta = float(values[j])
         done = beta * abs(float(vectors[-1, j])) <= tol * abs(theta) or beta == 0.0
         if done or len(basis) == len(v):  # converged, or the whole space spanned (θ exact)

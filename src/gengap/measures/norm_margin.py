@@ -4,9 +4,10 @@
 ``W_i`` are the Linear/Conv weight matrices (BatchNorm folded, biases left out), d their
 number, γ the 10th-percentile margin. Products can overflow float64, so each product-type
 measure also exists as ``log_<name>`` (natural log), computed in log space; the plain value is
-``inf`` when the log exceeds float64's range. ``_fft`` measures use the exact spectral norm of
-each convolution at its input size (:mod:`gengap.measures.conv_spectrum`) instead of the norm of
-the reshaped kernel.
+``inf`` when the log exceeds float64's range. ``_fft`` measures use the spectral norm of each
+convolution by FFT at its input size (:mod:`gengap.measures.conv_spectrum`: that of the circular
+stride-1 convolution, an upper bound for a strided one) instead of the norm of the reshaped
+kernel.
 """
 
 from __future__ import annotations
@@ -74,8 +75,10 @@ def _log_gamma_sq(ctx: MeasureContext) -> float:
 
 def _spectral_family(fft: bool) -> None:
     sfx = "_fft" if fft else ""
-    how = (", with the exact spectral norms of convolutions, by FFT at each layer's input "
-           "size (Sedghi et al. 2019)." if fft else ". Spectral norms of reshaped kernels.")
+    how = (", with the spectral norms of convolutions by FFT at each layer's input size "
+           "(Sedghi et al. 2019): of the circular stride-1 convolution, as the reference "
+           "computes them (an upper bound for a strided one)." if fft
+           else ". Spectral norms of reshaped kernels.")
 
     def lp(ctx: MeasureContext) -> float:
         return _log_prod(_spec_sq(ctx, fft))

@@ -19,7 +19,7 @@ import math
 import torch
 
 from gengap.measures.context import MeasureContext
-from gengap.measures.registry import measure
+from gengap.measures.registry import NotApplicable, measure
 from gengap.measures.search import (
     Probe,
     SearchResult,
@@ -86,6 +86,8 @@ def sigma_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
 
 def _sigma(ctx: MeasureContext, name: str) -> float:
     search = ctx.sigma_search if name == "pacbayes_sigma" else ctx.mag_sigma_search
+    if search.no_value:  # the value NaN, with the reason
+        raise NotApplicable(search.no_value)
     return search.value
 
 
@@ -113,14 +115,14 @@ def pacbayes_sigma(ctx: MeasureContext) -> float:
     """σ′: std of the Gaussian parameter noise that lowers training accuracy by 0.1
     (Jiang et al. 2020, C.4; a bracketed search with sequentially stopped Monte Carlo, see
     :mod:`gengap.measures.search`)."""
-    return ctx.sigma_search.value
+    return _sigma(ctx, "pacbayes_sigma")
 
 
 @measure("pacbayes_mag_sigma", group="pacbayes", needs=DATA, cost="F")
 def pacbayes_mag_sigma(ctx: MeasureContext) -> float:
     """Magnitude-aware σ′: noise std sqrt(σ′²w_i² + ε²) per parameter lowers training accuracy
     by 0.1 (Jiang et al. 2020, C.4)."""
-    return ctx.mag_sigma_search.value
+    return _sigma(ctx, "pacbayes_mag_sigma")
 
 
 @measure("pacbayes_init", group="pacbayes", needs=INIT_DATA, cost="F")

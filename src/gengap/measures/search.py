@@ -77,6 +77,7 @@ class SearchResult:
     drop: float
     half_width: float
     probes: list[Probe] = field(default_factory=list)
+    no_value: str = ""  # why there is no scale (value NaN) when no probe could find one
 
     @property
     def examples(self) -> int:
@@ -128,7 +129,9 @@ def unreachable(clean_correct: torch.Tensor, num_classes: int,
     accuracy = float(clean_correct.float().mean())
     if accuracy - 1.0 / num_classes >= opts.deviation:
         return None
-    return SearchResult(math.nan, math.nan, math.nan, [])
+    return SearchResult(math.nan, math.nan, math.nan, [], no_value=(
+        f"training accuracy minus chance (1/classes) is below the target drop "
+        f"{opts.deviation:g}: no perturbation lowers it that much"))
 
 
 def inverse_square(scale: float) -> float:

@@ -31,7 +31,7 @@ import torch.nn.functional as F
 
 from gengap.measures.context import MeasureContext
 from gengap.measures.pacbayes import example_pool
-from gengap.measures.registry import measure
+from gengap.measures.registry import NotApplicable, measure
 from gengap.measures.search import (
     Probe,
     SearchResult,
@@ -175,6 +175,8 @@ def alpha_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
 
 def _alpha(ctx: MeasureContext, name: str) -> float:
     search = ctx.alpha_search if name == "sharpness_alpha" else ctx.mag_alpha_search
+    if search.no_value:  # the value NaN, with the reason
+        raise NotApplicable(search.no_value)
     return search.value
 
 
@@ -206,13 +208,13 @@ def _sharpness_mag_bound(ctx: MeasureContext, vector: torch.Tensor, alpha: float
 def sharpness_alpha(ctx: MeasureContext) -> float:
     """α′: half-width of the box whose worst perturbation (projected gradient ascent) lowers
     training accuracy by 0.1 (Jiang et al. 2020, C.4)."""
-    return ctx.alpha_search.value
+    return _alpha(ctx, "sharpness_alpha")
 
 
 @measure("sharpness_mag_alpha", group="sharpness", needs=DATA, cost="F")
 def sharpness_mag_alpha(ctx: MeasureContext) -> float:
     """Magnitude-aware α′: the box |u_i| ≤ α′|w_i| + ε (Jiang et al. 2020, C.4)."""
-    return ctx.mag_alpha_search.value
+    return _alpha(ctx, "sharpness_mag_alpha")
 
 
 @measure("sharpness_init", group="sharpness", needs=INIT_DATA, cost="F")

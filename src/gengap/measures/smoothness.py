@@ -104,7 +104,9 @@ class _Recorder(TorchFunctionMode):
                 # its values used where no layer's gradient construction looks
                 why = f"{_base_name(func)[0]}() of a parameter outside its layer"
             if why is not None:
-                self.events.append(("step", why if module is None else module[0]))
+                # a layer by its name and type: "2 (GELU)", not a bare "2" of a Sequential
+                self.events.append(("step", why if module is None else
+                                    f"{module[0]} ({type(module[1]).__name__})"))
         return out
 
 
@@ -119,7 +121,8 @@ def _varying(args: tuple) -> int:
 def watched(model: nn.Module) -> Iterator[list[tuple[str, Any]]]:
     """Within the block, ``model``'s forward passes note in the yielded list, in order,
     ``("step", name)`` for each call that is not piecewise linear in the parameters (a function
-    as ``"tanh()"``; a leaf layer of another type than :data:`PIECEWISE_LINEAR` by its name) and
+    as ``"tanh()"``; a leaf layer of another type than :data:`PIECEWISE_LINEAR` by its name
+    and type, ``"3 (Tanh)"``) and
     ``("ran", module)`` after each leaf layer's call. Every parameter requires grad meanwhile,
     so that what depends on them is told from what depends on the input alone (smooth
     preprocessing of the input keeps a network piecewise linear in its parameters)."""

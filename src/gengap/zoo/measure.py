@@ -64,8 +64,11 @@ def measure_run(
     device: str = "auto", options: MeasureOptions | None = None,
     profile_into: dict[str, dict[str, float]] | None = None,
     partner: RunSpec | None = None,
+    no_value_into: dict[str, str] | None = None,
 ) -> dict[str, tuple[float, float]]:
-    """``name -> (value, seconds)`` of ``names`` on one finished run; with ``profile_into``,
+    """``name -> (value, seconds)`` of ``names`` on one finished run (``no_value_into``, a
+    dict to fill: measure -> why its value is NaN, where its formula does not apply); with
+    ``profile_into``,
     add each measure's own seconds to ``profile_into["measures"]`` and each shared pass's to
     ``profile_into["passes"]``. ``partner``: the run of the same spec with another seed (see
     :func:`seed_partners`), the second model of the agreement measures, which compare the two
@@ -82,13 +85,18 @@ def measure_run(
         x_heldout=splits.x_test if partner else None,
     )
     if profile_into is None:
-        return compute_timed(ctx, names)
-    result = profile(ctx, names)
-    for part, seconds in (("measures", result.measure_seconds), ("passes", result.pass_seconds)):
-        into = profile_into.setdefault(part, {})
-        for name, value in seconds.items():
-            into[name] = into.get(name, 0.0) + value
-    return result.values
+        values = compute_timed(ctx, names)
+    else:
+        result = profile(ctx, names)
+        for part, seconds in (("measures", result.measure_seconds),
+                              ("passes", result.pass_seconds)):
+            into = profile_into.setdefault(part, {})
+            for name, value in seconds.items():
+                into[name] = into.get(name, 0.0) + value
+        values = result.values
+    if no_value_into is not None:
+        no_value_into.update(ctx.no_value)
+    return values
 
 
 _worker_splits: dict[str, Splits] = {}
@@ -97,7 +105,7 @@ _worker_splits: dict[str, Splits] = {}
 def _measure_task(
     root: str, run_json: str, names: list[str], metrics: dict[str, Any], device: str,
     data_dir: str | None, options_json: str, partner_json: str | None = None,
-) -> tuple[str, dict[str, tuple[float, float]]]:
+) -> tuple[str, dict[str, tuple[float, float]], dict[str, str]]:
     """One run in a worker process (it reads the store; the parent writes)."""
     import gengap.interop  # noqa: F401  (a fresh process: register imported zoos' families)
 
@@ -108,14 +116,15 @@ def _measure_task(
         _worker_splits.clear()
         _worker_splits[key] = load(run.data, data_dir)
     store = Store(root)
+    reasons: dict[str, str] = {}
     try:
         values = measure_run(store, run, names, _worker_splits[key], metrics, device,
                              MeasureOptions.model_validate_json(options_json),
                              partner=RunSpec.model_validate_json(partner_json)
-                             if partner_json else None)
+                             if partner_json else None, no_value_into=reasons)
     finally:
         store.close()
-    return run.run_id, values
+    return run.run_id, values, reasons
 
 
 def measure_zoo(
@@ -129,14 +138,17 @@ def measure_zoo(
     options: MeasureOptions | None = None,
     profile_into: dict[str, dict[str, float]] | None = None,
     left_out: dict[str, int] | None = None,
+    no_value: dict[str, dict[str, int]] | None = None,
 ) -> int:
     """Compute the chosen measures on every ``done`` run that lacks them; return how many runs
     were measured. Values go into the store as each run finishes (an interrupted call keeps
     what it finished). ``workers`` > 1 measures that many runs at a time in separate processes
     (one torch thread each). ``profile_into``: see :func:`measure_run` (one worker only).
     ``left_out`` (a dict to fill) counts, per measure, the runs it waits for: those without
-    a seed twin (agreement measures) or initial weights. A read-only zoo is refused before
-    any work."""
+    a seed twin (agreement measures) or initial weights; ``no_value`` (a dict to fill) counts,
+    per measure and reason, the runs measured now where its value is NaN because its formula
+    does not apply (σ′ of a network at chance, say). A read-only zoo is refused before any
+    work."""
     store.check_writable()
     wanted = [m.name for m in select(names)]
     have = store.measured()
@@ -176,9 +188,11 @@ def measure_zoo(
             key = run.data.canonical_json()
             if key not in splits_by_data:
                 splits_by_data = {key: load(run.data, data_dir)}  # zoos are grouped by data
+            reasons: dict[str, str] = {}
             values = measure_run(store, run, missing, splits_by_data[key], metrics, device,
-                                 options, profile_into, partners.get(run.run_id))
+                                 options, profile_into, partners.get(run.run_id), reasons)
             _store(store, run.run_id, values, on_run)
+            _count(no_value, reasons)
         return len(todo)
     if profile_into is not None:
         raise GengapError("--profile times one process: use it with --workers 1")
@@ -193,12 +207,22 @@ def measure_zoo(
         ]
         try:
             for future in as_completed(futures):
-                run_id, values = future.result()
+                run_id, values, reasons = future.result()
                 _store(store, run_id, values, on_run)
+                _count(no_value, reasons)
         finally:
             for future in futures:
                 future.cancel()
     return len(todo)
+
+
+def _count(into: dict[str, dict[str, int]] | None, reasons: dict[str, str]) -> None:
+    """Add one run's NaN reasons to the per-measure, per-reason counts ``into``."""
+    if into is None:
+        return
+    for name, reason in reasons.items():
+        into.setdefault(name, {})
+        into[name][reason] = into[name].get(reason, 0) + 1
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:
