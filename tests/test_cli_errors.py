@@ -11,6 +11,7 @@ import sys
 from collections.abc import Iterator
 from pathlib import Path
 
+import pandas as pd
 import pytest
 import torch
 from safetensors.torch import save_file
@@ -221,6 +222,11 @@ def test_brackets_in_names_and_paths_are_printed_as_they_are(tmp_path: Path):
     table = out.parent / "e.parquet"
     exported = runner.invoke(app, ["zoo", "export", str(out), "--parquet", str(table)])
     assert exported.exit_code == 0 and "[/i]" in exported.output
+    # a suffix in capitals passed the command's check, then the export refused it
+    capitals = out.parent / "E.PARQUET"
+    exported = runner.invoke(app, ["zoo", "export", str(out), "--parquet", str(capitals)])
+    assert exported.exit_code == 0, exported.output
+    assert len(pd.read_parquet(capitals)) == 1
 
 
 def test_a_store_whose_spec_cannot_be_read_is_one_line(tiny_zoo_toml: Path, tmp_path: Path):

@@ -343,13 +343,15 @@ def test_every_source_options_share_one_strict_base() -> None:
         assert options.model_config == SourceOptions.model_config, name
 
 
-def test_one_class_of_labels_is_refused_at_load(tmp_path: Path) -> None:
-    # it trained (train and test accuracy 1), then every measure refused it
+@pytest.mark.parametrize("label", [0, 3])
+def test_one_class_of_labels_is_refused_at_load(tmp_path: Path, label: int) -> None:
+    # it trained (train and test accuracy 1), then every measure refused it; labels all 3
+    # declare 4 classes and were let through
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "one.npz", x=rng.normal(size=(40, 5)).astype(np.float32),
-             y=np.zeros(40, dtype=np.int64))
-    with pytest.raises(GengapError, match="npz: the labels hold 1 class; a classification "
-                       "task needs at least two"):
+             y=np.full(40, label, dtype=np.int64))
+    with pytest.raises(GengapError, match="npz: the training labels hold 1 class; a "
+                       "classification task needs at least two"):
         load(DataSpec(name="npz", options={"file": str(tmp_path / "one.npz")}))
 
 

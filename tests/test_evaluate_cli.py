@@ -410,3 +410,18 @@ def test_an_ascii_terminal_gets_the_tables_with_question_marks(tmp_path):
                           capture_output=True, env=env, timeout=300)
     assert done.returncode == 0, done.stderr.decode()
     assert b"sharpness_mag_flatness" in done.stdout and b"+----" in done.stdout
+
+
+def test_a_measure_with_values_on_few_networks_is_ranked_after_the_others():
+    # pacbayes with a value on 3 of 16 runs headed the ranking at tau 1.000
+    from gengap.evaluate import ranking_table
+
+    gap = np.linspace(0.0, 0.7, 8)
+    frame = pd.DataFrame({"h": list(range(8)), "gap": gap,
+                          "few": [0.0, 1.0, 2.0] + [np.nan] * 5,  # perfect, on 3 of 8
+                          "good": gap + np.array([0, 0.3, -0.1, 0, 0.2, 0, 0, 0.1])})
+    table = ranking_table(frame, ["few", "good"], ["h"], metrics=("tau",))
+    assert table["measure"].tolist() == ["good", "few"]
+    assert table.set_index("measure").loc["few", "tau"] == pytest.approx(1.0)
+    assert "ranked after the others: few (a value on fewer than 4 of the 8 networks)" in \
+        table.attrs["notes"]

@@ -246,3 +246,11 @@ def test_a_task_that_scores_nan_is_an_error_and_leaves_the_average_alone(tmp_pat
     assert [t.status for t in scores.tasks] == ["error", "scored"]
     assert scores.tasks[0].message == "no pair of models could be compared (the score is NaN)"
     assert scores.average == pytest.approx(100 * scores.tasks[1].score)
+
+
+def test_hyperparameter_values_compare_as_values_but_true_is_not_one():
+    from gengap.interop.pgdl.reference import same_value
+
+    assert same_value(256, 256.0) and same_value([128, 128], [128, 128])
+    assert not same_value(True, 1) and not same_value(1, True)  # JSON's true is no number
+    assert not same_value(2, "2")

@@ -204,6 +204,10 @@ def test_monotone_combination_chosen_on_some_zoos_scores_on_others():
     probe = pd.DataFrame({"m1": [0.0, 0.5, 1.0, 1e6, np.inf], "m2": 0.0, "junk": 0.0})
     sign = combo.signs[combo.measures.index("m1")]
     assert (np.diff(sign * combo.score(probe)) > 0).all()
+    # a measure perfect on 3 training networks, NaN on the rest, was chosen as best_single
+    few = frame.assign(few=np.where(np.arange(len(frame)) % 60 < 3, frame["gap"], np.nan))
+    table = transfer_table(few, ["m1", "m2", "few"], ["h"], "gap", max_measures=2)
+    assert "few" not in set(table["best_single"])
 
 
 def test_an_exported_table_offers_no_spec_field_as_a_measure(tmp_path):

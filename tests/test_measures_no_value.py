@@ -52,3 +52,19 @@ def test_one_network_records_why_a_measure_does_not_apply() -> None:
     assert values["augmentation_penalty"] != values["augmentation_penalty"]  # NaN
     assert ctx.no_value == {"augmentation_penalty": "augmentation_penalty needs image inputs "
                             "(N, C, H, W)"}
+
+
+def test_a_measure_built_on_one_without_a_value_gets_its_reason() -> None:
+    # db_mixup is NaN because davies_bouldin and mixup_accuracy have no value here: the
+    # reason went to those two (not asked for) and db_mixup had none
+    from gengap.measures import profile
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    x, y = torch.randn(3, 6), torch.tensor([0, 1, 2])  # every class seen once
+    ctx = MeasureContext(net, x_train=x, y_train=y, device="cpu")
+    values = compute(ctx, ["db_mixup"])
+    assert values["db_mixup"] != values["db_mixup"]  # NaN
+    assert ctx.no_value["db_mixup"] == ctx.no_value["davies_bouldin"]
+    ctx = MeasureContext(net, x_train=x, y_train=y, device="cpu")
+    assert set(profile(ctx, ["db_mixup"]).no_value) == {"db_mixup"}  # only what was asked

@@ -3,6 +3,7 @@ file; options that were silently ignored; errors that misled or reported an inve
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -155,6 +156,36 @@ def test_values_typed_on_the_command_line_are_still_converted(tmp_path: Path):
     # a number stays a number for the fields that take one
     zoo = parse_zoo_spec({"arch": {"width": 16.0}, "train": {"lr": 1}})
     assert (zoo.arch.width, zoo.train.lr) == (16, 1.0)
+    # --arch/--data key=value are typed on the command line too; their files are not
+    from gengap.specs import ArchSpec
+    from gengap.zoo.measure_file import parse_spec_arg
+
+    assert parse_spec_arg("family=mlp,batch_norm=True", ArchSpec, "arch").batch_norm is True
+    (tmp_path / "arch.TOML").write_text('[arch]\nfamily = "mlp"\nwidth = "8"\n')
+    with pytest.raises(GengapError, match="arch.TOML: width: expected a number, got text '8'"):
+        parse_spec_arg(str(tmp_path / "arch.TOML"), ArchSpec, "arch")
+
+
+def test_a_store_written_before_the_stricter_checks_stays_readable(tmp_path: Path):
+    # a zoo the previous version accepted (flip = [0, 1], a blank name, int_uniform with
+    # fractional ends) could no longer be opened: status, measure, report all failed
+    import sqlite3
+
+    from gengap.specs import ZooSpec
+    from gengap.zoo import Store
+
+    lax = ZooSpec(name="old", axes={"train.flip": (0, 1)})
+    Store.create(tmp_path / "z", lax).close()
+    stored = json.loads(lax.canonical_json())
+    stored.update(name=" ", design="random", samples=2,
+                  ranges={"arch.width": {"kind": "int_uniform", "low": 1.5, "high": 3.0}})
+    with sqlite3.connect(tmp_path / "z" / "gengap.sqlite") as con:
+        con.execute("UPDATE meta SET value = ? WHERE key = 'zoo_spec'", (json.dumps(stored),))
+    store = Store(tmp_path / "z")
+    assert store.zoo.name == " " and store.zoo.axes == {"train.flip": (0, 1)}
+    assert [run.train.flip for run in store.runs()] == [False, True]
+    with pytest.raises(GengapError, match=r"\[train\] flip = 0: expected true or false, got 0"):
+        parse_zoo_spec({"train": {"flip": [0, 1]}}, "new.toml")  # a new spec file: refused
 
 
 @pytest.mark.parametrize(("train", "problem"), [

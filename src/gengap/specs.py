@@ -45,19 +45,14 @@ class _Spec(BaseModel):
 
     @field_validator("*", mode="before")
     @classmethod
-    def _no_coercion(cls, value: Any, info: ValidationInfo) -> Any:
-        """A spec file's values keep their types: TOML's true is not the number 1, the text
-        '16' is not a width, and neither 1 nor 'no' is a boolean (pydantic's lax mode would
-        take all of them). Values typed on a command line, which are all text, are converted
-        when validated with ``context={"text": True}``."""
-        if info.field_name is None:
-            return value
-        annotation = cls.model_fields[info.field_name].annotation
-        text_given = bool(info.context and info.context.get("text"))
-        for item in value if isinstance(value, list | tuple) else [value]:
-            problem = _type_problem(item, annotation, text_given)
-            if problem:
-                raise ValueError(problem)
+    def _no_booleans_as_numbers(cls, value: Any, info: ValidationInfo) -> Any:
+        """TOML's true and false are not numbers (pydantic would read true as 1). A spec
+        file's other values are checked for their types where it is read
+        (:func:`type_problem`), so that stores written before that check stay readable."""
+        items = value if isinstance(value, list | tuple) else [value]
+        if any(isinstance(v, bool) for v in items) and info.field_name is not None \
+                and not _takes(cls.model_fields[info.field_name].annotation, bool):
+            raise ValueError(f"expected a number or text, got {str(value).lower()}")
         return value
 
     def canonical_json(self) -> str:
@@ -81,14 +76,23 @@ def _takes(annotation: Any, kind: type) -> bool:
     return False
 
 
-def _type_problem(item: Any, annotation: Any, text_given: bool) -> str | None:
-    """Why a spec file's ``item`` does not fit a field of ``annotation`` (None: it fits)."""
+def type_problem(value: Any, annotation: Any) -> str | None:
+    """Why a spec file's ``value`` (a TOML or JSON value; a list: each item) does not fit a
+    field of ``annotation`` without pydantic's conversions (None: it fits): TOML's true is
+    not the number 1, the text '16' is not a width, and neither 1 nor 'no' is a boolean."""
+    for item in value if isinstance(value, list) else [value]:
+        if problem := _item_type_problem(item, annotation):
+            return problem
+    return None
+
+
+def _item_type_problem(item: Any, annotation: Any) -> str | None:
     numeric = _takes(annotation, int) or _takes(annotation, float)
     if isinstance(item, bool):
         if _takes(annotation, bool):
             return None
         return f"expected {'a number' if numeric else 'text'}, got {str(item).lower()}"
-    if isinstance(item, str) and not text_given and not _takes(annotation, str):
+    if isinstance(item, str) and not _takes(annotation, str):
         if numeric:
             return f"expected a number, got text {item!r}"
         if _takes(annotation, bool):
@@ -363,8 +367,8 @@ class ZooSpec(_Spec):
 
     @field_validator("name")
     @classmethod
-    def _named(cls, name: str) -> str:
-        if not name.strip():
+    def _named(cls, name: str, info: ValidationInfo) -> str:
+        if not name.strip() and not _stored(info):
             raise ValueError("a zoo needs a name that is not blank")
         return name
 
@@ -460,13 +464,13 @@ class Range(_Spec):
     high: float
 
     @model_validator(mode="after")
-    def _check(self) -> Range:
+    def _check(self, info: ValidationInfo) -> Range:
         if not self.low < self.high:
             raise ValueError(f"{self.kind} range needs low < high, got [{self.low}, {self.high}]")
         if self.kind.endswith("log_uniform") and self.low <= 0:
             raise ValueError(f"{self.kind} range needs low > 0, got {self.low}")
-        if self.kind.startswith("int_") and not (self.low.is_integer()
-                                                 and self.high.is_integer()):
+        if self.kind.startswith("int_") and not _stored(info) and not (
+                self.low.is_integer() and self.high.is_integer()):
             raise ValueError(f"{self.kind} range needs integer ends, got [{self.low:g}, "
                              f"{self.high:g}] (a range of floats is uniform or log_uniform)")
         return self
@@ -505,6 +509,12 @@ def hyperparameter_values(run: RunSpec, names: list[str]) -> dict[str, Any]:
             node = node[key]
         out[name] = node
     return out
+
+
+def _stored(info: ValidationInfo) -> bool:
+    """Whether a spec is read back from a store (``context={"stored": True}``): checks added
+    after it was written do not make it unreadable."""
+    return bool(info.context and info.context.get("stored"))
 
 
 def _message(err: ValidationError) -> str:

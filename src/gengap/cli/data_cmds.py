@@ -108,8 +108,7 @@ def spec_from_knobs(name: str, knobs: dict[str, str]) -> DataSpec:
             )
     typed_options = _typed_options(name, source.options, options)
     try:
-        return DataSpec.model_validate({**common, "name": name, "options": typed_options},
-                                       context={"text": True})  # knobs are typed as text
+        return DataSpec.model_validate({**common, "name": name, "options": typed_options})
     except ValidationError as err:
         raise GengapError(f"data source {name!r}: {first_problem(err)}") from None
 

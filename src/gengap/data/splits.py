@@ -98,13 +98,14 @@ def load(spec: DataSpec, directory: str | Path | None = None) -> Splits:
     name, tokens = spec.name, raw.vocab_size is not None
     x_train, y_train, x_test, y_test = raw.x_train, raw.y_train, raw.x_test, raw.y_test
     num_classes = raw.num_classes
-    if num_classes < 2:  # nothing to classify: training would fit it at once, measures fail
-        raise GengapError(f"{name}: the labels hold {num_classes} class; a classification task "
-                          "needs at least two")
     if spec.classes:
         x_train, y_train = rz.select_classes(x_train, y_train, spec.classes, num_classes, name)
         x_test, y_test = rz.select_classes(x_test, y_test, spec.classes, num_classes, name)
         num_classes = len(spec.classes)
+    present = len(np.unique(y_train))
+    if present < 2:  # nothing to classify: training fits it at once, and measures fail
+        raise GengapError(f"{name}: the training labels hold {present} class; a "
+                          "classification task needs at least two")
     if spec.train_size is not None:
         x_train, y_train = rz.subsample(x_train, y_train, spec.train_size, spec.seed, name)
     elif spec.train_fraction < 1.0:

@@ -21,6 +21,7 @@ from sklearn.linear_model import LinearRegression
 
 from gengap.errors import GengapError
 from gengap.evaluate.kendall import granulated_kendall, kendall
+from gengap.evaluate.ranking import enough_networks
 from gengap.evaluate.targets import ORIENTATION, with_target
 
 
@@ -132,7 +133,10 @@ def transfer_table(
         train, test = data[~is_test], data[is_test]
         combo = fit_combination(train, measures, target, max_measures)
         best, best_tau = None, -np.inf
-        for m in measures:
+        # among the measures with a value on enough training networks, as the ranking orders
+        enough = [m for m in measures if int(np.isfinite(train[m].to_numpy(dtype=float)).sum())
+                  >= enough_networks(len(train))]
+        for m in enough or measures:
             t = kendall(train[m], train[target])
             if np.isfinite(t) and orientation * t > best_tau:
                 best, best_tau = m, orientation * t

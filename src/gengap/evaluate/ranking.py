@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -138,10 +139,25 @@ def ranking_table(
     # the values first, their intervals last (the first columns stay measure, tau, psi)
     intervals = [c for c in table.columns if c.endswith(("_low", "_high"))]
     table = table[[c for c in table.columns if c not in intervals] + intervals]
-    table.attrs["notes"] = notes
     if table.empty:
+        table.attrs["notes"] = notes
         return table
-    return _sort(table, target).reset_index(drop=True)
+    table = _sort(table, target)
+    # a tau over a handful of networks (a measure NaN on most) is no finding: after the rest
+    enough = enough_networks(len(frame))
+    short = table["n"] < enough
+    if short.any() and not short.all():
+        notes.append(f"ranked after the others: {', '.join(table.loc[short, 'measure'])} (a "
+                     f"value on fewer than {enough} of the {len(frame)} networks)")
+    table = table.sort_values("n", key=lambda n: n < enough, kind="stable")
+    table.attrs["notes"] = notes
+    return table.reset_index(drop=True)
+
+
+def enough_networks(networks: int) -> int:
+    """Networks a measure needs a value on for its ranking to count as a finding: half of
+    them, and at least 3."""
+    return max(3, math.ceil(networks / 2))
 
 
 def _cmi_columns(

@@ -6,6 +6,7 @@ a suite costs one pass over the training data however many data measures it hold
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from functools import cached_property  # noqa: F401  (for measures' own properties)
 from typing import Any
@@ -124,6 +125,7 @@ class MeasureContext:
         if name not in self._values:
             from gengap.measures.registry import NotApplicable, measures
 
+            before = set(self.no_value)
             try:
                 result = measures.get(name).fn(self)
             except NotApplicable as err:
@@ -133,6 +135,11 @@ class MeasureContext:
                 if str(err).startswith(name):
                     raise
                 raise GengapError(f"{name}: {err}") from None
+            # NaN because a measure it is built on has no value (db_mixup): the same reason
+            inner = [why for n, why in self.no_value.items() if n not in before]
+            if inner and name not in self.no_value and isinstance(result, float) \
+                    and math.isnan(result):
+                self.no_value[name] = inner[0]
             # vector-valued measures (weight_stats) return a dict of named floats
             self._values[name] = result if isinstance(result, dict) else float(result)
         return self._values[name]

@@ -113,7 +113,7 @@ def hessian_lanczos(ctx: MeasureContext) -> tuple[Lanczos, Callable, list[torch.
 
 @measure("hessian_top_eigenvalue", group="flatness", needs=DATA, cost="E")
 def hessian_top_eigenvalue(ctx: MeasureContext) -> float:
-    """λ_max(∇²L): the dominant eigenvalue of the training-loss Hessian by the Lanczos method on
+    """λ_max(∇²L): the largest eigenvalue of the training-loss Hessian by the Lanczos method on
     Hessian-vector products (to a relative residual of 1e-3; pyhessian uses power iteration),
     on a seeded subset of 512 examples."""
     run = ctx.hessian_lanczos[0]

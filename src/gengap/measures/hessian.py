@@ -72,7 +72,7 @@ def _dot(a: Vector, b: Vector) -> torch.Tensor:
 
 @dataclass
 class Lanczos:
-    """A Lanczos run: the dominant Ritz value, the orthonormal basis (k, P) of the Krylov space
+    """A Lanczos run: the largest Ritz value, the orthonormal basis (k, P) of the Krylov space
     it spanned, and the diagonal q_iᵀHq_i of the projected Hessian QᵀHQ (its trace is exact)."""
 
     value: float

@@ -13,6 +13,7 @@ import plotly.graph_objects as go
 
 from gengap.data import load
 from gengap.evaluate import ranking_table
+from gengap.evaluate.ranking import enough_networks
 from gengap.evaluate.robust import least_weighed_difference
 from gengap.measures import measures
 from gengap.specs import ArchSpec, DataSpec, MeasureOptions, TrainSpec, ZooSpec
@@ -100,12 +101,6 @@ def measure_options(scale: str) -> MeasureOptions:
     return MeasureOptions()
 
 
-def enough_networks(networks: int) -> int:
-    """Networks a measure needs a value on for its tau to count as a finding (at least half,
-    and 3): a tau over a handful of networks (a measure NaN on most) is not one."""
-    return max(3, math.ceil(networks / 2))
-
-
 def comparison_table(ranking: pd.DataFrame, networks: int | None = None) -> pd.DataFrame:
     """Each scalar measure's tau and Ψ here beside the published direction, and whether they
     agree (the sign of tau matches a published + or −; |tau| < 0.1 for a published weak one).
@@ -143,13 +138,13 @@ def comparison_table(ranking: pd.DataFrame, networks: int | None = None) -> pd.D
 
 
 def group_table(comparison: pd.DataFrame) -> pd.DataFrame:
-    """Per group of measures: mean tau over those with a value on enough networks (column
-    ``enough`` of :func:`comparison_table`, ``measures_in_mean`` of them), how many measures
-    have a published direction, and how many of those agree or flip."""
+    """Per group of measures, over those with a value on enough networks (column ``enough``
+    of :func:`comparison_table`, ``measures_in_mean`` of them): mean tau, the published
+    directions, and how many of the measures with one agree or flip."""
     rows = []
     for group, part in comparison.groupby("group", sort=False):
-        placed = part[part["agrees"].notna()]
         counted = part[part["enough"]] if "enough" in part else part
+        placed = counted[counted["agrees"].notna()]
         rows.append({
             "group": group,
             "measures": len(part),
@@ -202,7 +197,7 @@ def findings(comparison: pd.DataFrame, groups: pd.DataFrame, frame: pd.DataFrame
     done = frame[frame["status"] == "done"]
     out = [f"{len(done)} of {len(frame)} networks finished; gap from {done.gap.min():.3f} to "
            f"{done.gap.max():.3f}"]
-    enough = comparison[comparison["n"] >= enough_networks(len(done))]
+    enough = comparison[comparison["enough"]] if "enough" in comparison else comparison
     top = enough.dropna(subset=["tau"]).sort_values("tau", ascending=False).head(5)
     out.append("top scalar measures by tau (of those with a value on at least half the "
                "networks): " + ", ".join(
@@ -210,8 +205,12 @@ def findings(comparison: pd.DataFrame, groups: pd.DataFrame, frame: pd.DataFrame
     if ranking is not None:
         out += best_by_metric(ranking[ranking["measure"].isin(set(enough["measure"]))])
     for row in groups.itertuples():
+        if not row.measures_in_mean:
+            out.append(f"group {row.group}: none of its {row.measures} measures has a value on "
+                       "enough networks")
+            continue
         out.append(f"group {row.group}: mean tau {row.mean_tau:+.2f} (over "
-                   f"{row.measures_in_mean} of {row.measures} measures); of the measures with a "
+                   f"{row.measures_in_mean} of {row.measures} measures); of these with a "
                    f"published direction ({row.published_directions}), {row.agree} agree and "
                    f"{row.flip} flip")
     return out

@@ -54,7 +54,7 @@ class Zoo:
         path = Path(path)
         if path.parent and not path.parent.is_dir():
             raise GengapError(f"{path}: folder {path.parent} does not exist")
-        if path.suffix != ".parquet":  # not over the zoo's gengap.sqlite or a weight file
+        if path.suffix.lower() != ".parquet":  # not over the zoo's gengap.sqlite or a weight file
             raise GengapError(f"{path}: write .parquet")
         write_table(self.frame(), path)
         return path

@@ -94,8 +94,8 @@ def measure_run(
             for name, value in seconds.items():
                 into[name] = into.get(name, 0.0) + value
         values = result.values
-    if no_value_into is not None:
-        no_value_into.update(ctx.no_value)
+    if no_value_into is not None:  # those asked for, not the measures they are built on
+        no_value_into.update({n: why for n, why in ctx.no_value.items() if n in names})
     return values
 
 

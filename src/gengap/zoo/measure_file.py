@@ -20,7 +20,7 @@ from gengap.measures.compute import split_by_needs
 from gengap.measures.registry import named
 from gengap.models import build_for
 from gengap.models.weight_check import load_checked
-from gengap.specs import ArchSpec, DataSpec, MeasureOptions, first_problem
+from gengap.specs import ArchSpec, DataSpec, MeasureOptions, first_problem, type_problem
 
 # What a weight file offers the measures outside a zoo (no records, no seed partner), and
 # where each other need comes from
@@ -68,14 +68,16 @@ def _top_level_items(text: str) -> list[str]:
 def parse_spec_arg(text: str, kind: type[ArchSpec] | type[DataSpec], table: str) -> Any:
     """An :class:`ArchSpec` or :class:`DataSpec` from ``--arch``/``--data``: a TOML or JSON
     file (its fields at the top level or under ``[table]``), ``key=value,key=value`` (values
-    read as JSON when they parse, else as strings; commas inside brackets belong to the
-    value: ``classes=[0,1]``), or for data a bare source name."""
+    read as JSON when they parse, else as strings, which pydantic converts as it can; commas
+    inside brackets belong to the value: ``classes=[0,1]``), or for data a bare source name.
+    A file's values keep their types, as a zoo spec's do (:func:`gengap.specs.type_problem`)."""
     path = Path(text)
-    if path.suffix in (".toml", ".json"):
+    suffix = path.suffix.lower()
+    if suffix in (".toml", ".json"):
         if not path.is_file():
             raise GengapError(f"{path}: no such file")
         try:
-            raw = (tomllib.loads(path.read_text()) if path.suffix == ".toml"
+            raw = (tomllib.loads(path.read_text()) if suffix == ".toml"
                    else json.loads(path.read_text()))
         except (tomllib.TOMLDecodeError, json.JSONDecodeError, UnicodeDecodeError) as err:
             raise GengapError(f"{path}: not valid {path.suffix[1:].upper()} ({err})") from None
@@ -83,6 +85,10 @@ def parse_spec_arg(text: str, kind: type[ArchSpec] | type[DataSpec], table: str)
             raise GengapError(f"{path}: cannot read ({err.strerror})") from None
         fields = raw.get(table, raw) if isinstance(raw, dict) else raw
         where = str(path)
+        for key, value in fields.items() if isinstance(fields, dict) else ():
+            field = kind.model_fields.get(key)
+            if field is not None and (problem := type_problem(value, field.annotation)):
+                raise GengapError(f"{where}: {key}: {problem}")
     elif "=" not in text and kind is DataSpec:
         fields, where = {"name": text}, repr(text)
     else:

@@ -18,7 +18,15 @@ from typing import Any, get_origin
 from pydantic import ValidationError
 
 from gengap.errors import GengapError
-from gengap.specs import ArchSpec, DataSpec, RunSpec, TrainSpec, ZooSpec, first_problem
+from gengap.specs import (
+    ArchSpec,
+    DataSpec,
+    RunSpec,
+    TrainSpec,
+    ZooSpec,
+    first_problem,
+    type_problem,
+)
 
 SECTIONS = {"data": DataSpec, "arch": ArchSpec, "train": TrainSpec}
 RANGE_KINDS = ("uniform", "log_uniform", "int_uniform", "int_log_uniform")
@@ -54,6 +62,9 @@ def parse_zoo_spec(raw: dict[str, Any], source: str = "<spec>") -> ZooSpec:
         if key in SECTIONS and isinstance(value, dict):
             fields[key] = _split_axes(key, value, SECTIONS[key], axes, ranges, source)
         else:
+            field = ZooSpec.model_fields.get(key)
+            if field is not None:
+                _check_type(source, key, value, field.annotation)
             fields[key] = value
     if isinstance(fields.get("seeds"), int):
         fields["seeds"] = [fields["seeds"]]
@@ -157,6 +168,7 @@ def _split_axes(
         takes_list = field is not None and get_origin(field.annotation) in (list, tuple)
         takes_table = field is not None and get_origin(field.annotation) is dict
         path = f"{section}.{key}"
+        where = f"[{section}] {key}"
         if _is_range(value):
             ranges[path] = _range(path, value, source)
         elif isinstance(value, dict) and field is not None and not takes_table:
@@ -174,10 +186,21 @@ def _split_axes(
                     nested[k] = v
             scalars[key] = nested
         elif isinstance(value, list) and not takes_list:
+            for item in value if field is not None else []:  # an unknown key: refused later
+                _check_type(source, f"{where} = {item!r}", item, field.annotation)
             axes[path] = tuple(value)
         else:
+            if field is not None:
+                _check_type(source, where, value, field.annotation)
             scalars[key] = value
     return scalars
+
+
+def _check_type(source: str, where: str, value: Any, annotation: Any) -> None:
+    """Refuse a value whose type pydantic would convert to the field's: the file says what it
+    means (:func:`gengap.specs.type_problem`)."""
+    if problem := type_problem(value, annotation):
+        raise GengapError(f"{source}: {where}: {problem}")
 
 
 def _is_range(value: Any) -> bool:

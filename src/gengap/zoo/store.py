@@ -134,7 +134,7 @@ class Store:
                 db.executescript(_SCHEMA)
                 row = db.execute("SELECT value FROM meta WHERE key = 'zoo_spec'").fetchone()
                 if row and row[0] != zoo.canonical_json():
-                    held = ZooSpec.model_validate_json(row[0]).name
+                    held = ZooSpec.model_validate_json(row[0], context={"stored": True}).name
                     raise GengapError(
                         f"{root}: holds zoo {held!r} with a different spec; use another --out"
                     )
@@ -187,7 +187,7 @@ class Store:
         """``text`` read as a ``kind``, or a one-line error: a store written by another version
         of gengap, or edited by hand."""
         try:
-            return kind.model_validate_json(text)
+            return kind.model_validate_json(text, context={"stored": True})
         except ValidationError as err:
             raise GengapError(
                 f"{self.root / DB_NAME}: holds a {what} this gengap cannot read "

@@ -66,6 +66,26 @@ def accuracy(value: Any, where: str, name: str) -> float:
     return float(value)
 
 
+def scalar(value: Any) -> bool | int | float | str:
+    """A hyperparameter value as a zoo option can hold it: lists, objects and null as their
+    JSON text (a layer-width list such as [128, 128], say)."""
+    if isinstance(value, bool | int | float | str):
+        return value
+    return json.dumps(value, sort_keys=True)
+
+
+def same_value(a: Any, b: Any) -> bool:
+    """Equal hyperparameter values, 256 and 256.0 alike (the public data mixed the two)."""
+    a, b = scalar(a), scalar(b)
+    if isinstance(a, bool) != isinstance(b, bool):  # JSON's true is not 1
+        return False
+    numbers = (int, float)
+    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) \
+            and not isinstance(b, bool):
+        return float(a) == float(b)
+    return a == b
+
+
 def _as_listed(value: Any, possible: list[Any]) -> Any:
     """``value`` as its ``possible_values`` entry writes it (2 for 2.0). The scorer keys its
     bins by each value's text, so a value equal to a possible one but written otherwise falls
@@ -75,12 +95,7 @@ def _as_listed(value: Any, possible: list[Any]) -> Any:
     text = str(value)
     if any(str(p) == text for p in possible):
         return value
-    return next((p for p in possible if _equal(p, value)), value)
-
-
-def _equal(a: Any, b: Any) -> bool:
-    """Equal as values, booleans apart from numbers (JSON's true is not 1)."""
-    return a == b and isinstance(a, bool) == isinstance(b, bool)
+    return next((p for p in possible if same_value(p, value)), value)
 
 
 def read_reference(path: str | Path) -> Reference:

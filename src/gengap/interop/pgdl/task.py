@@ -28,7 +28,7 @@ from gengap.interop.pgdl.keras import (
     read_keras_weights,
     torch_input_shape,
 )
-from gengap.interop.pgdl.reference import CONFIGS_NAME, accuracy, read_json
+from gengap.interop.pgdl.reference import CONFIGS_NAME, accuracy, read_json, same_value
 from gengap.interop.pgdl.tfrecord import read_shards
 
 
@@ -76,24 +76,6 @@ def read_model_configs(path: Path) -> dict[str, ModelRecord]:
                                   "number") from None
         out[model_id] = ModelRecord(hparams, possible, metrics)
     return out
-
-
-def scalar(value: Any) -> bool | int | float | str:
-    """A hyperparameter value as a zoo option can hold it: lists, objects and null as their
-    JSON text (a layer-width list such as [128, 128], say)."""
-    if isinstance(value, bool | int | float | str):
-        return value
-    return json.dumps(value, sort_keys=True)
-
-
-def same_value(a: Any, b: Any) -> bool:
-    """Equal hyperparameter values, 256 and 256.0 alike (the public data mixed the two)."""
-    a, b = scalar(a), scalar(b)
-    numbers = (int, float)
-    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) \
-            and not isinstance(b, bool):
-        return float(a) == float(b)
-    return a == b
 
 
 def shard_paths(folder: Path) -> list[Path]:

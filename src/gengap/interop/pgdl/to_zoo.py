@@ -19,8 +19,9 @@ from typing import Any
 from pydantic import ValidationError
 
 from gengap.errors import GengapError
+from gengap.interop.pgdl.reference import same_value, scalar
 from gengap.interop.pgdl.registered import RESERVED
-from gengap.interop.pgdl.task import PgdlTask, load_task, same_value, scalar
+from gengap.interop.pgdl.task import PgdlTask, load_task
 from gengap.models.weight_check import weight_problem
 from gengap.specs import ArchSpec, DataSpec, ZooSpec, first_problem
 from gengap.zoo.store import Store
