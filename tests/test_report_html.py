@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from plotly.offline import get_plotlyjs
 from scipy.stats import kendalltau
@@ -317,3 +318,19 @@ def test_bad_arguments_are_one_clear_error(store: Store, tmp_path: Path, kwargs,
         write_report(store, **kwargs)
     assert not (tmp_path / "r.html").exists()
     assert not list(tmp_path.glob(".r.*tmp*"))  # nor its temporary file
+
+
+def test_the_report_notes_which_measures_come_last_once_under_the_ranking():
+    # the ranking table's own notes were dropped, and the CMI and robust tables repeated them
+    from gengap.report.evaluation import evaluate_frame
+
+    rng = np.random.default_rng(0)
+    done = pd.DataFrame({"h": np.arange(16) % 4, "seed": np.arange(16) // 4,
+                         "gap": rng.random(16), "run_id": [str(i) for i in range(16)],
+                         "train_acc": 1.0, "test_acc": rng.random(16)})
+    done["good"] = done["gap"] + rng.normal(0, 0.1, 16)
+    done["few"] = np.where(np.arange(16) < 3, done["gap"], np.nan)
+    result = evaluate_frame(done, ["good", "few"], ["h"], bootstrap=0, test_size=1000)
+    note = "ranked after the others: few (a value on fewer than 8 of the 16 networks)"
+    assert list(result.ranking["measure"]) == ["good", "few"]
+    assert [part for part, texts in result.notes.items() if note in texts] == ["ranking"]

@@ -102,4 +102,4 @@ def profile(ctx: MeasureContext, names: str | list[str] | None = None) -> Profil
         own[m.name] = spent - (sum(ctx.pass_seconds.values()) - passes_before)
         values.update(_flatten(m.name, value, spent))
     return Profile(values, own, dict(ctx.pass_seconds), time.perf_counter() - begun,
-                   {n: why for n, why in ctx.no_value.items() if n in values})
+                   ctx.reasons(values))

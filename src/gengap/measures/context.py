@@ -7,7 +7,7 @@ a suite costs one pass over the training data however many data measures it hold
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from functools import cached_property  # noqa: F401  (for measures' own properties)
 from typing import Any
 
@@ -118,6 +118,11 @@ class MeasureContext:
         # measure -> why its value is NaN (its formula does not apply here: NotApplicable)
         self.no_value: dict[str, str] = {}
         self.details: dict[str, Any] = {}  # what measures found besides the value
+
+    def reasons(self, names: Iterable[str]) -> dict[str, str]:
+        """:attr:`no_value` of the measures ``names`` only (not those they are built on)."""
+        wanted = set(names)
+        return {name: why for name, why in self.no_value.items() if name in wanted}
 
     def value(self, name: str) -> float:
         """The value of registered measure ``name``, computed once per context (measures

@@ -80,17 +80,23 @@ def evaluate_frame(
     except GengapError as err:
         result.note("ranking", f"not computed: {err}")
         return result
+    # the ranking's own notes (which measures come last, and why) once, under the ranking:
+    # the metric tables below carry them too
+    shown = list(ranking.attrs.get("notes", []))
+    for text in shown:
+        result.note("ranking", text)
     if not bootstrap:
         result.note("intervals", "not computed: no bootstrap resamples asked for")
     replicates = "seed" if "seed" in done and done["seed"].nunique() > 1 else None
     ranking = _join(result, "cmi", ranking, lambda: evaluate.ranking_table(
-        ranked, measures, axes, target, ("cmi",), grid="largest", replicates=replicates))
+        ranked, measures, axes, target, ("cmi",), grid="largest", replicates=replicates),
+        shown)
     if test_size is None:
         result.note("robust", "not computed: the runs' test-set sizes are unknown "
                     "(give them with --test-size N, or test_size= in Python)")
     else:
         ranking = _join(result, "robust", ranking, lambda: evaluate.ranking_table(
-            ranked, measures, axes, target, ("robust",), test_size=test_size))
+            ranked, measures, axes, target, ("robust",), test_size=test_size), shown)
     result.ranking = ranking
     _predictors(result, done, measures, axes, target, seed)
     return result
@@ -123,15 +129,18 @@ def _predictors(result: Evaluation, done: pd.DataFrame, measures: list[str], axe
         result.predictions = pd.concat(predictions, ignore_index=True)
 
 
-def _join(result: Evaluation, part: str, ranking: pd.DataFrame, compute) -> pd.DataFrame:
-    """``ranking`` with the metric columns of another table, by measure (order kept)."""
+def _join(result: Evaluation, part: str, ranking: pd.DataFrame, compute,
+          shown: Sequence[str] = ()) -> pd.DataFrame:
+    """``ranking`` with the metric columns of another table, by measure (order kept); the
+    other table's notes under ``part``, but for those already ``shown``."""
     try:
         table = compute()
     except GengapError as err:
         result.note(part, f"not computed: {err}")
         return ranking
     for text in table.attrs.get("notes", []):
-        result.note(part, text)
+        if text not in shown:
+            result.note(part, text)
     extra = table.drop(columns=[c for c in ("n",) if c in table]).set_index("measure")
     joined = ranking.join(extra, on="measure")
     joined.attrs = {}

@@ -94,8 +94,8 @@ def measure_run(
             for name, value in seconds.items():
                 into[name] = into.get(name, 0.0) + value
         values = result.values
-    if no_value_into is not None:  # those asked for, not the measures they are built on
-        no_value_into.update({n: why for n, why in ctx.no_value.items() if n in names})
+    if no_value_into is not None:
+        no_value_into.update(ctx.reasons(names))
     return values
 
 
@@ -221,8 +221,8 @@ def _count(into: dict[str, dict[str, int]] | None, reasons: dict[str, str]) -> N
     if into is None:
         return
     for name, reason in reasons.items():
-        into.setdefault(name, {})
-        into[name][reason] = into[name].get(reason, 0) + 1
+        counts = into.setdefault(name, {})
+        counts[reason] = counts.get(reason, 0) + 1
 
 
 def _plain(row: dict[str, Any]) -> dict[str, Any]:

@@ -79,9 +79,7 @@ def same_value(a: Any, b: Any) -> bool:
     a, b = scalar(a), scalar(b)
     if isinstance(a, bool) != isinstance(b, bool):  # JSON's true is not 1
         return False
-    numbers = (int, float)
-    if isinstance(a, numbers) and isinstance(b, numbers) and not isinstance(a, bool) \
-            and not isinstance(b, bool):
+    if isinstance(a, int | float) and isinstance(b, int | float):
         return float(a) == float(b)
     return a == b
 
