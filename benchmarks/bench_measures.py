@@ -25,6 +25,7 @@ Checks, after the timing:
 
     .venv/bin/python benchmarks/bench_measures.py [--examples 10000] [--width 200]
         [--train-epochs 0] [--device auto] [--measures NAMES] [--check-examples 1000]
+        [--precision auto|float32|bfloat16]
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ from measures_reference import alpha_drop, deterministic, sigma_drop
 from gengap.device import resolve_device
 from gengap.measures import MeasureContext, available, measures, profile
 from gengap.models import build
-from gengap.specs import ArchSpec
+from gengap.specs import ArchSpec, MeasureOptions
 
 
 def sync(device: torch.device) -> None:
@@ -86,6 +87,8 @@ def main() -> None:
     parser.add_argument("--measures", default=None, help="names or groups (default: all)")
     parser.add_argument("--skip", default="", help="comma-separated measures not to time")
     parser.add_argument("--check-examples", type=int, default=1000)
+    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+                        help="MeasureOptions.precision of the Monte Carlo passes")
     args = parser.parse_args()
     device = resolve_device(args.device)
     torch.manual_seed(0)
@@ -105,6 +108,7 @@ def main() -> None:
     model.eval()
 
     ctx = MeasureContext(model, init, x, y, device=device,
+                         options=MeasureOptions(precision=args.precision),
                          trajectory={"steps_to_ce_0.1": None, "steps_to_ce_0.01": None})
     skip = {n for n in args.skip.split(",") if n}
     names = [n for n in available(ctx, args.measures) if n not in skip]
@@ -129,6 +133,12 @@ def main() -> None:
     again = copy.deepcopy(model).train()
     epoch_after = one_epoch(again, x, y, device,
                             torch.optim.SGD(again.parameters(), lr=0.01, momentum=0.9), seed=1)
+    # for scale only: the same epoch with its forward under bfloat16 autocast, the arithmetic
+    # the Monte Carlo passes may use (the unit stays the float32 epoch above)
+    again = copy.deepcopy(model).train()
+    with torch.autocast(device.type, dtype=torch.bfloat16):
+        epoch_bf16 = one_epoch(again, x, y, device,
+                               torch.optim.SGD(again.parameters(), lr=0.01, momentum=0.9), seed=1)
     del again
     quick = [s for s in own.values() if s < 0.005]
     label = f"(the other {len(quick)} measures)"
@@ -144,6 +154,10 @@ def main() -> None:
     print(f"the same epoch timed after the catalogue: {epoch_after:.1f} s, against which the "
           f"catalogue is {total / epoch_after:.2f} epochs (against the mean of both: "
           f"{2 * total / (epoch + epoch_after):.2f})", flush=True)
+    print(f"Monte Carlo passes (σ′, α′, module criticality) in "
+          f"{ctx.details.get('monte_carlo_precision', '-')} (precision {args.precision}); "
+          f"for scale, the epoch with its forward under bfloat16 autocast: {epoch_bf16:.1f} s "
+          f"(the catalogue would be {total / epoch_bf16:.2f} of those)", flush=True)
     skipped = sorted(set(measures) - set(names) - skip)
     if skipped:
         print(f"not computed here (need a second run or other inputs): {', '.join(skipped)}")

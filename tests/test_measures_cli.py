@@ -69,9 +69,13 @@ def test_measure_one_safetensors_file(one_model, tmp_path: Path):
     out = tmp_path / "values.json"
     done = gengap("measure", str(weights), "--arch", "family=mlp,width=8,depth=1",
                   "--data", "digits", "--init", str(init_weights), "--measures",
-                  "norm,size,wstat", "--device", "cpu", "--profile", "--out", str(out))
+                  "norm,size,wstat,pacbayes_sigma", "--device", "cpu", "--profile", "--out",
+                  str(out))
     assert done.returncode == 0, done.stderr
     assert "profile: shared passes" in done.stdout and "logits" in done.stdout
+    # a tiny model: float32 whatever the CPU (gengap.measures.precision)
+    assert ("Monte Carlo passes (σ′, α′, module criticality) in float32 (1 run)"
+            in " ".join(done.stdout.split()))
     values = json.loads(out.read_text())
     splits = load(DataSpec(name="digits"))
     ctx = MeasureContext(final, init, splits.x_train, splits.y_train, device="cpu")
@@ -161,9 +165,11 @@ def test_measure_a_zoo_with_workers_and_profile(tiny_zoo_toml: Path, tmp_path: P
     again = gengap("measure", str(out), "--measures", names)
     assert "measured 0 runs" in again.stdout
     # ... and one process recomputes the same values, with a profile.
-    serial = gengap("measure", str(out), "--measures", "grad_noise,sum_of_spec_fft",
+    serial = gengap("measure", str(out), "--measures", "grad_noise,sum_of_spec_fft,pacbayes_sigma",
                     "--recompute", "--profile", "--device", "cpu")
     assert serial.returncode == 0 and "profile: measures (own time)" in serial.stdout
+    assert ("Monte Carlo passes (σ′, α′, module criticality) in float32 (4 runs)"
+            in " ".join(serial.stdout.split()))
     after = Store(out).frame()
     for name in ("grad_noise", "sum_of_spec_fft"):
         assert after[name].tolist() == pytest.approx(frame[name].tolist(), rel=1e-6), name

@@ -45,11 +45,16 @@ def drop_under_noise(w, x, y, std) -> float:
     return float(1 - norm.cdf(margin / np.sqrt(var)).mean())
 
 
-def test_sigma_prime_has_the_closed_form_accuracy_drop(gaussian_case):
+PRECISIONS = pytest.mark.parametrize("precision", ["float32", "bfloat16"])
+
+
+@PRECISIONS
+def test_sigma_prime_has_the_closed_form_accuracy_drop(gaussian_case, precision):
     w, x, y = gaussian_case
     init_w = w * 0.3
     ctx = MeasureContext(nn.Sequential(linear(w)), init_model=nn.Sequential(linear(init_w)),
-                         x_train=torch.from_numpy(x), y_train=torch.from_numpy(y), device="cpu")
+                         x_train=torch.from_numpy(x), y_train=torch.from_numpy(y), device="cpu",
+                         options=MeasureOptions(precision=precision))
     got = compute(ctx, ["pacbayes_sigma", "pacbayes_init", "pacbayes_orig", "pacbayes_flatness"])
     sigma = got["pacbayes_sigma"]
     # The noise applied has standard deviation σ (not σ²): the closed-form drop at σ′ is 0.1.
@@ -65,11 +70,13 @@ def test_sigma_prime_has_the_closed_form_accuracy_drop(gaussian_case):
     assert result.value == sigma and result.examples > 0 and result.probes[-1].scale == sigma
 
 
-def test_magnitude_aware_sigma_prime_and_its_bounds(gaussian_case):
+@PRECISIONS
+def test_magnitude_aware_sigma_prime_and_its_bounds(gaussian_case, precision):
     w, x, y = gaussian_case
     init_w = w * 0.3
     ctx = MeasureContext(nn.Sequential(linear(w)), init_model=nn.Sequential(linear(init_w)),
-                         x_train=torch.from_numpy(x), y_train=torch.from_numpy(y), device="cpu")
+                         x_train=torch.from_numpy(x), y_train=torch.from_numpy(y), device="cpu",
+                         options=MeasureOptions(precision=precision))
     names = ["pacbayes_mag_sigma", "pacbayes_mag_init", "pacbayes_mag_orig",
              "pacbayes_mag_flatness"]
     got = compute(ctx, names)
@@ -113,7 +120,8 @@ def test_alpha_prime_has_the_closed_form_worst_case_drop(box_case):
     wd, bd = w.astype(np.float64), b.astype(np.float64)
     init = nn.Sequential(linear(w * 0.5, b * 0.5))
     ctx = MeasureContext(nn.Sequential(linear(w, b)), init_model=init,
-                         x_train=torch.from_numpy(x), y_train=torch.from_numpy(y), device="cpu")
+                         x_train=torch.from_numpy(x), y_train=torch.from_numpy(y), device="cpu",
+                         options=MeasureOptions(precision="float32"))
     names = ["sharpness_alpha", "sharpness_init", "sharpness_orig", "sharpness_flatness",
              "sharpness_mag_alpha", "sharpness_mag_init", "sharpness_mag_orig",
              "sharpness_mag_flatness"]
@@ -150,6 +158,22 @@ def test_alpha_prime_has_the_closed_form_worst_case_drop(box_case):
         den = eps**2 + alpha_mag**2 * (params - params0) ** 2
         expected = 0.25 * np.sum(np.log(num / den)) + math.log(m / delta_conf) + 10
         assert got[name] == pytest.approx(expected, rel=1e-6), name
+
+
+def test_alpha_prime_in_bfloat16_is_the_closed_form_within_its_rounding(box_case):
+    """The plain box's worst-case drop is a cliff here (a fifth of the flip radii lie within
+    0.7 % of each other, around the 10 % quantile), so the drop at α′ would flag a 0.2 % error
+    in α′; bfloat16 (8 significant bits) is asked to land within 0.5 % of the exact α′."""
+    w, b, x, y, c, v = box_case
+    wd, bd = w.astype(np.float64), b.astype(np.float64)
+    ctx = MeasureContext(nn.Sequential(linear(w, b)), x_train=torch.from_numpy(x),
+                         y_train=torch.from_numpy(y), device="cpu",
+                         options=MeasureOptions(precision="bfloat16"))
+    got = compute(ctx, ["sharpness_alpha"])["sharpness_alpha"]
+    assert ctx.details["monte_carlo_precision"] == "bfloat16"
+    margin = x.astype(np.float64) @ (wd[0] - wd[1]) + (bd[0] - bd[1])
+    flip = margin / (2 * (np.abs(x).sum(1) + 1))
+    assert got == pytest.approx(np.quantile(flip, 0.1), rel=5e-3)
 
 
 def test_bisection_finds_the_scale_of_a_known_monotone_drop():

@@ -327,6 +327,11 @@ class MeasureOptions(_Spec):
     grad_batches: int = Field(32, ge=2, description="minibatches of the gradient-noise measure")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of every random draw of the "
                       "measures")
+    precision: Literal["auto", "float32", "bfloat16"] = Field(
+        "auto", description="arithmetic of the Monte Carlo forward passes (σ′ and α′ "
+        "searches, module criticality) of a float32 model: bfloat16 autocast, float32, or "
+        "auto: bfloat16 where the device computes it natively and the model costs at least "
+        "1 MFLOP per example (gengap.measures.precision); other models keep their dtype")
 
 
 class RunSpec(_Spec):

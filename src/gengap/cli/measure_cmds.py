@@ -41,7 +41,8 @@ def measure_target(
     count = measure_step(Store(target), measures, device, data_dir, recompute, workers, timings)
     console.print(f"measured {count} runs in {target}")
     if timings is not None:
-        print_profile(timings.get("measures", {}), timings.get("passes", {}))
+        print_profile(timings.get("measures", {}), timings.get("passes", {}),
+                      timings.get("monte_carlo_precision", {}))
 
 
 def _measure_file(
@@ -77,11 +78,14 @@ def _measure_file(
             write_table(pd.DataFrame([values]), out)
         console.print(f"wrote {out}")
     if profile:
-        print_profile(result.measure_seconds, result.pass_seconds)
+        print_profile(result.measure_seconds, result.pass_seconds,
+                      {result.monte_carlo_precision: 1} if result.monte_carlo_precision else {})
 
 
-def print_profile(measure_seconds: dict[str, float], pass_seconds: dict[str, float]) -> None:
-    """Two tables: each measure's own time and each shared pass's time, largest first."""
+def print_profile(measure_seconds: dict[str, float], pass_seconds: dict[str, float],
+                  precision_runs: dict[str, float] | None = None) -> None:
+    """Two tables: each measure's own time and each shared pass's time, largest first; then
+    the arithmetic of the Monte Carlo passes (``precision_runs``: precision -> runs)."""
     total = sum(measure_seconds.values()) + sum(pass_seconds.values())
     for title, seconds in (("shared passes", pass_seconds), ("measures (own time)",
                                                              measure_seconds)):
@@ -92,3 +96,7 @@ def print_profile(measure_seconds: dict[str, float], pass_seconds: dict[str, flo
         if not frame.empty:
             console.print(frame_table(frame, title=f"profile: {title}", digits=4))
     console.print(f"total {total:.3f} s")
+    if precision_runs:
+        console.print("Monte Carlo passes (σ′, α′, module criticality) in " + ", ".join(
+            f"{name} ({runs:g} run{'s' if runs != 1 else ''})"
+            for name, runs in sorted(precision_runs.items())) + " (MeasureOptions.precision)")

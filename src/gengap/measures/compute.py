@@ -86,6 +86,8 @@ class Profile:
     pass_seconds: dict[str, float]
     total_seconds: float
     no_value: dict[str, str] = field(default_factory=dict)  # NaN measures: why (no_value)
+    # the arithmetic of the Monte Carlo passes, where one ran ("" otherwise; precision.py)
+    monte_carlo_precision: str = ""
 
 
 def profile(ctx: MeasureContext, names: str | list[str] | None = None) -> Profile:
@@ -102,4 +104,4 @@ def profile(ctx: MeasureContext, names: str | list[str] | None = None) -> Profil
         own[m.name] = spent - (sum(ctx.pass_seconds.values()) - passes_before)
         values.update(_flatten(m.name, value, spent))
     return Profile(values, own, dict(ctx.pass_seconds), time.perf_counter() - begun,
-                   ctx.reasons(values))
+                   ctx.reasons(values), ctx.details.get("monte_carlo_precision", ""))

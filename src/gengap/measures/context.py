@@ -320,7 +320,21 @@ class MeasureContext:
         """The folded model as a function of one flat parameter vector (perturbation.py)."""
         from gengap.measures.perturbation import FlatNet
 
-        return FlatNet(self.folded, self.device)
+        return FlatNet(self.folded, self.device, self.monte_carlo_dtype)
+
+    @cached_property
+    def monte_carlo_dtype(self) -> torch.dtype | None:
+        """The autocast dtype of the σ′/α′ searches and module criticality (``None``: the
+        model's own), from ``options.precision`` (:func:`gengap.measures.precision.
+        monte_carlo_dtype`); recorded in ``details["monte_carlo_precision"]``."""
+        from gengap.measures.precision import monte_carlo_dtype
+
+        x, _ = self.require_data()
+        dtype = monte_carlo_dtype(self.options.precision, self.folded, x[:1].to(self.device),
+                                  self.device)
+        own = next((p.dtype for p in self.folded.parameters()), torch.float32)
+        self.details["monte_carlo_precision"] = str(dtype or own).removeprefix("torch.")
+        return dtype
 
     @cached_property
     def init_vector(self) -> torch.Tensor:

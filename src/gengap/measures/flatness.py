@@ -19,6 +19,7 @@ from gengap.measures.features import head_matrix, weight_layers
 from gengap.measures.gauss_newton_trace import NotExact, gauss_newton_trace
 from gengap.measures.hessian import Lanczos, hutchinson_trace, lanczos, loss_hvp
 from gengap.measures.layers import forward_copy
+from gengap.measures.precision import autocast
 from gengap.measures.registry import NotApplicable, measure
 from gengap.measures.relative_flatness import (
     feature_layer,
@@ -164,9 +165,17 @@ def _mean_loss(model: nn.Module, x: torch.Tensor, y: torch.Tensor, device: torch
                batch_size: int) -> float:
     total = 0.0
     for i in range(0, len(x), batch_size):
-        xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
-        total += float(nn.functional.cross_entropy(model(xb), yb, reduction="sum"))
+        total += _loss_sum(model, x[i : i + batch_size].to(device),
+                           y[i : i + batch_size].to(device))
     return total / len(x)
+
+
+def _loss_sum(model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Summed cross-entropy, taken in float32 at least (logits computed under autocast are
+    bfloat16)."""
+    logits = model(x)
+    logits = logits.to(torch.promote_types(logits.dtype, torch.float32))
+    return float(nn.functional.cross_entropy(logits, y, reduction="sum"))
 
 
 def grid_point_generator(seed: int, layer: int, alpha_index: int, sigma_index: int
@@ -204,8 +213,8 @@ def perturbed_loss(model: nn.Module, layer: nn.Module, base: torch.Tensor, sigma
             layer.weight.copy_(weight if scale is None else weight * scale)
             draw_total = 0.0
             for i in range(0, len(x), batch_size):
-                xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
-                draw_total += float(nn.functional.cross_entropy(model(xb), yb, reduction="sum"))
+                draw_total += _loss_sum(model, x[i : i + batch_size].to(device),
+                                        y[i : i + batch_size].to(device))
                 if total + draw_total > budget:
                     return (total + draw_total) / (draws * len(x))
             if torch.equal(weight, base):
@@ -265,6 +274,7 @@ def module_criticality_scores(
     grid: int = CRITICALITY_GRID,
     rtol: float = CRITICALITY_RTOL,
     risk: float | None = CRITICALITY_REJECT_RISK,
+    autocast_dtype: torch.dtype | None = None,
 ) -> dict[str, float]:
     """Criticality of each Linear/Conv weight (Chatterji et al. 2020): the least
     (α/σ)² ‖W_F − W_0‖_F² over the grid α ∈ {0, 1/g, …, 1} × σ ∈ :func:`criticality_sigmas`
@@ -294,7 +304,18 @@ def module_criticality_scores(
     holds a feasible point the result is the whole grid's minimum (up to rounding: losses are
     summed in batches of 128, on a copy of the network with its BatchNorm folded into the
     layers before it). In an ``nn.Sequential`` the output of the layers before the perturbed
-    one is computed once per layer, not once per draw."""
+    one is computed once per layer, not once per draw. With ``autocast_dtype`` every forward
+    pass, the final loss's too, runs under autocast to it (:mod:`gengap.measures.precision`).
+    """
+    with autocast(device, autocast_dtype):
+        return _criticality_scores(model, init_model, x, y, device, batch_size, seed, draws,
+                                   grid, rtol, risk)
+
+
+def _criticality_scores(model: nn.Module, init_model: nn.Module, x: torch.Tensor,
+                        y: torch.Tensor, device: torch.device, batch_size: int, seed: int,
+                        draws: int, grid: int, rtol: float, risk: float | None
+                        ) -> dict[str, float]:
     chunk = min(batch_size, CRITICALITY_CHUNK)
     # the perturbed weight is scaled as a BatchNorm folded into its layer would scale it
     work, scales = forward_copy(model, x[:2].to(device))
@@ -396,7 +417,7 @@ def module_criticality(ctx: MeasureContext) -> float:
         raise NotApplicable("no Linear or Conv layer: module criticality perturbs their weights")
     x, y = _subset(ctx, CRITICALITY_EXAMPLES)
     scores = module_criticality_scores(
-        ctx.model, ctx.require_init(), x, y, ctx.device, ctx.batch_size, ctx.options.seed
-    )
+        ctx.model, ctx.require_init(), x, y, ctx.device, ctx.batch_size, ctx.options.seed,
+        autocast_dtype=ctx.monte_carlo_dtype)
     ctx.details["module_criticality"] = scores
     return sum(scores.values())

@@ -8,19 +8,23 @@ import torch
 from torch import nn
 from torch.func import functional_call, vmap
 
+from gengap.measures.precision import autocast
 from gengap.models.channels_last import channels_last_safe
 
 
 class FlatNet:
     """``model`` (kept in eval mode) with its parameters read from a flat vector (of the
-    parameters' dtype: float32 for most models, float64 for a float64 one).
+    parameters' dtype: float32 for most models, float64 for a float64 one), computed under
+    autocast to ``autocast_dtype`` when given (:mod:`gengap.measures.precision`).
 
     ``vector`` holds every parameter of the model (for a BatchNorm-folded model: the Linear and
     Conv weights and biases); buffers (BatchNorm statistics that could not be folded) stay fixed.
     """
 
-    def __init__(self, model: nn.Module, device: torch.device) -> None:
+    def __init__(self, model: nn.Module, device: torch.device,
+                 autocast_dtype: torch.dtype | None = None) -> None:
         self.model = model.to(device).eval()
+        self.autocast_dtype = autocast_dtype  # see gengap.measures.precision
         named = [(n, p.detach()) for n, p in self.model.named_parameters()]
         self.names = [n for n, _ in named]
         self.shapes = [p.shape for _, p in named]
@@ -45,8 +49,11 @@ class FlatNet:
         return views
 
     def forward(self, vector: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-        """Logits of the network with parameters ``vector`` on inputs ``x``."""
-        return functional_call(self.model, (self.unflatten(vector), self.buffers), (x,))
+        """Logits of the network with parameters ``vector`` on inputs ``x`` (computed under
+        autocast to ``autocast_dtype`` when it is set, returned in float32 then)."""
+        with autocast(self.device, self.autocast_dtype):
+            logits = functional_call(self.model, (self.unflatten(vector), self.buffers), (x,))
+        return logits if self.autocast_dtype is None else logits.float()
 
     @torch.no_grad()
     def forward_many(self, vectors: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:

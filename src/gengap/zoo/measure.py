@@ -70,9 +70,10 @@ def measure_run(
     dict to fill: measure -> why its value is NaN, where its formula does not apply); with
     ``profile_into``,
     add each measure's own seconds to ``profile_into["measures"]`` and each shared pass's to
-    ``profile_into["passes"]``. ``partner``: the run of the same spec with another seed (see
-    :func:`seed_partners`), the second model of the agreement measures, which compare the two
-    on the test split's inputs."""
+    ``profile_into["passes"]``, and count the run under its Monte Carlo passes' precision in
+    ``profile_into["monte_carlo_precision"]`` where they ran. ``partner``: the run of the
+    same spec with another seed (see :func:`seed_partners`), the second model of the agreement
+    measures, which compare the two on the test split's inputs."""
     ctx = MeasureContext(
         load_model(store, run, splits, "final"),
         init_model=load_model(store, run, splits, "init") if has_init(store, run) else None,
@@ -93,6 +94,9 @@ def measure_run(
             into = profile_into.setdefault(part, {})
             for name, value in seconds.items():
                 into[name] = into.get(name, 0.0) + value
+        if result.monte_carlo_precision:
+            runs = profile_into.setdefault("monte_carlo_precision", {})
+            runs[result.monte_carlo_precision] = runs.get(result.monte_carlo_precision, 0) + 1
         values = result.values
     if no_value_into is not None:
         no_value_into.update(ctx.reasons(names))

@@ -1,0 +1,129 @@
+"""The precision of the Monte Carlo passes (MeasureOptions.precision): which dtype "auto" picks,
+that the passes really run in it, and that the searches keep their meaning in bfloat16."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+from gengap.measures import MeasureContext, compute
+from gengap.measures import precision as precision_module
+from gengap.measures.flatness import module_criticality_scores
+from gengap.measures.perturbation import FlatNet
+from gengap.measures.precision import autocast, forward_flops, monte_carlo_dtype
+from gengap.specs import MeasureOptions
+
+CPU = torch.device("cpu")
+
+
+def test_forward_flops_of_a_linear_layer_is_twice_its_multiply_adds() -> None:
+    assert forward_flops(nn.Linear(300, 200), torch.randn(1, 300)) == 2 * 300 * 200
+
+
+@pytest.mark.parametrize("native", [True, False])
+def test_auto_takes_bfloat16_only_where_native_and_the_model_is_large_enough(
+        monkeypatch: pytest.MonkeyPatch, native: bool) -> None:
+    monkeypatch.setattr(precision_module, "native_bfloat16", lambda device: native)
+    large = nn.Sequential(nn.Linear(1000, 600), nn.ReLU(), nn.Linear(600, 10))  # 1.2 MFLOP
+    small = nn.Sequential(nn.Linear(100, 50), nn.ReLU(), nn.Linear(50, 10))  # 11 kFLOP
+    example_large, example_small = torch.randn(1, 1000), torch.randn(1, 100)
+    assert monte_carlo_dtype("auto", large, example_large, CPU) == (
+        torch.bfloat16 if native else None)
+    assert monte_carlo_dtype("auto", small, example_small, CPU) is None
+    # asked for explicitly, whatever the hardware; float32 never autocasts
+    assert monte_carlo_dtype("bfloat16", small, example_small, CPU) == torch.bfloat16
+    assert monte_carlo_dtype("float32", large, example_large, CPU) is None
+    # a float64 model keeps its precision, asked or not
+    wide = copy.deepcopy(large).double()
+    for precision in ("auto", "bfloat16"):
+        assert monte_carlo_dtype(precision, wide, example_large.double(), CPU) is None
+
+
+def test_native_bfloat16_reads_the_cpus_capabilities(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False, raising=False)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False, raising=False)
+    assert not precision_module.native_bfloat16(CPU)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: True, raising=False)
+    assert precision_module.native_bfloat16(CPU)
+    assert not precision_module.native_bfloat16(torch.device("meta"))
+
+
+def test_autocast_sees_weights_changed_in_place_between_forwards() -> None:
+    """Module criticality copies each perturbed weight into its layer: a cached bfloat16 cast
+    of the old weight would make every perturbation look like none."""
+    layer = nn.Linear(4, 3)
+    x = torch.randn(5, 4)
+    with torch.no_grad(), autocast(CPU, torch.bfloat16):
+        before = layer(x).float()
+        layer.weight.mul_(3.0)
+        layer.bias.zero_()
+        after = layer(x).float()
+        assert after.dtype == torch.float32 and layer(x).dtype == torch.bfloat16
+    expected = x @ layer.weight.detach().T
+    torch.testing.assert_close(after, expected, rtol=2e-2, atol=2e-2)
+    assert not torch.allclose(before, after, rtol=0.1, atol=0.1)
+
+
+def test_flat_net_in_bfloat16_is_close_to_float32_and_differentiable() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(20, 64), nn.ReLU(), nn.Linear(64, 5))
+    plain, low = FlatNet(model, CPU), FlatNet(model, CPU, torch.bfloat16)
+    x = torch.randn(50, 20)
+    exact, rounded = plain.forward(plain.vector, x), low.forward(low.vector, x)
+    assert rounded.dtype == torch.float32
+    assert not torch.equal(exact, rounded)  # it did run in bfloat16
+    torch.testing.assert_close(rounded, exact, rtol=0.05, atol=0.05)
+    u = torch.zeros_like(low.vector, requires_grad=True)
+    loss = nn.functional.cross_entropy(low.forward(low.vector + u, x), torch.zeros(50).long())
+    (grad,) = torch.autograd.grad(loss, u)
+    assert grad.dtype == torch.float32 and bool(grad.abs().sum() > 0)
+
+
+def test_context_records_the_precision_of_its_passes() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
+    x, y = torch.randn(40, 6), torch.randint(0, 2, (40,))
+    for precision, expected in (("bfloat16", "bfloat16"), ("float32", "float32"),
+                                ("auto", "float32")):  # a tiny model: float32 everywhere
+        ctx = MeasureContext(model, x_train=x, y_train=y, device="cpu",
+                             options=MeasureOptions(precision=precision))
+        assert ctx.flat_net.autocast_dtype == (torch.bfloat16 if expected == "bfloat16"
+                                               else None)
+        assert ctx.details["monte_carlo_precision"] == expected
+
+
+def trained_float32() -> tuple[nn.Module, nn.Module, torch.Tensor, torch.Tensor]:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 16), nn.ReLU(), nn.Linear(16, 4))
+    init = copy.deepcopy(net)
+    x, y = torch.randn(64, 3), torch.randint(0, 4, (64,))
+    opt = torch.optim.SGD(net.parameters(), lr=0.5)
+    for _ in range(300):
+        opt.zero_grad()
+        nn.functional.cross_entropy(net(x), y).backward()
+        opt.step()
+    return net.eval(), init, x, y
+
+
+def test_module_criticality_in_bfloat16_perturbs_and_matches_float32() -> None:
+    net, init, x, y = trained_float32()
+    exact = module_criticality_scores(net, init, x, y, CPU, draws=4)
+    low = module_criticality_scores(net, init, x, y, CPU, draws=4,
+                                    autocast_dtype=torch.bfloat16)
+    assert all(0 < v < float("inf") for v in low.values())  # both layers moved
+    assert low == pytest.approx(exact, rel=1e-9)
+
+
+def test_sigma_and_alpha_prime_in_bfloat16_agree_with_float32() -> None:
+    """Each search finds, in bfloat16, a scale whose float32 drop is the target's: the same
+    scale as in float32 within the searches' own spread."""
+    net, _, x, y = trained_float32()
+    names = ["pacbayes_sigma", "pacbayes_mag_sigma", "sharpness_alpha"]
+    found = {p: compute(MeasureContext(net, x_train=x, y_train=y, device="cpu",
+                                       options=MeasureOptions(precision=p)), names)
+             for p in ("float32", "bfloat16")}
+    for name in names:
+        assert found["bfloat16"][name] == pytest.approx(found["float32"][name], rel=0.25), name
