@@ -4,10 +4,12 @@ that the passes really run in it, and that the searches keep their meaning in bf
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 from gengap.measures import MeasureContext, compute
 from gengap.measures import precision as precision_module
@@ -21,6 +23,34 @@ CPU = torch.device("cpu")
 
 def test_forward_flops_of_a_linear_layer_is_twice_its_multiply_adds() -> None:
     assert forward_flops(nn.Linear(300, 200), torch.randn(1, 300)) == 2 * 300 * 200
+
+
+def test_forward_flops_count_convolutions_as_torchs_flop_counter_does() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 8, 3, stride=2, padding=1), nn.BatchNorm2d(8),
+                          nn.ReLU(), nn.Conv2d(8, 8, 3, padding=1, groups=4), nn.Flatten(),
+                          nn.Linear(8 * 8 * 8, 10)).eval()
+    example = torch.randn(1, 3, 16, 16)
+    with FlopCounterMode(display=False) as counter:
+        model(example)
+    assert forward_flops(model, example) == counter.get_total_flops()
+
+
+def test_forward_flops_of_attention_count_its_projections_and_products() -> None:
+    width, length = 16, 7
+    layer = nn.TransformerEncoderLayer(width, 4, dim_feedforward=32, batch_first=True).eval()
+    # projections q, k, v, out over 7 tokens; scores and weighted sum (7 x 7 x 16 each);
+    # the feed-forward's two layers
+    expected = 2 * (4 * width * width * length + 2 * length * length * width
+                    + 2 * width * 32 * length)
+    with torch.no_grad():  # the fused path (no module hook) is not taken for the count
+        assert forward_flops(layer, torch.randn(1, length, width)) == expected
+
+
+def test_native_bfloat16_on_cuda_means_ampere_or_later(monkeypatch: pytest.MonkeyPatch) -> None:
+    for major, native in ((7, False), (8, True), (9, True)):
+        monkeypatch.setattr(torch.cuda, "get_device_capability",
+                            lambda device=None, major=major: (major, 0))
+        assert precision_module.native_bfloat16(torch.device("cuda")) is native
 
 
 @pytest.mark.parametrize("native", [True, False])
@@ -115,6 +145,50 @@ def test_module_criticality_in_bfloat16_perturbs_and_matches_float32() -> None:
                                     autocast_dtype=torch.bfloat16)
     assert all(0 < v < float("inf") for v in low.values())  # both layers moved
     assert low == pytest.approx(exact, rel=1e-9)
+
+
+class SharedConvOutput(nn.Module):
+    """A BatchNorm that must not be folded: the convolution's output also skips past it."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.bn = nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8)
+        self.head = nn.Linear(8 * 8 * 8, 4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        c = self.conv(x.float())  # float32 whatever the input: BatchNorm folding's check runs
+        return self.head((self.bn(c) + c).relu().flatten(1))  # in the model's arithmetic
+
+
+def test_module_criticality_in_bfloat16_checks_batchnorm_folding_in_float32() -> None:
+    """Folding is checked on the model's outputs; under bfloat16 autocast that check's
+    rounding allowance would let a wrong fold through (13x the float32 score of the head)."""
+    torch.manual_seed(0)
+    model = SharedConvOutput().eval()
+    with torch.no_grad():
+        model.bn.running_mean.uniform_(-1, 1)
+        model.bn.running_var.uniform_(0.5, 2)
+        model.bn.weight.uniform_(0.5, 2)
+        init = copy.deepcopy(model)
+        for p in init.parameters():
+            p.mul_(0.5)
+        x = torch.randn(64, 3, 8, 8)
+        y = model(x).argmax(1)
+    exact = module_criticality_scores(model, init, x, y, CPU, draws=2)
+    low = module_criticality_scores(model, init, x, y, CPU, draws=2,
+                                    autocast_dtype=torch.bfloat16)
+    for name, score in exact.items():  # at most one σ step of the grid apart
+        assert 0.25 <= low[name] / score <= 4, (name, low[name], score)
+
+
+def test_no_monte_carlo_precision_is_reported_where_no_pass_ran() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 2))
+    x, y = torch.randn(40, 6), torch.randint(0, 2, (40,))
+    y = 1 - model(x).argmax(1).detach()  # every answer wrong: no σ′ (NaN)
+    ctx = MeasureContext(model, x_train=x, y_train=y, device="cpu")
+    assert math.isnan(compute(ctx, ["pacbayes_sigma", "sharpness_alpha"])["pacbayes_sigma"])
+    assert "monte_carlo_precision" not in ctx.details
 
 
 def test_sigma_and_alpha_prime_in_bfloat16_agree_with_float32() -> None:

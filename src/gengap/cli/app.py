@@ -11,7 +11,15 @@ import typer
 from gengap.cli.console import console, errors, frame_table
 from gengap.cli.data_cmds import data_app
 from gengap.cli.evaluate_cmds import evaluate
-from gengap.cli.options import DataDir, Device, OptionError, Workers, checked, population_mode
+from gengap.cli.options import (
+    DataDir,
+    Device,
+    OptionError,
+    Precision,
+    Workers,
+    checked,
+    population_mode,
+)
 from gengap.cli.pgdl_app import pgdl_app
 from gengap.cli.pgdl_cmds import zoo_import_cnnzoo  # also registers `gengap pgdl` commands
 from gengap.cli.pgdl_score import pgdl_score  # noqa: F401  (registers `gengap pgdl score`)
@@ -185,13 +193,14 @@ def measure(
     out: Annotated[
         Path | None, typer.Option(help="one model: also write the values (.json or .csv)")
     ] = None,
+    precision: Precision = "auto",
 ) -> None:
     """Compute the measures each finished run of a zoo still lacks and store them, or measure
     one network given as a safetensors file."""
     from gengap.cli.measure_cmds import measure_target
 
     measure_target(ctx, target, measures, recompute, device, data_dir, workers, arch, data,
-                   init, profile, out)
+                   init, profile, out, precision)
 
 
 @measures_app.command("list")

@@ -19,7 +19,7 @@ from gengap.table_file import write_table
 def measure_target(
     ctx: typer.Context, target: Path, measures: str | None, recompute: bool, device: str,
     data_dir: Path | None, workers: int, arch: str | None, data: str | None, init: Path | None,
-    profile: bool, out: Path | None,
+    profile: bool, out: Path | None, precision: str = "auto",
 ) -> None:
     """Dispatch on TARGET: a zoo folder, or a ``.safetensors`` file with ``--arch``/``--data``."""
     if target.suffix == ".safetensors" or target.is_file():
@@ -28,7 +28,8 @@ def measure_target(
         if recompute or workers > 1:  # refused rather than ignored
             raise OptionError("--recompute and --workers are for a zoo folder; one file is "
                               "measured once, in this process", ctx)
-        _measure_file(ctx, target, measures, device, data_dir, arch, data, init, profile, out)
+        _measure_file(ctx, target, measures, device, data_dir, arch, data, init, profile, out,
+                      precision)
         return
     if arch or data or init or out:
         raise OptionError("--arch, --data, --init and --out are for a single .safetensors file",
@@ -38,7 +39,8 @@ def measure_target(
     if profile and workers > 1:
         raise OptionError("--profile times one process: use it with --workers 1", ctx)
     timings: dict[str, dict[str, float]] | None = {} if profile else None
-    count = measure_step(Store(target), measures, device, data_dir, recompute, workers, timings)
+    count = measure_step(Store(target), measures, device, data_dir, recompute, workers, timings,
+                         precision)
     console.print(f"measured {count} runs in {target}")
     if timings is not None:
         print_profile(timings.get("measures", {}), timings.get("passes", {}),
@@ -48,9 +50,9 @@ def measure_target(
 def _measure_file(
     ctx: typer.Context, target: Path, measures: str | None, device: str,
     data_dir: Path | None, arch: str, data: str, init: Path | None, profile: bool,
-    out: Path | None,
+    out: Path | None, precision: str,
 ) -> None:
-    from gengap.specs import ArchSpec, DataSpec
+    from gengap.specs import ArchSpec, DataSpec, MeasureOptions
     from gengap.zoo.measure_file import file_measures, lacking_words, measure_chosen, parse_spec_arg
 
     output_file(out, (".json", ".csv"), inputs=(target, init, arch, data))
@@ -60,7 +62,8 @@ def _measure_file(
         arch_spec = parse_spec_arg(arch, ArchSpec, "arch")
     with blamed_on("--data", ctx):
         data_spec = parse_spec_arg(data, DataSpec, "data")
-    result = measure_chosen(target, arch_spec, data_spec, chosen, init, device, data_dir)
+    result = measure_chosen(target, arch_spec, data_spec, chosen, init, device, data_dir,
+                            MeasureOptions(precision=precision))
     values = {name: value for name, (value, _) in result.values.items()}
     shown = {k: v for k, v in values.items() if not k.startswith("wstat.")}
     frame = pd.DataFrame({"measure": list(shown), "value": list(shown.values())})
@@ -99,4 +102,4 @@ def print_profile(measure_seconds: dict[str, float], pass_seconds: dict[str, flo
     if precision_runs:
         console.print("Monte Carlo passes (σ′, α′, module criticality) in " + ", ".join(
             f"{name} ({runs:g} run{'s' if runs != 1 else ''})"
-            for name, runs in sorted(precision_runs.items())) + " (MeasureOptions.precision)")
+            for name, runs in sorted(precision_runs.items())) + " (--precision)")

@@ -78,6 +78,18 @@ def population_mode(mode: str) -> None:
     check_population_mode(mode)
 
 
+PRECISIONS = ("auto", "float32", "bfloat16")  # MeasureOptions.precision
+
+
+def _precision(name: str) -> None:
+    if name not in PRECISIONS:
+        raise GengapError(f"unknown precision {name!r} (use auto, float32 or bfloat16)")
+
+
+Precision = Annotated[str, typer.Option(
+    help="arithmetic of the Monte Carlo passes (σ′, α′, module criticality): auto (bfloat16 "
+    "where native, for models of at least 1 MFLOP), float32 or bfloat16",
+    callback=checked(_precision))]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N",
                                      callback=checked(_device))]
 Workers = Annotated[

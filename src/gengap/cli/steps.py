@@ -11,7 +11,7 @@ from rich.markup import escape
 from gengap.cli.console import console, frame_table, progress
 from gengap.cli.outputs import TABLES, output_file
 from gengap.measures import measures
-from gengap.specs import RunSpec, ZooSpec
+from gengap.specs import MeasureOptions, RunSpec, ZooSpec
 from gengap.table_file import write_table
 from gengap.zoo import Store, Zoo, evaluate_zoo, measure_zoo, train_zoo
 from gengap.zoo.planning import MIN_SPEEDUP
@@ -68,7 +68,10 @@ def train_step(
 def measure_step(
     store: Store, names: str | None, device: str, data_dir: Path | None, recompute: bool = False,
     workers: int = 1, profile_into: dict[str, dict[str, float]] | None = None,
+    precision: str = "auto",
 ) -> int:
+    """``measure_zoo`` behind a progress bar, then what was left out and why values are NaN
+    (``precision``: :attr:`gengap.specs.MeasureOptions.precision`); the runs measured."""
     store.check_writable()  # before the bar is drawn (measure_zoo checks too, for Python)
     total = store.counts()["done"]
     left_out: dict[str, int] = {}
@@ -79,6 +82,7 @@ def measure_step(
             store, names, device=device, data_dir=data_dir, recompute=recompute,
             on_run=lambda run_id, values: bar.advance(task), workers=workers,
             profile_into=profile_into, left_out=left_out, no_value=no_value,
+            options=MeasureOptions(precision=precision),
         )
         bar.update(task, completed=total)
     for name, runs in left_out.items():

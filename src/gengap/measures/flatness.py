@@ -304,21 +304,21 @@ def module_criticality_scores(
     holds a feasible point the result is the whole grid's minimum (up to rounding: losses are
     summed in batches of 128, on a copy of the network with its BatchNorm folded into the
     layers before it). In an ``nn.Sequential`` the output of the layers before the perturbed
-    one is computed once per layer, not once per draw. With ``autocast_dtype`` every forward
-    pass, the final loss's too, runs under autocast to it (:mod:`gengap.measures.precision`).
-    """
-    with autocast(device, autocast_dtype):
-        return _criticality_scores(model, init_model, x, y, device, batch_size, seed, draws,
-                                   grid, rtol, risk)
-
-
-def _criticality_scores(model: nn.Module, init_model: nn.Module, x: torch.Tensor,
-                        y: torch.Tensor, device: torch.device, batch_size: int, seed: int,
-                        draws: int, grid: int, rtol: float, risk: float | None
-                        ) -> dict[str, float]:
-    chunk = min(batch_size, CRITICALITY_CHUNK)
+    one is computed once per layer, not once per draw. With ``autocast_dtype`` every loss
+    pass, the final loss's too, runs under autocast to it (:mod:`gengap.measures.precision`);
+    the folded copy is built and checked before, in the model's own arithmetic."""
     # the perturbed weight is scaled as a BatchNorm folded into its layer would scale it
     work, scales = forward_copy(model, x[:2].to(device))
+    with autocast(device, autocast_dtype):
+        return _criticality_scores(work, scales, model, init_model, x, y, device, batch_size,
+                                   seed, draws, grid, rtol, risk)
+
+
+def _criticality_scores(work: nn.Module, scales: dict[str, torch.Tensor], model: nn.Module,
+                        init_model: nn.Module, x: torch.Tensor, y: torch.Tensor,
+                        device: torch.device, batch_size: int, seed: int, draws: int,
+                        grid: int, rtol: float, risk: float | None) -> dict[str, float]:
+    chunk = min(batch_size, CRITICALITY_CHUNK)
     final_loss = _mean_loss(work, x, y, device, chunk)  # rounded as the perturbed losses are
     finals = dict(weight_layers(model))
     inits = dict(weight_layers(init_model))

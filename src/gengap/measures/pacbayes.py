@@ -44,12 +44,13 @@ def example_pool(ctx: MeasureContext) -> torch.Tensor:
 
 def sigma_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
     """Find σ′ (or the magnitude-aware σ′) on ``ctx``; Monte Carlo draws batched."""
-    opts, net = ctx.options, ctx.flat_net
+    opts = ctx.options
     x, y = ctx.require_data()
     clean = ctx.train_correct
     pool = example_pool(ctx)
     if (hopeless := unreachable(clean, ctx.logits.shape[1], opts)) is not None:
         return hopeless
+    net = ctx.flat_net  # only now: no Monte Carlo pass runs (or reports its arithmetic) before
     w = net.vector
     cpu_gen = torch.Generator().manual_seed(opts.seed * 2 + magnitude)
     dev_gen = torch.Generator(device=net.device).manual_seed(opts.seed * 2 + magnitude + 7919)

@@ -2,21 +2,22 @@
 float32, or bfloat16 under ``torch.autocast`` where the hardware computes it natively.
 
 These passes ask whether a perturbed network still answers right, or whether its mean loss
-stays under a limit, thousands of times; the perturbation is far larger than bfloat16's
-rounding (8 significant bits, products accumulated in float32). On the issue-10 NiN at σ′ the
-answers of one perturbed network differed between the two on 0.15 % of training examples and
-its accuracy by 0.0003 (the searches' tolerance is 0.01), while the searches ran 3-3.5x faster
-on a CPU with AMX. Every other measure computes in the model's own dtype.
+stays under a limit, thousands of times. bfloat16 keeps 8 significant bits (products are
+accumulated in float32): a perturbation smaller than a weight's spacing is quantized, not
+resolved, but the rounding is unbiased. On the issue-10 NiN at σ′ the answers of one perturbed
+network differed between the two on 0.15 % of training examples and its accuracy by 0.0003
+(the searches' tolerance is 0.01), while the searches ran 3-3.5x faster on a CPU with AMX.
+Every other measure, and BatchNorm folding's check, computes in the model's own dtype.
 """
 
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator
 
 import torch
 from torch import nn
-from torch.utils.flop_counter import FlopCounterMode
 
 # "auto" takes bfloat16 for models of at least this many FLOPs per example: below it the casts
 # cost more than they save (2 threads, 128 examples: a 0.36 MFLOP CNN 0.93x, a 1.3 MFLOP MLP
@@ -28,8 +29,8 @@ def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bfloat16 matrices in hardware: a CUDA device that supports
     it, or a CPU with AMX tiles or AVX512-BF16 (where oneDNN runs bfloat16 convolutions and
     matrix products faster than float32; elsewhere they are emulated, and slower)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
+    if device.type == "cuda":  # from Ampere on; is_bf16_supported also counts emulation
+        return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type != "cpu":
         return False
     probes = (getattr(torch.cpu, "_is_amx_tile_supported", None),
@@ -38,10 +39,48 @@ def native_bfloat16(device: torch.device) -> bool:
 
 
 def forward_flops(model: nn.Module, example: torch.Tensor) -> int:
-    """FLOPs of one forward pass of ``model`` on one example (``example``: a batch of one)."""
-    with torch.no_grad(), FlopCounterMode(display=False) as counter:
-        model(example)
-    return counter.get_total_flops()
+    """FLOPs (two per multiply-add) of the matrix products of one forward pass of ``model`` on
+    ``example`` (a batch of one): every Linear and Conv layer, and multi-head attention's
+    projections and its two products over the sequence; activations, norms and pooling (a few
+    FLOPs per value) are left out. Counted by forward hooks (torch's FlopCounterMode costs
+    over a second on its first use), with gradients on, so that attention runs the module
+    rather than its fused path (which no hook sees)."""
+    total = 0
+
+    def linear(module: nn.Linear, _args: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        total += 2 * module.in_features * out.numel()
+
+    def conv(module: nn.modules.conv._ConvNd, _args: tuple, out: torch.Tensor) -> None:
+        nonlocal total
+        per_output = module.in_channels // module.groups * math.prod(module.kernel_size)
+        total += 2 * per_output * out.numel()
+
+    def attention(module: nn.MultiheadAttention, args: tuple, kwargs: dict,
+                  _out: object) -> None:
+        nonlocal total
+        query = args[0] if args else kwargs["query"]
+        key = args[1] if len(args) > 1 else kwargs["key"]
+        width = module.embed_dim
+        targets, sources = query.numel() // width, key.numel() // width  # a batch of one
+        projections = width * width * (2 * targets + 2 * sources)  # q, out; k, v
+        total += 2 * (projections + 2 * targets * sources * width)  # scores, weighted sum
+
+    handles = []
+    for module in model.modules():
+        if isinstance(module, nn.Linear):
+            handles.append(module.register_forward_hook(linear))
+        elif isinstance(module, nn.modules.conv._ConvNd):
+            handles.append(module.register_forward_hook(conv))
+        elif isinstance(module, nn.MultiheadAttention):
+            handles.append(module.register_forward_hook(attention, with_kwargs=True))
+    try:
+        with torch.enable_grad():
+            model(example)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total
 
 
 def monte_carlo_dtype(precision: str, model: nn.Module, example: torch.Tensor,

@@ -51,13 +51,14 @@ INIT_DATA = ("weights", "init_weights", "train_data", "gradients")
 
 def alpha_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
     """Find α′ (or the magnitude-aware α′) on ``ctx``."""
-    opts, net = ctx.options, ctx.flat_net
+    opts = ctx.options
     x, y = ctx.require_data()
-    y_dev = y.to(net.device)
     clean = ctx.train_correct
     pool = example_pool(ctx)
     if (hopeless := unreachable(clean, ctx.logits.shape[1], opts)) is not None:
         return hopeless
+    net = ctx.flat_net  # only now: no Monte Carlo pass runs (or reports its arithmetic) before
+    y_dev = y.to(net.device)
     w = net.vector
     gen = torch.Generator().manual_seed(opts.seed * 2 + magnitude + 104729)
     dev_gen = torch.Generator(device=net.device).manual_seed(opts.seed * 2 + magnitude + 15485863)
