@@ -42,7 +42,7 @@ from measures_reference import alpha_drop, deterministic, sigma_drop
 from gengap.device import resolve_device
 from gengap.measures import MeasureContext, available, measures, profile
 from gengap.models import build
-from gengap.specs import ArchSpec, MeasureOptions
+from gengap.specs import PRECISIONS, ArchSpec, MeasureOptions
 
 
 def sync(device: torch.device) -> None:
@@ -87,7 +87,7 @@ def main() -> None:
     parser.add_argument("--measures", default=None, help="names or groups (default: all)")
     parser.add_argument("--skip", default="", help="comma-separated measures not to time")
     parser.add_argument("--check-examples", type=int, default=1000)
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "bfloat16"),
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
                         help="MeasureOptions.precision of the Monte Carlo passes")
     args = parser.parse_args()
     device = resolve_device(args.device)
@@ -136,7 +136,8 @@ def main() -> None:
     # for scale only: the same epoch with its forward under bfloat16 autocast, the arithmetic
     # the Monte Carlo passes may use (the unit stays the float32 epoch above)
     again = copy.deepcopy(model).train()
-    with torch.autocast(device.type, dtype=torch.bfloat16):
+    # (without autocast's weight cache, which would keep the first step's weights all epoch)
+    with torch.autocast(device.type, dtype=torch.bfloat16, cache_enabled=False):
         epoch_bf16 = one_epoch(again, x, y, device,
                                torch.optim.SGD(again.parameters(), lr=0.01, momentum=0.9), seed=1)
     del again

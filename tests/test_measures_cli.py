@@ -81,7 +81,7 @@ def test_measure_one_safetensors_file(one_model, tmp_path: Path):
     assert done.returncode == 0, done.stderr
     assert "profile: shared passes" in done.stdout and "logits" in done.stdout
     # a tiny model: float32 whatever the CPU (gengap.measures.precision)
-    assert ("Monte Carlo passes (σ′, α′, module criticality) in float32 (1 run)"
+    assert ("Monte Carlo passes (σ′, α′, module criticality): float32 on 1 run"
             in " ".join(done.stdout.split()))
     values = json.loads(out.read_text())
     splits = load(DataSpec(name="digits"))
@@ -159,8 +159,8 @@ def test_measure_precision_is_an_option(one_model):
             "--measures", "pacbayes_sigma", "--device", "cpu", "--profile")
     done = gengap(*args, "--precision", "bfloat16")
     assert done.returncode == 0, done.stderr
-    assert ("Monte Carlo passes (σ′, α′, module criticality) in bfloat16 (1 run) (--precision)"
-            in " ".join(done.stdout.split()))
+    assert ("Monte Carlo passes (σ′, α′, module criticality): bfloat16 on 1 run (--precision "
+            "chooses)" in " ".join(done.stdout.split()))
     bad = gengap(*args, "--precision", "half")
     assert bad.returncode == 2 and "Invalid value for '--precision'" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1
@@ -186,13 +186,13 @@ def test_measure_a_zoo_with_workers_and_profile(tiny_zoo_toml: Path, tmp_path: P
     assert "measured 0 runs" in again.stdout
     # ... and one process recomputes the same values, with a profile.
     serial = gengap("measure", str(out), "--measures", "grad_noise,sum_of_spec_fft,pacbayes_sigma",
-                    "--recompute", "--profile", "--device", "cpu")
+                    "--recompute", "--profile", "--device", "cpu", "--precision", "bfloat16")
     assert serial.returncode == 0 and "profile: measures (own time)" in serial.stdout
     after = Store(out).frame()
     # the runs whose σ′ search ran (at chance accuracy it is skipped and NaN)
     searched = int(after["pacbayes_sigma"].notna().sum())
     assert searched >= 1
-    assert (f"Monte Carlo passes (σ′, α′, module criticality) in float32 ({searched} run"
+    assert (f"Monte Carlo passes (σ′, α′, module criticality): bfloat16 on {searched} run"
             in " ".join(serial.stdout.split()))
     for name in ("grad_noise", "sum_of_spec_fft"):
         assert after[name].tolist() == pytest.approx(frame[name].tolist(), rel=1e-6), name

@@ -56,6 +56,7 @@ def test_sigma_prime_has_the_closed_form_accuracy_drop(gaussian_case, precision)
                          x_train=torch.from_numpy(x), y_train=torch.from_numpy(y), device="cpu",
                          options=MeasureOptions(precision=precision))
     got = compute(ctx, ["pacbayes_sigma", "pacbayes_init", "pacbayes_orig", "pacbayes_flatness"])
+    assert ctx.details["monte_carlo_precision"] == precision
     sigma = got["pacbayes_sigma"]
     # The noise applied has standard deviation σ (not σ²): the closed-form drop at σ′ is 0.1.
     assert drop_under_noise(w, x, y, np.full_like(w, sigma, dtype=np.float64)) == pytest.approx(
@@ -80,6 +81,7 @@ def test_magnitude_aware_sigma_prime_and_its_bounds(gaussian_case, precision):
     names = ["pacbayes_mag_sigma", "pacbayes_mag_init", "pacbayes_mag_orig",
              "pacbayes_mag_flatness"]
     got = compute(ctx, names)
+    assert ctx.details["monte_carlo_precision"] == precision
     sigma, eps = got["pacbayes_mag_sigma"], 1e-3
     wd = w.astype(np.float64)
     std = np.sqrt(sigma**2 * wd**2 + eps**2)

@@ -292,6 +292,10 @@ class TrainSpec(_Spec):
         return any(round(10 ** (j / n)) == epoch for j in (k - 1, k, k + 1) if j >= 0)
 
 
+Precision = Literal["auto", "float32", "bfloat16"]  # of the Monte Carlo passes (MeasureOptions)
+PRECISIONS: tuple[str, ...] = get_args(Precision)
+
+
 class MeasureOptions(_Spec):
     """Knobs of the measures that search or sample (PAC-Bayes σ′, sharpness α′, gradient noise).
     The defaults follow Jiang et al. 2020 and the reference implementation of Dziugaite et al.
@@ -327,7 +331,7 @@ class MeasureOptions(_Spec):
     grad_batches: int = Field(32, ge=2, description="minibatches of the gradient-noise measure")
     seed: int = Field(0, ge=0, le=MAX_SEED, description="seed of every random draw of the "
                       "measures")
-    precision: Literal["auto", "float32", "bfloat16"] = Field(
+    precision: Precision = Field(
         "auto", description="arithmetic of the Monte Carlo forward passes (σ′ and α′ "
         "searches, module criticality) of a float32 model: bfloat16 autocast, float32, or "
         "auto: bfloat16 where the device computes it natively and the model costs at least "

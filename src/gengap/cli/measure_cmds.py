@@ -100,6 +100,6 @@ def print_profile(measure_seconds: dict[str, float], pass_seconds: dict[str, flo
             console.print(frame_table(frame, title=f"profile: {title}", digits=4))
     console.print(f"total {total:.3f} s")
     if precision_runs:
-        console.print("Monte Carlo passes (σ′, α′, module criticality) in " + ", ".join(
-            f"{name} ({runs:g} run{'s' if runs != 1 else ''})"
-            for name, runs in sorted(precision_runs.items())) + " (--precision)")
+        console.print("Monte Carlo passes (σ′, α′, module criticality): " + ", ".join(
+            f"{name} on {runs:g} run{'s' if runs != 1 else ''}"
+            for name, runs in sorted(precision_runs.items())) + " (--precision chooses)")

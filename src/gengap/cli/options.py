@@ -78,12 +78,11 @@ def population_mode(mode: str) -> None:
     check_population_mode(mode)
 
 
-PRECISIONS = ("auto", "float32", "bfloat16")  # MeasureOptions.precision
-
-
 def _precision(name: str) -> None:
+    from gengap.specs import PRECISIONS
+
     if name not in PRECISIONS:
-        raise GengapError(f"unknown precision {name!r} (use auto, float32 or bfloat16)")
+        raise GengapError(f"unknown precision {name!r} (use {', '.join(PRECISIONS)})")
 
 
 Precision = Annotated[str, typer.Option(

@@ -326,12 +326,18 @@ class MeasureContext:
     def monte_carlo_dtype(self) -> torch.dtype | None:
         """The autocast dtype of the σ′/α′ searches and module criticality (``None``: the
         model's own), from ``options.precision`` (:func:`gengap.measures.precision.
-        monte_carlo_dtype`); recorded in ``details["monte_carlo_precision"]``."""
+        monte_carlo_dtype`)."""
         from gengap.measures.precision import monte_carlo_dtype
 
-        x, _ = self.require_data()
-        dtype = monte_carlo_dtype(self.options.precision, self.folded, x[:1].to(self.device),
-                                  self.device)
+        example = self.example_input
+        example = example[:1] if example is not None else None
+        return monte_carlo_dtype(self.options.precision, self.folded, example, self.device)
+
+    def monte_carlo_passes(self) -> torch.dtype | None:
+        """:attr:`monte_carlo_dtype`, called where Monte Carlo passes are about to run: it
+        records their arithmetic in ``details["monte_carlo_precision"]`` (absent where none
+        ran, as when a search is skipped at chance accuracy)."""
+        dtype = self.monte_carlo_dtype
         own = next((p.dtype for p in self.folded.parameters()), torch.float32)
         self.details["monte_carlo_precision"] = str(dtype or own).removeprefix("torch.")
         return dtype

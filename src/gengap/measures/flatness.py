@@ -309,30 +309,22 @@ def module_criticality_scores(
     the folded copy is built and checked before, in the model's own arithmetic."""
     # the perturbed weight is scaled as a BatchNorm folded into its layer would scale it
     work, scales = forward_copy(model, x[:2].to(device))
-    with autocast(device, autocast_dtype):
-        return _criticality_scores(work, scales, model, init_model, x, y, device, batch_size,
-                                   seed, draws, grid, rtol, risk)
-
-
-def _criticality_scores(work: nn.Module, scales: dict[str, torch.Tensor], model: nn.Module,
-                        init_model: nn.Module, x: torch.Tensor, y: torch.Tensor,
-                        device: torch.device, batch_size: int, seed: int, draws: int,
-                        grid: int, rtol: float, risk: float | None) -> dict[str, float]:
     chunk = min(batch_size, CRITICALITY_CHUNK)
-    final_loss = _mean_loss(work, x, y, device, chunk)  # rounded as the perturbed losses are
     finals = dict(weight_layers(model))
     inits = dict(weight_layers(init_model))
     scores = {}
-    for index, (name, layer) in enumerate(weight_layers(work)):
-        # the layers before this one are final: their output is computed once per layer
-        net, inputs = _suffix(work, layer, x, device, chunk)
-        w_final = finals[name].weight.detach().clone()
-        w_init = inits[name].weight.detach().to(w_final)
-        scale = scales.get(name)
-        scores[name] = _layer_criticality(net, layer, w_init, w_final, inputs, y, device, chunk,
-                                          rtol * final_loss, draws, grid,
-                                          partial(grid_point_generator, seed, index), risk, scale)
-        layer.weight.copy_(w_final if scale is None else w_final * scale)
+    with autocast(device, autocast_dtype):
+        final_loss = _mean_loss(work, x, y, device, chunk)  # rounded as the perturbed ones
+        for index, (name, layer) in enumerate(weight_layers(work)):
+            # the layers before this one are final: their output is computed once per layer
+            net, inputs = _suffix(work, layer, x, device, chunk)
+            w_final = finals[name].weight.detach().clone()
+            w_init = inits[name].weight.detach().to(w_final)
+            scale = scales.get(name)
+            scores[name] = _layer_criticality(
+                net, layer, w_init, w_final, inputs, y, device, chunk, rtol * final_loss, draws,
+                grid, partial(grid_point_generator, seed, index), risk, scale)
+            layer.weight.copy_(w_final if scale is None else w_final * scale)
     return scores
 
 
@@ -418,6 +410,6 @@ def module_criticality(ctx: MeasureContext) -> float:
     x, y = _subset(ctx, CRITICALITY_EXAMPLES)
     scores = module_criticality_scores(
         ctx.model, ctx.require_init(), x, y, ctx.device, ctx.batch_size, ctx.options.seed,
-        autocast_dtype=ctx.monte_carlo_dtype)
+        autocast_dtype=ctx.monte_carlo_passes())
     ctx.details["module_criticality"] = scores
     return sum(scores.values())

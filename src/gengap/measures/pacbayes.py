@@ -50,7 +50,8 @@ def sigma_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
     pool = example_pool(ctx)
     if (hopeless := unreachable(clean, ctx.logits.shape[1], opts)) is not None:
         return hopeless
-    net = ctx.flat_net  # only now: no Monte Carlo pass runs (or reports its arithmetic) before
+    ctx.monte_carlo_passes()  # they run from here on (not at chance accuracy, above)
+    net = ctx.flat_net
     w = net.vector
     cpu_gen = torch.Generator().manual_seed(opts.seed * 2 + magnitude)
     dev_gen = torch.Generator(device=net.device).manual_seed(opts.seed * 2 + magnitude + 7919)

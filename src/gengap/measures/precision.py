@@ -4,9 +4,10 @@ float32, or bfloat16 under ``torch.autocast`` where the hardware computes it nat
 These passes ask whether a perturbed network still answers right, or whether its mean loss
 stays under a limit, thousands of times. bfloat16 keeps 8 significant bits (products are
 accumulated in float32): a perturbation smaller than a weight's spacing is quantized, not
-resolved, but the rounding is unbiased. On the issue-10 NiN at σ′ the answers of one perturbed
-network differed between the two on 0.15 % of training examples and its accuracy by 0.0003
-(the searches' tolerance is 0.01), while the searches ran 3-3.5x faster on a CPU with AMX.
+resolved (round to nearest: its errors are symmetric about zero). On the issue-10 NiN at σ′
+the answers of one perturbed network differed between the two on 0.15 % of training examples
+and its accuracy by 0.0003 (the searches' tolerance is 0.01), while the searches ran 3.1-6.8x
+faster on a CPU with AMX.
 Every other measure, and BatchNorm folding's check, computes in the model's own dtype.
 """
 
@@ -29,6 +30,8 @@ def native_bfloat16(device: torch.device) -> bool:
     """Whether ``device`` multiplies bfloat16 matrices in hardware: a CUDA device that supports
     it, or a CPU with AMX tiles or AVX512-BF16 (where oneDNN runs bfloat16 convolutions and
     matrix products faster than float32; elsewhere they are emulated, and slower)."""
+    if device.type == "cuda" and torch.version.hip is not None:  # ROCm: its own capabilities
+        return torch.cuda.is_bf16_supported(including_emulation=False)
     if device.type == "cuda":  # from Ampere on; is_bf16_supported also counts emulation
         return torch.cuda.get_device_capability(device)[0] >= 8
     if device.type != "cpu":
@@ -83,18 +86,20 @@ def forward_flops(model: nn.Module, example: torch.Tensor) -> int:
     return total
 
 
-def monte_carlo_dtype(precision: str, model: nn.Module, example: torch.Tensor,
+def monte_carlo_dtype(precision: str, model: nn.Module, example: torch.Tensor | None,
                       device: torch.device) -> torch.dtype | None:
     """The autocast dtype of the Monte Carlo passes for ``MeasureOptions.precision`` and a
     float32 ``model``: ``bfloat16`` for "bfloat16"; for "auto", bfloat16 where the device
-    computes it natively (:func:`native_bfloat16`) and a forward pass costs at least
-    :data:`AUTO_MIN_FLOPS` per example; ``None`` (no autocast) otherwise, and for a model in
-    another dtype (float64 is kept for its precision; autocast would not lower it anyway)."""
+    computes it natively (:func:`native_bfloat16`) and a forward pass on ``example`` (a batch
+    of one; None: not counted, float32) costs at least :data:`AUTO_MIN_FLOPS`; ``None`` (no
+    autocast) otherwise, and for a model in another dtype (float64 is kept for its precision;
+    autocast would not lower it anyway). The threshold was measured on a CPU; a GPU's break-even
+    is likely higher, but there the searches are cheap either way."""
     if precision == "float32" or any(p.dtype != torch.float32 for p in model.parameters()):
         return None
     if precision == "bfloat16":
         return torch.bfloat16
-    if not native_bfloat16(device):
+    if not native_bfloat16(device) or example is None:
         return None
     return torch.bfloat16 if forward_flops(model, example) >= AUTO_MIN_FLOPS else None
 

@@ -57,7 +57,8 @@ def alpha_search(ctx: MeasureContext, magnitude: bool) -> SearchResult:
     pool = example_pool(ctx)
     if (hopeless := unreachable(clean, ctx.logits.shape[1], opts)) is not None:
         return hopeless
-    net = ctx.flat_net  # only now: no Monte Carlo pass runs (or reports its arithmetic) before
+    ctx.monte_carlo_passes()  # they run from here on (not at chance accuracy, above)
+    net = ctx.flat_net
     y_dev = y.to(net.device)
     w = net.vector
     gen = torch.Generator().manual_seed(opts.seed * 2 + magnitude + 104729)
