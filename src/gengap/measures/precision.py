@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import contextlib
 import math
-from collections.abc import Iterator
 
 import torch
 from torch import nn
@@ -104,10 +103,10 @@ def monte_carlo_dtype(precision: str, model: nn.Module, example: torch.Tensor | 
     return torch.bfloat16 if forward_flops(model, example) >= AUTO_MIN_FLOPS else None
 
 
-@contextlib.contextmanager
-def autocast(device: torch.device, dtype: torch.dtype | None) -> Iterator[None]:
+def autocast(device: torch.device, dtype: torch.dtype | None
+             ) -> contextlib.AbstractContextManager[None]:
     """``torch.autocast`` to ``dtype`` on ``device``; nothing when ``dtype`` is None. Without
     autocast's cache of cast weights: the passes change weights in place between forwards."""
-    with torch.autocast(device.type, dtype=dtype or torch.bfloat16, enabled=dtype is not None,
-                        cache_enabled=False):
-        yield
+    if dtype is None:  # float32 passes enter no autocast state at all
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=dtype, cache_enabled=False)
