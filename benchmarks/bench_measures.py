@@ -41,6 +41,7 @@ from measures_reference import alpha_drop, deterministic, sigma_drop
 
 from gengap.device import resolve_device
 from gengap.measures import MeasureContext, available, measures, profile
+from gengap.memory_reuse import reuse_large_blocks
 from gengap.models import build
 from gengap.specs import PRECISIONS, ArchSpec, MeasureOptions
 
@@ -91,6 +92,8 @@ def main() -> None:
                         help="MeasureOptions.precision of the Monte Carlo passes")
     args = parser.parse_args()
     device = resolve_device(args.device)
+    if device.type == "cpu":
+        reuse_large_blocks()  # as a CPU MeasureContext does: for the epoch too, alike
     torch.manual_seed(0)
     arch = ArchSpec(family="nin", width=args.width, depth=2)
     model = build(arch, (3, 32, 32), 10).to(device)
@@ -112,6 +115,7 @@ def main() -> None:
                          trajectory={"steps_to_ce_0.1": None, "steps_to_ce_0.01": None})
     skip = {n for n in args.skip.split(",") if n}
     names = [n for n in available(ctx, args.measures) if n not in skip]
+    ctx.plan(names)  # as compute() and profile() do with all of them: passes serve several
     print(f"\n{'kind':8s} {'name':34s} {'seconds':>9s} {'epochs':>8s}", flush=True)
     started = time.perf_counter()
     own: dict[str, float] = {}

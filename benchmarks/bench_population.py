@@ -10,7 +10,7 @@ same run with the same threads (one by default, as each zoo worker and the studi
 with two threads on a busy 2-core machine the plain loop's many tiny steps slow down most, which
 would flatter the population). Each timing is the best of --repeats measurements, taken in
 turns (other processes on the machine only add time). Both loops run with glibc keeping freed
-blocks for reuse (:func:`gengap.train.population.reuse_large_blocks`, which a population turns
+blocks for reuse (:func:`gengap.memory_reuse.reuse_large_blocks`, which a population turns
 on).
 
     .venv/bin/python benchmarks/bench_population.py [--population 16] [--steps 20]
@@ -26,9 +26,10 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from gengap.memory_reuse import reuse_large_blocks
 from gengap.models import build
 from gengap.specs import ArchSpec, RunSpec, TrainSpec
-from gengap.train.population import Population, reuse_large_blocks
+from gengap.train.population import Population
 
 # Each case with the batch size its source trains at, measured besides --batches: the Small CNN
 # Zoo's flag default (512), MNIST-1D's (100) and the Fantastic study's NiN default (32).

@@ -63,3 +63,28 @@ def test_a_model_without_a_linear_head_still_has_its_logits() -> None:
     ctx = MeasureContext(net, x_train=x, y_train=y, device="cpu")
     with torch.no_grad():
         torch.testing.assert_close(ctx.logits, net(x))
+
+
+def test_a_cpu_context_asks_glibc_to_keep_large_freed_blocks(monkeypatch) -> None:
+    """Large batches freed and mapped afresh cost page faults: the first CPU context turns
+    glibc's return of large blocks off, once per process."""
+    import ctypes
+    import sys
+
+    import gengap.memory_reuse as memory_reuse
+
+    asked: list[tuple[int, int]] = []
+
+    class FakeLibc:
+        def mallopt(self, param: int, value: int) -> int:
+            asked.append((param, value))
+            return 1
+
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.setattr(memory_reuse, "_REUSING", False)
+    monkeypatch.setattr(ctypes, "CDLL", lambda _name: FakeLibc())
+    net = nn.Sequential(nn.Linear(3, 4))
+    MeasureContext(net, device="cpu")
+    MeasureContext(net, device="cpu")
+    assert sorted(asked) == [(memory_reuse.M_MMAP_THRESHOLD, 1 << 30),
+                             (memory_reuse.M_TRIM_THRESHOLD, (1 << 31) - 1)]

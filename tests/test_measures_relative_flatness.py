@@ -6,6 +6,7 @@ Hessian trace changes."""
 from __future__ import annotations
 
 import copy
+import math
 
 import pytest
 import torch
@@ -14,7 +15,7 @@ from torch import nn
 from torch.func import functional_call
 
 from gengap.measures import MeasureContext, compute
-from gengap.measures.relative_flatness import feature_layer
+from gengap.measures.relative_flatness import LayerCurvature, feature_layer
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -248,3 +249,63 @@ def test_smooth_modules_after_the_feature_layer_are_reported() -> None:
         compute(ctx, ["relative_flatness"])
         assert ctx.details["relative_flatness_layer"] == "2"
         assert ctx.details["relative_flatness_smooth_after"] == expected
+
+
+def _context(net: nn.Module, x: torch.Tensor, y: torch.Tensor) -> MeasureContext:
+    return MeasureContext(net, x_train=x, y_train=y, device="cpu", batch_size=5)
+
+
+def test_planned_relative_flatness_rides_along_the_logits_pass() -> None:
+    """Planned, it is computed in the logits pass (12 examples in batches of 5): the value and
+    the logits equal those computed apart, and its time is its own pass's."""
+    net, x, y = cnn()
+    alone = _context(net, x, y)
+    expected = alone.value("relative_flatness")
+    assert not alone.pass_extras  # asked for before any logits: computed alone
+    ctx = _context(net, x, y)
+    ctx.plan(["margin", "relative_flatness"])
+    assert ctx.value("margin") == pytest.approx(alone.value("margin"), rel=1e-12)
+    assert "relative_flatness" in ctx.pass_extras and ctx.planned == {"relative_flatness"}
+    assert torch.equal(ctx.logits, alone.logits)
+    assert ctx.value("relative_flatness") == pytest.approx(expected, rel=1e-12)
+    assert not ctx.planned
+    assert ctx.pass_seconds["relative_flatness"] > 0
+    assert expected == pytest.approx(value(net, x, y, "relative_flatness"), rel=1e-12)
+
+
+def test_compute_plans_what_it_is_given() -> None:
+    net, x, y = cnn()
+    ctx = _context(net, x, y)
+    values = compute(ctx, ["output_entropy", "relative_flatness"])
+    assert "relative_flatness" in ctx.pass_extras
+    assert values["relative_flatness"] == pytest.approx(
+        _context(net, x, y).value("relative_flatness"), rel=1e-12)
+
+
+def test_a_ride_that_fails_leaves_the_logits_and_the_measure_alone(monkeypatch) -> None:
+    net, x, y = cnn()
+    expected = _context(net, x, y)
+    calls = []
+    add = LayerCurvature.add
+
+    def failing_once(self, logits):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("a backward pass this layer cannot take")
+        add(self, logits)
+
+    monkeypatch.setattr(LayerCurvature, "add", failing_once)
+    ctx = _context(net, x, y)
+    ctx.plan(["relative_flatness"])
+    assert torch.equal(ctx.logits, expected.logits)
+    assert not ctx.pass_extras
+    assert ctx.value("relative_flatness") == pytest.approx(
+        expected.value("relative_flatness"), rel=1e-12)
+
+
+def test_a_network_without_a_layer_before_its_head_plans_relative_flatness_in_vain() -> None:
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Linear(3, 4)).double()
+    x, y = torch.randn(9, 3, dtype=torch.float64), torch.randint(0, 4, (9,))
+    values = compute(_context(net, x, y), ["cross_entropy", "relative_flatness"])
+    assert math.isnan(values["relative_flatness"]) and math.isfinite(values["cross_entropy"])

@@ -26,7 +26,9 @@ def compute_timed(
     """``name -> (value, seconds)``; a measure's seconds include shared work it triggered
     first (the forward pass goes to whichever data measure runs first)."""
     out: dict[str, tuple[float, float]] = {}
-    for m in _chosen(ctx, names):
+    chosen = _chosen(ctx, names)
+    ctx.plan(m.name for m in chosen)
+    for m in chosen:
         started = time.perf_counter()
         value = ctx.value(m.name)
         out.update(_flatten(m.name, value, time.perf_counter() - started))
@@ -96,7 +98,9 @@ def profile(ctx: MeasureContext, names: str | list[str] | None = None) -> Profil
     values: dict[str, tuple[float, float]] = {}
     own: dict[str, float] = {}
     begun = time.perf_counter()
-    for m in _chosen(ctx, names):
+    chosen = _chosen(ctx, names)
+    ctx.plan(m.name for m in chosen)
+    for m in chosen:
         passes_before = sum(ctx.pass_seconds.values())
         started = time.perf_counter()
         value = ctx.value(m.name)

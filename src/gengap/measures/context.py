@@ -36,7 +36,8 @@ from gengap.measures.layers import (
     forward_copy,
     weight_matrices,
 )
-from gengap.measures.profiling import shared_pass
+from gengap.measures.profiling import charge, shared_pass
+from gengap.memory_reuse import reuse_large_blocks
 from gengap.specs import MeasureOptions
 
 
@@ -80,6 +81,8 @@ class MeasureContext:
         x_heldout: torch.Tensor | None = None,
     ) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
+        if self.device.type == "cpu":
+            reuse_large_blocks()  # large batches would otherwise be mapped afresh each time
         model, init_model, second_model = (unwrapped(m) for m in (model, init_model,
                                                                   second_model))
         if batch_size is not None and batch_size < 1:
@@ -118,6 +121,17 @@ class MeasureContext:
         # measure -> why its value is NaN (its formula does not apply here: NotApplicable)
         self.no_value: dict[str, str] = {}
         self.details: dict[str, Any] = {}  # what measures found besides the value
+        self.planned: frozenset[str] = frozenset()  # measures still to come (plan)
+        # results of computations that rode along a shared pass, by measure (relative_flatness)
+        self.pass_extras: dict[str, Any] = {}
+
+    def plan(self, names: Iterable[str]) -> None:
+        """Say which measures will be asked for, so that one pass over the data can serve
+        several: with ``relative_flatness`` planned, the logits pass computes it on the way
+        (it saves that measure's own forward pass over the training set). :func:`compute` and
+        :func:`profile` plan what they are given; call it first when asking :meth:`value` for
+        measures one at a time. A measure leaves the plan once computed."""
+        self.planned = self.planned | frozenset(names)
 
     def reasons(self, names: Iterable[str]) -> dict[str, str]:
         """:attr:`no_value` of the measures ``names`` only (not those they are built on)."""
@@ -147,6 +161,7 @@ class MeasureContext:
                 self.no_value[name] = inner[0]
             # vector-valued measures (weight_stats) return a dict of named floats
             self._values[name] = result if isinstance(result, dict) else float(result)
+            self.planned = self.planned - {name}
         return self._values[name]
 
     # -- requirements ----------------------------------------------------------------------
@@ -235,23 +250,43 @@ class MeasureContext:
         """The model's outputs on the whole training set (one pass, kept on the device). The
         same pass records ``penultimate`` where the model has a Linear or 1x1-conv head: most
         data measures need both, and a second pass over the data would cost as much again."""
-        from gengap.measures.features import penultimate_features
-
-        x, _ = self.require_data()
         try:
-            feats, logits = penultimate_features(self.forward_model, x, self.device,
-                                                 self.batch_size)
+            feats, logits = self._outputs_pass()
         except GengapError:  # no head to read features at (raised before the pass): outputs
             pass
         else:
             self.__dict__.setdefault("penultimate", feats)
             return logits
+        x, _ = self.require_data()
         return torch.cat(
             [
                 self.forward_model(x[i : i + self.batch_size].to(self.device))
                 for i in range(0, len(x), self.batch_size)
             ]
         )
+
+    def _outputs_pass(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(penultimate, logits) in one pass over the training set; a planned relative
+        flatness rides along where it can (:func:`gengap.measures.flatness.
+        relative_flatness_rider`: the pass then runs in its batches), its result in
+        :attr:`pass_extras` and its time charged to it."""
+        from gengap.measures.features import penultimate_features
+        from gengap.measures.flatness import relative_flatness_rider
+
+        x, _ = self.require_data()
+        ride = relative_flatness_rider(self) if "relative_flatness" in self.planned else None
+        if ride is not None:
+            rider, batch = ride
+            try:
+                out = penultimate_features(self.forward_model, x, self.device, batch,
+                                           alongside=rider)
+            except Exception:  # noqa: BLE001  the measure, alone, will say what failed
+                pass
+            else:
+                charge(self, "relative_flatness", rider.seconds)
+                self.pass_extras["relative_flatness"] = rider
+                return out
+        return penultimate_features(self.forward_model, x, self.device, self.batch_size)
 
     @cached_property
     def margins(self) -> torch.Tensor:
@@ -364,10 +399,7 @@ class MeasureContext:
         """The input of the last Linear/Conv layer on the whole training set (float64, one
         pass; spatial axes averaged for a final 1x1 conv under global average pooling). Fills
         ``logits`` in the same pass when it is not computed yet (and ``logits`` fills it)."""
-        from gengap.measures.features import penultimate_features
-
-        x, _ = self.require_data()
-        feats, logits = penultimate_features(self.forward_model, x, self.device, self.batch_size)
+        feats, logits = self._outputs_pass()
         self.__dict__.setdefault("logits", logits)
         return feats
 

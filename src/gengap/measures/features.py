@@ -5,12 +5,16 @@ representation and flatness measures."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
 
 from gengap.errors import GengapError
 from gengap.measures.layers import BATCH_NORMS, WEIGHT_LAYERS
+
+if TYPE_CHECKING:
+    from gengap.measures.relative_flatness import LayerCurvature
 
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
@@ -91,37 +95,44 @@ def capture(
     batch_size: int,
     which: str = "output",
     transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    alongside: LayerCurvature | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(features, logits) of ``x``: the input or output of ``module`` (optionally transformed
-    per batch, to keep memory small) and the model's outputs, in one pass without gradients."""
+    per batch, to keep memory small) and the model's outputs, in one pass without gradients.
+    ``alongside``: a layer of ``model`` whose curvature takes every batch's logits in the same
+    pass (then only the layers after that layer build a graph)."""
     grabbed: list[torch.Tensor] = []
 
     def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
-        t = inputs[0] if which == "input" else output
+        t = (inputs[0] if which == "input" else output).detach()
         grabbed.append(transform(t) if transform else t)
 
     handle = module.register_forward_hook(hook)
     logits = []
     try:
-        with torch.no_grad():
+        with torch.no_grad() if alongside is None else alongside.attached(model):
             for i in range(0, len(x), batch_size):
-                logits.append(model(x[i : i + batch_size].to(device)))
+                out = model(x[i : i + batch_size].to(device))
+                if alongside is not None:
+                    alongside.add(out)
+                logits.append(out.detach())
     finally:
         handle.remove()
     return torch.cat(grabbed), torch.cat(logits)
 
 
 def penultimate_features(
-    model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 1024
+    model: nn.Module, x: torch.Tensor, device: torch.device, batch_size: int = 1024,
+    alongside: LayerCurvature | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(φ, logits): φ the head's input, flattened (spatial mean for a 1x1-conv head), float64;
-    the head is the last Linear/Conv layer to run."""
+    the head is the last Linear/Conv layer to run. ``alongside``: as :func:`capture`."""
     head = last_layer(model, x[:1].to(device))
 
     def flat(t: torch.Tensor) -> torch.Tensor:
         return (t.flatten(2).mean(-1) if t.dim() > 2 else t).double()
 
-    return capture(model, head, x, device, batch_size, "input", flat)
+    return capture(model, head, x, device, batch_size, "input", flat, alongside)
 
 
 def early_features(

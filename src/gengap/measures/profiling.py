@@ -28,3 +28,12 @@ class shared_pass(cached_property):  # noqa: N801  (used like cached_property)
             if stack:
                 stack[-1] += spent
         return value
+
+
+def charge(instance: Any, name: str, seconds: float) -> None:
+    """Count ``seconds`` of the shared pass now running under ``name`` instead: the time of a
+    computation that rode along that pass (``MeasureContext.pass_extras``)."""
+    instance.pass_seconds[name] = instance.pass_seconds.get(name, 0.0) + seconds
+    stack = instance.__dict__.get("_pass_stack")
+    if stack:
+        stack[-1] += seconds

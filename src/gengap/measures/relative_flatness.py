@@ -34,6 +34,10 @@ After a smooth activation (tanh, GELU) this is the Gauss-Newton part of the Hess
 
 from __future__ import annotations
 
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
@@ -56,18 +60,82 @@ def feature_layer(model: nn.Module, probe: torch.Tensor | None = None) -> tuple[
     return layers[-2]
 
 
-def _output_jacobians(z: torch.Tensor, logits: torch.Tensor, layer: nn.Module) -> torch.Tensor:
-    """J[c, i, s, p] = ∂logits[i, c] / ∂z[i, s, p], one backward pass per class (examples are
-    independent in eval mode, so the gradient of a column's sum is per example)."""
-    rows = []
-    for c in range(logits.shape[1]):
-        (grad,) = torch.autograd.grad(logits[:, c].sum(), z, retain_graph=True)
-        if isinstance(layer, nn.Linear):  # (batch, ..., out) -> (batch, out, positions)
-            grad = grad.reshape(len(grad), -1, grad.shape[-1]).transpose(1, 2)
-        else:  # (batch, out, *spatial) -> (batch, out, positions)
-            grad = grad.reshape(len(grad), grad.shape[1], -1)
-        rows.append(grad)
-    return torch.stack(rows)
+class LayerCurvature:
+    """κ_Tr of one Linear or Conv ``layer``, summed batch by batch over forward passes of its
+    model (the module docstring's formula). While :meth:`attached` is open, the layer's output
+    becomes a leaf that the rest of the network is differentiated from (nothing before it
+    builds a graph); :meth:`add` takes each batch's logits. So the sum can ride along a pass
+    over the data that is made anyway (the logits pass, ``MeasureContext.plan``)."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        self.layer = layer
+        self.total = 0.0  # Σ_i Tr(A_i M_i), float64
+        self.examples = 0
+        self.seconds = 0.0  # spent in :meth:`add`: what riding along a pass costs it
+        self._grabbed: dict[str, torch.Tensor] = {}
+
+    @property
+    def value(self) -> float:
+        """κ_Tr over the examples added so far."""
+        return self.total / self.examples
+
+    @contextmanager
+    def attached(self, model: nn.Module) -> Iterator[LayerCurvature]:
+        """The hook on the layer, the model's parameters frozen and gradients enabled."""
+        handle = self.layer.register_forward_hook(self._hook)
+        try:
+            with parameters_frozen(model), torch.enable_grad():
+                yield self
+        finally:
+            handle.remove()
+
+    def _hook(self, _m: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
+              ) -> torch.Tensor:
+        self._grabbed["input"] = inputs[0].detach()
+        self._grabbed["z"] = output.detach().requires_grad_(True)
+        return self._grabbed["z"]  # differentiate the rest of the network with respect to z
+
+    def batch_size(self, model: nn.Module, probe: torch.Tensor, most: int) -> int:
+        """At most ``most``, and few enough examples that a batch's Jacobians, (classes,
+        batch, out, positions), stay within :data:`JACOBIAN_BUDGET` (runs ``probe``, one
+        input, with the hook attached)."""
+        classes = model(probe).shape[1]
+        per_example = classes * self._grabbed["z"].numel()
+        return max(1, min(most, JACOBIAN_BUDGET // per_example))
+
+    def add(self, logits: torch.Tensor) -> None:
+        """Add the batch whose forward pass gave ``logits`` (the last one run)."""
+        started = time.perf_counter()
+        jac = self._jacobians(logits)  # (C, b, out, positions)
+        dtype = torch.promote_types(jac.dtype, torch.float32)  # half: in float32
+        jac = jac.to(dtype)
+        p = torch.softmax(logits.detach().double(), dim=1).to(dtype).T  # (C, b)
+        # √p_c (J[c] − Σ_c' p_c' J[c']): Tr(A M) becomes a sum of squares
+        centred = jac - torch.einsum("cb,cbsp->bsp", p, jac)
+        centred.mul_(p.sqrt()[:, :, None, None])
+        w = self.layer.weight.detach().reshape(self.layer.weight.shape[0], -1).to(dtype)
+        patches = layer_patches(self.layer, self._grabbed["input"]).to(dtype)  # (b, in·k, pos)
+        overlap = patches.transpose(1, 2) @ patches  # Q: (b, positions, positions)
+        # Tr(A M) = Σ_c Tr(V_c Q V_cᵀ), V_c = Wᵀ centred[c] (the Gram G = W Wᵀ)
+        v = torch.matmul(w.T, centred)  # (C, b, in·k, positions)
+        per_row = torch.linalg.vecdot(torch.matmul(v, overlap).flatten(2), v.flatten(2))
+        self.total += float(per_row.sum(dtype=torch.float64))
+        self.examples += len(logits)
+        self.seconds += time.perf_counter() - started
+
+    def _jacobians(self, logits: torch.Tensor) -> torch.Tensor:
+        """J[c, i, s, p] = ∂logits[i, c] / ∂z[i, s, p], one backward pass per class
+        (examples are independent in eval mode, so the gradient of a column's sum is per
+        example)."""
+        z, rows = self._grabbed["z"], []
+        for c in range(logits.shape[1]):
+            (grad,) = torch.autograd.grad(logits[:, c].sum(), z, retain_graph=True)
+            if isinstance(self.layer, nn.Linear):  # (batch, ..., out) -> (batch, out, pos)
+                grad = grad.reshape(len(grad), -1, grad.shape[-1]).transpose(1, 2)
+            else:  # (batch, out, *spatial) -> (batch, out, positions)
+                grad = grad.reshape(len(grad), grad.shape[1], -1)
+            rows.append(grad)
+        return torch.stack(rows)
 
 
 def relative_flatness_of_layer(
@@ -82,40 +150,12 @@ def relative_flatness_of_layer(
     formula: exact when the layers after ``layer`` are piecewise linear. The labels do not
     enter (the cross-entropy's Hessian in the logits is diag p − p pᵀ whatever the label)."""
     model = model.eval()
-    w = layer.weight.detach().reshape(layer.weight.shape[0], -1)
-    grabbed: dict[str, torch.Tensor] = {}
-
-    def hook(_m: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
-             ) -> torch.Tensor:
-        grabbed["input"] = inputs[0].detach()
-        grabbed["z"] = output.detach().requires_grad_(True)
-        return grabbed["z"]  # differentiate the rest of the network with respect to z
-
-    total = 0.0
-    handle = layer.register_forward_hook(hook)
-    try:
-        with parameters_frozen(model), torch.enable_grad():
-            # size batches so the Jacobians, (classes, batch, out, positions), stay bounded
-            classes = model(x[:1].to(device)).shape[1]
-            per_example = classes * grabbed["z"].numel()
-            batch_size = max(1, min(batch_size, JACOBIAN_BUDGET // per_example))
-            for i in range(0, len(x), batch_size):
-                logits = model(x[i : i + batch_size].to(device))
-                jac = _output_jacobians(grabbed["z"], logits, layer)  # (C, b, out, positions)
-                dtype = torch.promote_types(jac.dtype, torch.float32)  # half: in float32
-                jac = jac.to(dtype)
-                p = torch.softmax(logits.detach().double(), dim=1).to(jac.dtype).T  # (C, b)
-                # √p_c (J[c] − Σ_c' p_c' J[c']): Tr(A M) becomes a sum of squares
-                centred = jac - (p[:, :, None, None] * jac).sum(dim=0)
-                centred.mul_(p.sqrt()[:, :, None, None])
-                patches = layer_patches(layer, grabbed["input"]).to(dtype)  # (b, in·k, positions)
-                overlap = patches.transpose(1, 2) @ patches  # Q: (b, positions, positions)
-                # Tr(A M) = Σ_c Tr(V_c Q V_cᵀ), V_c = Wᵀ centred[c] (the Gram G = W Wᵀ)
-                v = torch.matmul(w.T.to(dtype), centred)  # (C, b, in·k, positions)
-                total += float((torch.matmul(v, overlap) * v).sum(dtype=torch.float64))
-    finally:
-        handle.remove()
-    return total / len(x)
+    curvature = LayerCurvature(layer)
+    with curvature.attached(model):
+        batch_size = curvature.batch_size(model, x[:1].to(device), batch_size)
+        for i in range(0, len(x), batch_size):
+            curvature.add(model(x[i : i + batch_size].to(device)))
+    return curvature.value
 
 
 def relative_flatness_normalized_head(

@@ -14,10 +14,8 @@ random masks that could not match a solo run's, so runs with dropout always trai
 
 from __future__ import annotations
 
-import ctypes
 import json
 import math
-import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -29,6 +27,7 @@ from torch.func import functional_call, stack_module_state, vmap
 
 from gengap.data import Splits
 from gengap.device import resolve_device
+from gengap.memory_reuse import reuse_large_blocks
 from gengap.models import build_for
 from gengap.specs import RunSpec
 from gengap.train.batched_optim import BatchedOptimizer
@@ -43,8 +42,6 @@ PER_NETWORK = (
     "target_ce", "checkpoints",
 )
 EVAL_ROWS = 16384  # networks x examples per evaluation chunk, to bound memory
-M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameters
-_REUSING = False
 
 
 @contextmanager
@@ -54,24 +51,6 @@ def _quiet() -> Iterator[None]:
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message="There is a performance drop because we have")
         yield
-
-
-def reuse_large_blocks() -> None:
-    """Ask glibc (Linux) to keep freed memory blocks of any size for reuse. By default it
-    gives blocks over 32 MiB back to the system when freed and maps them anew (page faults,
-    zeroing) at the next step; a population's activations are P times a network's and cross
-    that size, which measured up to twice the step time on the CPU. Called once per process,
-    when a CPU population is first built; elsewhere it does nothing."""
-    global _REUSING
-    if _REUSING or sys.platform != "linux":
-        return
-    _REUSING = True
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_TRIM_THRESHOLD, (1 << 31) - 1)
-        libc.mallopt(M_MMAP_THRESHOLD, 1 << 30)
-    except (OSError, AttributeError):  # musl or another libc: leave its defaults
-        pass
 
 
 def population_key(run: RunSpec) -> str | None:
