@@ -75,7 +75,8 @@ def relative_flatness(ctx: MeasureContext) -> float:
     Gauss-Newton part of the Hessian after tanh, GELU or LayerNorm (the smooth modules found
     after W are listed in ``ctx.details["relative_flatness_smooth_after"]``). Invariant to
     rescaling W's neurons, which is all that folding the BatchNorm after W into it does: it is
-    computed on the faster forward copy (``ctx.forward_model``)."""
+    computed on the faster forward copy (``ctx.forward_model``). Planned (``ctx.plan``), it
+    rides along the logits pass where it can (:func:`relative_flatness_rider`)."""
     x, _ = ctx.require_data()
     probe = x[:1].to(ctx.device)
     name, layer = feature_layer(ctx.model, probe)
@@ -163,7 +164,8 @@ def hessian_lanczos(ctx: MeasureContext) -> tuple[Lanczos, Callable, list[torch.
 def hessian_top_eigenvalue(ctx: MeasureContext) -> float:
     """λ_max(∇²L): the largest eigenvalue of the training-loss Hessian by the Lanczos method on
     Hessian-vector products (to a relative residual of 1e-3; pyhessian uses power iteration),
-    on a seeded subset of 512 examples."""
+    on a seeded subset of 512 examples, started from a quick run's Ritz vector
+    (:func:`hessian_lanczos`)."""
     run = ctx.hessian_lanczos[0]
     ctx.details["hessian_lanczos_steps"] = len(run.diagonal)
     return run.value
