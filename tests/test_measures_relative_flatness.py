@@ -309,3 +309,54 @@ def test_a_network_without_a_layer_before_its_head_plans_relative_flatness_in_va
     x, y = torch.randn(9, 3, dtype=torch.float64), torch.randint(0, 4, (9,))
     values = compute(_context(net, x, y), ["cross_entropy", "relative_flatness"])
     assert math.isnan(values["relative_flatness"]) and math.isfinite(values["cross_entropy"])
+
+
+def test_an_in_place_activation_after_the_layer_rides_and_gives_the_same_value() -> None:
+    """ReLU(inplace=True) after the feature layer wrote into the leaf the Jacobians are taken
+    at (autograd refused): the hook hands the network a copy."""
+    net, x, y = cnn()
+    inplace = copy.deepcopy(net)
+    inplace[5] = nn.ReLU(inplace=True)
+    ctx = _context(inplace, x, y)
+    values = compute(ctx, ["cross_entropy", "relative_flatness"])
+    assert "relative_flatness" in ctx.pass_extras
+    expected = _context(net, x, y)
+    assert values["relative_flatness"] == pytest.approx(
+        expected.value("relative_flatness"), rel=1e-12)
+    assert values["cross_entropy"] == pytest.approx(expected.value("cross_entropy"), rel=1e-12)
+
+
+def test_a_rider_that_cannot_be_set_up_leaves_the_logits_pass_alone(monkeypatch) -> None:
+    from gengap.measures import flatness
+
+    def broken(_ctx):
+        raise RuntimeError("a probe this layer cannot take")
+
+    monkeypatch.setattr(flatness, "relative_flatness_rider", broken)
+    net, x, y = cnn()
+    ctx = _context(net, x, y)
+    ctx.plan(["relative_flatness", "margin"])
+    assert torch.equal(ctx.logits, _context(net, x, y).logits)
+    assert "relative_flatness" not in ctx.planned and not ctx.pass_extras
+
+
+def test_compute_timed_gives_a_ride_its_own_seconds(monkeypatch) -> None:
+    """The time relative flatness spends in the logits pass is its own, not that of the
+    measure that triggered the pass (the zoo stores these seconds)."""
+    import time
+
+    from gengap.measures import compute_timed
+
+    jacobians = LayerCurvature._jacobians
+
+    def slow_jacobians(self, logits):  # inside add's own timing
+        time.sleep(0.3)
+        return jacobians(self, logits)
+
+    monkeypatch.setattr(LayerCurvature, "_jacobians", slow_jacobians)
+    net, x, y = cnn()
+    ctx = _context(net, x, y)
+    timed = compute_timed(ctx, ["cross_entropy", "relative_flatness"])
+    assert "relative_flatness" in ctx.pass_extras
+    assert timed["relative_flatness"][1] >= 0.9  # three batches of 5, 12 examples
+    assert timed["cross_entropy"][1] < 0.5

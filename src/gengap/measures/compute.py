@@ -24,14 +24,23 @@ def compute_timed(
     ctx: MeasureContext, names: str | list[str] | None = None
 ) -> dict[str, tuple[float, float]]:
     """``name -> (value, seconds)``; a measure's seconds include shared work it triggered
-    first (the forward pass goes to whichever data measure runs first)."""
+    first (the forward pass goes to whichever data measure runs first), except a planned
+    measure that rode along that work (``ctx.pass_extras``): its time is its own."""
     out: dict[str, tuple[float, float]] = {}
     chosen = _chosen(ctx, names)
     ctx.plan(m.name for m in chosen)
+    rode: dict[str, float] = {}  # seconds of measures computed inside another one's pass
     for m in chosen:
+        charged = dict(ctx.pass_seconds)
         started = time.perf_counter()
         value = ctx.value(m.name)
-        out.update(_flatten(m.name, value, time.perf_counter() - started))
+        seconds = time.perf_counter() - started + rode.pop(m.name, 0.0)
+        for name in ctx.pass_extras:
+            extra = ctx.pass_seconds.get(name, 0.0) - charged.get(name, 0.0)
+            if extra and name != m.name:
+                seconds -= extra
+                rode[name] = rode.get(name, 0.0) + extra
+        out.update(_flatten(m.name, value, seconds))
     return out
 
 

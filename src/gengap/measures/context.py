@@ -145,6 +145,7 @@ class MeasureContext:
             from gengap.measures.registry import NotApplicable, measures
 
             before = set(self.no_value)
+            self.planned = self.planned - {name}  # asked for now: no pass need serve it later
             try:
                 result = measures.get(name).fn(self)
             except NotApplicable as err:
@@ -161,7 +162,6 @@ class MeasureContext:
                 self.no_value[name] = inner[0]
             # vector-valued measures (weight_stats) return a dict of named floats
             self._values[name] = result if isinstance(result, dict) else float(result)
-            self.planned = self.planned - {name}
         return self._values[name]
 
     # -- requirements ----------------------------------------------------------------------
@@ -274,18 +274,20 @@ class MeasureContext:
         from gengap.measures.flatness import relative_flatness_rider
 
         x, _ = self.require_data()
-        ride = relative_flatness_rider(self) if "relative_flatness" in self.planned else None
-        if ride is not None:
-            rider, batch = ride
+        if "relative_flatness" in self.planned:
             try:
-                out = penultimate_features(self.forward_model, x, self.device, batch,
-                                           alongside=rider)
+                ride = relative_flatness_rider(self)
+                if ride is not None:
+                    rider, batch = ride
+                    out = penultimate_features(self.forward_model, x, self.device, batch,
+                                               alongside=rider)
             except Exception:  # noqa: BLE001  the measure, alone, will say what failed
-                pass
+                self.planned = self.planned - {"relative_flatness"}  # and not ride again
             else:
-                charge(self, "relative_flatness", rider.seconds)
-                self.pass_extras["relative_flatness"] = rider
-                return out
+                if ride is not None:
+                    charge(self, "relative_flatness", rider.seconds)
+                    self.pass_extras["relative_flatness"] = rider.value
+                    return out
         return penultimate_features(self.forward_model, x, self.device, self.batch_size)
 
     @cached_property

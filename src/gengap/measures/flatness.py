@@ -44,12 +44,6 @@ HESSIAN_ITERATIONS = 100  # most Lanczos steps (Hessian-vector products)
 # pyhessian's tolerance; the Ritz value's error is of the order of the residual squared over the
 # spectral gap (bench NiN: 7 products, θ within 1.2e-7 of the value 3 steps later; 1e-4: 8)
 HESSIAN_TOL = 1e-3
-# the run starts from the top Ritz vector of a quick run on the subset's first 32 examples, plus
-# 0.3 of a random unit vector so that no direction is left out: on the bench NiN 5 products of
-# the 512-example Hessian instead of 7 (the quick run's 6 cost about one), θ within 1e-6
-WARM_EXAMPLES = 32
-WARM_TOL = 1e-2
-WARM_RANDOM = 0.3
 CRITICALITY_EXAMPLES = 512
 CRITICALITY_DRAWS = 10  # noise draws per (α, σ) grid point, as in the reference code
 CRITICALITY_GRID = 10  # α takes 11 values in [0, 1]; σ the 11 + 11 of criticality_sigmas
@@ -85,7 +79,7 @@ def relative_flatness(ctx: MeasureContext) -> float:
     ctx.details["relative_flatness_smooth_after"] = smooth_steps(ctx.model, probe, after=layer)
     rode = ctx.pass_extras.get("relative_flatness")
     if rode is not None:  # computed in the logits pass (MeasureContext.plan)
-        return rode.value
+        return rode
     model, fast = _relative_flatness_layer(ctx, name)
     return relative_flatness_of_layer(model, fast, x, ctx.device,
                                       min(ctx.batch_size, RELATIVE_FLATNESS_BATCH))
@@ -145,27 +139,18 @@ def _subset(ctx: MeasureContext, size: int) -> tuple[torch.Tensor, torch.Tensor]
 def hessian_lanczos(ctx: MeasureContext) -> tuple[Lanczos, Callable, list[torch.Tensor]]:
     """The Lanczos run on the training-loss Hessian of the seeded 512-example subset, with
     that Hessian's product and parameters (``ctx.hessian_lanczos`` shares it: the top
-    eigenvalue is its value, the trace deflates by its basis). Where the subset has more than
-    twice :data:`WARM_EXAMPLES`, the run starts from a quick run's top Ritz vector."""
+    eigenvalue is its value, the trace deflates by its basis)."""
     x, y = _subset(ctx, HESSIAN_EXAMPLES)
-    batch = min(ctx.batch_size, HESSIAN_BATCH)
-    params, hvp = loss_hvp(ctx.model, x, y, batch)
+    params, hvp = loss_hvp(ctx.model, x, y, min(ctx.batch_size, HESSIAN_BATCH))
     gen = torch.Generator().manual_seed(ctx.options.seed)
-    start = None
-    if len(x) > 2 * WARM_EXAMPLES:
-        _, quick = loss_hvp(ctx.model, x[:WARM_EXAMPLES], y[:WARM_EXAMPLES], batch)
-        guess = lanczos(quick, params, HESSIAN_ITERATIONS, WARM_TOL, gen).vector
-        noise = torch.randn(guess.shape, generator=gen, dtype=guess.dtype).to(guess.device)
-        start = guess + WARM_RANDOM * noise / noise.norm()
-    return lanczos(hvp, params, HESSIAN_ITERATIONS, HESSIAN_TOL, gen, start), hvp, params
+    return lanczos(hvp, params, HESSIAN_ITERATIONS, HESSIAN_TOL, gen), hvp, params
 
 
 @measure("hessian_top_eigenvalue", group="flatness", needs=DATA, cost="E")
 def hessian_top_eigenvalue(ctx: MeasureContext) -> float:
     """λ_max(∇²L): the largest eigenvalue of the training-loss Hessian by the Lanczos method on
     Hessian-vector products (to a relative residual of 1e-3; pyhessian uses power iteration),
-    on a seeded subset of 512 examples, started from a quick run's Ritz vector
-    (:func:`hessian_lanczos`)."""
+    on a seeded subset of 512 examples."""
     run = ctx.hessian_lanczos[0]
     ctx.details["hessian_lanczos_steps"] = len(run.diagonal)
     return run.value

@@ -73,13 +73,11 @@ def _dot(a: Vector, b: Vector) -> torch.Tensor:
 @dataclass
 class Lanczos:
     """A Lanczos run: the largest Ritz value, the orthonormal basis (k, P) of the Krylov space
-    it spanned, the diagonal q_iᵀHq_i of the projected Hessian QᵀHQ (its trace is exact), and
-    the Ritz vector of the largest value (flat, unit norm)."""
+    it spanned, and the diagonal q_iᵀHq_i of the projected Hessian QᵀHQ (its trace is exact)."""
 
     value: float
     basis: torch.Tensor
     diagonal: list[float]
-    vector: torch.Tensor
 
 
 def lanczos(
@@ -88,7 +86,6 @@ def lanczos(
     iterations: int = 200,
     tol: float = 1e-4,
     generator: torch.Generator | None = None,
-    start: torch.Tensor | None = None,
 ) -> Lanczos:
     """The Hessian's largest eigenvalue λ_max (algebraically: away from a minimum a negative
     eigenvalue can be larger in magnitude, and power iteration, pyhessian's method, would
@@ -98,17 +95,12 @@ def lanczos(
     estimate lies in the same space, so it needs at least as many products, usually many
     more). Stopped when the Ritz pair's residual
     ‖Hy − θy‖ = β_k·|s_k| (‖y‖ = 1) is at most ``tol``·|θ|, which puts an eigenvalue within that
-    distance of θ, as power iteration's test does; at most ``iterations`` products.
-    ``start`` (flat, as :attr:`Lanczos.vector`) replaces the random first vector: from a good
-    guess of the top eigenvector the residual test is met in fewer products."""
-    if start is None:
-        v = torch.cat([torch.randn(p.shape, generator=generator).to(p).reshape(-1) for p in like])
-    else:
-        v = start.to(like[0]).reshape(-1)
+    distance of θ, as power iteration's test does; at most ``iterations`` products."""
+    v = torch.cat([torch.randn(p.shape, generator=generator).to(p).reshape(-1) for p in like])
     basis = [v / v.norm()]
     diagonal: list[float] = []
     off: list[float] = []
-    theta, top = 0.0, torch.ones(1, dtype=torch.float64)
+    theta = 0.0
     for k in range(iterations):
         w = _flat(hvp(_unflat(basis[-1], like)))
         diagonal.append(float(w @ basis[-1]))
@@ -122,15 +114,13 @@ def lanczos(
             tri += torch.diag(sub, 1) + torch.diag(sub, -1)
         values, vectors = torch.linalg.eigh(tri)
         j = len(values) - 1  # eigh sorts ascending: the largest Ritz value
-        theta, top = float(values[j]), vectors[:, j]
+        theta = float(values[j])
         done = beta * abs(float(vectors[-1, j])) <= tol * abs(theta) or beta == 0.0
         if done or len(basis) == len(v):  # converged, or the whole space spanned (θ exact)
             break
         off.append(beta)
         basis.append(w / beta)
-    probed = torch.stack(basis[: len(diagonal)])
-    ritz = top.to(probed) @ probed
-    return Lanczos(theta, probed, diagonal, ritz / ritz.norm())
+    return Lanczos(theta, torch.stack(basis[: len(diagonal)]), diagonal)  # the probed vectors
 
 
 def _flat(vector: Vector) -> torch.Tensor:

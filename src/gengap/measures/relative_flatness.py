@@ -88,12 +88,15 @@ class LayerCurvature:
                 yield self
         finally:
             handle.remove()
+            self._grabbed.clear()  # the last batch's tensors
 
     def _hook(self, _m: nn.Module, inputs: tuple[torch.Tensor, ...], output: torch.Tensor
               ) -> torch.Tensor:
         self._grabbed["input"] = inputs[0].detach()
         self._grabbed["z"] = output.detach().requires_grad_(True)
-        return self._grabbed["z"]  # differentiate the rest of the network with respect to z
+        # differentiate the rest of the network with respect to z; through a copy, which an
+        # in-place activation after the layer (ReLU(inplace=True)) may overwrite
+        return self._grabbed["z"].clone()
 
     def batch_size(self, model: nn.Module, probe: torch.Tensor, most: int) -> int:
         """At most ``most``, and few enough examples that a batch's Jacobians, (classes,
