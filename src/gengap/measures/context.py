@@ -130,7 +130,7 @@ class MeasureContext:
         several: with ``relative_flatness`` planned, the logits pass computes it on the way
         (it saves that measure's own forward pass over the training set). :func:`compute` and
         :func:`profile` plan what they are given; call it first when asking :meth:`value` for
-        measures one at a time. A measure leaves the plan once computed."""
+        measures one at a time. A measure leaves the plan when it is asked for."""
         self.planned = self.planned | frozenset(names)
 
     def reasons(self, names: Iterable[str]) -> dict[str, str]:
