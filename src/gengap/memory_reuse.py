@@ -16,10 +16,11 @@ def reuse_large_blocks() -> None:
     batch: a population's activations are P times a network's, and the measures' batched
     Jacobians and forward passes cross that size too. Measured on the 2-core development CPU:
     up to twice a population's step time; the bench NiN's forward pass over 4,096 examples
-    at batch 128-1024 3.8-4.1 s against 2.3-2.4 s, and its relative flatness 1.4x. Called once
-    per process, when a CPU population or a CPU :class:`~gengap.measures.MeasureContext` is
-    first built; elsewhere it does nothing. The process's memory is then not returned to the
-    system until it ends."""
+    at batch 128-1024 3.8-4.1 s against 2.3-2.4 s, its relative flatness 1.5x (these two with
+    glibc's environment variables: mmap threshold 1 GiB, trim threshold 4 GiB), its logits
+    pass 8.9 s against 5.6 s. Called once per process, when a CPU population or a CPU
+    :class:`~gengap.measures.MeasureContext` is first built; elsewhere it does nothing. The
+    process's memory is then not returned to the system until it ends."""
     global _REUSING
     if _REUSING or sys.platform != "linux":
         return

@@ -28,7 +28,6 @@ def compute_timed(
     measure that rode along that work (``ctx.pass_extras``): its time is its own."""
     out: dict[str, tuple[float, float]] = {}
     chosen = _chosen(ctx, names)
-    ctx.plan(m.name for m in chosen)
     rode: dict[str, float] = {}  # seconds of measures computed inside another one's pass
     for m in chosen:
         charged = dict(ctx.pass_seconds)
@@ -52,8 +51,11 @@ def _flatten(name: str, value: Any, seconds: float) -> dict[str, tuple[float, fl
 
 
 def _chosen(ctx: MeasureContext, names: str | list[str] | None) -> list[Measure]:
-    """The measures ``names`` picks; by default those the context can feed."""
-    return select(available(ctx) if names is None else names)
+    """The measures ``names`` picks, by default those the context can feed; planned on the
+    context (:meth:`MeasureContext.plan`), so that its passes can serve several."""
+    chosen = select(available(ctx) if names is None else names)
+    ctx.plan(m.name for m in chosen)
+    return chosen
 
 
 def available(ctx: MeasureContext, names: str | list[str] | None = None) -> list[str]:
@@ -108,7 +110,6 @@ def profile(ctx: MeasureContext, names: str | list[str] | None = None) -> Profil
     own: dict[str, float] = {}
     begun = time.perf_counter()
     chosen = _chosen(ctx, names)
-    ctx.plan(m.name for m in chosen)
     for m in chosen:
         passes_before = sum(ctx.pass_seconds.values())
         started = time.perf_counter()

@@ -274,6 +274,7 @@ class MeasureContext:
         from gengap.measures.flatness import relative_flatness_rider
 
         x, _ = self.require_data()
+        ride = None
         if "relative_flatness" in self.planned:
             try:
                 ride = relative_flatness_rider(self)
@@ -282,13 +283,13 @@ class MeasureContext:
                     out = penultimate_features(self.forward_model, x, self.device, batch,
                                                alongside=rider)
             except Exception:  # noqa: BLE001  the measure, alone, will say what failed
+                ride = None
                 self.planned = self.planned - {"relative_flatness"}  # and not ride again
-            else:
-                if ride is not None:
-                    charge(self, "relative_flatness", rider.seconds)
-                    self.pass_extras["relative_flatness"] = rider.value
-                    return out
-        return penultimate_features(self.forward_model, x, self.device, self.batch_size)
+        if ride is None:
+            return penultimate_features(self.forward_model, x, self.device, self.batch_size)
+        charge(self, "relative_flatness", rider.seconds)
+        self.pass_extras["relative_flatness"] = rider.value
+        return out
 
     @cached_property
     def margins(self) -> torch.Tensor:
