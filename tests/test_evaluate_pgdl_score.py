@@ -109,7 +109,7 @@ def test_missing_and_timed_out_predictions_score_as_in_the_competition(tmp_path,
     assert scores.time_exceeded and scores.average == 0.0
     assert [t.status for t in scores.tasks] == ["exceeded", "exceeded"]
     # score.py skips a timed-out task without writing its line
-    assert scores.scores_txt() == "task_average_score: 0.000000000000\n"
+    assert scores.scores_txt() == "task_average_score: 0.000000000000\nDuration: 0\n"
 
 
 def test_an_incomplete_reference_grid_is_refused(tmp_path, toy):
@@ -142,7 +142,7 @@ def test_cli_score(tmp_path, toy):
                                 "--predictions", str(toy / "sample_submission.predict")])
     assert again.exit_code == 0 and "task_average_score: 8.47" in again.output, again.output
     assert (tmp_path / "scores.txt").read_text().endswith("task_average_score: "
-                                                          "8.468866079751\n")
+                                                          "8.468866079751\nDuration: 0\n")
     # nothing scored (the predictions are not a JSON object): scores.txt written, exit 2;
     # an --out folder that does not exist yet is made
     bad = tmp_path / "list.predict"

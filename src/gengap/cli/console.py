@@ -84,14 +84,27 @@ def progress() -> Progress:
 
 
 def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 3) -> Table:
-    """A rich table of a DataFrame, floats rounded, NaN shown as a dash."""
+    """A rich table of a DataFrame, floats rounded, NaN shown as a dash. A float column whose
+    values are all whole numbers (counts that are floats only because of a NaN, such as steps
+    to a target that some runs never reached) is shown without decimals."""
     table = Table(title=title, header_style="bold")
+    whole = []
     for column in frame.columns:
         numeric = pd.api.types.is_numeric_dtype(frame[column])
         table.add_column(str(column), justify="right" if numeric else "left")
+        whole.append(_whole_numbers(frame[column]))
     for row in frame.itertuples(index=False):
-        table.add_row(*(_cell(value, digits) for value in row))
+        table.add_row(*(_cell(value, 0 if w else digits) for value, w in zip(row, whole,
+                                                                               strict=True)))
     return table
+
+
+def _whole_numbers(column: pd.Series) -> bool:
+    """True for a float column with at least one value, every value a whole number."""
+    if not pd.api.types.is_float_dtype(column):
+        return False
+    values = column.dropna().to_numpy()
+    return len(values) > 0 and bool(((values % 1) == 0).all())
 
 
 def _cell(value: object, digits: int) -> str:
@@ -100,6 +113,8 @@ def _cell(value: object, digits: int) -> str:
     if isinstance(value, float):
         if math.isnan(value):
             return "–"
+        if digits == 0:
+            return f"{value:.0f}"
         if value != 0 and (abs(value) >= 1e5 or abs(value) < 10**-digits):
             return f"{value:.{digits}g}"
         return f"{value:.{digits}f}"

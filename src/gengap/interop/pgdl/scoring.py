@@ -79,10 +79,12 @@ class Scores:
         return pd.DataFrame(rows)
 
     def scores_txt(self) -> str:
-        """The scorer's ``scores.txt``: each task's raw score, then the average."""
+        """The scorer's ``scores.txt``: each task's raw score, the average, then ``Duration: 0``
+        (``score.py`` reads the duration from an undefined folder, so it always writes 0)."""
         lines = [f"task_{t.task}_score: {t.written:0.12f}" for t in self.tasks
                  if t.written is not None]
         lines.append(f"task_average_score: {self.average:0.12f}")
+        lines.append("Duration: 0")
         return "\n".join(lines) + "\n"
 
 

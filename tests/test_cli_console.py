@@ -1,0 +1,30 @@
+"""The terminal tables: how cells are written."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+from rich.console import Console
+
+from gengap.cli.console import frame_table
+
+
+def _rendered(frame: pd.DataFrame) -> str:
+    out = Console(width=200, record=True)
+    out.print(frame_table(frame))
+    return out.export_text()
+
+
+def test_whole_number_float_columns_print_without_decimals():
+    # Steps to a target are floats only because NaN marks "never reached".
+    text = _rendered(pd.DataFrame({"steps": [300.0, math.nan, 1200.0],
+                                   "acc": [0.25, 1.0, 0.5]}))
+    assert "300 " in text and "1200" in text and "300.000" not in text
+    assert "–" in text  # NaN still a dash
+    assert "0.250" in text and "1.000" in text  # other floats keep their digits
+
+
+def test_a_column_with_any_fraction_keeps_its_digits():
+    text = _rendered(pd.DataFrame({"x": [2.0, 2.5]}))
+    assert "2.000" in text and "2.500" in text
