@@ -28,3 +28,9 @@ def test_whole_number_float_columns_print_without_decimals():
 def test_a_column_with_any_fraction_keeps_its_digits():
     text = _rendered(pd.DataFrame({"x": [2.0, 2.5]}))
     assert "2.000" in text and "2.500" in text
+
+
+def test_large_or_infinite_values_are_not_taken_for_whole_numbers():
+    text = _rendered(pd.DataFrame({"prod": [3.2e17, 5.0e20], "loss": [math.inf, 3.0]}))
+    assert "3.2e+17" in text and "5e+20" in text
+    assert "inf" in text and "3.000" in text

@@ -7,6 +7,7 @@ import math
 import os
 import sys
 
+import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.progress import (
@@ -100,11 +101,13 @@ def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 3) 
 
 
 def _whole_numbers(column: pd.Series) -> bool:
-    """True for a float column with at least one value, every value a whole number."""
+    """True for a float column with at least one value, every value a whole number below
+    2⁵² (from there on every float is whole: large products stay in the e-notation)."""
     if not pd.api.types.is_float_dtype(column):
         return False
     values = column.dropna().to_numpy()
-    return len(values) > 0 and bool(((values % 1) == 0).all())
+    return (len(values) > 0 and bool((np.abs(values) < 2.0**52).all())
+            and bool((np.round(values) == values).all()))
 
 
 def _cell(value: object, digits: int) -> str:

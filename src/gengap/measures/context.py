@@ -332,9 +332,18 @@ class MeasureContext:
     def spectral_norms_fft(self) -> list[float]:
         """‖W‖₂ per layer, of a convolution the norm of the circular stride-1 convolution at
         its input size, by FFT (exact for that operator; an upper bound for a strided one)."""
-        from gengap.measures.conv_spectrum import layer_spectral_norms_fft
+        from gengap.measures.conv_spectrum import layer_spectral_norms
 
-        return layer_spectral_norms_fft(self.folded, self.conv_input_sizes)
+        return layer_spectral_norms(self.folded, self.conv_input_sizes)
+
+    @shared_pass
+    def spectral_norms_op(self) -> list[float]:
+        """‖W‖₂ per layer, of a convolution the exact norm of the layer as it acts (its
+        padding and stride) at its input size (:mod:`gengap.measures.conv_operator`)."""
+        from gengap.measures.conv_operator import operator_conv_norm
+        from gengap.measures.conv_spectrum import layer_spectral_norms
+
+        return layer_spectral_norms(self.folded, self.conv_input_sizes, operator_conv_norm)
 
     @shared_pass
     def distance_spectral_norms(self) -> list[float]:
@@ -347,11 +356,19 @@ class MeasureContext:
     @shared_pass
     def distance_spectral_norms_fft(self) -> list[float]:
         """‖W − W⁰‖₂ per layer, convolutions by FFT at their input size."""
-        from gengap.measures.conv_spectrum import layer_spectral_norms_fft
+        from gengap.measures.conv_spectrum import layer_spectral_norms
 
-        return layer_spectral_norms_fft(
-            self.folded, self.conv_input_sizes, self.folded_init
-        )
+        return layer_spectral_norms(self.folded, self.conv_input_sizes,
+                                    subtract=self.folded_init)
+
+    @shared_pass
+    def distance_spectral_norms_op(self) -> list[float]:
+        """‖W − W⁰‖₂ per layer, convolutions as they act at their input size."""
+        from gengap.measures.conv_operator import operator_conv_norm
+        from gengap.measures.conv_spectrum import layer_spectral_norms
+
+        return layer_spectral_norms(self.folded, self.conv_input_sizes, operator_conv_norm,
+                                    subtract=self.folded_init)
 
     @shared_pass
     def flat_net(self) -> Any:

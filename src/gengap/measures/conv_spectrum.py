@@ -12,6 +12,8 @@ implementation, except that the size is the layer's own input size recorded by f
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
@@ -102,12 +104,23 @@ def _alias(kernel: torch.Tensor, axis: int, n: int) -> torch.Tensor:
     return padded.reshape(*padded.shape[:-1], wraps, n).sum(-2).movedim(-1, axis)
 
 
-def layer_spectral_norms_fft(
-    model: nn.Module, sizes: dict[str, tuple[int, ...]], subtract: nn.Module | None = None
+# The norm of one convolution: (layer, its weight or a stand-in, the spatial size of its input).
+ConvNorm = Callable[[nn.Module, torch.Tensor, tuple[int, ...]], float]
+
+
+def fft_conv_norm(module: nn.Module, weight: torch.Tensor, size: tuple[int, ...]) -> float:
+    """:func:`conv_spectral_norm_fft` of ``weight`` with ``module``'s groups and dilation."""
+    return conv_spectral_norm_fft(weight, size, module.groups, tuple(module.dilation))
+
+
+def layer_spectral_norms(
+    model: nn.Module, sizes: dict[str, tuple[int, ...]], conv_norm: ConvNorm = fft_conv_norm,
+    subtract: nn.Module | None = None,
 ) -> list[float]:
     """Operator norm of every Linear and Conv layer (registration order, as
-    :func:`weight_matrices`), convolutions by :func:`conv_spectral_norm_fft` at the recorded
-    input sizes; with ``subtract`` (a same-shaped model), of ``W − W_subtract``."""
+    :func:`weight_matrices`), convolutions by ``conv_norm`` (default: by FFT,
+    :func:`fft_conv_norm`) at the recorded input sizes; with ``subtract`` (a same-shaped
+    model), of ``W − W_subtract``."""
     others = dict(subtract.named_modules()) if subtract is not None else {}
     norms = []
     for name, module in model.named_modules():
@@ -119,8 +132,7 @@ def layer_spectral_norms_fft(
         if isinstance(module, CONVS):
             if name not in sizes:
                 raise ValueError(f"convolution {name!r} did not run on the probe input")
-            norms.append(conv_spectral_norm_fft(weight, sizes[name], module.groups,
-                                               tuple(module.dilation)))
+            norms.append(conv_norm(module, weight, sizes[name]))
         else:
             norms.append(float(torch.linalg.matrix_norm(weight, ord=2)))
     return norms

@@ -7,7 +7,8 @@ measure also exists as ``log_<name>`` (natural log), computed in log space; the 
 ``inf`` when the log exceeds float64's range. ``_fft`` measures use the spectral norm of each
 convolution by FFT at its input size (:mod:`gengap.measures.conv_spectrum`: that of the circular
 stride-1 convolution, an upper bound for a strided one) instead of the norm of the reshaped
-kernel.
+kernel; ``_op`` measures the exact norm of each convolution as it acts, with its padding and
+stride (:mod:`gengap.measures.conv_operator`).
 """
 
 from __future__ import annotations
@@ -27,8 +28,20 @@ def _exp(log_value: float) -> float:
     return math.exp(log_value) if log_value < 709.0 else math.inf
 
 
-def _spec_sq(ctx: MeasureContext, fft: bool) -> list[float]:
-    return [n**2 for n in (ctx.spectral_norms_fft if fft else ctx.spectral_norms)]
+# How a family's measures take the spectral norm of a convolution (the measure name's suffix):
+# the reshaped kernel's, the circular stride-1 convolution's by FFT, or the layer's own.
+SPECTRAL_KINDS = {
+    "": ". Spectral norms of reshaped kernels.",
+    "fft": ", with the spectral norms of convolutions by FFT at each layer's input size "
+           "(Sedghi et al. 2019): of the circular stride-1 convolution, as the reference "
+           "computes them (an upper bound for a strided one).",
+    "op": ", with the exact spectral norm of each convolution as it acts (its own padding, "
+          "stride, dilation and groups) at its input size, by Lanczos on AᵀA (ARPACK).",
+}
+
+
+def _spec_sq(ctx: MeasureContext, kind: str) -> list[float]:
+    return [n**2 for n in getattr(ctx, f"spectral_norms_{kind}" if kind else "spectral_norms")]
 
 
 def _fro_sq(ctx: MeasureContext) -> list[float]:
@@ -73,20 +86,17 @@ def _log_gamma_sq(ctx: MeasureContext) -> float:
     return 2 * math.log(ctx.gamma) if ctx.gamma > 0 else -math.inf
 
 
-def _spectral_family(fft: bool) -> None:
-    sfx = "_fft" if fft else ""
-    how = (", with the spectral norms of convolutions by FFT at each layer's input size "
-           "(Sedghi et al. 2019): of the circular stride-1 convolution, as the reference "
-           "computes them (an upper bound for a strided one)." if fft
-           else ". Spectral norms of reshaped kernels.")
+def _spectral_family(kind: str) -> None:
+    sfx = f"_{kind}" if kind else ""
+    how = SPECTRAL_KINDS[kind]
 
     def lp(ctx: MeasureContext) -> float:
-        return _log_prod(_spec_sq(ctx, fft))
+        return _log_prod(_spec_sq(ctx, kind))
 
-    if fft:  # the reshaped prod_of_spec and prod_of_spec_over_margin are in norms.py/output.py
-        _register("prod_of_spec_fft", ("weights",), "B",
+    if kind:  # the reshaped prod_of_spec and prod_of_spec_over_margin are in norms.py/output.py
+        _register(f"prod_of_spec{sfx}", ("weights",), "B",
                   "Π_i ‖W_i‖₂² (Jiang et al. 2020, eq. 32)" + how, lp)
-        _register("prod_of_spec_over_margin_fft", DATA, "B",
+        _register(f"prod_of_spec_over_margin{sfx}", DATA, "B",
                   "Π_i ‖W_i‖₂² / γ² (Jiang et al. 2020, eq. 31)" + how,
                   lambda ctx: lp(ctx) - _log_gamma_sq(ctx))
     else:
@@ -105,17 +115,17 @@ def _spectral_family(fft: bool) -> None:
               "Π_i ‖W_i‖₂² / γ² · Σ_i ‖W_i − W_i⁰‖_F² / ‖W_i‖₂² (Jiang et al. 2020, eq. 29)"
               + how,
               lambda ctx: lp(ctx) - _log_gamma_sq(ctx) + math.log(sum(
-                  f / s for f, s in zip(_dist_fro_sq(ctx), _spec_sq(ctx, fft), strict=True))))
+                  f / s for f, s in zip(_dist_fro_sq(ctx), _spec_sq(ctx, kind), strict=True))))
     _register(f"spec_orig_main{sfx}", DATA, "B",
               "Π_i ‖W_i‖₂² / γ² · Σ_i ‖W_i‖_F² / ‖W_i‖₂² (Jiang et al. 2020, eq. 30)" + how,
               lambda ctx: lp(ctx) - _log_gamma_sq(ctx) + math.log(sum(
-                  f / s for f, s in zip(_fro_sq(ctx), _spec_sq(ctx, fft), strict=True))))
+                  f / s for f, s in zip(_fro_sq(ctx), _spec_sq(ctx, kind), strict=True))))
     _register(f"fro_over_spec{sfx}", ("weights",), "B",
               "Σ_i ‖W_i‖_F² / ‖W_i‖₂²: a sum of stable ranks (Jiang et al. 2020, eq. 33)"
               + how,
-              lambda ctx: sum(f / s for f, s in zip(_fro_sq(ctx), _spec_sq(ctx, fft),
+              lambda ctx: sum(f / s for f, s in zip(_fro_sq(ctx), _spec_sq(ctx, kind),
                                                      strict=True)), with_log=False)
-    dist = "distance_spectral_norms_fft" if fft else "distance_spectral_norms"
+    dist = f"distance_spectral_norms{sfx}"
     _register(f"dist_spec_init{sfx}", INIT, "B",
               "Σ_i ‖W_i − W_i⁰‖₂² (Jiang et al. 2020, eq. 41)" + how,
               lambda ctx: sum(n**2 for n in getattr(ctx, dist)), with_log=False)
@@ -146,6 +156,6 @@ def _frobenius_family() -> None:
               lambda ctx: _log_sum(lp(ctx) - _log_gamma_sq(ctx), len(ctx.weights)))
 
 
-_spectral_family(fft=False)
-_spectral_family(fft=True)
+for _kind in SPECTRAL_KINDS:
+    _spectral_family(_kind)
 _frobenius_family()
