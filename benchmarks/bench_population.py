@@ -84,9 +84,9 @@ def population(runs: list[RunSpec], shape: tuple[int, ...], data: list) -> float
     for i, (x, y) in enumerate(data):
         if i == 1:
             started = time.perf_counter()
-        losses = pop.losses(x, y)
-        losses.detach().tolist()  # the divergence check of fit_population
-        pop.step(losses, lr, None)
+        losses, gradient = pop.losses_and_gradient(x, y)
+        losses.tolist()  # the divergence check of fit_population
+        pop.step(gradient, lr, None)
     return time.perf_counter() - started
 
 

@@ -114,3 +114,38 @@ def test_grouping():
 def test_the_probe_measures_a_speedup(digits):
     runs = grid(ArchSpec(family="mlp", width=8, depth=1), [0.01, 0.02], [0.0, 1e-4])
     assert population_speedup(runs, digits, device="cpu", steps=2) > 0
+
+
+def test_micro_batches_give_the_result_of_training_alone(digits, monkeypatch):
+    """A batch taken in micro-batches (gradients summed by their share of the batch), with a
+    diverging member among them, still equals training each network alone."""
+    from gengap.train import population as module
+
+    arch = ArchSpec(family="cnn", width=8, depth=2)
+    runs = [RunSpec(arch=arch, seed=2, train=TrainSpec(lr=lr, batch_size=100, target_ce=0.0,
+                                                       max_epochs=2))
+            for lr in (0.02, 0.05, 1e30)]
+    pop = Population(runs, digits, torch.device("cpu"))
+    # 8x8 digits: the widest activation is the first convolution's, 8 channels of 4x4 each
+    assert pop.wide.widest_activation(pop.params, pop.buffers, digits.x_train[:1]) == 3 * 8 * 16
+    assert pop.micro_batch(digits.x_train[:100]) == 100  # small: the whole batch
+    monkeypatch.setattr(module, "MICRO_BATCH_ELEMENTS", 3 * 8 * 16 * 40)
+    pop = Population(runs, digits, torch.device("cpu"))
+    assert pop.micro_batch(digits.x_train[:100]) == 32  # the largest power of two under 40
+    together = fit_population(runs, digits, device="cpu")
+    assert together[2].status == "failed" and together[2].reason.startswith("diverged")
+    for run, result in zip(runs, together, strict=True):
+        assert_same(result, fit(run, digits, device="cpu"))
+
+
+def test_no_micro_batches_with_batch_norm_or_vmap(digits, monkeypatch):
+    from gengap.train import population as module
+
+    monkeypatch.setattr(module, "MICRO_BATCH_ELEMENTS", 1)
+    for arch in (ArchSpec(family="nin", width=4, depth=1), ArchSpec(family="resnet", width=2,
+                                                                     depth=1)):
+        pop = Population(grid(arch, [0.01, 0.02], [0.0]), digits, torch.device("cpu"))
+        assert pop.micro_batch(digits.x_train[:64]) == 64
+    pop = Population(grid(ArchSpec(family="mlp", width=4, depth=1), [0.01], [0.0]), digits,
+                     torch.device("cpu"))
+    assert pop.micro_batch(digits.x_train[:64]) == 16  # at least MIN_MICRO_BATCH

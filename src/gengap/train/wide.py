@@ -57,10 +57,26 @@ class WideForward:
     def __call__(
         self, params: Stacks, buffers: Stacks, x: torch.Tensor, training: bool
     ) -> torch.Tensor:
+        return self._run(params, buffers, x, training)
+
+    @torch.no_grad()
+    def widest_activation(self, params: Stacks, buffers: Stacks, x: torch.Tensor) -> int:
+        """The most elements that any layer's output holds per example, all members together,
+        from one eval-mode pass over ``x`` (statistics untouched)."""
+        sizes: list[int] = []
+        self._run(params, buffers, x, False, sizes)
+        return max(sizes, default=0)
+
+    def _run(self, params: Stacks, buffers: Stacks, x: torch.Tensor, training: bool,
+             sizes: list[int] | None = None) -> torch.Tensor:
+        """The forward pass; ``sizes``, if given, gets each layer's output elements per
+        example."""
         p = next(iter(params.values())).shape[0]
         layout = SHARED
         for layer in self.layers:
             x, layout = layer(x, layout, params, buffers, training, p)
+            if sizes is not None:
+                sizes.append(x.numel() // x.shape[1 if layout == STACKED else 0])
         return _stacked(x, layout, p)
 
 
@@ -144,7 +160,10 @@ def _shared_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | Non
     # Row-major, so that autograd forms the kernel's gradient as rows^T @ grad: for the
     # transposed view it forms (grad^T @ rows)^T, measured 8x slower here (9 inner columns).
     kernel = weight.reshape(weight.shape[0], -1).t().contiguous()  # (in*k*k, P*out)
-    y = rows @ kernel if bias is None else torch.addmm(bias, rows, kernel)
+    if bias is not None:
+        rows = torch.cat([rows, rows.new_ones(len(rows), 1)], 1)
+        kernel = torch.cat([kernel, bias.unsqueeze(0)], 0)
+    y = rows @ kernel
     return y.view(n, out_h, out_w, -1).permute(0, 3, 1, 2)  # (N, P*out, H, W), channels-last
 
 
