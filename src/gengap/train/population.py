@@ -152,12 +152,7 @@ class Population:
 
     def losses(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
         """Each active network's mean cross-entropy on the batch, shape (P,)."""
-        logits = self.forward(xb, training=True)
-        p, b = logits.shape[:2]
-        per_example = nn.functional.cross_entropy(
-            logits.flatten(0, 1), yb.repeat(p), reduction="none"
-        )
-        return per_example.view(p, b).mean(1)
+        return _cross_entropies(self.forward(xb, training=True), yb).mean(1)
 
     def losses_and_gradient(
         self, xb: torch.Tensor, yb: torch.Tensor
@@ -237,12 +232,23 @@ class Population:
                 self.device
             )
             logits = self.forward(xb, training=False)
-            ce = nn.functional.cross_entropy(
-                logits.flatten(0, 1), yb.repeat(p), reduction="none"
-            ).view(p, -1)
-            loss_sum += ce.double().sum(1)
+            loss_sum += _cross_entropies(logits, yb).double().sum(1)
             correct += (logits.argmax(-1) == yb).sum(1)
         return [(float(loss_sum[i]) / len(x), int(correct[i]) / len(x)) for i in range(p)]
+
+
+def _cross_entropies(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Each network's cross-entropy on each example, (P, N), from logits (P, N, classes).
+    The wide forward's logits are feature-major (classes strided); read as (P, classes, N)
+    they are contiguous, and PyTorch's log-softmax over that middle axis is several times
+    faster than over a short last one (16 networks, 100 examples, 10 classes: forward and
+    backward 191 us against 578 us, measured; the same values)."""
+    if logits.stride(-1) != 1:
+        return nn.functional.cross_entropy(logits.transpose(1, 2), y.expand(len(logits), -1),
+                                           reduction="none")
+    p, n = logits.shape[:2]
+    return nn.functional.cross_entropy(logits.flatten(0, 1), y.repeat(p),
+                                       reduction="none").view(p, n)
 
 
 def fit_population(
