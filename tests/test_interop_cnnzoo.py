@@ -282,3 +282,23 @@ def test_an_unreadable_table_is_named_alone(tmp_path: Path) -> None:
         read_cnnzoo(tmp_path / "z")
     assert str(err.value).startswith(f"{tmp_path / 'z' / 'metrics.csv.gz'}: not a readable CSV")
     assert "layout.csv" not in str(err.value)
+
+
+def test_a_limited_import_can_be_extended(tmp_path: Path) -> None:
+    write_cnnzoo(tmp_path / "mnist_zoo")
+    first = import_cnnzoo(tmp_path / "mnist_zoo", tmp_path / "zoo", limit=1)
+    (kept,) = first.runs()
+    weights = first.weights_path(kept.run_id, "final").read_bytes()
+    grown = import_cnnzoo(tmp_path / "mnist_zoo", tmp_path / "zoo")
+    assert [r.run_id for r in grown.runs()][0] == kept.run_id
+    assert grown.counts()["done"] == 2 and len(grown.zoo.runs()) == 2
+    assert grown.weights_path(kept.run_id, "final").read_bytes() == weights
+    # a smaller import again: nothing to do, the zoo keeps both runs
+    again = import_cnnzoo(tmp_path / "mnist_zoo", tmp_path / "zoo", limit=1)
+    assert again.counts()["done"] == 2 and len(again.zoo.runs()) == 2
+    # another zoo's folder is still refused
+    other = tmp_path / "other"
+    other.mkdir()
+    write_cnnzoo(other / "fashion_zoo")
+    with pytest.raises(GengapError, match="different spec"):
+        import_cnnzoo(other / "fashion_zoo", tmp_path / "zoo")

@@ -340,7 +340,8 @@ def import_cnnzoo(
 ) -> Store:
     """Import a Small CNN Zoo folder into the zoo folder ``out``: one ``done`` run per network
     (its last checkpoint, and step 0 as ``init``), its accuracies and losses as metrics and its
-    hyperparameters as ``hp.<name>`` columns. ``limit`` keeps the first N networks. A network
+    hyperparameters as ``hp.<name>`` columns. ``limit`` keeps the first N networks; a later
+    import of the same folder with a larger limit (or none) adds the others to ``out``. A network
     whose final weights are not finite is a ``failed`` run; one whose step-0 weights are not
     has no ``init`` (the measures that need it are left out for it)."""
     zoo = read_cnnzoo(folder)
@@ -354,7 +355,7 @@ def import_cnnzoo(
         if config not in networks:
             networks[config] = build_keras(json.loads(config), zoo.folder / "layout.csv")
             zoo.state(final, networks[config])
-    store = Store.create(out, spec)
+    store = Store.create(out, spec, grow=True)  # a --limit import can be extended later
     done = {run.run_id for run in store.runs(status="done")}
     for run, (final, init) in zip(spec.runs(), pairs, strict=True):
         if run.run_id not in done:

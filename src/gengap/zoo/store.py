@@ -93,11 +93,14 @@ class Store:
         self._why_read_only = why  # None: writable
 
     @classmethod
-    def create(cls, root: str | Path, zoo: ZooSpec) -> Store:
+    def create(cls, root: str | Path, zoo: ZooSpec, grow: bool = False) -> Store:
         """Open ``root`` for ``zoo``, creating it if needed and adding the zoo's runs.
 
         Refuses a folder that holds a different zoo, so that one folder is one population,
-        and a zoo this process may not write.
+        and a zoo this process may not write. With ``grow`` (a larger import of the same
+        source), a held zoo of the same name whose runs are all runs of ``zoo`` takes ``zoo``'s
+        spec and its new runs, the runs it holds keeping their ids, positions and results;
+        one that already holds every run of ``zoo`` is kept as it is.
         """
         root = Path(root)
         if root.exists() and not root.is_dir():
@@ -134,12 +137,14 @@ class Store:
                 db.executescript(_SCHEMA)
                 row = db.execute("SELECT value FROM meta WHERE key = 'zoo_spec'").fetchone()
                 if row and row[0] != zoo.canonical_json():
-                    held = ZooSpec.model_validate_json(row[0], context={"stored": True}).name
-                    raise GengapError(
-                        f"{root}: holds zoo {held!r} with a different spec; use another --out"
-                    )
+                    held = ZooSpec.model_validate_json(row[0], context={"stored": True})
+                    change = _growth(held, zoo) if grow else None
+                    if change is None:
+                        raise GengapError(f"{root}: holds zoo {held.name!r} with a different "
+                                          "spec; use another --out")
+                    zoo = held if change == "holds it" else zoo
                 db.execute(
-                    "INSERT OR IGNORE INTO meta VALUES ('zoo_spec', ?)", (zoo.canonical_json(),)
+                    "INSERT OR REPLACE INTO meta VALUES ('zoo_spec', ?)", (zoo.canonical_json(),)
                 )
                 names = zoo.hyperparameters
                 db.executemany(
@@ -389,3 +394,15 @@ def _read_only_error(root: Path, why: str) -> GengapError:
         f"{root}: the zoo is read-only here ({why}); "
         "copy it to a folder you can write to train or measure it"
     )
+
+
+def _growth(held: ZooSpec, zoo: ZooSpec) -> str | None:
+    """How ``zoo`` relates to the ``held`` one of the same name: "grows it" (every held run is
+    one of its runs), "holds it" (every run of it is held), else None."""
+    if held.name != zoo.name:
+        return None
+    held_ids = {run.run_id for run in held.runs()}
+    new_ids = {run.run_id for run in zoo.runs()}
+    if held_ids <= new_ids:
+        return "grows it"
+    return "holds it" if new_ids <= held_ids else None
