@@ -25,12 +25,21 @@ def test_whole_number_float_columns_print_without_decimals():
     assert "0.250" in text and "1.000" in text  # other floats keep their digits
 
 
-def test_a_column_with_any_fraction_keeps_its_digits():
-    text = _rendered(pd.DataFrame({"x": [2.0, 2.5]}))
+def test_a_column_with_any_fraction_or_only_small_whole_values_keeps_its_digits():
+    text = _rendered(pd.DataFrame({"x": [2.0, 2.5, math.nan], "acc": [1.0, 1.0, 0.0],
+                                   "steps": [300.0, 1200.0, 40.0]}))
     assert "2.000" in text and "2.500" in text
+    assert text.count("1.000") == 2 and "0.000" in text  # accuracies, not counts
+    assert "1200" in text and "300.000" not in text  # every run got there: still counts
+
+
+def test_negative_zero_is_zero():
+    text = _rendered(pd.DataFrame({"steps": [-0.0, math.nan, 4.0]}))
+    assert "-0" not in text and " 0 " in text
 
 
 def test_large_or_infinite_values_are_not_taken_for_whole_numbers():
-    text = _rendered(pd.DataFrame({"prod": [3.2e17, 5.0e20], "loss": [math.inf, 3.0]}))
+    text = _rendered(pd.DataFrame({"prod": [3.2e17, 5.0e20, math.nan],
+                                   "loss": [math.inf, 3.0, math.nan]}))
     assert "3.2e+17" in text and "5e+20" in text
     assert "inf" in text and "3.000" in text

@@ -146,6 +146,28 @@ def test_no_micro_batches_with_batch_norm_or_vmap(digits, monkeypatch):
                                                                      depth=1)):
         pop = Population(grid(arch, [0.01, 0.02], [0.0]), digits, torch.device("cpu"))
         assert pop.micro_batch(digits.x_train[:64]) == 64
+    # a family without batch norm that has no wide form (a transformer, say) runs under vmap
+    pop = Population(grid(ArchSpec(family="mlp", width=4, depth=1), [0.01], [0.0]), digits,
+                     torch.device("cpu"))
+    pop.wide = None
+    assert pop.micro_batch(digits.x_train[:64]) == 64
     pop = Population(grid(ArchSpec(family="mlp", width=4, depth=1), [0.01], [0.0]), digits,
                      torch.device("cpu"))
     assert pop.micro_batch(digits.x_train[:64]) == 16  # at least MIN_MICRO_BATCH
+
+
+def test_micro_batched_losses_overflow_as_the_whole_batch_does(digits, monkeypatch):
+    """Per-example losses of 1e37: a mean over 100 overflows float32 where sums over parts of
+    32 would not; the divergence check must see inf as training alone does."""
+    from gengap.train import population as module
+
+    monkeypatch.setattr(module, "MICRO_BATCH_ELEMENTS", 1)
+    runs = grid(ArchSpec(family="mlp", width=4, depth=1), [0.01], [0.0], batch_size=100)
+    pop = Population(runs, digits, torch.device("cpu"))
+    last_bias = [name for name in pop.params if name.endswith("bias")][-1]
+    with torch.no_grad():
+        pop.params[last_bias][:, 0] = 1e37  # class 0 far ahead of the true ones
+    x, y = digits.x_train[:100], digits.y_train[:100].clamp(min=1)
+    losses, _ = pop.losses_and_gradient(x, y)
+    assert pop.micro_batch(x) == 16
+    assert losses.tolist() == [float("inf")]

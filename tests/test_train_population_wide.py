@@ -81,3 +81,35 @@ def test_convolutions_with_named_padding_are_left_to_vmap() -> None:
 
     assert WideForward.supports(net(1))
     assert not WideForward.supports(net("same"))
+
+
+def _equals_each_member(nets: list[nn.Module], x: torch.Tensor) -> None:
+    """The wide forward's outputs and parameter gradients equal each member's (float64)."""
+    params, buffers = stack_module_state(nets)
+    params = {k: v.detach().requires_grad_() for k, v in params.items()}
+    out = WideForward(nets[0])(params, buffers, x, True)
+    alone = torch.stack([net(x) for net in nets])
+    torch.testing.assert_close(out, alone, rtol=1e-10, atol=1e-10)
+    weights = torch.randn(out.shape, dtype=out.dtype)
+    grads = torch.autograd.grad((out * weights).sum(), list(params.values()))
+    (alone * weights).sum().backward()
+    for (key, _), grad in zip(params.items(), grads, strict=True):
+        expected = torch.stack([dict(net.named_parameters())[key].grad for net in nets])
+        torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-10, msg=key)
+
+
+@pytest.mark.parametrize("pool_first", [False, True], ids=["after-convs", "on-the-input"])
+def test_global_average_pooling_on_non_square_inputs(pool_first):
+    """Pooling is a pixel sum divided after (so its gradient stays broadcast): the same as
+    each member's AdaptiveAvgPool2d, after a strided rectangular first convolution (its bias
+    a column of the matrix product) and a grouped one, or on the shared input itself."""
+    nets = []
+    for seed in range(3):
+        torch.manual_seed(seed)
+        body = [] if pool_first else [nn.Conv2d(2, 3, (3, 2), stride=(2, 1), padding=1),
+                                      nn.ReLU(), nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()]
+        channels = 2 if pool_first else 4
+        nets.append(nn.Sequential(*body, nn.AdaptiveAvgPool2d((1, 1)), nn.Flatten(),
+                                  nn.Linear(channels, 5)).double())
+    torch.manual_seed(100)
+    _equals_each_member(nets, torch.randn(6, 2, 7, 5, dtype=torch.float64))

@@ -85,9 +85,10 @@ def progress() -> Progress:
 
 
 def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 3) -> Table:
-    """A rich table of a DataFrame, floats rounded, NaN shown as a dash. A float column whose
-    values are all whole numbers (counts that are floats only because of a NaN, such as steps
-    to a target that some runs never reached) is shown without decimals."""
+    """A rich table of a DataFrame, floats rounded, NaN shown as a dash. A float column of
+    whole numbers that has a NaN or a value of 10 or more (counts that are floats because of
+    a NaN somewhere, such as steps to a target that some runs never reached) is shown without
+    decimals."""
     table = Table(title=title, header_style="bold")
     whole = []
     for column in frame.columns:
@@ -101,13 +102,15 @@ def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 3) 
 
 
 def _whole_numbers(column: pd.Series) -> bool:
-    """True for a float column with at least one value, every value a whole number below
-    2⁵² (from there on every float is whole: large products stay in the e-notation)."""
+    """True for a float column of whole numbers below 2⁵² (from there on every float is whole:
+    large products stay in the e-notation) with a NaN or a value of 10 or more. Small whole
+    values alone are more likely measurements (accuracies of 1.0) and keep their digits."""
     if not pd.api.types.is_float_dtype(column):
         return False
-    values = column.dropna().to_numpy()
-    return (len(values) > 0 and bool((np.abs(values) < 2.0**52).all())
-            and bool((np.round(values) == values).all()))
+    values = np.abs(column.dropna().to_numpy())
+    return (len(values) > 0 and bool((values < 2.0**52).all())
+            and bool((np.round(values) == values).all())
+            and (bool(column.isna().any()) or float(values.max()) >= 10))
 
 
 def _cell(value: object, digits: int) -> str:
@@ -117,7 +120,7 @@ def _cell(value: object, digits: int) -> str:
         if math.isnan(value):
             return "–"
         if digits == 0:
-            return f"{value:.0f}"
+            return f"{value + 0.0:.0f}"  # + 0.0: no "-0"
         if value != 0 and (abs(value) >= 1e5 or abs(value) < 10**-digits):
             return f"{value:.{digits}g}"
         return f"{value:.{digits}f}"

@@ -150,39 +150,33 @@ class Population:
         stacks = {**self.params, **self.buffers}
         return {k: stacks[k][row].detach().to("cpu", copy=True).contiguous() for k in self.keys}
 
-    def losses(self, xb: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
-        """Each active network's mean cross-entropy on the batch, shape (P,)."""
-        return _cross_entropies(self.forward(xb, training=True), yb).mean(1)
-
     def losses_and_gradient(
         self, xb: torch.Tensor, yb: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Each active network's mean cross-entropy on the batch, shape (P,) (detached), and
         the gradient of each network's loss in its own parameters, one row per network as
-        :attr:`flat` holds them. Taken in micro-batches of :meth:`micro_batch` examples, their
-        weighted gradients summed: the same gradient up to float rounding."""
+        :attr:`flat` holds them. Taken in micro-batches of :meth:`micro_batch` examples, each
+        part's gradient weighted by its share of the batch and summed: the same gradient up to
+        float rounding. The losses are the means over the whole batch's cross-entropies, as
+        training alone takes them (a sum that overflows to inf there does here too)."""
         size = self.micro_batch(xb)
-        if size >= len(xb):
-            return self._part(xb, yb, 1.0)
-        losses, gradient = self._part(xb[:size], yb[:size], size / len(xb))
-        for start in range(size, len(xb), size):
-            part_losses, part_gradient = self._part(
-                xb[start : start + size], yb[start : start + size],
-                min(size, len(xb) - start) / len(xb))
-            losses += part_losses
-            gradient += part_gradient
-        return losses, gradient
-
-    def _part(self, xb: torch.Tensor, yb: torch.Tensor, share: float
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Losses and gradient (see :meth:`losses_and_gradient`) on a part of a batch, both
-        weighted by its ``share`` of the batch."""
-        losses = self.losses(xb, yb)
-        if share != 1.0:
-            losses = losses * share
-        with _quiet():
-            grads = torch.autograd.grad(losses.sum(), list(self.params.values()))
-        return losses.detach(), torch.cat([g.reshape(len(g), -1) for g in grads], 1)
+        parts: list[torch.Tensor] = []
+        gradient: torch.Tensor | None = None
+        for start in range(0, len(xb), size):
+            ces = _cross_entropies(self.forward(xb[start : start + size], training=True),
+                                   yb[start : start + size])
+            loss = ces.mean(1)
+            share = ces.shape[1] / len(xb)
+            if share != 1.0:  # a part weighs by its share of the batch
+                loss = loss * share
+            with _quiet():
+                grads = torch.autograd.grad(loss.sum(), list(self.params.values()))
+            flat = torch.cat([g.reshape(len(g), -1) for g in grads], 1)
+            gradient = flat if gradient is None else gradient.add_(flat)
+            parts.append(ces.detach())
+        assert gradient is not None  # a batch holds at least one example
+        losses = parts[0] if len(parts) == 1 else torch.cat(parts, 1)
+        return losses.mean(1), gradient
 
     def micro_batch(self, xb: torch.Tensor) -> int:
         """How many examples of a training batch like ``xb`` go through at once: the whole
