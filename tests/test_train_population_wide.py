@@ -42,24 +42,7 @@ def members(name: str, count: int = 3) -> tuple[list[nn.Module], torch.Tensor]:
 @pytest.mark.parametrize("training", [True, False], ids=["train", "eval"])
 def test_wide_forward_equals_each_member(name, training):
     nets, x = members(name)
-    params, buffers = stack_module_state(nets)
-    params = {k: v.detach().requires_grad_() for k, v in params.items()}
-    buffers = {k: v.clone() for k, v in buffers.items()}
-    for net in nets:
-        net.train(training)
-    wide = WideForward(nets[0])
-    out = wide(params, buffers, x, training)
-    alone = torch.stack([net(x) for net in nets])
-    assert out.shape == alone.shape == (3, 6, 4)
-    tol = 1e-10 if out.dtype == torch.float64 else 1e-5
-    torch.testing.assert_close(out, alone, rtol=tol, atol=tol)
-    # a loss that weighs each member differently, so a mix-up of members would show
-    weights = torch.randn(3, 6, 4, dtype=out.dtype)
-    grads = torch.autograd.grad((out * weights).sum(), list(params.values()))
-    (alone * weights).sum().backward()
-    for (key, _), grad in zip(params.items(), grads, strict=True):
-        expected = torch.stack([dict(net.named_parameters())[key].grad for net in nets])
-        torch.testing.assert_close(grad, expected, rtol=tol, atol=tol, msg=key)
+    buffers = _equals_each_member(nets, x, training, shape=(3, 6, 4))
     for key, stacked in buffers.items():  # batch norm's running statistics and step count
         expected = torch.stack([dict(net.named_buffers())[key] for net in nets])
         torch.testing.assert_close(stacked, expected, msg=key)
@@ -83,19 +66,29 @@ def test_convolutions_with_named_padding_are_left_to_vmap() -> None:
     assert not WideForward.supports(net("same"))
 
 
-def _equals_each_member(nets: list[nn.Module], x: torch.Tensor) -> None:
-    """The wide forward's outputs and parameter gradients equal each member's (float64)."""
+def _equals_each_member(nets: list[nn.Module], x: torch.Tensor, training: bool = True,
+                        shape: tuple[int, ...] | None = None) -> dict[str, torch.Tensor]:
+    """The wide forward's outputs (of ``shape``, if given) and parameter gradients equal each
+    member's; returns the stacked buffers it updated."""
     params, buffers = stack_module_state(nets)
     params = {k: v.detach().requires_grad_() for k, v in params.items()}
-    out = WideForward(nets[0])(params, buffers, x, True)
+    buffers = {k: v.clone() for k, v in buffers.items()}
+    for net in nets:
+        net.train(training)
+    out = WideForward(nets[0])(params, buffers, x, training)
     alone = torch.stack([net(x) for net in nets])
-    torch.testing.assert_close(out, alone, rtol=1e-10, atol=1e-10)
+    if shape is not None:
+        assert out.shape == alone.shape == shape
+    tol = 1e-10 if out.dtype == torch.float64 else 1e-5
+    torch.testing.assert_close(out, alone, rtol=tol, atol=tol)
+    # a loss that weighs each member differently, so a mix-up of members would show
     weights = torch.randn(out.shape, dtype=out.dtype)
     grads = torch.autograd.grad((out * weights).sum(), list(params.values()))
     (alone * weights).sum().backward()
     for (key, _), grad in zip(params.items(), grads, strict=True):
         expected = torch.stack([dict(net.named_parameters())[key].grad for net in nets])
-        torch.testing.assert_close(grad, expected, rtol=1e-10, atol=1e-10, msg=key)
+        torch.testing.assert_close(grad, expected, rtol=tol, atol=tol, msg=key)
+    return buffers
 
 
 @pytest.mark.parametrize("pool_first", [False, True], ids=["after-convs", "on-the-input"])

@@ -40,8 +40,8 @@ SPECTRAL_KINDS = {
 }
 
 
-def _spec_sq(ctx: MeasureContext, kind: str) -> list[float]:
-    return [n**2 for n in getattr(ctx, f"spectral_norms_{kind}" if kind else "spectral_norms")]
+def _spec_sq(ctx: MeasureContext, sfx: str) -> list[float]:
+    return [n**2 for n in getattr(ctx, f"spectral_norms{sfx}")]
 
 
 def _fro_sq(ctx: MeasureContext) -> list[float]:
@@ -91,7 +91,7 @@ def _spectral_family(kind: str) -> None:
     how = SPECTRAL_KINDS[kind]
 
     def lp(ctx: MeasureContext) -> float:
-        return _log_prod(_spec_sq(ctx, kind))
+        return _log_prod(_spec_sq(ctx, sfx))
 
     if kind:  # the reshaped prod_of_spec and prod_of_spec_over_margin are in norms.py/output.py
         _register(f"prod_of_spec{sfx}", ("weights",), "B",
@@ -115,15 +115,15 @@ def _spectral_family(kind: str) -> None:
               "Π_i ‖W_i‖₂² / γ² · Σ_i ‖W_i − W_i⁰‖_F² / ‖W_i‖₂² (Jiang et al. 2020, eq. 29)"
               + how,
               lambda ctx: lp(ctx) - _log_gamma_sq(ctx) + math.log(sum(
-                  f / s for f, s in zip(_dist_fro_sq(ctx), _spec_sq(ctx, kind), strict=True))))
+                  f / s for f, s in zip(_dist_fro_sq(ctx), _spec_sq(ctx, sfx), strict=True))))
     _register(f"spec_orig_main{sfx}", DATA, "B",
               "Π_i ‖W_i‖₂² / γ² · Σ_i ‖W_i‖_F² / ‖W_i‖₂² (Jiang et al. 2020, eq. 30)" + how,
               lambda ctx: lp(ctx) - _log_gamma_sq(ctx) + math.log(sum(
-                  f / s for f, s in zip(_fro_sq(ctx), _spec_sq(ctx, kind), strict=True))))
+                  f / s for f, s in zip(_fro_sq(ctx), _spec_sq(ctx, sfx), strict=True))))
     _register(f"fro_over_spec{sfx}", ("weights",), "B",
               "Σ_i ‖W_i‖_F² / ‖W_i‖₂²: a sum of stable ranks (Jiang et al. 2020, eq. 33)"
               + how,
-              lambda ctx: sum(f / s for f, s in zip(_fro_sq(ctx), _spec_sq(ctx, kind),
+              lambda ctx: sum(f / s for f, s in zip(_fro_sq(ctx), _spec_sq(ctx, sfx),
                                                      strict=True)), with_log=False)
     dist = f"distance_spectral_norms{sfx}"
     _register(f"dist_spec_init{sfx}", INIT, "B",

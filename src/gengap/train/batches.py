@@ -61,12 +61,17 @@ def check_augmentable(spec: TrainSpec, x: torch.Tensor) -> None:
                           f"(N, C, H, W); the data's inputs are {tuple(x.shape)}")
 
 
+def has_batch_norm(model: torch.nn.Module) -> bool:
+    """Whether ``model`` holds a batch norm layer (its training statistics are the batch's)."""
+    return any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules())
+
+
 def fails_on_one_example(model: torch.nn.Module, example: torch.Tensor) -> bool:
     """Whether a training-mode forward pass of ``model`` on the single input ``example``
     (shape (1, ...)) fails: batch norm that sees one value per channel (after a dense layer,
     or on 1x1 feature maps) raises; wider feature maps train (see ``merge_single``). Tried on
     a copy, so the model's statistics are left alone."""
-    if not any(isinstance(m, torch.nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+    if not has_batch_norm(model):
         return False
     probe = copy.deepcopy(model).train()
     try:

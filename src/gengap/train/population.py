@@ -31,7 +31,7 @@ from gengap.memory_reuse import reuse_large_blocks
 from gengap.models import build_for
 from gengap.specs import RunSpec
 from gengap.train.batched_optim import BatchedOptimizer
-from gengap.train.batches import EpochBatches, fails_on_one_example
+from gengap.train.batches import EpochBatches, fails_on_one_example, has_batch_norm
 from gengap.train.optimizers import make_optimizer
 from gengap.train.schedules import lr_factor
 from gengap.train.tracking import RunTracker, State, TrainResult, epoch_row
@@ -189,9 +189,8 @@ class Population:
         batch."""
         if self._micro_batch is None:
             self._micro_batch = 0
-            if self.device.type == "cpu" and self.wide is not None and not any(
-                isinstance(m, nn.modules.batchnorm._BatchNorm) for m in self.template.modules()
-            ):
+            if (self.device.type == "cpu" and self.wide is not None
+                    and not has_batch_norm(self.template)):
                 widest = self.wide.widest_activation(self.params, self.buffers, xb[:1])
                 if widest * len(xb) > MICRO_BATCH_ELEMENTS:
                     fits = 1 << max(0, (MICRO_BATCH_ELEMENTS // max(widest, 1)).bit_length() - 1)
