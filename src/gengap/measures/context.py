@@ -388,14 +388,20 @@ class MeasureContext:
         example = example[:1] if example is not None else None
         return monte_carlo_dtype(self.options.precision, self.folded, example, self.device)
 
+    @property
+    def monte_carlo_arithmetic(self) -> str:
+        """The arithmetic of the Monte Carlo passes by name ("bfloat16", "float32", or the
+        model's own dtype where it is not float32): what a stored value of such a measure was
+        computed in."""
+        own = next((p.dtype for p in self.folded.parameters()), torch.float32)
+        return str(self.monte_carlo_dtype or own).removeprefix("torch.")
+
     def monte_carlo_passes(self) -> torch.dtype | None:
         """:attr:`monte_carlo_dtype`, called where Monte Carlo passes are about to run: it
         records their arithmetic in ``details["monte_carlo_precision"]`` (absent where none
         ran, as when a search is skipped at chance accuracy)."""
-        dtype = self.monte_carlo_dtype
-        own = next((p.dtype for p in self.folded.parameters()), torch.float32)
-        self.details["monte_carlo_precision"] = str(dtype or own).removeprefix("torch.")
-        return dtype
+        self.details["monte_carlo_precision"] = self.monte_carlo_arithmetic
+        return self.monte_carlo_dtype
 
     @cached_property
     def init_vector(self) -> torch.Tensor:

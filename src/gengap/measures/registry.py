@@ -59,6 +59,13 @@ class Measure:
         return inspect.getdoc(self.fn) or ""
 
     @property
+    def monte_carlo(self) -> bool:
+        """Whether the value comes from Monte Carlo perturbation passes (cost class F: the σ′
+        and α′ searches, module criticality), whose arithmetic ``MeasureOptions.precision``
+        chooses."""
+        return self.cost == "F"
+
+    @property
     def summary(self) -> str:
         """The docstring's first sentence (of its first paragraph)."""
         paragraph = " ".join(self.doc.split("\n\n")[0].split()) if self.doc else ""

@@ -21,7 +21,7 @@ from gengap.zoo.store import Store
 RUN_COLUMNS = {
     "run_id", "status", "reason", "seed", "zoo", "train_loss", "train_acc", "test_loss",
     "test_acc", "gap", "test_error", "epochs", "steps", "seconds", "converged", "stopped_by",
-    "train_size", "test_size", "population", "pgdl_model",
+    "train_size", "test_size", "population", "pgdl_model", "monte_carlo_arithmetic",
 }
 # columns of an exported zoo that describe a run rather than measure it: its spec fields
 # (`gengap zoo export`), imported hyperparameters and training milestones

@@ -37,7 +37,8 @@ class Zoo:
     def frame(self) -> pd.DataFrame:
         """One row per run: ``run_id``, ``status``, ``reason``, every spec field (dotted, like
         ``arch.width``; list values such as ``train.checkpoints`` as JSON text), ``seed``, the
-        final metrics, ``gap`` and one column per stored measure."""
+        final metrics, ``gap``, one column per stored measure and ``monte_carlo_arithmetic`` (see
+        :meth:`Store.frame`)."""
         base = self.store.frame()
         if base.empty:
             return base

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from concurrent.futures import as_completed
 from pathlib import Path
 from typing import Any
@@ -44,12 +44,22 @@ def trajectory(run: RunSpec, metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def missing_measures(wanted: list[str], have: set[str]) -> list[str]:
-    """``wanted`` names not stored yet; a vector measure is stored when any ``name.*`` is."""
+def missing_measures(wanted: list[str], have: Mapping[str, str | None],
+                     precision: str = "auto") -> list[str]:
+    """``wanted`` names not stored yet in ``have`` (name -> arithmetic, as
+    :meth:`Store.measured` gives a run's); a vector measure is stored when any ``name.*`` is.
+    With an explicit ``precision`` ("float32" or "bfloat16", not "auto"), a Monte Carlo
+    measure of a float32 model stored in the other arithmetic, or stored before gengap kept
+    its arithmetic, is missing too (a float64 model's passes keep its own dtype either way)."""
     def stored(name: str) -> bool:
         if measures.get(name).vector:
             return any(h.startswith(name + ".") for h in have)
-        return name in have
+        if name not in have:
+            return False
+        if precision == "auto" or not measures.get(name).monte_carlo:
+            return True
+        arithmetic = have[name]
+        return arithmetic == precision or arithmetic not in (None, "float32", "bfloat16")
 
     return [n for n in wanted if not stored(n)]
 
@@ -65,9 +75,11 @@ def measure_run(
     profile_into: dict[str, dict[str, float]] | None = None,
     partner: RunSpec | None = None,
     no_value_into: dict[str, str] | None = None,
+    arithmetic_into: dict[str, str] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """``name -> (value, seconds)`` of ``names`` on one finished run (``no_value_into``, a
-    dict to fill: measure -> why its value is NaN, where its formula does not apply); with
+    dict to fill: measure -> why its value is NaN, where its formula does not apply;
+    ``arithmetic_into``: Monte Carlo measure -> the arithmetic of its passes); with
     ``profile_into``,
     add each measure's own seconds to ``profile_into["measures"]`` and each shared pass's to
     ``profile_into["passes"]``, and count the run under its Monte Carlo passes' precision in
@@ -100,6 +112,9 @@ def measure_run(
         values = result.values
     if no_value_into is not None:
         no_value_into.update(ctx.reasons(names))
+    if arithmetic_into is not None:
+        arithmetic_into.update({name: ctx.monte_carlo_arithmetic for name in values
+                                if name in measures and measures.get(name).monte_carlo})
     return values
 
 
@@ -109,7 +124,7 @@ _worker_splits: dict[str, Splits] = {}
 def _measure_task(
     root: str, run_json: str, names: list[str], metrics: dict[str, Any], device: str,
     data_dir: str | None, options_json: str, partner_json: str | None = None,
-) -> tuple[str, dict[str, tuple[float, float]], dict[str, str]]:
+) -> tuple[str, dict[str, tuple[float, float]], dict[str, str], dict[str, str]]:
     """One run in a worker process (it reads the store; the parent writes)."""
     import gengap.interop  # noqa: F401  (a fresh process: register imported zoos' families)
 
@@ -121,14 +136,16 @@ def _measure_task(
         _worker_splits[key] = load(run.data, data_dir)
     store = Store(root)
     reasons: dict[str, str] = {}
+    arithmetic: dict[str, str] = {}
     try:
         values = measure_run(store, run, names, _worker_splits[key], metrics, device,
                              MeasureOptions.model_validate_json(options_json),
                              partner=RunSpec.model_validate_json(partner_json)
-                             if partner_json else None, no_value_into=reasons)
+                             if partner_json else None, no_value_into=reasons,
+                             arithmetic_into=arithmetic)
     finally:
         store.close()
-    return run.run_id, values, reasons
+    return run.run_id, values, reasons, arithmetic
 
 
 def measure_zoo(
@@ -144,15 +161,16 @@ def measure_zoo(
     left_out: dict[str, int] | None = None,
     no_value: dict[str, dict[str, int]] | None = None,
 ) -> int:
-    """Compute the chosen measures on every ``done`` run that lacks them; return how many runs
-    were measured. Values go into the store as each run finishes (an interrupted call keeps
-    what it finished). ``workers`` > 1 measures that many runs at a time in separate processes
-    (one torch thread each). ``profile_into``: see :func:`measure_run` (one worker only).
-    ``left_out`` (a dict to fill) counts, per measure, the runs it waits for: those without
-    a seed twin (agreement measures) or initial weights; ``no_value`` (a dict to fill) counts,
-    per measure and reason, the runs measured now where its value is NaN because its formula
-    does not apply (σ′ of a network at chance, say). A read-only zoo is refused before any
-    work."""
+    """Compute the chosen measures on every ``done`` run that lacks them (with an explicit
+    ``options.precision``, also Monte Carlo measures stored in the other arithmetic: see
+    :func:`missing_measures`); return how many runs were measured. Values go into the store
+    as each run finishes (an interrupted call keeps what it finished). ``workers`` > 1
+    measures that many runs at a time in separate processes (one torch thread each).
+    ``profile_into``: see :func:`measure_run` (one worker only). ``left_out`` (a dict to
+    fill) counts, per measure, the runs it waits for: those without a seed twin (agreement
+    measures) or initial weights; ``no_value`` (a dict to fill) counts, per measure and
+    reason, the runs measured now where its value is NaN because its formula does not apply
+    (σ′ of a network at chance, say). A read-only zoo is refused before any work."""
     store.check_writable()
     wanted = [m.name for m in select(names)]
     have = store.measured()
@@ -170,7 +188,8 @@ def measure_zoo(
                 in seed_partners(done + store.runs(status="pending")).items()
                 if twin.run_id in finished}
     for run in done:
-        missing = wanted if recompute else missing_measures(wanted, have.get(run.run_id, set()))
+        missing = wanted if recompute else missing_measures(
+            wanted, have.get(run.run_id, {}), (options or MeasureOptions()).precision)
         # an import without a step-0 checkpoint, or a run without a seed twin (yet): the
         # measures that need them wait
         lacking = set() if has_init(store, run) else {"init_weights"}
@@ -193,9 +212,11 @@ def measure_zoo(
             if key not in splits_by_data:
                 splits_by_data = {key: load(run.data, data_dir)}  # zoos are grouped by data
             reasons: dict[str, str] = {}
+            arithmetic: dict[str, str] = {}
             values = measure_run(store, run, missing, splits_by_data[key], metrics, device,
-                                 options, profile_into, partners.get(run.run_id), reasons)
-            _store(store, run.run_id, values, on_run)
+                                 options, profile_into, partners.get(run.run_id), reasons,
+                                 arithmetic)
+            _store(store, run.run_id, values, arithmetic, on_run)
             _count(no_value, reasons)
         return len(todo)
     if profile_into is not None:
@@ -211,8 +232,8 @@ def measure_zoo(
         ]
         try:
             for future in as_completed(futures):
-                run_id, values, reasons = future.result()
-                _store(store, run_id, values, on_run)
+                run_id, values, reasons, arithmetic = future.result()
+                _store(store, run_id, values, arithmetic, on_run)
                 _count(no_value, reasons)
         finally:
             for future in futures:
@@ -239,7 +260,7 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
 
 
 def _store(store: Store, run_id: str, values: dict[str, tuple[float, float]],
-           on_run: OnRun | None) -> None:
-    store.put_measures(run_id, values)
+           arithmetic: dict[str, str], on_run: OnRun | None) -> None:
+    store.put_measures(run_id, values, arithmetic)
     if on_run:
         on_run(run_id, values)

@@ -65,9 +65,12 @@ CREATE TABLE IF NOT EXISTS measures (
     name    TEXT NOT NULL,
     value   REAL,
     seconds REAL,
+    arithmetic TEXT,  -- of a Monte Carlo measure's passes (bfloat16, float32...); else NULL
     PRIMARY KEY (run_id, name)
 );
 """
+# Added after the first stores were made: such a store gains it on its first measures write.
+ARITHMETIC_COLUMN = "ALTER TABLE measures ADD COLUMN arithmetic TEXT"
 
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
@@ -292,31 +295,48 @@ class Store:
         if updated != 1:
             raise ValueError(f"{self.root}: no run {run_id!r} to record")
 
-    def put_measures(self, run_id: str, values: Mapping[str, tuple[float, float]]) -> None:
-        """Store ``name -> (value, seconds)`` for one run, replacing earlier values."""
+    def put_measures(self, run_id: str, values: Mapping[str, tuple[float, float]],
+                     arithmetic: Mapping[str, str] | None = None) -> None:
+        """Store ``name -> (value, seconds)`` for one run, replacing earlier values;
+        ``arithmetic``: ``name -> `` the arithmetic its Monte Carlo passes ran in, for the
+        measures that have them."""
+        arithmetic = arithmetic or {}
         with self._writing():
+            if not self._has_arithmetic():
+                self._db.execute(ARITHMETIC_COLUMN)
             self._db.executemany(
-                "INSERT OR REPLACE INTO measures VALUES (?, ?, ?, ?)",
-                [(run_id, name, value, sec) for name, (value, sec) in values.items()],
+                "INSERT OR REPLACE INTO measures (run_id, name, value, seconds, arithmetic) "
+                "VALUES (?, ?, ?, ?, ?)",
+                [(run_id, name, value, sec, arithmetic.get(name))
+                 for name, (value, sec) in values.items()],
             )
 
     def measure_names(self) -> set[str]:
         """Names of all measures stored for at least one run."""
         return {name for (name,) in self._db.execute("SELECT DISTINCT name FROM measures")}
 
-    def measured(self) -> dict[str, set[str]]:
-        """For each run id, the names of the measures already stored."""
-        out: dict[str, set[str]] = {}
-        for run_id, name in self._db.execute("SELECT run_id, name FROM measures"):
-            out.setdefault(run_id, set()).add(name)
+    def measured(self) -> dict[str, dict[str, str | None]]:
+        """For each run id, the measures already stored: name -> the arithmetic of its Monte
+        Carlo passes (None for a measure without them, or stored before gengap kept it)."""
+        out: dict[str, dict[str, str | None]] = {}
+        column = "arithmetic" if self._has_arithmetic() else "NULL"
+        for run_id, name, arithmetic in self._db.execute(
+                f"SELECT run_id, name, {column} FROM measures"):
+            out.setdefault(run_id, {})[name] = arithmetic
         return out
+
+    def _has_arithmetic(self) -> bool:
+        """Whether the measures table has its ``arithmetic`` column (see ARITHMETIC_COLUMN)."""
+        columns = self._db.execute("PRAGMA table_info(measures)").fetchall()
+        return any(column[1] == "arithmetic" for column in columns)
 
     # -- tables ----------------------------------------------------------------------------
 
     def frame(self) -> pd.DataFrame:
         """One row per run: ``run_id``, ``status``, ``reason``, the hyperparameters (the zoo's
-        axes and ``seed``), the final metrics, ``gap`` (train minus test accuracy), and one
-        column per stored measure."""
+        axes and ``seed``), the final metrics, ``gap`` (train minus test accuracy), one
+        column per stored measure, and, where Monte Carlo measures are stored,
+        ``monte_carlo_arithmetic``: the arithmetic their passes ran in (see put_measures)."""
         rows = []
         for run_id, status, reason, hparams, metrics in self._db.execute(
             "SELECT run_id, status, reason, hparams, metrics FROM runs ORDER BY position"
@@ -336,7 +356,21 @@ class Store:
         if not measures.empty:
             wide = measures.pivot(index="run_id", columns="name", values="value")
             frame = frame.join(wide, on="run_id")
+        arithmetic = self._monte_carlo_arithmetic()
+        if arithmetic:
+            frame["monte_carlo_arithmetic"] = frame["run_id"].map(arithmetic)
         return frame
+
+    def _monte_carlo_arithmetic(self) -> dict[str, str]:
+        """For each run with stored Monte Carlo measures, the arithmetic of their passes
+        (several, comma-separated, where they were computed at different times in different
+        ones)."""
+        if not self._has_arithmetic():
+            return {}
+        rows = self._db.execute(
+            "SELECT run_id, group_concat(DISTINCT arithmetic) FROM measures "
+            "WHERE arithmetic IS NOT NULL GROUP BY run_id").fetchall()
+        return {run_id: ",".join(sorted(kinds.split(","))) for run_id, kinds in rows}
 
     def history(self, run_id: str) -> list[dict[str, float]]:
         row = self._db.execute("SELECT history FROM runs WHERE run_id = ?", (run_id,)).fetchone()
