@@ -273,6 +273,18 @@ def test_planned_relative_flatness_rides_along_the_logits_pass() -> None:
     assert expected == pytest.approx(value(net, x, y, "relative_flatness"), rel=1e-12)
 
 
+def test_a_profile_lists_a_riding_relative_flatness_once_as_a_measure() -> None:
+    from gengap.measures import profile
+
+    net, x, y = cnn()
+    ctx = _context(net, x, y)
+    result = profile(ctx, ["margin", "relative_flatness"])
+    assert "relative_flatness" in ctx.pass_extras  # it rode along the logits pass
+    assert "relative_flatness" not in result.pass_seconds
+    assert result.measure_seconds["relative_flatness"] >= ctx.pass_seconds["relative_flatness"]
+    assert "logits" in result.pass_seconds
+
+
 def test_compute_plans_what_it_is_given() -> None:
     net, x, y = cnn()
     ctx = _context(net, x, y)

@@ -117,5 +117,9 @@ def profile(ctx: MeasureContext, names: str | list[str] | None = None) -> Profil
         spent = time.perf_counter() - started
         own[m.name] = spent - (sum(ctx.pass_seconds.values()) - passes_before)
         values.update(_flatten(m.name, value, spent))
-    return Profile(values, own, dict(ctx.pass_seconds), time.perf_counter() - begun,
+    passes = dict(ctx.pass_seconds)
+    for name in ctx.pass_extras:  # computed within a pass, but a measure's own time
+        if name in own:
+            own[name] += passes.pop(name, 0.0)
+    return Profile(values, own, passes, time.perf_counter() - begun,
                    ctx.reasons(values), ctx.details.get("monte_carlo_precision", ""))
