@@ -645,6 +645,19 @@ def test_model_configs_errors_name_the_model_and_field(task_dir) -> None:
         _ = load_task(root).records
 
 
+def test_the_task_and_the_scorer_name_models_alike(tmp_path: Path) -> None:
+    # the loader prefixed keys that did not start with "model_", the scorer those without
+    # "model" in them: "mymodel" was two different models
+    entry = {"hparams": {"depth": {"possible_values": [1, 2], "current_value": 1}},
+             "metrics": {"train_acc": 1.0, "test_acc": 0.5}}
+    path = tmp_path / "model_configs.json"
+    path.write_text(json.dumps({"0": entry, "mymodel": entry, "model_7": entry}))
+    from gengap.interop.pgdl import read_model_configs
+
+    assert sorted(read_model_configs(path)) == sorted(read_reference(path).frame.index) == [
+        "model_0", "model_7", "mymodel"]
+
+
 @pytest.mark.parametrize(("measure", "needs"), [
     ("optim_steps_to_0.1", "records of the training run"),
     ("disagreement", "a second run that differs only in seed"),

@@ -28,7 +28,13 @@ from gengap.interop.pgdl.keras import (
     read_keras_weights,
     torch_input_shape,
 )
-from gengap.interop.pgdl.reference import CONFIGS_NAME, accuracy, read_json, same_value
+from gengap.interop.pgdl.reference import (
+    CONFIGS_NAME,
+    accuracy,
+    model_id,
+    read_json,
+    same_value,
+)
 from gengap.interop.pgdl.tfrecord import read_shards
 
 
@@ -43,13 +49,13 @@ class ModelRecord:
 
 
 def read_model_configs(path: Path) -> dict[str, ModelRecord]:
-    """``model_configs.json`` by model id (key ``"0"`` is ``model_0``, as the scorer maps it)."""
+    """``model_configs.json`` by model id (key ``"0"`` is ``model_0``: :func:`model_id`, the
+    scorer's rule)."""
     data = read_json(path)
     if not isinstance(data, dict):
         raise GengapError(f"{path}: expected an object of models")
     out = {}
     for key, entry in data.items():
-        model_id = key if str(key).startswith("model_") else f"model_{key}"
         where = f"{path}: model {key!r}"
         if not isinstance(entry, dict) or not all(
             isinstance(entry.get(part), dict) for part in ("hparams", "metrics")
@@ -74,7 +80,7 @@ def read_model_configs(path: Path) -> dict[str, ModelRecord]:
             except (TypeError, ValueError):
                 raise GengapError(f"{where}: metrics.{name} is {json.dumps(value)}, not a "
                                   "number") from None
-        out[model_id] = ModelRecord(hparams, possible, metrics)
+        out[model_id(str(key))] = ModelRecord(hparams, possible, metrics)
     return out
 
 
