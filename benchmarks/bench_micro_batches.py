@@ -1,0 +1,100 @@
+"""Micro-batch size against step time for a population of Small CNN Zoo networks at a large
+batch: one micro-batch's forward and backward timed at several sizes, the time a step would
+take in parts of that size (forward and backward: the optimizer step, the same for every size,
+left out), and its speed-up over the plain loop's step of every network alone
+at the full batch, measured in turns in the same run with one thread. A part costs a fixed
+amount (Python, autograd, oneDNN's per-call work: about the time of a part of one example) plus
+a cost per example that grows once the part's activations leave the cache; the default
+micro-batch size (Population.micro_batch) sits where their sum per example is least.
+
+    .venv/bin/python benchmarks/bench_micro_batches.py [--population 16] [--batch 512]
+        [--sizes 1,8,16,32,64] [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+from types import SimpleNamespace
+
+import torch
+from torch import nn
+
+from gengap.memory_reuse import reuse_large_blocks
+from gengap.models import build
+from gengap.specs import ArchSpec, RunSpec, TrainSpec
+from gengap.train.population import Population
+
+SHAPE = (1, 28, 28)
+
+
+def best_of(step, calls: int, repeats: int) -> list[float]:
+    """Seconds per call of ``step``, one figure per repeat (the caller keeps the best)."""
+    step()  # warm-up: allocations, oneDNN's kernel choice
+    out = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        for _ in range(calls):
+            step()
+        out.append((time.perf_counter() - started) / calls)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--population", type=int, default=16)
+    parser.add_argument("--batch", type=int, default=512)
+    parser.add_argument("--sizes", default="1,8,16,32,64", help="micro-batch sizes to time")
+    parser.add_argument("--repeats", type=int, default=5)
+    args = parser.parse_args()
+    torch.set_num_threads(1)
+    reuse_large_blocks()
+    arch = ArchSpec(family="cnn")
+    runs = [RunSpec(arch=arch, seed=0, train=TrainSpec(lr=0.01 * (1 + i % 4),
+                                                       batch_size=args.batch))
+            for i in range(args.population)]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(args.batch, *SHAPE, generator=gen)
+    y = torch.randint(0, 10, (args.batch,), generator=gen)
+    model = build(arch, SHAPE, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def plain_step() -> None:
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    population = Population(runs, SimpleNamespace(input_shape=SHAPE, num_classes=10),
+                            torch.device("cpu"))  # type: ignore[arg-type]
+    sizes = [int(s) for s in args.sizes.split(",")]
+    plain: list[float] = []
+    parts: dict[int, list[float]] = {size: [] for size in sizes}
+    for _ in range(args.repeats):  # in turns, so that the machine's load hits all alike
+        plain += best_of(plain_step, 4, 1)
+        for size in sizes:
+            parts[size] += best_of(
+                lambda size=size: population.losses_and_gradient(x[:size], y[:size]),
+                max(1, 64 // size), 1)
+    plain_all = min(plain) * args.population  # every network alone, one step each
+    fixed = min(parts[min(sizes)])  # the smallest part: almost all fixed cost
+    print(f"torch {torch.__version__}, 1 thread; P = {args.population} Small CNN Zoo networks, "
+          f"28x28x1, batch {args.batch}")
+    print(f"plain loop: {plain_all * 1e3:.1f} ms for one step of every network")
+    print(f"{'micro-batch':>11} {'ms per part':>11} {'ms per example':>14} "
+          f"{'step ms':>8} {'speed-up':>8}")
+    per_example = {}
+    for size in sizes:
+        part = min(parts[size])
+        step = part * args.batch / size
+        if size != min(sizes):
+            per_example[size] = (part - fixed) / size
+        shown = f"{per_example[size] * 1e3:14.3f}" if size in per_example else f"{'':>14}"
+        print(f"{size:11d} {part * 1e3:11.2f} {shown} {step * 1e3:8.1f} "
+              f"{plain_all / step:7.2f}x")
+    print(f"fixed cost per part about {fixed * 1e3:.2f} ms (the part of {min(sizes)}); "
+          f"ms per example: the part's time less that, per example")
+
+
+if __name__ == "__main__":
+    main()
