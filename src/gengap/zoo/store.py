@@ -146,9 +146,9 @@ class Store:
                         raise GengapError(f"{root}: holds zoo {held.name!r} with a different "
                                           "spec; use another --out")
                     zoo = held if change == "holds it" else zoo
-                db.execute(
-                    "INSERT OR REPLACE INTO meta VALUES ('zoo_spec', ?)", (zoo.canonical_json(),)
-                )
+                if row is None or row[0] != zoo.canonical_json():  # new, or grown
+                    db.execute("INSERT OR REPLACE INTO meta VALUES ('zoo_spec', ?)",
+                               (zoo.canonical_json(),))
                 names = zoo.hyperparameters
                 db.executemany(
                     "INSERT OR IGNORE INTO runs (run_id, position, spec, hparams) "
