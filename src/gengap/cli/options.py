@@ -88,7 +88,7 @@ def _precision(name: str) -> None:
 Precision = Annotated[str, typer.Option(
     help="arithmetic of the Monte Carlo passes (σ′, α′, module criticality): auto (bfloat16 "
     "where native, for models of at least 1 MFLOP), float32 or bfloat16 (on a zoo, these two "
-    "also compute again the stored values of the other arithmetic)",
+    "also compute again the stored values of the other arithmetic, or of unknown arithmetic)",
     callback=checked(_precision))]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N",
                                      callback=checked(_device))]

@@ -392,7 +392,7 @@ class MeasureContext:
     def monte_carlo_arithmetic(self) -> str:
         """The arithmetic of the Monte Carlo passes by name ("bfloat16", "float32", or the
         model's own dtype where it is not float32): what a stored value of such a measure was
-        computed in."""
+        computed in, or would have been where no pass ran (a search skipped at chance)."""
         own = next((p.dtype for p in self.folded.parameters()), torch.float32)
         return str(self.monte_carlo_dtype or own).removeprefix("torch.")
 

@@ -47,6 +47,20 @@ from gengap.zoo.sqlite_open import (
 DB_NAME = "gengap.sqlite"
 STATUSES = ("pending", "done", "failed")
 
+# The arithmetic of a Monte Carlo measure's passes (bfloat16, float32...), kept beside the
+# value it computed: it holds while `measures` holds that same value. A table of its own, which a
+# store made before it gains on its first write that has one, so that a store stays one that
+# earlier gengaps read and write (their values, written without it, then match no record and
+# read as of unknown arithmetic).
+ARITHMETIC_TABLE = """
+CREATE TABLE IF NOT EXISTS measure_arithmetic (
+    run_id     TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    value      REAL,
+    arithmetic TEXT NOT NULL,
+    PRIMARY KEY (run_id, name)
+)"""
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
@@ -65,12 +79,9 @@ CREATE TABLE IF NOT EXISTS measures (
     name    TEXT NOT NULL,
     value   REAL,
     seconds REAL,
-    arithmetic TEXT,  -- of a Monte Carlo measure's passes (bfloat16, float32...); else NULL
     PRIMARY KEY (run_id, name)
 );
-"""
-# Added after the first stores were made: such a store gains it on its first measures write.
-ARITHMETIC_COLUMN = "ALTER TABLE measures ADD COLUMN arithmetic TEXT"
+""" + ARITHMETIC_TABLE + ";\n"
 
 
 SpecT = TypeVar("SpecT", bound=BaseModel)
@@ -146,7 +157,7 @@ class Store:
                         raise GengapError(f"{root}: holds zoo {held.name!r} with a different "
                                           "spec; use another --out")
                     zoo = held if change == "holds it" else zoo
-                if row is None or row[0] != zoo.canonical_json():  # new, or grown
+                if row is None or row[0] != zoo.canonical_json():  # new, grown, or re-encoded
                     db.execute("INSERT OR REPLACE INTO meta VALUES ('zoo_spec', ?)",
                                (zoo.canonical_json(),))
                 names = zoo.hyperparameters
@@ -298,18 +309,20 @@ class Store:
     def put_measures(self, run_id: str, values: Mapping[str, tuple[float, float]],
                      arithmetic: Mapping[str, str] | None = None) -> None:
         """Store ``name -> (value, seconds)`` for one run, replacing earlier values;
-        ``arithmetic``: ``name -> `` the arithmetic its Monte Carlo passes ran in, for the
-        measures that have them."""
-        arithmetic = arithmetic or {}
+        ``arithmetic``: ``name -> `` the arithmetic of its Monte Carlo passes (the one they
+        would have run in, where the measure ran none: a search skipped at chance accuracy),
+        for the measures that have them (see ARITHMETIC_TABLE)."""
+        recorded = [(run_id, name, values[name][0], kind)
+                    for name, kind in (arithmetic or {}).items() if name in values]
         with self._writing():
-            if not self._has_arithmetic():
-                self._db.execute(ARITHMETIC_COLUMN)
             self._db.executemany(
-                "INSERT OR REPLACE INTO measures (run_id, name, value, seconds, arithmetic) "
-                "VALUES (?, ?, ?, ?, ?)",
-                [(run_id, name, value, sec, arithmetic.get(name))
-                 for name, (value, sec) in values.items()],
+                "INSERT OR REPLACE INTO measures VALUES (?, ?, ?, ?)",
+                [(run_id, name, value, sec) for name, (value, sec) in values.items()],
             )
+            if recorded:
+                self._db.execute(ARITHMETIC_TABLE)  # a store made before it: see there
+                self._db.executemany(
+                    "INSERT OR REPLACE INTO measure_arithmetic VALUES (?, ?, ?, ?)", recorded)
 
     def measure_names(self) -> set[str]:
         """Names of all measures stored for at least one run."""
@@ -319,16 +332,24 @@ class Store:
         """For each run id, the measures already stored: name -> the arithmetic of its Monte
         Carlo passes (None for a measure without them, or stored before gengap kept it)."""
         out: dict[str, dict[str, str | None]] = {}
-        column = "arithmetic" if self._has_arithmetic() else "NULL"
         for run_id, name, arithmetic in self._db.execute(
-                f"SELECT run_id, name, {column} FROM measures"):
+                f"SELECT m.run_id, m.name, {self._arithmetic_of('m')} FROM measures m"):
             out.setdefault(run_id, {})[name] = arithmetic
         return out
 
     def _has_arithmetic(self) -> bool:
-        """Whether the measures table has its ``arithmetic`` column (see ARITHMETIC_COLUMN)."""
-        columns = self._db.execute("PRAGMA table_info(measures)").fetchall()
-        return any(column[1] == "arithmetic" for column in columns)
+        """Whether the store has its ``measure_arithmetic`` table (see ARITHMETIC_TABLE)."""
+        return self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND "
+                                "name = 'measure_arithmetic'").fetchone() is not None
+
+    def _arithmetic_of(self, alias: str) -> str:
+        """SQL for the recorded arithmetic of the ``measures`` row ``alias``: NULL where none
+        is recorded, or where the value stored now is not the one it was recorded with (``IS``:
+        NaN is stored as NULL)."""
+        if not self._has_arithmetic():
+            return "NULL"
+        return (f"(SELECT a.arithmetic FROM measure_arithmetic a WHERE a.run_id = {alias}.run_id"
+                f" AND a.name = {alias}.name AND a.value IS {alias}.value)")
 
     # -- tables ----------------------------------------------------------------------------
 
@@ -336,7 +357,7 @@ class Store:
         """One row per run: ``run_id``, ``status``, ``reason``, the hyperparameters (the zoo's
         axes and ``seed``), the final metrics, ``gap`` (train minus test accuracy), one
         column per stored measure, and, where Monte Carlo measures are stored,
-        ``monte_carlo_arithmetic``: the arithmetic their passes ran in (see put_measures)."""
+        ``monte_carlo_arithmetic``: the arithmetic of their passes (see put_measures)."""
         rows = []
         for run_id, status, reason, hparams, metrics in self._db.execute(
             "SELECT run_id, status, reason, hparams, metrics FROM runs ORDER BY position"
@@ -368,8 +389,9 @@ class Store:
         if not self._has_arithmetic():
             return {}
         rows = self._db.execute(
-            "SELECT run_id, group_concat(DISTINCT arithmetic) FROM measures "
-            "WHERE arithmetic IS NOT NULL GROUP BY run_id").fetchall()
+            f"SELECT run_id, group_concat(DISTINCT kind) FROM (SELECT m.run_id AS run_id, "
+            f"{self._arithmetic_of('m')} AS kind FROM measures m) WHERE kind IS NOT NULL "
+            "GROUP BY run_id").fetchall()
         return {run_id: ",".join(sorted(kinds.split(","))) for run_id, kinds in rows}
 
     def history(self, run_id: str) -> list[dict[str, float]]:
