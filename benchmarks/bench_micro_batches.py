@@ -1,7 +1,7 @@
 """Micro-batch size against step time for a population of Small CNN Zoo networks at a large
 batch: one micro-batch's forward and backward timed at several sizes, the time a step would
-take in parts of that size (forward and backward: the optimizer step, the same for every size,
-left out), and its speed-up over the plain loop's step of every network alone
+take in parts of that size (their forwards and backwards, and the one optimizer step), and its
+speed-up over the plain loop's step of every network alone
 at the full batch, measured in turns in the same run with one thread. A part costs a fixed
 amount (Python, autograd, oneDNN's per-call work: about the time of a part of one example) plus
 a cost per example that grows once the part's activations leave the cache; the default
@@ -65,13 +65,18 @@ def main() -> None:
         loss.backward()
         optimizer.step()
 
-    population = Population(runs, SimpleNamespace(input_shape=SHAPE, num_classes=10),
-                            torch.device("cpu"))  # type: ignore[arg-type]
     sizes = [int(s) for s in args.sizes.split(",")]
+    # parts as large as the largest size: each timed part is taken whole
+    population = Population(runs, SimpleNamespace(input_shape=SHAPE, num_classes=10),
+                            torch.device("cpu"), micro_batch=max(sizes))  # type: ignore[arg-type]
+    lr = torch.full((args.population,), 1e-3)
+    _, gradient = population.losses_and_gradient(x[:1], y[:1])
     plain: list[float] = []
+    update: list[float] = []  # the optimizer step, once per batch whatever the parts
     parts: dict[int, list[float]] = {size: [] for size in sizes}
     for _ in range(args.repeats):  # in turns, so that the machine's load hits all alike
         plain += best_of(plain_step, 4, 1)
+        update += best_of(lambda: population.step(gradient, lr, None), 16, 1)
         for size in sizes:
             parts[size] += best_of(
                 lambda size=size: population.losses_and_gradient(x[:size], y[:size]),
@@ -86,14 +91,15 @@ def main() -> None:
     per_example = {}
     for size in sizes:
         part = min(parts[size])
-        step = part * args.batch / size
+        step = part * args.batch / size + min(update)
         if size != min(sizes):
             per_example[size] = (part - fixed) / size
         shown = f"{per_example[size] * 1e3:14.3f}" if size in per_example else f"{'':>14}"
         print(f"{size:11d} {part * 1e3:11.2f} {shown} {step * 1e3:8.1f} "
               f"{plain_all / step:7.2f}x")
     print(f"fixed cost per part about {fixed * 1e3:.2f} ms (the part of {min(sizes)}); "
-          f"ms per example: the part's time less that, per example")
+          f"ms per example: the part's time less that, per example; the optimizer step "
+          f"{min(update) * 1e3:.2f} ms")
 
 
 if __name__ == "__main__":

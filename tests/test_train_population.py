@@ -156,6 +156,22 @@ def test_no_micro_batches_with_batch_norm_or_vmap(digits, monkeypatch):
     assert pop.micro_batch(digits.x_train[:64]) == 16  # at least MIN_MICRO_BATCH
 
 
+def test_micro_batches_of_a_chosen_size(digits):
+    runs = grid(ArchSpec(family="mlp", width=4, depth=1), [0.01, 0.02], [0.0], batch_size=100)
+    x, y = digits.x_train[:100], digits.y_train[:100]
+    whole = Population(runs, digits, torch.device("cpu"))
+    parts = Population(runs, digits, torch.device("cpu"), micro_batch=16)
+    assert whole.micro_batch(x) == 100 and parts.micro_batch(x) == 16
+    assert Population(runs, digits, torch.device("cpu"), micro_batch=512).micro_batch(x) == 100
+    for got, want in zip(parts.losses_and_gradient(x, y), whole.losses_and_gradient(x, y),
+                         strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-7)
+    for size, arch in ((0, ArchSpec(family="mlp", width=4, depth=1)),
+                       (16, ArchSpec(family="nin", width=4, depth=1))):
+        with pytest.raises(ValueError, match=f"no micro-batches of {size} here"):
+            Population(grid(arch, [0.01], [0.0]), digits, torch.device("cpu"), micro_batch=size)
+
+
 def test_micro_batched_losses_overflow_as_the_whole_batch_does(digits, monkeypatch):
     """Per-example losses of 1e37: a mean over 100 overflows float32 where sums over parts of
     32 would not; the divergence check must see inf as training alone does."""

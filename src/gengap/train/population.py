@@ -100,7 +100,10 @@ def leaf_views(flat: torch.Tensor, shapes: dict[str, torch.Size]) -> dict[str, t
 class Population:
     """P networks in stacked form, trained in lockstep on shared minibatches."""
 
-    def __init__(self, runs: Sequence[RunSpec], splits: Splits, device: torch.device) -> None:
+    def __init__(self, runs: Sequence[RunSpec], splits: Splits, device: torch.device,
+                 micro_batch: int | None = None) -> None:
+        """``micro_batch``: examples per part of a training batch (not with batch norm); None
+        decides it on the first batch (:meth:`micro_batch`)."""
         keys = {population_key(run) for run in runs}
         if None in keys or len(keys) != 1:
             raise ValueError("these runs cannot share a population (see population_key)")
@@ -128,7 +131,10 @@ class Population:
         )
 
         self.wide = WideForward(self.template) if WideForward.supports(self.template) else None
-        self._micro_batch: int | None = None  # decided on the first batch
+        if micro_batch is not None and (micro_batch < 1 or has_batch_norm(self.template)):
+            raise ValueError(f"no micro-batches of {micro_batch} here (positive sizes, and "
+                             "none with batch norm, whose statistics are the batch's)")
+        self._micro_batch = micro_batch  # None: decided on the first batch
 
         def one(params: dict[str, torch.Tensor], buffers: dict[str, torch.Tensor],
                 x: torch.Tensor) -> torch.Tensor:
@@ -186,7 +192,7 @@ class Population:
         CNN Zoo networks on 28x28 inputs at batch 512 stepped 1.2-1.5x faster in micro-batches
         of 32 (measured). On the CPU only (a GPU wants large batches); never with batch norm,
         whose statistics are the whole batch's, nor with ``vmap``. Decided once, on the first
-        batch."""
+        batch, unless the population was built with its ``micro_batch``."""
         if self._micro_batch is None:
             self._micro_batch = 0
             if (self.device.type == "cpu" and self.wide is not None
@@ -195,7 +201,7 @@ class Population:
                 if widest * len(xb) > MICRO_BATCH_ELEMENTS:
                     fits = 1 << max(0, (MICRO_BATCH_ELEMENTS // max(widest, 1)).bit_length() - 1)
                     self._micro_batch = max(MIN_MICRO_BATCH, fits)
-        return self._micro_batch or len(xb)
+        return min(self._micro_batch or len(xb), len(xb))
 
     def step(self, gradient: torch.Tensor, lr: torch.Tensor, rows: torch.Tensor | None) -> None:
         """One optimizer step with ``gradient`` (:meth:`losses_and_gradient`) for the networks
