@@ -656,6 +656,11 @@ def test_the_task_and_the_scorer_name_models_alike(tmp_path: Path) -> None:
 
     assert sorted(read_model_configs(path)) == sorted(read_reference(path).frame.index) == [
         "model_0", "model_7", "mymodel"]
+    path.write_text(json.dumps({"0": entry, "model_0": entry}))
+    with pytest.raises(GengapError, match="model 'model_0': its id model_0 repeats"):
+        read_model_configs(path)
+    with pytest.raises(GengapError, match="model ids repeat"):
+        read_reference(path)
 
 
 @pytest.mark.parametrize(("measure", "needs"), [

@@ -80,6 +80,9 @@ def read_model_configs(path: Path) -> dict[str, ModelRecord]:
             except (TypeError, ValueError):
                 raise GengapError(f"{where}: metrics.{name} is {json.dumps(value)}, not a "
                                   "number") from None
+        if model_id(str(key)) in out:  # "0" and "model_0": one model to the scorer
+            raise GengapError(f"{where}: its id {model_id(str(key))} repeats (the scorer "
+                              "adds model_ to keys without 'model')")
         out[model_id(str(key))] = ModelRecord(hparams, possible, metrics)
     return out
 
