@@ -228,6 +228,30 @@ def test_module_criticality_known_cases() -> None:
     assert math.isfinite(value_with_init(net, init, x, y))
 
 
+class BuiltOtherwise(nn.Sequential):
+    """A Sequential subclass with a constructor of its own, as the converted Keras models
+    have: slicing it (which rebuilds the class from the slice's modules) fails."""
+
+    def __init__(self, modules: list[nn.Module], note: str) -> None:
+        super().__init__(*modules)
+        self.note = note
+
+
+def test_module_criticality_of_a_sequential_subclass() -> None:
+    # module_criticality split such a model by slicing it: a TypeError on every PGDL import
+    net, x, y = trained()
+    init = copy.deepcopy(net)
+    with torch.no_grad():
+        init[2].weight.add_(torch.randn(4, 5, dtype=torch.float64))
+    cpu = torch.device("cpu")
+    subclass = BuiltOtherwise(list(copy.deepcopy(net)), "keras")
+    subclass_init = BuiltOtherwise(list(copy.deepcopy(init)), "keras")
+    with pytest.raises(TypeError):
+        subclass[1:]
+    assert module_criticality_scores(subclass, subclass_init, x, y, cpu, draws=2) == \
+        module_criticality_scores(net, init, x, y, cpu, draws=2)
+
+
 def full_grid(net: nn.Module, init: nn.Module, x: torch.Tensor, y: torch.Tensor,
               rtol: float, at: int = 2, index: int = 1) -> float:
     """Every (α, σ) point of the layer ``net[at]`` (the ``index``-th with weights), no

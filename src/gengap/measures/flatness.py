@@ -411,19 +411,20 @@ def _layer_criticality(net: nn.Module, layer: nn.Module, w_init: torch.Tensor,
 @torch.no_grad()
 def _suffix(model: nn.Module, layer: nn.Module, x: torch.Tensor, device: torch.device,
             batch_size: int) -> tuple[nn.Module, torch.Tensor]:
-    """(the modules from ``layer`` on, their input on ``x``) when ``model`` is an
+    """(the modules from ``layer`` on, their input on ``x``) when ``model`` runs as an
     ``nn.Sequential`` holding ``layer`` as a direct child (the same computation split in two);
-    else (``model``, ``x``)."""
-    if not isinstance(model, nn.Sequential):
+    else (``model``, ``x``). The parts are plain ``nn.Sequential`` of the same modules: a
+    subclass's own constructor (the converted Keras models') cannot rebuild a slice."""
+    if not isinstance(model, nn.Sequential) or type(model).forward is not nn.Sequential.forward:
         return model, x
     children = list(model)
     at = next((i for i, m in enumerate(children) if m is layer), None)
     if not at:  # not a direct child, or the first one: nothing to skip
         return model, x
-    head = model[:at]
+    head = nn.Sequential(*children[:at])
     inputs = torch.cat([head(x[i : i + batch_size].to(device)).cpu()
                         for i in range(0, len(x), batch_size)])
-    return model[at:], inputs
+    return nn.Sequential(*children[at:]), inputs
 
 
 @measure(
