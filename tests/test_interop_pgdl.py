@@ -425,6 +425,16 @@ def test_import_task_as_zoo_then_measure_and_evaluate(task_dir, tmp_path: Path) 
     assert again.counts()["done"] == 8
 
 
+def test_the_whole_catalogue_runs_on_converted_keras_models(task_dir, tmp_path: Path,
+                                                           one_thread) -> None:
+    # module_criticality once sliced the converted model, whose class cannot be rebuilt so
+    store = import_task(load_task(task_dir[0]), tmp_path / "zoo")
+    assert measure_zoo(store, None, device="cpu") == 8
+    frame = store.frame()
+    assert frame["module_criticality"].notna().all()
+    assert len(store.measure_names()) > 100
+
+
 def test_a_model_with_nan_weights_is_imported_failed_and_predicted_nan(task_dir, tmp_path):
     root, _ = task_dir
     def poison(name: str, obj: object) -> None:
