@@ -456,8 +456,13 @@ def test_a_model_with_nan_weights_is_imported_failed_and_predicted_nan(task_dir,
     values = predict_task(task, "param_norm", device="cpu")
     assert math.isnan(values["model_3"])
     # a measure that needs the start: NaN where it diverged, the other models still predicted
-    distances = predict_task(task, "frobenius_distance", device="cpu")
+    reasons = {}
+    distances = predict_task(task, "frobenius_distance", device="cpu",
+                             on_model=lambda m: reasons.update({m.model_id: m.why}))
     assert math.isnan(distances["model_3"]) and math.isnan(distances["model_5"])
+    assert "holds NaN or infinite values" in reasons["model_3"]
+    assert reasons["model_5"].startswith("initial weights: ")
+    assert reasons["model_0"] == ""
     assert all(math.isfinite(v) for k, v in distances.items() if k not in ("model_3", "model_5"))
     path = write_predict(tmp_path / "task9.predict", values)  # nothing lost: NaN written
     assert math.isnan(json.loads(path.read_text())["model_3"])

@@ -23,6 +23,14 @@ def test_step_measures_read_the_trajectory():
     never = MeasureContext(net, input_shape=(2,), device="cpu",
                            trajectory={"steps_to_ce_0.1": 120, "steps_to_ce_0.01": None})
     assert math.isnan(compute(never, ["optim_steps_0.1_to_0.01"])["optim_steps_0.1_to_0.01"])
+    assert never.no_value == {"optim_steps_0.1_to_0.01": "the run's records show training "
+                              "cross-entropy never reached 0.01"}
+    neither = MeasureContext(net, input_shape=(2,), device="cpu",
+                             trajectory={"steps_to_ce_0.1": None, "steps_to_ce_0.01": None})
+    values = compute(neither, ["optim_steps_to_0.1", "optim_steps_0.1_to_0.01"])
+    assert all(math.isnan(v) for v in values.values())
+    assert set(neither.no_value.values()) == {"the run's records show training cross-entropy "
+                                              "never reached 0.1"}
 
 
 def test_step_measures_need_the_trajectory():

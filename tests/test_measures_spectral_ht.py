@@ -382,3 +382,22 @@ def test_an_esd_of_equal_values_has_no_power_law_and_stays_out_of_the_means() ->
                torch.stack([model[2].weight.detach()] * 2)]
     population = population_summary(stacked, randomize=False, mp_fit=False)
     np.testing.assert_allclose(population["alpha"], [table["alpha"].iloc[1]] * 2, rtol=1e-10)
+
+
+def test_heavy_tailed_measures_say_why_they_have_no_value() -> None:
+    from gengap.measures import MeasureContext, compute
+
+    torch.manual_seed(0)
+    small = nn.Sequential(nn.Linear(3, 6), nn.ReLU(), nn.Linear(6, 2))  # 3 and 2 eigenvalues
+    ctx = MeasureContext(small, input_shape=(3,), device="cpu")
+    values = compute(ctx, ["alpha", "stable_rank"])
+    assert all(math.isnan(v) for v in values.values())
+    assert ctx.no_value == dict.fromkeys(values, "no layer has 8 eigenvalues or more, and "
+                                         "WeightWatcher's summary leaves smaller layers out")
+    flat = nn.Sequential(nn.Linear(60, 60))  # the one layer's power law cannot be fitted
+    with torch.no_grad():
+        flat[0].weight.copy_(torch.eye(60))
+    ctx = MeasureContext(flat, input_shape=(60,), device="cpu")
+    assert math.isnan(compute(ctx, ["alpha"])["alpha"])
+    assert ctx.no_value == {"alpha": "alpha could not be fitted on any layer with 8 "
+                                     "eigenvalues or more"}

@@ -67,8 +67,9 @@ def pgdl_predict(
                 def shown(result, task=task, bar=bar, job=job) -> None:  # noqa: ANN001
                     value = result.value
                     text = value if isinstance(value, str) else f"{value:.6g}"
+                    why = f", {result.why}" if result.why else ""
                     console.print(f"{task.name} {result.model_id}: {measure} = {text} "
-                                  f"({result.seconds:.2f} s)")
+                                  f"({result.seconds:.2f} s{why})")
                     bar.advance(job)
 
                 values = predict_task(task, measure, device=device,

@@ -10,12 +10,18 @@ import torch.nn.functional as F
 
 from gengap.errors import GengapError
 from gengap.measures.context import MeasureContext
-from gengap.measures.registry import measure
+from gengap.measures.registry import NotApplicable, measure
 
 
 def _steps(ctx: MeasureContext, key: str) -> float:
+    """The steps of the run's records at ``key`` (``steps_to_ce_<level>``); the reason for a
+    NaN where training never reached that level."""
     value = ctx.require_trajectory().get(key)
-    return math.nan if value is None else float(value)
+    if value is None or math.isnan(float(value)):
+        level = key.removeprefix("steps_to_ce_")
+        raise NotApplicable(f"the run's records show training cross-entropy never reached "
+                            f"{level}")
+    return float(value)
 
 
 @measure("optim_steps_to_0.1", group="optimization", needs=("trajectory",), cost="G")
@@ -29,7 +35,8 @@ def steps_to_ce_01(ctx: MeasureContext) -> float:
 def steps_from_01_to_001(ctx: MeasureContext) -> float:
     """Optimizer steps from training cross-entropy 0.1 to 0.01 (NaN when either level was
     never reached) (Jiang et al. 2020, C.5)."""
-    return _steps(ctx, "steps_to_ce_0.01") - _steps(ctx, "steps_to_ce_0.1")
+    start = _steps(ctx, "steps_to_ce_0.1")  # its reason first: 0.01 comes after it
+    return _steps(ctx, "steps_to_ce_0.01") - start
 
 
 @measure("grad_noise", group="optimization", needs=("weights", "train_data", "gradients"),

@@ -5,15 +5,26 @@ table is :func:`gengap.measures.spectral.spectral_table` (``gengap spectra`` in 
 
 from __future__ import annotations
 
+import math
+
 from gengap.measures.context import MeasureContext
-from gengap.measures.registry import measure
+from gengap.measures.registry import NotApplicable, measure
 from gengap.measures.spectral import summarize
+from gengap.measures.spectral.table import MIN_EVALS
 
 GROUP = "heavy_tailed"
 
 
 def _mean(ctx: MeasureContext, column: str) -> float:
-    return summarize(ctx.spectra)[column]
+    table = ctx.spectra
+    if not len(table) or (table["num_evals"] < MIN_EVALS).all():
+        raise NotApplicable(f"no layer has {MIN_EVALS} eigenvalues or more, and "
+                            "WeightWatcher's summary leaves smaller layers out")
+    value = summarize(table)[column]
+    if math.isnan(value):
+        raise NotApplicable(f"{column} could not be fitted on any layer with {MIN_EVALS} "
+                            "eigenvalues or more")
+    return value
 
 
 @measure("alpha", group=GROUP, cost="B")

@@ -28,11 +28,13 @@ TASK_PROVIDES = frozenset({"weights", "init_weights", "train_data", "gradients"}
 
 @dataclass(frozen=True)
 class ModelPrediction:
-    """One model's value (or ``EXCEEDED``) and the seconds it took."""
+    """One model's value (or ``EXCEEDED``) and the seconds it took; ``why``: the reason for a
+    NaN, where one is known."""
 
     model_id: str
     value: float | str
     seconds: float
+    why: str = ""
 
 
 def write_predict(path: str | Path, values: Mapping[str, float | str]) -> Path:
@@ -109,16 +111,20 @@ def predict_task(
             continue
         model, init = task.model(model_id), task.model(model_id, "init")
         diverged_init = init is not None and weights_problem(init) is not None
-        if weights_problem(model) is not None or diverged_init and "init_weights" in entry.needs:
+        why = weights_problem(model) or ""
+        if not why and diverged_init and "init_weights" in entry.needs:
+            why = f"initial weights: {weights_problem(init)}"
+        if why:
             value = math.nan  # a diverged network (or its start, where needed): the kit's NaN
         else:
             try:
                 ctx = MeasureContext(model, init_model=None if diverged_init else init,
                                      x_train=x, y_train=y, device=device)
                 value = compute(ctx, [entry.name])[entry.name]
+                why = ctx.no_value.get(entry.name, "")
             except GengapError as err:  # "<measure>: this measure needs ...": say which model
                 raise GengapError(f"{task.root / model_id}: {err}") from None
         out[model_id] = float(value)
         if on_model:
-            on_model(ModelPrediction(model_id, float(value), time.perf_counter() - begin))
+            on_model(ModelPrediction(model_id, float(value), time.perf_counter() - begin, why))
     return out
