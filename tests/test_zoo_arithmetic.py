@@ -65,7 +65,8 @@ def test_a_store_made_before_the_record_reads_and_gains_it(trained: Store):
     db.close()
     old = Store(trained.root)
     assert old.measured() == {run: {"pacbayes_sigma": None, "params": None}}
-    assert "monte_carlo_arithmetic" not in old.frame()
+    shown = old.frame().set_index("run_id")["monte_carlo_arithmetic"]
+    assert shown[run] == "unknown" and shown.drop(run).isna().all()
     assert measure(old, "auto") == 1  # the other run lacks σ′; the stored one stands
     assert old.measured()[run]["pacbayes_sigma"] is None
     assert measure(old, "float32") == 1  # of unknown arithmetic: recomputed
@@ -82,8 +83,8 @@ def test_a_value_written_without_its_record_is_of_unknown_arithmetic(trained: St
                    (run, "pacbayes_sigma"))
     db.close()
     assert store.measured()[run]["pacbayes_sigma"] is None
-    assert store.frame().set_index("run_id")["monte_carlo_arithmetic"].isna().tolist() == [
-        r.run_id == run for r in store.runs()]
+    assert store.frame().set_index("run_id")["monte_carlo_arithmetic"].to_dict() == {
+        r.run_id: "unknown" if r.run_id == run else "float32" for r in store.runs()}
     assert measure(store, "float32") == 1
     assert arithmetic_of(store, "pacbayes_sigma") == ["float32", "float32"]
 

@@ -357,7 +357,8 @@ class Store:
         """One row per run: ``run_id``, ``status``, ``reason``, the hyperparameters (the zoo's
         axes and ``seed``), the final metrics, ``gap`` (train minus test accuracy), one
         column per stored measure, and, where Monte Carlo measures are stored,
-        ``monte_carlo_arithmetic``: the arithmetic of their passes (see put_measures)."""
+        ``monte_carlo_arithmetic``: the arithmetic of their passes (see put_measures;
+        ``unknown`` for a value stored without it)."""
         rows = []
         for run_id, status, reason, hparams, metrics in self._db.execute(
             "SELECT run_id, status, reason, hparams, metrics FROM runs ORDER BY position"
@@ -383,16 +384,18 @@ class Store:
         return frame
 
     def _monte_carlo_arithmetic(self) -> dict[str, str]:
-        """For each run with stored Monte Carlo measures, the arithmetic of their passes
-        (several, comma-separated, where they were computed at different times in different
-        ones)."""
-        if not self._has_arithmetic():
-            return {}
-        rows = self._db.execute(
-            f"SELECT run_id, group_concat(DISTINCT kind) FROM (SELECT m.run_id AS run_id, "
-            f"{self._arithmetic_of('m')} AS kind FROM measures m) WHERE kind IS NOT NULL "
-            "GROUP BY run_id").fetchall()
-        return {run_id: ",".join(sorted(kinds.split(","))) for run_id, kinds in rows}
+        """For each run with stored Monte Carlo measures, the arithmetic of their passes:
+        several, comma-separated, where they were computed at different times in different
+        ones, and ``unknown`` for a value without its record (see ARITHMETIC_TABLE)."""
+        from gengap.measures import measures
+
+        out = {}
+        for run_id, stored in self.measured().items():
+            kinds = {kind or "unknown" for name, kind in stored.items()
+                     if name in measures and measures.get(name).monte_carlo}
+            if kinds:
+                out[run_id] = ",".join(sorted(kinds))
+        return out
 
     def history(self, run_id: str) -> list[dict[str, float]]:
         row = self._db.execute("SELECT history FROM runs WHERE run_id = ?", (run_id,)).fetchone()
