@@ -266,6 +266,8 @@ def test_measure_and_spectra_option_errors_point_at_help(tmp_path, monkeypatch, 
     (["evaluate", "{t}", *AXES, "--out", "{d}/r.txt"], "'--out': {d}/r.txt: write .csv or"),
     (["evaluate", "{t}", *AXES, "--out", "{t}"], "'--out': {t}: is an input of this command"),
     (["evaluate", "{t}", *AXES, "--out", "{d}/f.csv"], "'--out': {d}/f.csv: is a folder"),
+    (["evaluate", "{t}", *AXES, "--out", "{d}/plain"],
+     "'--out': {d}/plain: is a folder; name a .csv or .parquet file"),
     (["predict", "cv", "{t}", *AXES, "--out", "{t}"], "'--out': {t}: is an input"),
     (["predict", "fit", "{t}", *AXES, "--save", "{d}/p.txt"], "'--save': {d}/p.txt: write .json"),
     (["predict", "apply", "{d}/p.json", "{t}", *AXES, "--out", "{d}/x.txt"],
@@ -285,6 +287,7 @@ def test_a_bad_output_path_is_a_bad_option(tmp_path, tiny_zoo_toml, monkeypatch,
                   z=measured_zoo(tmp_path / "zoo", tiny_zoo_toml))
     places["w"].write_bytes(b"")
     (tmp_path / "f.csv").mkdir()
+    (tmp_path / "plain").mkdir()
     command = " ".join(args[:2] if args[0] in ("predict", "zoo", "pgdl") else args[:1])
     err = one_line_error(monkeypatch, capsys, *(a.format(**places) for a in args))
     assert f"gengap: error: Invalid value for {message.format(**places)}" in err, err

@@ -25,6 +25,8 @@ def output_file(path: Path | None, suffixes: tuple[str, ...] | None = None,
     if path is None:
         return None
     if suffixes and path.suffix.lower() not in suffixes:  # x.CSV is a CSV
+        if path.is_dir():  # a folder given for a file, not a wrong file type
+            raise _bad(option, f"{path}: is a folder; name a {' or '.join(suffixes)} file")
         raise _bad(option, f"{path}: write {' or '.join(suffixes)}")
     # a link is written through: where it points must be such a file too (out.csv pointing at
     # a zoo's gengap.sqlite would replace the database)
