@@ -64,6 +64,19 @@ def test_grid_design_is_the_full_product():
         ({"train": {"lr": {"uniform": [0.1, 0.01]}}}, "[train] lr: uniform range needs low < high"),
         ({"train": {"lr": {"log_uniform": [0.1]}}}, "[train] lr: log_uniform needs [low, high]"),
         ({"arch": {"width": {"uniform": [-5, 10]}}}, "[arch] width = -5.0: Input should be"),
+        # ranges draw numbers: they were converted to true/false, or drawn and then refused
+        ({"train": {"flip": {"int_uniform": [0, 1]}}}, "[train] flip: a range draws numbers, "
+         "which flip does not take: list its values instead"),
+        ({"arch": {"batch_norm": {"int_uniform": [0, 1]}}}, "[arch] batch_norm: a range draws "
+         "numbers"),
+        ({"arch": {"activation": {"uniform": [0, 1]}}}, "[arch] activation: a range draws "
+         "numbers"),
+        ({"data": {"name": "mnist1d", "options": {"num_samples": "500"}}},
+         "[data.options] num_samples: expected a number, got text '500'"),
+        ({"data": {"name": "mnist1d", "options": {"num_samples": ["500", 600]}}},
+         "[data.options] num_samples: expected a number, got text '500'"),
+        ({"data": {"name": "mnist1d", "options": {"shuffle_seq": 1}}},
+         "[data.options] shuffle_seq: expected true or false, got 1"),
     ],
 )
 def test_bad_designs_are_one_line_errors(change, problem):

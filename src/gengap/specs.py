@@ -76,6 +76,11 @@ def _takes(annotation: Any, kind: type) -> bool:
     return False
 
 
+def takes_numbers(annotation: Any) -> bool:
+    """Whether a field of this type holds numbers (what a range of a zoo spec draws)."""
+    return _takes(annotation, int) or _takes(annotation, float)
+
+
 def type_problem(value: Any, annotation: Any) -> str | None:
     """Why a spec file's ``value`` (a TOML or JSON value; a list: each item) does not fit a
     field of ``annotation`` without pydantic's conversions (None: it fits): TOML's true is

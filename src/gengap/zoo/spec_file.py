@@ -25,6 +25,7 @@ from gengap.specs import (
     TrainSpec,
     ZooSpec,
     first_problem,
+    takes_numbers,
     type_problem,
 )
 
@@ -104,7 +105,19 @@ def check_runs(zoo: ZooSpec, source: str) -> None:
     _check_arch_axes(zoo, runs, source)
     for data in {run.data.canonical_json(): run.data for run in runs}.values():
         _named(source, "[data] name: ", sources.get, data.name)
+        _check_option_types(source, data)
         _named(source, "[data.options] ", source_options, data)  # its message names the option
+
+
+def _check_option_types(source: str, data: DataSpec) -> None:
+    """Refuse a data option whose type pydantic would convert to the source's (the text '500'
+    for a number of examples), as the spec's own fields are refused (:func:`_check_type`)."""
+    from gengap.data.sources import sources
+
+    fields = sources.get(data.name).options.model_fields
+    for key, value in data.options.items():
+        if key in fields:
+            _check_type(source, f"[data.options] {key}", value, fields[key].annotation)
 
 
 def _check_lr_steps(runs: list[RunSpec], source: str) -> None:
@@ -170,6 +183,9 @@ def _split_axes(
         path = f"{section}.{key}"
         where = f"[{section}] {key}"
         if _is_range(value):
+            if field is not None and not takes_numbers(field.annotation):
+                raise GengapError(f"{source}: {where}: a range draws numbers, which {key} "
+                                  "does not take: list its values instead")
             ranges[path] = _range(path, value, source)
         elif isinstance(value, dict) and field is not None and not takes_table:
             raise GengapError(f"{source}: [{section}] {key}: a range is one of "
