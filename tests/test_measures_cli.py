@@ -46,6 +46,11 @@ def test_arch_and_data_syntax(tmp_path: Path):
         parse_spec_arg("family=mlp,wide", ArchSpec, "arch")
     with pytest.raises(GengapError, match="no such file"):
         parse_spec_arg(str(tmp_path / "missing.toml"), ArchSpec, "arch")
+    options = tmp_path / "data.toml"
+    options.write_text('[data]\nname = "mnist1d"\n[data.options]\nnum_samples = "500"\n')
+    with pytest.raises(GengapError, match="data.toml: options.num_samples: expected a number, "
+                                          "got text '500'"):
+        parse_spec_arg(str(options), DataSpec, "data")
     binary = tmp_path / "bin.toml"
     binary.write_bytes(b"\xff\xfe\x00family")  # not UTF-8: was a UnicodeDecodeError
     with pytest.raises(GengapError, match="bin.toml: not valid TOML"):

@@ -14,6 +14,7 @@ from safetensors.torch import load_file
 from torch import nn
 
 from gengap.data import Splits, load
+from gengap.data.sources import option_type_problem
 from gengap.errors import GengapError
 from gengap.measures import MeasureContext, Profile, profile
 from gengap.measures.compute import split_by_needs
@@ -89,6 +90,10 @@ def parse_spec_arg(text: str, kind: type[ArchSpec] | type[DataSpec], table: str)
             field = kind.model_fields.get(key)
             if field is not None and (problem := type_problem(value, field.annotation)):
                 raise GengapError(f"{where}: {key}: {problem}")
+        options = fields.get("options") if isinstance(fields, dict) else None
+        if kind is DataSpec and isinstance(options, dict) and (problem := option_type_problem(
+                str(fields.get("name", DataSpec().name)), options)):
+            raise GengapError(f"{where}: options.{problem}")
     elif "=" not in text and kind is DataSpec:
         fields, where = {"name": text}, repr(text)
     else:

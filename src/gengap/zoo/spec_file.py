@@ -84,7 +84,7 @@ def check_runs(zoo: ZooSpec, source: str) -> None:
     architecture family and data source registered, the source's options valid. Nothing is
     written before this passes, so a typo leaves no zoo folder."""
     import gengap.interop  # noqa: F401  (registers the imported zoos' families and sources)
-    from gengap.data.sources import sources
+    from gengap.data.sources import option_type_problem, sources
     from gengap.data.splits import source_options
     from gengap.models.families import families
 
@@ -105,19 +105,9 @@ def check_runs(zoo: ZooSpec, source: str) -> None:
     _check_arch_axes(zoo, runs, source)
     for data in {run.data.canonical_json(): run.data for run in runs}.values():
         _named(source, "[data] name: ", sources.get, data.name)
-        _check_option_types(source, data)
+        if problem := option_type_problem(data.name, data.options):
+            raise GengapError(f"{source}: [data.options] {problem}")
         _named(source, "[data.options] ", source_options, data)  # its message names the option
-
-
-def _check_option_types(source: str, data: DataSpec) -> None:
-    """Refuse a data option whose type pydantic would convert to the source's (the text '500'
-    for a number of examples), as the spec's own fields are refused (:func:`_check_type`)."""
-    from gengap.data.sources import sources
-
-    fields = sources.get(data.name).options.model_fields
-    for key, value in data.options.items():
-        if key in fields:
-            _check_type(source, f"[data.options] {key}", value, fields[key].annotation)
 
 
 def _check_lr_steps(runs: list[RunSpec], source: str) -> None:
