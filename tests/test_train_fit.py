@@ -45,6 +45,8 @@ def test_a_diverging_run_fails_with_its_reason():
     assert result.status == "failed"
     assert result.reason.startswith("diverged: training loss is")
     assert result.metrics["stopped_by"] == "diverged"
+    for name in ("train_loss", "train_acc", "test_loss", "test_acc"):  # not the NaN logits'
+        assert math.isnan(result.metrics[name]), name
 
 
 def test_max_steps_stops_mid_epoch_and_evaluates():

@@ -107,7 +107,9 @@ class RunTracker:
     def result(
         self, init: State, final: State, seconds: float, model: nn.Module | None = None
     ) -> TrainResult:
-        last = self.history[-1] if self.history else {}
+        # a diverged network's final accuracies and losses describe no network worth ranking
+        # (NaN logits count as class 0): NaN, its history keeping the epochs before
+        last = self.history[-1] if self.history and not self.reason else {}
         metrics = {
             "train_loss": last.get("train_loss", math.nan),
             "train_acc": last.get("train_acc", math.nan),
