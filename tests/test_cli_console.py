@@ -43,3 +43,12 @@ def test_large_or_infinite_values_are_not_taken_for_whole_numbers():
                                    "loss": [math.inf, 3.0, math.nan]}))
     assert "3.2e+17" in text and "5e+20" in text
     assert "inf" in text and "3.000" in text
+
+
+def test_small_values_keep_three_significant_digits():
+    # a random design's learning rates 0.00899538 and 0.0093725 both printed as 0.009
+    text = _rendered(pd.DataFrame({"lr": [0.00899538, 0.0093725, 0.05],
+                                   "acc": [0.91, 0.5, 1.0], "tiny": [1e-9, 0.5, math.nan]}))
+    assert "0.00900" in text and "0.00937" in text and "0.05000" in text
+    assert "0.910" in text and "0.9100" not in text  # not small: three decimals
+    assert "1e-09" in text  # below a millionth, the e-notation

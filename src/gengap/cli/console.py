@@ -84,21 +84,36 @@ def progress() -> Progress:
     )
 
 
+MOST_DECIMALS = 6  # below 1e-6, a value is written as 1.23e-07 (see _cell)
+
+
 def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 3) -> Table:
     """A rich table of a DataFrame, floats rounded, NaN shown as a dash. A float column of
     whole numbers that has a NaN or a value of 10 or more (counts that are floats because of
     a NaN somewhere, such as steps to a target that some runs never reached) is shown without
-    decimals."""
+    decimals; one whose smallest value is below 10^(1 − digits) with more (:func:`_decimals`)."""
     table = Table(title=title, header_style="bold")
-    whole = []
+    decimals = []
     for column in frame.columns:
         numeric = pd.api.types.is_numeric_dtype(frame[column])
         table.add_column(str(column), justify="right" if numeric else "left")
-        whole.append(_whole_numbers(frame[column]))
+        decimals.append(0 if _whole_numbers(frame[column]) else _decimals(frame[column], digits))
     for row in frame.itertuples(index=False):
-        table.add_row(*(_cell(value, 0 if w else digits) for value, w in zip(row, whole,
-                                                                               strict=True)))
+        table.add_row(*(_cell(value, d) for value, d in zip(row, decimals, strict=True)))
     return table
+
+
+def _decimals(column: pd.Series, digits: int) -> int:
+    """``digits`` decimals, or more for a float column of small values, so that its smallest
+    one keeps ``digits`` significant digits (random designs' learning rates 0.00899 and
+    0.00937 are not both 0.009), at most :data:`MOST_DECIMALS`."""
+    if not pd.api.types.is_float_dtype(column):
+        return digits
+    values = np.abs(column.to_numpy(dtype=float))
+    small = values[np.isfinite(values) & (values > 0)]
+    if not len(small) or small.min() >= 10.0 ** (1 - digits):
+        return digits
+    return min(MOST_DECIMALS, digits - 1 - math.floor(math.log10(small.min())))
 
 
 def _whole_numbers(column: pd.Series) -> bool:
@@ -121,7 +136,7 @@ def _cell(value: object, digits: int) -> str:
             return "–"
         if digits == 0:
             return f"{value + 0.0:.0f}"  # + 0.0: no "-0"
-        if value != 0 and (abs(value) >= 1e5 or abs(value) < 10**-digits):
-            return f"{value:.{digits}g}"
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 10**-min(digits, MOST_DECIMALS)):
+            return f"{value:.3g}"
         return f"{value:.{digits}f}"
     return str(value)
