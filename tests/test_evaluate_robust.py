@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -72,3 +73,20 @@ def test_ranking_table_robust_columns():
     assert list(table["measure"]) == ["good", "m"]  # lower mean sign error first
     assert table.loc[0, "robust_mean"] == 0 and table.loc[1, "robust_max"] == 0.5
     assert table.loc[1, "robust_envs"] == 8
+
+
+def test_the_note_says_which_rule_kept_no_environment():
+    # at a small min_ess the noise filter, not the sample size, drops every environment
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame([{"a": a, "b": b, "seed": s, "gap": 0.1 + 1e-4 * rng.normal(),
+                           "m": rng.normal(), "test_size": 100}
+                          for a in (1, 2) for b in (1, 2, 3) for s in range(2)])
+    noisy = ranking_table(frame, ["m"], ["a", "b"], metrics=("robust",), min_ess=1,
+                          replicates="seed")
+    assert noisy.attrs["notes"] == ["robust: no environment kept: every pair's gaps differ by "
+                                    "less than the test-set noise, so each has no weight "
+                                    "(Hoeffding)"]
+    clear = ranking_table(frame.assign(gap=frame["a"] * 0.3 + frame["b"] * 0.2), ["m"],
+                          ["a", "b"], metrics=("robust",), min_ess=50, replicates="seed")
+    assert clear.attrs["notes"][0].startswith("robust: no environment kept: each needs an "
+                                              "effective sample size of 50")

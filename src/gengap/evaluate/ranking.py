@@ -132,9 +132,14 @@ def ranking_table(
     if envs is not None and len(envs.table) and rows and all(
         r["robust_envs"] == 0 for r in rows
     ):
-        notes.append(f"robust: no environment kept: each needs an effective sample size of "
-                     f"{min_ess:g} (repeated runs per setting, e.g. seeds), and pairs whose gaps "
-                     f"differ by less than the test-set noise get no weight (Hoeffding)")
+        if not (envs.weight > 0).any():  # not the sample size: the noise filter
+            notes.append("robust: no environment kept: every pair's gaps differ by less than "
+                         "the test-set noise, so each has no weight (Hoeffding)")
+        else:
+            notes.append(f"robust: no environment kept: each needs an effective sample size "
+                         f"of {min_ess:g} (repeated runs per setting, e.g. seeds), and pairs "
+                         f"whose gaps differ by less than the test-set noise get no weight "
+                         f"(Hoeffding)")
     table = pd.DataFrame(rows)
     # the values first, their intervals last (the first columns stay measure, tau, psi)
     intervals = [c for c in table.columns if c.endswith(("_low", "_high"))]
