@@ -52,3 +52,9 @@ def test_small_values_keep_three_significant_digits():
     assert "0.00900" in text and "0.00937" in text and "0.05000" in text
     assert "0.910" in text and "0.9100" not in text  # not small: three decimals
     assert "1e-09" in text  # below a millionth, the e-notation
+    # more than six decimals needed: the small values in e-notation, with every digit
+    text = _rendered(pd.DataFrame({"lr": [1.234e-5, 3.9e-5, 8.7e-4]}))
+    assert "1.23e-05" in text and "3.9e-05" in text and "0.00087" in text
+    out = Console(width=200, record=True)
+    out.print(frame_table(pd.DataFrame({"value": [3.14159e-6, 12.5]}), digits=5))
+    assert "3.1416e-06" in out.export_text()

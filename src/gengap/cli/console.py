@@ -84,7 +84,7 @@ def progress() -> Progress:
     )
 
 
-MOST_DECIMALS = 6  # below 1e-6, a value is written as 1.23e-07 (see _cell)
+MOST_DECIMALS = 6  # a column whose smallest value needs more keeps e-notation for it
 
 
 def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 3) -> Table:
@@ -99,21 +99,23 @@ def frame_table(frame: pd.DataFrame, title: str | None = None, digits: int = 3) 
         table.add_column(str(column), justify="right" if numeric else "left")
         decimals.append(0 if _whole_numbers(frame[column]) else _decimals(frame[column], digits))
     for row in frame.itertuples(index=False):
-        table.add_row(*(_cell(value, d) for value, d in zip(row, decimals, strict=True)))
+        table.add_row(*(_cell(value, d, digits) for value, d in zip(row, decimals, strict=True)))
     return table
 
 
 def _decimals(column: pd.Series, digits: int) -> int:
     """``digits`` decimals, or more for a float column of small values, so that its smallest
     one keeps ``digits`` significant digits (random designs' learning rates 0.00899 and
-    0.00937 are not both 0.009), at most :data:`MOST_DECIMALS`."""
+    0.00937 are not both 0.009); where that would take more than :data:`MOST_DECIMALS`,
+    ``digits``, the smallest values then written in e-notation (see :func:`_cell`)."""
     if not pd.api.types.is_float_dtype(column):
         return digits
     values = np.abs(column.to_numpy(dtype=float))
     small = values[np.isfinite(values) & (values > 0)]
     if not len(small) or small.min() >= 10.0 ** (1 - digits):
         return digits
-    return min(MOST_DECIMALS, digits - 1 - math.floor(math.log10(small.min())))
+    needed = digits - 1 - math.floor(math.log10(small.min()))
+    return needed if needed <= MOST_DECIMALS else digits
 
 
 def _whole_numbers(column: pd.Series) -> bool:
@@ -128,15 +130,17 @@ def _whole_numbers(column: pd.Series) -> bool:
             and (bool(column.isna().any()) or float(values.max()) >= 10))
 
 
-def _cell(value: object, digits: int) -> str:
+def _cell(value: object, decimals: int, digits: int) -> str:
+    """A value with ``decimals`` decimals; very large or small ones (below 10^-decimals) with
+    ``digits`` significant digits in e-notation."""
     if value is pd.NA:  # a missing value of an integer column (Int64)
         return "–"
     if isinstance(value, float):
         if math.isnan(value):
             return "–"
-        if digits == 0:
+        if decimals == 0:
             return f"{value + 0.0:.0f}"  # + 0.0: no "-0"
-        if value != 0 and (abs(value) >= 1e5 or abs(value) < 10**-min(digits, MOST_DECIMALS)):
-            return f"{value:.3g}"
-        return f"{value:.{digits}f}"
+        if value != 0 and (abs(value) >= 1e5 or abs(value) < 10**-decimals):
+            return f"{value:.{digits}g}"
+        return f"{value:.{decimals}f}"
     return str(value)
