@@ -60,8 +60,6 @@ def test_grid_design_is_the_full_product():
         ({"data": {"train_size": [50, 60], "train_fraction": [0.5, 1.0]}},
          "data.train_size = 50, data.train_fraction = 0.5"),
         ({"samples": None}, "samples: the random design needs samples = N"),
-        ({"design": "grid", "samples": None, "sample_seed": 3, "arch": {"family": "mlp"},
-          "train": {"lr": [0.1, 0.2]}}, "sample_seed: needs design = \"random\""),
         ({"train": {"lr": {"log_uniform": [0, 1]}}}, "[train] lr: log_uniform range needs low > 0"),
         ({"train": {"lr": {"uniform": [0.1, 0.01]}}}, "[train] lr: uniform range needs low < high"),
         ({"train": {"lr": {"log_uniform": [0.1]}}}, "[train] lr: log_uniform needs [low, high]"),

@@ -387,7 +387,7 @@ class ZooSpec(_Spec):
         return name
 
     @model_validator(mode="after")
-    def _check_axes(self, info: ValidationInfo) -> ZooSpec:
+    def _check_axes(self) -> ZooSpec:
         base = self.base().model_dump()
         for path, values in self.axes.items():
             if not values:
@@ -417,10 +417,6 @@ class ZooSpec(_Spec):
             raise ValueError("seeds: a seed is listed twice")
         if self.design == "grid" and self.samples is not None:
             raise ValueError("samples: needs design = \"random\"")
-        # a grid draws nothing: its sample_seed is a slip (zoos stored before this check keep
-        # theirs)
-        if self.design == "grid" and self.sample_seed != 0 and not _stored(info):
-            raise ValueError("sample_seed: needs design = \"random\" (a grid draws nothing)")
         if self.design == "random" and self.samples is None:
             raise ValueError("samples: the random design needs samples = N")
         return self
