@@ -21,16 +21,24 @@ def test_step_measures_read_the_trajectory():
     got = compute(ctx, ["optim_steps_to_0.1", "optim_steps_0.1_to_0.01"])
     assert got == {"optim_steps_to_0.1": 120.0, "optim_steps_0.1_to_0.01": 280.0}
     never = MeasureContext(net, input_shape=(2,), device="cpu",
-                           trajectory={"steps_to_ce_0.1": 120, "steps_to_ce_0.01": None})
+                           trajectory={"steps_to_ce_0.1": 120, "steps_to_ce_0.01": None,
+                                       "steps": 900})
     assert math.isnan(compute(never, ["optim_steps_0.1_to_0.01"])["optim_steps_0.1_to_0.01"])
     assert never.no_value == {"optim_steps_0.1_to_0.01": "the run's records show training "
                               "cross-entropy never reached 0.01"}
     neither = MeasureContext(net, input_shape=(2,), device="cpu",
-                             trajectory={"steps_to_ce_0.1": None, "steps_to_ce_0.01": None})
+                             trajectory={"steps_to_ce_0.1": None, "steps_to_ce_0.01": None,
+                                         "steps": 900})
     values = compute(neither, ["optim_steps_to_0.1", "optim_steps_0.1_to_0.01"])
     assert all(math.isnan(v) for v in values.values())
     assert set(neither.no_value.values()) == {"the run's records show training cross-entropy "
                                               "never reached 0.1"}
+    imported = MeasureContext(net, input_shape=(2,), device="cpu",  # as zoo.measure gives it
+                              trajectory={"steps_to_ce_0.1": None, "steps": None,
+                                          "batch_size": 32})
+    assert math.isnan(compute(imported, ["optim_steps_to_0.1"])["optim_steps_to_0.1"])
+    assert imported.no_value == {"optim_steps_to_0.1": "the run has no training records (an "
+                                 "imported network)"}
 
 
 def test_step_measures_need_the_trajectory():

@@ -16,8 +16,11 @@ from gengap.measures.registry import NotApplicable, measure
 def _steps(ctx: MeasureContext, key: str) -> float:
     """The steps of the run's records at ``key`` (``steps_to_ce_<level>``); the reason for a
     NaN where training never reached that level."""
-    value = ctx.require_trajectory().get(key)
+    records = ctx.require_trajectory()
+    value = records.get(key)
     if value is None or math.isnan(float(value)):
+        if records.get("steps") is None:  # an imported network: no training records at all
+            raise NotApplicable("the run has no training records (an imported network)")
         level = key.removeprefix("steps_to_ce_")
         raise NotApplicable(f"the run's records show training cross-entropy never reached "
                             f"{level}")
