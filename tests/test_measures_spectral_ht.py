@@ -399,5 +399,5 @@ def test_heavy_tailed_measures_say_why_they_have_no_value() -> None:
         flat[0].weight.copy_(torch.eye(60))
     ctx = MeasureContext(flat, input_shape=(60,), device="cpu")
     assert math.isnan(compute(ctx, ["alpha"])["alpha"])
-    assert ctx.no_value == {"alpha": "alpha could not be fitted on any layer with 8 "
-                                     "eigenvalues or more"}
+    assert ctx.no_value == {"alpha": "alpha has no value on any layer with 8 eigenvalues or "
+                                     "more (a failed fit, or a zero spectrum)"}

@@ -22,8 +22,8 @@ def _mean(ctx: MeasureContext, column: str) -> float:
                             "WeightWatcher's summary leaves smaller layers out")
     value = summarize(table)[column]
     if math.isnan(value):
-        raise NotApplicable(f"{column} could not be fitted on any layer with {MIN_EVALS} "
-                            "eigenvalues or more")
+        raise NotApplicable(f"{column} has no value on any layer with {MIN_EVALS} "
+                            "eigenvalues or more (a failed fit, or a zero spectrum)")
     return value
 
 

@@ -108,7 +108,7 @@ class RunTracker:
         self, init: State, final: State, seconds: float, model: nn.Module | None = None
     ) -> TrainResult:
         # a diverged network's final accuracies and losses describe no network worth ranking
-        # (NaN logits count as class 0): NaN, its history keeping the epochs before
+        # (NaN logits count as class 0): NaN; its history keeps every evaluated epoch
         last = self.history[-1] if self.history and not self.reason else {}
         metrics = {
             "train_loss": last.get("train_loss", math.nan),
