@@ -86,6 +86,11 @@ def test_the_note_says_which_rule_kept_no_environment():
     assert noisy.attrs["notes"] == ["robust: no environment kept: every pair's gaps differ by "
                                     "less than the test-set noise, so each has no weight "
                                     "(Hoeffding)"]
+    # unknown gaps or test sizes: not the noise filter's doing
+    for unknown in (frame.assign(gap=math.nan), frame.assign(test_size=math.nan)):
+        notes = ranking_table(unknown, ["m"], ["a", "b"], metrics=("robust",), min_ess=1,
+                              replicates="seed", test_size="test_size").attrs["notes"]
+        assert notes[0].startswith("robust: no environment kept: each needs"), notes
     clear = ranking_table(frame.assign(gap=frame["a"] * 0.3 + frame["b"] * 0.2), ["m"],
                           ["a", "b"], metrics=("robust",), min_ess=50, replicates="seed")
     assert clear.attrs["notes"][0].startswith("robust: no environment kept: each needs an "

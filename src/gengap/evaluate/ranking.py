@@ -19,7 +19,13 @@ from gengap.evaluate.grid import (
     largest_complete_subgrids,
 )
 from gengap.evaluate.kendall import granulated_kendall, kendall
-from gengap.evaluate.robust import PAPER_MIN_ESS, PAPER_TEST_SIZE, environments, robust_sign_error
+from gengap.evaluate.robust import (
+    PAPER_MIN_ESS,
+    PAPER_TEST_SIZE,
+    all_filtered_as_noise,
+    environments,
+    robust_sign_error,
+)
 from gengap.evaluate.targets import ORIENTATION, with_target
 
 METRICS = ("tau", "psi", "cmi", "robust")
@@ -132,7 +138,7 @@ def ranking_table(
     if envs is not None and len(envs.table) and rows and all(
         r["robust_envs"] == 0 for r in rows
     ):
-        if not (envs.weight > 0).any():  # not the sample size: the noise filter
+        if filter_noise and all_filtered_as_noise(oriented, envs, target, test_size):
             notes.append("robust: no environment kept: every pair's gaps differ by less than "
                          "the test-set noise, so each has no weight (Hoeffding)")
         else:

@@ -71,12 +71,7 @@ def environments(
     if target not in frame.columns:
         raise GengapError(f"no column {target!r} in the table")
     g = frame[target].to_numpy(dtype=float)
-    if isinstance(test_size, str):
-        if test_size not in frame.columns:
-            raise GengapError(f"no test-size column {test_size!r} in the table")
-        sizes = frame[test_size].to_numpy(dtype=float)
-    else:
-        sizes = np.full(len(frame), float(test_size))
+    sizes = _test_sizes(frame, test_size)
     rows, a_parts, b_parts, env_parts = [], [], [], []
     for h in hyperparameters:
         others = [o for o in hyperparameters if o != h]
@@ -111,6 +106,25 @@ def environments(
     else:
         w = np.ones(len(a))
     return Environments(table, a, b, env, w)
+
+
+def _test_sizes(frame: pd.DataFrame, test_size: int | str) -> np.ndarray:
+    """The test examples behind each row's gap: a column of ``frame``, or one number."""
+    if isinstance(test_size, str):
+        if test_size not in frame.columns:
+            raise GengapError(f"no test-size column {test_size!r} in the table")
+        return frame[test_size].to_numpy(dtype=float)
+    return np.full(len(frame), float(test_size))
+
+
+def all_filtered_as_noise(frame: pd.DataFrame, envs: Environments, target: str = "gap",
+                          test_size: int | str = PAPER_TEST_SIZE) -> bool:
+    """Whether the noise filter alone left every pair of ``envs`` without weight: pairs there
+    are, their gaps and test sizes are all known, and none kept a weight."""
+    g, sizes = frame[target].to_numpy(dtype=float), _test_sizes(frame, test_size)
+    known = np.isfinite(g[envs.a]) & np.isfinite(g[envs.b]) & np.isfinite(sizes[envs.a]) & (
+        np.isfinite(sizes[envs.b]))
+    return len(envs.a) > 0 and bool(known.all()) and not bool((envs.weight > 0).any())
 
 
 def environment_losses(
