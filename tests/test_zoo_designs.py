@@ -77,6 +77,11 @@ def test_grid_design_is_the_full_product():
          "[data.options] num_samples: expected a number, got text '500'"),
         ({"data": {"name": "mnist1d", "options": {"shuffle_seq": 1}}},
          "[data.options] shuffle_seq: expected true or false, got 1"),
+        ({"data": {"name": "mnist1d", "options": {"shuffle_seq": {"int_uniform": [0, 1]}}}},
+         "[data.options] shuffle_seq: a range draws numbers, which shuffle_seq does not take"),
+        ({"data": {"name": "mnist1d", "options": {"uniform": [0, 1]}}},
+         "[data] options: a range draws numbers, and options is a table: give the range to "
+         "one of its keys"),
     ],
 )
 def test_bad_designs_are_one_line_errors(change, problem):

@@ -3,7 +3,7 @@ options) into raw numpy arrays; :func:`gengap.data.load` does the shared process
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from gengap.registry import Registry
-from gengap.specs import DataSpec, type_problem
+from gengap.specs import DataSpec, takes_numbers, type_problem
 
 
 class SourceOptions(BaseModel):
@@ -70,15 +70,21 @@ def register_source(
     return decorate
 
 
-def option_type_problem(name: str, options: Mapping[str, object]) -> str | None:
+def option_type_problem(name: str, options: Mapping[str, object],
+                        ranged: Collection[str] = ()) -> str | None:
     """``key: why`` for the first of ``options`` whose value the options of source ``name``
     would convert rather than take (the text '500' for a number of examples: a spec file's
-    values keep their types, :func:`gengap.specs.type_problem`); None where all fit, or where
+    values keep their types, :func:`gengap.specs.type_problem`), or that a range draws
+    (``ranged``: those keys) where the option takes no numbers; None where all fit, or where
     ``name`` is no source (its own error comes elsewhere)."""
     if name not in sources:
         return None
     fields = sources.get(name).options.model_fields
     for key, value in options.items():
-        if key in fields and (problem := type_problem(value, fields[key].annotation)):
+        if key not in fields:
+            continue  # unknown: the options' own validation names it
+        if key in ranged and not takes_numbers(fields[key].annotation):
+            return f"{key}: a range draws numbers, which {key} does not take: list its values"
+        if problem := type_problem(value, fields[key].annotation):
             return f"{key}: {problem}"
     return None

@@ -105,7 +105,9 @@ def check_runs(zoo: ZooSpec, source: str) -> None:
     _check_arch_axes(zoo, runs, source)
     for data in {run.data.canonical_json(): run.data for run in runs}.values():
         _named(source, "[data] name: ", sources.get, data.name)
-        if problem := option_type_problem(data.name, data.options):
+        ranged = {path.removeprefix("data.options.") for path in zoo.ranges
+                  if path.startswith("data.options.")}
+        if problem := option_type_problem(data.name, data.options, ranged):
             raise GengapError(f"{source}: [data.options] {problem}")
         _named(source, "[data.options] ", source_options, data)  # its message names the option
 
@@ -173,6 +175,9 @@ def _split_axes(
         path = f"{section}.{key}"
         where = f"[{section}] {key}"
         if _is_range(value):
+            if takes_table:  # [data] options = { uniform = ... }
+                raise GengapError(f"{source}: {where}: a range draws numbers, and {key} is a "
+                                  "table: give the range to one of its keys")
             if field is not None and not takes_numbers(field.annotation):
                 raise GengapError(f"{source}: {where}: a range draws numbers, which {key} "
                                   "does not take: list its values instead")
