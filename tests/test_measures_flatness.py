@@ -207,11 +207,18 @@ def test_perturbed_loss_with_a_limit_decides_as_the_full_mean() -> None:
                 assert early == pytest.approx(full, rel=1e-12)
 
 
-def test_module_criticality_known_cases() -> None:
+def moved_last_layer() -> tuple[nn.Sequential, nn.Sequential, torch.Tensor, torch.Tensor]:
+    """The trained network, an initialization that differs from it in the last layer only,
+    and the data."""
     net, x, y = trained()
     init = copy.deepcopy(net)
     with torch.no_grad():
         init[2].weight.add_(torch.randn(4, 5, dtype=torch.float64))
+    return net, init, x, y
+
+
+def test_module_criticality_known_cases() -> None:
+    net, init, x, y = moved_last_layer()
     cpu = torch.device("cpu")
     # the first layer never moved: rewinding it (α = 0) is free
     scores = module_criticality_scores(net, init, x, y, cpu, draws=2)
@@ -239,10 +246,7 @@ class BuiltOtherwise(nn.Sequential):
 
 def test_module_criticality_of_a_sequential_subclass() -> None:
     # module_criticality split such a model by slicing it: a TypeError on every PGDL import
-    net, x, y = trained()
-    init = copy.deepcopy(net)
-    with torch.no_grad():
-        init[2].weight.add_(torch.randn(4, 5, dtype=torch.float64))
+    net, init, x, y = moved_last_layer()
     cpu = torch.device("cpu")
     subclass = BuiltOtherwise(list(copy.deepcopy(net)), "keras")
     subclass_init = BuiltOtherwise(list(copy.deepcopy(init)), "keras")
