@@ -28,16 +28,14 @@ from gengap.train.population import Population
 SHAPE = (1, 28, 28)
 
 
-def best_of(step, calls: int, repeats: int) -> list[float]:
-    """Seconds per call of ``step``, one figure per repeat (the caller keeps the best)."""
-    step()  # warm-up: allocations, oneDNN's kernel choice
-    out = []
-    for _ in range(repeats):
-        started = time.perf_counter()
-        for _ in range(calls):
-            step()
-        out.append((time.perf_counter() - started) / calls)
-    return out
+def seconds_per_call(step, calls: int) -> float:
+    """Seconds per call of ``step``, over ``calls`` calls after one warm-up call
+    (allocations, oneDNN's kernel choice)."""
+    step()
+    started = time.perf_counter()
+    for _ in range(calls):
+        step()
+    return (time.perf_counter() - started) / calls
 
 
 def main() -> None:
@@ -75,12 +73,12 @@ def main() -> None:
     update: list[float] = []  # the optimizer step, once per batch whatever the parts
     parts: dict[int, list[float]] = {size: [] for size in sizes}
     for _ in range(args.repeats):  # in turns, so that the machine's load hits all alike
-        plain += best_of(plain_step, 4, 1)
-        update += best_of(lambda: population.step(gradient, lr, None), 16, 1)
+        plain.append(seconds_per_call(plain_step, 4))
+        update.append(seconds_per_call(lambda: population.step(gradient, lr, None), 16))
         for size in sizes:
-            parts[size] += best_of(
+            parts[size].append(seconds_per_call(
                 lambda size=size: population.losses_and_gradient(x[:size], y[:size]),
-                max(1, 64 // size), 1)
+                max(1, 64 // size)))
     plain_all = min(plain) * args.population  # every network alone, one step each
     fixed = min(parts[min(sizes)])  # the smallest part: almost all fixed cost
     print(f"torch {torch.__version__}, 1 thread; P = {args.population} Small CNN Zoo networks, "
@@ -88,13 +86,11 @@ def main() -> None:
     print(f"plain loop: {plain_all * 1e3:.1f} ms for one step of every network")
     print(f"{'micro-batch':>11} {'ms per part':>11} {'ms per example':>14} "
           f"{'step ms':>8} {'speed-up':>8}")
-    per_example = {}
     for size in sizes:
         part = min(parts[size])
         step = part * args.batch / size + min(update)
-        if size != min(sizes):
-            per_example[size] = (part - fixed) / size
-        shown = f"{per_example[size] * 1e3:14.3f}" if size in per_example else f"{'':>14}"
+        per_example = (part - fixed) / size  # the smallest part: none beyond the fixed cost
+        shown = f"{per_example * 1e3:14.3f}" if size != min(sizes) else f"{'':>14}"
         print(f"{size:11d} {part * 1e3:11.2f} {shown} {step * 1e3:8.1f} "
               f"{plain_all / step:7.2f}x")
     print(f"fixed cost per part about {fixed * 1e3:.2f} ms (the part of {min(sizes)}); "

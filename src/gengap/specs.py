@@ -76,9 +76,12 @@ def _takes(annotation: Any, kind: type) -> bool:
     return False
 
 
-def takes_numbers(annotation: Any) -> bool:
-    """Whether a field of this type holds numbers (what a range of a zoo spec draws)."""
-    return _takes(annotation, int) or _takes(annotation, float)
+def range_problem(key: str, annotation: Any) -> str | None:
+    """Why a zoo spec's range may not give field ``key`` of this type its values (None: it
+    may): a range draws numbers, which a true/false or text field does not take."""
+    if _takes(annotation, int) or _takes(annotation, float):
+        return None
+    return f"a range draws numbers, which {key} does not take: list its values instead"
 
 
 def type_problem(value: Any, annotation: Any) -> str | None:

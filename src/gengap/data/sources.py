@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from gengap.registry import Registry
-from gengap.specs import DataSpec, takes_numbers, type_problem
+from gengap.specs import DataSpec, range_problem, type_problem
 
 
 class SourceOptions(BaseModel):
@@ -83,8 +83,8 @@ def option_type_problem(name: str, options: Mapping[str, object],
     for key, value in options.items():
         if key not in fields:
             continue  # unknown: the options' own validation names it
-        if key in ranged and not takes_numbers(fields[key].annotation):
-            return f"{key}: a range draws numbers, which {key} does not take: list its values"
-        if problem := type_problem(value, fields[key].annotation):
+        annotation = fields[key].annotation
+        problem = range_problem(key, annotation) if key in ranged else None
+        if problem := problem or type_problem(value, annotation):
             return f"{key}: {problem}"
     return None

@@ -92,7 +92,7 @@ def parse_spec_arg(text: str, kind: type[ArchSpec] | type[DataSpec], table: str)
                 raise GengapError(f"{where}: {key}: {problem}")
         options = fields.get("options") if isinstance(fields, dict) else None
         if kind is DataSpec and isinstance(options, dict) and (problem := option_type_problem(
-                str(fields.get("name", DataSpec().name)), options)):
+                str(fields.get("name", DataSpec.model_fields["name"].default)), options)):
             raise GengapError(f"{where}: options.{problem}")
     elif "=" not in text and kind is DataSpec:
         fields, where = {"name": text}, repr(text)

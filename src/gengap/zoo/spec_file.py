@@ -25,7 +25,7 @@ from gengap.specs import (
     TrainSpec,
     ZooSpec,
     first_problem,
-    takes_numbers,
+    range_problem,
     type_problem,
 )
 
@@ -103,10 +103,10 @@ def check_runs(zoo: ZooSpec, source: str) -> None:
     for family in sorted({run.arch.family for run in runs}):
         _named(source, "[arch] family: ", families.get, family)
     _check_arch_axes(zoo, runs, source)
+    ranged = {path.removeprefix("data.options.") for path in zoo.ranges
+              if path.startswith("data.options.")}
     for data in {run.data.canonical_json(): run.data for run in runs}.values():
         _named(source, "[data] name: ", sources.get, data.name)
-        ranged = {path.removeprefix("data.options.") for path in zoo.ranges
-                  if path.startswith("data.options.")}
         if problem := option_type_problem(data.name, data.options, ranged):
             raise GengapError(f"{source}: [data.options] {problem}")
         _named(source, "[data.options] ", source_options, data)  # its message names the option
@@ -178,9 +178,8 @@ def _split_axes(
             if takes_table:  # [data] options = { uniform = ... }
                 raise GengapError(f"{source}: {where}: a range draws numbers, and {key} is a "
                                   "table: give the range to one of its keys")
-            if field is not None and not takes_numbers(field.annotation):
-                raise GengapError(f"{source}: {where}: a range draws numbers, which {key} "
-                                  "does not take: list its values instead")
+            if field is not None and (problem := range_problem(key, field.annotation)):
+                raise GengapError(f"{source}: {where}: {problem}")
             ranges[path] = _range(path, value, source)
         elif isinstance(value, dict) and field is not None and not takes_table:
             raise GengapError(f"{source}: [{section}] {key}: a range is one of "

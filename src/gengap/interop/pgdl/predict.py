@@ -110,10 +110,11 @@ def predict_task(
                 on_model(ModelPrediction(model_id, EXCEEDED, 0.0))
             continue
         model, init = task.model(model_id), task.model(model_id, "init")
-        diverged_init = init is not None and weights_problem(init) is not None
+        init_problem = weights_problem(init) if init is not None else None
+        diverged_init = init_problem is not None
         why = weights_problem(model) or ""
         if not why and diverged_init and "init_weights" in entry.needs:
-            why = f"initial weights: {weights_problem(init)}"
+            why = f"initial weights: {init_problem}"
         if why:
             value = math.nan  # a diverged network (or its start, where needed): the kit's NaN
         else:

@@ -80,10 +80,11 @@ def read_model_configs(path: Path) -> dict[str, ModelRecord]:
             except (TypeError, ValueError):
                 raise GengapError(f"{where}: metrics.{name} is {json.dumps(value)}, not a "
                                   "number") from None
-        if model_id(str(key)) in out:  # "0" and "model_0": one model to the scorer
-            raise GengapError(f"{where}: its id {model_id(str(key))} repeats (the scorer "
-                              "adds model_ to keys without 'model')")
-        out[model_id(str(key))] = ModelRecord(hparams, possible, metrics)
+        named = model_id(str(key))
+        if named in out:  # "0" and "model_0": one model to the scorer
+            raise GengapError(f"{where}: its id {named} repeats (the scorer adds model_ to "
+                              "keys without 'model')")
+        out[named] = ModelRecord(hparams, possible, metrics)
     return out
 
 
