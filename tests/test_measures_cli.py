@@ -95,6 +95,7 @@ def test_measure_one_safetensors_file(one_model, tmp_path: Path):
     for name, value in expected.items():
         assert values[name] == pytest.approx(value, rel=1e-9), name
     assert "wstat.l0.weight.mean" in values
+    assert values["monte_carlo_arithmetic"] == "float32"  # σ′'s, as a zoo records it
 
 
 def test_measure_one_file_chooses_its_measures_once(one_model, monkeypatch):
@@ -158,7 +159,7 @@ def test_measures_list_shows_needs_and_cost():
         assert text in listed.stdout, text
 
 
-def test_measure_precision_is_an_option(one_model):
+def test_measure_precision_is_an_option(one_model, tmp_path: Path):
     weights = one_model[0]
     args = ("measure", str(weights), "--arch", "family=mlp,width=8,depth=1", "--data", "digits",
             "--measures", "pacbayes_sigma", "--device", "cpu", "--profile")
@@ -166,6 +167,11 @@ def test_measure_precision_is_an_option(one_model):
     assert done.returncode == 0, done.stderr
     assert ("Monte Carlo passes (σ′, α′, module criticality): bfloat16 on 1 run (--precision "
             "chooses)" in " ".join(done.stdout.split()))
+    csv = tmp_path / "values.csv"
+    plain = gengap("measure", str(weights), "--arch", "family=mlp,width=8,depth=1", "--data",
+                   "digits", "--measures", "path_norm", "--device", "cpu", "--out", str(csv))
+    assert plain.returncode == 0, plain.stderr
+    assert csv.read_text().splitlines()[0] == "path_norm"  # no Monte Carlo measure: no record
     bad = gengap(*args, "--precision", "half")
     assert bad.returncode == 2 and "Invalid value for '--precision'" in bad.stderr
     assert len(bad.stderr.strip().splitlines()) == 1

@@ -75,6 +75,8 @@ def _measure_file(
     print_no_value({name: {reason: 1} for name, reason in result.no_value.items()},
                    of="network")
     if out is not None:
+        if result.monte_carlo_arithmetic:  # beside the values, as a zoo's export has it
+            values["monte_carlo_arithmetic"] = result.monte_carlo_arithmetic
         if out.suffix.lower() == ".json":
             write_text_atomically(out, json.dumps(values, indent=1))
         else:

@@ -101,6 +101,9 @@ class Profile:
     no_value: dict[str, str] = field(default_factory=dict)  # NaN measures: why (no_value)
     # the arithmetic of the Monte Carlo passes, where one ran ("" otherwise; precision.py)
     monte_carlo_precision: str = ""
+    # the arithmetic the chosen Monte Carlo measures' values are of, ran or would have run
+    # (MeasureContext.monte_carlo_arithmetic); "" where none was chosen
+    monte_carlo_arithmetic: str = ""
 
 
 def profile(ctx: MeasureContext, names: str | list[str] | None = None) -> Profile:
@@ -121,5 +124,6 @@ def profile(ctx: MeasureContext, names: str | list[str] | None = None) -> Profil
     for name in ctx.pass_extras:  # computed within a pass, but a measure's own time
         if name in own:
             own[name] += passes.pop(name, 0.0)
+    arithmetic = ctx.monte_carlo_arithmetic if any(m.monte_carlo for m in chosen) else ""
     return Profile(values, own, passes, time.perf_counter() - begun,
-                   ctx.reasons(values), ctx.details.get("monte_carlo_precision", ""))
+                   ctx.reasons(values), ctx.details.get("monte_carlo_precision", ""), arithmetic)
