@@ -133,3 +133,18 @@ def test_op_measures_use_each_layers_own_norm():
     assert got["log_prod_of_spec_over_margin_op"] == pytest.approx(
         math.log(conv_sq * lin_sq / gamma2), rel=1e-6)
     assert got["prod_of_spec_op"] < got["prod_of_spec_fft"]  # the FFT's is an upper bound
+
+
+def test_op_and_fft_measures_run_on_a_float64_network():
+    """The probe that finds each convolution's input size runs in the model's own dtype (a
+    float32 probe made a float64 network's biased convolution fail)."""
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(1, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                        nn.Linear(4 * 8 * 8, 3))
+    x = torch.randn(32, 1, 8, 8, generator=torch.Generator().manual_seed(1))
+    y = torch.randint(0, 3, (32,), generator=torch.Generator().manual_seed(2))
+    names = ["prod_of_spec_op", "prod_of_spec_fft"]
+    single = compute(MeasureContext(net, None, x, y, device="cpu"), names)
+    double = compute(MeasureContext(net.double(), None, x.double(), y, device="cpu"), names)
+    for name in names:
+        assert double[name] == pytest.approx(single[name], rel=1e-5), name

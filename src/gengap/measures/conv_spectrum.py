@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from gengap.errors import GengapError
+from gengap.measures.context_checks import model_dtype
 from gengap.measures.layers import WEIGHT_LAYERS
 
 CONVS = (nn.Conv1d, nn.Conv2d, nn.Conv3d)
@@ -46,7 +47,7 @@ def conv_input_sizes(
     try:
         was_training = model.training
         model.eval()
-        model(torch.zeros((1, *input_shape), device=device))
+        model(torch.zeros((1, *input_shape), device=device, dtype=model_dtype(model)))
         model.train(was_training)
     finally:
         for hook in hooks:
