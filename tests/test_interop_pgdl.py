@@ -730,3 +730,10 @@ def test_an_output_folder_inside_a_task_folder_is_refused(task_dir, tmp_path: Pa
         result = runner.invoke(app, [*command, "--out", str(other / "model_99")])
         assert f"is inside the PGDL task folder {other}" in str(result.exception)
     assert not (other / "model_99").exists()
+    # the Python import refuses the same folders, its own task's included
+    for out in (root / "model_99", root, other / "zoo"):
+        with pytest.raises(GengapError, match="PGDL task folder") as err:
+            import_task(root, out)
+        assert len(str(err.value).splitlines()) == 1
+    assert sorted(p.name for p in root.iterdir()) == before
+    assert not (other / "zoo").exists()

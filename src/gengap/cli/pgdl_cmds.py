@@ -165,10 +165,10 @@ def _imported(counts: dict[str, int], before: int, what: str, out: Path) -> str:
 
 
 def _outside_tasks(path: Path) -> None:
-    """Refuse ``path`` when it is, or lies in, a PGDL task folder (one holding
-    model_configs.json or dataset_1/): a folder written there reads as one more model."""
-    for folder in (path.resolve(), *path.resolve().parents):
-        if (folder / "model_configs.json").is_file() or (folder / "dataset_1").is_dir():
-            where = "is" if folder == path.resolve() else "is inside"
-            raise OptionError(f"{path}: {where} the PGDL task folder {folder}, where a new "
-                              "folder reads as one more model of the task; write elsewhere")
+    """Refuse ``path`` when it is, or lies in, a PGDL task folder, as a bad ``--out``."""
+    from gengap.interop.pgdl.task import outside_task_folders
+
+    try:
+        outside_task_folders(path)
+    except GengapError as err:
+        raise OptionError(str(err)) from None

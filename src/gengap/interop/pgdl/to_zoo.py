@@ -21,7 +21,7 @@ from pydantic import ValidationError
 from gengap.errors import GengapError
 from gengap.interop.pgdl.reference import same_value, scalar
 from gengap.interop.pgdl.registered import RESERVED
-from gengap.interop.pgdl.task import PgdlTask, load_task
+from gengap.interop.pgdl.task import PgdlTask, load_task, outside_task_folders
 from gengap.models.weight_check import weight_problem
 from gengap.specs import ArchSpec, DataSpec, ZooSpec, first_problem
 from gengap.zoo.store import Store
@@ -84,7 +84,9 @@ def import_task(
 ) -> Store:
     """Write ``task`` (a :class:`PgdlTask` or its folder) into the zoo folder ``out`` (created,
     or completed when an earlier import was interrupted): every model's weights and reference
-    metrics, each run ``done``."""
+    metrics, each run ``done``. A one-line :class:`GengapError` where ``out`` is, or lies in,
+    a PGDL task folder (this one's or another's): a folder there reads as one more model."""
+    outside_task_folders(out)
     task = task if isinstance(task, PgdlTask) else load_task(task)
     zoo = task_zoo(task)
     grid = "model" not in zoo.arch.options and not any(
