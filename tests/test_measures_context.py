@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from gengap.measures import MeasureContext
+from gengap.measures import MeasureContext, available, compute
 
 
 def counted(model: nn.Module) -> list[int]:
@@ -88,3 +88,19 @@ def test_a_cpu_context_asks_glibc_to_keep_large_freed_blocks(monkeypatch) -> Non
     MeasureContext(net, device="cpu")
     assert sorted(asked) == [(memory_reuse.M_MMAP_THRESHOLD, 1 << 30),
                              (memory_reuse.M_TRIM_THRESHOLD, (1 << 31) - 1)]
+
+
+def test_available_lists_only_what_compute_can_give_without_data():
+    """Without data or an input shape, BatchNorm cannot be folded and the FFT/operator norms
+    and path_norm have no input size: available() used to list them, and compute(ctx) then
+    failed on the first."""
+    bn = nn.Sequential(nn.Linear(20, 32), nn.BatchNorm1d(32), nn.ReLU(), nn.Linear(32, 3))
+    assert available(MeasureContext(bn)) == ["params", "vc_dim"]
+    assert "path_norm" in available(MeasureContext(bn, input_shape=(20,)))
+    conv = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 36, 3))
+    without = compute(MeasureContext(conv))  # every listed measure, none failing
+    assert {n.split(".")[0] for n in without} == set(available(MeasureContext(conv)))
+    assert "prod_of_spec" in without
+    assert not {n for n in without if n.endswith(("_fft", "_op")) or n == "path_norm"}
+    shaped = available(MeasureContext(conv, input_shape=(1, 8, 8)))
+    assert {"path_norm", "prod_of_spec_fft", "sum_of_spec_op"} <= set(shaped)

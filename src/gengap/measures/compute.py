@@ -8,6 +8,7 @@ from typing import Any
 
 from gengap.measures.context import MeasureContext
 from gengap.measures.registry import Measure, select
+from gengap.train.batches import has_batch_norm
 
 
 def compute(
@@ -15,8 +16,7 @@ def compute(
 ) -> dict[str, float]:
     """Values of the chosen measures on the context's model: names or groups (each must be
     computable here, else an error names what it lacks), or by default every measure whose
-    needs the context meets (:func:`available`; ``path_norm`` and the FFT spectral norms also
-    need one input's shape: ``x_train`` or ``input_shape``)."""
+    needs the context meets (:func:`available`)."""
     return {name: value for name, (value, _) in compute_timed(ctx, names).items()}
 
 
@@ -60,8 +60,14 @@ def _chosen(ctx: MeasureContext, names: str | list[str] | None) -> list[Measure]
 
 def available(ctx: MeasureContext, names: str | list[str] | None = None) -> list[str]:
     """The chosen measures whose needs this context can meet (init weights, training data,
-    trajectory present)."""
-    have = {"weights", "gradients", "init_weights", "train_data", "trajectory"}
+    trajectory, one input's shape present). Without an input's shape a model with BatchNorm
+    gives only the measures of its architecture: folding BatchNorm reads its dataflow on an
+    example input."""
+    have = {"weights", "gradients", "init_weights", "train_data", "trajectory", "input_shape"}
+    if ctx.input_shape is None:
+        have.discard("input_shape")
+        if has_batch_norm(ctx.model):
+            have -= {"weights", "init_weights"}
     if ctx.init_model is None:
         have.discard("init_weights")
     if ctx.x_train is None or ctx.y_train is None:

@@ -90,13 +90,17 @@ def _spectral_family(kind: str) -> None:
     sfx = f"_{kind}" if kind else ""
     how = SPECTRAL_KINDS[kind]
 
+    def shaped(needs: tuple[str, ...]) -> tuple[str, ...]:
+        """A convolution's norm by FFT or as an operator depends on its input's size."""
+        return (*needs, "input_shape") if kind else needs
+
     def lp(ctx: MeasureContext) -> float:
         return _log_prod(_spec_sq(ctx, sfx))
 
     if kind:  # the reshaped prod_of_spec and prod_of_spec_over_margin are in norms.py/output.py
-        _register(f"prod_of_spec{sfx}", ("weights",), "B",
+        _register(f"prod_of_spec{sfx}", shaped(("weights",)), "B",
                   "Π_i ‖W_i‖₂² (Jiang et al. 2020, eq. 32)" + how, lp)
-        _register(f"prod_of_spec_over_margin{sfx}", DATA, "B",
+        _register(f"prod_of_spec_over_margin{sfx}", shaped(DATA), "B",
                   "Π_i ‖W_i‖₂² / γ² (Jiang et al. 2020, eq. 31)" + how,
                   lambda ctx: lp(ctx) - _log_gamma_sq(ctx))
     else:
@@ -105,28 +109,28 @@ def _spectral_family(kind: str) -> None:
         measure("log_prod_of_spec_over_margin", group="norm", needs=DATA, cost="B")(_doc(
             lambda ctx: lp(ctx) - _log_gamma_sq(ctx),
             "log(Π_i ‖W_i‖₂² / γ²) (Jiang et al. 2020, eq. 31, in log space)" + how))
-    _register(f"sum_of_spec{sfx}", ("weights",), "B",
+    _register(f"sum_of_spec{sfx}", shaped(("weights",)), "B",
               "d·(Π_i ‖W_i‖₂²)^{1/d} (Jiang et al. 2020, eq. 35)" + how,
               lambda ctx: _log_sum(lp(ctx), len(ctx.weights)))
-    _register(f"sum_of_spec_over_margin{sfx}", DATA, "B",
+    _register(f"sum_of_spec_over_margin{sfx}", shaped(DATA), "B",
               "d·(Π_i ‖W_i‖₂² / γ²)^{1/d} (Jiang et al. 2020, eq. 34)" + how,
               lambda ctx: _log_sum(lp(ctx) - _log_gamma_sq(ctx), len(ctx.weights)))
-    _register(f"spec_init_main{sfx}", INIT_DATA, "B",
+    _register(f"spec_init_main{sfx}", shaped(INIT_DATA), "B",
               "Π_i ‖W_i‖₂² / γ² · Σ_i ‖W_i − W_i⁰‖_F² / ‖W_i‖₂² (Jiang et al. 2020, eq. 29)"
               + how,
               lambda ctx: lp(ctx) - _log_gamma_sq(ctx) + math.log(sum(
                   f / s for f, s in zip(_dist_fro_sq(ctx), _spec_sq(ctx, sfx), strict=True))))
-    _register(f"spec_orig_main{sfx}", DATA, "B",
+    _register(f"spec_orig_main{sfx}", shaped(DATA), "B",
               "Π_i ‖W_i‖₂² / γ² · Σ_i ‖W_i‖_F² / ‖W_i‖₂² (Jiang et al. 2020, eq. 30)" + how,
               lambda ctx: lp(ctx) - _log_gamma_sq(ctx) + math.log(sum(
                   f / s for f, s in zip(_fro_sq(ctx), _spec_sq(ctx, sfx), strict=True))))
-    _register(f"fro_over_spec{sfx}", ("weights",), "B",
+    _register(f"fro_over_spec{sfx}", shaped(("weights",)), "B",
               "Σ_i ‖W_i‖_F² / ‖W_i‖₂²: a sum of stable ranks (Jiang et al. 2020, eq. 33)"
               + how,
               lambda ctx: sum(f / s for f, s in zip(_fro_sq(ctx), _spec_sq(ctx, sfx),
                                                      strict=True)), with_log=False)
     dist = f"distance_spectral_norms{sfx}"
-    _register(f"dist_spec_init{sfx}", INIT, "B",
+    _register(f"dist_spec_init{sfx}", shaped(INIT), "B",
               "Σ_i ‖W_i − W_i⁰‖₂² (Jiang et al. 2020, eq. 41)" + how,
               lambda ctx: sum(n**2 for n in getattr(ctx, dist)), with_log=False)
 

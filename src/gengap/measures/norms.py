@@ -53,7 +53,7 @@ def prod_of_fro(ctx: MeasureContext) -> float:
     return math.prod(n**2 for n in ctx.frobenius_norms)
 
 
-@measure("path_norm", group="norm", cost="C")
+@measure("path_norm", group="norm", needs=("weights", "input_shape"), cost="C")
 @torch.no_grad()
 def path_norm(ctx: MeasureContext) -> float:
     """Σ_j f_{w²}(1)[j]: the network with every parameter squared (biases included), applied

@@ -22,6 +22,7 @@ NEEDS = {
     "gradients": "gradients of the loss",
     "second_model": "a second run that differs only in seed",
     "trajectory": "records of the training run",
+    "input_shape": "one input's shape (input_shape or x_train)",
 }
 
 # Cost classes of the measures reference (shared/reference/measures.md, section 4).

@@ -25,7 +25,7 @@ from gengap.specs import ArchSpec, DataSpec, MeasureOptions, first_problem, type
 
 # What a weight file offers the measures outside a zoo (no records, no seed partner), and
 # where each other need comes from
-FILE_HAS = frozenset({"weights", "gradients", "train_data"})
+FILE_HAS = frozenset({"weights", "gradients", "train_data", "input_shape"})
 SOURCES = {"init_weights": "--init (the initial weights)",
            "trajectory": "a zoo run's training records",
            "second_model": "a second zoo run differing only in seed"}

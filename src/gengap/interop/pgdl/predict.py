@@ -23,7 +23,7 @@ from gengap.measures.context_checks import weights_problem
 
 EXCEEDED = "EXCEEDED"
 # what a task folder gives a measure: no training records, no second seed
-TASK_PROVIDES = frozenset({"weights", "init_weights", "train_data", "gradients"})
+TASK_PROVIDES = frozenset({"weights", "init_weights", "train_data", "gradients", "input_shape"})
 
 
 @dataclass(frozen=True)
