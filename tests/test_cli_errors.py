@@ -154,6 +154,25 @@ def test_a_ray_address_nobody_answers_at_is_refused_at_once(tiny_zoo_toml: Path,
                           "is not HOST:PORT")
 
 
+def test_no_ray_cluster_at_auto_leaves_no_folder(tiny_zoo_toml: Path, tmp_path: Path,
+                                                 monkeypatch):
+    """`auto` is Ray's to resolve: with no cluster running, the connection fails before the
+    zoo's folder is made (it used to leave a folder of pending runs), from the command and
+    from Python alike."""
+    pytest.importorskip("ray")
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    monkeypatch.setenv("RAY_TMPDIR", str(tmp_path / "no-ray"))  # no cluster's address file
+    out = tmp_path / "z"
+    result = gengap("zoo", "train", str(tiny_zoo_toml), "--out", str(out), "--executor", "ray",
+                    "--address", "auto")
+    assert_one_line_error(result, "ray: cannot reach a cluster at 'auto'")
+    assert not out.exists()
+    with pytest.raises(GengapError, match="cannot reach a cluster"):
+        train_zoo(load_zoo_spec(tiny_zoo_toml), out, device="cpu", executor="ray",
+                  address="auto")
+    assert not out.exists()
+
+
 def test_the_options_are_checked_once_by_the_command_and_once_by_the_python_api(
         tmp_path: Path, monkeypatch):
     """`zoo train` checked them in the command and again in train_zoo: with a Ray address,

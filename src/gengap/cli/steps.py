@@ -14,6 +14,7 @@ from gengap.measures import measures
 from gengap.specs import MeasureOptions, RunSpec, ZooSpec
 from gengap.table_file import write_table
 from gengap.zoo import Store, Zoo, evaluate_zoo, measure_zoo, train_zoo
+from gengap.zoo.executors import session
 from gengap.zoo.planning import MIN_SPEEDUP
 from gengap.zoo.run import check_new_zoo, check_options
 from gengap.zoo.worker import RunOutcome
@@ -28,40 +29,41 @@ def train_step(
     # any progress drawn
     check_options(executor, population, address, device)
     check_new_zoo(zoo, out, executor, data_dir, source)
-    before = Store.create(out, zoo)
-    counts = {**before.counts()}
-    before.close()
-    with progress() as bar:
-        planning = " (measuring populations)" if population == "auto" else ""
-        task = bar.add_task(f"training {zoo.name}{planning}", total=None)
+    with session(executor, address):  # Ray joined before the folder is made
+        before = Store.create(out, zoo)
+        counts = {**before.counts()}
+        before.close()
+        with progress() as bar:
+            planning = " (measuring populations)" if population == "auto" else ""
+            task = bar.add_task(f"training {zoo.name}{planning}", total=None)
 
-        def describe() -> str:
-            return (
-                f"training {zoo.name}: done {counts['done']}, failed {counts['failed']}, "
-                f"remaining {counts['pending']}"
+            def describe() -> str:
+                return (
+                    f"training {zoo.name}: done {counts['done']}, failed {counts['failed']}, "
+                    f"remaining {counts['pending']}"
+                )
+
+            def probed(group: list[RunSpec], speedup: float) -> None:
+                verdict = "together" if speedup >= MIN_SPEEDUP else "one at a time"
+                console.print(
+                    f"population of {len(group)} {group[0].arch.family} networks: "
+                    f"{speedup:.1f}x faster together; training them {verdict}"
+                )
+
+            def started(pending: int, total: int) -> None:
+                bar.update(task, total=total, completed=total - pending, description=describe())
+
+            def finished(outcome: RunOutcome) -> None:
+                counts[outcome.status] += 1
+                counts["pending"] -= 1
+                bar.update(task, advance=1, description=describe())
+
+            store = train_zoo(
+                zoo, out, workers=workers, device=device, data_dir=data_dir,
+                on_start=started, on_outcome=finished, executor=executor, address=address,
+                population=population, on_probe=probed,  # type: ignore[arg-type]
+                options_checked=True,  # above, before the folder was made
             )
-
-        def probed(group: list[RunSpec], speedup: float) -> None:
-            verdict = "together" if speedup >= MIN_SPEEDUP else "one at a time"
-            console.print(
-                f"population of {len(group)} {group[0].arch.family} networks: "
-                f"{speedup:.1f}x faster together; training them {verdict}"
-            )
-
-        def started(pending: int, total: int) -> None:
-            bar.update(task, total=total, completed=total - pending, description=describe())
-
-        def finished(outcome: RunOutcome) -> None:
-            counts[outcome.status] += 1
-            counts["pending"] -= 1
-            bar.update(task, advance=1, description=describe())
-
-        store = train_zoo(
-            zoo, out, workers=workers, device=device, data_dir=data_dir,
-            on_start=started, on_outcome=finished, executor=executor, address=address,
-            population=population, on_probe=probed,  # type: ignore[arg-type]
-            options_checked=True,  # above, before the folder was made
-        )
     return store
 
 

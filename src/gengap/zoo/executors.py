@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from concurrent.futures import as_completed
+from contextlib import contextmanager
+from types import ModuleType
 
 from gengap.errors import GengapError
 from gengap.registry import Registry
@@ -57,30 +59,50 @@ def run_ray(
     Joins the Ray instance this process already started, else connects to ``address`` (or
     starts a local one, shut down at the end). ``workers`` > 1 caps the tasks in flight.
     """
-    try:
-        import ray
-    except ImportError:
-        raise GengapError(
-            "--executor ray needs Ray: pip install 'gengap[ray]'"
-        ) from None
+    with session("ray", address):
+        ray = _ray()
+        gpus = 1 if device.startswith("cuda") else 0
+        remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=2)(_train_remote)
+        cap = workers if workers > 1 else len(tasks)
+        queue, running = list(tasks), []
+        try:
+            while queue or running:
+                while queue and len(running) < cap:
+                    running.append(remote.remote(queue.pop(0), device, data_dir))
+                done, running = ray.wait(running, num_returns=1)
+                yield from ray.get(done[0])
+        finally:
+            for ref in running:
+                ray.cancel(ref, force=True)
+
+
+@contextmanager
+def session(executor: str, address: str | None = None) -> Iterator[None]:
+    """For ``ray``: this process joined to a Ray instance for the block: the one it already
+    started, else the cluster at ``address`` (or a local one it starts), shut down at the end
+    when started here. A one-line :class:`GengapError` where Ray is missing or nothing
+    answers. :func:`gengap.zoo.run.train_zoo` opens it before it makes the zoo's folder, so
+    that a cluster that is not there leaves no folder. Nothing for other executors."""
+    if executor != "ray":
+        yield
+        return
+    ray = _ray()
     started = not ray.is_initialized()
     if started:
         try:
             ray.init(address=address, include_dashboard=False, log_to_driver=False)
         except (ConnectionError, RuntimeError, ValueError) as err:
             raise GengapError(f"ray: cannot reach a cluster at {address!r} ({err})") from None
-    gpus = 1 if device.startswith("cuda") else 0
-    remote = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=2)(_train_remote)
-    cap = workers if workers > 1 else len(tasks)
-    queue, running = list(tasks), []
     try:
-        while queue or running:
-            while queue and len(running) < cap:
-                running.append(remote.remote(queue.pop(0), device, data_dir))
-            done, running = ray.wait(running, num_returns=1)
-            yield from ray.get(done[0])
+        yield
     finally:
-        for ref in running:
-            ray.cancel(ref, force=True)
         if started:
             ray.shutdown()
+
+
+def _ray() -> ModuleType:
+    try:
+        import ray
+    except ImportError:
+        raise GengapError("--executor ray needs Ray: pip install 'gengap[ray]'") from None
+    return ray

@@ -8,7 +8,7 @@ from pathlib import Path
 from gengap.device import resolve_device
 from gengap.errors import GengapError
 from gengap.specs import RunSpec, ZooSpec
-from gengap.zoo.executors import Executor, executors
+from gengap.zoo.executors import Executor, executors, session
 from gengap.zoo.planning import PopulationMode, check_population_mode, plan_tasks
 from gengap.zoo.preflight import check_data_and_networks
 from gengap.zoo.ray_address import check_reachable
@@ -45,23 +45,24 @@ def train_zoo(
            else check_options(executor, population, address, device))
     check_runs(zoo, f"zoo {zoo.name!r}")  # before the folder exists: a typo leaves none
     check_new_zoo(zoo, out, executor, data_dir)
-    store = Store.create(out, zoo)
-    pending = store.runs(status="pending")
-    data = str(data_dir) if data_dir else None
-    tasks = plan_tasks(pending, population, workers, device, data, on_probe) if pending else []
-    if on_start:
-        on_start(len(pending), sum(store.counts().values()))
-    outcomes = run(
-        tasks, str(store.root), workers=workers, device=device, data_dir=data, address=address
-    )
-    for outcome in outcomes:
-        for which, blob in outcome.weights.items():
-            store.save_weight_bytes(outcome.run_id, which, blob)
-        store.record(
-            outcome.run_id, outcome.status, outcome.metrics, outcome.history, outcome.reason
-        )
-        if on_outcome:
-            on_outcome(outcome)
+    with session(executor, address):  # Ray joined before the folder exists
+        store = Store.create(out, zoo)
+        pending = store.runs(status="pending")
+        data = str(data_dir) if data_dir else None
+        tasks = plan_tasks(pending, population, workers, device, data, on_probe) \
+            if pending else []
+        if on_start:
+            on_start(len(pending), sum(store.counts().values()))
+        outcomes = run(tasks, str(store.root), workers=workers, device=device, data_dir=data,
+                       address=address)
+        for outcome in outcomes:
+            for which, blob in outcome.weights.items():
+                store.save_weight_bytes(outcome.run_id, which, blob)
+            store.record(
+                outcome.run_id, outcome.status, outcome.metrics, outcome.history, outcome.reason
+            )
+            if on_outcome:
+                on_outcome(outcome)
     return store
 
 
