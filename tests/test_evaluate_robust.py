@@ -95,3 +95,18 @@ def test_the_note_says_which_rule_kept_no_environment():
                           ["a", "b"], metrics=("robust",), min_ess=50, replicates="seed")
     assert clear.attrs["notes"][0].startswith("robust: no environment kept: each needs an "
                                               "effective sample size of 50")
+
+
+def test_a_test_size_column_is_read_by_default_and_names_may_be_one_string():
+    """Python callers got the paper's 10,000 test examples even where the table said 100,
+    and "tau,robust" was read letter by letter."""
+    frame = two_by_two_with_seeds()
+    assumed = ranking_table(frame, ["m"], ["a", "b"], metrics=("robust",), min_ess=1)
+    assert assumed.loc[0, "robust_envs"] == 8  # 10,000 test examples: every gap is signal
+    small = frame.assign(test_size=30)  # with 30 every difference is noise
+    by_default = ranking_table(small, "m", "a, b", metrics="tau,robust", min_ess=1)
+    explicit = ranking_table(small, ["m"], ["a", "b"], metrics=("tau", "robust"), min_ess=1,
+                             test_size="test_size")
+    pd.testing.assert_frame_equal(by_default, explicit)
+    assert by_default.loc[0, "robust_envs"] == 0 and "tau" in by_default.columns
+    assert robust_sign_error(small, "m", ["a", "b"], min_ess=1).loc["all", "environments"] == 0

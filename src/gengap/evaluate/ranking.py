@@ -21,7 +21,6 @@ from gengap.evaluate.grid import (
 from gengap.evaluate.kendall import granulated_kendall, kendall
 from gengap.evaluate.robust import (
     PAPER_MIN_ESS,
-    PAPER_TEST_SIZE,
     all_filtered_as_noise,
     environments,
     robust_sign_error,
@@ -31,12 +30,19 @@ from gengap.evaluate.targets import ORIENTATION, with_target
 METRICS = ("tau", "psi", "cmi", "robust")
 
 
+def listed(names: str | Sequence[str]) -> list[str]:
+    """Names given as a sequence, or as one comma-separated string (``"tau,cmi"``)."""
+    if isinstance(names, str):
+        return [name.strip() for name in names.split(",") if name.strip()]
+    return list(names)
+
+
 def ranking_table(
     frame: pd.DataFrame,
-    measures: Sequence[str],
-    hyperparameters: Sequence[str],
+    measures: str | Sequence[str],
+    hyperparameters: str | Sequence[str],
     target: str = "gap",
-    metrics: Sequence[str] = ("tau", "psi"),
+    metrics: str | Sequence[str] = ("tau", "psi"),
     *,
     bootstrap: int = 0,
     confidence: float = 0.95,
@@ -45,7 +51,7 @@ def ranking_table(
     grid: Grid = "strict",
     replicates: str | None = None,
     levels: Mapping[str, Sequence[Any]] | None = None,
-    test_size: int | str = PAPER_TEST_SIZE,
+    test_size: int | str | None = None,
     min_ess: float = PAPER_MIN_ESS,
     filter_noise: bool = True,
 ) -> pd.DataFrame:
@@ -65,8 +71,10 @@ def ranking_table(
     tau (lowest for ``test_acc``), else Ψ, CMI, or the lowest mean sign error. The grid
     options are those of :func:`gengap.evaluate.conditional_mi`, the robust ones those of
     :func:`gengap.evaluate.robust_sign_error`. A measure whose own missing values break the
-    grid gets NaN CMI, and ``table.attrs["notes"]`` says why.
+    grid gets NaN CMI, and ``table.attrs["notes"]`` says why. ``measures``,
+    ``hyperparameters`` and ``metrics`` are sequences of names or comma-separated strings.
     """
+    measures, hyperparameters, metrics = listed(measures), listed(hyperparameters), listed(metrics)
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise GengapError(f"unknown metric {unknown[0]!r} (metrics: {', '.join(METRICS)})")

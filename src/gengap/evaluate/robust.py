@@ -62,12 +62,13 @@ def environments(
     frame: pd.DataFrame,
     hyperparameters: Sequence[str],
     target: str = "gap",
-    test_size: int | str = PAPER_TEST_SIZE,
+    test_size: int | str | None = None,
     filter_noise: bool = True,
 ) -> Environments:
     """Pairs of runs whose settings differ in exactly one hyperparameter, grouped into
     environments, with their weights. ``test_size``: the number of test examples behind
-    each gap (an int, or a column of the table; a pair uses the smaller of its two)."""
+    each gap (an int, or a column of the table; a pair uses the smaller of its two; by
+    default the table's ``test_size`` column, else the paper's 10,000)."""
     if target not in frame.columns:
         raise GengapError(f"no column {target!r} in the table")
     g = frame[target].to_numpy(dtype=float)
@@ -108,8 +109,12 @@ def environments(
     return Environments(table, a, b, env, w)
 
 
-def _test_sizes(frame: pd.DataFrame, test_size: int | str) -> np.ndarray:
-    """The test examples behind each row's gap: a column of ``frame``, or one number."""
+def _test_sizes(frame: pd.DataFrame, test_size: int | str | None) -> np.ndarray:
+    """The test examples behind each row's gap: a column of ``frame``, or one number; None
+    reads the ``test_size`` column where the table has one (a zoo's frame does), else takes
+    :data:`PAPER_TEST_SIZE`."""
+    if test_size is None:
+        test_size = "test_size" if "test_size" in frame.columns else PAPER_TEST_SIZE
     if isinstance(test_size, str):
         if test_size not in frame.columns:
             raise GengapError(f"no test-size column {test_size!r} in the table")
@@ -118,7 +123,7 @@ def _test_sizes(frame: pd.DataFrame, test_size: int | str) -> np.ndarray:
 
 
 def all_filtered_as_noise(frame: pd.DataFrame, envs: Environments, target: str = "gap",
-                          test_size: int | str = PAPER_TEST_SIZE) -> bool:
+                          test_size: int | str | None = None) -> bool:
     """Whether the noise filter alone left every pair of ``envs`` without weight: pairs there
     are, their gaps and test sizes are all known, and none kept a weight."""
     g, sizes = frame[target].to_numpy(dtype=float), _test_sizes(frame, test_size)
@@ -165,7 +170,7 @@ def robust_sign_error(
     hyperparameters: Sequence[str],
     target: str = "gap",
     *,
-    test_size: int | str = PAPER_TEST_SIZE,
+    test_size: int | str | None = None,
     min_ess: float = PAPER_MIN_ESS,
     filter_noise: bool = True,
     quantiles: Sequence[float] = (0.5, 0.9),

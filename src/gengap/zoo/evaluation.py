@@ -13,6 +13,7 @@ import pandas as pd
 
 from gengap.errors import GengapError
 from gengap.evaluate import ranking_table
+from gengap.evaluate.ranking import listed
 from gengap.evaluate.robust import PAPER_TEST_SIZE
 from gengap.evaluate.targets import UnknownTarget, with_target
 from gengap.zoo.store import Store
@@ -41,7 +42,7 @@ def measure_columns(table: pd.DataFrame, skip: set[str]) -> list[str]:
 def evaluate_zoo(
     store: Store,
     target: str = "gap",
-    metrics: Sequence[str] = ("tau", "psi"),
+    metrics: str | Sequence[str] = ("tau", "psi"),
     data_dir: str | Path | None = None,
     **options: Any,
 ) -> pd.DataFrame:
@@ -53,6 +54,7 @@ def evaluate_zoo(
     ``test_size`` when recorded and otherwise counted by loading each data spec once
     (``data_dir`` for local files); pass ``test_size=`` to set it.
     """
+    metrics = listed(metrics)
     frame = store.frame()
     names = scalar_measures(store.measure_names())
     if frame.empty or not names:
@@ -74,10 +76,10 @@ def evaluate_zoo(
 
 def evaluate_table(
     table: pd.DataFrame,
-    hyperparameters: Sequence[str],
-    measures: Sequence[str] | None = None,
+    hyperparameters: str | Sequence[str],
+    measures: str | Sequence[str] | None = None,
     target: str = "gap",
-    metrics: Sequence[str] = ("tau", "psi"),
+    metrics: str | Sequence[str] = ("tau", "psi"),
     **options: Any,
 ) -> pd.DataFrame:
     """The ranking table of a plain table (one row per network; read from CSV or Parquet):
@@ -85,12 +87,13 @@ def evaluate_table(
     run's metric. A ``seed`` column with several values is the replicate column of CMI, a
     ``test_size`` column the robust sign error's n (without one or ``test_size=``, 10,000 with
     a note)."""
+    hyperparameters, metrics = listed(hyperparameters), listed(metrics)
     if target in hyperparameters:
         raise GengapError(f"{target!r} is the target, not a hyperparameter")
     missing = [h for h in hyperparameters if h not in table.columns]
     if missing:
         raise GengapError(f"no hyperparameter column {missing[0]!r} in the table")
-    measures = list(dict.fromkeys(measures)) if measures is not None else None  # once each
+    measures = list(dict.fromkeys(listed(measures))) if measures is not None else None
     if "status" in table.columns:
         table = table[table["status"] == "done"]
     _check_numeric(table, [target, "train_acc", "test_acc", *(measures or [])])
@@ -103,9 +106,8 @@ def evaluate_table(
         raise GengapError("the table has no measure columns")
     # the robust sign error's n: each run's own test-set size where the table has it (an
     # export does), as for a zoo; else the paper's, said in a note
-    assumed = "robust" in metrics and "test_size" not in options
-    if assumed and "test_size" in table.columns:
-        options["test_size"], assumed = "test_size", False
+    assumed = "robust" in metrics and "test_size" not in options and (
+        "test_size" not in table.columns)
     ranked = ranking_table(table, list(measures), hyperparameters, target=target,
                            metrics=metrics, **options)
     if assumed:
