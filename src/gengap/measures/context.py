@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping
 from functools import cached_property  # noqa: F401  (for measures' own properties)
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -19,6 +20,7 @@ from gengap.device import resolve_device
 from gengap.errors import GengapError
 from gengap.measures.batching import auto_batch_size
 from gengap.measures.context_checks import (
+    as_tensor,
     check_finite_weights,
     check_fixed_function,
     check_heldout,
@@ -49,7 +51,7 @@ class MeasureContext:
             returning class logits). It is put in eval mode and moved to ``device`` in place,
             as the measures need (a ``DataParallel`` wrapper: the module it runs).
         init_model: the same network at initialization, for distance-to-init measures.
-        x_train, y_train: the training set, for data measures.
+        x_train, y_train: the training set, for data measures (tensors, or numpy arrays).
         input_shape: one input's shape (taken from ``x_train`` when not given).
         device: where forward passes run (``auto`` picks CUDA when present).
         batch_size: batch size of forward passes (default: chosen by
@@ -70,15 +72,15 @@ class MeasureContext:
         self,
         model: nn.Module,
         init_model: nn.Module | None = None,
-        x_train: torch.Tensor | None = None,
-        y_train: torch.Tensor | None = None,
+        x_train: torch.Tensor | np.ndarray | None = None,
+        y_train: torch.Tensor | np.ndarray | None = None,
         input_shape: tuple[int, ...] | None = None,
         device: str | torch.device = "auto",
         batch_size: int | None = None,
         options: MeasureOptions | None = None,
         trajectory: Mapping[str, Any] | None = None,
         second_model: nn.Module | None = None,
-        x_heldout: torch.Tensor | None = None,
+        x_heldout: torch.Tensor | np.ndarray | None = None,
     ) -> None:
         self.device = resolve_device(device) if isinstance(device, str) else device
         if self.device.type == "cpu":
@@ -87,6 +89,8 @@ class MeasureContext:
                                                                   second_model))
         if batch_size is not None and batch_size < 1:
             raise GengapError(f"batch_size must be at least 1, not {batch_size}")
+        x_train, y_train, x_heldout = (as_tensor(v, what) for v, what in (
+            (x_train, "x_train"), (y_train, "y_train"), (x_heldout, "x_heldout")))
         check_finite_weights(model, "the model")
         check_fixed_function(model)
         for other, what in ((init_model, "init_model"), (second_model, "second_model")):

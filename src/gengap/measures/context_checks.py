@@ -5,6 +5,7 @@ shape (N, 1) turned σ′ into NaN; 250 labels for 300 inputs still gave a mixup
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from torch import nn
 from torch.nn.modules.batchnorm import _BatchNorm
@@ -68,6 +69,18 @@ def check_same_architecture(model: nn.Module, other: nn.Module, what: str) -> No
             has = f"has {name} of shape {theirs[name]}" if name in theirs else f"lacks {name}"
             own = f"the model's is {mine[name]}" if name in mine else "the model has none"
             raise GengapError(f"{what} is not the model's architecture: it {has}; {own}")
+
+
+def as_tensor(value: object, what: str) -> torch.Tensor | None:
+    """``value`` as a tensor: a tensor as it is, a numpy array (or anything numpy reads as an
+    array of numbers) converted; None stays None. A one-line error for anything else."""
+    if value is None or isinstance(value, torch.Tensor):
+        return value
+    try:
+        return torch.as_tensor(np.asarray(value))
+    except (TypeError, ValueError, RuntimeError) as err:
+        raise GengapError(f"{what}: not an array of numbers ({type(value).__name__}: "
+                          f"{str(err).splitlines()[0]})") from None
 
 
 def checked_labels(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:

@@ -100,10 +100,12 @@ def leaf_views(flat: torch.Tensor, shapes: dict[str, torch.Size]) -> dict[str, t
 class Population:
     """P networks in stacked form, trained in lockstep on shared minibatches."""
 
-    def __init__(self, runs: Sequence[RunSpec], splits: Splits, device: torch.device,
+    def __init__(self, runs: Sequence[RunSpec], splits: Splits, device: str | torch.device,
                  micro_batch: int | None = None) -> None:
-        """``micro_batch``: examples per part of a training batch (not with batch norm); None
-        decides it on the first batch (:meth:`micro_batch`)."""
+        """``device``: a torch device or its name (``auto`` too); ``micro_batch``: examples
+        per part of a training batch (not with batch norm); None decides it on the first
+        batch (:meth:`micro_batch`)."""
+        device = resolve_device(device) if isinstance(device, str) else device
         keys = {population_key(run) for run in runs}
         if None in keys or len(keys) != 1:
             raise ValueError("these runs cannot share a population (see population_key)")

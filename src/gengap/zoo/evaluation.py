@@ -40,13 +40,14 @@ def measure_columns(table: pd.DataFrame, skip: set[str]) -> list[str]:
 
 
 def evaluate_zoo(
-    store: Store,
+    store: Store | str | Path,
     target: str = "gap",
     metrics: str | Sequence[str] = ("tau", "psi"),
     data_dir: str | Path | None = None,
     **options: Any,
 ) -> pd.DataFrame:
-    """The ranking table of every stored measure over the zoo's finished runs.
+    """The ranking table of every stored measure over the zoo's finished runs (``store``: a
+    :class:`Store` or the zoo's folder).
 
     ``metrics`` and ``options`` are those of :func:`gengap.evaluate.ranking_table`. When the
     zoo has several seeds, CMI checks the grid with ``seed`` as the replicate column. The
@@ -55,6 +56,7 @@ def evaluate_zoo(
     (``data_dir`` for local files); pass ``test_size=`` to set it.
     """
     metrics = listed(metrics)
+    store = store if isinstance(store, Store) else Store(store)
     frame = store.frame()
     names = scalar_measures(store.measure_names())
     if frame.empty or not names:

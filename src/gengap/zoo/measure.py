@@ -17,7 +17,7 @@ from gengap.measures import MeasureContext, compute_timed, measures, profile, se
 from gengap.models import build_for
 from gengap.models.weight_check import load_checked
 from gengap.specs import MeasureOptions, RunSpec
-from gengap.zoo.pool import worker_pool
+from gengap.zoo.pool import check_workers, worker_pool
 from gengap.zoo.seed_pairs import seed_partners
 from gengap.zoo.store import Store
 
@@ -149,7 +149,7 @@ def _measure_task(
 
 
 def measure_zoo(
-    store: Store,
+    store: Store | str | Path,
     names: str | list[str] | None = None,
     device: str = "auto",
     data_dir: str | Path | None = None,
@@ -170,7 +170,10 @@ def measure_zoo(
     fill) counts, per measure, the runs it waits for: those without a seed twin (agreement
     measures) or initial weights; ``no_value`` (a dict to fill) counts, per measure and
     reason, the runs measured now where its value is NaN because its formula does not apply
-    (σ′ of a network at chance, say). A read-only zoo is refused before any work."""
+    (σ′ of a network at chance, say). A read-only zoo is refused before any work. ``store``
+    may be the zoo's folder."""
+    check_workers(workers)
+    store = store if isinstance(store, Store) else Store(store)
     store.check_writable()
     wanted = [m.name for m in select(names)]
     have = store.measured()

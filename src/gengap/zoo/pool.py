@@ -15,7 +15,17 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 
+from gengap.errors import GengapError
+
 PR_SET_PDEATHSIG = 1  # prctl option (linux/prctl.h)
+MAX_WORKERS = 1024  # the commands' bound on --workers
+
+
+def check_workers(workers: int) -> None:
+    """A one-line :class:`GengapError` for a worker count outside 1..:data:`MAX_WORKERS`,
+    the bounds the commands' ``--workers`` has."""
+    if not 1 <= workers <= MAX_WORKERS:
+        raise GengapError(f"workers must be between 1 and {MAX_WORKERS}, not {workers}")
 
 
 @contextmanager

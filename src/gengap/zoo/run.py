@@ -10,6 +10,7 @@ from gengap.errors import GengapError
 from gengap.specs import RunSpec, ZooSpec
 from gengap.zoo.executors import Executor, executors, session
 from gengap.zoo.planning import PopulationMode, check_population_mode, plan_tasks
+from gengap.zoo.pool import check_workers
 from gengap.zoo.preflight import check_data_and_networks
 from gengap.zoo.ray_address import check_reachable
 from gengap.zoo.spec_file import check_runs
@@ -41,6 +42,7 @@ def train_zoo(
     ``options_checked``: the caller has just run :func:`check_options` on these options (the
     command does, before it draws anything), so a Ray address is not probed twice.
     """
+    check_workers(workers)
     run = (executors.get(executor) if options_checked
            else check_options(executor, population, address, device))
     check_runs(zoo, f"zoo {zoo.name!r}")  # before the folder exists: a typo leaves none

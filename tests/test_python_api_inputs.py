@@ -1,0 +1,59 @@
+"""The Python API takes what a researcher has at hand: numpy arrays, folder paths, device
+names; and refuses what the commands refuse (worker counts), each with a one-line error."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+from gengap.errors import GengapError
+from gengap.measures import MeasureContext, compute
+from gengap.specs import ArchSpec, RunSpec, TrainSpec, ZooSpec
+from gengap.train.population import Population
+from gengap.zoo import Store, evaluate_zoo, measure_zoo, train_zoo
+
+
+def test_numpy_arrays_are_measured_as_tensors():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(6, 8), nn.ReLU(), nn.Linear(8, 3))
+    rng = np.random.default_rng(0)
+    x, y = rng.normal(size=(40, 6)).astype(np.float32), rng.integers(0, 3, 40)
+    from_numpy = compute(MeasureContext(model, None, x, y), ["margin", "cross_entropy"])
+    from_torch = compute(MeasureContext(model, None, torch.from_numpy(x), torch.from_numpy(y)),
+                         ["margin", "cross_entropy"])
+    assert from_numpy == from_torch
+    with pytest.raises(GengapError, match="x_train: not an array of numbers") as err:
+        MeasureContext(model, None, np.array([{"a": 1}] * 40), y)
+    assert len(str(err.value).splitlines()) == 1
+
+
+def test_zoo_functions_take_a_folder_and_bounded_workers(tmp_path: Path, one_thread):
+    zoo = ZooSpec(seeds=(0, 1), data={"name": "digits", "train_fraction": 0.2},
+                  arch={"family": "mlp", "width": 4, "depth": 1}, train={"max_epochs": 1})
+    out = tmp_path / "z"
+    for workers in (0, -3, 1025):
+        with pytest.raises(GengapError, match=f"workers must be between 1 and 1024, not "
+                                              f"{workers}"):
+            train_zoo(zoo, out, workers=workers, device="cpu")
+    assert not out.exists()
+    train_zoo(zoo, out, device="cpu")
+    with pytest.raises(GengapError, match="not -1"):
+        measure_zoo(str(out), "params", workers=-1)
+    assert measure_zoo(str(out), "params,param_norm", device="cpu") == 2
+    by_path = evaluate_zoo(out, metrics="tau")
+    pd_equal = by_path.equals(evaluate_zoo(Store(out), metrics=["tau"]))
+    assert pd_equal and set(by_path["measure"]) == {"params", "param_norm"}
+
+
+def test_a_population_takes_a_device_name():
+    runs = [RunSpec(arch=ArchSpec(family="mlp", width=4, depth=1), train=TrainSpec(lr=lr))
+            for lr in (0.1, 0.2)]
+    splits = SimpleNamespace(input_shape=(5,), num_classes=3)
+    pop = Population(runs, splits, "cpu")  # type: ignore[arg-type]
+    assert pop.device == torch.device("cpu")
+    assert pop.forward(torch.randn(7, 5), training=False).shape == (2, 7, 3)
