@@ -27,8 +27,9 @@ def vc_bound(depth: int, kernel_weights: int, positions: int) -> float:
 def vc_dim(ctx: MeasureContext) -> float:
     """d + 2·d·ω·ln(22·d·q) (Jiang et al. 2020, eq. 19, as the PGDL VC-dimension baseline by
     the same author computes it): d the number of Linear/Conv layers, ω their weights (kernels
-    only: no biases, no BatchNorm), q the number of input positions (H·W of an image, 1 for a
-    vector; the baseline hard-codes 32², the size of its CIFAR-type inputs); natural log."""
+    only: no biases, no BatchNorm), q the number of input positions (H·W of a convolutional
+    network's image; 1 for a vector, and for a network of Linear layers only; the baseline
+    hard-codes 32², the size of its CIFAR-type inputs); natural log."""
     layers = [m for _, m in weight_layers(ctx.model)]
     if not layers:
         raise NotApplicable("the model has no Linear or Conv layer")
