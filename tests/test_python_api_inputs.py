@@ -7,6 +7,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from torch import nn
@@ -57,3 +58,24 @@ def test_a_population_takes_a_device_name():
     pop = Population(runs, splits, "cpu")  # type: ignore[arg-type]
     assert pop.device == torch.device("cpu")
     assert pop.forward(torch.randn(7, 5), training=False).shape == (2, 7, 3)
+
+
+def test_evaluation_functions_name_the_missing_column():
+    """Bare KeyErrors and numpy broadcast errors before."""
+    from gengap.evaluate import granulated_kendall, kendall
+    from gengap.evaluate.predictors import fit_predictor
+
+    frame = pd.DataFrame({"lr": [1, 2, 1, 2], "wd": [0, 0, 1, 1], "m": [0.1, 0.4, 0.2, 0.3],
+                          "train_acc": [1.0, 1.0, 0.9, 1.0], "test_acc": [0.9, 0.7, 0.8, 0.8]})
+    for call, message in (
+        (lambda: granulated_kendall(frame, "nope", "gap", ["lr"]), "no measure column 'nope'"),
+        (lambda: granulated_kendall(frame, "m", "gap", ["lr", "depth"]),
+         "no hyperparameter column 'depth'"),
+        (lambda: fit_predictor(frame, ["m", "nope"], target="gap"), "no feature column 'nope'"),
+        (lambda: kendall([1, 2, 3], [1, 3]), "the measure has 3 values and the target 2"),
+    ):
+        with pytest.raises(GengapError, match=message):
+            call()
+    # the gap is derived, as ranking_table derives it
+    psi, axes = granulated_kendall(frame, "m", "gap", ["lr", "wd"])
+    assert axes["lr"] == 1.0 and psi == pytest.approx((1.0 + axes["wd"]) / 2)

@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 
 from gengap.errors import GengapError
+from gengap.evaluate.columns import check_columns
 
 NOT_COMPLETE = "The data are not complete!"
 NOT_UNIQUE = "The data are not unique!"
@@ -30,9 +31,8 @@ def grid_levels(
     """The values of each axis: ``levels[h]`` when given (the PGDL ``possible_values``), else
     the values present in ``frame``, sorted."""
     out = {}
+    check_columns(frame, hyperparameters, "hyperparameter")
     for h in hyperparameters:
-        if h not in frame.columns:
-            raise GengapError(f"no hyperparameter column {h!r} in the table")
         if levels is not None and h in levels:
             out[h] = list(levels[h])
         else:

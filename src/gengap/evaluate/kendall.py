@@ -12,6 +12,10 @@ import pandas as pd
 from scipy import sparse
 from scipy.stats import kendalltau
 
+from gengap.errors import GengapError
+from gengap.evaluate.columns import check_columns
+from gengap.evaluate.targets import with_target
+
 
 def kendall(measure: Sequence[float], target: Sequence[float]) -> float:
     """Kendall's tau-b between a measure and a target (ties handled as in tau-b).
@@ -19,6 +23,8 @@ def kendall(measure: Sequence[float], target: Sequence[float]) -> float:
     NaN when either side is constant or fewer than two pairs are finite.
     """
     x, y = np.asarray(measure, dtype=float), np.asarray(target, dtype=float)
+    if x.shape != y.shape:
+        raise GengapError(f"kendall: the measure has {x.size} values and the target {y.size}")
     keep = np.isfinite(x) & np.isfinite(y)
     if keep.sum() < 2:
         return float("nan")
@@ -38,7 +44,9 @@ def granulated_kendall(
     too, and an axis with none (a value never varied) gets NaN and is left out of Ψ, the mean
     of the ψ_i. Runs whose measure or target is not finite are dropped first.
     """
-    data = finite_rows(frame, measure, target)
+    check_columns(frame, [measure], "measure")
+    check_columns(frame, hyperparameters, "hyperparameter")
+    data = finite_rows(with_target(frame, target), measure, target)
     x, y = data[measure].to_numpy(float), data[target].to_numpy(float)
     per_axis = {axis: float(axis_tau(data, x, y, axis, hyperparameters, np.ones((1, len(x))))[0])
                 for axis in hyperparameters}

@@ -23,6 +23,7 @@ from sklearn.metrics import r2_score
 from sklearn.model_selection import GroupKFold, LeaveOneGroupOut
 
 from gengap.errors import GengapError
+from gengap.evaluate.columns import check_columns
 from gengap.evaluate.features import Encoding, feature_columns
 from gengap.evaluate.kendall import kendall
 from gengap.evaluate.predictor_file import Predictor, Tree
@@ -68,6 +69,7 @@ def fit_predictor(
     """Fit gradient-boosted trees (squared error) of ``target`` on the columns ``features``
     of the rows where the target is known; non-numeric columns are one-hot encoded and
     missing values take the training median. ``trees`` override :data:`DEFAULT_TREES`."""
+    check_columns(frame, features, "feature")
     data = _rows_with_target(with_target(frame, target), target)
     encoding = Encoding.fit(data, features)
     raw = encoding.transform(data)

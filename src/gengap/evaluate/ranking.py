@@ -13,6 +13,7 @@ from scipy.stats import rankdata
 from gengap.errors import GengapError
 from gengap.evaluate.bootstrap import granulated_kendall_interval, kendall_interval
 from gengap.evaluate.cmi import Grid, cmi_by_size
+from gengap.evaluate.columns import check_columns
 from gengap.evaluate.grid import (
     check_grid,
     largest_complete_subgrid,
@@ -79,9 +80,7 @@ def ranking_table(
     if unknown:
         raise GengapError(f"unknown metric {unknown[0]!r} (metrics: {', '.join(METRICS)})")
     frame = with_target(frame, target)
-    missing = [m for m in measures if m not in frame.columns]
-    if missing:
-        raise GengapError(f"no measure column {missing[0]!r} in the table")
+    check_columns(frame, measures, "measure")
     notes: list[str] = []
     frame = infinities_ranked(frame, measures, notes)
     cmi_errors: dict[str, list[str]] = {}  # one note per reason, naming its measures

@@ -13,6 +13,7 @@ import pandas as pd
 
 from gengap.errors import GengapError
 from gengap.evaluate import ranking_table
+from gengap.evaluate.columns import check_columns
 from gengap.evaluate.ranking import listed
 from gengap.evaluate.robust import PAPER_TEST_SIZE
 from gengap.evaluate.targets import UnknownTarget, with_target
@@ -92,9 +93,7 @@ def evaluate_table(
     hyperparameters, metrics = listed(hyperparameters), listed(metrics)
     if target in hyperparameters:
         raise GengapError(f"{target!r} is the target, not a hyperparameter")
-    missing = [h for h in hyperparameters if h not in table.columns]
-    if missing:
-        raise GengapError(f"no hyperparameter column {missing[0]!r} in the table")
+    check_columns(table, hyperparameters, "hyperparameter")
     measures = list(dict.fromkeys(listed(measures))) if measures is not None else None
     if "status" in table.columns:
         table = table[table["status"] == "done"]
