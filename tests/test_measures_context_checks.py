@@ -53,8 +53,9 @@ def test_labels_that_do_not_fit_the_inputs_or_the_model_are_refused():
 
 def test_inputs_and_outputs_the_measures_cannot_use_are_refused():
     x, y = data()
-    refused("the model cannot take x_train's inputs of shape (12,)", mlp(), None,
-            torch.randn(60, 12), y)
+    refused("the model cannot take x_train's inputs of shape (12,) and dtype float32", mlp(),
+            None, torch.randn(60, 12), y)
+    refused("of shape (10,) and dtype int64", mlp(), None, x.long(), y)  # the dtype at fault
     x_nan = x.clone()
     x_nan[7, 3] = float("nan")
     refused("x_train: example 7 holds NaN or inf", mlp(), None, x_nan, y)

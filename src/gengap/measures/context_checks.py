@@ -132,7 +132,8 @@ def check_outputs(model: nn.Module, x: torch.Tensor, y: torch.Tensor | None,
     except Exception as err:  # the user's network refusing the data: say which data
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
         raise GengapError(f"the model cannot take x_train's inputs of shape "
-                          f"{tuple(x.shape[1:])}: {first}") from None
+                          f"{tuple(x.shape[1:])} and dtype {str(x.dtype).removeprefix('torch.')}"
+                          f": {first}") from None
     if not torch.equal(probe, x[:2].to(device)):
         raise GengapError("the model changes its input in place (its forward wrote into the "
                           "batch it was given), which would change x_train for every measure "

@@ -89,7 +89,7 @@ def check_options(executor: str, population: str, address: str | None = None,
     this machine does not have."""
     check_population_mode(population)
     if address and executor != "ray":
-        raise GengapError("--address is for --executor ray")
+        raise GengapError("an address is for the ray executor (--executor ray)")
     resolve_device(device)
     found = executors.get(executor)
     check_reachable(address)  # before the zoo folder is made
