@@ -74,6 +74,10 @@ def test_missing_files_and_folders(tmp_path: Path):
     (tmp_path / "ranked.csv").write_text("measure,tau\n")
     assert_one_line_error(gengap("zoo", "status", str(tmp_path / "ranked.csv")),
                           "ranked.csv: a file, not a zoo folder")
+    # a study's folder that cannot be made (a file on its way): a traceback before
+    assert_one_line_error(gengap("study", "randomization", "--scale", "smoke", "--out",
+                                 str(tmp_path / "ranked.csv" / "sub")),
+                          "sub: cannot make the folder (")
 
 
 def test_a_different_spec_does_not_touch_an_existing_store(tiny_zoo_toml: Path, tmp_path: Path):

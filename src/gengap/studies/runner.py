@@ -98,7 +98,10 @@ def _owner(out: Path) -> str | None:
 
 def mark_study_folder(out: Path, study: str) -> None:
     """Make ``out`` and name ``study`` its owner, so that another study will not write there."""
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file on the way, no permission, a read-only file system
+        raise GengapError(f"{out}: cannot make the folder ({err.strerror or err})") from None
     if _owner(out) != study:
         try:
             (out / STUDY_MARK).write_text(study + "\n")
