@@ -58,3 +58,9 @@ def test_small_values_keep_three_significant_digits():
     out = Console(width=200, record=True)
     out.print(frame_table(pd.DataFrame({"value": [3.14159e-6, 12.5]}), digits=5))
     assert "3.1416e-06" in out.export_text()
+
+
+def test_none_in_an_object_column_is_a_dash():
+    """The measures study's `agrees` column printed "None" where it has no answer."""
+    text = _rendered(pd.DataFrame({"measure": ["a", "b", "c"], "agrees": [True, None, False]}))
+    assert "None" not in text and "–" in text and "True" in text and "False" in text

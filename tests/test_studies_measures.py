@@ -74,15 +74,20 @@ def test_group_table_counts(result) -> None:
 
 
 def test_comparison_by_hand() -> None:
-    ranking = pd.DataFrame({"measure": ["params", "path_norm", "margin", "param_norm"],
-                            "tau": [0.5, 0.4, -0.05, 0.2], "psi": [0.1, 0.2, 0.0, 0.3]})
+    ranking = pd.DataFrame({"measure": ["params", "path_norm", "margin", "param_norm",
+                                        "frobenius_distance"],
+                            "tau": [0.5, 0.4, -0.05, 0.2, 0.0], "psi": [0.1, 0.2, 0.0, 0.3, 0.0]})
     table = comparison_table(ranking).set_index("measure")
     assert PUBLISHED_SIGN["params"] == -1 and table.loc["params", "agrees"] is False
     assert table.loc["path_norm", "agrees"] is True
     assert table.loc["margin", "agrees"] is True  # weak published, |tau| < 0.1 here
     assert table.loc["param_norm", "agrees"] is None
+    # tau exactly 0 against a published sign: neither agrees nor flips (it counted as a flip)
+    assert PUBLISHED_SIGN["frobenius_distance"] == 1
+    assert table.loc["frobenius_distance", "agrees"] is None
     groups = group_table(table.reset_index()).set_index("group")
     assert groups.loc["size", "flip"] == 1 and groups.loc["norm", "agree"] == 1
+    assert groups.loc["norm", "flip"] == 0
 
 
 def robust_frame() -> pd.DataFrame:

@@ -133,7 +133,7 @@ def _whole_numbers(column: pd.Series) -> bool:
 def _cell(value: object, decimals: int, digits: int) -> str:
     """A value with ``decimals`` decimals; very large or small ones (below 10^-decimals) with
     ``digits`` significant digits in e-notation."""
-    if value is pd.NA:  # a missing value of an integer column (Int64)
+    if value is pd.NA or value is None:  # missing in an Int64 or object column
         return "–"
     if isinstance(value, float):
         if math.isnan(value):

@@ -103,7 +103,9 @@ def measure_options(scale: str) -> MeasureOptions:
 
 def comparison_table(ranking: pd.DataFrame, networks: int | None = None) -> pd.DataFrame:
     """Each scalar measure's tau and Ψ here beside the published direction, and whether they
-    agree (the sign of tau matches a published + or −; |tau| < 0.1 for a published weak one).
+    agree (the sign of tau matches a published + or −; |tau| < 0.1 for a published weak one;
+    None where there is no published direction, or tau is 0 or NaN against a published sign:
+    no direction to agree or flip).
     Vector measures (per-layer weight statistics) are left out. With ``networks`` (the
     finished networks), ``enough`` says whether a measure has a value on
     :func:`enough_networks` of them, and those that do come first (in ``ranking``'s order)."""
@@ -115,7 +117,7 @@ def comparison_table(ranking: pd.DataFrame, networks: int | None = None) -> pd.D
             continue  # per-layer statistics columns: many, and no published direction
         published = PUBLISHED_SIGN.get(base)
         tau = float(row.tau)
-        if published is None or math.isnan(tau):
+        if published is None or math.isnan(tau) or (published != 0 and tau == 0):
             agrees = None
         elif published == 0:
             agrees = abs(tau) < 0.1
@@ -160,7 +162,8 @@ def group_table(comparison: pd.DataFrame) -> pd.DataFrame:
 def comparison_figure(comparison: pd.DataFrame) -> go.Figure:
     """tau of each measure, coloured by whether it agrees with the published direction."""
     kinds = {"agrees": ("agrees with the published direction", "#009E73"),
-             "flips": ("flips sign", "#D55E00"), "none": ("no published direction", "#999999")}
+             "flips": ("flips sign", "#D55E00"),
+             "none": ("no published direction, or tau 0", "#999999")}
     ordered = comparison.sort_values("tau")
     kind = ordered["agrees"].map(lambda v: "none" if v is None else ("agrees" if v else "flips"))
     fig = go.Figure()
