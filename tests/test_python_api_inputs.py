@@ -79,3 +79,17 @@ def test_evaluation_functions_name_the_missing_column():
     # the gap is derived, as ranking_table derives it
     psi, axes = granulated_kendall(frame, "m", "gap", ["lr", "wd"])
     assert axes["lr"] == 1.0 and psi == pytest.approx((1.0 + axes["wd"]) / 2)
+
+
+def test_a_wide_csv_table_takes_a_column_without_a_fragmentation_warning(tmp_path: Path):
+    """`predict apply` on a CSV export (151 columns) printed pandas' PerformanceWarning."""
+    import warnings
+
+    from gengap.zoo.evaluation import read_table
+
+    path = tmp_path / "wide.csv"
+    pd.DataFrame({f"m{i}": [0.5, 1.5] for i in range(150)}).to_csv(path, index=False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = read_table(path).assign(zoo="wide")
+    assert table.shape == (2, 151)

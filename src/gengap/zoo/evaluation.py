@@ -144,7 +144,9 @@ def read_table(path: str | Path) -> pd.DataFrame:
         if path.suffix.lower() == ".csv":
             table = pd.read_csv(path)
             _no_repeated_columns(path)
-            return table
+            # read_csv gives a block per column: one block per dtype, so that adding a column
+            # (the zoo's) does not warn that the frame is fragmented (an export: 151 columns)
+            return table.copy()
     except GengapError:
         raise
     except Exception as err:  # pyarrow and the csv parser raise many kinds
