@@ -51,6 +51,18 @@ def test_weights_recover_the_planted_relation_and_the_baselines_do_not():
     assert len(by_zoo.predictions) == len(frame)
 
 
+def test_a_comparison_with_every_feature_set_empty_is_an_error():
+    """It printed a table of notes and exited 0: nothing had been compared."""
+    frame = planted()[["act", "lr", "test_acc"]]
+    with pytest.raises(GengapError, match=r"^every feature set is empty \(weights: compute the "
+                       r"weight_stats.*; measures: compute some.*; hyperparameters: no "
+                       r"hyperparameter columns") as err:
+        compare_feature_sets(frame, [], [], "test_acc", folds=4)
+    assert len(str(err.value).splitlines()) == 1
+    one = compare_feature_sets(frame, [], ["act", "lr"], "test_acc", folds=4)
+    assert one.set_index("features").loc["measures", "note"].startswith("feature set")
+
+
 def test_a_saved_predictor_reloads_and_predicts_the_same(tmp_path):
     frame = planted()
     columns = [*feature_columns(frame, "weights"), "act"]  # a categorical column too

@@ -41,7 +41,8 @@ def feature_columns(
         hint = "compute some measures first (gengap measure DIR)"
     elif kind == "hyperparameters":
         columns = [h for h in hyperparameters if h in frame.columns]
-        hint = "the table names no hyperparameter columns"
+        hint = ("no hyperparameter columns (a zoo's are its spec's axes, a table's those "
+                "named by --hyperparameters)")
     else:
         columns = [c.strip() for c in kind.split(",") if c.strip()]
         missing = [c for c in columns if c not in frame.columns]

@@ -212,17 +212,23 @@ def compare_feature_sets(
     **trees: Any,
 ) -> pd.DataFrame:
     """One row per feature set: its cross-validated R² and tau on held-out models (a set
-    that is empty in this table gets a ``note`` instead)."""
-    rows = []
+    that is empty in this table gets a ``note`` instead). A one-line :class:`GengapError`
+    where every set is empty: there is nothing to compare."""
+    rows: list[dict[str, Any]] = []
+    empty: dict[str, str] = {}
     for kind in kinds:
         try:
             columns = feature_columns(frame, kind, measures, hyperparameters)
         except GengapError as err:
+            empty[kind] = str(err).split(": ", 1)[-1]
             rows.append({"features": kind, "note": str(err)})
             continue
         result = cross_validate(frame, columns, target, folds, groups, seed,
                                 together=run_configuration(hyperparameters), **trees)
         rows.append({"features": kind, "columns": len(columns), **result.summary()})
+    if len(empty) == len(rows):
+        raise GengapError("every feature set is empty (" + "; ".join(
+            f"{kind}: {why}" for kind, why in empty.items()) + ")")
     return pd.DataFrame(rows)
 
 
