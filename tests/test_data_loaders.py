@@ -365,3 +365,21 @@ def test_a_test_fraction_that_leaves_a_split_short_of_classes_is_one_line(fracti
         assert str(err.value) == (
             f"{where}: test_fraction = {fraction:g} leaves {train} training and {test} test "
             "examples of 1797, fewer than the 10 classes a stratified split needs on each side")
+
+
+def test_idx_images_are_bytes_or_unit_floats(tmp_path: Path) -> None:
+    """Signed 16-bit images loaded as they were (-500..499), beside bytes scaled to [0, 1]."""
+    write_mnist_like(tmp_path / "mnist", zipped=False)
+    path = tmp_path / "mnist" / "train-images-idx3-ubyte"
+    unit = RNG.random((30, 28, 28))
+    write_typed_idx(path, unit, 0x0D, ">f4")
+    loaded = raw("mnist", tmp_path)
+    assert np.allclose(loaded.x_train[:, 0], unit.astype(np.float32))
+    write_typed_idx(path, (unit * 1000 - 500).round(), 0x0B, ">i2")
+    with pytest.raises(GengapError, match=r"train-images-idx3-ubyte: images of type int16: "
+                                          r"expected unsigned bytes \(0..255\) or floats"):
+        raw("mnist", tmp_path)
+    write_typed_idx(path, unit * 255, 0x0D, ">f4")
+    with pytest.raises(GengapError, match=r"float images from .* to .*: expected values in "
+                                          r"\[0, 1\]"):
+        raw("mnist", tmp_path)

@@ -21,6 +21,21 @@ FILES = {
 }
 
 
+def unit_images(path: Path, images: np.ndarray) -> np.ndarray:
+    """IDX images as float32 in [0, 1]: bytes (MNIST's 0..255) divided by 255, floats taken
+    as they are when within [0, 1]; a one-line error otherwise (a signed or wider integer type
+    has no scale to read it by, and floats beyond [0, 1] are not such images)."""
+    if images.dtype == np.uint8:
+        return (images / 255.0).astype(np.float32)
+    if not np.issubdtype(images.dtype, np.floating):
+        raise GengapError(f"{path}: images of type {images.dtype}: expected unsigned bytes "
+                          "(0..255) or floats in [0, 1]")
+    if images.size and (images.min() < 0 or images.max() > 1):
+        raise GengapError(f"{path}: float images from {images.min():g} to {images.max():g}: "
+                          "expected values in [0, 1]")
+    return images.astype(np.float32)
+
+
 def read_mnist_like(data_dir: Path | None, source: str) -> RawSplits:
     """The four IDX files of ``DIR/<source>/`` as float images in [0, 1] and labels."""
     folder = source_folder(data_dir, source, source)
@@ -42,8 +57,7 @@ def read_mnist_like(data_dir: Path | None, source: str) -> RawSplits:
             raise GengapError(f"{images_path}: images of {images.shape[1]}x{images.shape[2]}, "
                               f"the training images are {arrays[0].shape[2]}x"
                               f"{arrays[0].shape[3]}")
-        scale = 255.0 if images.dtype == np.uint8 else 1.0
-        arrays += [(images[:, None] / scale).astype(np.float32), labels]
+        arrays += [unit_images(images_path, images)[:, None], labels]
     return RawSplits(*arrays, num_classes=10)
 
 
