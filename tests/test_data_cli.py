@@ -83,6 +83,21 @@ def test_data_show_prints_sizes_balance_and_majority_baseline() -> None:
     assert found and abs(float(found.group(1)) - 0.271) < 0.03  # min over 3 digits: far above 10%
 
 
+def test_data_show_notes_test_classes_that_training_lacks(tmp_path: Path) -> None:
+    """Training labels 0..2 and test labels 7 loaded as 8 classes without a word."""
+    import numpy as np
+
+    rng = np.random.default_rng(0)
+    np.savez(tmp_path / "d.npz", x=rng.random((30, 4)), y=np.arange(30) % 3,
+             x_test=rng.random((20, 4)), y_test=np.full(20, 7))
+    result = run("data", "show", "npz", "--file", str(tmp_path / "d.npz"))
+    assert result.exit_code == 0, result.output
+    assert ("note: 1 class of the test split never occurs in training (7): no network trained "
+            "on it can learn it") in " ".join(result.output.split())
+    ok = run("data", "show", "digits")
+    assert "never occur" not in ok.output
+
+
 def test_data_show_errors_are_one_line(tmp_path: Path) -> None:
     for args, fragment in (
         (["data", "show", "digits", "--window", "3"], "unknown knob --window"),

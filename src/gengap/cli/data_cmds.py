@@ -157,6 +157,12 @@ def data_show(
         balance = balance.describe().loc[["min", "mean", "max"]].drop(columns="class")
         balance.insert(0, "class counts", balance.index)
     console.print(frame_table(balance, title="class balance"))
+    if unseen := s.test_only_classes:
+        shown = ", ".join(map(str, unseen[:10])) + (" …" if len(unseen) > 10 else "")
+        console.print(f"note: {len(unseen)} class{'es' if len(unseen) > 1 else ''} of the test "
+                      f"split never occur{'s' if len(unseen) == 1 else ''} in training "
+                      f"({shown}): no network trained on it can learn "
+                      f"{'them' if len(unseen) > 1 else 'it'}", highlight=False)
     console.print(
         f"majority-class accuracy (chance baseline): always predicting class "
         f"{s.majority_class} scores {s.majority_train_acc:.4f} on train, "

@@ -27,6 +27,13 @@ class DataSummary:
     majority_train_acc: float
     majority_test_acc: float
 
+    @property
+    def test_only_classes(self) -> list[int]:
+        """Classes that test examples hold but no training example does: no network trained
+        here can learn them."""
+        return [c for c, (n, t) in enumerate(zip(self.train_counts, self.test_counts,
+                                                  strict=True)) if t and not n]
+
 
 def summarize(splits: Splits) -> DataSummary:
     """The :class:`DataSummary` of ``splits``."""
