@@ -58,7 +58,9 @@ def test_findings_compare_the_fractions() -> None:
         "delay": [math.nan, 8.0, 4.0], "val_acc_at_train_99": [0.01, 0.02, 0.03],
         "best_val_acc": [0.5, 1.0, 1.0]})
     found = findings(table, 100)
-    assert found[1].endswith("99% validation at step 80, 8.0x later")
+    assert found[1].endswith("99% train at step 10 (validation accuracy then 0.020), 99% "
+                             "validation at step 80, 8.0x later")
+    assert found[0].endswith("99% validation not within 100 steps (best 0.500)")
     assert found[-2] == ("median steps to 99% validation fall as the training fraction "
                          "grows: 0.30: never, 0.40: 80, 0.50: 40")
     assert found[-1] == ("median steps to 99% training accuracy rise as the training "
@@ -68,7 +70,9 @@ def test_findings_compare_the_fractions() -> None:
     found = findings(table, 100)
     assert "do not fall" in found[-2] and "do not rise" in found[-1]
     table["steps_to_train_99"] = [10.0, math.nan, 20.0]  # a run that never fitted: no sentence
-    assert findings(table, 100)[-1].startswith("median steps to 99% validation")
+    found = findings(table, 100)
+    assert found[-1].startswith("median steps to 99% validation")
+    assert "99% train not within 100 steps" in found[1]
 
 
 def test_curves_on_a_log_step_axis(result) -> None:

@@ -128,14 +128,15 @@ def findings(table: pd.DataFrame, budget: int) -> list[str]:
     (when every run fitted) whether fitting the training set took longer at larger ones."""
     out = []
     for row in table.itertuples():
-        train = "never" if math.isnan(row.steps_to_train_99) else f"{row.steps_to_train_99:.0f}"
+        train = (f"not within {budget} steps" if math.isnan(row.steps_to_train_99)
+                 else f"at step {row.steps_to_train_99:.0f}")
         val = (f"not within {budget} steps (best {row.best_val_acc:.3f})"
-               if math.isnan(row.steps_to_val_99) else f"{row.steps_to_val_99:.0f}")
+               if math.isnan(row.steps_to_val_99) else f"at step {row.steps_to_val_99:.0f}")
         at = ("" if math.isnan(row.val_acc_at_train_99)
               else f" (validation accuracy then {row.val_acc_at_train_99:.3f})")
         out.append(
-            f"training fraction {row.train_fraction:.2f}, seed {row.seed}: 99% train at step "
-            f"{train}{at}, 99% validation at step {val}"
+            f"training fraction {row.train_fraction:.2f}, seed {row.seed}: 99% train "
+            f"{train}{at}, 99% validation {val}"
             + (f", {row.delay:.1f}x later" if not math.isnan(row.delay) else "")
         )
     medians = table.groupby("train_fraction")["steps_to_val_99"].median()
