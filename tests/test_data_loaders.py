@@ -350,9 +350,11 @@ def test_one_class_of_labels_is_refused_at_load(tmp_path: Path, label: int) -> N
     rng = np.random.default_rng(0)
     np.savez(tmp_path / "one.npz", x=rng.normal(size=(40, 5)).astype(np.float32),
              y=np.full(40, label, dtype=np.int64))
-    with pytest.raises(GengapError, match="npz: the training labels hold 1 class; a "
-                       "classification task needs at least two"):
+    with pytest.raises(GengapError, match=rf"npz \(.*one.npz\): the training split holds "
+                       rf"only class {label}; a classification task needs at least two classes"):
         load(DataSpec(name="npz", options={"file": str(tmp_path / "one.npz")}))
+    with pytest.raises(GengapError, match=f"{tmp_path}: a folder, not an .npz file"):
+        load(DataSpec(name="npz", options={"file": str(tmp_path)}))
 
 
 @pytest.mark.parametrize(("fraction", "train", "test"), [(0.999, 1, 1796), (0.001, 1795, 2)])

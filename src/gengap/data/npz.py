@@ -40,6 +40,8 @@ def npz_path(options: NpzOptions, data_dir: Path | None) -> Path:
 
 def read_npz(path: Path) -> dict[str, np.ndarray]:
     """Every array of an .npz file, without unpickling anything."""
+    if path.is_dir():
+        raise GengapError(f"{path}: a folder, not an .npz file")
     if not path.is_file():
         raise GengapError(f"npz: expected file {path}: not found")
     if not zipfile.is_zipfile(path):  # np.load would otherwise try to unpickle it

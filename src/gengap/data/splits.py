@@ -102,10 +102,12 @@ def load(spec: DataSpec, directory: str | Path | None = None) -> Splits:
         x_train, y_train = rz.select_classes(x_train, y_train, spec.classes, num_classes, name)
         x_test, y_test = rz.select_classes(x_test, y_test, spec.classes, num_classes, name)
         num_classes = len(spec.classes)
-    present = len(np.unique(y_train))
-    if present < 2:  # nothing to classify: training fits it at once, and measures fail
-        raise GengapError(f"{name}: the training labels hold {present} class; a "
-                          "classification task needs at least two")
+    present = np.unique(y_train)
+    if len(present) < 2:  # nothing to classify: training fits it at once, and measures fail
+        source = f"{name} ({spec.options['file']})" if "file" in spec.options else name
+        held = f"only class {present[0]}" if len(present) else "no examples"
+        raise GengapError(f"{source}: the training split holds {held}; a classification task "
+                          "needs at least two classes")
     if spec.train_size is not None:
         x_train, y_train = rz.subsample(x_train, y_train, spec.train_size, spec.seed, name)
     elif spec.train_fraction < 1.0:
