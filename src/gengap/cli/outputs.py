@@ -42,6 +42,10 @@ def output_file(path: Path | None, suffixes: tuple[str, ...] | None = None,
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
+        blocking = next((p for p in path.parents if p.is_file()), None)  # "File exists"
+        if blocking is not None:  # the path given is at fault
+            raise _bad(option, f"{path}: cannot make its folder ({blocking} is a file)"
+                       ) from None
         raise GengapError(f"{path}: cannot make its folder ({err.strerror})") from None
     # the very temporary file the writers use, made and removed: os.access says yes to root
     # in a folder that takes no file (/proc), and the refusal would come after the work
