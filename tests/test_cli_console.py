@@ -64,3 +64,16 @@ def test_none_in_an_object_column_is_a_dash():
     """The measures study's `agrees` column printed "None" where it has no answer."""
     text = _rendered(pd.DataFrame({"measure": ["a", "b", "c"], "agrees": [True, None, False]}))
     assert "None" not in text and "–" in text and "True" in text and "False" in text
+
+
+def test_the_report_writes_columns_as_the_terminal_does():
+    """Its tables showed whole-number float columns (epochs, steps) as 14.000 and 300.000."""
+    from gengap.report.tables import html_table
+
+    frame = pd.DataFrame({"steps": [300.0, math.nan, 14.0], "lr": [0.00899, 0.00937, 0.1],
+                          "acc": [0.25, 1.0, 0.5], "ok": [True, False, True]})
+    html = html_table(frame)
+    assert ">300<" in html and ">14<" in html and "300.000" not in html
+    assert ">0.00899<" in html and ">0.250<" in html and ">true<" in html
+    terminal = _rendered(frame)
+    assert "0.00899" in terminal and "300 " in terminal

@@ -8,19 +8,15 @@ from html import escape
 
 import pandas as pd
 
+from gengap.number_format import cell, column_decimals
 
-def number(value: object, digits: int = 3) -> str:
-    """A cell: floats to ``digits`` decimals (or significant digits when very large or small),
-    NaN and None as a dash."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "–"
+
+def number(value: object, digits: int = 3, decimals: int | None = None) -> str:
+    """A cell: floats to ``decimals`` decimals (default ``digits``; significant digits when
+    very large or small), NaN and None as a dash, booleans in lower case."""
     if isinstance(value, bool):
         return str(value).lower()
-    if isinstance(value, float):
-        if value != 0 and (abs(value) >= 1e5 or abs(value) < 10**-digits):
-            return f"{value:.{digits}g}"
-        return f"{value:.{digits}f}"
-    return str(value)
+    return cell(value, digits if decimals is None else decimals, digits)
 
 
 def html_table(
@@ -42,11 +38,14 @@ def html_table(
         f'<th class="{"num" if numeric[c] else "text"}">{escape(str(c))}</th>'
         for c in frame.columns
     )
+    # each column's decimals as the terminal chooses them (whole-number counts without)
+    decimals = {c: column_decimals(frame[c], digits) for c in frame.columns}
     rows = []
     for i, row in enumerate(frame.itertuples(index=False)):
         tds = []
         for column, value in zip(frame.columns, row, strict=True):
-            shown = cells[column][i] if column in cells else escape(number(value, digits))
+            shown = cells[column][i] if column in cells else escape(
+                number(value, digits, decimals[column]))
             key = _sort_key(value)
             tds.append(
                 f'<td class="{"num" if numeric[column] else "text"}" data-v="{key}">{shown}</td>'
