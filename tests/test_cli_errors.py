@@ -74,6 +74,11 @@ def test_missing_files_and_folders(tmp_path: Path):
     (tmp_path / "ranked.csv").write_text("measure,tau\n")
     assert_one_line_error(gengap("zoo", "status", str(tmp_path / "ranked.csv")),
                           "ranked.csv: a file, not a zoo folder")
+    # a file for a study's folder: refused before the study's banner, the one line printed
+    refused = gengap("study", "randomization", "--scale", "smoke", "--out",
+                     str(tmp_path / "ranked.csv"))
+    assert_one_line_error(refused, "ranked.csv: exists and is not a folder")
+    assert not refused.stdout.strip()
     # a study's folder that cannot be made (a file on its way): a traceback before
     assert_one_line_error(gengap("study", "randomization", "--scale", "smoke", "--out",
                                  str(tmp_path / "ranked.csv" / "sub")),

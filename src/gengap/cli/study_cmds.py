@@ -38,10 +38,15 @@ def run_and_show(name: str, scale: str, out: Path | None, workers: int, device: 
                  population: str) -> None:
     """Run study ``name`` and draw its result in the terminal."""
     from gengap.studies import check_scale, run_study, studies
+    from gengap.studies.runner import check_study_folder
+    from gengap.zoo.run import check_options
 
     study = studies.get(name)
     check_scale(scale)
     folder = out or Path(f"gengap-study-{name}")
+    # refused before the banner, so that a refusal is the one line printed
+    check_options("local", population, device=device)
+    check_study_folder(folder, name)
     console.print(f"gengap study {name} --scale {scale}: {study.summary}; folder {folder}")
     result = run_study(name, folder, scale=scale, workers=workers, device=device,
                        population=population)  # type: ignore[arg-type]
