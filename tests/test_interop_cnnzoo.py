@@ -178,6 +178,9 @@ def test_a_bad_metrics_table_leaves_no_zoo_folder(tmp_path: Path) -> None:
     (("metrics", "train_accuracy", 2, "high"), "row 2 has train_accuracy 'high', expected a "
      "number within [0, 1]"),
     (("metrics", "test_accuracy", 1, 1.5), "row 1 has test_accuracy 1.5"),
+    # the target unknown: it imported, and evaluate counted the run in n while ranking without it
+    (("metrics", "train_accuracy", 3, None), "row 3 has train_accuracy empty, expected a "
+     "number within [0, 1]"),
     (("layout", "start_idx", 2, "abc"), "row 2 needs whole, non-negative start_idx"),
     (("layout", "start_idx", 2, None), "row 2 needs whole, non-negative start_idx"),
     (("layout", "start_idx", 0, -5), "row 0 needs whole, non-negative start_idx"),
@@ -227,9 +230,41 @@ def test_bad_files_are_one_line_errors(tmp_path: Path) -> None:
             allow_pickle=True)  # an object array: refused, never unpickled
     with pytest.raises(GengapError, match="weights.npy"):
         read_cnnzoo(tmp_path / "z")
-    np.save(tmp_path / "z" / "weights.npy", np.zeros((3, 4970), np.float32))
+    columns = sum(int(np.prod(shape)) for _, shape in TENSORS)
+    np.save(tmp_path / "z" / "weights.npy", np.zeros((3, columns), np.float32))
     with pytest.raises(GengapError, match="metrics.csv.gz: 4 rows, weights.npy has 3"):
         read_cnnzoo(tmp_path / "z")
+    # columns the layout does not describe: ignored (more) or blamed on a layout row (fewer)
+    for wrong in (columns + 30, columns - 30):
+        np.save(tmp_path / "z" / "weights.npy", np.zeros((4, wrong), np.float32))
+        with pytest.raises(GengapError, match=rf"weights.npy: {wrong} columns, where layout.csv "
+                                              rf"describes {columns} weights"):
+            read_cnnzoo(tmp_path / "z")
+
+
+def test_the_accuracy_columns_are_required(tmp_path: Path) -> None:
+    write_cnnzoo(tmp_path / "z")
+    frame = pd.read_csv(tmp_path / "z" / "metrics.csv.gz").drop(columns="train_accuracy")
+    with gzip.open(tmp_path / "z" / "metrics.csv.gz", "wt") as handle:
+        frame.to_csv(handle, index=False)
+    with pytest.raises(GengapError, match="missing column 'train_accuracy'"):
+        import_cnnzoo(tmp_path / "z", tmp_path / "zoo")
+    assert not (tmp_path / "zoo").exists()
+
+
+def test_a_run_with_only_its_step_0_checkpoint_is_failed(tmp_path: Path) -> None:
+    """It was imported as done, its untrained weights taken for the final network."""
+    weights = write_cnnzoo(tmp_path / "z")
+    metrics = pd.read_csv(tmp_path / "z" / "metrics.csv.gz")
+    keep = ~((metrics["modeldir"] == "run_b") & (metrics["step"] == 86))
+    with gzip.open(tmp_path / "z" / "metrics.csv.gz", "wt") as handle:
+        metrics[keep].to_csv(handle, index=False)
+    np.save(tmp_path / "z" / "weights.npy", weights[keep.to_numpy()])
+    store = import_cnnzoo(tmp_path / "z", tmp_path / "zoo")
+    frame = store.frame().set_index("modeldir")
+    assert frame.loc["run_a", "status"] == "done" and frame.loc["run_b", "status"] == "failed"
+    assert frame.loc["run_b", "reason"] == ("only its step-0 checkpoint is in the file: the "
+                                            "run has no trained weights")
 
 
 def test_cli_import_cnnzoo(tmp_path: Path) -> None:
@@ -241,7 +276,8 @@ def test_cli_import_cnnzoo(tmp_path: Path) -> None:
     # a second import says what it added: nothing, or the networks an earlier one lacked
     result = CliRunner().invoke(app, command)
     said = " ".join(result.output.split())
-    assert f"nothing to import: all 2 networks were already in {tmp_path / 'zoo'} (0 with" in said
+    assert (f"nothing to import: all 2 networks were already in {tmp_path / 'zoo'} (0 "
+            "recorded as failed") in said
 
     def interrupt(_: int) -> None:
         raise KeyboardInterrupt
@@ -250,7 +286,7 @@ def test_cli_import_cnnzoo(tmp_path: Path) -> None:
         import_cnnzoo(tmp_path / "mnist_zoo", tmp_path / "zoo2", on_run=interrupt)
     result = CliRunner().invoke(app, [*command[:-1], str(tmp_path / "zoo2")])
     said = " ".join(result.output.split())
-    assert f"imported 1 more networks into {tmp_path / 'zoo2'} (2 now) (0 with" in said
+    assert f"imported 1 more networks into {tmp_path / 'zoo2'} (2 now) (0 recorded" in said
 
 
 @pytest.mark.parametrize(("column", "value", "message"), [

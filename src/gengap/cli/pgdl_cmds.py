@@ -135,7 +135,8 @@ def zoo_import_cnnzoo(
         store = import_cnnzoo(folder, out, limit=limit, on_run=lambda _: bar.advance(job))
     counts = store.counts()
     console.print(f"{_imported(counts, before, 'networks', out)} "
-                  f"({counts['failed']} with non-finite weights recorded as failed)")
+                  f"({counts['failed']} recorded as failed: non-finite weights or no trained "
+                  "checkpoint)")
 
 
 def _finished_runs(out: Path) -> int:

@@ -219,8 +219,10 @@ def read_cnnzoo(folder: str | Path) -> CnnZoo:
                                                 bounds["start_idx"], bounds["end_idx"],
                                                 strict=True))
     ]
+    if not layout:
+        raise GengapError(f"{paths['layout.csv']}: no tensors")
     for i, t in enumerate(layout):
-        if t.end - t.start != int(np.prod(t.shape)) or t.end > weights.shape[1]:
+        if t.end - t.start != int(np.prod(t.shape)):
             raise GengapError(f"{paths['layout.csv']}: row {i} ({t.varname}) spans "
                               f"[{t.start}, {t.end}), which does not fit shape {t.shape}")
     spans = sorted((t.start, t.end, i) for i, t in enumerate(layout))
@@ -228,10 +230,16 @@ def read_cnnzoo(folder: str | Path) -> CnnZoo:
         if start < end:  # two tensors reading the same weights: a wrong network
             raise GengapError(f"{paths['layout.csv']}: rows {i} and {j} ({layout[i].varname}, "
                               f"{layout[j].varname}) overlap")
+    described = sum(t.end - t.start for t in layout)
+    if weights.shape[1] != described or max(t.end for t in layout) != described:
+        # columns no tensor reads, or tensors past the last column: another network's files
+        raise GengapError(f"{paths['weights.npy']}: {weights.shape[1]} columns, where "
+                          f"layout.csv describes {described} weights from column 0 to "
+                          f"{max(t.end for t in layout)}")
     if len(metrics) != len(weights):
         raise GengapError(f"{paths['metrics.csv.gz']}: {len(metrics)} rows, weights.npy has "
                           f"{len(weights)}")
-    missing = {"modeldir", "step"} - set(metrics.columns)
+    missing = {"modeldir", "step", "train_accuracy", "test_accuracy"} - set(metrics.columns)
     if missing:
         raise GengapError(f"{paths['metrics.csv.gz']}: missing column {sorted(missing)[0]!r}")
     if not len(metrics):
@@ -253,8 +261,8 @@ def read_cnnzoo(folder: str | Path) -> CnnZoo:
             continue
         values = pd.to_numeric(metrics[column], errors="coerce")
         bad = values.isna() & metrics[column].notna()  # present, but not a number
-        if column.endswith("accuracy"):
-            bad |= (values < 0) | (values > 1)
+        if column.endswith("accuracy"):  # the target: every checkpoint has one
+            bad |= values.isna() | (values < 0) | (values > 1)
         if bad.any():
             row = int(bad.to_numpy().argmax())
             raise GengapError(f"{paths['metrics.csv.gz']}: row {row} has {column} "
@@ -276,7 +284,8 @@ def _cached(folder: str) -> CnnZoo:
 
 def final_rows(zoo: CnnZoo) -> list[tuple[int, int | None]]:
     """``(final row, init row or None)`` per run (``modeldir``), in file order; final = the
-    run's largest step, init = its step 0."""
+    run's largest step, init = its step 0 (None also for a run whose only checkpoint is its
+    step 0: see :func:`untrained`)."""
     out = []
     for _, group in zoo.metrics.groupby("modeldir", sort=False):
         final = int(group["step"].idxmax())
@@ -342,8 +351,9 @@ def import_cnnzoo(
     (its last checkpoint, and step 0 as ``init``), its accuracies and losses as metrics and its
     hyperparameters as ``hp.<name>`` columns. ``limit`` keeps the first N networks; a later
     import of the same folder with a larger limit (or none) adds the others to ``out``. A network
-    whose final weights are not finite is a ``failed`` run; one whose step-0 weights are not
-    has no ``init`` (the measures that need it are left out for it)."""
+    whose final weights are not finite, or that has only its step-0 checkpoint, is a
+    ``failed`` run with the reason; one whose step-0 weights are not finite has no ``init``
+    (the measures that need it are left out for it)."""
     zoo = read_cnnzoo(folder)
     pairs = final_rows(zoo)[:limit] if limit else final_rows(zoo)
     spec = cnnzoo_spec(zoo, [final for final, _ in pairs])
@@ -361,7 +371,7 @@ def import_cnnzoo(
         if run.run_id not in done:
             net = networks[json.dumps(zoo.keras_config(final), sort_keys=True)]
             state = zoo.state(final, net)
-            problem = weight_problem(state)
+            problem = untrained(zoo, final) or weight_problem(state)
             if problem:
                 store.record(run.run_id, "failed", _metrics(zoo, final), [], reason=problem)
             else:
@@ -373,6 +383,15 @@ def import_cnnzoo(
         if on_run:
             on_run(final)
     return store
+
+
+def untrained(zoo: CnnZoo, final: int) -> str | None:
+    """Why the run whose last checkpoint is row ``final`` did not train, or None: a run that
+    holds only its step-0 checkpoint (the published zoo lacks some checkpoints of crashed
+    runs) has no trained network to import."""
+    if int(zoo.metrics["step"].iloc[final]) == 0:
+        return "only its step-0 checkpoint is in the file: the run has no trained weights"
+    return None
 
 
 def _metrics(zoo: CnnZoo, row: int) -> dict[str, Any]:
