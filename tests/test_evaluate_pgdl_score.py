@@ -254,3 +254,26 @@ def test_hyperparameter_values_compare_as_values_but_true_is_not_one():
     assert same_value(256, 256.0) and same_value([128, 128], [128, 128])
     assert not same_value(True, 1) and not same_value(1, True)  # JSON's true is no number
     assert not same_value(2, "2")
+
+
+def test_repeated_keys_stray_folders_and_a_missing_model_are_named(tmp_path, toy):
+    """A repeated key scored with its last value unseen (8.47 became 9.77); a reference
+    folder without model_configs.json was blamed on the predictions."""
+    ref, pred = reference_folder(tmp_path, toy, ("task_a", "task_b"))
+    text = (pred / "task_a.predict").read_text().rstrip().removesuffix("}")
+    (pred / "task_a.predict").write_text(text + ', "model_1": 9.0}')
+    (ref / "junk").mkdir()
+    values = json.loads((pred / "task_b.predict").read_text())
+    del values["model_5"]
+    (pred / "task_b.predict").write_text(json.dumps(values))
+    tasks = {t.task: t for t in score_predictions(ref, pred).tasks}
+    assert tasks["task_a"].status == tasks["junk"].status == tasks["task_b"].status == "error"
+    assert tasks["task_a"].message == (f"{pred / 'task_a.predict'}: key 'model_1' appears "
+                                      "twice in one object")
+    assert tasks["junk"].message == (f"{ref / 'junk'}: not a task folder of the reference (no "
+                                    "model_configs.json)")
+    assert tasks["task_b"].message.endswith("(no prediction for model_5)")
+    configs = ref / "task_b" / "model_configs.json"
+    configs.write_text(configs.read_text().rstrip().removesuffix("}") + ', "1": {}}')
+    with pytest.raises(GengapError, match="key '1' appears twice"):
+        read_reference(configs)

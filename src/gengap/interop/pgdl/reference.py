@@ -45,15 +45,31 @@ def model_id(key: str) -> str:
 
 
 def read_json(path: Path, missing: str = "no such file") -> Any:
-    """A JSON file's content; a one-line error (``missing`` when it is absent) otherwise."""
+    """A JSON file's content; a one-line error (``missing`` when it is absent, or a key that
+    an object repeats: Python's json would keep its last value unseen) otherwise."""
     try:
-        return json.loads(path.read_text())
+        return json.loads(path.read_text(), object_pairs_hook=_once_each)
     except FileNotFoundError:
         raise GengapError(f"{path}: {missing}") from None
     except OSError as err:
         raise GengapError(f"{path}: cannot read: {err.strerror or err}") from None
+    except RepeatedKey as err:
+        raise GengapError(f"{path}: key {str(err)!r} appears twice in one object") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise GengapError(f"{path}: not valid JSON ({err})") from None
+
+
+class RepeatedKey(ValueError):
+    """A JSON object that names a key twice."""
+
+
+def _once_each(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise RepeatedKey(key)
+        out[key] = value
+    return out
 
 
 def accuracy(value: Any, where: str, name: str) -> float:

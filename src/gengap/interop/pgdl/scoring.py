@@ -193,9 +193,12 @@ def _score_on(ref: Reference, frame: pd.DataFrame, levels: dict[str, list[Any]],
         predictions = wanted if len(wanted) == len(frame) else predictions
     check_grid(frame, ref.hyperparameters, levels, where=where, remedy="--subgrid")
     if len(frame) != len(predictions):
+        lacking = [m for m in frame.index if m not in predictions]
+        hint = f" (no prediction for {', '.join(lacking[:3])}" + (
+            " …)" if len(lacking) > 3 else ")") if lacking else ""
         raise GengapError(
             f"{blame}: Prediction shape={len(predictions)} instead of Solution "
-            f"shape={len(frame)}{f' of {where}' if source is not None else ''}"
+            f"shape={len(frame)}{f' of {where}' if source is not None else ''}{hint}"
         )
     values = {}
     for key, value in predictions.items():
@@ -229,6 +232,10 @@ def score_predictions(
     time_exceeded = False
     for task, configs in tasks.items():
         path = pred_root if pred_root.is_file() else pred_root / f"{task}.predict"
+        if not configs.is_file():  # a stray folder beside the tasks: not the predictions' fault
+            results.append(TaskScore(task, math.nan, "error", f"{configs.parent}: not a task "
+                                     f"folder of the reference (no {CONFIGS_NAME})"))
+            continue
         try:
             prediction = read_predictions(path)
             if any(v == EXCEEDED for v in prediction.values()):
