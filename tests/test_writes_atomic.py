@@ -235,3 +235,22 @@ def test_a_loop_of_symbolic_links_is_one_line(tmp_path: Path):
     with pytest.raises(GengapError) as err:
         write_text_atomically(one, "x\n")
     assert str(err.value).startswith(f"{one}: cannot write (a loop of symbolic links")
+
+
+def test_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_path: Path):
+    """A writer killed outright (kill -9) left its temporary file beside the target for good."""
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
+    target = tmp_path / "final.safetensors"
+    stale = tmp_path / f".final.safetensors.tmp{int(dead.stdout)}"
+    stale.write_bytes(b"half")
+    alive = tmp_path / f".final.safetensors.tmp{os.getppid()}"  # a running writer's: kept
+    alive.write_bytes(b"in progress")
+    other = tmp_path / f".other.safetensors.tmp{int(dead.stdout)}"  # another target's: kept
+    other.write_bytes(b"half")
+    write_text_atomically(target, "whole")
+    assert target.read_text() == "whole"
+    assert not stale.exists() and alive.exists() and other.exists()

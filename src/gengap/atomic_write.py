@@ -28,6 +28,7 @@ def write_atomically(path: Path, write: Callable[[Path], None], what: str = "") 
         _to_disk(tmp)  # before the old mode: a mode of 0200 would refuse reading it back
         _keep_mode(target, tmp)
         os.replace(tmp, target)
+        _remove_stale(target)
     except OSError as err:
         _remove(tmp)
         raise _refused(path, err, what) from None
@@ -89,6 +90,25 @@ def _to_disk(tmp: Path) -> None:
 
 def _temporary(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp{os.getpid()}")
+
+
+def _remove_stale(target: Path) -> None:
+    """Remove the temporary files of ``target`` that processes no longer running left behind
+    (killed outright mid-write, kill -9, which no cleanup survives)."""
+    for tmp in target.parent.glob(f".{target.name}.tmp*"):
+        pid = tmp.name.rsplit(".tmp", 1)[-1]
+        if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
+            _remove(tmp)
+
+
+def _running(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)  # signal 0: only asks whether the process exists
+    except ProcessLookupError:
+        return False
+    except OSError:  # another user's process: it exists
+        return True
+    return True
 
 
 def _remove(tmp: Path) -> None:
