@@ -226,6 +226,9 @@ def test_bad_files_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(GengapError, match="weights.npy: not a readable .npy array") as err:
         read_cnnzoo(tmp_path / "z")
     assert "\n" not in str(err.value)
+    (tmp_path / "z" / "weights.npy").write_text("0.1,0.2\n")
+    with pytest.raises(GengapError, match="weights.npy: not a .npy file"):
+        read_cnnzoo(tmp_path / "z")
     np.save(tmp_path / "z" / "weights.npy", np.array([{"a": 1}], dtype=object),
             allow_pickle=True)  # an object array: refused, never unpickled
     with pytest.raises(GengapError, match="weights.npy"):

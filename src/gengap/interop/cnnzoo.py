@@ -194,6 +194,9 @@ def read_cnnzoo(folder: str | Path) -> CnnZoo:
                               "layout.csv and metrics.csv.gz)")
     if zipfile.is_zipfile(paths["weights.npy"]):
         raise GengapError(f"{paths['weights.npy']}: an .npz archive, expected a .npy array")
+    with paths["weights.npy"].open("rb") as head:
+        if head.read(6) != b"\x93NUMPY":  # numpy would take any other file for a pickle
+            raise GengapError(f"{paths['weights.npy']}: not a .npy file (no NumPy header)")
     try:
         weights = np.load(paths["weights.npy"], mmap_mode="r", allow_pickle=False)
     except (ValueError, OSError, EOFError) as err:
