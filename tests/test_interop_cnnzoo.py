@@ -341,3 +341,14 @@ def test_a_limited_import_can_be_extended(tmp_path: Path) -> None:
     write_cnnzoo(other / "fashion_zoo")
     with pytest.raises(GengapError, match="different spec"):
         import_cnnzoo(other / "fashion_zoo", tmp_path / "zoo")
+
+
+def test_a_bias_without_its_kernel_names_its_layout_row(tmp_path: Path) -> None:
+    write_cnnzoo(tmp_path / "z")
+    frame = pd.read_csv(tmp_path / "z" / "layout.csv", index_col=0)
+    frame.loc[3, "varname"] = "sequential/conv2d_1/bias_copy/bias:0"  # was conv2d_1's kernel
+    frame.to_csv(tmp_path / "z" / "layout.csv")
+    with pytest.raises(GengapError, match=r"layout.csv: row 2 \(sequential/conv2d_1/bias:0\) is "
+                                          "a bias without its kernel"):
+        import_cnnzoo(tmp_path / "z", tmp_path / "zoo")
+    assert not (tmp_path / "zoo").exists()

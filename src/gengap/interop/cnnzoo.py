@@ -86,7 +86,8 @@ class CnnZoo:
     def layers(self) -> list[dict[str, Tensor]]:
         """The tensors grouped per layer, ``{"bias": ..., "kernel": ...}``, in file order."""
         out: list[dict[str, Tensor]] = []
-        for tensor in self.layout:
+        rows: list[int] = []  # each layer's first layout row, for the messages
+        for row, tensor in enumerate(self.layout):
             kind = tensor.varname.rsplit("/", 1)[-1].split(":", 1)[0]
             if kind not in ("bias", "kernel"):
                 raise GengapError(
@@ -95,10 +96,12 @@ class CnnZoo:
                 )
             if not out or kind in out[-1]:
                 out.append({})
+                rows.append(row)
             out[-1][kind] = tensor
-        for layer in out:
+        for layer, row in zip(out, rows, strict=True):
             if "kernel" not in layer:
-                raise GengapError(f"{self.folder / 'layout.csv'}: a bias without its kernel")
+                raise GengapError(f"{self.folder / 'layout.csv'}: row {row} "
+                                  f"({layer['bias'].varname}) is a bias without its kernel")
         return out
 
     def keras_config(self, row: int) -> dict[str, Any]:
