@@ -232,3 +232,43 @@ def test_a_zoo_on_ray_gives_the_local_metrics(tmp_path: Path, local_ray):
     # resuming on Ray trains nothing more
     again = train_zoo(zoo, tmp_path / "ray", device="cpu", executor="ray")
     assert again.counts() == on_ray.counts()
+
+
+def test_an_interrupted_ray_zoo_cancels_its_tasks_before_ray_shuts_down(tmp_path: Path,
+                                                                         monkeypatch):
+    """Ctrl-C while outcomes arrived shut Ray down first; the generator's late cancel then
+    started a new local Ray (a stand-in Ray module logs the order)."""
+    import sys
+    import types
+
+    from gengap.specs import ZooSpec
+    from gengap.zoo import run as run_module
+    from gengap.zoo.worker import RunOutcome
+
+    log: list[str] = []
+    state = {"up": False}
+    pending: list[str] = []
+    fake = types.ModuleType("ray")
+    fake.is_initialized = lambda: state["up"]  # type: ignore[attr-defined]
+    fake.init = lambda **_: (state.update(up=True), log.append("init"))  # type: ignore[attr-defined]
+    fake.shutdown = lambda: (state.update(up=False), log.append("shutdown"))  # type: ignore[attr-defined]
+    fake.remote = lambda **_: (lambda fn: types.SimpleNamespace(  # type: ignore[attr-defined]
+        remote=lambda *args: object()))
+    fake.wait = lambda refs, num_returns=1: (refs[:1], refs[1:])  # type: ignore[attr-defined]
+    fake.get = lambda ref: [RunOutcome(run_id=pending.pop(0), status="failed", metrics={},  # type: ignore[attr-defined]
+                                       history=[], reason="stand-in")]
+    fake.cancel = lambda ref, force=False: log.append(  # type: ignore[attr-defined]
+        "cancel" if state["up"] else "cancel without Ray")
+    monkeypatch.setitem(sys.modules, "ray", fake)
+    planned = run_module.plan_tasks
+    monkeypatch.setattr(run_module, "plan_tasks", lambda runs, *a, **k: (
+        pending.extend(r.run_id for r in runs), planned(runs, *a, **k))[1])
+    zoo = ZooSpec(seeds=(0, 1, 2), data={"name": "digits", "train_fraction": 0.1},
+                  arch={"family": "mlp", "width": 4, "depth": 1}, train={"max_epochs": 1})
+
+    def interrupt(_: RunOutcome) -> None:
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        train_zoo(zoo, tmp_path / "z", device="cpu", executor="ray", on_outcome=interrupt)
+    assert log == ["init", "cancel", "cancel", "shutdown"]

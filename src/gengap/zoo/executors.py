@@ -72,8 +72,9 @@ def run_ray(
                 done, running = ray.wait(running, num_returns=1)
                 yield from ray.get(done[0])
         finally:
-            for ref in running:
-                ray.cancel(ref, force=True)
+            if ray.is_initialized():  # a cancel without Ray would start one
+                for ref in running:
+                    ray.cancel(ref, force=True)
 
 
 @contextmanager

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import closing
 from pathlib import Path
 
 from gengap.device import resolve_device
@@ -57,15 +58,24 @@ def train_zoo(
             on_start(len(pending), sum(store.counts().values()))
         outcomes = run(tasks, str(store.root), workers=workers, device=device, data_dir=data,
                        address=address)
-        for outcome in outcomes:
-            for which, blob in outcome.weights.items():
-                store.save_weight_bytes(outcome.run_id, which, blob)
-            store.record(
-                outcome.run_id, outcome.status, outcome.metrics, outcome.history, outcome.reason
-            )
-            if on_outcome:
-                on_outcome(outcome)
+        # closed inside the session: an error or Ctrl-C cancels the tasks in flight before
+        # Ray is shut down (a cancel at garbage collection, after it, would start a new Ray)
+        with closing(outcomes):
+            _record(store, outcomes, on_outcome)
     return store
+
+
+def _record(store: Store, outcomes: Iterator[RunOutcome],
+            on_outcome: Callable[[RunOutcome], None] | None) -> None:
+    """Write each outcome into the store (weights, then the run's row) as it arrives."""
+    for outcome in outcomes:
+        for which, blob in outcome.weights.items():
+            store.save_weight_bytes(outcome.run_id, which, blob)
+        store.record(
+            outcome.run_id, outcome.status, outcome.metrics, outcome.history, outcome.reason
+        )
+        if on_outcome:
+            on_outcome(outcome)
 
 
 def check_new_zoo(zoo: ZooSpec, out: str | Path, executor: str,
