@@ -59,6 +59,10 @@ def test_a_comparison_with_every_feature_set_empty_is_an_error():
                        r"hyperparameter columns") as err:
         compare_feature_sets(frame, [], [], "test_acc", folds=4)
     assert len(str(err.value).splitlines()) == 1
+    with pytest.raises(GengapError, match="every feature set is empty"):
+        compare_feature_sets(frame, [], [], "test_acc", ["measures", "measures"], folds=4)
+    with pytest.raises(GengapError, match="no feature sets to compare"):
+        compare_feature_sets(frame, [], [], "test_acc", [], folds=4)
     one = compare_feature_sets(frame, [], ["act", "lr"], "test_acc", folds=4)
     assert one.set_index("features").loc["measures", "note"].startswith("feature set")
 

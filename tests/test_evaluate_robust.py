@@ -110,3 +110,11 @@ def test_a_test_size_column_is_read_by_default_and_names_may_be_one_string():
     pd.testing.assert_frame_equal(by_default, explicit)
     assert by_default.loc[0, "robust_envs"] == 0 and "tau" in by_default.columns
     assert robust_sign_error(small, "m", ["a", "b"], min_ess=1).loc["all", "environments"] == 0
+
+
+def test_a_partly_empty_test_size_column_takes_the_papers_size_where_empty():
+    """Rows of an older zoo without a recorded test size got no weight, silently."""
+    frame = two_by_two_with_seeds()
+    full = robust_sign_error(frame, "m", ["a", "b"], min_ess=1)
+    part = frame.assign(test_size=[10_000.0 if i % 2 else math.nan for i in range(len(frame))])
+    pd.testing.assert_frame_equal(robust_sign_error(part, "m", ["a", "b"], min_ess=1), full)

@@ -178,9 +178,6 @@ def test_a_bad_metrics_table_leaves_no_zoo_folder(tmp_path: Path) -> None:
     (("metrics", "train_accuracy", 2, "high"), "row 2 has train_accuracy 'high', expected a "
      "number within [0, 1]"),
     (("metrics", "test_accuracy", 1, 1.5), "row 1 has test_accuracy 1.5"),
-    # the target unknown: it imported, and evaluate counted the run in n while ranking without it
-    (("metrics", "train_accuracy", 3, None), "row 3 has train_accuracy empty, expected a "
-     "number within [0, 1]"),
     (("layout", "start_idx", 2, "abc"), "row 2 needs whole, non-negative start_idx"),
     (("layout", "start_idx", 2, None), "row 2 needs whole, non-negative start_idx"),
     (("layout", "start_idx", 0, -5), "row 0 needs whole, non-negative start_idx"),
@@ -237,7 +234,8 @@ def test_bad_files_are_one_line_errors(tmp_path: Path) -> None:
     np.save(tmp_path / "z" / "weights.npy", np.zeros((3, columns), np.float32))
     with pytest.raises(GengapError, match="metrics.csv.gz: 4 rows, weights.npy has 3"):
         read_cnnzoo(tmp_path / "z")
-    # columns the layout does not describe: ignored (more) or blamed on a layout row (fewer)
+    # columns the layout does not describe: they were ignored (more) or blamed on a layout
+    # row (fewer)
     for wrong in (columns + 30, columns - 30):
         np.save(tmp_path / "z" / "weights.npy", np.zeros((4, wrong), np.float32))
         with pytest.raises(GengapError, match=rf"weights.npy: {wrong} columns, where layout.csv "
@@ -253,6 +251,20 @@ def test_the_accuracy_columns_are_required(tmp_path: Path) -> None:
     with pytest.raises(GengapError, match="missing column 'train_accuracy'"):
         import_cnnzoo(tmp_path / "z", tmp_path / "zoo")
     assert not (tmp_path / "zoo").exists()
+
+
+def test_a_last_checkpoint_without_an_accuracy_is_a_failed_run(tmp_path: Path) -> None:
+    """It imported as done without a gap, and evaluate counted it in n while ranking without
+    it. An earlier checkpoint without one is no matter (only the last is imported)."""
+    write_cnnzoo(tmp_path / "z")
+    frame = pd.read_csv(tmp_path / "z" / "metrics.csv.gz")
+    frame.loc[[0, 3], "train_accuracy"] = np.nan  # run_a's step 0, run_b's last
+    with gzip.open(tmp_path / "z" / "metrics.csv.gz", "wt") as handle:
+        frame.to_csv(handle, index=False)
+    table = import_cnnzoo(tmp_path / "z", tmp_path / "zoo").frame().set_index("modeldir")
+    assert list(table["status"]) == ["done", "failed"]
+    assert table.loc["run_b", "reason"] == ("its last checkpoint (metrics row 3) has no "
+                                            "train_accuracy")
 
 
 def test_a_run_with_only_its_step_0_checkpoint_is_failed(tmp_path: Path) -> None:

@@ -28,6 +28,8 @@ def test_numpy_arrays_are_measured_as_tensors():
     from_torch = compute(MeasureContext(model, None, torch.from_numpy(x), torch.from_numpy(y)),
                          ["margin", "cross_entropy"])
     assert from_numpy == from_torch
+    reversed_rows = compute(MeasureContext(model, None, x[::-1], y[::-1]), ["cross_entropy"])
+    assert reversed_rows["cross_entropy"] == pytest.approx(from_numpy["cross_entropy"])
     with pytest.raises(GengapError, match="x_train: not an array of numbers") as err:
         MeasureContext(model, None, np.array([{"a": 1}] * 40), y)
     assert len(str(err.value).splitlines()) == 1
@@ -72,10 +74,12 @@ def test_evaluation_functions_name_the_missing_column():
         (lambda: granulated_kendall(frame, "m", "gap", ["lr", "depth"]),
          "no hyperparameter column 'depth'"),
         (lambda: fit_predictor(frame, ["m", "nope"], target="gap"), "no feature column 'nope'"),
-        (lambda: kendall([1, 2, 3], [1, 3]), "the measure has 3 values and the target 2"),
+        (lambda: kendall([1, 2, 3], [1, 3]),
+         r"the measure has shape \(3,\) and the target \(2,\)"),
     ):
         with pytest.raises(GengapError, match=message):
             call()
+    assert kendall(np.array([[1.0], [2.0], [3.0]]), [1, 3, 2]) == kendall([1, 2, 3], [1, 3, 2])
     # the gap is derived, as ranking_table derives it
     psi, axes = granulated_kendall(frame, "m", "gap", ["lr", "wd"])
     assert axes["lr"] == 1.0 and psi == pytest.approx((1.0 + axes["wd"]) / 2)
@@ -93,3 +97,15 @@ def test_a_wide_csv_table_takes_a_column_without_a_fragmentation_warning(tmp_pat
         warnings.simplefilter("error")
         table = read_table(path).assign(zoo="wide")
     assert table.shape == (2, 151)
+
+
+def test_held_out_inputs_give_the_input_shape():
+    """A BatchNorm model with only held-out inputs lost every weight measure from available()."""
+    from gengap.measures import available
+
+    torch.manual_seed(0)
+    bn = nn.Sequential(nn.Linear(6, 8), nn.BatchNorm1d(8), nn.ReLU(), nn.Linear(8, 3))
+    bn.eval()
+    ctx = MeasureContext(bn, x_heldout=torch.randn(20, 6), second_model=bn)
+    assert ctx.input_shape == (6,)
+    assert {"disagreement", "path_norm", "prod_of_spec"} <= set(available(ctx))

@@ -251,6 +251,13 @@ def test_temporary_files_of_killed_writers_are_removed_by_the_next_write(tmp_pat
     alive.write_bytes(b"in progress")
     other = tmp_path / f".other.safetensors.tmp{int(dead.stdout)}"  # another target's: kept
     other.write_bytes(b"half")
+    odd = tmp_path / f".final.safetensors.tmp{'9' * 40}"  # no PID at all: kept, no error
+    odd.write_bytes(b"?")
     write_text_atomically(target, "whole")
     assert target.read_text() == "whole"
-    assert not stale.exists() and alive.exists() and other.exists()
+    assert not stale.exists() and alive.exists() and other.exists() and odd.exists()
+    bracketed = tmp_path / "r[1].html"  # glob's own characters in the name
+    stale_bracketed = tmp_path / f".r[1].html.tmp{int(dead.stdout)}"
+    stale_bracketed.write_bytes(b"half")
+    write_text_atomically(bracketed, "page")
+    assert not stale_bracketed.exists()

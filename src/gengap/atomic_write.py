@@ -5,6 +5,7 @@ link: the file it points to is replaced. A replaced file keeps its permission bi
 
 from __future__ import annotations
 
+import glob
 import os
 import stat
 from collections.abc import Callable
@@ -28,13 +29,14 @@ def write_atomically(path: Path, write: Callable[[Path], None], what: str = "") 
         _to_disk(tmp)  # before the old mode: a mode of 0200 would refuse reading it back
         _keep_mode(target, tmp)
         os.replace(tmp, target)
-        _remove_stale(target)
     except OSError as err:
         _remove(tmp)
         raise _refused(path, err, what) from None
     except BaseException:  # the writer's own error, Ctrl-C: still no half file left behind
         _remove(tmp)
         raise
+    with suppress(Exception):  # tidying only: the file is written whatever happens here
+        _remove_stale(target)
 
 
 def write_text_atomically(path: Path, text: str, what: str = "") -> None:
@@ -95,18 +97,20 @@ def _temporary(path: Path) -> Path:
 def _remove_stale(target: Path) -> None:
     """Remove the temporary files of ``target`` that processes no longer running left behind
     (killed outright mid-write, kill -9, which no cleanup survives)."""
-    for tmp in target.parent.glob(f".{target.name}.tmp*"):
+    for tmp in target.parent.glob(f".{glob.escape(target.name)}.tmp*"):
         pid = tmp.name.rsplit(".tmp", 1)[-1]
         if pid.isdigit() and int(pid) != os.getpid() and not _running(int(pid)):
             _remove(tmp)
 
 
 def _running(pid: int) -> bool:
+    """Whether process ``pid`` runs on this machine (a writer in another PID namespace or on
+    another host sharing the folder looks gone: its temporary file would be removed)."""
     try:
         os.kill(pid, 0)  # signal 0: only asks whether the process exists
     except ProcessLookupError:
         return False
-    except OSError:  # another user's process: it exists
+    except (OSError, OverflowError, ValueError):  # another user's, or no PID at all: keep
         return True
     return True
 

@@ -18,10 +18,10 @@ from gengap.table_file import write_table
 MAX_BOOTSTRAP = 100_000  # far past what a stable interval needs; more only fills memory
 
 def split_names(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    names = [n.strip() for n in text.split(",") if n.strip()]
-    return names or None
+    """Comma-separated names as a list; None where none are given."""
+    from gengap.evaluate.ranking import listed
+
+    return (listed(text) or None) if text is not None else None
 
 
 def _metrics(text: str) -> None:

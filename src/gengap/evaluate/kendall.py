@@ -22,9 +22,11 @@ def kendall(measure: Sequence[float], target: Sequence[float]) -> float:
 
     NaN when either side is constant or fewer than two pairs are finite.
     """
-    x, y = np.asarray(measure, dtype=float), np.asarray(target, dtype=float)
-    if x.shape != y.shape:
-        raise GengapError(f"kendall: the measure has {x.size} values and the target {y.size}")
+    x, y = (np.asarray(v, dtype=float) for v in (measure, target))
+    x, y = (v.ravel() if v.ndim == 2 and v.shape[1] == 1 else v for v in (x, y))  # a column
+    if x.shape != y.shape or x.ndim != 1:
+        raise GengapError(f"kendall: the measure has shape {x.shape} and the target "
+                          f"{y.shape}; give two sequences of one value per network")
     keep = np.isfinite(x) & np.isfinite(y)
     if keep.sum() < 2:
         return float("nan")

@@ -214,6 +214,8 @@ def compare_feature_sets(
     """One row per feature set: its cross-validated R² and tau on held-out models (a set
     that is empty in this table gets a ``note`` instead). A one-line :class:`GengapError`
     where every set is empty: there is nothing to compare."""
+    if not kinds:
+        raise GengapError("no feature sets to compare")
     rows: list[dict[str, Any]] = []
     empty: dict[str, str] = {}
     for kind in kinds:
@@ -226,7 +228,7 @@ def compare_feature_sets(
         result = cross_validate(frame, columns, target, folds, groups, seed,
                                 together=run_configuration(hyperparameters), **trees)
         rows.append({"features": kind, "columns": len(columns), **result.summary()})
-    if len(empty) == len(rows):
+    if all("note" in row for row in rows):
         raise GengapError("every feature set is empty (" + "; ".join(
             f"{kind}: {why}" for kind, why in empty.items()) + ")")
     return pd.DataFrame(rows)

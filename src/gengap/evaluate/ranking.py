@@ -76,6 +76,8 @@ def ranking_table(
     ``hyperparameters`` and ``metrics`` are sequences of names or comma-separated strings.
     """
     measures, hyperparameters, metrics = listed(measures), listed(hyperparameters), listed(metrics)
+    if not measures:
+        raise GengapError("no measures to rank")
     unknown = [m for m in metrics if m not in METRICS]
     if unknown:
         raise GengapError(f"unknown metric {unknown[0]!r} (metrics: {', '.join(METRICS)})")

@@ -112,9 +112,13 @@ def environments(
 def _test_sizes(frame: pd.DataFrame, test_size: int | str | None) -> np.ndarray:
     """The test examples behind each row's gap: a column of ``frame``, or one number; None
     reads the ``test_size`` column where the table has one (a zoo's frame does), else takes
-    :data:`PAPER_TEST_SIZE`."""
+    :data:`PAPER_TEST_SIZE`, as it does for the rows where that column is empty (runs stored
+    before it was recorded)."""
     if test_size is None:
-        test_size = "test_size" if "test_size" in frame.columns else PAPER_TEST_SIZE
+        if "test_size" not in frame.columns:
+            return np.full(len(frame), float(PAPER_TEST_SIZE))
+        sizes = pd.to_numeric(frame["test_size"], errors="coerce").to_numpy(dtype=float)
+        return np.where(np.isnan(sizes), float(PAPER_TEST_SIZE), sizes)
     if isinstance(test_size, str):
         if test_size not in frame.columns:
             raise GengapError(f"no test-size column {test_size!r} in the table")

@@ -267,8 +267,8 @@ def read_cnnzoo(folder: str | Path) -> CnnZoo:
             continue
         values = pd.to_numeric(metrics[column], errors="coerce")
         bad = values.isna() & metrics[column].notna()  # present, but not a number
-        if column.endswith("accuracy"):  # the target: every checkpoint has one
-            bad |= values.isna() | (values < 0) | (values > 1)
+        if column.endswith("accuracy"):
+            bad |= (values < 0) | (values > 1)
         if bad.any():
             row = int(bad.to_numpy().argmax())
             raise GengapError(f"{paths['metrics.csv.gz']}: row {row} has {column} "
@@ -357,9 +357,9 @@ def import_cnnzoo(
     (its last checkpoint, and step 0 as ``init``), its accuracies and losses as metrics and its
     hyperparameters as ``hp.<name>`` columns. ``limit`` keeps the first N networks; a later
     import of the same folder with a larger limit (or none) adds the others to ``out``. A network
-    whose final weights are not finite, or that has only its step-0 checkpoint, is a
-    ``failed`` run with the reason; one whose step-0 weights are not finite has no ``init``
-    (the measures that need it are left out for it)."""
+    whose final weights are not finite, that has only its step-0 checkpoint or whose last
+    checkpoint lacks an accuracy is a ``failed`` run with the reason; one whose step-0 weights
+    are not finite has no ``init`` (the measures that need it are left out for it)."""
     zoo = read_cnnzoo(folder)
     pairs = final_rows(zoo)[:limit] if limit else final_rows(zoo)
     spec = cnnzoo_spec(zoo, [final for final, _ in pairs])
@@ -377,7 +377,7 @@ def import_cnnzoo(
         if run.run_id not in done:
             net = networks[json.dumps(zoo.keras_config(final), sort_keys=True)]
             state = zoo.state(final, net)
-            problem = untrained(zoo, final) or weight_problem(state)
+            problem = unusable(zoo, final) or weight_problem(state)
             if problem:
                 store.record(run.run_id, "failed", _metrics(zoo, final), [], reason=problem)
             else:
@@ -391,12 +391,17 @@ def import_cnnzoo(
     return store
 
 
-def untrained(zoo: CnnZoo, final: int) -> str | None:
-    """Why the run whose last checkpoint is row ``final`` did not train, or None: a run that
-    holds only its step-0 checkpoint (the published zoo lacks some checkpoints of crashed
-    runs) has no trained network to import."""
-    if int(zoo.metrics["step"].iloc[final]) == 0:
+def unusable(zoo: CnnZoo, final: int) -> str | None:
+    """Why the run whose last checkpoint is row ``final`` cannot be imported as finished, or
+    None: a run that holds only its step-0 checkpoint (the published zoo lacks some checkpoints
+    of crashed runs) has no trained network; one whose last checkpoint lacks an accuracy has
+    no gap to be ranked by."""
+    record = zoo.metrics.iloc[final]
+    if int(record["step"]) == 0:
         return "only its step-0 checkpoint is in the file: the run has no trained weights"
+    lacking = [c for c in ("train_accuracy", "test_accuracy") if pd.isna(record[c])]
+    if lacking:
+        return f"its last checkpoint (metrics row {final}) has no {lacking[0]}"
     return None
 
 

@@ -52,7 +52,8 @@ class MeasureContext:
             as the measures need (a ``DataParallel`` wrapper: the module it runs).
         init_model: the same network at initialization, for distance-to-init measures.
         x_train, y_train: the training set, for data measures (tensors, or numpy arrays).
-        input_shape: one input's shape (taken from ``x_train`` when not given).
+        input_shape: one input's shape (taken from ``x_train``, else ``x_heldout``, when not
+            given).
         device: where forward passes run (``auto`` picks CUDA when present).
         batch_size: batch size of forward passes (default: chosen by
             :func:`gengap.measures.batching.auto_batch_size`).
@@ -109,8 +110,8 @@ class MeasureContext:
             x_heldout = checked_inputs(x_heldout, model, "x_heldout")
         # a channels-last-strided 1-channel batch would carry that order into the backward passes
         self.x_train, self.y_train = _plain(x_train), y_train
-        if input_shape is None and x_train is not None:
-            input_shape = tuple(x_train.shape[1:])
+        if input_shape is None and (x_train is not None or x_heldout is not None):
+            input_shape = tuple((x_train if x_train is not None else x_heldout).shape[1:])
         self.input_shape = input_shape
         self.batch_size = batch_size or auto_batch_size(
             self.model, x_train[:2] if x_train is not None else None, self.device)

@@ -77,7 +77,7 @@ def as_tensor(value: object, what: str) -> torch.Tensor | None:
     if value is None or isinstance(value, torch.Tensor):
         return value
     try:
-        return torch.as_tensor(np.asarray(value))
+        return torch.as_tensor(np.ascontiguousarray(value))  # torch takes no negative strides
     except (TypeError, ValueError, RuntimeError) as err:
         raise GengapError(f"{what}: not an array of numbers ({type(value).__name__}: "
                           f"{str(err).splitlines()[0]})") from None
