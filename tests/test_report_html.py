@@ -117,6 +117,22 @@ def test_heatmap_shows_the_psi_terms_of_the_ranking(data: ReportData):
         np.testing.assert_allclose(z[rows.index(measure)], expected)
 
 
+def test_a_heatmap_with_every_cell_undefined_is_a_note(data: ReportData):
+    """One finished run per setting: the section drew an empty grid and said nothing."""
+    from dataclasses import replace
+
+    from gengap.report.sections.granulated import granulated_section
+
+    blank = data.evaluation.ranking.copy()
+    for column in [c for c in blank.columns if c.startswith("psi")]:
+        blank[column] = np.nan
+    section = granulated_section(replace(data, evaluation=replace(data.evaluation,
+                                                                  ranking=blank)))
+    html = section.body
+    assert "no group has two runs that differ in one hyperparameter only" in html
+    assert "plotly" not in html.lower()
+
+
 def test_scatter_hover_names_each_runs_hyperparameters(data: ReportData):
     fig = measure_scatter(data, "good")
     shown = [t for trace in fig.data if trace.visible for t in trace.text]

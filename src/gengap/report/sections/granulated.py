@@ -31,6 +31,11 @@ def granulated_section(data: ReportData) -> Section:
         "hyperparameter varies. Ψ is the mean of a row. Blank: undefined (no group where both "
         "vary).</p>"
     )
+    if not np.isfinite(ranking[list(columns)].to_numpy(dtype=float)).any():
+        # every cell blank: say why instead of an empty grid
+        return Section("granulated", title, note(
+            "not computed: among the finished runs no group has two runs that differ in one "
+            "hyperparameter only (too few finished runs per setting, or failed ones in the way)"))
     return Section("granulated", title,
                    lead + plotly_div(heatmap(ranking, columns, data.target)))
 
