@@ -77,3 +77,10 @@ def test_the_report_writes_columns_as_the_terminal_does():
     assert ">0.00899<" in html and ">0.250<" in html and ">true<" in html
     terminal = _rendered(frame)
     assert "0.00899" in terminal and "300 " in terminal
+
+
+def test_zeros_and_ones_with_a_missing_value_keep_their_digits():
+    """A learned predictor's tau column (1, 0 and a NaN) printed as counts, "1" and "0"."""
+    text = _rendered(pd.DataFrame({"tau": [1.0, 0.0, math.nan], "epochs": [3.0, math.nan, 2.0]}))
+    assert "1.000" in text and "0.000" in text
+    assert "3 " in text and "3.000" not in text  # counts of 2 or more with a NaN: none

@@ -277,6 +277,11 @@ def test_report_command_refuses_bad_input_in_one_line(store: Store):
     assert len(lines) == 1 and lines[0] == (
         "gengap: error: Invalid value for '--runs': zzzz: no run with that id (or id prefix) in "
         "the zoo (see: gengap report --help)"), result.stderr
+    for empty in ("", ","):  # taken for "no choice" before: the default runs were drawn
+        result = gengap("report", str(store.root), "--runs", empty)
+        assert result.returncode == 2 and result.stderr.strip().splitlines() == [
+            f"gengap: error: Invalid value for '--runs': no run named in {empty!r} "
+            "(comma-separated run ids or prefixes) (see: gengap report --help)"], result.stderr
 
 
 @pytest.mark.parametrize("name", ["gengap.sqlite", "results.csv"])

@@ -32,12 +32,14 @@ def column_decimals(column: pd.Series, digits: int) -> int:
 
 def _whole_numbers(column: pd.Series) -> bool:
     """True for a float column of whole numbers below 2⁵² (from there on every float is whole:
-    large products stay in the e-notation) with a NaN or a value of 10 or more. Small whole
-    values alone are more likely measurements (accuracies of 1.0) and keep their digits."""
+    large products stay in the e-notation) with a value of 10 or more, or with a NaN and a
+    value of 2 or more. Whole values of 0 and 1 alone are more likely measurements (accuracies
+    of 1.0, a tau of 0 or 1) and keep their digits."""
     values = np.abs(column.dropna().to_numpy())
     return (len(values) > 0 and bool((values < 2.0**52).all())
             and bool((np.round(values) == values).all())
-            and (bool(column.isna().any()) or float(values.max()) >= 10))
+            and (float(values.max()) >= 10
+                 or (bool(column.isna().any()) and float(values.max()) >= 2)))
 
 
 def cell(value: object, decimals: int, digits: int) -> str:

@@ -9,10 +9,15 @@ from typing import Annotated
 import typer
 
 from gengap.cli.console import console, frame_table
-from gengap.cli.evaluate_cmds import MAX_BOOTSTRAP
-from gengap.cli.options import DataDir, blamed_on
+from gengap.cli.evaluate_cmds import MAX_BOOTSTRAP, split_names
+from gengap.cli.options import DataDir, blamed_on, checked
 from gengap.cli.outputs import output_file
 from gengap.errors import GengapError
+
+
+def _run_names(text: str) -> None:
+    if not split_names(text):
+        raise GengapError(f"no run named in {text!r} (comma-separated run ids or prefixes)")
 
 
 def report(
@@ -28,7 +33,7 @@ def report(
     runs: Annotated[
         str | None,
         typer.Option(help="comma-separated run ids (or prefixes) whose training curves are "
-                     "drawn (default: spread over the target)"),
+                     "drawn (default: spread over the target)", callback=checked(_run_names)),
     ] = None,
     top: Annotated[int, typer.Option(min=1, help="best measures drawn against the target")] = 4,
     bootstrap: Annotated[
@@ -72,7 +77,7 @@ def write_and_show(
     path = out if out is not None else Path(directory) / "report.html"
     # never over the zoo's database or a results table; the default place is not an option's
     output_file(path, SUFFIXES, option=None if out is None else "--out")
-    chosen = [r.strip() for r in runs.split(",") if r.strip()] if runs else None
+    chosen = split_names(runs)
     data = write_report(store, path, target=target, runs=chosen, top=top, bootstrap=bootstrap,
                         test_size=test_size, data_dir=data_dir)
     console.print(frame_table(summary_frame(data), title=f"zoo {data.name}"))
