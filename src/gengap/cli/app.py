@@ -35,6 +35,7 @@ from gengap.cli.steps import (
 )
 from gengap.cli.study_cmds import study_app
 from gengap.errors import GengapError
+from gengap.zoo.pool import MAX_WORKERS
 
 app = typer.Typer(
     help="Measure, predict and stress-test how well deep networks generalize.",
@@ -172,7 +173,7 @@ def measure(
     device: Device = "auto",
     data_dir: DataDir = None,
     workers: Annotated[
-        int, typer.Option(min=1, max=1024, help="runs measured at a time (processes)")
+        int, typer.Option(min=1, max=MAX_WORKERS, help="runs measured at a time (processes)")
     ] = 1,
     arch: Annotated[
         str | None, typer.Option(help="one model's architecture: family=nin,width=200,depth=2 "

@@ -10,6 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from gengap.errors import GengapError
+from gengap.zoo.pool import MAX_WORKERS
 
 
 class OptionError(GengapError):
@@ -93,7 +94,7 @@ Precision = Annotated[str, typer.Option(
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N",
                                      callback=checked(_device))]
 Workers = Annotated[
-    int, typer.Option(min=1, max=1024, help="training processes on this machine")
+    int, typer.Option(min=1, max=MAX_WORKERS, help="training processes on this machine")
 ]
 DataDir = Annotated[
     Path | None,

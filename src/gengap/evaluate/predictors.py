@@ -217,12 +217,10 @@ def compare_feature_sets(
     if not kinds:
         raise GengapError("no feature sets to compare")
     rows: list[dict[str, Any]] = []
-    empty: dict[str, str] = {}
     for kind in kinds:
         try:
             columns = feature_columns(frame, kind, measures, hyperparameters)
         except GengapError as err:
-            empty[kind] = str(err).split(": ", 1)[-1]
             rows.append({"features": kind, "note": str(err)})
             continue
         result = cross_validate(frame, columns, target, folds, groups, seed,
@@ -230,7 +228,7 @@ def compare_feature_sets(
         rows.append({"features": kind, "columns": len(columns), **result.summary()})
     if all("note" in row for row in rows):
         raise GengapError("every feature set is empty (" + "; ".join(
-            f"{kind}: {why}" for kind, why in empty.items()) + ")")
+            f"{row['features']}: {row['note'].split(': ', 1)[-1]}" for row in rows) + ")")
     return pd.DataFrame(rows)
 
 

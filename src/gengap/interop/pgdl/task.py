@@ -98,24 +98,16 @@ def shard_paths(folder: Path) -> list[Path]:
     return sorted(folder.glob("*.tfrecord"), key=key)
 
 
-def task_folder_around(path: str | Path) -> Path | None:
-    """The PGDL task folder (one holding ``model_configs.json`` or ``dataset_1/``) that
-    ``path`` is or lies in, else None: a folder written there reads as one more model."""
+def outside_task_folders(path: str | Path) -> None:
+    """Raise a one-line :class:`GengapError` where ``path`` is, or lies in, a PGDL task
+    folder (one holding ``model_configs.json`` or ``dataset_1/``): a folder written there
+    reads as one more model."""
     target = Path(path).resolve()
     for folder in (target, *target.parents):
         if (folder / "model_configs.json").is_file() or (folder / "dataset_1").is_dir():
-            return folder
-    return None
-
-
-def outside_task_folders(path: str | Path) -> None:
-    """Raise a one-line :class:`GengapError` where ``path`` is, or lies in, a PGDL task
-    folder (:func:`task_folder_around`)."""
-    folder = task_folder_around(path)
-    if folder is not None:
-        where = "is" if folder == Path(path).resolve() else "is inside"
-        raise GengapError(f"{path}: {where} the PGDL task folder {folder}, where a new folder "
-                          "reads as one more model of the task; write elsewhere")
+            where = "is" if folder == target else "is inside"
+            raise GengapError(f"{path}: {where} the PGDL task folder {folder}, where a new "
+                              "folder reads as one more model of the task; write elsewhere")
 
 
 class PgdlTask:

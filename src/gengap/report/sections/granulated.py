@@ -25,17 +25,17 @@ def granulated_section(data: ReportData) -> Section:
     if not columns:
         return Section("granulated", title, note(
             "not computed: the zoo has no hyperparameter axes, so there is nothing to hold fixed"))
+    if not np.isfinite(ranking[list(columns)].to_numpy(dtype=float)).any():
+        # every cell blank: say why instead of an empty grid
+        return Section("granulated", title, note(
+            "not computed: among the finished runs no group has two runs that differ in one "
+            "hyperparameter only (too few finished runs per setting, or failed ones in the way)"))
     lead = (
         '<p class="lead">Cell (measure, hyperparameter): the mean Kendall τ between the measure '
         f"and <b>{escape(data.target)}</b> over the groups of runs in which only that "
         "hyperparameter varies. Ψ is the mean of a row. Blank: undefined (no group where both "
         "vary).</p>"
     )
-    if not np.isfinite(ranking[list(columns)].to_numpy(dtype=float)).any():
-        # every cell blank: say why instead of an empty grid
-        return Section("granulated", title, note(
-            "not computed: among the finished runs no group has two runs that differ in one "
-            "hyperparameter only (too few finished runs per setting, or failed ones in the way)"))
     return Section("granulated", title,
                    lead + plotly_div(heatmap(ranking, columns, data.target)))
 
