@@ -13,6 +13,7 @@ import json
 import math
 import random
 from collections import OrderedDict
+from collections.abc import Collection, Mapping
 from types import UnionType
 from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
@@ -91,6 +92,22 @@ def type_problem(value: Any, annotation: Any) -> str | None:
     for item in value if isinstance(value, list) else [value]:
         if problem := _item_type_problem(item, annotation):
             return problem
+    return None
+
+
+def first_type_problem(fields: Mapping[str, Any], values: Mapping[str, Any],
+                       ranged: Collection[str] = ()) -> str | None:
+    """``key: why`` for the first of ``values`` that its field (``fields``: a pydantic model's
+    ``model_fields``) would convert rather than take (:func:`type_problem`), or that a range
+    draws (``ranged``: those keys) where the field takes no numbers (:func:`range_problem`);
+    None where all fit. Keys without a field are left to the model's own validation."""
+    for key, value in values.items():
+        if key not in fields:
+            continue
+        annotation = fields[key].annotation
+        problem = range_problem(key, annotation) if key in ranged else None
+        if problem := problem or type_problem(value, annotation):
+            return f"{key}: {problem}"
     return None
 
 

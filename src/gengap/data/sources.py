@@ -11,7 +11,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict
 
 from gengap.registry import Registry
-from gengap.specs import DataSpec, range_problem, type_problem
+from gengap.specs import DataSpec, first_type_problem
 
 
 class SourceOptions(BaseModel):
@@ -79,12 +79,4 @@ def option_type_problem(name: str, options: Mapping[str, object],
     ``name`` is no source (its own error comes elsewhere)."""
     if name not in sources:
         return None
-    fields = sources.get(name).options.model_fields
-    for key, value in options.items():
-        if key not in fields:
-            continue  # unknown: the options' own validation names it
-        annotation = fields[key].annotation
-        problem = range_problem(key, annotation) if key in ranged else None
-        if problem := problem or type_problem(value, annotation):
-            return f"{key}: {problem}"
-    return None
+    return first_type_problem(sources.get(name).options.model_fields, options, ranged)

@@ -97,6 +97,12 @@ def groups() -> list[str]:
     return sorted({measures.get(name).group for name in measures})
 
 
+def is_monte_carlo(name: str) -> bool:
+    """Whether ``name`` is a registered measure of Monte Carlo passes (:attr:`Measure.monte_carlo`);
+    False for any other stored column (a vector measure's feature, an unknown name)."""
+    return name in measures and measures.get(name).monte_carlo
+
+
 def select(spec: str | list[str] | None = None) -> list[Measure]:
     """Measures by name or group: ``None`` or ``"all"`` for all, else comma-separated names
     or group names, in catalogue order."""

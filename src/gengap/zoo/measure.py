@@ -14,6 +14,7 @@ from torch import nn
 from gengap.data import Splits, load
 from gengap.errors import GengapError
 from gengap.measures import MeasureContext, compute_timed, measures, profile, select
+from gengap.measures.registry import is_monte_carlo
 from gengap.models import build_for
 from gengap.models.weight_check import load_checked
 from gengap.specs import MeasureOptions, RunSpec
@@ -113,8 +114,10 @@ def measure_run(
     if no_value_into is not None:
         no_value_into.update(ctx.reasons(names))
     if arithmetic_into is not None:
-        arithmetic_into.update({name: ctx.monte_carlo_arithmetic for name in values
-                                if name in measures and measures.get(name).monte_carlo})
+        monte_carlo = [name for name in values if is_monte_carlo(name)]
+        if monte_carlo:  # the property decides the arithmetic: asked once
+            arithmetic = ctx.monte_carlo_arithmetic
+            arithmetic_into.update(dict.fromkeys(monte_carlo, arithmetic))
     return values
 
 
@@ -190,9 +193,10 @@ def measure_zoo(
     partners = {run_id: twin for run_id, twin
                 in seed_partners(done + store.runs(status="pending")).items()
                 if twin.run_id in finished}
+    precision = (options or MeasureOptions()).precision
     for run in done:
         missing = wanted if recompute else missing_measures(
-            wanted, have.get(run.run_id, {}), (options or MeasureOptions()).precision)
+            wanted, have.get(run.run_id, {}), precision)
         # an import without a step-0 checkpoint, or a run without a seed twin (yet): the
         # measures that need them wait
         lacking = set() if has_init(store, run) else {"init_weights"}

@@ -21,7 +21,7 @@ from gengap.measures.compute import split_by_needs
 from gengap.measures.registry import named
 from gengap.models import build_for
 from gengap.models.weight_check import load_checked
-from gengap.specs import ArchSpec, DataSpec, MeasureOptions, first_problem, type_problem
+from gengap.specs import ArchSpec, DataSpec, MeasureOptions, first_problem, first_type_problem
 
 # What a weight file offers the measures outside a zoo (no records, no seed partner), and
 # where each other need comes from
@@ -86,10 +86,9 @@ def parse_spec_arg(text: str, kind: type[ArchSpec] | type[DataSpec], table: str)
             raise GengapError(f"{path}: cannot read ({err.strerror})") from None
         fields = raw.get(table, raw) if isinstance(raw, dict) else raw
         where = str(path)
-        for key, value in fields.items() if isinstance(fields, dict) else ():
-            field = kind.model_fields.get(key)
-            if field is not None and (problem := type_problem(value, field.annotation)):
-                raise GengapError(f"{where}: {key}: {problem}")
+        if isinstance(fields, dict) and (problem := first_type_problem(kind.model_fields,
+                                                                       fields)):
+            raise GengapError(f"{where}: {problem}")
         options = fields.get("options") if isinstance(fields, dict) else None
         if kind is DataSpec and isinstance(options, dict) and (problem := option_type_problem(
                 str(fields.get("name", DataSpec.model_fields["name"].default)), options)):

@@ -374,28 +374,17 @@ class Store:
         for level in CE_MILESTONES:  # a column even when no run reached the level
             if f"steps_to_ce_{level}" not in frame and "steps" in frame:
                 frame[f"steps_to_ce_{level}"] = float("nan")
-        measures = pd.read_sql_query("SELECT run_id, name, value FROM measures", self._db)
+        # one read of the measures: their values and, beside them, the recorded arithmetic
+        measures = pd.read_sql_query(
+            f"SELECT m.run_id, m.name, m.value, {self._arithmetic_of('m')} AS arithmetic "
+            "FROM measures m", self._db)
         if not measures.empty:
             wide = measures.pivot(index="run_id", columns="name", values="value")
             frame = frame.join(wide, on="run_id")
-        arithmetic = self._monte_carlo_arithmetic()
+        arithmetic = _monte_carlo_arithmetic(measures)
         if arithmetic:
             frame["monte_carlo_arithmetic"] = frame["run_id"].map(arithmetic)
         return frame
-
-    def _monte_carlo_arithmetic(self) -> dict[str, str]:
-        """For each run with stored Monte Carlo measures, the arithmetic of their passes:
-        several, comma-separated, where they were computed at different times in different
-        ones, and ``unknown`` for a value without its record (see ARITHMETIC_TABLE)."""
-        from gengap.measures import measures
-
-        out = {}
-        for run_id, stored in self.measured().items():
-            kinds = {kind or "unknown" for name, kind in stored.items()
-                     if name in measures and measures.get(name).monte_carlo}
-            if kinds:
-                out[run_id] = ",".join(sorted(kinds))
-        return out
 
     def history(self, run_id: str) -> list[dict[str, float]]:
         row = self._db.execute("SELECT history FROM runs WHERE run_id = ?", (run_id,)).fetchone()
@@ -465,3 +454,17 @@ def _growth(held: ZooSpec, zoo: ZooSpec) -> str | None:
     if held_ids <= new_ids:
         return "grows it"
     return "holds it" if new_ids <= held_ids else None
+
+
+def _monte_carlo_arithmetic(measures: pd.DataFrame) -> dict[str, str]:
+    """For each run with stored Monte Carlo measures (rows of ``measures``: ``run_id``,
+    ``name``, ``arithmetic``), the arithmetic of their passes: several, comma-separated, where
+    they were computed at different times in different ones, and ``unknown`` for a value
+    without its record (see ARITHMETIC_TABLE)."""
+    from gengap.measures.registry import is_monte_carlo
+
+    if measures.empty:
+        return {}
+    rows = measures[measures["name"].map(is_monte_carlo)]
+    kinds = rows["arithmetic"].astype(object).where(rows["arithmetic"].notna(), "unknown")
+    return {run_id: ",".join(sorted(set(group))) for run_id, group in kinds.groupby(rows["run_id"])}
