@@ -103,10 +103,23 @@ def test_bad_weight_files_are_named(tiny_zoo_toml: Path, tmp_path: Path):
     final = store.weights_path(run_id, "final")
 
     final.write_bytes(final.read_bytes()[:50])  # truncated
-    assert_one_line_error(gengap("measure", str(out)), str(final), "unreadable weight file")
+    # the other runs are measured and stored all the same; the bad one stays unmeasured
+    assert_one_line_error(gengap("measure", str(out), "--measures", "log_sum_of_fro"), str(final),
+                          "unreadable weight file", "(run not measured; 3 other runs measured")
+    measured = Store(out).measured()
+    assert run_id not in measured and len(measured) == 3
 
     save_file({"0.weight": torch.zeros(2, 2)}, str(final))  # wrong shapes
     assert_one_line_error(gengap("measure", str(out)), str(final), "do not fit")
+
+    # a second bad run: named on stdout, the error line counts it
+    second = store.weights_path(store.runs()[1].run_id, "final")
+    kept = second.read_bytes()
+    second.write_bytes(b"")
+    both = gengap("measure", str(out), "--measures", "log_sum_of_fro", "--recompute")
+    assert_one_line_error(both, str(final), "(run not measured, nor 1 other; 2 other runs")
+    assert f"not measured: {second}" in "".join(both.stdout.split("\n"))
+    second.write_bytes(kept)
 
     good = Store(out).load_weights(store.runs()[1].run_id, "final")
     save_file({k: torch.full_like(v, float("nan")) for k, v in good.items()}, str(final))

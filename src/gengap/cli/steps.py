@@ -10,11 +10,13 @@ from rich.markup import escape
 
 from gengap.cli.console import console, frame_table, progress
 from gengap.cli.outputs import TABLES, output_file
+from gengap.errors import GengapError
 from gengap.measures import measures
 from gengap.specs import MeasureOptions, RunSpec, ZooSpec
 from gengap.table_file import write_table
 from gengap.zoo import Store, Zoo, evaluate_zoo, measure_zoo, train_zoo
 from gengap.zoo.executors import session
+from gengap.zoo.measure import unreadable_summary
 from gengap.zoo.planning import MIN_SPEEDUP
 from gengap.zoo.run import check_new_zoo, check_options
 from gengap.zoo.worker import RunOutcome
@@ -73,18 +75,21 @@ def measure_step(
     precision: str = "auto",
 ) -> int:
     """``measure_zoo`` behind a progress bar, then what was left out and why values are NaN
-    (``precision``: :attr:`gengap.specs.MeasureOptions.precision`); the runs measured."""
+    (``precision``: :attr:`gengap.specs.MeasureOptions.precision`); the runs measured. Runs
+    whose weights cannot be read are named, one line each, after the others are measured: the
+    last line as the error (exit status 2)."""
     store.check_writable()  # before the bar is drawn (measure_zoo checks too, for Python)
     total = store.counts()["done"]
     left_out: dict[str, int] = {}
     no_value: dict[str, dict[str, int]] = {}
+    unreadable: dict[str, str] = {}
     with progress() as bar:
         task = bar.add_task("measuring", total=total)
         count = measure_zoo(
             store, names, device=device, data_dir=data_dir, recompute=recompute,
             on_run=lambda run_id, values: bar.advance(task), workers=workers,
             profile_into=profile_into, left_out=left_out, no_value=no_value,
-            options=MeasureOptions(precision=precision),
+            options=MeasureOptions(precision=precision), unreadable=unreadable,
         )
         bar.update(task, completed=total)
     for name, runs in left_out.items():
@@ -95,6 +100,11 @@ def measure_step(
                       f"lack{'s' if runs == 1 else ''} "
                       f"{why}")
     print_no_value(no_value)
+    if unreadable:
+        first, *others = unreadable.values()
+        for problem in others:
+            console.print(f"not measured: {escape(problem)}", markup=True)
+        raise GengapError(unreadable_summary(first, len(unreadable), count))
     return count
 
 

@@ -27,6 +27,11 @@ TRAJECTORY_KEYS = ("steps_to_ce_0.1", "steps_to_ce_0.01", "steps", "epochs")
 OnRun = Callable[[str, dict[str, tuple[float, float]]], None]
 
 
+class UnreadableWeights(GengapError):
+    """A run's weight file that cannot be read or does not fit its network: that run is not
+    measured, the others are (see :func:`measure_zoo`)."""
+
+
 def load_model(store: Store, run: RunSpec, splits: Splits, which: str = "final") -> nn.Module:
     """Rebuild a run's network and load its ``init`` or ``final`` weights from the store."""
     state = store.load_weights(run.run_id, which)
@@ -86,16 +91,23 @@ def measure_run(
     ``profile_into["passes"]``, and count the run under its Monte Carlo passes' precision in
     ``profile_into["monte_carlo_precision"]`` where they ran. ``partner``: the run of the
     same spec with another seed (see :func:`seed_partners`), the second model of the agreement
-    measures, which compare the two on the test split's inputs."""
+    measures, which compare the two on the test split's inputs. A weight file of the run, or of
+    its partner, that cannot be read or does not fit raises :class:`UnreadableWeights`."""
+    try:
+        final = load_model(store, run, splits, "final")
+        init = load_model(store, run, splits, "init") if has_init(store, run) else None
+        second = load_model(store, partner, splits, "final") if partner else None
+    except GengapError as err:
+        raise UnreadableWeights(str(err)) from None
     ctx = MeasureContext(
-        load_model(store, run, splits, "final"),
-        init_model=load_model(store, run, splits, "init") if has_init(store, run) else None,
+        final,
+        init_model=init,
         x_train=splits.x_train,
         y_train=splits.y_train,
         device=device,
         options=options,
         trajectory=trajectory(run, metrics),
-        second_model=load_model(store, partner, splits, "final") if partner else None,
+        second_model=second,
         x_heldout=splits.x_test if partner else None,
     )
     if profile_into is None:
@@ -163,6 +175,7 @@ def measure_zoo(
     profile_into: dict[str, dict[str, float]] | None = None,
     left_out: dict[str, int] | None = None,
     no_value: dict[str, dict[str, int]] | None = None,
+    unreadable: dict[str, str] | None = None,
 ) -> int:
     """Compute the chosen measures on every ``done`` run that lacks them (with an explicit
     ``options.precision``, also Monte Carlo measures stored in the other arithmetic: see
@@ -173,8 +186,11 @@ def measure_zoo(
     fill) counts, per measure, the runs it waits for: those without a seed twin (agreement
     measures) or initial weights; ``no_value`` (a dict to fill) counts, per measure and
     reason, the runs measured now where its value is NaN because its formula does not apply
-    (σ′ of a network at chance, say). A read-only zoo is refused before any work. ``store``
-    may be the zoo's folder."""
+    (σ′ of a network at chance, say). A run whose weight files cannot be read or do not fit
+    its network is skipped and the others are measured: with ``unreadable`` (a dict to fill)
+    its run id maps to the one-line problem, else the first problem is raised as
+    :class:`UnreadableWeights` once the others are stored (:func:`unreadable_summary`). A
+    read-only zoo is refused before any work. ``store`` may be the zoo's folder."""
     check_workers(workers)
     store = store if isinstance(store, Store) else Store(store)
     store.check_writable()
@@ -212,6 +228,7 @@ def measure_zoo(
             partners.pop(run.run_id)  # not needed: do not load the twin's weights
         if missing:
             todo.append((run, missing, metrics_of.get(run.run_id, {})))
+    problems: dict[str, str] = {}
     if workers <= 1:
         splits_by_data: dict[str, Splits] = {}
         for run, missing, metrics in todo:
@@ -220,32 +237,70 @@ def measure_zoo(
                 splits_by_data = {key: load(run.data, data_dir)}  # zoos are grouped by data
             reasons: dict[str, str] = {}
             arithmetic: dict[str, str] = {}
-            values = measure_run(store, run, missing, splits_by_data[key], metrics, device,
-                                 options, profile_into, partners.get(run.run_id), reasons,
-                                 arithmetic)
+            try:
+                values = measure_run(store, run, missing, splits_by_data[key], metrics, device,
+                                     options, profile_into, partners.get(run.run_id), reasons,
+                                     arithmetic)
+            except UnreadableWeights as err:
+                problems[run.run_id] = str(err)
+                continue
             _store(store, run.run_id, values, arithmetic, on_run)
             _count(no_value, reasons)
-        return len(todo)
-    if profile_into is not None:
-        raise GengapError("--profile times one process: use it with --workers 1")
+    else:
+        if profile_into is not None:
+            raise GengapError("--profile times one process: use it with --workers 1")
+        _measure_in_pool(store, todo, partners, workers, device, data_dir, options, on_run,
+                         no_value, problems)
+    measured = len(todo) - len(problems)
+    if unreadable is not None:
+        # in the zoo's order, whichever worker finished first
+        unreadable.update({run.run_id: problems[run.run_id] for run, _, _ in todo
+                           if run.run_id in problems})
+    elif problems:
+        first = next(run.run_id for run, _, _ in todo if run.run_id in problems)
+        raise UnreadableWeights(unreadable_summary(problems[first], len(problems), measured))
+    return measured
+
+
+def unreadable_summary(first: str, unreadable: int, measured: int) -> str:
+    """One line for a measuring call that skipped ``unreadable`` runs, ``first`` the first
+    one's problem, and measured ``measured`` others."""
+    others = f", nor {unreadable - 1} other{'s' if unreadable > 2 else ''}" \
+        if unreadable > 1 else ""
+    stored = f"; {measured} other run{'s' if measured > 1 else ''} measured and stored" \
+        if measured else ""
+    return f"{first} (run not measured{others}{stored})"
+
+
+def _measure_in_pool(
+    store: Store, todo: list[tuple[RunSpec, list[str], dict[str, Any]]],
+    partners: dict[str, RunSpec], workers: int, device: str, data_dir: str | Path | None,
+    options: MeasureOptions | None, on_run: OnRun | None,
+    no_value: dict[str, dict[str, int]] | None, problems: dict[str, str],
+) -> None:
+    """:func:`measure_zoo`'s runs in ``workers`` processes, stored as each finishes; a run
+    whose weights cannot be read goes into ``problems``."""
     options_json = (options or MeasureOptions()).model_dump_json()
     with worker_pool(workers) as pool:
-        futures = [
+        futures = {
             pool.submit(_measure_task, str(store.root), run.canonical_json(), missing,
                         _plain(metrics), device, str(data_dir) if data_dir else None,
                         options_json, partners[run.run_id].canonical_json()
-                        if run.run_id in partners else None)
+                        if run.run_id in partners else None): run.run_id
             for run, missing, metrics in todo
-        ]
+        }
         try:
             for future in as_completed(futures):
-                run_id, values, reasons, arithmetic = future.result()
+                try:
+                    run_id, values, reasons, arithmetic = future.result()
+                except UnreadableWeights as err:
+                    problems[futures[future]] = str(err)
+                    continue
                 _store(store, run_id, values, arithmetic, on_run)
                 _count(no_value, reasons)
         finally:
             for future in futures:
                 future.cancel()
-    return len(todo)
 
 
 def _count(into: dict[str, dict[str, int]] | None, reasons: dict[str, str]) -> None:

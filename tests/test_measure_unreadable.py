@@ -1,0 +1,54 @@
+"""One run whose weights cannot be read does not stop a zoo's measuring: the others are measured
+and stored, and the bad runs are named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from gengap.zoo import Store, load_zoo_spec, measure_zoo, train_zoo
+from gengap.zoo.measure import UnreadableWeights
+
+
+@pytest.fixture
+def zoo_with_two_bad_runs(tiny_zoo_toml: Path, tmp_path: Path
+                          ) -> tuple[Store, list[str], dict[Path, bytes]]:
+    """A zoo of 4 runs, run 1's final weights and run 3's initial ones spoilt; their bytes."""
+    store = train_zoo(load_zoo_spec(tiny_zoo_toml), tmp_path / "zoo")
+    runs = [run.run_id for run in store.runs()]
+    spoilt = {store.weights_path(runs[1], "final"): b"not safetensors",
+              store.weights_path(runs[3], "init"): b""}
+    originals = {path: path.read_bytes() for path in spoilt}
+    for path, content in spoilt.items():
+        path.write_bytes(content)
+    return store, runs, originals
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_unreadable_runs_are_named_and_the_rest_measured(zoo_with_two_bad_runs, workers):
+    store, runs, _ = zoo_with_two_bad_runs
+    unreadable: dict[str, str] = {}
+    count = measure_zoo(store, "log_sum_of_fro,frobenius_distance", device="cpu", workers=workers,
+                        unreadable=unreadable)
+    assert count == 2
+    assert list(unreadable) == [runs[1], runs[3]]  # the zoo's order, not the workers'
+    assert str(store.weights_path(runs[1], "final")) in unreadable[runs[1]]
+    assert "unreadable weight file" in unreadable[runs[3]]
+    measured = store.measured()
+    assert sorted(measured) == sorted([runs[0], runs[2]])
+    assert set(measured[runs[0]]) == {"log_sum_of_fro", "frobenius_distance"}
+
+
+def test_without_a_dict_the_first_problem_is_raised_after_the_rest(zoo_with_two_bad_runs):
+    store, runs, originals = zoo_with_two_bad_runs
+    with pytest.raises(UnreadableWeights) as raised:
+        measure_zoo(store, "log_sum_of_fro", device="cpu")
+    message = str(raised.value)
+    assert message.startswith(str(store.weights_path(runs[1], "final")))
+    assert message.endswith("(run not measured, nor 1 other; 2 other runs measured and stored)")
+    assert sorted(store.measured()) == sorted([runs[0], runs[2]])
+    # fixed, the next call measures just those two
+    for path, content in originals.items():
+        path.write_bytes(content)
+    assert measure_zoo(store, "log_sum_of_fro", device="cpu") == 2
