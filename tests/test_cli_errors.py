@@ -110,7 +110,8 @@ def test_bad_weight_files_are_named(tiny_zoo_toml: Path, tmp_path: Path):
     assert run_id not in measured and len(measured) == 3
 
     save_file({"0.weight": torch.zeros(2, 2)}, str(final))  # wrong shapes
-    assert_one_line_error(gengap("measure", str(out)), str(final), "do not fit")
+    assert_one_line_error(gengap("measure", str(out), "--measures", "log_sum_of_fro"),
+                          str(final), "do not fit")
 
     # a second bad run: named on stdout, the error line counts it
     second = store.weights_path(store.runs()[1].run_id, "final")
@@ -123,7 +124,8 @@ def test_bad_weight_files_are_named(tiny_zoo_toml: Path, tmp_path: Path):
 
     good = Store(out).load_weights(store.runs()[1].run_id, "final")
     save_file({k: torch.full_like(v, float("nan")) for k, v in good.items()}, str(final))
-    assert_one_line_error(gengap("measure", str(out)), str(final), "NaN")
+    assert_one_line_error(gengap("measure", str(out), "--measures", "log_sum_of_fro"),
+                          str(final), "NaN")
 
 
 def test_unknown_measure_is_named(tiny_zoo_toml: Path, tmp_path: Path):

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from gengap.errors import GengapError
 from gengap.zoo import Store, load_zoo_spec, measure_zoo, train_zoo
 from gengap.zoo.measure import UnreadableWeights
 
@@ -46,9 +47,50 @@ def test_without_a_dict_the_first_problem_is_raised_after_the_rest(zoo_with_two_
         measure_zoo(store, "log_sum_of_fro", device="cpu")
     message = str(raised.value)
     assert message.startswith(str(store.weights_path(runs[1], "final")))
-    assert message.endswith("(run not measured, nor 1 other; 2 other runs measured and stored)")
-    assert sorted(store.measured()) == sorted([runs[0], runs[2]])
-    # fixed, the next call measures just those two
-    for path, content in originals.items():
+    assert message.endswith("(run not measured; 3 other runs measured and stored)")
+    # run 3's spoilt initial weights are not read for a measure of the final ones
+    assert sorted(store.measured()) == sorted([runs[0], runs[2], runs[3]])
+    for path, content in originals.items():  # mended, the next call measures just run 1
         path.write_bytes(content)
-    assert measure_zoo(store, "log_sum_of_fro", device="cpu") == 2
+    assert measure_zoo(store, "log_sum_of_fro", device="cpu") == 1
+
+
+def test_a_twin_with_unreadable_weights_holds_back_only_the_agreement_measures(
+        tiny_zoo_toml: Path, tmp_path: Path):
+    spec = tiny_zoo_toml.read_text().replace("seeds = [0]", "seeds = [0, 1]")
+    spec = spec.replace("width = [4, 8]", "width = 4").replace("lr = [0.02, 0.05]", "lr = 0.05")
+    tiny_zoo_toml.write_text(spec)
+    store = train_zoo(load_zoo_spec(tiny_zoo_toml), tmp_path / "zoo")
+    first, second = (run.run_id for run in store.runs())
+    bad = store.weights_path(second, "final")
+    kept = bad.read_bytes()
+    bad.write_bytes(b"")
+    unreadable: dict[str, str] = {}
+    assert measure_zoo(store, "disagreement,log_sum_of_fro", device="cpu",
+                       unreadable=unreadable) == 1
+    assert list(unreadable) == [second]  # the bad file's run, not its twin
+    assert unreadable[second].startswith(str(bad))
+    assert set(store.measured()[first]) == {"log_sum_of_fro"}
+    bad.write_bytes(kept)
+    assert measure_zoo(store, "disagreement,log_sum_of_fro", device="cpu") == 2
+    assert set(store.measured()[first]) == {"log_sum_of_fro", "disagreement"}
+
+
+def test_a_network_that_cannot_be_built_stops_measuring_at_once(zoo_with_two_bad_runs,
+                                                                 monkeypatch):
+    """Not a run's weight file: the zoo's own problem, raised as it is, once."""
+    import gengap.zoo.measure as measure
+
+    store, _, _ = zoo_with_two_bad_runs
+    calls = []
+
+    def unbuildable(*args: object) -> None:
+        calls.append(args)
+        raise GengapError("/data/smallcnnzoo/weights.npy: not found")
+
+    monkeypatch.setattr(measure, "build_for", unbuildable)
+    unreadable: dict[str, str] = {}
+    with pytest.raises(GengapError) as raised:
+        measure_zoo(store, "log_sum_of_fro", device="cpu", unreadable=unreadable)
+    assert type(raised.value) is GengapError and len(calls) == 1
+    assert unreadable == {}

@@ -33,10 +33,20 @@ class UnreadableWeights(GengapError):
 
 
 def load_model(store: Store, run: RunSpec, splits: Splits, which: str = "final") -> nn.Module:
-    """Rebuild a run's network and load its ``init`` or ``final`` weights from the store."""
-    state = store.load_weights(run.run_id, which)
-    return load_checked(build_for(run.arch, splits), state,
-                        str(store.weights_path(run.run_id, which)), "run's network")
+    """Rebuild a run's network and load its ``init`` or ``final`` weights from the store. A
+    weight file that cannot be read or does not fit raises :class:`UnreadableWeights`; a
+    network that cannot be built (the zoo's own problem) its plain :class:`GengapError`."""
+    model = build_for(run.arch, splits)
+    try:
+        return load_checked(model, store.load_weights(run.run_id, which),
+                            str(store.weights_path(run.run_id, which)), "run's network")
+    except GengapError as err:
+        raise UnreadableWeights(str(err)) from None
+
+
+def needing(names: list[str], need: str) -> list[str]:
+    """The ``names`` whose measures need ``need`` (a :data:`registry.NEEDS` key)."""
+    return [n for n in names if need in measures.get(n).needs]
 
 
 def trajectory(run: RunSpec, metrics: dict[str, Any]) -> dict[str, Any]:
@@ -82,6 +92,7 @@ def measure_run(
     partner: RunSpec | None = None,
     no_value_into: dict[str, str] | None = None,
     arithmetic_into: dict[str, str] | None = None,
+    twin_unreadable_into: dict[str, str] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """``name -> (value, seconds)`` of ``names`` on one finished run (``no_value_into``, a
     dict to fill: measure -> why its value is NaN, where its formula does not apply;
@@ -91,14 +102,22 @@ def measure_run(
     ``profile_into["passes"]``, and count the run under its Monte Carlo passes' precision in
     ``profile_into["monte_carlo_precision"]`` where they ran. ``partner``: the run of the
     same spec with another seed (see :func:`seed_partners`), the second model of the agreement
-    measures, which compare the two on the test split's inputs. A weight file of the run, or of
-    its partner, that cannot be read or does not fit raises :class:`UnreadableWeights`."""
-    try:
-        final = load_model(store, run, splits, "final")
-        init = load_model(store, run, splits, "init") if has_init(store, run) else None
-        second = load_model(store, partner, splits, "final") if partner else None
-    except GengapError as err:
-        raise UnreadableWeights(str(err)) from None
+    measures, which compare the two on the test split's inputs. A weight file of the run that
+    cannot be read or does not fit raises :class:`UnreadableWeights`; where the partner's final
+    weights cannot be read, the run is measured without the measures that need it, and
+    ``twin_unreadable_into`` (a dict to fill) gets the partner's run id and problem."""
+    final = load_model(store, run, splits, "final")
+    # the initial weights only for measures that read them: a bad init file spoils no other
+    init = load_model(store, run, splits, "init") \
+        if has_init(store, run) and needing(names, "init_weights") else None
+    second = None
+    if partner is not None:
+        try:
+            second = load_model(store, partner, splits, "final")
+        except UnreadableWeights as err:  # the twin's problem: the agreement measures wait
+            if twin_unreadable_into is not None:
+                twin_unreadable_into[partner.run_id] = str(err)
+            names = [n for n in names if n not in needing(names, "second_model")]
     ctx = MeasureContext(
         final,
         init_model=init,
@@ -139,8 +158,11 @@ _worker_splits: dict[str, Splits] = {}
 def _measure_task(
     root: str, run_json: str, names: list[str], metrics: dict[str, Any], device: str,
     data_dir: str | None, options_json: str, partner_json: str | None = None,
-) -> tuple[str, dict[str, tuple[float, float]], dict[str, str], dict[str, str]]:
-    """One run in a worker process (it reads the store; the parent writes)."""
+) -> tuple[str, dict[str, tuple[float, float]], dict[str, str], dict[str, str],
+           dict[str, str]]:
+    """One run in a worker process (it reads the store; the parent writes): its id, values,
+    NaN reasons, Monte Carlo arithmetic and its twin's weight problem (see
+    :func:`measure_run`)."""
     import gengap.interop  # noqa: F401  (a fresh process: register imported zoos' families)
 
     torch.set_num_threads(1)
@@ -152,15 +174,16 @@ def _measure_task(
     store = Store(root)
     reasons: dict[str, str] = {}
     arithmetic: dict[str, str] = {}
+    twin: dict[str, str] = {}
     try:
         values = measure_run(store, run, names, _worker_splits[key], metrics, device,
                              MeasureOptions.model_validate_json(options_json),
                              partner=RunSpec.model_validate_json(partner_json)
                              if partner_json else None, no_value_into=reasons,
-                             arithmetic_into=arithmetic)
+                             arithmetic_into=arithmetic, twin_unreadable_into=twin)
     finally:
         store.close()
-    return run.run_id, values, reasons, arithmetic
+    return run.run_id, values, reasons, arithmetic, twin
 
 
 def measure_zoo(
@@ -187,8 +210,10 @@ def measure_zoo(
     measures) or initial weights; ``no_value`` (a dict to fill) counts, per measure and
     reason, the runs measured now where its value is NaN because its formula does not apply
     (σ′ of a network at chance, say). A run whose weight files cannot be read or do not fit
-    its network is skipped and the others are measured: with ``unreadable`` (a dict to fill)
-    its run id maps to the one-line problem, else the first problem is raised as
+    its network is skipped and the others are measured (its initial weights are read only for
+    measures that need them; a run whose seed twin's final weights cannot be read gets every
+    measure but the agreement ones): with ``unreadable`` (a dict to fill) the bad file's run
+    id maps to the one-line problem, in the zoo's order, else the first problem is raised as
     :class:`UnreadableWeights` once the others are stored (:func:`unreadable_summary`). A
     read-only zoo is refused before any work. ``store`` may be the zoo's folder."""
     check_workers(workers)
@@ -223,42 +248,26 @@ def measure_zoo(
         if left_out is not None:
             for name in waiting:
                 left_out[name] = left_out.get(name, 0) + 1
-        if run.run_id in partners and not any(
-                "second_model" in measures.get(n).needs for n in missing):
+        if run.run_id in partners and not needing(missing, "second_model"):
             partners.pop(run.run_id)  # not needed: do not load the twin's weights
         if missing:
             todo.append((run, missing, metrics_of.get(run.run_id, {})))
+    if workers > 1 and profile_into is not None:
+        raise GengapError("--profile times one process: use it with --workers 1")
     problems: dict[str, str] = {}
-    if workers <= 1:
-        splits_by_data: dict[str, Splits] = {}
-        for run, missing, metrics in todo:
-            key = run.data.canonical_json()
-            if key not in splits_by_data:
-                splits_by_data = {key: load(run.data, data_dir)}  # zoos are grouped by data
-            reasons: dict[str, str] = {}
-            arithmetic: dict[str, str] = {}
-            try:
-                values = measure_run(store, run, missing, splits_by_data[key], metrics, device,
-                                     options, profile_into, partners.get(run.run_id), reasons,
-                                     arithmetic)
-            except UnreadableWeights as err:
-                problems[run.run_id] = str(err)
-                continue
-            _store(store, run.run_id, values, arithmetic, on_run)
-            _count(no_value, reasons)
-    else:
-        if profile_into is not None:
-            raise GengapError("--profile times one process: use it with --workers 1")
-        _measure_in_pool(store, todo, partners, workers, device, data_dir, options, on_run,
-                         no_value, problems)
-    measured = len(todo) - len(problems)
-    if unreadable is not None:
-        # in the zoo's order, whichever worker finished first
-        unreadable.update({run.run_id: problems[run.run_id] for run, _, _ in todo
-                           if run.run_id in problems})
-    elif problems:
-        first = next(run.run_id for run, _, _ in todo if run.run_id in problems)
-        raise UnreadableWeights(unreadable_summary(problems[first], len(problems), measured))
+    try:
+        measured = (_measure_here(store, todo, partners, device, data_dir, options,
+                                  profile_into, on_run, no_value, problems) if workers <= 1 else
+                    _measure_in_pool(store, todo, partners, workers, device, data_dir, options,
+                                     on_run, no_value, problems))
+    finally:  # the problems found so far, in the zoo's order, whatever stopped the call
+        order = {run.run_id: i for i, run in enumerate(done)}
+        ordered = dict(sorted(problems.items(), key=lambda item: order[item[0]]))
+        if unreadable is not None:
+            unreadable.update(ordered)
+    if ordered and unreadable is None:
+        raise UnreadableWeights(unreadable_summary(next(iter(ordered.values())), len(ordered),
+                                                   measured))
     return measured
 
 
@@ -272,15 +281,47 @@ def unreadable_summary(first: str, unreadable: int, measured: int) -> str:
     return f"{first} (run not measured{others}{stored})"
 
 
-def _measure_in_pool(
-    store: Store, todo: list[tuple[RunSpec, list[str], dict[str, Any]]],
-    partners: dict[str, RunSpec], workers: int, device: str, data_dir: str | Path | None,
-    options: MeasureOptions | None, on_run: OnRun | None,
+Todo = list[tuple[RunSpec, list[str], dict[str, Any]]]  # run, measures it lacks, its metrics
+
+
+def _measure_here(
+    store: Store, todo: Todo, partners: dict[str, RunSpec], device: str,
+    data_dir: str | Path | None, options: MeasureOptions | None,
+    profile_into: dict[str, dict[str, float]] | None, on_run: OnRun | None,
     no_value: dict[str, dict[str, int]] | None, problems: dict[str, str],
-) -> None:
-    """:func:`measure_zoo`'s runs in ``workers`` processes, stored as each finishes; a run
-    whose weights cannot be read goes into ``problems``."""
+) -> int:
+    """:func:`measure_zoo`'s runs in this process, stored as each finishes; the runs
+    measured. A run whose weights cannot be read, or whose twin's, goes into ``problems``."""
+    splits_by_data: dict[str, Splits] = {}
+    measured = 0
+    for run, missing, metrics in todo:
+        key = run.data.canonical_json()
+        if key not in splits_by_data:
+            splits_by_data = {key: load(run.data, data_dir)}  # zoos are grouped by data
+        reasons: dict[str, str] = {}
+        arithmetic: dict[str, str] = {}
+        twin: dict[str, str] = {}
+        try:
+            values = measure_run(store, run, missing, splits_by_data[key], metrics, device,
+                                 options, profile_into, partners.get(run.run_id), reasons,
+                                 arithmetic, twin)
+        except UnreadableWeights as err:
+            problems[run.run_id] = str(err)
+            continue
+        measured += _record(store, (run.run_id, values, reasons, arithmetic, twin), on_run,
+                            no_value, problems)
+    return measured
+
+
+def _measure_in_pool(
+    store: Store, todo: Todo, partners: dict[str, RunSpec], workers: int, device: str,
+    data_dir: str | Path | None, options: MeasureOptions | None, on_run: OnRun | None,
+    no_value: dict[str, dict[str, int]] | None, problems: dict[str, str],
+) -> int:
+    """:func:`measure_zoo`'s runs in ``workers`` processes, stored as each finishes; the runs
+    measured. A run whose weights cannot be read, or whose twin's, goes into ``problems``."""
     options_json = (options or MeasureOptions()).model_dump_json()
+    measured = 0
     with worker_pool(workers) as pool:
         futures = {
             pool.submit(_measure_task, str(store.root), run.canonical_json(), missing,
@@ -292,15 +333,36 @@ def _measure_in_pool(
         try:
             for future in as_completed(futures):
                 try:
-                    run_id, values, reasons, arithmetic = future.result()
+                    result = future.result()
                 except UnreadableWeights as err:
                     problems[futures[future]] = str(err)
                     continue
-                _store(store, run_id, values, arithmetic, on_run)
-                _count(no_value, reasons)
+                measured += _record(store, result, on_run, no_value, problems)
         finally:
             for future in futures:
                 future.cancel()
+    return measured
+
+
+def _record(
+    store: Store,
+    result: tuple[str, dict[str, tuple[float, float]], dict[str, str], dict[str, str],
+                  dict[str, str]],
+    on_run: OnRun | None, no_value: dict[str, dict[str, int]] | None,
+    problems: dict[str, str],
+) -> int:
+    """Store one run's ``(run id, values, NaN reasons, arithmetic, twin problems)`` and count
+    its NaN reasons and its twin's problem; 1 when it had values to store."""
+    run_id, values, reasons, arithmetic, twin = result
+    for twin_id, problem in twin.items():
+        problems.setdefault(twin_id, problem)
+    _count(no_value, reasons)
+    if not values:  # its only measures waited for an unreadable twin
+        return 0
+    store.put_measures(run_id, values, arithmetic)
+    if on_run:
+        on_run(run_id, values)
+    return 1
 
 
 def _count(into: dict[str, dict[str, int]] | None, reasons: dict[str, str]) -> None:
@@ -319,10 +381,3 @@ def _plain(row: dict[str, Any]) -> dict[str, Any]:
         value = row.get(key)
         out[key] = None if value is None or value != value else float(value)
     return out
-
-
-def _store(store: Store, run_id: str, values: dict[str, tuple[float, float]],
-           arithmetic: dict[str, str], on_run: OnRun | None) -> None:
-    store.put_measures(run_id, values, arithmetic)
-    if on_run:
-        on_run(run_id, values)
