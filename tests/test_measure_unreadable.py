@@ -94,3 +94,20 @@ def test_a_network_that_cannot_be_built_stops_measuring_at_once(zoo_with_two_bad
         measure_zoo(store, "log_sum_of_fro", device="cpu", unreadable=unreadable)
     assert type(raised.value) is GengapError and len(calls) == 1
     assert unreadable == {}
+
+
+def test_a_zoo_opened_from_its_folder_is_closed_after(tiny_zoo_toml: Path, tmp_path: Path,
+                                                      monkeypatch):
+    from gengap.zoo import evaluate_zoo
+
+    train_zoo(load_zoo_spec(tiny_zoo_toml), tmp_path / "zoo").close()
+    closed = []
+    close = Store.close
+    monkeypatch.setattr(Store, "close", lambda self: (closed.append(self.root), close(self)))
+    assert measure_zoo(tmp_path / "zoo", "log_sum_of_fro", device="cpu") == 4
+    assert closed == [tmp_path / "zoo"]
+    evaluate_zoo(tmp_path / "zoo")
+    assert closed == [tmp_path / "zoo"] * 2
+    store = Store(tmp_path / "zoo")  # a Store given is the caller's to close
+    evaluate_zoo(store)
+    assert len(closed) == 2

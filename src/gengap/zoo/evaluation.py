@@ -17,7 +17,7 @@ from gengap.evaluate.columns import check_columns
 from gengap.evaluate.ranking import listed
 from gengap.evaluate.robust import PAPER_TEST_SIZE
 from gengap.evaluate.targets import UnknownTarget, with_target
-from gengap.zoo.store import Store
+from gengap.zoo.store import Store, opened
 
 # Columns of Store.frame() that describe a run rather than measure it.
 RUN_COLUMNS = {
@@ -57,23 +57,24 @@ def evaluate_zoo(
     (``data_dir`` for local files); pass ``test_size=`` to set it.
     """
     metrics = listed(metrics)
-    store = store if isinstance(store, Store) else Store(store)
-    frame = store.frame()
-    names = scalar_measures(store.measure_names())
-    if frame.empty or not names:
-        raise GengapError(f"{store.root}: no measured runs yet (run `gengap measure` first)")
-    try:
-        done = with_target(frame[frame["status"] == "done"], target)
-    except UnknownTarget as err:  # still a misspelt name (the CLI blames --target)
-        raise UnknownTarget(f"{store.root}: {err}") from None
-    except GengapError as err:
-        raise GengapError(f"{store.root}: {err}") from None
-    hyperparameters = store.zoo.hyperparameters
-    if "seed" in done.columns and done["seed"].nunique() > 1:
-        options.setdefault("replicates", "seed")
-    if "robust" in metrics and "test_size" not in options:
-        done = with_test_sizes(store, done, data_dir)
-        options["test_size"] = "test_size"
+    with opened(store) as store:
+        frame = store.frame()
+        names = scalar_measures(store.measure_names())
+        if frame.empty or not names:
+            raise GengapError(
+                f"{store.root}: no measured runs yet (run `gengap measure` first)")
+        try:
+            done = with_target(frame[frame["status"] == "done"], target)
+        except UnknownTarget as err:  # still a misspelt name (the CLI blames --target)
+            raise UnknownTarget(f"{store.root}: {err}") from None
+        except GengapError as err:
+            raise GengapError(f"{store.root}: {err}") from None
+        hyperparameters = store.zoo.hyperparameters
+        if "seed" in done.columns and done["seed"].nunique() > 1:
+            options.setdefault("replicates", "seed")
+        if "robust" in metrics and "test_size" not in options:
+            done = with_test_sizes(store, done, data_dir)
+            options["test_size"] = "test_size"
     return ranking_table(done, names, hyperparameters, target=target, metrics=metrics, **options)
 
 

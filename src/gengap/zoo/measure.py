@@ -20,7 +20,7 @@ from gengap.models.weight_check import load_checked
 from gengap.specs import MeasureOptions, RunSpec
 from gengap.zoo.pool import check_workers, worker_pool
 from gengap.zoo.seed_pairs import seed_partners
-from gengap.zoo.store import Store
+from gengap.zoo.store import Store, opened
 
 TRAJECTORY_KEYS = ("steps_to_ce_0.1", "steps_to_ce_0.01", "steps", "epochs")
 
@@ -217,15 +217,56 @@ def measure_zoo(
     :class:`UnreadableWeights` once the others are stored (:func:`unreadable_summary`). A
     read-only zoo is refused before any work. ``store`` may be the zoo's folder."""
     check_workers(workers)
-    store = store if isinstance(store, Store) else Store(store)
-    store.check_writable()
+    if workers > 1 and profile_into is not None:
+        raise GengapError("--profile times one process: use it with --workers 1")
+    with opened(store) as store:
+        store.check_writable()
+        done, todo, partners = _plan(store, names, recompute,
+                                     (options or MeasureOptions()).precision, left_out)
+        problems: dict[str, str] = {}
+        try:
+            if workers <= 1:
+                measured = _measure_here(store, todo, partners, device, data_dir, options,
+                                         profile_into, on_run, no_value, problems)
+            else:
+                measured = _measure_in_pool(store, todo, partners, workers, device, data_dir,
+                                            options, on_run, no_value, problems)
+        finally:  # the problems found so far, in the zoo's order, whatever stopped the call
+            order = {run.run_id: i for i, run in enumerate(done)}
+            ordered = dict(sorted(problems.items(), key=lambda item: order[item[0]]))
+            if unreadable is not None:
+                unreadable.update(ordered)
+        if ordered and unreadable is None:
+            raise UnreadableWeights(unreadable_summary(next(iter(ordered.values())), len(ordered),
+                                                       measured))
+        return measured
+
+
+def unreadable_summary(first: str, unreadable: int, measured: int) -> str:
+    """One line for a measuring call that skipped ``unreadable`` runs, ``first`` the first
+    one's problem, and measured ``measured`` others."""
+    others = f", nor {unreadable - 1} other{'s' if unreadable > 2 else ''}" \
+        if unreadable > 1 else ""
+    stored = f"; {measured} other run{'s' if measured > 1 else ''} measured and stored" \
+        if measured else ""
+    return f"{first} (run not measured{others}{stored})"
+
+
+Todo = list[tuple[RunSpec, list[str], dict[str, Any]]]  # run, measures it lacks, its metrics
+
+
+def _plan(store: Store, names: str | list[str] | None, recompute: bool, precision: str,
+          left_out: dict[str, int] | None
+          ) -> tuple[list[RunSpec], Todo, dict[str, RunSpec]]:
+    """What :func:`measure_zoo` does: the runs done, those to measure with the measures each
+    lacks and its metrics, and the seed twins they need (run id -> twin)."""
     wanted = [m.name for m in select(names)]
     have = store.measured()
     frame = store.frame()
     metrics_of = (
         {row["run_id"]: row for row in frame.to_dict("records")} if not frame.empty else {}
     )
-    todo = []
+    todo: Todo = []
     done = store.runs(status="done")
     finished = {run.run_id for run in done}
     # twins among the runs done or still to train, so that the pairing does not depend on
@@ -234,7 +275,6 @@ def measure_zoo(
     partners = {run_id: twin for run_id, twin
                 in seed_partners(done + store.runs(status="pending")).items()
                 if twin.run_id in finished}
-    precision = (options or MeasureOptions()).precision
     for run in done:
         missing = wanted if recompute else missing_measures(
             wanted, have.get(run.run_id, {}), precision)
@@ -252,36 +292,7 @@ def measure_zoo(
             partners.pop(run.run_id)  # not needed: do not load the twin's weights
         if missing:
             todo.append((run, missing, metrics_of.get(run.run_id, {})))
-    if workers > 1 and profile_into is not None:
-        raise GengapError("--profile times one process: use it with --workers 1")
-    problems: dict[str, str] = {}
-    try:
-        measured = (_measure_here(store, todo, partners, device, data_dir, options,
-                                  profile_into, on_run, no_value, problems) if workers <= 1 else
-                    _measure_in_pool(store, todo, partners, workers, device, data_dir, options,
-                                     on_run, no_value, problems))
-    finally:  # the problems found so far, in the zoo's order, whatever stopped the call
-        order = {run.run_id: i for i, run in enumerate(done)}
-        ordered = dict(sorted(problems.items(), key=lambda item: order[item[0]]))
-        if unreadable is not None:
-            unreadable.update(ordered)
-    if ordered and unreadable is None:
-        raise UnreadableWeights(unreadable_summary(next(iter(ordered.values())), len(ordered),
-                                                   measured))
-    return measured
-
-
-def unreadable_summary(first: str, unreadable: int, measured: int) -> str:
-    """One line for a measuring call that skipped ``unreadable`` runs, ``first`` the first
-    one's problem, and measured ``measured`` others."""
-    others = f", nor {unreadable - 1} other{'s' if unreadable > 2 else ''}" \
-        if unreadable > 1 else ""
-    stored = f"; {measured} other run{'s' if measured > 1 else ''} measured and stored" \
-        if measured else ""
-    return f"{first} (run not measured{others}{stored})"
-
-
-Todo = list[tuple[RunSpec, list[str], dict[str, Any]]]  # run, measures it lacks, its metrics
+    return done, todo, partners
 
 
 def _measure_here(

@@ -394,6 +394,20 @@ class Store:
         self._db.close()
 
 
+@contextmanager
+def opened(store: Store | str | Path) -> Iterator[Store]:
+    """``store`` itself, or the zoo at that folder, opened for the block and closed after it
+    (the functions that take either)."""
+    if isinstance(store, Store):
+        yield store
+        return
+    own = Store(store)
+    try:
+        yield own
+    finally:
+        own.close()
+
+
 def _open(db: Path, probe: str | None = None) -> tuple[sqlite3.Connection, str | None]:
     """:func:`.sqlite_open.connect`, then ``probe`` run (SQLite reads the file only when asked),
     their errors one line naming ``db``."""
