@@ -247,6 +247,12 @@ def test_spectra_command_prints_the_table(tmp_path) -> None:
                                       "task's models with `gengap pgdl import`)")
     refused = CliRunner().invoke(app, ["spectra", str(tmp_path / "gone.safetensors")])
     assert str(refused.exception) == f"{tmp_path / 'gone.safetensors'}: no such file"
+    # integer tensors, or names that do not end in "weight": what counts as a layer, said
+    save_file({"w": torch.ones(4, 4, dtype=torch.int64)}, str(tmp_path / "ints.safetensors"))
+    refused = CliRunner().invoke(app, ["spectra", str(tmp_path / "ints.safetensors")])
+    assert str(refused.exception).endswith(
+        "no layer weights found (in a bare file, a layer's weights are a float tensor of 2 or "
+        "more dimensions whose name ends in 'weight')")
 
 
 def test_an_esd_with_no_mass_has_no_mp_fit_and_leaves_the_others_alone() -> None:

@@ -49,7 +49,10 @@ def spectra(
     source, weights = _weights(target, which, data_dir)
     table = spectral_table(weights, randomize=randomize)
     if table.empty:
-        raise GengapError(f"{target}: no Linear or Conv weights found")
+        raise GengapError(f"{target}: no layer weights found" + (
+            " (in a bare file, a layer's weights are a float tensor of 2 or more dimensions "
+            "whose name ends in 'weight')" if target.is_file() else " (Linear, Conv or "
+            "Embedding)"))
     shown = table[[c for c in SHOWN if c in table.columns]]
     console.print(frame_table(shown, title=f"spectra of {source}", digits=4))
     means = ", ".join(f"{k} {v:.4g}" for k, v in summarize(table).items() if v == v)
