@@ -93,6 +93,12 @@ def test_the_driver_averages_tasks_times_100(tmp_path, toy):
     assert [t.status for t in scores.tasks] == ["scored", "scored"]
     assert scores.average == pytest.approx(100 * scores.tasks[0].score)
     assert "task_task_a_score: 0.0846" in scores.scores_txt()
+    assert scores.notes == []
+    # a misnamed file is not scored, and says so
+    shutil.copy(pred / "task_b.predict", pred / "task-c.predict")
+    scores = score_predictions(tmp_path, pred)
+    assert scores.notes == [f"{pred / 'task-c.predict'}: no task 'task-c' in the reference; "
+                            "not scored"]
 
 
 def test_missing_and_timed_out_predictions_score_as_in_the_competition(tmp_path, toy):

@@ -220,7 +220,8 @@ def score_predictions(
     reference: str | Path, predictions: str | Path, subgrid: bool = False
 ) -> Scores:
     """Score a folder of ``<task>.predict`` files (or one file, for a one-task reference)
-    against the reference data, as the competition's ``score.py`` did."""
+    against the reference data, as the competition's ``score.py`` did. A ``.predict`` file in
+    the folder that names no reference task is left out with a note."""
     tasks = reference_tasks(reference)
     pred_root = Path(predictions)
     if not pred_root.exists():
@@ -264,6 +265,9 @@ def score_predictions(
                                      dropped=dropped))
         except GengapError as err:
             results.append(TaskScore(task, math.nan, "error", str(err)))
+    if pred_root.is_dir():  # a misnamed file would otherwise pass without a word
+        notes.extend(f"{path}: no task {path.stem!r} in the reference; not scored"
+                     for path in sorted(pred_root.glob("*.predict")) if path.stem not in tasks)
     scored = [t.score for t in results if t.status == "scored"]
     if time_exceeded:
         average = 0.0
