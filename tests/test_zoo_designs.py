@@ -7,6 +7,7 @@ import math
 import pytest
 
 from gengap.errors import GengapError
+from gengap.specs import ZooSpec
 from gengap.zoo import parse_zoo_spec
 from gengap.zoo.spec_file import load_zoo_spec
 
@@ -92,6 +93,19 @@ def test_bad_designs_are_one_line_errors(change, problem):
         parse_zoo_spec(raw, source="z.toml")
     assert str(err.value).startswith("z.toml: ") and problem in str(err.value)
     assert "\n" not in str(err.value)
+
+
+def test_a_grid_with_a_draws_seed_is_refused_and_a_stored_one_still_reads():
+    grid = {"sample_seed": 3, "arch": {"width": [4, 8]}}
+    with pytest.raises(GengapError) as err:
+        parse_zoo_spec(grid, source="z.toml")
+    assert str(err.value) == ('z.toml: sample_seed: a seed for the random design\'s draws; this '
+                              'zoo\'s design is "grid" (set design = "random" and samples = N)')
+    assert parse_zoo_spec({**grid, "sample_seed": 0}).design == "grid"  # the default, said
+    # a zoo stored before the rule keeps reading
+    written = parse_zoo_spec({**grid, "sample_seed": 0}).model_dump_json().replace(
+        '"sample_seed":0', '"sample_seed":3')
+    assert ZooSpec.model_validate_json(written, context={"stored": True}).sample_seed == 3
 
 
 def test_random_design_from_toml(tmp_path):

@@ -407,7 +407,7 @@ class ZooSpec(_Spec):
         return name
 
     @model_validator(mode="after")
-    def _check_axes(self) -> ZooSpec:
+    def _check_axes(self, info: ValidationInfo) -> ZooSpec:
         base = self.base().model_dump()
         for path, values in self.axes.items():
             if not values:
@@ -437,6 +437,10 @@ class ZooSpec(_Spec):
             raise ValueError("seeds: a seed is listed twice")
         if self.design == "grid" and self.samples is not None:
             raise ValueError("samples: needs design = \"random\"")
+        # a grid draws nothing: a seed for its draws is a mistaken design, said at once
+        if self.design == "grid" and self.sample_seed != 0 and not _stored(info):
+            raise ValueError("sample_seed: a seed for the random design's draws; this zoo's "
+                             "design is \"grid\" (set design = \"random\" and samples = N)")
         if self.design == "random" and self.samples is None:
             raise ValueError("samples: the random design needs samples = N")
         return self
