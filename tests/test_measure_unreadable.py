@@ -32,13 +32,15 @@ def test_unreadable_runs_are_named_and_the_rest_measured(zoo_with_two_bad_runs, 
     unreadable: dict[str, str] = {}
     count = measure_zoo(store, "log_sum_of_fro,frobenius_distance", device="cpu", workers=workers,
                         unreadable=unreadable)
-    assert count == 2
+    assert count == 3
     assert list(unreadable) == [runs[1], runs[3]]  # the zoo's order, not the workers'
     assert str(store.weights_path(runs[1], "final")) in unreadable[runs[1]]
+    assert unreadable[runs[3]].startswith(str(store.weights_path(runs[3], "init")))
     assert "unreadable weight file" in unreadable[runs[3]]
     measured = store.measured()
-    assert sorted(measured) == sorted([runs[0], runs[2]])
+    assert sorted(measured) == sorted([runs[0], runs[2], runs[3]])
     assert set(measured[runs[0]]) == {"log_sum_of_fro", "frobenius_distance"}
+    assert set(measured[runs[3]]) == {"log_sum_of_fro"}  # held back: what reads the init file
 
 
 def test_without_a_dict_the_first_problem_is_raised_after_the_rest(zoo_with_two_bad_runs):
@@ -47,7 +49,8 @@ def test_without_a_dict_the_first_problem_is_raised_after_the_rest(zoo_with_two_
         measure_zoo(store, "log_sum_of_fro", device="cpu")
     message = str(raised.value)
     assert message.startswith(str(store.weights_path(runs[1], "final")))
-    assert message.endswith("(run not measured; 3 other runs measured and stored)")
+    assert message.endswith("(the measures that read it were not computed; 3 runs measured "
+                            "and stored)")
     # run 3's spoilt initial weights are not read for a measure of the final ones
     assert sorted(store.measured()) == sorted([runs[0], runs[2], runs[3]])
     for path, content in originals.items():  # mended, the next call measures just run 1
@@ -71,6 +74,10 @@ def test_a_twin_with_unreadable_weights_holds_back_only_the_agreement_measures(
     assert list(unreadable) == [second]  # the bad file's run, not its twin
     assert unreadable[second].startswith(str(bad))
     assert set(store.measured()[first]) == {"log_sum_of_fro"}
+    # a run whose only missing measure reads the bad twin: nothing to do for it, no error
+    unreadable.clear()
+    assert measure_zoo(store, "disagreement", device="cpu", unreadable=unreadable) == 0
+    assert list(unreadable) == [second]
     bad.write_bytes(kept)
     assert measure_zoo(store, "disagreement,log_sum_of_fro", device="cpu") == 2
     assert set(store.measured()[first]) == {"log_sum_of_fro", "disagreement"}
@@ -111,3 +118,15 @@ def test_a_zoo_opened_from_its_folder_is_closed_after(tiny_zoo_toml: Path, tmp_p
     store = Store(tmp_path / "zoo")  # a Store given is the caller's to close
     evaluate_zoo(store)
     assert len(closed) == 2
+
+
+def test_a_folder_in_place_of_a_weight_file_is_named_as_such(zoo_with_two_bad_runs):
+    store, runs, originals = zoo_with_two_bad_runs
+    for path, content in originals.items():
+        path.write_bytes(content)
+    init = store.weights_path(runs[2], "init")
+    init.unlink()
+    init.mkdir()
+    unreadable: dict[str, str] = {}
+    assert measure_zoo(store, "frobenius_distance", device="cpu", unreadable=unreadable) == 3
+    assert unreadable == {runs[2]: f"{init}: not a file, where a weight file should be"}

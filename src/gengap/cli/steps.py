@@ -75,9 +75,9 @@ def measure_step(
     precision: str = "auto",
 ) -> int:
     """``measure_zoo`` behind a progress bar, then what was left out and why values are NaN
-    (``precision``: :attr:`gengap.specs.MeasureOptions.precision`); the runs measured. Runs
-    whose weights cannot be read are named, one line each, after the others are measured: the
-    last line as the error (exit status 2)."""
+    (``precision``: :attr:`gengap.specs.MeasureOptions.precision`); the runs measured. Weight
+    files that cannot be read are named, one line each, after the rest is measured: the last
+    line as the error (exit status 2)."""
     store.check_writable()  # before the bar is drawn (measure_zoo checks too, for Python)
     total = store.counts()["done"]
     left_out: dict[str, int] = {}
@@ -102,8 +102,8 @@ def measure_step(
     print_no_value(no_value)
     if unreadable:
         first, *others = unreadable.values()
-        for problem in others:
-            console.print(f"not measured: {escape(problem)}", markup=True)
+        for problem in others:  # never wrapped: one line each, to read or grep
+            console.print(f"skipped: {escape(problem)}", markup=True, soft_wrap=True)
         raise GengapError(unreadable_summary(first, len(unreadable), count))
     return count
 

@@ -81,8 +81,9 @@ def missing_measures(wanted: list[str], have: Mapping[str, str | None],
 
 
 def has_init(store: Store, run: RunSpec) -> bool:
-    """Whether the run has initial weights (a trained run always; an imported one may not)."""
-    return store.weights_path(run.run_id, "init").is_file()
+    """Whether the run has initial weights (a trained run always; an imported one may not).
+    Something in the file's place that is not a file counts: reading it is the error."""
+    return store.weights_path(run.run_id, "init").exists()
 
 
 def measure_run(
@@ -92,7 +93,7 @@ def measure_run(
     partner: RunSpec | None = None,
     no_value_into: dict[str, str] | None = None,
     arithmetic_into: dict[str, str] | None = None,
-    twin_unreadable_into: dict[str, str] | None = None,
+    unreadable_into: dict[str, str] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """``name -> (value, seconds)`` of ``names`` on one finished run (``no_value_into``, a
     dict to fill: measure -> why its value is NaN, where its formula does not apply;
@@ -102,31 +103,37 @@ def measure_run(
     ``profile_into["passes"]``, and count the run under its Monte Carlo passes' precision in
     ``profile_into["monte_carlo_precision"]`` where they ran. ``partner``: the run of the
     same spec with another seed (see :func:`seed_partners`), the second model of the agreement
-    measures, which compare the two on the test split's inputs. A weight file of the run that
-    cannot be read or does not fit raises :class:`UnreadableWeights`; where the partner's final
-    weights cannot be read, the run is measured without the measures that need it, and
-    ``twin_unreadable_into`` (a dict to fill) gets the partner's run id and problem."""
+    measures, which compare the two on the test split's inputs. The run's final weights that
+    cannot be read or do not fit raise :class:`UnreadableWeights`; where its initial weights,
+    or the partner's final ones, cannot be read, the run is measured without the measures that
+    need them, and ``unreadable_into`` (a dict to fill) gets the file owner's run id and the
+    problem."""
     final = load_model(store, run, splits, "final")
-    # the initial weights only for measures that read them: a bad init file spoils no other
-    init = load_model(store, run, splits, "init") \
-        if has_init(store, run) and needing(names, "init_weights") else None
-    second = None
-    if partner is not None:
+    # the initial weights, and the twin's, only for measures that read them; a bad file there
+    # holds back just those measures
+    sources = {"init_weights": (run, "init") if has_init(store, run) else None,
+               "second_model": (partner, "final") if partner is not None else None}
+    models: dict[str, nn.Module] = {}
+    for need, source in sources.items():
+        if source is None or not needing(names, need):
+            continue
         try:
-            second = load_model(store, partner, splits, "final")
-        except UnreadableWeights as err:  # the twin's problem: the agreement measures wait
-            if twin_unreadable_into is not None:
-                twin_unreadable_into[partner.run_id] = str(err)
-            names = [n for n in names if n not in needing(names, "second_model")]
+            models[need] = load_model(store, source[0], splits, source[1])
+        except UnreadableWeights as err:
+            if unreadable_into is not None:
+                unreadable_into.setdefault(source[0].run_id, str(err))
+            names = [n for n in names if n not in needing(names, need)]
+    if not names:
+        return {}
     ctx = MeasureContext(
         final,
-        init_model=init,
+        init_model=models.get("init_weights"),
         x_train=splits.x_train,
         y_train=splits.y_train,
         device=device,
         options=options,
         trajectory=trajectory(run, metrics),
-        second_model=second,
+        second_model=models.get("second_model"),
         x_heldout=splits.x_test if partner else None,
     )
     if profile_into is None:
@@ -161,7 +168,7 @@ def _measure_task(
 ) -> tuple[str, dict[str, tuple[float, float]], dict[str, str], dict[str, str],
            dict[str, str]]:
     """One run in a worker process (it reads the store; the parent writes): its id, values,
-    NaN reasons, Monte Carlo arithmetic and its twin's weight problem (see
+    NaN reasons, Monte Carlo arithmetic, and the problems of the other files it read (see
     :func:`measure_run`)."""
     import gengap.interop  # noqa: F401  (a fresh process: register imported zoos' families)
 
@@ -174,16 +181,16 @@ def _measure_task(
     store = Store(root)
     reasons: dict[str, str] = {}
     arithmetic: dict[str, str] = {}
-    twin: dict[str, str] = {}
+    others: dict[str, str] = {}
     try:
         values = measure_run(store, run, names, _worker_splits[key], metrics, device,
                              MeasureOptions.model_validate_json(options_json),
                              partner=RunSpec.model_validate_json(partner_json)
                              if partner_json else None, no_value_into=reasons,
-                             arithmetic_into=arithmetic, twin_unreadable_into=twin)
+                             arithmetic_into=arithmetic, unreadable_into=others)
     finally:
         store.close()
-    return run.run_id, values, reasons, arithmetic, twin
+    return run.run_id, values, reasons, arithmetic, others
 
 
 def measure_zoo(
@@ -209,13 +216,14 @@ def measure_zoo(
     fill) counts, per measure, the runs it waits for: those without a seed twin (agreement
     measures) or initial weights; ``no_value`` (a dict to fill) counts, per measure and
     reason, the runs measured now where its value is NaN because its formula does not apply
-    (σ′ of a network at chance, say). A run whose weight files cannot be read or do not fit
-    its network is skipped and the others are measured (its initial weights are read only for
-    measures that need them; a run whose seed twin's final weights cannot be read gets every
-    measure but the agreement ones): with ``unreadable`` (a dict to fill) the bad file's run
-    id maps to the one-line problem, in the zoo's order, else the first problem is raised as
-    :class:`UnreadableWeights` once the others are stored (:func:`unreadable_summary`). A
-    read-only zoo is refused before any work. ``store`` may be the zoo's folder."""
+    (σ′ of a network at chance, say). A weight file that cannot be read or does not fit its
+    network holds back only the measures that read it, and the others are measured: a run's
+    final weights all of its measures; its initial weights those that need them (read only
+    for those); a seed twin's final weights the agreement measures. With ``unreadable`` (a dict
+    to fill) the bad file's run id maps to the one-line problem, in the zoo's order, else the
+    first problem is raised as :class:`UnreadableWeights` once the rest is stored
+    (:func:`unreadable_summary`). A read-only zoo is refused before any work. ``store`` may be
+    the zoo's folder."""
     check_workers(workers)
     if workers > 1 and profile_into is not None:
         raise GengapError("--profile times one process: use it with --workers 1")
@@ -242,14 +250,13 @@ def measure_zoo(
         return measured
 
 
-def unreadable_summary(first: str, unreadable: int, measured: int) -> str:
-    """One line for a measuring call that skipped ``unreadable`` runs, ``first`` the first
-    one's problem, and measured ``measured`` others."""
-    others = f", nor {unreadable - 1} other{'s' if unreadable > 2 else ''}" \
-        if unreadable > 1 else ""
-    stored = f"; {measured} other run{'s' if measured > 1 else ''} measured and stored" \
-        if measured else ""
-    return f"{first} (run not measured{others}{stored})"
+def unreadable_summary(first: str, files: int, measured: int) -> str:
+    """One line for a measuring call that met ``files`` weight files it could not read,
+    ``first`` the first one's problem, and measured ``measured`` runs."""
+    others = f", nor those of {files - 1} other bad file{'s' if files > 2 else ''}" \
+        if files > 1 else ""
+    return (f"{first} (the measures that read it were not computed{others}; {measured} "
+            f"run{'s' if measured != 1 else ''} measured and stored)")
 
 
 Todo = list[tuple[RunSpec, list[str], dict[str, Any]]]  # run, measures it lacks, its metrics
@@ -302,7 +309,7 @@ def _measure_here(
     no_value: dict[str, dict[str, int]] | None, problems: dict[str, str],
 ) -> int:
     """:func:`measure_zoo`'s runs in this process, stored as each finishes; the runs
-    measured. A run whose weights cannot be read, or whose twin's, goes into ``problems``."""
+    measured. A run whose weight file cannot be read goes into ``problems``."""
     splits_by_data: dict[str, Splits] = {}
     measured = 0
     for run, missing, metrics in todo:
@@ -311,15 +318,15 @@ def _measure_here(
             splits_by_data = {key: load(run.data, data_dir)}  # zoos are grouped by data
         reasons: dict[str, str] = {}
         arithmetic: dict[str, str] = {}
-        twin: dict[str, str] = {}
+        others: dict[str, str] = {}
         try:
             values = measure_run(store, run, missing, splits_by_data[key], metrics, device,
                                  options, profile_into, partners.get(run.run_id), reasons,
-                                 arithmetic, twin)
+                                 arithmetic, others)
         except UnreadableWeights as err:
             problems[run.run_id] = str(err)
             continue
-        measured += _record(store, (run.run_id, values, reasons, arithmetic, twin), on_run,
+        measured += _record(store, (run.run_id, values, reasons, arithmetic, others), on_run,
                             no_value, problems)
     return measured
 
@@ -330,7 +337,7 @@ def _measure_in_pool(
     no_value: dict[str, dict[str, int]] | None, problems: dict[str, str],
 ) -> int:
     """:func:`measure_zoo`'s runs in ``workers`` processes, stored as each finishes; the runs
-    measured. A run whose weights cannot be read, or whose twin's, goes into ``problems``."""
+    measured. A run whose weight file cannot be read goes into ``problems``."""
     options_json = (options or MeasureOptions()).model_dump_json()
     measured = 0
     with worker_pool(workers) as pool:
@@ -362,13 +369,13 @@ def _record(
     on_run: OnRun | None, no_value: dict[str, dict[str, int]] | None,
     problems: dict[str, str],
 ) -> int:
-    """Store one run's ``(run id, values, NaN reasons, arithmetic, twin problems)`` and count
-    its NaN reasons and its twin's problem; 1 when it had values to store."""
-    run_id, values, reasons, arithmetic, twin = result
-    for twin_id, problem in twin.items():
-        problems.setdefault(twin_id, problem)
+    """Store one run's ``(run id, values, NaN reasons, arithmetic, other files' problems)``
+    and count its NaN reasons and those problems; 1 when it had values to store."""
+    run_id, values, reasons, arithmetic, others = result
+    for owner, problem in others.items():
+        problems.setdefault(owner, problem)
     _count(no_value, reasons)
-    if not values:  # its only measures waited for an unreadable twin
+    if not values:  # its only measures read a file that could not be read
         return 0
     store.put_measures(run_id, values, arithmetic)
     if on_run:

@@ -248,8 +248,10 @@ class Store:
 
     def load_weights(self, run_id: str, which: str) -> dict[str, torch.Tensor]:
         path = self.weights_path(run_id, which)
-        if not path.is_file():
+        if not path.exists():
             raise GengapError(f"{path}: missing weight file")
+        if not path.is_file():
+            raise GengapError(f"{path}: not a file, where a weight file should be")
         try:
             return load_file(str(path))
         except (SafetensorError, OSError) as err:
