@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
 from types import SimpleNamespace
 
 import torch
@@ -41,6 +42,30 @@ def seconds_per_call(step, calls: int) -> float:
     return (time.perf_counter() - started) / calls
 
 
+def small_cnn_zoo_case(population: int, batch: int
+                       ) -> tuple[list[RunSpec], torch.Tensor, torch.Tensor, Callable[[], None]]:
+    """``population`` runs of the Small CNN Zoo network (learning rates apart), one random
+    batch of 28x28x1 inputs and labels, and the plain loop's step of one such network on it
+    (model, SGD with momentum, forward, cross-entropy, backward, step)."""
+    arch = ArchSpec(family="cnn")
+    runs = [RunSpec(arch=arch, seed=0, train=TrainSpec(lr=0.01 * (1 + i % 4),
+                                                       batch_size=batch))
+            for i in range(population)]
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(batch, *SHAPE, generator=gen)
+    y = torch.randint(0, 10, (batch,), generator=gen)
+    model = build(arch, SHAPE, 10)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+
+    def plain_step() -> None:
+        loss = nn.functional.cross_entropy(model(x), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    return runs, x, y, plain_step
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--population", type=int, default=16)
@@ -52,22 +77,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(1)
     reuse_large_blocks()
-    arch = ArchSpec(family="cnn")
-    runs = [RunSpec(arch=arch, seed=0, train=TrainSpec(lr=0.01 * (1 + i % 4),
-                                                       batch_size=args.batch))
-            for i in range(args.population)]
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch, *SHAPE, generator=gen)
-    y = torch.randint(0, 10, (args.batch,), generator=gen)
-    model = build(arch, SHAPE, 10)
-    optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def plain_step() -> None:
-        loss = nn.functional.cross_entropy(model(x), y)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-
+    runs, x, y, plain_step = small_cnn_zoo_case(args.population, args.batch)
     sizes = [int(s) for s in args.sizes.split(",")]
     # parts as large as the largest size: each timed part is taken whole
     splits = SimpleNamespace(input_shape=SHAPE, num_classes=10)
