@@ -225,8 +225,17 @@ def test_npz_problems_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(GengapError, match="b.npz: unreadable array"):
         raw("npz", tmp_path, file="b.npz")
     np.savez(tmp_path / "c.npz", x=np.zeros((3, 2)), y=np.array([0.5, 1, 2]))
-    with pytest.raises(GengapError, match="integer class labels"):
+    with pytest.raises(GengapError, match="c.npz: labels must be whole numbers 0..99999, "
+                       "found 0.5"):
         raw("npz", tmp_path, file="c.npz")
+    np.savez(tmp_path / "c.npz", x=np.zeros((3, 2)), y=np.array([-1, 1, 2]))
+    with pytest.raises(GengapError, match="c.npz: y must hold integer class labels 0..C-1"):
+        raw("npz", tmp_path, file="c.npz")
+    # whole numbers stored as floats are labels (they were refused, unlike .mat and IDX)
+    np.savez(tmp_path / "c.npz", x=np.zeros((3, 2)), y=np.array([0.0, 1.0, 2.0]),
+             x_test=np.zeros((1, 2)), y_test=np.array([2.0]))
+    labels = raw("npz", tmp_path, file="c.npz").y_train
+    assert labels.dtype == torch.int64 and sorted(labels.tolist()) == [0, 1, 2]
     (tmp_path / "d.npz").write_bytes(b"garbage")
     with pytest.raises(GengapError, match="d.npz: not a readable .npz file"):
         raw("npz", tmp_path, file="d.npz")

@@ -224,6 +224,11 @@ def test_monotone_combination_chosen_on_some_zoos_scores_on_others():
     few = frame.assign(few=np.where(np.arange(len(frame)) % 60 < 3, frame["gap"], np.nan))
     table = transfer_table(few, ["m1", "m2", "few"], ["h"], "gap", max_measures=2)
     assert "few" not in set(table["best_single"])
+    # a zoo never measured was scored Ψ = 0 (every value imputed, all ties); now refused
+    unmeasured = frame.assign(**{m: np.where(frame["zoo"] == "c", np.nan, frame[m])
+                                 for m in ("m1", "m2", "junk")})
+    with pytest.raises(GengapError, match="zoo 'c' has no value of any measure"):
+        transfer_table(unmeasured, ["m1", "m2", "junk"], ["h"], "gap")
 
 
 def test_an_exported_table_offers_no_spec_field_as_a_measure(tmp_path):

@@ -76,6 +76,12 @@ def test_evaluation_functions_name_the_missing_column():
         (lambda: fit_predictor(frame, ["m", "nope"], target="gap"), "no feature column 'nope'"),
         (lambda: kendall([1, 2, 3], [1, 3]),
          r"the measure has shape \(3,\) and the target \(2,\)"),
+        # arguments in conditional_mi's order (hyperparameters before the target): the
+        # target's text was read letter by letter, "no hyperparameter column 'g'"
+        (lambda: granulated_kendall(frame, "m", ["lr"], "gap"),
+         "hyperparameter names as a list of column names, not the text 'gap'"),
+        (lambda: granulated_kendall(frame, "m", ["lr"], ["wd"]),
+         r"target: one column name, not \['lr'\]"),
     ):
         with pytest.raises(GengapError, match=message):
             call()
@@ -109,3 +115,15 @@ def test_held_out_inputs_give_the_input_shape():
     ctx = MeasureContext(bn, x_heldout=torch.randn(20, 6), second_model=bn)
     assert ctx.input_shape == (6,)
     assert {"disagreement", "path_norm", "prod_of_spec"} <= set(available(ctx))
+
+
+def test_a_name_given_twice_is_ranked_once():
+    """ranking_table ranked a measure named twice twice; the commands once."""
+    from gengap.evaluate import ranking_table
+
+    frame = pd.DataFrame({"lr": [1, 2, 1, 2], "wd": [0, 0, 1, 1], "m": [0.1, 0.4, 0.2, 0.3],
+                          "k": [0.3, 0.2, 0.1, 0.4], "train_acc": [1.0, 1.0, 0.9, 1.0],
+                          "test_acc": [0.9, 0.7, 0.8, 0.8]})
+    table = ranking_table(frame, ["m", "k", "m"], "lr,wd,lr", metrics="tau,tau")
+    assert list(table["measure"]) == ["m", "k"]
+    assert table.equals(ranking_table(frame, ["m", "k"], ["lr", "wd"], metrics=["tau"]))

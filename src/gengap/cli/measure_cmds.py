@@ -41,7 +41,7 @@ def measure_target(
     timings: dict[str, dict[str, float]] | None = {} if profile else None
     count = measure_step(Store(target), measures, device, data_dir, recompute, workers, timings,
                          precision)
-    console.print(f"measured {count} runs in {target}")
+    console.print(f"measured {count} run{'' if count == 1 else 's'} in {target}")
     if timings is not None:
         print_profile(timings.get("measures", {}), timings.get("passes", {}),
                       timings.get("monte_carlo_precision", {}))

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 from pydantic import Field
 
-from gengap.data.checks import finite_inputs
+from gengap.data.checks import class_labels, finite_inputs
 from gengap.data.randomize import subsample
 from gengap.data.sources import RawSplits, SourceOptions, register_source
 from gengap.errors import GengapError
@@ -62,6 +62,8 @@ def read_npz(path: Path) -> dict[str, np.ndarray]:
 def _labels(path: Path, name: str, y: np.ndarray, n: int) -> np.ndarray:
     if y.shape != (n,):
         raise GengapError(f"{path}: {name} must have shape ({n},) like its inputs, got {y.shape}")
+    if y.dtype.kind == "f":  # whole numbers stored as floats are labels, as in .mat files
+        y = class_labels(path, y, 0, MAX_CLASSES - 1, "a larger label is an id, not a class")
     if not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
         raise GengapError(f"{path}: {name} must hold integer class labels 0..C-1")
     return y.astype(np.int64)

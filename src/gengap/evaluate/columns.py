@@ -11,7 +11,11 @@ from gengap.errors import GengapError
 
 def check_columns(frame: pd.DataFrame, names: Iterable[str], kind: str) -> None:
     """Raise "no <kind> column 'name' in the table" for the first of ``names`` that
-    ``frame`` lacks (a bare ``KeyError`` would not say which kind of column was wanted)."""
+    ``frame`` lacks (a bare ``KeyError`` would not say which kind of column was wanted). A
+    single string for ``names`` is refused: read letter by letter it blamed a column 'g'."""
+    if isinstance(names, str):
+        raise GengapError(f"{kind} names as a list of column names, not the text {names!r} "
+                          "(or arguments in another order than the function's)")
     for name in names:
         if name not in frame.columns:
             raise GengapError(f"no {kind} column {name!r} in the table")

@@ -114,13 +114,20 @@ def transfer_table(
     """Choose on some zoos, score on the others. With ``test_zoos`` the rest are the training
     zoos; without, every zoo is held out in turn (the others train). Per held-out zoo: the
     combination's tau and Ψ against ``target``, next to those of the single measure with the
-    best tau on the training zoos (oriented the same way), and what was chosen."""
+    best tau on the training zoos (oriented the same way), and what was chosen. A zoo without
+    a value of any of the measures is refused."""
     data = with_target(frame, target)
     if zoo not in data.columns:
         raise GengapError(f"no zoo column {zoo!r}: give tables of several zoos")
     names = sorted(data[zoo].astype(str).unique())
     if len(names) < 2:
         raise GengapError("choosing on some zoos and scoring on others needs two zoos or more")
+    for name in names:  # its rows would be the imputation's alone: a constant, scored as ties
+        rows = data[data[zoo].astype(str) == name]
+        if not any(np.isfinite(rows[m].to_numpy(dtype=float)).any()
+                   for m in measures if m in rows.columns):
+            raise GengapError(f"zoo {name!r} has no value of any measure (measure it first: "
+                              "`gengap measure`)")
     held_out = [[z] for z in names] if test_zoos is None else [list(test_zoos)]
     for group in held_out:
         unknown = [z for z in group if z not in names]

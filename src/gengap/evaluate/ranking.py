@@ -32,10 +32,11 @@ METRICS = ("tau", "psi", "cmi", "robust")
 
 
 def listed(names: str | Sequence[str]) -> list[str]:
-    """Names given as a sequence, or as one comma-separated string (``"tau,cmi"``)."""
+    """Names given as a sequence, or as one comma-separated string (``"tau,cmi"``), each once
+    in the order first given (a name twice would rank, or count, twice)."""
     if isinstance(names, str):
-        return [name.strip() for name in names.split(",") if name.strip()]
-    return list(names)
+        names = [name.strip() for name in names.split(",") if name.strip()]
+    return list(dict.fromkeys(names))
 
 
 def ranking_table(

@@ -23,6 +23,8 @@ def with_target(frame: pd.DataFrame, target: str) -> pd.DataFrame:
     """``frame`` with the column ``target``: ``gap`` (train − test accuracy) and
     ``test_error`` (1 − test accuracy) are derived when absent; any other column is taken as
     it is."""
+    if not isinstance(target, str):
+        raise GengapError(f"target: one column name, not {target!r}")
     if target in frame.columns:
         return frame
     if target == "gap" and {"train_acc", "test_acc"} <= set(frame.columns):

@@ -1,6 +1,6 @@
 """Zoos: expanding specs into runs, training them through an executor, and the store."""
 
-from gengap.zoo.evaluation import evaluate_zoo
+from gengap.zoo.evaluation import evaluate_table, evaluate_zoo
 from gengap.zoo.executors import executors
 from gengap.zoo.export import Zoo
 from gengap.zoo.measure import load_model, measure_zoo
@@ -11,6 +11,7 @@ from gengap.zoo.store import Store
 __all__ = [
     "Store",
     "Zoo",
+    "evaluate_table",
     "evaluate_zoo",
     "executors",
     "load_model",

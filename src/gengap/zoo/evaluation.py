@@ -95,7 +95,7 @@ def evaluate_table(
     if target in hyperparameters:
         raise GengapError(f"{target!r} is the target, not a hyperparameter")
     check_columns(table, hyperparameters, "hyperparameter")
-    measures = list(dict.fromkeys(listed(measures))) if measures is not None else None
+    measures = listed(measures) if measures is not None else None
     if "status" in table.columns:
         table = table[table["status"] == "done"]
     _check_numeric(table, [target, "train_acc", "test_acc", *(measures or [])])
