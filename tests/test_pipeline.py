@@ -43,6 +43,9 @@ def test_train_measure_evaluate_end_to_end(tiny_zoo_toml: Path, tmp_path: Path):
 
     status = gengap("zoo", "status", str(out))
     assert "4 done" in status.stdout
+    names = len(Store(out).measure_names())
+    assert f"measures: {names} stored; 4 of 4 done runs have every one, 0 some, 0 none" \
+        in status.stdout
 
     again = gengap("zoo", "train", str(tiny_zoo_toml), "--out", str(out))
     assert again.returncode == 0 and Store(out).counts()["done"] == 4

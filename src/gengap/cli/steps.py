@@ -151,6 +151,14 @@ def status_table(store: Store) -> None:
     failed = frame[frame["status"] == "failed"]
     for row in failed.itertuples():
         console.print(f"[red]failed[/] {row.run_id}: {escape(str(row.reason))}", markup=True)
+    names = store.measure_names()
+    if names:  # how far measuring has come: which runs have every measure stored so far
+        have = store.measured()
+        done = frame.loc[frame["status"] == "done", "run_id"]
+        whole = sum(all(n in have.get(run_id, {}) for n in names) for run_id in done)
+        some = sum(bool(have.get(run_id)) for run_id in done)
+        console.print(f"measures: {len(names)} stored; {whole} of {len(done)} done runs have "
+                      f"every one, {some - whole} some, {len(done) - some} none")
 
 
 def short_names(columns: list[str]) -> dict[str, str]:
