@@ -24,7 +24,8 @@ def lr_factor(spec: TrainSpec, step: int, steps_per_epoch: int) -> float:
     ``step`` (times ``lr_gamma`` after each epoch in ``lr_steps``) or ``cosine`` (half a cosine
     from lr to 0 over the remaining steps of the step bound).
     """
-    warm = round(spec.warmup_epochs * steps_per_epoch)
+    # the nearest whole number of steps, half a step up (Python's round() sends 2.5 to 2)
+    warm = math.floor(spec.warmup_epochs * steps_per_epoch + 0.5)
     if step < warm:
         return (step + 1) / warm
     if spec.schedule == "step":
