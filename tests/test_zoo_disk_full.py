@@ -159,3 +159,30 @@ def test_an_empty_database_is_refused_and_left_empty(
     assert capsys.readouterr().err == (
         f"gengap: error: {root}: not a gengap zoo (gengap.sqlite is empty)\n")
     assert [(p.name, p.stat().st_size) for p in root.iterdir()] == [("gengap.sqlite", 0)]
+
+
+@pytest.mark.parametrize("error", ["SQLITE_FULL", "SQLITE_IOERR_SHMSIZE"])
+def test_a_zoo_on_a_full_disk_still_reads_and_writers_say_why(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, one_thread, error: str):
+    """Opening read-write makes the -wal and -shm files, which a full disk refuses: every
+    command, readers too, said "not a gengap store (disk I/O error)" of an intact zoo."""
+    from gengap.zoo import sqlite_open
+
+    zoo, root = parse_zoo_spec(SPEC), tmp_path / "zoo"
+    train_zoo(zoo, root, device="cpu").close()
+
+    def full(path: Path) -> sqlite3.Connection:
+        err = sqlite3.OperationalError("disk I/O error")
+        err.sqlite_errorname = error
+        raise err
+
+    monkeypatch.setattr(sqlite_open, "_read_write", full)
+    store = Store(root)
+    assert store.read_only and list(store.frame()["status"]) == ["done", "done"]
+    with pytest.raises(GengapError) as err:
+        store.check_writable()
+    one_line(err, root / "gengap.sqlite", "disk")
+    store.close()
+    with pytest.raises(GengapError) as err:
+        train_zoo(zoo, root, device="cpu")
+    one_line(err, root / "gengap.sqlite", "disk")

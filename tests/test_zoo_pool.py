@@ -32,3 +32,16 @@ def test_leaving_a_pool_normally_waits_for_its_tasks() -> None:
     with worker_pool(2) as pool:
         futures = [pool.submit(pow, 2, k) for k in range(6)]
     assert [f.result() for f in futures] == [2**k for k in range(6)]
+
+
+def test_a_worker_that_dies_is_one_line() -> None:
+    """kill -9 of a worker (or the kernel's out-of-memory killer) gave a 55-line traceback
+    of BrokenProcessPool and exit status 1."""
+    import os
+
+    from gengap.errors import GengapError
+
+    with pytest.raises(GengapError) as err, worker_pool(2) as pool:
+        pool.submit(os._exit, 9).result()  # the worker ends as a killed one does
+    assert str(err.value) == ("a worker process ended abruptly (killed, or out of memory?); "
+                              "what finished before is kept: run the command again to go on")

@@ -13,6 +13,7 @@ import signal
 import sys
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from contextlib import contextmanager
 
 from gengap.errors import GengapError
@@ -36,11 +37,16 @@ def worker_pool(workers: int, init: Callable[[], None] | None = None
     thread pools are running can deadlock. Leaving the block normally waits for the tasks;
     leaving it by an exception (Ctrl-C) ends the workers at once: a task in flight is lost
     either way (a run is recorded only once done), and waiting for it held Ctrl-C for a whole
-    run, whose result was then thrown away."""
+    run, whose result was then thrown away. A worker that dies (killed, out of memory) ends
+    the block with a one-line :class:`GengapError`."""
     pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                initializer=_start_worker, initargs=(os.getpid(), init))
     try:
         yield pool
+    except BrokenProcessPool:  # a worker killed (kill -9, the kernel out of memory)
+        _stop_now(pool)
+        raise GengapError("a worker process ended abruptly (killed, or out of memory?); what "
+                          "finished before is kept: run the command again to go on") from None
     except BaseException:
         _stop_now(pool)
         raise

@@ -22,19 +22,29 @@ from pathlib import Path
 TIMEOUT_S = 60  # a writer in another process holds the lock for one transaction at most
 
 
+class WriteFailed(str):
+    """Why a database this process may write was opened read-only all the same: SQLite could
+    not write beside it (a full disk, an I/O error), in words for a one-line error."""
+
+
 def connect(path: Path) -> tuple[sqlite3.Connection, str | None]:
     """``(connection, why_read_only)`` for the database at ``path``: ``why_read_only`` is None
     for a read-write connection, else what this process may not write (the file, its
-    ``-wal``/``-shm`` companions or their folder), or that SQLite refused to open it for
-    writing. Errors are sqlite3's (the caller names the file)."""
+    ``-wal``/``-shm`` companions or their folder), that SQLite refused to open it for
+    writing, or, a :class:`WriteFailed`, that it could not write there (an existing database
+    on a full disk stays readable). Errors are sqlite3's (the caller names the file)."""
     why = cannot_write(path)
     if why is None:
         try:
             return _read_write(path), None
         except sqlite3.OperationalError as err:  # the system said no where os.access said yes
-            if not refused(err):
+            failed = write_failed(err)
+            if failed is not None and path.is_file() and path.stat().st_size > 0:
+                why = WriteFailed(failed)
+            elif refused(err):
+                why = f"SQLite may not write it ({err})"
+            else:
                 raise
-            why = f"SQLite may not write it ({err})"
     return _read_only(path), why
 
 

@@ -37,6 +37,7 @@ from gengap.errors import GengapError
 from gengap.specs import RunSpec, ZooSpec, first_problem, hyperparameter_values
 from gengap.train.tracking import CE_MILESTONES
 from gengap.zoo.sqlite_open import (
+    WriteFailed,
     cannot_make_files_in,
     cannot_write,
     connect,
@@ -125,6 +126,13 @@ class Store:
             root.mkdir(parents=True, exist_ok=True)
         except OSError as err:
             raise GengapError(f"{root}: cannot make the zoo folder ({err.strerror})") from None
+        with _one_creator(root):
+            cls._create_database(root, zoo, grow)
+        return cls(root)
+
+    @staticmethod
+    def _create_database(root: Path, zoo: ZooSpec, grow: bool) -> None:
+        """:meth:`create`'s work on the database, the folder made and locked."""
         # refused before opening: a read-only open may copy the database only to be refused
         why = cannot_write(root / DB_NAME)
         if why is not None:
@@ -146,7 +154,7 @@ class Store:
             raise
         try:
             if why is not None:
-                raise _read_only_error(root, why)
+                raise _not_writable(root, why)
             with db:
                 db.executescript(_SCHEMA)
                 row = db.execute("SELECT value FROM meta WHERE key = 'zoo_spec'").fetchone()
@@ -182,7 +190,6 @@ class Store:
             raise GengapError(f"{root / DB_NAME}: not a gengap store ({err})") from None
         finally:
             db.close()
-        return cls(root)
 
     # -- the zoo ---------------------------------------------------------------------------
 
@@ -270,7 +277,7 @@ class Store:
         """A one-line :class:`GengapError` naming the zoo when it is read-only here: a command
         that writes calls this before its work, not after."""
         if self._why_read_only is not None:
-            raise _read_only_error(self.root, self._why_read_only)
+            raise _not_writable(self.root, self._why_read_only)
 
     @contextmanager
     def _writing(self) -> Iterator[None]:
@@ -440,6 +447,26 @@ def _write_error(db: Path, why: str) -> GengapError:
     return GengapError(f"{db}: cannot write ({why})")
 
 
+@contextmanager
+def _one_creator(root: Path) -> Iterator[None]:
+    """An exclusive lock on the zoo's folder (``flock``, released when its descriptor closes)
+    while one process creates or opens the database for a zoo: two processes starting on a new
+    folder at once both turned the new database to WAL, and the one SQLite refused ("database
+    is locked") removed the file the other had just opened. Without ``fcntl`` (not POSIX), no
+    lock."""
+    try:
+        import fcntl
+    except ImportError:
+        yield
+        return
+    descriptor = os.open(root, os.O_RDONLY)
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(descriptor)
+
+
 def _remove_empty(path: Path) -> None:
     with suppress(OSError):
         if path.stat().st_size == 0:
@@ -451,6 +478,14 @@ def _remove_database(path: Path) -> None:
     for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
         with suppress(OSError):
             name.unlink(missing_ok=True)
+
+
+def _not_writable(root: Path, why: str) -> GengapError:
+    """The error of a zoo opened read-only, for a command that writes: a full disk is
+    :func:`_write_error`'s, anything else :func:`_read_only_error`'s."""
+    if isinstance(why, WriteFailed):
+        return _write_error(root / DB_NAME, why)
+    return _read_only_error(root, why)
 
 
 def _read_only_error(root: Path, why: str) -> GengapError:

@@ -1,0 +1,51 @@
+"""Processes that start on one zoo folder at once: two `gengap zoo train` on a new folder both
+turned the new database to WAL, and the one SQLite refused removed the file the other had
+opened, so that both failed ("database is locked", "disk I/O error") about one time in six
+with four processes."""
+
+from __future__ import annotations
+
+import multiprocessing
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+
+from gengap.errors import GengapError
+from gengap.zoo import parse_zoo_spec
+from gengap.zoo.store import Store
+
+ZOO = parse_zoo_spec({"name": "race", "data": {"name": "digits"},
+                      "arch": {"family": "mlp", "width": [4, 8]}})
+
+
+def _create(root: Path, start: multiprocessing.synchronize.Barrier,
+            results: multiprocessing.Queue) -> None:
+    start.wait()
+    try:
+        Store.create(root, ZOO).close()
+        results.put("ok")
+    except GengapError as err:
+        results.put(str(err))
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="fork, and flock on the folder")
+def test_processes_creating_one_zoo_at_once_all_open_it(tmp_path: Path):
+    context = multiprocessing.get_context("fork")
+    processes = 4
+    for attempt in range(40):
+        root = tmp_path / "zoo"
+        shutil.rmtree(root, ignore_errors=True)
+        start, results = context.Barrier(processes), context.Queue()
+        workers = [context.Process(target=_create, args=(root, start, results))
+                   for _ in range(processes)]
+        for worker in workers:
+            worker.start()
+        for worker in workers:
+            worker.join()
+        outcomes = [results.get() for _ in range(processes)]
+        assert outcomes == ["ok"] * processes, (attempt, outcomes)
+        store = Store(root)
+        assert len(store.runs()) == 2
+        store.close()
