@@ -225,7 +225,7 @@ def test_npz_problems_are_one_line_errors(tmp_path: Path) -> None:
     with pytest.raises(GengapError, match="b.npz: unreadable array"):
         raw("npz", tmp_path, file="b.npz")
     np.savez(tmp_path / "c.npz", x=np.zeros((3, 2)), y=np.array([0.5, 1, 2]))
-    with pytest.raises(GengapError, match="c.npz: labels must be whole numbers 0..99999, "
+    with pytest.raises(GengapError, match="c.npz: y: labels must be whole numbers 0..99999, "
                        "found 0.5"):
         raw("npz", tmp_path, file="c.npz")
     np.savez(tmp_path / "c.npz", x=np.zeros((3, 2)), y=np.array([-1, 1, 2]))

@@ -130,3 +130,18 @@ def test_a_folder_in_place_of_a_weight_file_is_named_as_such(zoo_with_two_bad_ru
     unreadable: dict[str, str] = {}
     assert measure_zoo(store, "frobenius_distance", device="cpu", unreadable=unreadable) == 3
     assert unreadable == {runs[2]: f"{init}: not a file, where a weight file should be"}
+
+
+def test_measure_run_without_a_dict_raises_for_a_bad_initial_file(zoo_with_two_bad_runs):
+    from gengap.data import load
+    from gengap.zoo.measure import measure_run
+
+    store, runs, _ = zoo_with_two_bad_runs
+    run = next(r for r in store.runs() if r.run_id == runs[3])
+    splits = load(run.data)
+    with pytest.raises(UnreadableWeights, match="init.safetensors: unreadable weight file"):
+        measure_run(store, run, ["frobenius_distance"], splits, {}, "cpu")
+    into: dict[str, str] = {}
+    assert measure_run(store, run, ["frobenius_distance", "log_sum_of_fro"], splits, {}, "cpu",
+                       unreadable_into=into).keys() == {"log_sum_of_fro"}
+    assert list(into) == [runs[3]]

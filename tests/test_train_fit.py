@@ -114,8 +114,8 @@ def test_every_optimizer_lowers_the_loss(optimizer: str):
 def test_schedules():
     warm = TrainSpec(warmup_epochs=1.0)
     assert [lr_factor(warm, s, 4) for s in range(6)] == [0.25, 0.5, 0.75, 1.0, 1.0, 1.0]
-    # warm-up steps: the nearest whole number, half a step up (round() sent 2.5 to 2)
-    for epochs, steps in ((0.625, 3), (1.125, 5), (0.375, 2), (0.875, 4), (0.12, 0)):
+    # warm-up steps: the nearest whole number, a half to the even one (as documented)
+    for epochs, steps in ((0.625, 2), (1.125, 4), (0.375, 2), (0.875, 4), (0.125, 0)):
         rates = [lr_factor(TrainSpec(warmup_epochs=epochs), s, 4) for s in range(6)]
         assert rates == [(s + 1) / steps for s in range(steps)] + [1.0] * (6 - steps), epochs
     step = TrainSpec(schedule="step", lr_steps=(2, 3), lr_gamma=0.2)

@@ -43,8 +43,9 @@ def test_processes_creating_one_zoo_at_once_all_open_it(tmp_path: Path):
         for worker in workers:
             worker.start()
         for worker in workers:
-            worker.join()
-        outcomes = [results.get() for _ in range(processes)]
+            worker.join(timeout=60)
+        assert [worker.exitcode for worker in workers] == [0] * processes, attempt
+        outcomes = [results.get(timeout=10) for _ in range(processes)]
         assert outcomes == ["ok"] * processes, (attempt, outcomes)
         store = Store(root)
         assert len(store.runs()) == 2

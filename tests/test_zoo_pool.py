@@ -43,5 +43,6 @@ def test_a_worker_that_dies_is_one_line() -> None:
 
     with pytest.raises(GengapError) as err, worker_pool(2) as pool:
         pool.submit(os._exit, 9).result()  # the worker ends as a killed one does
-    assert str(err.value) == ("a worker process ended abruptly (killed, or out of memory?); "
-                              "what finished before is kept: run the command again to go on")
+    assert str(err.value) == ("a worker process ended abruptly (killed, out of memory, or an "
+                              "error it printed above); what finished before is kept: run the "
+                              "command again to go on")

@@ -3,6 +3,7 @@ progress and tables. Commands and the demo share these."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import pandas as pd
@@ -83,15 +84,19 @@ def measure_step(
     left_out: dict[str, int] = {}
     no_value: dict[str, dict[str, int]] = {}
     unreadable: dict[str, str] = {}
-    with progress() as bar:
-        task = bar.add_task("measuring", total=total)
-        count = measure_zoo(
-            store, names, device=device, data_dir=data_dir, recompute=recompute,
-            on_run=lambda run_id, values: bar.advance(task), workers=workers,
-            profile_into=profile_into, left_out=left_out, no_value=no_value,
-            options=MeasureOptions(precision=precision), unreadable=unreadable,
-        )
-        bar.update(task, completed=total)
+    try:
+        with progress() as bar:
+            task = bar.add_task("measuring", total=total)
+            count = measure_zoo(
+                store, names, device=device, data_dir=data_dir, recompute=recompute,
+                on_run=lambda run_id, values: bar.advance(task), workers=workers,
+                profile_into=profile_into, left_out=left_out, no_value=no_value,
+                options=MeasureOptions(precision=precision), unreadable=unreadable,
+            )
+            bar.update(task, completed=total)
+    except BaseException:  # stopped by something else: the bad files found so far, named
+        _print_skipped(unreadable.values())
+        raise
     for name, runs in left_out.items():
         needs = measures.get(name).needs
         why = ("a finished seed twin (the run of the same spec with the next seed)"
@@ -102,10 +107,15 @@ def measure_step(
     print_no_value(no_value)
     if unreadable:
         first, *others = unreadable.values()
-        for problem in others:  # never wrapped: one line each, to read or grep
-            console.print(f"skipped: {escape(problem)}", markup=True, soft_wrap=True)
+        _print_skipped(others)
         raise GengapError(unreadable_summary(first, len(unreadable), count))
     return count
+
+
+def _print_skipped(problems: Iterable[str]) -> None:
+    """One line per weight file that could not be read, never wrapped (to read or grep)."""
+    for problem in problems:
+        console.print(f"skipped: {escape(problem)}", markup=True, soft_wrap=True)
 
 
 def print_no_value(no_value: dict[str, dict[str, int]], of: str = "run") -> None:

@@ -24,8 +24,9 @@ def lr_factor(spec: TrainSpec, step: int, steps_per_epoch: int) -> float:
     ``step`` (times ``lr_gamma`` after each epoch in ``lr_steps``) or ``cosine`` (half a cosine
     from lr to 0 over the remaining steps of the step bound).
     """
-    # the nearest whole number of steps, half a step up (Python's round() sends 2.5 to 2)
-    warm = math.floor(spec.warmup_epochs * steps_per_epoch + 0.5)
+    # rounded half to even (Python's round: 2.5 steps are 2), as run ids trained so far were;
+    # changing it would change what a stored run id trains
+    warm = round(spec.warmup_epochs * steps_per_epoch)
     if step < warm:
         return (step + 1) / warm
     if spec.schedule == "step":

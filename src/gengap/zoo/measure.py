@@ -120,8 +120,9 @@ def measure_run(
         try:
             models[need] = load_model(store, source[0], splits, source[1])
         except UnreadableWeights as err:
-            if unreadable_into is not None:
-                unreadable_into.setdefault(source[0].run_id, str(err))
+            if unreadable_into is None:  # a caller that does not collect them hears of it
+                raise
+            unreadable_into.setdefault(source[0].run_id, str(err))
             names = [n for n in names if n not in needing(names, need)]
     if not names:
         return {}

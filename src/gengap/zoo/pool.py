@@ -43,10 +43,14 @@ def worker_pool(workers: int, init: Callable[[], None] | None = None
                                initializer=_start_worker, initargs=(os.getpid(), init))
     try:
         yield pool
-    except BrokenProcessPool:  # a worker killed (kill -9, the kernel out of memory)
+    except BrokenProcessPool as err:
         _stop_now(pool)
-        raise GengapError("a worker process ended abruptly (killed, or out of memory?); what "
-                          "finished before is kept: run the command again to go on") from None
+        if err.__cause__ is not None:  # a result that did not unpickle: gengap's bug, traced
+            raise
+        # a worker ended: killed (kill -9, the kernel out of memory), or by an error it printed
+        raise GengapError("a worker process ended abruptly (killed, out of memory, or an error "
+                          "it printed above); what finished before is kept: run the command "
+                          "again to go on") from None
     except BaseException:
         _stop_now(pool)
         raise

@@ -452,8 +452,8 @@ def _one_creator(root: Path) -> Iterator[None]:
     """An exclusive lock on the zoo's folder (``flock``, released when its descriptor closes)
     while one process creates or opens the database for a zoo: two processes starting on a new
     folder at once both turned the new database to WAL, and the one SQLite refused ("database
-    is locked") removed the file the other had just opened. Without ``fcntl`` (not POSIX), no
-    lock."""
+    is locked") removed the file the other had just opened. The lock is of one machine (on NFS
+    too); without ``fcntl`` (not POSIX), or where the folder takes no lock, there is none."""
     try:
         import fcntl
     except ImportError:
@@ -461,7 +461,10 @@ def _one_creator(root: Path) -> Iterator[None]:
         return
     descriptor = os.open(root, os.O_RDONLY)
     try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        except OSError:  # no locks here (ENOLCK): as before the lock
+            pass
         yield
     finally:
         os.close(descriptor)
