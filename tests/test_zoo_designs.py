@@ -95,7 +95,7 @@ def test_bad_designs_are_one_line_errors(change, problem):
     assert "\n" not in str(err.value)
 
 
-def test_a_grid_with_a_draws_seed_is_refused_and_a_stored_one_still_reads():
+def test_a_grid_with_a_draws_seed_is_refused_and_a_stored_one_still_reads(tmp_path):
     grid = {"sample_seed": 3, "arch": {"width": [4, 8]}}
     with pytest.raises(GengapError) as err:
         parse_zoo_spec(grid, source="z.toml")
@@ -105,7 +105,15 @@ def test_a_grid_with_a_draws_seed_is_refused_and_a_stored_one_still_reads():
     # a zoo stored before the rule keeps reading
     written = parse_zoo_spec({**grid, "sample_seed": 0}).model_dump_json().replace(
         '"sample_seed":0', '"sample_seed":3')
-    assert ZooSpec.model_validate_json(written, context={"stored": True}).sample_seed == 3
+    held = ZooSpec.model_validate_json(written, context={"stored": True})
+    assert held.sample_seed == 3
+    # and resumes from its spec file, which may no longer give the seed
+    from gengap.zoo import Store
+
+    Store.create(tmp_path / "zoo", held).close()
+    resumed = Store.create(tmp_path / "zoo", parse_zoo_spec({**grid, "sample_seed": 0}))
+    assert resumed.zoo.sample_seed == 3 and len(resumed.runs()) == 2
+    resumed.close()
 
 
 def test_random_design_from_toml(tmp_path):

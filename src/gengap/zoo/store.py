@@ -160,7 +160,8 @@ class Store:
                 row = db.execute("SELECT value FROM meta WHERE key = 'zoo_spec'").fetchone()
                 if row and row[0] != zoo.canonical_json():
                     held = ZooSpec.model_validate_json(row[0], context={"stored": True})
-                    change = _growth(held, zoo) if grow else None
+                    change = "holds it" if _drawless_twin(held, zoo) else \
+                        _growth(held, zoo) if grow else None
                     if change is None:
                         raise GengapError(f"{root}: holds zoo {held.name!r} with a different "
                                           "spec; use another --out")
@@ -496,6 +497,14 @@ def _read_only_error(root: Path, why: str) -> GengapError:
         f"{root}: the zoo is read-only here ({why}); "
         "copy it to a folder you can write to train or measure it"
     )
+
+
+def _drawless_twin(held: ZooSpec, zoo: ZooSpec) -> bool:
+    """Whether ``held`` is a grid stored with a ``sample_seed`` (which a grid never read, and
+    a spec file may no longer give it) and otherwise ``zoo``: the same zoo, resumed."""
+    return (held.design == "grid" and held.sample_seed != 0
+            and held.model_copy(update={"sample_seed": 0}).canonical_json()
+            == zoo.canonical_json())
 
 
 def _growth(held: ZooSpec, zoo: ZooSpec) -> str | None:
