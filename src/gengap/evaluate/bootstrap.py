@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 from scipy.stats import kendalltau
 
-from gengap.evaluate.kendall import axis_tau, finite_rows
+from gengap.evaluate.kendall import axis_tau, valued_pairs, valued_rows
 
 _DENSE_LIMIT = 3000  # above this many runs, resample with scipy instead of n x n matrices
 
@@ -50,10 +50,9 @@ def kendall_interval(
     confidence: float = 0.95,
     seed: int = 0,
 ) -> Interval:
-    """Kendall's tau-b with a percentile bootstrap interval over runs (NaN values dropped)."""
-    x, y = np.asarray(measure, dtype=float), np.asarray(target, dtype=float)
-    keep = np.isfinite(x) & np.isfinite(y)
-    x, y = x[keep], y[keep]
+    """Kendall's tau-b with a percentile bootstrap interval over runs (NaN values dropped,
+    ±inf at its end, as :func:`gengap.evaluate.kendall`)."""
+    x, y = valued_pairs(np.asarray(measure, dtype=float), np.asarray(target, dtype=float))
     n = len(x)
     if n < 2:
         return Interval(float("nan"), float("nan"), float("nan"))
@@ -85,7 +84,7 @@ def granulated_kendall_interval(
     Same definition as :func:`gengap.evaluate.granulated_kendall`; the point estimates equal
     it.
     """
-    data = finite_rows(frame, measure, target)
+    data = valued_rows(frame, measure, target)
     n = len(data)
     x, y = data[measure].to_numpy(float), data[target].to_numpy(float)
     w = np.vstack([np.ones(n), bootstrap_weights(n, n_boot, seed)]) if n else np.ones((1, 0))

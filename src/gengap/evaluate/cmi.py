@@ -32,6 +32,7 @@ from gengap.evaluate.grid import (
     largest_complete_subgrid,
     level_index,
 )
+from gengap.evaluate.order import as_scored, turned_round
 
 Grid = Literal["strict", "largest", "none"]
 _CHUNK_PAIRS = 2_000_000  # ordered pairs per chunk: bounds memory on big zoos
@@ -68,7 +69,9 @@ def conditional_mi(
     check but never conditioned on.
 
     Returns a fraction in [0, 1] (the scorer's task score); NaN when undefined (for instance
-    when the gap is constant in every bin).
+    when the gap is constant in every bin). Without ``pgdl``, a run whose measure is NaN is
+    left out, ±inf is a value at its end of the order, and ``test_acc`` is read turned round,
+    as ``test_error`` is (:func:`.order.as_scored`).
     """
     if pgdl:
         return pgdl_cmi(frame, measure, hyperparameters, target, grid=grid, levels=levels)
@@ -93,9 +96,11 @@ def cmi_by_set(
 ) -> dict[tuple[str, ...], float]:
     """Î_S for every set S of hyperparameters with |S| ≤ ``max_conditioning`` (Jiang et al.
     2020; see :func:`conditional_mi` for the arguments). Keys are sorted tuples of names;
-    ``()`` is the unconditioned MI."""
+    ``()`` is the unconditioned MI. The values are read as :func:`.order.as_scored` says:
+    ±inf at its end of the order, ``test_acc`` turned round."""
     if not 0 <= max_conditioning <= 2:
         raise GengapError(f"max_conditioning must be 0, 1 or 2, not {max_conditioning}")
+    frame = as_scored(frame, measure, target)
     data, levels = _prepare(frame, measure, hyperparameters, target, grid, levels, replicates)
     g = data[target].to_numpy(dtype=float)
     m = data[measure].to_numpy(dtype=float)
@@ -136,9 +141,10 @@ def pgdl_cmi(
     levels: Mapping[str, Sequence[Any]] | None = None,
 ) -> float:
     """The PGDL competition scorer's task score (a fraction; the leaderboard shows ×100).
-    See :func:`conditional_mi` with ``pgdl=True``."""
-    data, levels = _prepare(frame, measure, hyperparameters, target, grid, levels, None,
-                            drop_missing=False)
+    See :func:`conditional_mi` with ``pgdl=True``; ``test_acc`` is read turned round, as the
+    other CMI functions read it, and values as they are, as the scorer reads them."""
+    data, levels = _prepare(turned_round(frame, target), measure, hyperparameters, target, grid,
+                            levels, None, drop_missing=False)
     g = data[target].to_numpy(dtype=float)
     m = data[measure].to_numpy(dtype=float)
     strings = {h: [str(v) for v in data[h].tolist()] for h in hyperparameters}

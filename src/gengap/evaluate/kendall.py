@@ -14,23 +14,32 @@ from scipy.stats import kendalltau
 
 from gengap.errors import GengapError
 from gengap.evaluate.columns import check_columns
+from gengap.evaluate.order import ranked_infinities
 from gengap.evaluate.targets import with_target
 
 
 def kendall(measure: Sequence[float], target: Sequence[float]) -> float:
     """Kendall's tau-b between a measure and a target (ties handled as in tau-b).
 
-    NaN when either side is constant or fewer than two pairs are finite.
+    NaN when either side is constant or fewer than two networks have both values. A NaN
+    leaves its network out; ±inf is a value at the end it points to.
     """
     x, y = (np.asarray(v, dtype=float) for v in (measure, target))
     x, y = (v.ravel() if v.ndim == 2 and v.shape[1] == 1 else v for v in (x, y))  # a column
     if x.shape != y.shape or x.ndim != 1:
         raise GengapError(f"kendall: the measure has shape {x.shape} and the target "
                           f"{y.shape}; give two sequences of one value per network")
-    keep = np.isfinite(x) & np.isfinite(y)
-    if keep.sum() < 2:
+    x, y = valued_pairs(x, y)
+    if len(x) < 2:
         return float("nan")
-    return float(kendalltau(x[keep], y[keep], variant="b").statistic)
+    return float(kendalltau(x, y, variant="b").statistic)
+
+
+def valued_pairs(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The entries where neither ``x`` nor ``y`` is NaN, infinities ranked at their ends
+    (:func:`.order.ranked_infinities`: tau reads the order only)."""
+    keep = ~np.isnan(x) & ~np.isnan(y)
+    return ranked_infinities(x[keep]), ranked_infinities(y[keep])
 
 
 def granulated_kendall(
@@ -44,11 +53,12 @@ def granulated_kendall(
     (one that depends on other axes only) scores 0 on that axis. Pairs of runs that differ only
     in seed are not pairs where axis i varies and are left out; a group with no pair left is
     too, and an axis with none (a value never varied) gets NaN and is left out of Ψ, the mean
-    of the ψ_i. Runs whose measure or target is not finite are dropped first.
+    of the ψ_i. Runs whose measure or target is NaN are dropped first; ±inf is a value at the
+    end it points to.
     """
     check_columns(frame, [measure], "measure")
     check_columns(frame, hyperparameters, "hyperparameter")
-    data = finite_rows(with_target(frame, target), measure, target)
+    data = valued_rows(with_target(frame, target), measure, target)
     x, y = data[measure].to_numpy(float), data[target].to_numpy(float)
     per_axis = {axis: float(axis_tau(data, x, y, axis, hyperparameters, np.ones((1, len(x))))[0])
                 for axis in hyperparameters}
@@ -56,10 +66,13 @@ def granulated_kendall(
     return (float(np.mean(defined)) if defined else float("nan")), per_axis
 
 
-def finite_rows(frame: pd.DataFrame, measure: str, target: str) -> pd.DataFrame:
-    """The rows of ``frame`` where both ``measure`` and ``target`` are finite."""
-    return frame[np.isfinite(frame[measure].to_numpy(dtype=float))
-                 & np.isfinite(frame[target].to_numpy(dtype=float))]
+def valued_rows(frame: pd.DataFrame, measure: str, target: str) -> pd.DataFrame:
+    """The rows of ``frame`` where neither ``measure`` nor ``target`` is NaN, the two columns'
+    infinities ranked at their ends (:func:`.order.ranked_infinities`)."""
+    x, y = (frame[c].to_numpy(dtype=float) for c in (measure, target))
+    keep = ~np.isnan(x) & ~np.isnan(y)
+    return frame[keep].assign(**{measure: ranked_infinities(x[keep]),
+                                 target: ranked_infinities(y[keep])})
 
 
 def axis_tau(data: pd.DataFrame, x: np.ndarray, y: np.ndarray, axis: str,

@@ -87,17 +87,13 @@ def ranking_table(
     notes: list[str] = []
     frame = infinities_ranked(frame, measures, notes)
     cmi_errors: dict[str, list[str]] = {}  # one note per reason, naming its measures
-    # CMI and the sign error score agreement with "generalizes worse": test accuracy turned
-    # round, so that they read the same against test_acc as against test_error (the CMI's
-    # ties and self-pairs go to one cell, and the sign error would count agreement as error)
-    oriented = frame if ORIENTATION.get(target, 1) > 0 else frame.assign(
-        **{target: -frame[target]})
-    cmi_frame, cmi_levels = oriented, levels
+    # (the CMI and the sign error read test_acc turned round themselves: order.as_scored)
+    cmi_frame, cmi_levels = frame, levels
     if "cmi" in metrics:  # the zoo's own grid must hold before any measure is scored
         if grid == "largest":
             # the one scored and, where there is one, another as large (the choice is
             # arbitrary, and the CMI can differ there)
-            found = largest_complete_subgrids(oriented, hyperparameters, levels, replicates,
+            found = largest_complete_subgrids(frame, hyperparameters, levels, replicates,
                                               most=2)
             cmi_frame, cmi_levels = found[0]
             if len(cmi_frame) < len(frame):
@@ -106,7 +102,7 @@ def ranking_table(
                              + _as_large(found))
         elif grid == "strict":
             check_grid(frame, hyperparameters, levels, replicates)
-    envs = (environments(oriented, hyperparameters, target, test_size, filter_noise)
+    envs = (environments(frame, hyperparameters, target, test_size, filter_noise)
             if "robust" in metrics else None)
     rows = []
     for name in measures:
@@ -133,7 +129,7 @@ def ranking_table(
             row.update(_cmi_columns(cmi_frame, name, hyperparameters, target, max_conditioning,
                                     grid, replicates, cmi_levels, cmi_errors))
         if "robust" in metrics:
-            summary = robust_sign_error(oriented, name, hyperparameters, target,
+            summary = robust_sign_error(frame, name, hyperparameters, target,
                                         min_ess=min_ess, envs=envs)
             overall = summary.loc["all"]
             row["robust_mean"] = overall["mean"]
@@ -148,7 +144,7 @@ def ranking_table(
     if envs is not None and len(envs.table) and rows and all(
         r["robust_envs"] == 0 for r in rows
     ):
-        if filter_noise and all_filtered_as_noise(oriented, envs, target, test_size):
+        if filter_noise and all_filtered_as_noise(frame, envs, target, test_size):
             notes.append("robust: no environment kept: every pair's gaps differ by less than "
                          "the test-set noise, so each has no weight (Hoeffding)")
         else:

@@ -27,6 +27,7 @@ import pandas as pd
 
 from gengap.errors import GengapError
 from gengap.evaluate.grid import plain_value
+from gengap.evaluate.order import as_scored
 
 PAPER_MIN_ESS = 12.0
 PAPER_TEST_SIZE = 10_000
@@ -183,7 +184,11 @@ def robust_sign_error(
     """Per hyperparameter (rows, plus ``all``): ``environments`` kept (of ``total``), the
     ``mean`` sign error, the ``p50``/``p90``… quantiles and the worst case ``max``; lower is
     better, 0.5 is a coin flip. Pass ``envs`` (from :func:`environments`) to reuse the
-    pairs across measures."""
+    pairs across measures. A pair with a NaN is left out; ±inf is a value at its end of the
+    order, and ``test_acc`` is read turned round, as ``test_error`` is
+    (:func:`.order.as_scored`). ``total`` counts every environment of the grid, also those
+    where the measure has no values to compare."""
+    frame = as_scored(frame, measure, target)
     envs = envs if envs is not None else environments(
         frame, hyperparameters, target, test_size, filter_noise
     )
