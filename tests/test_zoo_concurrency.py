@@ -50,3 +50,26 @@ def test_processes_creating_one_zoo_at_once_all_open_it(tmp_path: Path):
         store = Store(root)
         assert len(store.runs()) == 2
         store.close()
+
+
+def test_a_companion_removed_while_a_zoo_opens_is_no_error(tmp_path: Path, monkeypatch):
+    """The last connection closing removes the -wal and -shm files; one removed between the
+    check that it exists and the look at its owner made the opening process fail with
+    "gengap.sqlite: cannot read (No such file or directory)" (1 in about 500 opens here)."""
+    from gengap.zoo import sqlite_open
+
+    database = tmp_path / "gengap.sqlite"
+    database.write_bytes(b"")
+    wal = tmp_path / "gengap.sqlite-wal"
+    wal.write_bytes(b"pending")
+    writable = sqlite_open._writable
+
+    def removed_meanwhile(path: Path) -> bool:
+        if path == wal:
+            wal.unlink()
+            return False  # os.access on a file that is gone
+        return writable(path)
+
+    monkeypatch.setattr(sqlite_open, "_writable", removed_meanwhile)
+    assert sqlite_open.cannot_write(database) is None
+    assert sqlite_open._size(wal) == 0

@@ -72,8 +72,11 @@ def cannot_write(path: Path) -> str | None:
     if missing and not _writable(path.parent):
         return f"{_unwritable('its folder', path.parent)}, and SQLite must make {missing[0]} there"
     for p in files:
-        if p.exists() and not _writable(p):
-            return _unwritable(p.name, p)
+        try:
+            if p.exists() and not _writable(p):
+                return _unwritable(p.name, p)
+        except FileNotFoundError:  # a companion that the last connection closing removed
+            continue
     return None
 
 
@@ -126,9 +129,18 @@ def _read_only(path: Path) -> sqlite3.Connection:
         db.close()
         if not refused(err):
             raise
-    if wal.is_file() and wal.stat().st_size > 0:
+    if _size(wal) > 0:
         return _private_copy(path, wal)
     return sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True)
+
+
+def _size(path: Path) -> int:
+    """The size of the file at ``path``; 0 where there is none (a WAL removed meanwhile by the
+    last connection closing)."""
+    try:
+        return path.stat().st_size if path.is_file() else 0
+    except FileNotFoundError:
+        return 0
 
 
 def _private_copy(path: Path, wal: Path) -> sqlite3.Connection:
