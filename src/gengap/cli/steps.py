@@ -161,9 +161,9 @@ def status_table(store: Store) -> None:
     failed = frame[frame["status"] == "failed"]
     for row in failed.itertuples():
         console.print(f"[red]failed[/] {row.run_id}: {escape(str(row.reason))}", markup=True)
-    names = store.measure_names()
+    have = store.measured()
+    names = set().union(*have.values())
     if names:  # how far measuring has come: which runs have every measure stored so far
-        have = store.measured()
         done = frame.loc[frame["status"] == "done", "run_id"]
         whole = sum(all(n in have.get(run_id, {}) for n in names) for run_id in done)
         some = sum(bool(have.get(run_id)) for run_id in done)

@@ -8,7 +8,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy.stats import rankdata
 
 from gengap.errors import GengapError
 from gengap.evaluate.bootstrap import granulated_kendall_interval, kendall_interval
@@ -20,6 +19,7 @@ from gengap.evaluate.grid import (
     largest_complete_subgrids,
 )
 from gengap.evaluate.kendall import granulated_kendall, kendall
+from gengap.evaluate.order import ranked_infinities
 from gengap.evaluate.robust import (
     PAPER_MIN_ESS,
     all_filtered_as_noise,
@@ -231,7 +231,7 @@ def infinities_ranked(frame: pd.DataFrame, measures: Sequence[str], notes: list[
         values = frame[name].to_numpy(dtype=float)
         infinite = int(np.isinf(values).sum())
         if infinite:
-            frame = frame.assign(**{name: rankdata(values, nan_policy="omit")})
+            frame = frame.assign(**{name: ranked_infinities(values)})
             notes.append(f"{name}: {infinite} run{'s' if infinite > 1 else ''} with an infinite "
                          "value, ranked at the end it points to rather than dropped")
     return frame

@@ -123,7 +123,7 @@ def measure_run(
             if unreadable_into is None:  # a caller that does not collect them hears of it
                 raise
             unreadable_into.setdefault(source[0].run_id, str(err))
-            names = [n for n in names if n not in needing(names, need)]
+            names = [n for n in names if need not in measures.get(n).needs]
     if not names:
         return {}
     ctx = MeasureContext(
