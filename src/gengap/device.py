@@ -7,8 +7,11 @@ import torch
 from gengap.errors import GengapError
 
 
-def resolve_device(name: str = "auto") -> torch.device:
-    """Turn ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` into a :class:`torch.device`."""
+def resolve_device(name: str | torch.device = "auto") -> torch.device:
+    """Turn ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` into a :class:`torch.device`; a
+    :class:`torch.device` is returned as it is."""
+    if isinstance(name, torch.device):
+        return name
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     try:

@@ -19,7 +19,7 @@ MAX_BOOTSTRAP = 100_000  # far past what a stable interval needs; more only fill
 
 def split_names(text: str | None) -> list[str] | None:
     """Comma-separated names as a list; None where none are given."""
-    from gengap.evaluate.ranking import listed
+    from gengap.evaluate.columns import listed
 
     return (listed(text) or None) if text is not None else None
 

@@ -1,8 +1,9 @@
-"""The one-line error for a table that lacks a column the caller named."""
+"""Column names as the evaluation functions take them, and the one-line error for a table that
+lacks a column the caller named."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import pandas as pd
 
@@ -19,3 +20,11 @@ def check_columns(frame: pd.DataFrame, names: Iterable[str], kind: str) -> None:
     for name in names:
         if name not in frame.columns:
             raise GengapError(f"no {kind} column {name!r} in the table")
+
+
+def listed(names: str | Sequence[str]) -> list[str]:
+    """Names given as a sequence, or as one comma-separated string (``"tau,cmi"``), each once
+    in the order first given (a name twice would rank, or count, twice)."""
+    if isinstance(names, str):
+        names = [name.strip() for name in names.split(",") if name.strip()]
+    return list(dict.fromkeys(names))

@@ -12,7 +12,7 @@ import pandas as pd
 from gengap.errors import GengapError
 from gengap.evaluate.bootstrap import granulated_kendall_interval, kendall_interval
 from gengap.evaluate.cmi import Grid, cmi_by_size
-from gengap.evaluate.columns import check_columns
+from gengap.evaluate.columns import check_columns, listed
 from gengap.evaluate.grid import (
     check_grid,
     largest_complete_subgrid,
@@ -29,14 +29,6 @@ from gengap.evaluate.robust import (
 from gengap.evaluate.targets import ORIENTATION, with_target
 
 METRICS = ("tau", "psi", "cmi", "robust")
-
-
-def listed(names: str | Sequence[str]) -> list[str]:
-    """Names given as a sequence, or as one comma-separated string (``"tau,cmi"``), each once
-    in the order first given (a name twice would rank, or count, twice)."""
-    if isinstance(names, str):
-        names = [name.strip() for name in names.split(",") if name.strip()]
-    return list(dict.fromkeys(names))
 
 
 def ranking_table(

@@ -237,11 +237,12 @@ def read_cnnzoo(folder: str | Path) -> CnnZoo:
             raise GengapError(f"{paths['layout.csv']}: rows {i} and {j} ({layout[i].varname}, "
                               f"{layout[j].varname}) overlap")
     described = sum(t.end - t.start for t in layout)
-    if weights.shape[1] != described or max(t.end for t in layout) != described:
+    last = max(t.end for t in layout)
+    if weights.shape[1] != described or last != described:
         # columns no tensor reads, or tensors past the last column: another network's files
         raise GengapError(f"{paths['weights.npy']}: {weights.shape[1]} columns, where "
                           f"layout.csv describes {described} weights from column 0 to "
-                          f"{max(t.end for t in layout)}")
+                          f"{last}")
     if len(metrics) != len(weights):
         raise GengapError(f"{paths['metrics.csv.gz']}: {len(metrics)} rows, weights.npy has "
                           f"{len(weights)}")
@@ -291,7 +292,7 @@ def _cached(folder: str) -> CnnZoo:
 def final_rows(zoo: CnnZoo) -> list[tuple[int, int | None]]:
     """``(final row, init row or None)`` per run (``modeldir``), in file order; final = the
     run's largest step, init = its step 0 (None also for a run whose only checkpoint is its
-    step 0: see :func:`untrained`)."""
+    step 0: see :func:`unusable`)."""
     out = []
     for _, group in zoo.metrics.groupby("modeldir", sort=False):
         final = int(group["step"].idxmax())

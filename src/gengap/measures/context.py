@@ -83,7 +83,7 @@ class MeasureContext:
         second_model: nn.Module | None = None,
         x_heldout: torch.Tensor | np.ndarray | None = None,
     ) -> None:
-        self.device = resolve_device(device) if isinstance(device, str) else device
+        self.device = resolve_device(device)
         if self.device.type == "cpu":
             reuse_large_blocks()  # large batches would otherwise be mapped afresh each time
         model, init_model, second_model = (unwrapped(m) for m in (model, init_model,

@@ -38,7 +38,7 @@ def fit(
     target and the milestones are checked at those evaluations only.
     A run whose loss becomes NaN or infinite ends as ``failed`` with its reason.
     """
-    device = resolve_device(device) if isinstance(device, str) else device
+    device = resolve_device(device)
     spec = run.train
     torch.manual_seed(run.seed)
     model = build_for(run.arch, splits).to(device)

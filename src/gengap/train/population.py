@@ -105,7 +105,7 @@ class Population:
         """``device``: a torch device or its name (``auto`` too); ``micro_batch``: examples
         per part of a training batch (not with batch norm); None decides it on the first
         batch (:meth:`micro_batch`)."""
-        device = resolve_device(device) if isinstance(device, str) else device
+        device = resolve_device(device)
         keys = {population_key(run) for run in runs}
         if None in keys or len(keys) != 1:
             raise ValueError("these runs cannot share a population (see population_key)")
@@ -258,7 +258,7 @@ def fit_population(
     """Train ``runs`` (which must share a :func:`population_key`) as one population; return
     their results in order. Metrics as :func:`gengap.train.fit`'s; ``seconds`` is the
     population's wall time divided by its size, and ``population`` its size."""
-    device = resolve_device(device) if isinstance(device, str) else device
+    device = resolve_device(device)
     pop = Population(runs, splits, device)
     spec = runs[0].train
     batches = EpochBatches(splits.x_train, splits.y_train, spec, runs[0].seed, device,
@@ -327,7 +327,7 @@ def population_speedup(
     """Measured training speed of ``runs`` as one population over one at a time (networks
     trained per second, ratio), from a few steps of each on the real shapes; 0 when the
     population cannot run (an operation without a batched form)."""
-    device = resolve_device(device) if isinstance(device, str) else device
+    device = resolve_device(device)
     spec = runs[0].train
     batches = EpochBatches(splits.x_train, splits.y_train, spec, runs[0].seed, device)
     xb, yb = next(iter(batches.epoch()))

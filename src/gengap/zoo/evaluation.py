@@ -13,8 +13,7 @@ import pandas as pd
 
 from gengap.errors import GengapError
 from gengap.evaluate import ranking_table
-from gengap.evaluate.columns import check_columns
-from gengap.evaluate.ranking import listed
+from gengap.evaluate.columns import check_columns, listed
 from gengap.evaluate.robust import PAPER_TEST_SIZE
 from gengap.evaluate.targets import UnknownTarget, with_target
 from gengap.zoo.store import Store, opened
