@@ -186,6 +186,22 @@ def test_svhn_round_trip(tmp_path: Path, extra: bool) -> None:
         raw("svhn", tmp_path)
 
 
+def test_svhn_images_of_another_type_are_refused_not_left_unscaled(tmp_path: Path) -> None:
+    """SVHN kept MNIST's old rule: anything but bytes was passed through unscaled."""
+    (tmp_path / "svhn").mkdir()
+    write_svhn(tmp_path / "svhn" / "test_32x32.mat", 5)
+    path = tmp_path / "svhn" / "train_32x32.mat"
+    images, _ = write_svhn(path, 12)
+    y = scipy.io.loadmat(path)["y"]
+    for stored, problem in ((images.astype(np.int16), "images of type int16"),
+                            (images.astype(np.float64), "float images from 0 to 255")):
+        scipy.io.savemat(path, {"X": stored.transpose(2, 3, 1, 0), "y": y})
+        with pytest.raises(GengapError, match=problem):
+            raw("svhn", tmp_path)
+    scipy.io.savemat(path, {"X": (images / 255.0).transpose(2, 3, 1, 0), "y": y})
+    assert np.allclose(raw("svhn", tmp_path).x_train.numpy() * 255, images, atol=1e-3)
+
+
 def test_npz_with_test_arrays_round_trips(tmp_path: Path) -> None:
     x, x_test = RNG.random((15, 6)), RNG.random((5, 6))
     y, y_test = np.arange(15) % 3, np.array([2, 1, 0, 0, 1])

@@ -46,3 +46,18 @@ def class_labels(path: Path, y: np.ndarray, low: int, high: int, note: str = "")
         suffix = f" ({note})" if note else ""
         raise GengapError(f"{path}: labels must be {low}..{high}{suffix}")
     return y.astype(np.int64)
+
+
+def unit_images(path: Path, images: np.ndarray) -> np.ndarray:
+    """Images as float32 in [0, 1]: bytes (0..255, as MNIST's and SVHN's) divided by 255,
+    floats taken as they are when within [0, 1]; a one-line error otherwise (a signed or wider
+    integer type has no scale to read it by, and floats beyond [0, 1] are not such images)."""
+    if images.dtype == np.uint8:
+        return (images / 255.0).astype(np.float32)
+    if not np.issubdtype(images.dtype, np.floating):
+        raise GengapError(f"{path}: images of type {images.dtype}: expected unsigned bytes "
+                          "(0..255) or floats in [0, 1]")
+    if images.size and (images.min() < 0 or images.max() > 1):
+        raise GengapError(f"{path}: float images from {images.min():g} to {images.max():g}: "
+                          "expected values in [0, 1]")
+    return images.astype(np.float32)

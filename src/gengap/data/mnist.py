@@ -5,10 +5,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
 from pydantic import BaseModel
 
-from gengap.data.checks import class_labels, finite_inputs
+from gengap.data.checks import class_labels, finite_inputs, unit_images
 from gengap.data.files import find_file, source_folder
 from gengap.data.idx import read_idx
 from gengap.data.sources import RawSplits, register_source
@@ -19,21 +18,6 @@ FILES = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-
-
-def unit_images(path: Path, images: np.ndarray) -> np.ndarray:
-    """IDX images as float32 in [0, 1]: bytes (MNIST's 0..255) divided by 255, floats taken
-    as they are when within [0, 1]; a one-line error otherwise (a signed or wider integer type
-    has no scale to read it by, and floats beyond [0, 1] are not such images)."""
-    if images.dtype == np.uint8:
-        return (images / 255.0).astype(np.float32)
-    if not np.issubdtype(images.dtype, np.floating):
-        raise GengapError(f"{path}: images of type {images.dtype}: expected unsigned bytes "
-                          "(0..255) or floats in [0, 1]")
-    if images.size and (images.min() < 0 or images.max() > 1):
-        raise GengapError(f"{path}: float images from {images.min():g} to {images.max():g}: "
-                          "expected values in [0, 1]")
-    return images.astype(np.float32)
 
 
 def read_mnist_like(data_dir: Path | None, source: str) -> RawSplits:

@@ -10,7 +10,7 @@ import numpy as np
 import scipy.io
 from pydantic import Field
 
-from gengap.data.checks import class_labels, finite_inputs
+from gengap.data.checks import class_labels, finite_inputs, unit_images
 from gengap.data.files import find_file, source_folder
 from gengap.data.sources import RawSplits, SourceOptions, register_source
 from gengap.errors import GengapError
@@ -37,10 +37,9 @@ def read_svhn_mat(path: Path) -> tuple[np.ndarray, np.ndarray]:
     if not (np.issubdtype(y.dtype, np.number) and np.issubdtype(x.dtype, np.number)):
         raise GengapError(f"{path}: X and y must be numeric, got {x.dtype} and {y.dtype}")
     labels = class_labels(path, y, 1, 10, note="10 is the digit 0")
-    x = finite_inputs(path, x, "X")
-    scale = 255.0 if x.dtype == np.uint8 else 1.0
-    images = (np.transpose(x, (3, 2, 0, 1)) / scale).astype(np.float32)
-    return images, labels % 10
+    # bytes scaled, floats in [0, 1] kept: another type was passed through unscaled
+    images = unit_images(path, finite_inputs(path, x, "X"))
+    return np.transpose(images, (3, 2, 0, 1)), labels % 10
 
 
 @register_source(
