@@ -145,3 +145,20 @@ def test_measure_run_without_a_dict_raises_for_a_bad_initial_file(zoo_with_two_b
     assert measure_run(store, run, ["frobenius_distance", "log_sum_of_fro"], splits, {}, "cpu",
                        unreadable_into=into).keys() == {"log_sum_of_fro"}
     assert list(into) == [runs[3]]
+
+
+def test_a_deleted_initial_weight_file_of_a_trained_run_is_named_not_left_out(
+        tiny_zoo_toml: Path, tmp_path: Path):
+    """gengap's own training always writes a run's initial weights: their file gone is a
+    problem to name, not an import without a step-0 checkpoint whose measures wait."""
+    store = train_zoo(load_zoo_spec(tiny_zoo_toml), tmp_path / "zoo")
+    runs = [run.run_id for run in store.runs()]
+    store.weights_path(runs[2], "init").unlink()
+    unreadable: dict[str, str] = {}
+    left_out: dict[str, int] = {}
+    assert measure_zoo(store, "frobenius_distance,log_sum_of_fro", device="cpu",
+                       unreadable=unreadable, left_out=left_out) == 4
+    assert left_out == {}
+    assert unreadable == {runs[2]: f"{store.weights_path(runs[2], 'init')}: missing weight file"}
+    assert set(store.measured()[runs[2]]) == {"log_sum_of_fro"}
+    assert set(store.measured()[runs[0]]) == {"frobenius_distance", "log_sum_of_fro"}

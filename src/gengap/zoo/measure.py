@@ -80,10 +80,19 @@ def missing_measures(wanted: list[str], have: Mapping[str, str | None],
     return [n for n in wanted if not stored(n)]
 
 
-def has_init(store: Store, run: RunSpec) -> bool:
-    """Whether the run has initial weights (a trained run always; an imported one may not).
-    Something in the file's place that is not a file counts: reading it is the error."""
-    return store.weights_path(run.run_id, "init").exists()
+def has_init(store: Store, run: RunSpec, metrics: Mapping[str, Any]) -> bool:
+    """Whether the run has initial weights: a run gengap trained (its records count steps)
+    always does, so a missing file there is an error to report when it is read, not a reason
+    to leave measures out; an imported one only where the file is there. Something in the
+    file's place that is not a file counts too: reading it is the error."""
+    return (_trained_here(metrics)
+            or store.weights_path(run.run_id, "init").exists())
+
+
+def _trained_here(metrics: Mapping[str, Any]) -> bool:
+    """Whether a run's records come from gengap's own training (an import has no steps)."""
+    steps = metrics.get("steps")
+    return steps is not None and not (isinstance(steps, float) and math.isnan(steps))
 
 
 def measure_run(
@@ -111,7 +120,7 @@ def measure_run(
     final = load_model(store, run, splits, "final")
     # the initial weights, and the twin's, only for measures that read them; a bad file there
     # holds back just those measures
-    sources = {"init_weights": (run, "init") if has_init(store, run) else None,
+    sources = {"init_weights": (run, "init") if has_init(store, run, metrics) else None,
                "second_model": (partner, "final") if partner is not None else None}
     models: dict[str, nn.Module] = {}
     for need, source in sources.items():
@@ -288,7 +297,8 @@ def _plan(store: Store, names: str | list[str] | None, recompute: bool, precisio
             wanted, have.get(run.run_id, {}), precision)
         # an import without a step-0 checkpoint, or a run without a seed twin (yet): the
         # measures that need them wait
-        lacking = set() if has_init(store, run) else {"init_weights"}
+        metrics = metrics_of.get(run.run_id, {})
+        lacking = set() if has_init(store, run, metrics) else {"init_weights"}
         if run.run_id not in partners:
             lacking.add("second_model")
         waiting = [n for n in missing if lacking & set(measures.get(n).needs)]
@@ -299,7 +309,7 @@ def _plan(store: Store, names: str | list[str] | None, recompute: bool, precisio
         if run.run_id in partners and not needing(missing, "second_model"):
             partners.pop(run.run_id)  # not needed: do not load the twin's weights
         if missing:
-            todo.append((run, missing, metrics_of.get(run.run_id, {})))
+            todo.append((run, missing, metrics))
     return done, todo, partners
 
 
