@@ -397,3 +397,15 @@ def test_a_blank_zoo_name_is_refused():
         with pytest.raises(GengapError, match="b.toml: name: a zoo needs a name that is not "
                            "blank"):
             parse_zoo_spec({"name": name}, "b.toml")
+
+
+@pytest.mark.parametrize("group", [[], ["zoo"], ["predict"], ["study"]])
+def test_a_groups_command_list_reads_each_summary_as_one_paragraph(group):
+    """Typer's rich help kept the docstrings' line breaks in a group's list of commands."""
+    shown = runner.invoke(cli.app, [*group, "--help"], env={"COLUMNS": "400"})
+    assert shown.exit_code == 0
+    listed = [line for line in shown.output.splitlines() if line.startswith("│ ")]
+    names = [line.split()[1] for line in listed if line[2] != " "]
+    assert len(names) >= 3
+    # with room enough, every command's summary is on its name's line
+    assert all(line[2] != " " for line in listed), shown.output

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -226,6 +227,20 @@ def measures_list() -> None:
 
 app.command("evaluate")(evaluate)  # defined in evaluate_cmds.py
 app.command("report")(report)  # defined in report_cmd.py
+
+
+def _one_line_summaries(*typers: typer.Typer) -> None:
+    """Each command's summary in its group's list is its docstring's first paragraph as one
+    line: typer's rich help keeps the docstring's line breaks there, which break the list's
+    lines in odd places on a narrow terminal (a command's own --help reflows them)."""
+    for group in typers:
+        for info in group.registered_commands:
+            doc = info.help or inspect.getdoc(info.callback) or ""
+            if info.short_help is None and doc:
+                info.short_help = " ".join(doc.split("\n\n")[0].split())
+
+
+_one_line_summaries(app, zoo_app, measures_app, data_app, pgdl_app, study_app, predict_app)
 
 
 def main() -> None:
