@@ -84,6 +84,24 @@ def test_mnist1d_leaves_the_global_random_state_alone() -> None:
     assert np.array_equal(np.random.get_state()[1], before)
 
 
+@pytest.mark.parametrize("knob", ["iid_noise_scale", "scale_coeff", "corr_noise_scale"])
+def test_mnist1d_refuses_scales_that_make_inputs_not_finite(knob: str) -> None:
+    np.random.seed(7)
+    before = np.random.get_state()[1].copy()
+    with pytest.raises(GengapError, match="mnist1d: these options make inputs that are not "
+                                          "finite in float32"):
+        load(DataSpec(name="mnist1d", options={"num_samples": 100, knob: 1e308}))
+    assert np.array_equal(np.random.get_state()[1], before)
+
+
+def test_mnist1d_takes_whole_tens_of_examples() -> None:
+    """The package makes num_samples // 10 of each class: 155 would silently give 150."""
+    with pytest.raises(GengapError, match="num_samples: Input should be a multiple of 10"):
+        load(DataSpec(name="mnist1d", options={"num_samples": 155}))
+    s = load(DataSpec(name="mnist1d", options={"num_samples": 150}))
+    assert len(s.x_train) + len(s.x_test) == 150
+
+
 def _pvr_label(seq: list[int], window: int, aggregation: str, wrap: bool) -> int:
     pointer, values = seq[0], seq[1:]
     if wrap:

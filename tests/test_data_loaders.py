@@ -282,6 +282,15 @@ def test_pvr_visual_from_local_mnist(tmp_path: Path) -> None:
         assert cells[pointed] == label
 
 
+def test_pvr_visual_refuses_mnist_files_without_every_digit(tmp_path: Path) -> None:
+    """A test split of nine digits: one line naming the folder, not numpy's ``high <= 0``."""
+    write_mnist_like(tmp_path / "mnist", zipped=False, n_train=30, n_test=9)
+    with pytest.raises(GengapError, match=r"mnist: the test split has no image of digit 7, "
+                                          "and pvr-visual's grids draw every digit"):
+        load(DataSpec(name="pvr-visual", options={"digits_from": "mnist", "n_train": 4,
+                                                   "n_test": 4}), tmp_path)
+
+
 def write_typed_idx(path: Path, array: np.ndarray, code: int, dtype: str) -> None:
     """IDX with element type ``code`` (0x0D float32, 0x0E float64), big-endian."""
     path.write_bytes(struct.pack(">BBBB", 0, 0, code, array.ndim)

@@ -16,13 +16,15 @@ from pydantic import Field, model_validator
 
 from gengap.data.randomize import seed32
 from gengap.data.sources import RawSplits, SourceOptions, register_source
+from gengap.errors import GengapError
 from gengap.specs import DataSpec
 
 
 class Mnist1dOptions(SourceOptions):
     """The arguments of ``mnist1d.data.make_dataset`` (the package's defaults)."""
 
-    num_samples: int = Field(5000, ge=10, description="examples in all (10 classes, balanced)")
+    num_samples: int = Field(5000, ge=10, multiple_of=10,
+                             description="examples in all (10 classes, balanced)")
     train_split: float = Field(0.8, gt=0, lt=1, description="share of examples for training")
     padding_min: int = Field(36, ge=0, description="fewest zeros padded to a template")
     padding_max: int = Field(60, ge=0, description="most zeros padded to a template")
@@ -56,11 +58,14 @@ def make_mnist1d(spec: DataSpec, options: Mnist1dOptions, data_dir: Path | None)
     # make_dataset seeds Python's and numpy's global generators; leave them as they were.
     numpy_state, python_state = np.random.get_state(), random.getstate()
     try:
-        data = make_dataset(ObjectView(args))
+        with np.errstate(all="ignore"):  # overflow from huge scales is refused below
+            data = make_dataset(ObjectView(args))
+            x_train, x_test = data["x"].astype(np.float32), data["x_test"].astype(np.float32)
     finally:
         np.random.set_state(numpy_state)
         random.setstate(python_state)
-    return RawSplits(
-        data["x"].astype(np.float32), data["y"].astype(np.int64),
-        data["x_test"].astype(np.float32), data["y_test"].astype(np.int64), num_classes=10,
-    )
+    if not (np.isfinite(x_train).all() and np.isfinite(x_test).all()):
+        raise GengapError("mnist1d: these options make inputs that are not finite in float32 "
+                          "(NaN or infinite: a scale too large)")
+    return RawSplits(x_train, data["y"].astype(np.int64), x_test,
+                     data["y_test"].astype(np.int64), num_classes=10)

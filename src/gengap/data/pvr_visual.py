@@ -19,9 +19,11 @@ import numpy as np
 from pydantic import Field
 from sklearn.datasets import load_digits
 
+from gengap.data.files import source_folder
 from gengap.data.mnist import read_mnist_like
 from gengap.data.randomize import knob_rng, stratified_split
 from gengap.data.sources import RawSplits, SourceOptions, register_source
+from gengap.errors import GengapError
 from gengap.specs import DataSpec
 
 # Cells in reading order: 0 top-left (pointer), 1 top-right, 2 bottom-left, 3 bottom-right.
@@ -84,6 +86,13 @@ def _digit_pools(
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
     if options.digits_from == "mnist":
         raw = read_mnist_like(data_dir, "mnist")
+        for split, labels in (("train", raw.y_train), ("test", raw.y_test)):
+            absent = sorted(set(range(10)) - set(np.unique(labels).tolist()))
+            if absent:  # every cell may need any digit: the pointer cell always does
+                folder = source_folder(data_dir, "mnist", "mnist")
+                raise GengapError(f"{folder}: the {split} split has no image of digit "
+                                  f"{', '.join(map(str, absent))}, and pvr-visual's grids "
+                                  "draw every digit")
         return (raw.x_train[:, 0], raw.y_train), (raw.x_test[:, 0], raw.y_test)
     bunch = load_digits()
     x = (bunch.images / 16.0).astype(np.float32)
