@@ -130,6 +130,21 @@ def test_predict_fit_apply_cv_and_combine(tmp_path):
     assert "good" in combined.output
 
 
+def test_apply_says_why_tau_has_no_value(tmp_path):
+    first = grid_table(tmp_path / "a.csv", 0)
+    same = pd.read_csv(grid_table(tmp_path / "b.csv", 1)).assign(**{"wstat.l0.weight.var": 0.3})
+    same.to_csv(tmp_path / "same.csv", index=False)
+    model, axes = tmp_path / "p.json", ["--hyperparameters", "width,lr,act"]
+    fit = runner.invoke(app, ["predict", "fit", str(first), "--features", "weights",
+                              "--target", "gap", "--save", str(model), "--folds", "3", *axes])
+    assert fit.exit_code == 0, fit.output
+    applied = runner.invoke(app, ["predict", "apply", str(model), str(tmp_path / "same.csv"),
+                                  *axes], env={"COLUMNS": "300"})
+    assert applied.exit_code == 0, applied.output
+    assert ("Kendall tau nan (every prediction is the same: no order to compare)"
+            in applied.output)
+
+
 def test_no_command_writes_over_its_own_input_or_a_foreign_file(tmp_path, tiny_zoo_toml):
     table = grid_table(tmp_path / "t.csv")
     kept = table.read_bytes()

@@ -254,6 +254,35 @@ def test_a_task_that_scores_nan_is_an_error_and_leaves_the_average_alone(tmp_pat
     assert scores.average == pytest.approx(100 * scores.tasks[1].score)
 
 
+def test_a_task_of_one_hyperparameter_says_it_has_no_pair(tmp_path):
+    """The scorer's minimum over pairs of hyperparameters is over no pair: say so, not NaN."""
+    (tmp_path / "ref" / "one").mkdir(parents=True)
+    (tmp_path / "pred").mkdir()
+    configs = tmp_path / "ref" / "one" / "model_configs.json"
+    configs.write_text(json.dumps({
+        str(i): {"hparams": {"lr": {"current_value": lr, "possible_values": [0.1, 0.2, 0.3]}},
+                 "metrics": {"train_acc": 1.0, "test_acc": 0.9 - i / 10}}
+        for i, lr in enumerate([0.1, 0.2, 0.3])}))
+    (tmp_path / "pred" / "one.predict").write_text(
+        json.dumps({f"model_{i}": float(i) for i in range(3)}))
+    (task,) = score_predictions(tmp_path / "ref", tmp_path / "pred").tasks
+    assert task.status == "error"
+    assert task.message == (f"{configs}: 1 hyperparameter(s); the score is the least over "
+                            "pairs of hyperparameters, and there is no pair")
+
+
+def test_a_possible_value_named_twice_is_named(tmp_path, toy):
+    """It left one grid cell of the two empty: "6 of 24 grid cells have no model"."""
+    specs = json.loads((toy / "model_configs.json").read_text())
+    first = next(iter(specs.values()))["hparams"]
+    name = next(iter(first))
+    first[name]["possible_values"].insert(0, first[name]["possible_values"][0])
+    (tmp_path / "model_configs.json").write_text(json.dumps(specs))
+    with pytest.raises(GengapError, match=rf"model_configs.json: first model: possible_values "
+                                          rf"of {name} names .* twice$"):
+        read_reference(tmp_path)
+
+
 def test_hyperparameter_values_compare_as_values_but_true_is_not_one():
     from gengap.interop.pgdl.reference import same_value
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Container
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -207,10 +207,19 @@ def predict_apply(
         real = truth.to_numpy(float)[known]
         caveat = _training_caveat(predictor.meta, frame[known])
         console.print(f"on these models: R^2 {r2_score(real, guess):.3f}, Kendall tau "
-                      f"{kendall(guess, real):.3f}{caveat}")
+                      f"{kendall(guess, real):.3f}{_no_order(guess, real)}{caveat}")
     if out is not None:
         write_table(table, out)
         console.print(f"wrote {out}")
+
+
+def _no_order(guess: Any, real: Any) -> str:
+    """Why tau is NaN where one side (a numpy array) ranks nothing: all its values are
+    equal."""
+    for values, what in ((guess, "prediction"), (real, "true value")):
+        if (values == values[0]).all():
+            return f" (every {what} is the same: no order to compare)"
+    return ""
 
 
 def _population(ctx: typer.Context, sources: list[Path], hyperparameters: str | None

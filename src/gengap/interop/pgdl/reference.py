@@ -129,6 +129,12 @@ def read_reference(path: str | Path) -> Reference:
                           "object with a 'possible_values' list")
     names = list(hparams)
     levels = {h: list(hparams[h]["possible_values"]) for h in names}
+    for h, values in levels.items():  # else one grid cell of the two is empty, unexplained
+        texts = [str(v) for v in values]  # the scorer's bins are keyed by the text
+        repeated = [v for v, t in zip(values, texts, strict=True) if texts.count(t) > 1]
+        if repeated:
+            raise GengapError(f"{path}: first model: possible_values of {h} names "
+                              f"{repeated[0]!r} twice")
     rows, index = [], []
     for key, entry in data.items():
         where = f"{path}: model {key!r}"
