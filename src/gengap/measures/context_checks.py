@@ -72,10 +72,12 @@ def check_same_architecture(model: nn.Module, other: nn.Module, what: str) -> No
 
 
 def as_tensor(value: object, what: str) -> torch.Tensor | None:
-    """``value`` as a tensor: a tensor as it is, a numpy array (or anything numpy reads as an
-    array of numbers) converted; None stays None. A one-line error for anything else."""
+    """``value`` as a tensor on the CPU: a tensor as it is (copied there from a GPU), a numpy
+    array (or anything numpy reads as an array of numbers) converted; None stays None. A
+    one-line error for anything else. The measures keep data on the host and move batches,
+    so data handed over on a GPU would meet tensors they make on the host."""
     if value is None or isinstance(value, torch.Tensor):
-        return value
+        return None if value is None else value.cpu()
     try:
         return torch.as_tensor(np.ascontiguousarray(value))  # torch takes no negative strides
     except (TypeError, ValueError, RuntimeError) as err:

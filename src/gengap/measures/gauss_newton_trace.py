@@ -83,7 +83,7 @@ def squared_gradient_norm_sum(model: nn.Module, x: torch.Tensor,
         raise NotExact(f"not piecewise linear: {', '.join(steps)}")
     if len({id(m) for m, _, _ in seen}) < len(seen):
         raise NotExact("a layer ran more than once")
-    cotangents = cotangents_of(logits.detach()).to(logits.dtype)
+    cotangents = cotangents_of(logits.detach()).to(logits)  # its device too: autograd's rule
     # a layer whose output does not reach the logits (a discarded head, a no_grad region)
     # has no gradient: it adds 0
     reached = [(m, inp, out) for m, inp, out in seen if out.requires_grad]

@@ -8,11 +8,12 @@ cluster needs no shared file system: only the parent writes to the store.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import as_completed
 from contextlib import contextmanager
 from types import ModuleType
 
+from gengap.device import named_device, resolve_device
 from gengap.errors import GengapError
 from gengap.registry import Registry
 from gengap.zoo.pool import worker_pool
@@ -54,7 +55,8 @@ def run_ray(
     tasks: list[Task], root: str, workers: int = 1, device: str = "auto",
     data_dir: str | None = None, address: str | None = None,
 ) -> Iterator[RunOutcome]:
-    """Yield outcomes as Ray tasks finish (one CPU each, or one GPU with ``device`` cuda).
+    """Yield outcomes as Ray tasks finish (one CPU each, or one GPU with ``device`` cuda:
+    :func:`cluster_device` turns ``auto`` into one of them first).
 
     Joins the Ray instance this process already started, else connects to ``address`` (or
     starts a local one, shut down at the end). ``workers`` > 1 caps the tasks in flight.
@@ -75,6 +77,38 @@ def run_ray(
             if ray.is_initialized():  # a cancel without Ray would start one
                 for ref in running:
                     ray.cancel(ref, force=True)
+
+
+def check_ray_device(device: str) -> None:
+    """A device for Ray's tasks, checked by its name alone (the cluster's nodes have it, not
+    necessarily this machine): ``auto``, ``cpu`` or ``cuda``. ``cuda:N`` is refused: Ray gives
+    each task one GPU of its node and shows it that one alone, as ``cuda:0``."""
+    if device == "auto":
+        return
+    named = named_device(device)
+    if named.type not in ("cpu", "cuda") or named.index is not None:
+        raise GengapError(f"device {device!r} with the ray executor: use auto, cpu or cuda "
+                          "(Ray gives each task one GPU of its node)")
+
+
+def cluster_device(device: str, population: str,
+                   resources: Mapping[str, float] | None = None) -> str:
+    """The device Ray's tasks train on: ``auto`` is ``cuda`` where the cluster has GPUs
+    (``resources``: Ray's ``cluster_resources()``, read from the joined cluster by default),
+    else ``cpu``. ``population`` ``auto`` times each group on this machine, so it needs that
+    device here too: a one-line error where this machine lacks it."""
+    if device == "auto":
+        if resources is None:
+            resources = _ray().cluster_resources()
+        device = "cuda" if resources.get("GPU", 0) > 0 else "cpu"
+    if population == "auto":
+        try:
+            resolve_device(device)
+        except GengapError:
+            raise GengapError(f"--population auto times each group on this machine, which "
+                              f"cannot use the cluster's device {device!r}: give --population "
+                              "on or off") from None
+    return device
 
 
 @contextmanager

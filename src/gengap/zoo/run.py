@@ -9,7 +9,13 @@ from pathlib import Path
 from gengap.device import resolve_device
 from gengap.errors import GengapError
 from gengap.specs import RunSpec, ZooSpec
-from gengap.zoo.executors import Executor, executors, session
+from gengap.zoo.executors import (
+    Executor,
+    check_ray_device,
+    cluster_device,
+    executors,
+    session,
+)
 from gengap.zoo.planning import PopulationMode, check_population_mode, plan_tasks
 from gengap.zoo.pool import check_workers
 from gengap.zoo.preflight import check_data_and_networks
@@ -49,6 +55,8 @@ def train_zoo(
     check_runs(zoo, f"zoo {zoo.name!r}")  # before the folder exists: a typo leaves none
     check_new_zoo(zoo, out, executor, data_dir)
     with session(executor, address):  # Ray joined before the folder exists
+        if executor == "ray":
+            device = cluster_device(device, population)
         store = Store.create(out, zoo)
         pending = store.runs(status="pending")
         data = str(data_dir) if data_dir else None
@@ -100,7 +108,10 @@ def check_options(executor: str, population: str, address: str | None = None,
     check_population_mode(population)
     if address and executor != "ray":
         raise GengapError("an address is for the ray executor (--executor ray)")
-    resolve_device(device)
+    if executor == "ray":  # the cluster's nodes have the device, not necessarily this one
+        check_ray_device(device)
+    else:
+        resolve_device(device)
     found = executors.get(executor)
     check_reachable(address)  # before the zoo folder is made
     return found
