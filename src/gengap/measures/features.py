@@ -16,6 +16,9 @@ from gengap.measures.layers import BATCH_NORMS, WEIGHT_LAYERS
 if TYPE_CHECKING:
     from gengap.measures.relative_flatness import LayerCurvature
 
+# modules that give back their input in eval mode: never where features are read
+PASSED_ON = (nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d)
+
 
 def weight_layers(model: nn.Module) -> list[tuple[str, nn.Module]]:
     """Linear and Conv layers in registration order."""
@@ -72,15 +75,17 @@ def head_matrix(model: nn.Module, example: torch.Tensor | None = None) -> torch.
 
 def early_module(model: nn.Module, example: torch.Tensor) -> nn.Module:
     """Where early features are read: the first module after the first weight layer that is
-    neither BatchNorm nor a weight layer (its activation), else the first weight layer; in the
-    order a forward pass on ``example`` calls them (a registered layer whose module is never
-    called, as a transformer's attention output projection, is passed over)."""
+    neither BatchNorm, a module that passes its input on (Identity, Dropout: an optional
+    BatchNorm switched off is often an Identity) nor a weight layer (its activation), else the
+    first weight layer; in the order a forward pass on ``example`` calls them (a registered
+    layer whose module is never called, as a transformer's attention output projection, is
+    passed over)."""
     leaves = [(n, m) for n, m in model.named_modules() if len(list(m.children())) == 0]
     modules = list(dict.fromkeys(m for _, m in calls(model, example, leaves)))  # first calls
     for i, m in enumerate(modules):
         if isinstance(m, WEIGHT_LAYERS):
             for nxt in modules[i + 1 :]:
-                if isinstance(nxt, BATCH_NORMS):
+                if isinstance(nxt, (*BATCH_NORMS, *PASSED_ON)):
                     continue
                 return m if isinstance(nxt, WEIGHT_LAYERS) else nxt
             return m
