@@ -153,6 +153,41 @@ def test_rand_distance_is_the_jensen_shannon_distance() -> None:
     p, q = np.sort(rng.gamma(2, size=50)), np.sort(rng.gamma(3, size=50))
     ours = jensen_shannon_distance(torch.tensor(p)[None], torch.tensor(q)[None])
     assert float(ours[0]) == pytest.approx(jensenshannon(p, q), rel=1e-10)
+    # an all-zero layer's eigenvalues are no distribution: NaN, not a distance of 0 that
+    # would pull the model's mean down
+    # (its shuffled copy is all zero too)
+    zeros = torch.zeros(1, 50, dtype=torch.float64)
+    assert math.isnan(float(jensen_shannon_distance(zeros, zeros)[0]))
+
+
+def test_the_shuffle_is_not_the_stream_the_weights_came_from() -> None:
+    """Training seeds torch with the run's seed (0 in most zoos) right before it initializes
+    the network: a shuffle drawn from a generator seeded 0 as well sorted a first layer made
+    from those very uniforms (rand_distance 0.78 on it, against 0.01-0.02 for seed 1)."""
+    table = {}
+    for run_seed in (0, 1):
+        torch.manual_seed(run_seed)  # as fit does before it builds the network
+        first = nn.Linear(64, 128)
+        table[run_seed] = spectral_table(nn.Sequential(first, nn.ReLU(), nn.Linear(128, 10)),
+                                         mp_fit=False, seed=0)
+    for run_seed, rows in table.items():
+        # an iid matrix's shuffle changes its ESD little; a sorted one is nearly rank one
+        assert rows.loc[0, "rand_distance"] < 0.1, run_seed
+        assert rows.loc[0, "max_rand_eval"] < 2 * rows.loc[0, "lambda_max"], run_seed
+
+
+def test_ww_softrank_reads_one_shuffled_copy_as_weightwatcher() -> None:
+    """A layer under 100 eigenvalues pools 5 shuffled copies for max_rand_eval; ww_softrank
+    took their largest (biased up: 1.04 against WeightWatcher's 1.00 over 30 seeds)."""
+    torch.manual_seed(3)
+    net = nn.Sequential(nn.Linear(20, 30), nn.ReLU(), nn.Linear(30, 4))
+    below = 0
+    for seed in range(5):
+        row = spectral_table(net, mp_fit=False, seed=seed).loc[0]
+        pooled = row["max_rand_eval"] / row["lambda_max"]
+        assert row["ww_softrank"] <= pooled + 1e-12
+        below += row["ww_softrank"] < pooled - 1e-9
+    assert below >= 3  # the first copy's largest is rarely the largest of five
 
 
 def mlp() -> nn.Module:

@@ -4,10 +4,10 @@
 ``weight_stats`` is a vector-valued measure: it returns one float per feature, stored as the
 columns ``wstat.l<i>.<weight|bias>.<stat>``, i the Linear/Conv layer's position (0, 1, ...)
 in the order the BatchNorm-folded network registers its layers (no forward pass: from the
-input for gengap's families and imported models, but a head registered first is 0), stat one of mean, var, q0, q25, q50,
-q75, q100 (quantiles in percent; q0 and q100 are the minimum and maximum). Networks of
-different depths share the columns of their common layers; a layer a network lacks is a
-missing value in the store's frame.
+input for gengap's families and imported models, but a head registered first is 0), stat
+one of mean, var, q0, q25, q50, q75, q100 (quantiles in percent; q0 and q100 are the minimum
+and maximum). Networks of different depths share the columns of their common layers; a layer
+a network lacks is a missing value in the store's frame.
 """
 
 from __future__ import annotations

@@ -1,7 +1,9 @@
 """Per-layer heavy-tailed spectral tables and their model-level summaries (WeightWatcher's
 ``analyze`` and ``get_summary``), for one model or for a population of same-shaped models.
 
-Columns follow WeightWatcher's names, so values can be cross-checked against it:
+Columns follow WeightWatcher's names, so values can be cross-checked against it (but
+``bulk_max`` and ``rand_bulk_max``, the MP bulk edge in the units of the ESD rescaled to mean
+1, where WeightWatcher 0.7.7 gives it in the layer's own units):
 ``num_evals, lambda_max, sv_max, alpha, xmin, D, sigma, num_pl_spikes, norm, log_norm,
 log_spectral_norm, alpha_weighted, log_alpha_norm, stable_rank`` and, with the MP fit,
 ``sigma_mp, bulk_max, mp_softrank, num_spikes``; with randomization, ``max_rand_eval,
@@ -29,6 +31,7 @@ from gengap.measures.spectral.esd import (
 )
 from gengap.measures.spectral.marchenko_pastur import fit_mp
 from gengap.measures.spectral.powerlaw import fit_power_law
+from gengap.measures.streams import measure_generator
 
 RELIABLE_EVALS = 50  # WeightWatcher's README: power-law fits need at least 50 eigenvalues
 MIN_EVALS = 8  # WeightWatcher's analyze(min_evals) default: smaller layers are not summarized
@@ -112,7 +115,7 @@ def analyze_stacks(
     (B,)-tensors per layer."""
     # WeightWatcher pools 5 shuffled replicas for layers with < 100 eigenvalues, else 1
     replicas = [5 if s.shape[1] * s.shape[3] < 100 else 1 for s in stacks]
-    generator = torch.Generator().manual_seed(seed)
+    generator = measure_generator(seed, "esd-shuffle")  # not the stream the weights came from
     randoms = (
         [shuffled(s, generator) for s, r in zip(stacks, replicas, strict=True) for _ in range(r)]
         if randomize
@@ -148,7 +151,9 @@ def analyze_stacks(
             r = rand_evals[i]
             row["max_rand_eval"] = r[:, -1]
             row["rand_distance"] = jensen_shannon_distance(e, firsts[i])
-            row["ww_softrank"] = r[:, -1] / e[:, -1]
+            # one shuffled copy, as WeightWatcher's apply_random_esd draws for it: the largest
+            # of 5 pooled ones is larger on average
+            row["ww_softrank"] = firsts[i][:, -1] / e[:, -1]
             if mp_fit:
                 fit = fit_mp(r, n_rows, n_cols)
                 row.update(rand_sigma_mp=fit.sigma_mp, rand_bulk_max=fit.bulk_max,
@@ -178,15 +183,17 @@ def _log10_power_sum(evals: torch.Tensor, alpha: torch.Tensor) -> torch.Tensor:
 def jensen_shannon_distance(p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
     """WeightWatcher's ``rand_distance``: the Jensen–Shannon distance (natural log) between the
     sorted eigenvalue vectors p and q (B, n), each normalized to sum 1 (as scipy's
-    ``stats.entropy`` does)."""
-    p = p / p.sum(dim=1, keepdim=True)
-    q = q / q.sum(dim=1, keepdim=True)
+    ``stats.entropy`` does); NaN where either is all zero (an all-zero layer: no distribution
+    to compare, NaN in WeightWatcher too)."""
+    p_sum, q_sum = p.sum(dim=1, keepdim=True), q.sum(dim=1, keepdim=True)
+    p, q = p / p_sum, q / q_sum
     m = (p + q) / 2
 
     def kl(a: torch.Tensor) -> torch.Tensor:
         return torch.where(a > 0, a * (a.clamp(min=1e-300) / m.clamp(min=1e-300)).log(), 0.0).sum(1)
 
-    return ((kl(p) + kl(q)) / 2).clamp(min=0).sqrt()
+    distance = ((kl(p) + kl(q)) / 2).clamp(min=0).sqrt()
+    return distance.where(((p_sum > 0) & (q_sum > 0)).squeeze(1), math.nan)
 
 
 def _columns(rows: list[dict[str, torch.Tensor]]) -> dict[str, list[torch.Tensor]]:
