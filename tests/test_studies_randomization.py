@@ -3,6 +3,8 @@ accuracy falling to chance, resuming, the report page and the command."""
 
 from __future__ import annotations
 
+import shutil
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -99,3 +101,33 @@ def test_a_study_goes_only_into_a_new_empty_or_study_folder(result, tmp_path: Pa
         run_study("grokking", result.folder, scale="smoke", device="cpu", population="off")
     assert (result.folder / "report.html").read_bytes() == report
     assert not (result.folder / "grokking").exists()
+
+
+def _fail_runs(db: Path) -> None:
+    """Every run of one zoo recorded as a diverged run is (NaN metrics, no history)."""
+    metrics = ('{"train_loss": NaN, "train_acc": NaN, "test_loss": NaN, "test_acc": NaN, '
+               '"epochs": 1, "steps": 1, "seconds": 0.01, "converged": false, '
+               '"stopped_by": "diverged"}')
+    with sqlite3.connect(db) as con:
+        con.execute("UPDATE runs SET status = 'failed', reason = 'diverged: training loss is "
+                    "nan after epoch 1', metrics = ?, history = '[]'", (metrics,))
+    con.close()
+
+
+def test_failed_runs_are_named_and_their_condition_is_not_fitted(result, tmp_path) -> None:
+    """A condition whose runs failed vanished from the table, and the finding said every
+    condition fitted; a study whose every run failed was a traceback."""
+    folder = tmp_path / "copy"
+    shutil.copytree(result.folder, folder)
+    _fail_runs(folder / "random_labels" / "gengap.sqlite")
+    again = run_study("randomization", folder, scale="smoke", device="cpu", population="off")
+    row = again.table.set_index("condition").loc["random labels"]
+    assert row["runs"] == 0 and not row["fitted"]
+    assert again.found[0].endswith("6 of 7 conditions fitted (≥ 0.99) on every seed")
+    assert again.notes == ["1 of 7 runs failed and are left out of the results (random_labels "
+                           "seed 0: diverged: training loss is nan after epoch 1)"]
+    for zoo in ("labels", "shuffled_pixels", "random_pixels", "gaussian_inputs"):
+        _fail_runs(folder / zoo / "gengap.sqlite")
+    with pytest.raises(GengapError, match="no run of the study finished: 7 failed "
+                                          r"\(first: diverged"):
+        run_study("randomization", folder, scale="smoke", device="cpu", population="off")

@@ -15,6 +15,7 @@ from gengap.studies.runner import (
     Clock,
     StudyOptions,
     StudyResult,
+    failed_runs,
     finished_frame,
     histories,
     pick,
@@ -187,6 +188,7 @@ def run_grokking(options: StudyOptions) -> StudyResult:
         found=findings(table, int(zoos[0].train.max_steps or 0)), seconds=clock.seconds,
         train_seconds=train_seconds(frame), runs=len(frame), folder=options.out,
         notes=[
+            *failed_runs(frame),
             "gengap's transformer is a pre-norm encoder that pools over the four tokens "
             "(x, op, y, =), not the paper's causal decoder; warm-up is one epoch, not 10 steps."
         ],

@@ -22,6 +22,7 @@ from gengap.studies.runner import (
     Clock,
     StudyOptions,
     StudyResult,
+    failed_runs,
     finished_frame,
     one_thread,
     pick,
@@ -272,6 +273,6 @@ def run_measures(options: StudyOptions) -> StudyResult:
         table=comparison, figures=[comparison_figure(comparison)], published=PUBLISHED,
         found=findings(comparison, groups, frame, ranking), seconds=clock.seconds,
         train_seconds=train_seconds(frame), runs=len(frame), folder=options.out,
-        notes=notes,
+        notes=[*failed_runs(frame), *notes],
         extra_tables={"groups": groups, "ranking": ranking},
     )

@@ -17,6 +17,7 @@ from gengap.studies.runner import (
     Clock,
     StudyOptions,
     StudyResult,
+    failed_runs,
     finished_frame,
     pick,
     train_seconds,
@@ -221,4 +222,5 @@ def run_pvr(options: StudyOptions) -> StudyResult:
         table=table, figures=pvr_figures(table, held), published=PUBLISHED,
         found=findings(table, held), seconds=clock.seconds, train_seconds=train_seconds(frame),
         runs=len(frame), folder=options.out, extra_tables={"holdout": held},
+        notes=failed_runs(frame),
     )

@@ -15,6 +15,7 @@ from gengap.studies.runner import (
     Clock,
     StudyOptions,
     StudyResult,
+    failed_runs,
     finished_frame,
     histories,
     pick,
@@ -90,11 +91,15 @@ def randomization_table(frame: pd.DataFrame, chance_acc: float) -> pd.DataFrame:
     table = seed_mean(
         frame, ["condition"], ["label_noise", "train_acc", "test_acc", "epochs", "steps", "fitted"]
     )
+    # a condition whose every run failed keeps its row (no values, not fitted)
+    order = list(dict.fromkeys(frame["condition"]))
+    table = table.set_index("condition").reindex(order).reset_index()
+    table["label_noise"] = table["condition"].map(
+        frame.groupby("condition", sort=False)["label_noise"].first())
+    table["runs"] = table["runs"].fillna(0).astype(int)
     table["fitted"] = table["fitted"] == 1.0
     table["chance"] = chance_acc
-    order = list(dict.fromkeys(frame["condition"]))
-    table["order"] = table["condition"].map(order.index)
-    return table.sort_values("order").drop(columns="order").reset_index(drop=True)
+    return table
 
 
 def randomization_figures(
@@ -174,5 +179,5 @@ def run_randomization(options: StudyOptions) -> StudyResult:
         title=f"Randomization tests on {zoos[0].data.name} (Zhang et al. 2017)",
         table=table, figures=randomization_figures(table, curves), published=PUBLISHED,
         found=findings(table), seconds=clock.seconds, train_seconds=train_seconds(frame),
-        runs=len(frame), folder=options.out,
+        runs=len(frame), folder=options.out, notes=failed_runs(frame),
     )

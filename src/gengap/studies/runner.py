@@ -151,13 +151,31 @@ def one_thread() -> Iterator[None]:
 
 
 def finished_frame(stores: dict[str, Store]) -> pd.DataFrame:
-    """Every run of every store, one row each, with a ``zoo`` column; failed runs included."""
+    """Every run of every store, one row each, with a ``zoo`` column; failed runs included.
+    A one-line error where no run finished: there is nothing to tabulate."""
     frames = []
     for name, store in stores.items():
         frame = store.frame()
         frame.insert(0, "zoo", name)
         frames.append(frame)
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    if frame.empty or not (frame["status"] == "done").any():
+        first = "" if frame.empty else f" (first: {frame['reason'].iloc[0]})"
+        raise GengapError(f"no run of the study finished: {len(frame)} failed{first}")
+    return frame
+
+
+def failed_runs(frame: pd.DataFrame, most: int = 5) -> list[str]:
+    """A note naming the failed runs of ``frame`` (:func:`finished_frame`), which every
+    table leaves out, with each one's reason; none where every run finished."""
+    failed = frame[frame["status"] == "failed"]
+    if failed.empty:
+        return []
+    named = "; ".join(f"{row.zoo} seed {row.seed}: {row.reason}"
+                      for row in failed.head(most).itertuples())
+    more = f"; and {len(failed) - most} more" if len(failed) > most else ""
+    return [f"{len(failed)} of {len(frame)} runs failed and are left out of the results "
+            f"({named}{more})"]
 
 
 def histories(stores: dict[str, Store], frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
