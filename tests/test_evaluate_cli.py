@@ -440,3 +440,19 @@ def test_a_measure_with_values_on_few_networks_is_ranked_after_the_others():
     assert table.set_index("measure").loc["few", "tau"] == pytest.approx(1.0)
     assert "ranked after the others: few (a value on fewer than 4 of the 8 networks)" in \
         table.attrs["notes"]
+
+
+def test_a_mean_over_few_folds_says_how_few():
+    """Folds of one configuration rank nothing: tau's mean came from 1 of 5 folds, sd 0."""
+    from gengap.evaluate.predictors import CVResult
+
+    folds = pd.DataFrame({"fold": ["0", "1", "2"], "n": [2, 2, 1],
+                          "r2": [0.5, -3.0, np.nan], "tau": [1.0, np.nan, np.nan]})
+    predictions = pd.DataFrame({"target": [0.1, 0.2, 0.3, 0.3, 0.5],
+                                "prediction": [0.1, 0.3, 0.2, 0.2, 0.4]})
+    summary = CVResult(folds, predictions).summary()
+    assert (summary["r2_folds"], summary["tau_folds"], summary["folds"]) == (2, 1, 3)
+    assert summary["tau"] == 1.0 and summary["tau_sd"] == 0.0
+
+    from gengap.cli.predict_cmds import _few_folds
+    assert _few_folds(summary) == " (r2 in 2 and tau in 1 of them had a value)"

@@ -147,7 +147,8 @@ def predict_fit(
     predictor.save(save)
     console.print(
         f"cross-validated R^2 {summary['r2']:.3f} ± {summary['r2_sd']:.3f}, tau "
-        f"{summary['tau']:.3f} ± {summary['tau_sd']:.3f} over {summary['folds']} folds; "
+        f"{summary['tau']:.3f} ± {summary['tau_sd']:.3f} over {summary['folds']} folds"
+        f"{_few_folds(summary)}; "
         f"wrote {save} ({len(columns)} features, {len(predictor.trees)} trees, "
         f"{predictor.meta['trained_on']} models)"
     )
@@ -211,6 +212,13 @@ def predict_apply(
     if out is not None:
         write_table(table, out)
         console.print(f"wrote {out}")
+
+
+def _few_folds(summary: dict[str, float]) -> str:
+    """Where some folds gave R² or tau no value: how many did (their means read those)."""
+    counts = [f"{name} in {summary[f'{name}_folds']}" for name in ("r2", "tau")
+              if summary[f"{name}_folds"] < summary["folds"]]
+    return f" ({' and '.join(counts)} of them had a value)" if counts else ""
 
 
 def _no_order(guess: Any, real: Any) -> str:

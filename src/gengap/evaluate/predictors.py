@@ -42,15 +42,19 @@ class CVResult:
     predictions: pd.DataFrame
 
     def summary(self) -> dict[str, float]:
-        """Mean and standard deviation of R² and tau over folds, and both on the pooled
-        out-of-fold predictions."""
+        """Mean and standard deviation of R² and tau over the folds where they have a value,
+        how many folds that is (``r2_folds``, ``tau_folds``: a fold of one held-out model has
+        no R², one whose models share one target or one prediction no tau), and both on the
+        pooled out-of-fold predictions."""
         truth = self.predictions["target"].to_numpy(float)
         guess = self.predictions["prediction"].to_numpy(float)
         return {
             "r2": float(self.folds["r2"].mean()),
             "r2_sd": float(self.folds["r2"].std(ddof=0)),
+            "r2_folds": int(self.folds["r2"].notna().sum()),
             "tau": float(self.folds["tau"].mean()),
             "tau_sd": float(self.folds["tau"].std(ddof=0)),
+            "tau_folds": int(self.folds["tau"].notna().sum()),
             "r2_pooled": float(r2_score(truth, guess)) if len(truth) > 1 else float("nan"),
             "tau_pooled": kendall(guess, truth),
             "folds": len(self.folds),

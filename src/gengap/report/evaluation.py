@@ -117,7 +117,13 @@ def _predictors(result: Evaluation, done: pd.DataFrame, measures: list[str], axe
         except GengapError as err:
             result.note("predictor", f"{kind}: not computed: {err}")
             continue
-        scores.append({"features": kind, "columns": len(columns), **fit.summary()})
+        summary = fit.summary()
+        scores.append({"features": kind, "columns": len(columns), **summary})
+        if summary["tau_folds"] < summary["folds"]:  # a mean of few folds, sd 0 for one
+            result.note("predictor", f"{kind}: tau has a value in {summary['tau_folds']} of "
+                        f"{summary['folds']} held-out folds (a fold whose runs share one "
+                        "target or one prediction ranks nothing); the pooled tau reads them "
+                        "all")
         held = fit.predictions
         predictions.append(pd.DataFrame({
             "predictor": f"trees on {kind}", "run_id": done.loc[held.index, "run_id"].to_numpy(),
