@@ -159,3 +159,18 @@ def test_a_missing_hyperparameter_value_is_one_value_of_its_axis():
     pd.testing.assert_frame_equal(with_nan, expected)
     assert with_nan.loc["m", "psi[lr]"] == granulated_kendall(filled, "m", "gap",
                                                               ["width", "lr"])[1]["lr"]
+
+
+def test_a_ranking_of_a_few_networks_says_it_is_no_finding():
+    """Two networks gave every measure tau 1.000 [1.00, 1.00] without a word."""
+    from gengap.evaluate import ranking_table
+
+    two = pd.DataFrame({"lr": [0.1, 0.2], "test_acc": [0.9, 0.8], "train_acc": [1.0, 1.0],
+                        "m": [1.0, 2.0]})
+    table = ranking_table(two, "m", "lr", metrics="tau", bootstrap=50)
+    assert (table.loc[0, "tau_low"], table.loc[0, "tau_high"]) == (1.0, 1.0)
+    assert table.attrs["notes"] == ["only 2 networks: tau takes few values there (±1 or 0 with "
+                                    "two) and a bootstrap interval little room, so no ranking "
+                                    "of them is a finding"]
+    five = pd.concat([two] * 3, ignore_index=True).iloc[:5].assign(m=range(5))
+    assert ranking_table(five, "m", "lr", metrics="tau", bootstrap=50).attrs["notes"] == []

@@ -152,6 +152,10 @@ def ranking_table(
         table.attrs["notes"] = notes
         return table
     table = _sort(table, target)
+    if len(frame) < FEW_NETWORKS:  # a perfect tau with a zero-width interval, unremarked
+        notes.append(f"only {len(frame)} networks: tau takes few values there (±1 or 0 with "
+                     "two) and a bootstrap interval little room, so no ranking of them is a "
+                     "finding")
     # a tau over a handful of networks (a measure NaN on most) is no finding: after the rest
     enough = enough_networks(len(frame))
     short = table["n"] < enough
@@ -161,6 +165,9 @@ def ranking_table(
     table = table.sort_values("n", key=lambda n: n < enough, kind="stable")
     table.attrs["notes"] = notes
     return table.reset_index(drop=True)
+
+
+FEW_NETWORKS = 5  # below: 3 or 4 networks give tau 7 values at most
 
 
 def enough_networks(networks: int) -> int:
