@@ -66,6 +66,16 @@ def test_none_in_an_object_column_is_a_dash():
     assert "None" not in text and "–" in text and "True" in text and "False" in text
 
 
+def test_a_study_table_shows_answers_as_its_report_does():
+    """`gengap study measures` turned the column to text first: None, True and False again."""
+    from gengap.cli.study_cmds import _shown
+
+    frame = pd.DataFrame({"measure": ["a", "b", "c"], "agrees": [True, None, False]})
+    text = _rendered(_shown(frame))
+    assert "None" not in text and "True" not in text and "False" not in text
+    assert "true" in text and "false" in text and "–" in text
+
+
 def test_the_report_writes_columns_as_the_terminal_does():
     """Its tables showed whole-number float columns (epochs, steps) as 14.000 and 300.000."""
     from gengap.report.tables import html_table

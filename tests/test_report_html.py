@@ -73,6 +73,13 @@ class Links(HTMLParser):
         self.urls += [v or "" for k, v in attrs if k in ("src", "href")]
 
 
+def test_a_report_of_a_zoo_given_by_its_folder(store: Store, tmp_path: Path):
+    """As measure_zoo and evaluate_zoo take one: it was an AttributeError."""
+    out = tmp_path / "by_folder.html"
+    data = write_report(str(store.root), out, bootstrap=0)
+    assert out.is_file() and len(data.frame) == len(store.frame())
+
+
 def test_the_page_has_every_section_and_needs_no_network(store: Store, tmp_path: Path):
     out = tmp_path / "report.html"
     data = write_report(store, out, bootstrap=200)

@@ -131,3 +131,17 @@ def test_failed_runs_are_named_and_their_condition_is_not_fitted(result, tmp_pat
     with pytest.raises(GengapError, match="no run of the study finished: 7 failed "
                                           r"\(first: diverged"):
         run_study("randomization", folder, scale="smoke", device="cpu", population="off")
+
+
+def test_a_report_path_that_is_no_file_and_bad_workers_stop_before_any_work(tmp_path) -> None:
+    """The first trained every run, then failed to write the page; the second left a marked
+    folder behind."""
+    (tmp_path / "s" / "report.html").mkdir(parents=True)
+    with pytest.raises(GengapError, match="report.html: not a file, where the study writes "
+                                          "its report"):
+        run_study("randomization", tmp_path / "s", scale="smoke", device="cpu",
+                  population="off")
+    assert [p.name for p in (tmp_path / "s").iterdir()] == ["report.html"]  # nothing trained
+    with pytest.raises(GengapError, match="workers"):
+        run_study("randomization", tmp_path / "new", scale="smoke", workers=0, device="cpu")
+    assert not (tmp_path / "new").exists()

@@ -43,7 +43,7 @@ def render(data: ReportData, top: int = 4) -> str:
 
 
 def write_report(
-    store: Store,
+    store: Store | str | Path,
     out: str | Path,
     target: str = "gap",
     runs: list[str] | None = None,
@@ -52,8 +52,9 @@ def write_report(
     test_size: int | str | None = None,
     data_dir: str | Path | None = None,
 ) -> ReportData:
-    """Gather ``store``'s zoo, evaluate it and write the report to ``out`` (atomically: a
-    temporary file renamed into place). Returns what the report shows.
+    """Gather ``store``'s zoo (a :class:`Store` or its folder), evaluate it and write the
+    report to ``out`` (atomically: a temporary file renamed into place). Returns what the
+    report shows.
 
     ``runs``: run ids (or unique prefixes) whose training curves are drawn; ``top``: how many
     of the best measures get a scatter plot; ``bootstrap``, ``test_size`` and ``data_dir``: as
@@ -66,7 +67,10 @@ def write_report(
     if not out.parent.is_dir():
         raise GengapError(f"{out.parent}: no such folder for the report")
     check_writable(out, "the report")  # before the work: a place that takes no file fails now
-    data = gather(store, target=target, curve_runs=runs, bootstrap=bootstrap,
-                  test_size=test_size, data_dir=data_dir)
+    from gengap.zoo.store import opened  # the zoo package loads torch
+
+    with opened(store) as zoo:
+        data = gather(zoo, target=target, curve_runs=runs, bootstrap=bootstrap,
+                      test_size=test_size, data_dir=data_dir)
     write_text_atomically(out, render(data, top=top), "the report")
     return data

@@ -23,6 +23,7 @@ from gengap.studies.runner import (
     mark_study_folder,
 )
 from gengap.zoo.planning import PopulationMode
+from gengap.zoo.pool import check_workers
 from gengap.zoo.run import check_options
 
 
@@ -39,6 +40,7 @@ def run_study(
     ``report``, write ``out/report.html``."""
     study = studies.get(name)
     check_options("local", population, device=device)  # before any folder is made
+    check_workers(workers)
     check_study_folder(Path(out), name)
     options = StudyOptions(Path(out), check_scale(scale), workers, device, population)
     mark_study_folder(Path(out), name)

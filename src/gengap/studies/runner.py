@@ -84,6 +84,9 @@ def check_study_folder(out: Path, study: str | None = None) -> None:
     if foreign:
         raise GengapError(f"{out}: folder holds {foreign[0]!r}, which is no study's "
                           "(give a new or empty folder, or a study's own)")
+    report = out / REPORT_NAME
+    if (report.exists() or report.is_symlink()) and not report.is_file():  # else after training
+        raise GengapError(f"{report}: not a file, where the study writes its report")
 
 
 def _owner(out: Path) -> str | None:
