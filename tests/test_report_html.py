@@ -362,3 +362,17 @@ def test_the_report_notes_which_measures_come_last_once_under_the_ranking():
     note = "ranked after the others: few (a value on fewer than 8 of the 16 networks)"
     assert list(result.ranking["measure"]) == ["good", "few"]
     assert [part for part, texts in result.notes.items() if note in texts] == ["ranking"]
+
+
+def test_the_words_fit_the_counts(store: Store):
+    """"1 runs", and a caption about the default choice under curves the user chose."""
+    from gengap.number_format import counted
+    from gengap.report.sections.curves import curves_section
+
+    assert (counted(1, "run"), counted(0, "run"), counted(2, "seed")) == (
+        "1 run", "0 runs", "2 seeds")
+    done = store.frame().query("status == 'done'")["run_id"].iloc[0]
+    chosen = curves_section(gather(store, curve_runs=[done], evaluate=False)).body
+    assert "1 run (as chosen with <code>--runs</code>)" in chosen
+    default = curves_section(gather(store, evaluate=False)).body
+    assert "those with the smallest, the largest" in default

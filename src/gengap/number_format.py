@@ -56,3 +56,8 @@ def cell(value: object, decimals: int, digits: int) -> str:
             return f"{value:.{digits}g}"
         return f"{value:.{decimals}f}"
     return str(value)
+
+
+def counted(number: int, noun: str) -> str:
+    """``1 run``, ``2 runs``: a count with its noun, plural (an added s) unless one."""
+    return f"{number} {noun}" + ("" if number == 1 else "s")

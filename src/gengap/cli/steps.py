@@ -13,6 +13,7 @@ from gengap.cli.console import console, frame_table, progress
 from gengap.cli.outputs import TABLES, output_file
 from gengap.errors import GengapError
 from gengap.measures import measures
+from gengap.number_format import counted
 from gengap.specs import MeasureOptions, RunSpec, ZooSpec
 from gengap.table_file import write_table
 from gengap.zoo import Store, Zoo, evaluate_zoo, measure_zoo, train_zoo
@@ -146,8 +147,8 @@ def status_table(store: Store) -> None:
     counts = store.counts()
     console.print(
         f"zoo [bold]{escape(zoo.name)}[/] at {escape(str(store.root))}: "
-        f"{sum(counts.values())} runs, {counts['done']} done, {counts['failed']} failed, "
-        f"{counts['pending']} pending", markup=True,
+        f"{counted(sum(counts.values()), 'run')}, {counts['done']} done, "
+        f"{counts['failed']} failed, {counts['pending']} pending", markup=True,
     )
     frame = store.frame()
     if frame.empty:

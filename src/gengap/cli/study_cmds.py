@@ -12,6 +12,7 @@ from rich.markup import escape
 
 from gengap.cli.console import console, frame_table
 from gengap.cli.options import Device, Workers, checked, population_mode
+from gengap.number_format import counted
 
 study_app = typer.Typer(
     help="Ready-made studies that reproduce known findings on embedded data.",
@@ -62,8 +63,8 @@ def run_and_show(name: str, scale: str, out: Path | None, workers: int, device: 
     for line in result.notes:
         console.print(f"  note: {line}", highlight=False, markup=False)
     console.print(
-        f"{result.runs} runs; took {result.seconds:.1f} s (training time stored over all runs: "
-        f"{result.train_seconds:.1f} s); report: {folder / 'report.html'}"
+        f"{counted(result.runs, 'run')}; took {result.seconds:.1f} s (training time stored "
+        f"over all runs: {result.train_seconds:.1f} s); report: {folder / 'report.html'}"
     )
 
 
@@ -100,7 +101,8 @@ _command("randomization", "Zhang et al. 2017: true, noisy and random labels; shu
          "and Gaussian inputs.")
 _command("pvr", "Pointer value retrieval: accuracy vs training-set size per window and "
          "aggregation; holdout shift.")
-_command("grokking", "Power et al. 2022: train and validation accuracy of x/y mod 97 against "
+_command("grokking", "Power et al. 2022: train and validation accuracy of x/y mod p (97; 23 at "
+         "smoke scale) against "
          "steps.")
 _command("measures", "Jiang et al. 2020: the measure catalogue on a CNN grid, ranked beside the "
          "published directions.")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from gengap.atomic_write import check_writable, write_text_atomically
 from gengap.errors import GengapError
+from gengap.number_format import counted
 from gengap.report.data import ReportData, gather
 from gengap.report.page import assemble
 from gengap.report.sections.curves import curves_section
@@ -28,9 +29,9 @@ SUFFIXES = (".html", ".htm")
 def render(data: ReportData, top: int = 4) -> str:
     """The report of ``data`` as one self-contained HTML page."""
     counts = status_counts(data.frame)
-    subtitle = (f"{counts['runs']} runs: {counts['done']} done, {counts['failed']} failed, "
-                f"{counts['pending']} pending · {len(data.measures)} measures · target "
-                f"<b>{escape(data.target)}</b>")
+    subtitle = (f"{counted(counts['runs'], 'run')}: {counts['done']} done, "
+                f"{counts['failed']} failed, {counts['pending']} pending · "
+                f"{len(data.measures)} measures · target <b>{escape(data.target)}</b>")
     sections = [
         summary_section(data),
         ranking_section(data),

@@ -37,6 +37,7 @@ class ReportData:
     design: str = "grid"
     seeds: list[int] = field(default_factory=list)
     histories: dict[str, list[dict[str, float]]] = field(default_factory=dict)
+    curves_chosen: bool = False  # the user named the runs (--runs), not the default choice
     evaluation: Evaluation | None = None
 
     @property
@@ -93,6 +94,7 @@ def gather(
         target=target, design=zoo.design, seeds=list(zoo.seeds),
     )
     ids = resolve_runs(frame, curve_runs) if curve_runs else default_curve_runs(data, max_curves)
+    data.curves_chosen = bool(curve_runs)
     data.histories = {run_id: store.history(run_id) for run_id in ids}
     if evaluate and missing:
         data.evaluation = Evaluation(target=target, notes={"ranking": [missing],

@@ -167,7 +167,8 @@ def findings(table: pd.DataFrame, budget: int) -> list[str]:
     return out
 
 
-@register_study("grokking", "Power et al. 2022: delayed generalization on x/y mod 97")
+@register_study("grokking", "Power et al. 2022: delayed generalization on x/y mod p (97; 23 at "
+                "smoke scale)")
 def run_grokking(options: StudyOptions) -> StudyResult:
     """Train the grokking zoo at ``options.scale`` and read the delay from each history."""
     clock = Clock()

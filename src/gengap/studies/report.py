@@ -7,6 +7,7 @@ from html import escape
 from pathlib import Path
 
 from gengap.atomic_write import write_text_atomically
+from gengap.number_format import counted
 from gengap.report.figures import plotly_div
 from gengap.report.page import Section, assemble, note
 from gengap.report.tables import html_table
@@ -17,8 +18,8 @@ def study_sections(result: StudyResult) -> list[Section]:
     """The study as report sections: finding, table, figures (usable in a larger report)."""
     found = "".join(f"<li>{escape(line)}</li>" for line in result.found)
     timing = (
-        f"{result.runs} runs; this call took {result.seconds:.1f} s, training time stored over "
-        f"all runs {result.train_seconds:.1f} s (scale {result.scale})"
+        f"{counted(result.runs, 'run')}; this call took {result.seconds:.1f} s, training time "
+        f"stored over all runs {result.train_seconds:.1f} s (scale {result.scale})"
     )
     finding = (
         f"<h3>Published</h3><p>{escape(result.published)}</p>"

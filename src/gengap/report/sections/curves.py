@@ -8,6 +8,7 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+from gengap.number_format import counted
 from gengap.report.data import ReportData
 from gengap.report.figures import PALETTE, plotly_div, short_names, value_label
 from gengap.report.page import Section, note
@@ -20,9 +21,11 @@ def curves_section(data: ReportData) -> Section:
         why = ("not computed: no finished run has a per-epoch history"
                if not data.histories else "the chosen runs recorded no epochs")
         return Section("curves", title, note(why))
-    lead = (f'<p class="lead">{len(histories)} runs (by default those with the smallest, the '
-            f"largest and evenly spaced {escape(data.target)}; choose others with "
-            "<code>--runs</code>). Solid: training split; dashed: test split.</p>")
+    chosen = ("as chosen with <code>--runs</code>" if data.curves_chosen else
+              f"those with the smallest, the largest and evenly spaced {escape(data.target)}; "
+              "choose others with <code>--runs</code>")
+    lead = (f'<p class="lead">{counted(len(histories), "run")} ({chosen}). Solid: training '
+            "split; dashed: test split.</p>")
     return Section("curves", title, lead + plotly_div(curves_figure(data, histories)))
 
 

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
+from gengap.number_format import counted
 from gengap.report.data import ReportData, runs_with
 from gengap.report.figures import PALETTE, png_img, short_names, value_label
 from gengap.report.page import Section, note
@@ -86,13 +87,15 @@ def _facts(data: ReportData, counts: dict[str, int]) -> list[tuple[str, str]]:
     sizes = [len(v) for v in data.axes.values()]
     if data.design == "grid" and sizes:
         grid = " × ".join(map(str, sizes)) + f" = {math.prod(sizes)} points"
+    elif data.design == "grid":  # no axes: every seed trains the one point
+        grid = "1 point"
     else:
         grid = f"{data.design} design"
     seeds = ", ".join(map(str, data.seeds)) or "–"
     return [
         ("zoo", escape(data.name)),
         ("folder", f"<code>{escape(data.source)}</code>"),
-        ("design", escape(grid) + f" × {len(data.seeds)} seed(s) ({escape(seeds)})"),
+        ("design", escape(grid) + f" × {counted(len(data.seeds), 'seed')} ({escape(seeds)})"),
         ("measures stored", str(len(data.measures))),
         ("target", escape(data.target)),
     ]
