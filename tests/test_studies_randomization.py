@@ -133,6 +133,15 @@ def test_failed_runs_are_named_and_their_condition_is_not_fitted(result, tmp_pat
         run_study("randomization", folder, scale="smoke", device="cpu", population="off")
 
 
+def test_run_study_reports_each_run_as_it_is_trained(tmp_path) -> None:
+    """The command's progress bar ticks on these: a study printed nothing for minutes."""
+    trained = []
+    result = run_study("randomization", tmp_path / "s", scale="smoke", device="cpu",
+                       population="off", report=False, on_outcome=trained.append)
+    assert len(trained) == result.runs == len(CONDITIONS)
+    assert {outcome.status for outcome in trained} == {"done"}
+
+
 def test_a_report_path_that_is_no_file_and_bad_workers_stop_before_any_work(tmp_path) -> None:
     """The first trained every run, then failed to write the page; the second left a marked
     folder behind."""

@@ -10,7 +10,7 @@ import pandas as pd
 import typer
 from rich.markup import escape
 
-from gengap.cli.console import console, frame_table
+from gengap.cli.console import console, frame_table, progress
 from gengap.cli.options import Device, Workers, checked, population_mode
 from gengap.number_format import counted
 
@@ -49,8 +49,11 @@ def run_and_show(name: str, scale: str, out: Path | None, workers: int, device: 
     check_options("local", population, device=device)
     check_study_folder(folder, name)
     console.print(f"gengap study {name} --scale {scale}: {study.summary}; folder {folder}")
-    result = run_study(name, folder, scale=scale, workers=workers, device=device,
-                       population=population)  # type: ignore[arg-type]
+    with progress() as bar:  # the runs trained so far: a study says nothing else for minutes
+        task = bar.add_task("trained", total=None)
+        result = run_study(name, folder, scale=scale, workers=workers, device=device,
+                           population=population,  # type: ignore[arg-type]
+                           on_outcome=lambda _outcome: bar.advance(task))
     console.print(frame_table(_shown(result.table), title=result.title))
     for key, table in result.extra_tables.items():
         if key != "ranking" and not table.empty:

@@ -9,6 +9,7 @@ figures, the published finding beside what this run found, and how long it took.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 from gengap.studies import grokking, measures_study, pvr, randomization  # noqa: F401 (registers)
@@ -25,6 +26,7 @@ from gengap.studies.runner import (
 from gengap.zoo.planning import PopulationMode
 from gengap.zoo.pool import check_workers
 from gengap.zoo.run import check_options
+from gengap.zoo.worker import RunOutcome
 
 
 def run_study(
@@ -35,14 +37,17 @@ def run_study(
     device: str = "auto",
     population: PopulationMode = "auto",
     report: bool = True,
+    on_outcome: Callable[[RunOutcome], None] | None = None,
 ) -> StudyResult:
     """Run study ``name`` at ``scale`` into folder ``out`` (resuming what is there) and, with
-    ``report``, write ``out/report.html``."""
+    ``report``, write ``out/report.html``. ``on_outcome`` is called after each run trained
+    (a progress bar's tick)."""
     study = studies.get(name)
     check_options("local", population, device=device)  # before any folder is made
     check_workers(workers)
     check_study_folder(Path(out), name)
-    options = StudyOptions(Path(out), check_scale(scale), workers, device, population)
+    options = StudyOptions(Path(out), check_scale(scale), workers, device, population,
+                           on_outcome)
     mark_study_folder(Path(out), name)
     result = study.run(options)
     if report:
