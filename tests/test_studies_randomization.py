@@ -154,3 +154,12 @@ def test_a_report_path_that_is_no_file_and_bad_workers_stop_before_any_work(tmp_
     with pytest.raises(GengapError, match="workers"):
         run_study("randomization", tmp_path / "new", scale="smoke", workers=0, device="cpu")
     assert not (tmp_path / "new").exists()
+
+
+def test_a_study_inside_another_studys_or_a_zoos_folder_is_refused(result, tmp_path) -> None:
+    """It was taken, and the outer study then refused its own folder ("holds 'inner', which
+    is no study's")."""
+    for inner in (result.folder / "inner", result.folder / "labels" / "sub"):
+        with pytest.raises(GengapError, match=f"{inner}: inside a (study|zoo)'s folder"):
+            run_study("grokking", inner, scale="smoke", device="cpu", population="off")
+        assert not inner.exists()

@@ -70,6 +70,10 @@ def check_study_folder(out: Path, study: str | None = None) -> None:
     replace."""
     if out.exists() and not out.is_dir():
         raise GengapError(f"{out}: exists and is not a folder")
+    for above in out.resolve().parents:  # the outer study would find a stranger in its folder
+        if (above / STUDY_MARK).is_file() or (above / DB_NAME).is_file():
+            what = "a study's" if (above / STUDY_MARK).is_file() else "a zoo's"
+            raise GengapError(f"{out}: inside {what} folder {above} (give a folder outside it)")
     if not out.is_dir():
         return
     if (out / DB_NAME).is_file():
