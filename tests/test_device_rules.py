@@ -71,3 +71,4 @@ def test_population_auto_on_ray_needs_the_clusters_device_here():
                                           "machine, which cannot use the cluster's device "
                                           "'cuda': give --population on or off"):
         cluster_device("auto", "auto", {"GPU": 1.0})
+

@@ -29,6 +29,7 @@ from gengap.measures.relative_flatness import (
     relative_flatness_of_layer,
 )
 from gengap.measures.smoothness import smooth_steps
+from gengap.measures.streams import measure_generator
 from gengap.models.channels_last import channels_last_safe
 
 DATA = ("weights", "train_data")
@@ -131,9 +132,9 @@ def _subset(ctx: MeasureContext, size: int) -> tuple[torch.Tensor, torch.Tensor]
     x, y = ctx.require_data()
     if len(x) <= size:
         return x, y
-    gen = torch.Generator().manual_seed(ctx.options.seed)
-    idx = torch.randperm(len(x), generator=gen)[:size]
-    return x[idx], y[idx]
+    # not the run's first-epoch order, which a generator seeded as the run would replay
+    idx = torch.randperm(len(x), generator=measure_generator(ctx.options.seed, "subset"))
+    return x[idx[:size]], y[idx[:size]]
 
 
 def hessian_lanczos(ctx: MeasureContext) -> tuple[Lanczos, Callable, list[torch.Tensor]]:

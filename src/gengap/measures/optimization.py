@@ -11,6 +11,7 @@ import torch.nn.functional as F
 from gengap.errors import GengapError
 from gengap.measures.context import MeasureContext
 from gengap.measures.registry import NotApplicable, measure
+from gengap.measures.streams import measure_generator
 
 
 def _steps(ctx: MeasureContext, key: str) -> float:
@@ -57,7 +58,7 @@ def grad_noise(ctx: MeasureContext) -> float:
     if size < 1:
         raise GengapError("grad_noise needs at least two training examples")
     count = min(opts.grad_batches, len(y) // size)
-    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(opts.seed))
+    order = torch.randperm(len(y), generator=measure_generator(opts.seed, "grad-noise"))
     params = [p for p in ctx.model.parameters() if p.requires_grad]
     grads = []
     for k in range(count):

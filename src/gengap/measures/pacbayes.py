@@ -28,6 +28,7 @@ from gengap.measures.search import (
     search_scale,
     unreachable,
 )
+from gengap.measures.streams import measure_generator
 
 DATA = ("weights", "train_data")
 INIT_DATA = ("weights", "init_weights", "train_data")
@@ -38,7 +39,7 @@ def example_pool(ctx: MeasureContext) -> torch.Tensor:
     m = ctx.num_examples
     if ctx.options.subset is None or ctx.options.subset >= m:
         return torch.arange(m)
-    gen = torch.Generator().manual_seed(ctx.options.seed)
+    gen = measure_generator(ctx.options.seed, "example-pool")  # not the run's data order
     return torch.randperm(m, generator=gen)[: ctx.options.subset]
 
 
