@@ -84,6 +84,8 @@ def _probe(group: list[RunSpec], workers: int, device: str, data_dir: str | None
         return population_speedup(group, splits, device)
     finally:
         torch.set_num_threads(threads)
+        if torch.cuda.is_available():  # the probe's networks: not held while the runs train
+            torch.cuda.empty_cache()
 
 
 def _spread(tasks: list[Task], workers: int) -> list[Task]:
