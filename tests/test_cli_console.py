@@ -70,7 +70,8 @@ def test_a_study_table_shows_answers_as_its_report_does():
     """`gengap study measures` turned the column to text first: None, True and False again."""
     from gengap.cli.study_cmds import _shown
 
-    frame = pd.DataFrame({"measure": ["a", "b", "c"], "agrees": [True, None, False]})
+    frame = pd.DataFrame({"measure": ["a", "b", "c"], "agrees": [True, None, False],
+                          "fitted": [True, True, False]})  # a bool column too
     text = _rendered(_shown(frame))
     assert "None" not in text and "True" not in text and "False" not in text
     assert "true" in text and "false" in text and "–" in text

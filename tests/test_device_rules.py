@@ -63,6 +63,9 @@ def test_auto_on_ray_is_what_the_cluster_has():
     assert cluster_device("auto", "off", {"CPU": 8.0, "GPU": 2.0}) == "cuda"
     assert cluster_device("auto", "off", {"CPU": 8.0}) == "cpu"
     assert cluster_device("cpu", "auto", {"GPU": 2.0}) == "cpu"
+    assert cluster_device("cuda", "off", {"GPU": 1.0}) == "cuda"
+    with pytest.raises(GengapError, match="--device cuda: the Ray cluster has no GPU"):
+        cluster_device("cuda", "off", {"CPU": 8.0})
 
 
 @no_cuda

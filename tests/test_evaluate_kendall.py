@@ -169,8 +169,8 @@ def test_a_ranking_of_a_few_networks_says_it_is_no_finding():
                         "m": [1.0, 2.0]})
     table = ranking_table(two, "m", "lr", metrics="tau", bootstrap=50)
     assert (table.loc[0, "tau_low"], table.loc[0, "tau_high"]) == (1.0, 1.0)
-    assert table.attrs["notes"] == ["only 2 networks: tau takes few values there (±1 or 0 with "
-                                    "two) and a bootstrap interval little room, so no ranking "
-                                    "of them is a finding"]
+    assert table.attrs["notes"] == ["only 2 networks with a gap: tau takes few values there (±1 "
+                                    "or 0 with two) and a bootstrap interval little room, so no "
+                                    "ranking of them is a finding"]
     five = pd.concat([two] * 3, ignore_index=True).iloc[:5].assign(m=range(5))
     assert ranking_table(five, "m", "lr", metrics="tau", bootstrap=50).attrs["notes"] == []

@@ -7,6 +7,8 @@ import shutil
 import sqlite3
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -128,7 +130,7 @@ def test_failed_runs_are_named_and_their_condition_is_not_fitted(result, tmp_pat
                            "seed 0: diverged: training loss is nan after epoch 1)"]
     for zoo in ("labels", "shuffled_pixels", "random_pixels", "gaussian_inputs"):
         _fail_runs(folder / zoo / "gengap.sqlite")
-    with pytest.raises(GengapError, match="no run of the study finished: 7 failed "
+    with pytest.raises(GengapError, match="no run of the study finished: 7 of 7 runs failed "
                                           r"\(first: diverged"):
         run_study("randomization", folder, scale="smoke", device="cpu", population="off")
 
@@ -163,3 +165,16 @@ def test_a_study_inside_another_studys_or_a_zoos_folder_is_refused(result, tmp_p
         with pytest.raises(GengapError, match=f"{inner}: inside a (study|zoo)'s folder"):
             run_study("grokking", inner, scale="smoke", device="cpu", population="off")
         assert not inner.exists()
+
+
+def test_a_condition_with_one_failed_seed_did_not_fit_on_every_seed() -> None:
+    from gengap.studies.randomization import randomization_table
+
+    frame = pd.DataFrame({
+        "zoo": ["labels"] * 4, "data.label_noise": [0.0, 0.0, 0.5, 0.5],
+        "status": ["done", "failed", "done", "done"], "seed": [0, 1, 0, 1],
+        "train_acc": [1.0, np.nan, 1.0, 0.995], "test_acc": [0.9, np.nan, 0.5, 0.52],
+        "epochs": [3, 1, 4, 4], "steps": [30, 1, 40, 40]})
+    table = randomization_table(frame, 0.1).set_index("condition")
+    assert list(table["fitted"]) == [False, True]
+    assert list(table["runs"]) == [1, 2]

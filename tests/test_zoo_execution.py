@@ -234,6 +234,28 @@ def test_a_zoo_on_ray_gives_the_local_metrics(tmp_path: Path, local_ray):
     assert again.counts() == on_ray.counts()
 
 
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="this machine has CUDA")
+def test_ray_trains_on_the_device_its_cluster_has(tmp_path: Path, local_ray, tiny_zoo_toml):
+    """auto asked Ray for no GPU, and the command refused --device cuda on a machine without
+    one, whatever the cluster had; a cluster without GPUs would make cuda tasks wait forever."""
+    from typer.testing import CliRunner
+
+    from gengap.cli.app import app
+    from gengap.errors import GengapError
+    from gengap.zoo import load_zoo_spec
+
+    zoo = load_zoo_spec(tiny_zoo_toml)
+    assert train_zoo(zoo, tmp_path / "auto", executor="ray").counts()["done"] == len(zoo.runs())
+    with pytest.raises(GengapError, match="--device cuda: the Ray cluster has no GPU"):
+        train_zoo(zoo, tmp_path / "cuda", device="cuda", executor="ray")
+    command = CliRunner().invoke(app, ["zoo", "train", str(tiny_zoo_toml), "--out",
+                                       str(tmp_path / "cli"), "--executor", "ray",
+                                       "--device", "cuda"])
+    assert isinstance(command.exception, GengapError)
+    assert "the Ray cluster has no GPU" in str(command.exception)
+    assert not (tmp_path / "cuda").exists() and not (tmp_path / "cli").exists()
+
+
 def test_an_interrupted_ray_zoo_cancels_its_tasks_before_ray_shuts_down(tmp_path: Path,
                                                                          monkeypatch):
     """Ctrl-C while outcomes arrived shut Ray down first; the generator's late cancel then

@@ -17,6 +17,7 @@ from gengap.cli.options import (
     Device,
     OptionError,
     Precision,
+    TrainDevice,
     Workers,
     checked,
     population_mode,
@@ -105,7 +106,7 @@ def zoo_train(
     spec: Annotated[Path, typer.Argument(help="zoo spec (TOML)")],
     out: Annotated[Path, typer.Option(help="zoo folder (created, or resumed)")],
     workers: Workers = 1,
-    device: Device = "auto",
+    device: TrainDevice = "auto",
     data_dir: DataDir = None,
     executor: Annotated[
         str, typer.Option(help="local (processes on this machine) or ray (a Ray cluster)",

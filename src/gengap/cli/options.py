@@ -72,6 +72,13 @@ def _device(name: str) -> None:
     resolve_device(name)
 
 
+def _device_name(name: str) -> None:
+    from gengap.device import named_device
+
+    if name != "auto":
+        named_device(name)
+
+
 def population_mode(mode: str) -> None:
     """:func:`gengap.zoo.planning.check_population_mode` (imported late: it loads torch)."""
     from gengap.zoo.planning import check_population_mode
@@ -93,6 +100,11 @@ Precision = Annotated[str, typer.Option(
     callback=checked(_precision))]
 Device = Annotated[str, typer.Option(help="auto (CUDA when present), cpu, cuda or cuda:N",
                                      callback=checked(_device))]
+# `zoo train`: with Ray the cluster's nodes have the device, not this machine, so only the name
+# is checked here; train_zoo's check_options checks it for the executor
+TrainDevice = Annotated[str, typer.Option(
+    help="auto (CUDA when present; with Ray, where the cluster has GPUs), cpu, cuda or cuda:N "
+    "(not with Ray)", callback=checked(_device_name))]
 Workers = Annotated[
     int, typer.Option(min=1, max=MAX_WORKERS, help="training processes on this machine")
 ]

@@ -20,7 +20,7 @@ from gengap.zoo import Store, Zoo, evaluate_zoo, measure_zoo, train_zoo
 from gengap.zoo.executors import session
 from gengap.zoo.measure import unreadable_summary
 from gengap.zoo.planning import MIN_SPEEDUP
-from gengap.zoo.run import check_new_zoo, check_options
+from gengap.zoo.run import check_new_zoo, check_options, session_device
 from gengap.zoo.worker import RunOutcome
 
 
@@ -34,6 +34,7 @@ def train_step(
     check_options(executor, population, address, device)
     check_new_zoo(zoo, out, executor, data_dir, source)
     with session(executor, address):  # Ray joined before the folder is made
+        device = session_device(executor, device, population)
         before = Store.create(out, zoo)
         counts = {**before.counts()}
         before.close()

@@ -72,14 +72,14 @@ def run_and_show(name: str, scale: str, out: Path | None, workers: int, device: 
 
 
 def _shown(table: pd.DataFrame) -> pd.DataFrame:
-    """Text columns with their booleans as true or false and None as a dash, as the report
-    page shows them (str() gave True, False and None)."""
+    """Text and boolean columns with their booleans as true or false and None as a dash, as
+    the report page shows them (str() gave True, False and None)."""
     def text(value: object) -> str:
         if value is None:
             return "–"
         return str(value).lower() if isinstance(value, bool) else str(value)
 
-    return table.apply(lambda c: c.map(text) if c.dtype == object else c)
+    return table.apply(lambda c: c.map(text) if c.dtype in (object, bool) else c)
 
 
 @study_app.command("list")

@@ -23,8 +23,9 @@ from gengap.specs import DataSpec
 class Mnist1dOptions(SourceOptions):
     """The arguments of ``mnist1d.data.make_dataset`` (the package's defaults)."""
 
-    num_samples: int = Field(5000, ge=10, multiple_of=10,
-                             description="examples in all (10 classes, balanced)")
+    # not refused when no multiple of 10: zoos stored with such a value must stay readable
+    num_samples: int = Field(5000, ge=10, description="examples in all (10 classes, balanced; "
+                             "rounded down to a multiple of 10)")
     train_split: float = Field(0.8, gt=0, lt=1, description="share of examples for training")
     padding_min: int = Field(36, ge=0, description="fewest zeros padded to a template")
     padding_max: int = Field(60, ge=0, description="most zeros padded to a template")

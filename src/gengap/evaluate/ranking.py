@@ -27,6 +27,7 @@ from gengap.evaluate.robust import (
     robust_sign_error,
 )
 from gengap.evaluate.targets import ORIENTATION, with_target
+from gengap.number_format import counted
 
 METRICS = ("tau", "psi", "cmi", "robust")
 
@@ -152,10 +153,11 @@ def ranking_table(
         table.attrs["notes"] = notes
         return table
     table = _sort(table, target)
-    if len(frame) < FEW_NETWORKS:  # a perfect tau with a zero-width interval, unremarked
-        notes.append(f"only {len(frame)} networks: tau takes few values there (±1 or 0 with "
-                     "two) and a bootstrap interval little room, so no ranking of them is a "
-                     "finding")
+    scored = int(np.isfinite(frame[target].to_numpy(float)).sum())
+    if scored < FEW_NETWORKS:  # a perfect tau with a zero-width interval, unremarked
+        notes.append(f"only {counted(scored, 'network')} with a {target}: tau takes few values "
+                     "there (±1 or 0 with two) and a bootstrap interval little room, so no "
+                     "ranking of them is a finding")
     # a tau over a handful of networks (a measure NaN on most) is no finding: after the rest
     enough = enough_networks(len(frame))
     short = table["n"] < enough

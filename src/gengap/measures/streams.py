@@ -4,8 +4,12 @@ Training seeds torch's global generator with the run's seed (0, 1, ... in most z
 before it initializes the network, so a measure whose generator is seeded with the same small
 integer draws the very numbers the weights were made from. For a draw that is then sorted
 against the weights (the shuffle of the randomized ESD) that is no longer random at all: a
-first layer initialized from those uniforms came out sorted, not shuffled. A measure's seed is
-therefore hashed with what it is for before it seeds a generator.
+first layer initialized from those uniforms came out sorted, not shuffled; and a permutation
+of the examples is the run's first-epoch order. The generators that draw such permutations
+(subsets of the training set, sample orders) and the shuffle therefore seed with the
+measure's seed hashed with what they are for. Draws that only add noise, or pick examples
+with replacement per Monte Carlo draw, keep their plain seeds: no value was found to depend
+on the collision there.
 """
 
 from __future__ import annotations

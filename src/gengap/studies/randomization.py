@@ -97,7 +97,9 @@ def randomization_table(frame: pd.DataFrame, chance_acc: float) -> pd.DataFrame:
     table["label_noise"] = table["condition"].map(
         frame.groupby("condition", sort=False)["label_noise"].first())
     table["runs"] = table["runs"].fillna(0).astype(int)
-    table["fitted"] = table["fitted"] == 1.0
+    # fitted on every seed: a failed seed (NaN accuracy) is one that did not fit
+    table["fitted"] = table["condition"].map(frame.groupby("condition", sort=False)["fitted"]
+                                             .all()).astype(bool)
     table["chance"] = chance_acc
     return table
 

@@ -15,6 +15,7 @@ import plotly.graph_objects as go
 import torch
 
 from gengap.errors import GengapError
+from gengap.number_format import counted
 from gengap.specs import ZooSpec
 from gengap.zoo import Store, train_zoo
 from gengap.zoo.planning import PopulationMode
@@ -65,19 +66,20 @@ class StudyOptions:
 def check_study_folder(out: Path, study: str | None = None) -> None:
     """Refuse ``out`` unless it is new, empty or a study's folder (zoo folders and the study's
     report): a study writes its zoos and ``report.html`` into it, and must not do so into a
-    zoo, a PGDL task or any other folder of the user's. With ``study``, refuse as well the
+    zoo, a PGDL task or any other folder of the user's, nor inside a study's or a zoo's folder
+    (the outer study would find a stranger in its own). With ``study``, refuse as well the
     folder of another study (its mark, :func:`mark_study_folder`), whose report it would
     replace."""
     if out.exists() and not out.is_dir():
         raise GengapError(f"{out}: exists and is not a folder")
+    if (out / DB_NAME).is_file():
+        raise GengapError(f"{out}: is a zoo folder, not a study's (give a new folder)")
     for above in out.resolve().parents:  # the outer study would find a stranger in its folder
         if (above / STUDY_MARK).is_file() or (above / DB_NAME).is_file():
             what = "a study's" if (above / STUDY_MARK).is_file() else "a zoo's"
             raise GengapError(f"{out}: inside {what} folder {above} (give a folder outside it)")
     if not out.is_dir():
         return
-    if (out / DB_NAME).is_file():
-        raise GengapError(f"{out}: is a zoo folder, not a study's (give a new folder)")
     owner = _owner(out)
     if study is not None and owner is not None and owner != study:
         raise GengapError(f"{out}: holds the {owner!r} study, not {study!r} (give another "
@@ -167,8 +169,10 @@ def finished_frame(stores: dict[str, Store]) -> pd.DataFrame:
         frames.append(frame)
     frame = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     if frame.empty or not (frame["status"] == "done").any():
-        first = "" if frame.empty else f" (first: {frame['reason'].iloc[0]})"
-        raise GengapError(f"no run of the study finished: {len(frame)} failed{first}")
+        failed = frame[frame["status"] == "failed"] if not frame.empty else frame
+        first = f" (first: {failed['reason'].iloc[0]})" if len(failed) else ""
+        raise GengapError(f"no run of the study finished: {len(failed)} of "
+                          f"{counted(len(frame), 'run')} failed{first}")
     return frame
 
 

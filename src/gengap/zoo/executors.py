@@ -95,12 +95,17 @@ def cluster_device(device: str, population: str,
                    resources: Mapping[str, float] | None = None) -> str:
     """The device Ray's tasks train on: ``auto`` is ``cuda`` where the cluster has GPUs
     (``resources``: Ray's ``cluster_resources()``, read from the joined cluster by default),
-    else ``cpu``. ``population`` ``auto`` times each group on this machine, so it needs that
+    else ``cpu``; ``cuda`` on a cluster without GPUs is a one-line error (Ray would wait for
+    one forever). ``population`` ``auto`` times each group on this machine, so it needs that
     device here too: a one-line error where this machine lacks it."""
-    if device == "auto":
+    if device in ("auto", "cuda"):
         if resources is None:
             resources = _ray().cluster_resources()
-        device = "cuda" if resources.get("GPU", 0) > 0 else "cpu"
+        gpus = resources.get("GPU", 0) > 0
+        if device == "cuda" and not gpus:
+            raise GengapError("--device cuda: the Ray cluster has no GPU (its tasks would wait "
+                              "for one forever)")
+        device = "cuda" if gpus else "cpu"
     if population == "auto":
         try:
             resolve_device(device)

@@ -81,18 +81,19 @@ def missing_measures(wanted: list[str], have: Mapping[str, str | None],
 
 
 def has_init(store: Store, run: RunSpec, metrics: Mapping[str, Any]) -> bool:
-    """Whether the run has initial weights: a run gengap trained (its records count steps)
-    always does, so a missing file there is an error to report when it is read, not a reason
-    to leave measures out; an imported one only where the file is there. Something in the
-    file's place that is not a file counts too: reading it is the error."""
+    """Whether the run has initial weights: a run gengap trained (its records say what
+    stopped it) always does, so a missing file there is an error to report when it is read,
+    not a reason to leave measures out; an imported one only where the file is there.
+    Something in the file's place that is not a file counts too: reading it is the error."""
     return (_trained_here(metrics)
             or store.weights_path(run.run_id, "init").exists())
 
 
 def _trained_here(metrics: Mapping[str, Any]) -> bool:
-    """Whether a run's records come from gengap's own training (an import has no steps)."""
-    steps = metrics.get("steps")
-    return steps is not None and not (isinstance(steps, float) and math.isnan(steps))
+    """Whether a run's records come from gengap's own training, which says what stopped it
+    (an import's records are its source's metrics: no such key)."""
+    stopped = metrics.get("stopped_by")
+    return isinstance(stopped, str) and bool(stopped)
 
 
 def measure_run(

@@ -55,8 +55,7 @@ def train_zoo(
     check_runs(zoo, f"zoo {zoo.name!r}")  # before the folder exists: a typo leaves none
     check_new_zoo(zoo, out, executor, data_dir)
     with session(executor, address):  # Ray joined before the folder exists
-        if executor == "ray":
-            device = cluster_device(device, population)
+        device = session_device(executor, device, population)
         store = Store.create(out, zoo)
         pending = store.runs(status="pending")
         data = str(data_dir) if data_dir else None
@@ -84,6 +83,13 @@ def _record(store: Store, outcomes: Iterator[RunOutcome],
         )
         if on_outcome:
             on_outcome(outcome)
+
+
+def session_device(executor: str, device: str, population: str) -> str:
+    """The device the tasks train on, once the executor's session is open: for Ray the one its
+    cluster has (:func:`~gengap.zoo.executors.cluster_device`), else ``device`` as given.
+    Called before the zoo folder is made, so that a cluster without it leaves none."""
+    return cluster_device(device, population) if executor == "ray" else device
 
 
 def check_new_zoo(zoo: ZooSpec, out: str | Path, executor: str,

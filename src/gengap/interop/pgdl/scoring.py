@@ -246,6 +246,10 @@ def score_predictions(
                                          "predictions timed out (EXCEEDED)"))
                 continue
             ref = read_reference(configs)
+            if len(ref.hyperparameters) < 2:  # the scorer's minimum over no pairs: inf
+                raise GengapError(
+                    f"{configs}: {len(ref.hyperparameters)} hyperparameter(s); the score is "
+                    "the least over pairs of hyperparameters, and there is no pair")
             unknown = [k for k in prediction if k not in ref.frame.index]
             if prediction and len(unknown) == len(prediction):
                 raise GengapError(
@@ -259,10 +263,6 @@ def score_predictions(
                     f"{task}: {len(unknown)} predictions name no reference model (e.g. "
                     f"{unknown[0]!r}); the scorer skips every pair that involves them"
                 )
-            if len(ref.hyperparameters) < 2:  # the scorer's minimum over no pairs: inf
-                raise GengapError(
-                    f"{configs}: {len(ref.hyperparameters)} hyperparameter(s); the score is "
-                    "the least over pairs of hyperparameters, and there is no pair")
             if not math.isfinite(score):  # NaN would make the whole average NaN
                 raise GengapError("no pair of models could be compared (the score is NaN)")
             results.append(TaskScore(task, score, "scored", models=len(ref.frame) - dropped,
