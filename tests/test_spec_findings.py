@@ -224,3 +224,25 @@ def test_an_axis_over_a_knob_its_family_does_not_read_is_refused(arch, problem):
     # the knobs a family reads remain axes
     zoo = parse_zoo_spec({"arch": {"family": "vgg", "dense_width": [8, 16], "width": [4, 8]}})
     assert len(zoo.runs()) == 4
+
+
+@pytest.mark.parametrize(("train", "problem"), [
+    ({"optimizer": "adam", "momentum": [0.5, 0.9]}, "[train] momentum: the adam optimizer "
+     "does not use it, so its runs would differ in name only"),
+    ({"optimizer": ["sgd", "rmsprop"], "momentum": {"uniform": [0.5, 0.9]}}, "[train] "
+     "momentum: the rmsprop optimizer does not use it"),
+    ({"lr_gamma": [0.1, 0.5]}, "[train] lr_gamma: only the step schedule with lr_steps uses "
+     "it, so its runs would differ in name only"),
+    ({"schedule": "step", "lr_gamma": [0.1, 0.5]}, "[train] lr_gamma: only the step schedule "
+     "with lr_steps uses it"),
+])
+def test_an_axis_over_a_training_knob_no_run_reads_is_refused(train, problem):
+    """Four runs of bit-identical weights under four names (helper 93: adam × momentum)."""
+    design = {"design": "random", "samples": 3} if any(
+        isinstance(v, dict) for v in train.values()) else {}
+    with pytest.raises(GengapError) as err:
+        parse_zoo_spec({**design, "train": train}, "t.toml")
+    assert str(err.value).startswith(f"t.toml: {problem}"), str(err.value)
+    zoo = parse_zoo_spec({"train": {"schedule": "step", "lr_steps": [2], "max_epochs": 4,
+                                    "lr_gamma": [0.1, 0.5], "momentum": [0.5, 0.9]}})
+    assert len(zoo.runs()) == 4

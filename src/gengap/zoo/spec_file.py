@@ -103,6 +103,7 @@ def check_runs(zoo: ZooSpec, source: str) -> None:
     for family in sorted({run.arch.family for run in runs}):
         _named(source, "[arch] family: ", families.get, family)
     _check_arch_axes(zoo, runs, source)
+    _check_train_axes(zoo, runs, source)
     ranged = {path.removeprefix("data.options.") for path in zoo.ranges
               if path.startswith("data.options.")}
     for data in {run.data.canonical_json(): run.data for run in runs}.values():
@@ -147,6 +148,30 @@ def _check_arch_axes(zoo: ZooSpec, runs: list[RunSpec], source: str) -> None:
                 raise GengapError(
                     f"{source}: [arch] {field}: the {family} family does not use it, so its "
                     f"runs would differ in name only (it reads {reads})")
+
+
+def _unread_train_field(field: str, run: RunSpec) -> str | None:
+    """Why ``run`` does not read the [train] ``field`` (None where it does): ``momentum`` is
+    SGD's alone, ``lr_gamma`` only the step schedule's with steps to take."""
+    train = run.train
+    if field == "momentum" and train.optimizer != "sgd":
+        return f"the {train.optimizer} optimizer does not use it"
+    if field == "lr_gamma" and not (train.schedule == "step" and train.lr_steps):
+        return "only the step schedule with lr_steps uses it"
+    return None
+
+
+def _check_train_axes(zoo: ZooSpec, runs: list[RunSpec], source: str) -> None:
+    """Refuse a list or range over a [train] field that some run does not read (``momentum``
+    with Adam): as with [arch], its runs would be the same network under different names."""
+    for path in zoo.hyperparameters:
+        section, _, field = path.partition(".")
+        if section != "train":
+            continue
+        for run in runs:
+            if (why := _unread_train_field(field, run)) is not None:
+                raise GengapError(f"{source}: [train] {field}: {why}, so its runs would "
+                                  "differ in name only")
 
 
 def _named(source: str, place: str, check: Callable[[Any], Any], value: Any) -> None:
