@@ -226,6 +226,15 @@ def test_an_axis_over_a_knob_its_family_does_not_read_is_refused(arch, problem):
     assert len(zoo.runs()) == 4
 
 
+def test_a_warm_up_past_the_epoch_bound_and_a_whole_table_check_name_their_place():
+    """The first trained at a rate that never reached lr; the second read "train: lr_steps"."""
+    with pytest.raises(GengapError, match=r"^w.toml: \[train\] warmup_epochs: 10 is past "
+                                          "max_epochs = 3, so the rate never reaches lr$"):
+        parse_zoo_spec({"train": {"warmup_epochs": 10, "max_epochs": 3}}, "w.toml")
+    with pytest.raises(GengapError, match=r"^s.toml: \[train\] lr_steps: epochs must be "):
+        parse_zoo_spec({"train": {"schedule": "step", "lr_steps": [3, 1]}}, "s.toml")
+
+
 @pytest.mark.parametrize(("train", "problem"), [
     ({"optimizer": "adam", "momentum": [0.5, 0.9]}, "[train] momentum: the adam optimizer "
      "does not use it, so its runs would differ in name only"),

@@ -258,7 +258,8 @@ class TrainSpec(_Spec):
     )
     lr_gamma: float = Field(0.1, gt=0, le=1, description="factor of each step of the schedule")
     warmup_epochs: float = Field(
-        0.0, ge=0, description="linear warm-up from 0 to lr over this many epochs"
+        0.0, ge=0, description="linear warm-up to lr over this many epochs (step k of w "
+        "warm-up steps takes lr·k/w)"
     )
     flip: bool = Field(False, description="random horizontal flips of image inputs")
     crop: int = Field(

@@ -100,6 +100,10 @@ def check_runs(zoo: ZooSpec, source: str) -> None:
         raise GengapError(f"{source}: [train] checkpoints: epoch {late[0]} is after "
                           f"max_epochs = {longest}, so it is never reached")
     _check_lr_steps(runs, source)
+    if long := next((run.train for run in runs
+                     if run.train.warmup_epochs > run.train.max_epochs), None):
+        raise GengapError(f"{source}: [train] warmup_epochs: {long.warmup_epochs:g} is past "
+                          f"max_epochs = {long.max_epochs}, so the rate never reaches lr")
     for family in sorted({run.arch.family for run in runs}):
         _named(source, "[arch] family: ", families.get, family)
     _check_arch_axes(zoo, runs, source)
@@ -264,4 +268,6 @@ def _toml_place(problem: str) -> str:
         place = f"[{parts[0]}] {'.'.join(parts[1:])}"
         value = head.partition(" = ")[2]
         return f"{place}{' = ' + value if value else ''}: {rest}"
+    if parts == [head] and head in SECTIONS:  # a check of the whole table: "lr_steps: ..."
+        return f"[{head}] {rest}"
     return f"{head}: {rest}"
