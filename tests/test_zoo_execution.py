@@ -294,3 +294,17 @@ def test_an_interrupted_ray_zoo_cancels_its_tasks_before_ray_shuts_down(tmp_path
     with pytest.raises(KeyboardInterrupt):
         train_zoo(zoo, tmp_path / "z", device="cpu", executor="ray", on_outcome=interrupt)
     assert log == ["init", "cancel", "cancel", "shutdown"]
+
+
+def test_a_zoo_with_nothing_trained_yet_has_the_metric_columns(tmp_path: Path,
+                                                                tiny_zoo_toml: Path):
+    """Its export had no train_acc, gap, epochs or steps_to_ce columns: the table's layout
+    depended on how far the zoo had come."""
+    from gengap.zoo import load_zoo_spec
+
+    zoo = load_zoo_spec(tiny_zoo_toml)
+    pending = Store.create(tmp_path / "pending", zoo).frame()
+    trained = train_zoo(zoo, tmp_path / "trained", device="cpu").frame()
+    missing = set(trained.columns) - set(pending.columns)
+    assert missing <= {"test_size"}, missing  # what only the data's loading tells
+    assert pending[["train_acc", "gap", "steps_to_ce_0.1"]].isna().all().all()

@@ -23,6 +23,9 @@ from gengap.specs import TrainSpec
 
 # Training cross-entropy levels whose first crossing is recorded (optimization measures).
 CE_MILESTONES = (0.1, 0.01)
+# The final metrics every trained run records (a zoo with none trained yet has their columns)
+FINAL_METRICS = ("train_loss", "train_acc", "test_loss", "test_acc", "epochs", "steps",
+                 "seconds", "converged", "stopped_by", "train_size")
 
 State = dict[str, torch.Tensor]
 
@@ -110,7 +113,7 @@ class RunTracker:
         # a diverged network's final accuracies and losses describe no network worth ranking
         # (NaN logits count as class 0): NaN; its history keeps every evaluated epoch
         last = self.history[-1] if self.history and not self.reason else {}
-        metrics = {
+        metrics = {  # FINAL_METRICS, and the test size and milestones
             "train_loss": last.get("train_loss", math.nan),
             "train_acc": last.get("train_acc", math.nan),
             "test_loss": last.get("test_loss", math.nan),

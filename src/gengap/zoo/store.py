@@ -35,7 +35,7 @@ from safetensors.torch import load_file, save
 from gengap.atomic_write import write_atomically
 from gengap.errors import GengapError
 from gengap.specs import RunSpec, ZooSpec, first_problem, hyperparameter_values
-from gengap.train.tracking import CE_MILESTONES
+from gengap.train.tracking import CE_MILESTONES, FINAL_METRICS
 from gengap.zoo.sqlite_open import (
     WriteFailed,
     cannot_make_files_in,
@@ -379,6 +379,8 @@ class Store:
         frame = pd.DataFrame(rows)
         if frame.empty:
             return frame
+        if (frame["status"] == "pending").all():  # the same columns as once runs are trained
+            frame = frame.assign(**{k: float("nan") for k in FINAL_METRICS if k not in frame})
         if {"train_acc", "test_acc"} <= set(frame.columns):
             frame["gap"] = frame["train_acc"] - frame["test_acc"]
         for level in CE_MILESTONES:  # a column even when no run reached the level
