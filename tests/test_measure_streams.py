@@ -11,8 +11,7 @@ from gengap.measures.streams import stream_seed
 
 def test_measure_subsets_are_not_the_examples_training_saw_first():
     """A subset drawn with a generator seeded as the run was is the run's first-epoch order:
-    for a run stopped inside its first epoch, the examples it trained on (helper 91:
-    sharpness_alpha 71 % higher there)."""
+    for a run stopped inside its first epoch, the examples it trained on."""
     from gengap.measures import MeasureContext
     from gengap.measures.flatness import _subset
     from gengap.measures.pacbayes import example_pool

@@ -63,7 +63,7 @@ def test_early_features_are_the_first_activation_max_pooled() -> None:
 @pytest.mark.parametrize("passed_on", [nn.Identity(), nn.Dropout(0.5)])
 def test_early_features_are_read_after_a_module_that_passes_its_input_on(passed_on) -> None:
     """An optional BatchNorm switched off is often an Identity: the features were read there,
-    before the ReLU (mixup_margin 17 % off on such a CNN)."""
+    before the ReLU (mixup_margin 12.7 % off on a small trained CNN with one)."""
     torch.manual_seed(0)
     net = nn.Sequential(nn.Linear(6, 8), passed_on, nn.ReLU(), nn.Linear(8, 3)).eval()
     x = torch.randn(5, 6)
