@@ -56,13 +56,12 @@ def exact_trace_obstacle(model: nn.Module, probe: torch.Tensor) -> str | None:
     gen = torch.Generator().manual_seed(0)
     try:
         with ieee_float32():  # float32 results held to 1e-6 and 1e-4: no TF32 (GPU)
-            curved = _curved_layer(model, holders, probe, gen)
-            adds_up = curved is not None or _per_example_gradients_add_up(model, probe, gen)
-        if curved is not None:
-            return f"the logits are curved in {curved}'s parameters alone"
-        if not adds_up:
-            return ("per-layer gradients do not add up to the model's (a weight used outside "
-                    "its layer's forward, or rows of a layer that are not examples)")
+            if (curved := _curved_layer(model, holders, probe, gen)) is not None:
+                return f"the logits are curved in {curved}'s parameters alone"
+            if not _per_example_gradients_add_up(model, probe, gen):
+                return ("per-layer gradients do not add up to the model's (a weight used "
+                        "outside its layer's forward, or rows of a layer that are not "
+                        "examples)")
     except NotExact as err:
         return str(err)
     except (RuntimeError, IndexError, ValueError, TypeError, AttributeError) as err:

@@ -106,8 +106,7 @@ def check_runs(zoo: ZooSpec, source: str) -> None:
                           f"max_epochs = {long.max_epochs}, so the rate never reaches lr")
     for family in sorted({run.arch.family for run in runs}):
         _named(source, "[arch] family: ", families.get, family)
-    _check_arch_axes(zoo, runs, source)
-    _check_train_axes(zoo, runs, source)
+    _check_axes_are_read(zoo, runs, source)
     ranged = {path.removeprefix("data.options.") for path in zoo.ranges
               if path.startswith("data.options.")}
     for data in {run.data.canonical_json(): run.data for run in runs}.values():
@@ -134,48 +133,41 @@ def _check_lr_steps(runs: list[RunSpec], source: str) -> None:
                           f"max_epochs = {longest}, so that step never acts")
 
 
-def _check_arch_axes(zoo: ZooSpec, runs: list[RunSpec], source: str) -> None:
-    """Refuse a list or range over an [arch] field that a family of the zoo does not read
-    (``heads`` of an mlp): its runs would be the same network under different names, counted
-    as distinct runs and taken for an axis by the evaluation."""
+def _check_axes_are_read(zoo: ZooSpec, runs: list[RunSpec], source: str) -> None:
+    """Refuse a list or range over an [arch] or [train] field that some run does not read
+    (``heads`` of an mlp, ``momentum`` with Adam): its runs would be the same network under
+    different names, counted as distinct runs and taken for an axis by the evaluation."""
     from gengap.models.families import family_knobs
 
-    used = sorted({run.arch.family for run in runs})
+    # one run of each kind that decides what is read
+    kinds = {(r.arch.family, r.train.optimizer, r.train.schedule, bool(r.train.lr_steps)): r
+             for r in runs}.values()
     for path in zoo.hyperparameters:
         section, _, field = path.partition(".")
-        if section != "arch" or field == "family" or field.startswith("options."):
-            continue
-        for family in used:
-            knobs = family_knobs.get(family)
-            if knobs is not None and field not in knobs:
-                reads = ", ".join(knobs) if knobs else "only its options"
-                raise GengapError(
-                    f"{source}: [arch] {field}: the {family} family does not use it, so its "
-                    f"runs would differ in name only (it reads {reads})")
+        for run in kinds:
+            if (why := _unread_field(section, field, run, family_knobs)) is not None:
+                raise GengapError(f"{source}: [{section}] {field}: {why[0]}, so its runs would "
+                                  f"differ in name only{why[1]}")
 
 
-def _unread_train_field(field: str, run: RunSpec) -> str | None:
-    """Why ``run`` does not read the [train] ``field`` (None where it does): ``momentum`` is
-    SGD's alone, ``lr_gamma`` only the step schedule's with steps to take."""
+def _unread_field(section: str, field: str, run: RunSpec, family_knobs: Any
+                  ) -> tuple[str, str] | None:
+    """Why ``run`` does not read ``section.field``, and what it reads instead (or ""); None
+    where it does. A family reads its knobs (``family_knobs``, the registry; and always its
+    options), ``momentum`` is SGD's alone, ``lr_gamma`` only the step schedule's with steps
+    to take."""
+    if section == "arch" and field != "family" and not field.startswith("options."):
+        knobs = family_knobs.get(run.arch.family)
+        if knobs is not None and field not in knobs:
+            reads = ", ".join(knobs) if knobs else "only its options"
+            return f"the {run.arch.family} family does not use it", f" (it reads {reads})"
     train = run.train
-    if field == "momentum" and train.optimizer != "sgd":
-        return f"the {train.optimizer} optimizer does not use it"
-    if field == "lr_gamma" and not (train.schedule == "step" and train.lr_steps):
-        return "only the step schedule with lr_steps uses it"
+    if section == "train" and field == "momentum" and train.optimizer != "sgd":
+        return f"the {train.optimizer} optimizer does not use it", ""
+    if section == "train" and field == "lr_gamma" and not (train.schedule == "step"
+                                                            and train.lr_steps):
+        return "only the step schedule with lr_steps uses it", ""
     return None
-
-
-def _check_train_axes(zoo: ZooSpec, runs: list[RunSpec], source: str) -> None:
-    """Refuse a list or range over a [train] field that some run does not read (``momentum``
-    with Adam): as with [arch], its runs would be the same network under different names."""
-    for path in zoo.hyperparameters:
-        section, _, field = path.partition(".")
-        if section != "train":
-            continue
-        for run in runs:
-            if (why := _unread_train_field(field, run)) is not None:
-                raise GengapError(f"{source}: [train] {field}: {why}, so its runs would "
-                                  "differ in name only")
 
 
 def _named(source: str, place: str, check: Callable[[Any], Any], value: Any) -> None:
