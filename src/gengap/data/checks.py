@@ -30,8 +30,10 @@ def finite_inputs(path: Path, x: np.ndarray, name: str) -> np.ndarray:
                       f"{shown}{past}; inputs must be finite numbers")
 
 
-def class_labels(path: Path, y: np.ndarray, low: int, high: int, note: str = "") -> np.ndarray:
-    """``y`` as int64 class labels when every value is a whole number in ``low..high``;
+def class_labels(path: Path | str, y: np.ndarray, low: int, high: int, note: str = ""
+                 ) -> np.ndarray:
+    """``y`` as int64 class labels when every value is a whole number in ``low..high``
+    (``path``: what the messages name, a file or a file's array);
     otherwise a one-line error (a cast would truncate 1.5 to 1, and NaN to any integer).
     ``note`` is added to the range's message ("10 is the digit 0", say)."""
     if y.dtype.kind not in "iuf":

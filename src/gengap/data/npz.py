@@ -63,7 +63,7 @@ def _labels(path: Path, name: str, y: np.ndarray, n: int) -> np.ndarray:
     if y.shape != (n,):
         raise GengapError(f"{path}: {name} must have shape ({n},) like its inputs, got {y.shape}")
     if y.dtype.kind == "f":  # whole numbers stored as floats are labels, as in .mat files
-        y = class_labels(Path(f"{path}: {name}"), y, 0, MAX_CLASSES - 1)
+        y = class_labels(f"{path}: {name}", y, 0, MAX_CLASSES - 1)
     if not np.issubdtype(y.dtype, np.integer) or (y.size and y.min() < 0):
         raise GengapError(f"{path}: {name} must hold integer class labels 0..C-1")
     return y.astype(np.int64)

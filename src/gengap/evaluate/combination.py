@@ -119,11 +119,12 @@ def transfer_table(
     data = with_target(frame, target)
     if zoo not in data.columns:
         raise GengapError(f"no zoo column {zoo!r}: give tables of several zoos")
-    names = sorted(data[zoo].astype(str).unique())
+    labels = data[zoo].astype(str)
+    names = sorted(labels.unique())
     if len(names) < 2:
         raise GengapError("choosing on some zoos and scoring on others needs two zoos or more")
     for name in names:  # its rows would be the imputation's alone: a constant, scored as ties
-        rows = data[data[zoo].astype(str) == name]
+        rows = data[labels == name]
         if not any(np.isfinite(rows[m].to_numpy(dtype=float)).any()
                    for m in measures if m in rows.columns):
             raise GengapError(f"zoo {name!r} has no value of any measure (measure it first: "
@@ -136,7 +137,7 @@ def transfer_table(
     rows = []
     orientation = ORIENTATION.get(target, 1)
     for group in held_out:
-        is_test = data[zoo].astype(str).isin(group).to_numpy()
+        is_test = labels.isin(group).to_numpy()
         train, test = data[~is_test], data[is_test]
         combo = fit_combination(train, measures, target, max_measures)
         best, best_tau = None, -np.inf

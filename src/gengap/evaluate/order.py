@@ -3,6 +3,8 @@ infinities at their ends, and with a target that grows as generalization worsens
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import pandas as pd
 from scipy.stats import rankdata
@@ -19,20 +21,35 @@ def ranked_infinities(values: np.ndarray) -> np.ndarray:
     return rankdata(values, nan_policy="omit") if np.isinf(values).any() else values
 
 
+def infinities_ranked(frame: pd.DataFrame, columns: Sequence[str],
+                      notes: list[str] | None = None) -> pd.DataFrame:
+    """``frame`` with each numeric column of ``columns`` that has ±inf values (an inverse
+    margin at γ = 0, a path norm that overflowed) replaced by its ranks
+    (:func:`ranked_infinities`), so that its infinities keep their places at the ends, where
+    dropping them with the NaN would leave those runs out. With ``notes``, a note per such
+    column goes to it."""
+    for name in columns:
+        if not pd.api.types.is_numeric_dtype(frame[name]):
+            continue  # refused by the metrics with the column's name
+        values = frame[name].to_numpy(dtype=float)
+        infinite = int(np.isinf(values).sum())
+        if infinite:
+            frame = frame.assign(**{name: rankdata(values, nan_policy="omit")})
+            if notes is not None:
+                notes.append(f"{name}: {infinite} run{'s' if infinite > 1 else ''} with an "
+                             "infinite value, ranked at the end it points to rather than "
+                             "dropped")
+    return frame
+
+
 def as_scored(frame: pd.DataFrame, measure: str, target: str) -> pd.DataFrame:
     """``frame`` as the CMI and the sign error read it: the infinities of ``measure`` and
     ``target`` ranked, and a target that grows with better generalization (``test_acc``)
     turned round, so that they read it as they read ``test_error`` (the CMI's ties and
     self-pairs go to one cell, and the sign error would count agreement as error). Columns it
     lacks are left to the caller."""
-    changed = {}
-    for column in (measure, target):
-        if column in frame.columns and pd.api.types.is_numeric_dtype(frame[column]):
-            values = frame[column].to_numpy(dtype=float)
-            if np.isinf(values).any():
-                changed[column] = ranked_infinities(values)
-    frame = frame.assign(**changed) if changed else frame
-    return turned_round(frame, target)
+    present = list(dict.fromkeys(c for c in (measure, target) if c in frame.columns))
+    return turned_round(infinities_ranked(frame, present), target)
 
 
 def turned_round(frame: pd.DataFrame, target: str) -> pd.DataFrame:

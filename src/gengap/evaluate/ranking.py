@@ -19,7 +19,7 @@ from gengap.evaluate.grid import (
     largest_complete_subgrids,
 )
 from gengap.evaluate.kendall import granulated_kendall, kendall
-from gengap.evaluate.order import ranked_infinities
+from gengap.evaluate.order import infinities_ranked
 from gengap.evaluate.robust import (
     PAPER_MIN_ESS,
     all_filtered_as_noise,
@@ -218,24 +218,6 @@ def _sort(table: pd.DataFrame, target: str) -> pd.DataFrame:
         if column in table.columns:
             return table.sort_values(column, ascending=ascending, na_position="last")
     return table
-
-
-def infinities_ranked(frame: pd.DataFrame, measures: Sequence[str], notes: list[str]
-                       ) -> pd.DataFrame:
-    """``frame`` with each measure that has ±inf values (an inverse margin at γ = 0, a path
-    norm that overflowed) replaced by its ranks: every metric here compares a measure's values
-    by their order only, so the infinities keep their places at the ends, where dropping them
-    with the NaN would leave those runs out. A note per such measure goes to ``notes``."""
-    for name in measures:
-        if not pd.api.types.is_numeric_dtype(frame[name]):
-            continue  # refused by the metrics with the column's name
-        values = frame[name].to_numpy(dtype=float)
-        infinite = int(np.isinf(values).sum())
-        if infinite:
-            frame = frame.assign(**{name: ranked_infinities(values)})
-            notes.append(f"{name}: {infinite} run{'s' if infinite > 1 else ''} with an infinite "
-                         "value, ranked at the end it points to rather than dropped")
-    return frame
 
 
 def _as_large(found: list[tuple[pd.DataFrame, dict[str, list[Any]]]]) -> str:

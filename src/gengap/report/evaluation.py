@@ -15,8 +15,8 @@ import pandas as pd
 from gengap import evaluate
 from gengap.errors import GengapError
 from gengap.evaluate.features import FEATURE_SETS, feature_columns
+from gengap.evaluate.order import infinities_ranked
 from gengap.evaluate.predictors import configurations, cross_validate, run_configuration
-from gengap.evaluate.ranking import infinities_ranked
 
 
 @dataclass

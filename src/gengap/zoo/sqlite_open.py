@@ -39,7 +39,7 @@ def connect(path: Path) -> tuple[sqlite3.Connection, str | None]:
             return _read_write(path), None
         except sqlite3.OperationalError as err:  # the system said no where os.access said yes
             failed = write_failed(err)
-            if failed is not None and path.is_file() and path.stat().st_size > 0:
+            if failed is not None and _size(path) > 0:
                 why = WriteFailed(failed)
             elif refused(err):
                 why = f"SQLite may not write it ({err})"
