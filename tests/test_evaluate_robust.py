@@ -118,3 +118,20 @@ def test_a_partly_empty_test_size_column_takes_the_papers_size_where_empty():
     full = robust_sign_error(frame, "m", ["a", "b"], min_ess=1)
     part = frame.assign(test_size=[10_000.0 if i % 2 else math.nan for i in range(len(frame))])
     pd.testing.assert_frame_equal(robust_sign_error(part, "m", ["a", "b"], min_ess=1), full)
+
+
+def test_an_infinite_target_filters_noise_alike_alone_and_in_the_ranking():
+    """The function ranked the infinity before it chose its environments: rank differences
+    of 1 or more passed the noise filter everywhere (36 of 36 kept, where ranking_table,
+    choosing them from the values, kept 8)."""
+    rng = np.random.default_rng(0)
+    frame = pd.DataFrame([{"lr": lr, "w": w, "seed": seed, "m": rng.normal(),
+                           "test_loss": rng.uniform(0.1, 0.1004)}
+                          for lr in (0.1, 0.01, 0.001) for w in (1, 2, 4) for seed in (0, 1)])
+    frame.loc[0, "test_loss"] = np.inf
+    alone = robust_sign_error(frame, "m", ["lr", "w"], "test_loss", min_ess=0, test_size=10000)
+    ranked = ranking_table(frame.assign(test_size=10000), ["m"], ["lr", "w"], target="test_loss",
+                           metrics=["robust"], min_ess=0, replicates="seed")
+    assert alone.loc["all", "environments"] == ranked.loc[0, "robust_envs"]
+    assert alone.loc["all", "environments"] < alone.loc["all", "total"]
+    assert alone.loc["all", "mean"] == pytest.approx(ranked.loc[0, "robust_mean"])

@@ -188,10 +188,12 @@ def robust_sign_error(
     order, and ``test_acc`` is read turned round, as ``test_error`` is
     (:func:`.order.as_scored`). ``total`` counts every environment of the grid, also those
     where the measure has no values to compare."""
-    frame = as_scored(frame, measure, target)
+    # the noise filter weighs the target's own differences (a ranked infinity would make them
+    # all 1 or more, and keep every environment), so the pairs come from the values as they are
     envs = envs if envs is not None else environments(
         frame, hyperparameters, target, test_size, filter_noise
     )
+    frame = as_scored(frame, measure, target)
     losses = environment_losses(frame, measure, envs, target, min_ess)
     rows = []
     groups = [(h, losses[losses["hyperparameter"] == h]) for h in hyperparameters]
