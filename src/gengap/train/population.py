@@ -32,6 +32,7 @@ from gengap.models import build_for
 from gengap.specs import RunSpec
 from gengap.train.batched_optim import BatchedOptimizer
 from gengap.train.batches import EpochBatches, fails_on_one_example, has_batch_norm
+from gengap.train.fused_cnn import FusedSmallCNN
 from gengap.train.optimizers import make_optimizer
 from gengap.train.schedules import lr_factor
 from gengap.train.tracking import RunTracker, State, TrainResult, epoch_row
@@ -101,10 +102,12 @@ class Population:
     """P networks in stacked form, trained in lockstep on shared minibatches."""
 
     def __init__(self, runs: Sequence[RunSpec], splits: Splits, device: str | torch.device,
-                 micro_batch: int | None = None) -> None:
+                 micro_batch: int | None = None, fused: bool = True) -> None:
         """``device``: a torch device or its name (``auto`` too); ``micro_batch``: examples
         per part of a training batch (not with batch norm); None decides it on the first
-        batch (:meth:`micro_batch`)."""
+        batch (:meth:`micro_batch`). ``fused``: train Small CNN Zoo networks with the
+        compiled kernel of :mod:`gengap.train.fused_cnn` where it applies (False: always
+        the wide forward and autograd)."""
         device = resolve_device(device)
         keys = {population_key(run) for run in runs}
         if None in keys or len(keys) != 1:
@@ -133,6 +136,7 @@ class Population:
         )
 
         self.wide = WideForward(self.template) if WideForward.supports(self.template) else None
+        self.fused = FusedSmallCNN.for_template(self.template, device) if fused else None
         if micro_batch is not None and (micro_batch < 1 or has_batch_norm(self.template)):
             raise ValueError(f"no micro-batches of {micro_batch} here (positive sizes, and "
                              "none with batch norm, whose statistics are the batch's)")
@@ -166,7 +170,11 @@ class Population:
         :attr:`flat` holds them. Taken in micro-batches of :meth:`micro_batch` examples, each
         part's gradient weighted by its share of the batch and summed: the same gradient up to
         float rounding. The losses are the means over the whole batch's cross-entropies, as
-        training alone takes them (a sum that overflows to inf there does here too)."""
+        training alone takes them (a sum that overflows to inf there does here too). With
+        the compiled kernel (:attr:`fused`), all of that in one call, example by example."""
+        if self.fused is not None:
+            ces, gradient = self.fused(self.flat, xb, yb, torch.get_num_threads())
+            return ces.mean(1), gradient
         size = self.micro_batch(xb)
         parts: list[torch.Tensor] = []
         gradient: torch.Tensor | None = None

@@ -1,0 +1,124 @@
+"""gengap's own compiled kernels: C++ sources shipped in the package, compiled with the
+machine's C++ compiler on first use and loaded with :mod:`ctypes` (no torch headers, so a
+build takes seconds).
+
+A build is cached under ``$GENGAP_CACHE`` (default ``~/.cache/gengap``), keyed by the
+source, the compiler, its flags and the CPU's instruction sets, since it is built for this
+CPU (``-march=native``): a home folder shared by machines of other CPUs gets a build per kind.
+``GENGAP_NATIVE=0`` turns the kernels off; without a compiler, or when a build fails, callers
+take their torch path and :func:`why_unavailable` says why.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import functools
+import hashlib
+import os
+import platform
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+KERNELS = Path(__file__).parent / "train" / "kernels"
+FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-pthread")
+TUNED = ("-march=native",)  # dropped when the compiler does not know it
+_REASONS: dict[str, str] = {}
+
+
+def library(name: str) -> ctypes.CDLL | None:
+    """The compiled kernel library ``name`` (``train/kernels/NAME.cpp``), or None when it
+    cannot be had here (:func:`why_unavailable`). Built once per machine and cached."""
+    if os.environ.get("GENGAP_NATIVE", "1") == "0":
+        _REASONS[name] = "turned off by GENGAP_NATIVE=0"
+        return None
+    return _built(name)
+
+
+def why_unavailable(name: str) -> str | None:
+    """Why :func:`library` gave None for ``name`` (None if it did not)."""
+    return _REASONS.get(name)
+
+
+@functools.cache
+def _built(name: str) -> ctypes.CDLL | None:
+    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    if not compiler:
+        _REASONS[name] = "no C++ compiler found (set CXX)"
+        return None
+    source = KERNELS / f"{name}.cpp"
+    errors = []
+    for flags in (FLAGS + TUNED, FLAGS):
+        target = _cache_folder() / f"{name}-{_key(source, compiler, flags)}.so"
+        if not target.exists():
+            error = _compile(compiler, flags, source, target)
+            if error:
+                errors.append(error)
+                continue
+        try:
+            return ctypes.CDLL(str(target))
+        except OSError as error:
+            errors.append(str(error))
+    _REASONS[name] = f"building {source.name} failed: {errors[-1]}"
+    return None
+
+
+def _compile(compiler: str, flags: tuple[str, ...], source: Path, target: Path) -> str | None:
+    """Build ``target``; None, or the compiler's last line of complaint. The library is
+    written beside its place and renamed into it, so that workers building it at once never
+    load a half-written file."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
+    os.close(handle)
+    try:
+        done = subprocess.run([compiler, *flags, str(source), "-o", partial],
+                              capture_output=True, text=True, timeout=300)
+        if done.returncode != 0:
+            lines = (done.stderr or done.stdout).strip().splitlines()
+            return lines[-1] if lines else f"{compiler} exited with {done.returncode}"
+        os.replace(partial, target)
+        return None
+    except (OSError, subprocess.TimeoutExpired) as error:
+        return str(error)
+    finally:
+        if os.path.exists(partial):
+            os.unlink(partial)
+
+
+def _cache_folder() -> Path:
+    base = os.environ.get("GENGAP_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gengap")
+    folder = Path(base) / "kernels"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        if os.access(folder, os.W_OK):
+            return folder
+    except OSError:
+        pass
+    return Path(tempfile.gettempdir()) / f"gengap-kernels-{os.getuid()}"
+
+
+def _key(source: Path, compiler: str, flags: tuple[str, ...]) -> str:
+    """What the build depends on: the source, the compiler and its version, the flags, and
+    (for ``-march=native``) this CPU's instruction sets."""
+    try:
+        version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
+                                 timeout=60).stdout.splitlines()[:1]
+    except (OSError, subprocess.TimeoutExpired):
+        version = []
+    digest = hashlib.sha256(source.read_bytes())
+    for part in (compiler, *version, *flags, platform.machine(), _cpu_features()):
+        digest.update(b"\0" + part.encode())
+    return digest.hexdigest()[:16]
+
+
+def _cpu_features() -> str:
+    try:
+        with open("/proc/cpuinfo") as info:
+            for line in info:
+                if line.startswith(("flags", "Features")):
+                    return line
+    except OSError:
+        pass
+    return platform.processor()

@@ -1,0 +1,101 @@
+"""The training step of a population of Small CNN Zoo networks as one compiled kernel
+(``kernels/small_cnn.cpp``): each member's forward pass, cross-entropy and backward pass,
+example by example, with every activation in the core's cache.
+
+It serves the ``cnn`` family as the Small CNN Zoo defines it: 3x3 convolutions of 16 filters at
+stride 2 with padding 1 and biases, each followed by a ReLU, global average pooling and a dense
+layer (any depth, input channels, image size and class count), in float32 on the CPU. Other
+shapes take the wide forward of :mod:`gengap.train.wide`.
+"""
+
+from __future__ import annotations
+
+import ctypes
+
+import torch
+from torch import nn
+
+from gengap.native import library, why_unavailable
+
+WIDTH = 16  # the kernel holds a pixel's 16 channels in one vector
+KERNEL = "small_cnn"
+
+
+class FusedSmallCNN:
+    """Cross-entropies and gradients of stacked Small CNN Zoo networks, computed by the
+    compiled kernel. Build it with :meth:`for_template`."""
+
+    def __init__(self, lib: ctypes.CDLL, depth: int, classes: int) -> None:
+        self.depth, self.classes = depth, classes
+        self._step = lib.small_cnn_step
+        self._step.restype = ctypes.c_int
+        self._step.argtypes = [ctypes.c_void_p, ctypes.c_void_p, *[ctypes.c_int64] * 7,
+                               ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
+                               ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+
+    @classmethod
+    def for_template(cls, template: nn.Module, device: torch.device) -> FusedSmallCNN | None:
+        """The kernel for networks shaped like ``template`` on ``device``, or None when it
+        does not apply (another shape, not float32 on the CPU) or cannot be built here
+        (:func:`unavailable_reason`)."""
+        depth = small_cnn_depth(template)
+        if device.type != "cpu" or depth is None:
+            return None
+        lib = library(KERNEL)
+        return None if lib is None else cls(lib, depth, template[-1].out_features)
+
+    def __call__(self, flat: torch.Tensor, x: torch.Tensor, y: torch.Tensor,
+                 threads: int = 1) -> tuple[torch.Tensor, torch.Tensor]:
+        """Each network's cross-entropy on each example, ``(P, N)``, and the gradient of each
+        network's mean cross-entropy over the batch in its parameters, ``(P, F)`` in the
+        order of ``flat``'s rows (the networks' parameters in torch's order), on ``threads``
+        threads (networks split among them)."""
+        flat = flat.detach().contiguous()
+        x = x.detach().to(torch.float32).contiguous()
+        y = y.to(torch.int64).contiguous()
+        if x.dim() != 4:
+            raise ValueError(f"the kernel takes images (N, C, H, W), not shape {tuple(x.shape)}")
+        rows, size = flat.shape
+        n, channels, height, width = x.shape
+        ces = torch.empty(rows, n)
+        gradient = torch.empty(rows, size)
+        code = self._step(x.data_ptr(), y.data_ptr(), n, channels, height, width, self.depth,
+                          self.classes, n, flat.data_ptr(), rows, size, ces.data_ptr(),
+                          gradient.data_ptr(), max(1, threads))
+        if code == -1:
+            raise ValueError(f"labels outside 0..{self.classes - 1}")
+        if code == -2:
+            raise ValueError(f"{size} parameters per network do not fit a depth-{self.depth} "
+                             f"Small CNN Zoo network on {channels}-channel images")
+        return ces, gradient
+
+
+def small_cnn_depth(template: nn.Module) -> int | None:
+    """The number of convolutions when ``template`` is a Small CNN Zoo network the kernel
+    runs (see the module's description), else None."""
+    if not isinstance(template, nn.Sequential) or len(template) < 5:
+        return None
+    *body, pool, flatten, dense = template
+    if len(body) % 2 or not (
+        isinstance(pool, nn.AdaptiveAvgPool2d) and pool.output_size in (1, (1, 1))
+        and isinstance(flatten, nn.Flatten) and flatten.start_dim == 1 and flatten.end_dim == -1
+        and type(dense) is nn.Linear and dense.in_features == WIDTH and dense.bias is not None
+    ):
+        return None
+    for conv, activation in zip(body[::2], body[1::2], strict=True):
+        if not (type(conv) is nn.Conv2d and type(activation) is nn.ReLU
+                and conv.out_channels == WIDTH and conv.kernel_size == (3, 3)
+                and conv.stride == (2, 2) and conv.padding == (1, 1)
+                and conv.dilation == (1, 1) and conv.groups == 1
+                and conv.padding_mode == "zeros" and conv.bias is not None):
+            return None
+    if any(p.dtype != torch.float32 for p in template.parameters()) or any(
+            True for _ in template.buffers()):
+        return None
+    return len(body) // 2
+
+
+def unavailable_reason() -> str | None:
+    """Why the kernel could not be built or loaded here (None if it could, or was not
+    asked for yet)."""
+    return why_unavailable(KERNEL)

@@ -1,0 +1,362 @@
+// One training step's forward and backward pass of a population of Small CNN Zoo networks
+// (depth x [3x3 conv of 16 filters, stride 2, padding 1, bias; ReLU], global average pooling,
+// dense layer), fused per network and example so that every activation stays in the core's
+// cache. torch's kernels run this step as separate passes over activations far larger than the
+// cache and wait on memory (see the README's population notes); here each example's whole
+// forward and backward pass touches a few tens of kB.
+//
+// The 16 channels of an activation are one 16-float vector (GCC/Clang vector extensions: one
+// AVX-512 register, two AVX2 ones, or whatever the target has). Activations are kept
+// channels-last with a zero border, so that a stride-2 convolution reads its 3x3 taps with no
+// bounds checks. Called from Python through ctypes (gengap/train/fused_cnn.py); no torch headers.
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <thread>
+#include <vector>
+
+namespace {
+
+constexpr int C = 16;  // channels of every layer after the input (the network's width)
+constexpr int BLOCK = 16;  // output pixels accumulated at once (one register each)
+
+typedef float v16 __attribute__((vector_size(64), aligned(4), may_alias));
+typedef int32_t i16v __attribute__((vector_size(64), aligned(4), may_alias));
+
+inline v16 load(const float* p) { return *reinterpret_cast<const v16*>(p); }
+inline void store(float* p, v16 v) { *reinterpret_cast<v16*>(p) = v; }
+
+// max(x, 0) as torch's ReLU takes it: NaN stays NaN (a diverging run must still diverge).
+inline v16 relu(v16 x) {
+  const v16 zero = {};
+  return reinterpret_cast<v16>(~(x <= zero) & reinterpret_cast<i16v>(x));
+}
+
+// x where mask > 0, else 0: ReLU's backward, read from its output.
+inline v16 where_positive(v16 mask, v16 x) {
+  const v16 zero = {};
+  return reinterpret_cast<v16>((mask > zero) & reinterpret_cast<i16v>(x));
+}
+
+float sum(v16 x) {
+  float s = 0.f;
+  for (int i = 0; i < C; ++i) s += x[i];
+  return s;
+}
+
+// Shapes of one convolution: its input (cin channels, h x w) held padded as hp x wp pixels
+// (a zero border on every side), its output hout x wout x 16.
+struct Layer {
+  int cin, h, w, hout, wout, hp, wp, k;  // k = 9 * cin taps
+  std::vector<int> off;  // tap j = (ky*3 + kx)*cin + ci -> its float offset from a pixel's corner
+
+  Layer(int cin_, int h_, int w_) : cin(cin_), h(h_), w(w_) {
+    hout = (h - 1) / 2 + 1;
+    wout = (w - 1) / 2 + 1;
+    hp = 2 * hout + 1;  // rows -1 .. 2*hout - 1 of the input: all a stride-2 3x3 window reads
+    wp = 2 * wout + 1;
+    k = 9 * cin;
+    for (int ky = 0; ky < 3; ++ky)
+      for (int kx = 0; kx < 3; ++kx)
+        for (int ci = 0; ci < cin; ++ci) off.push_back((ky * wp + kx) * cin + ci);
+  }
+  int corner(int oy, int ox) const { return (2 * oy * wp + 2 * ox) * cin; }  // floats
+  int padded() const { return hp * wp * cin; }
+};
+
+// acc[b] += sum_j src[b*step + off[j]] * w[j] for B output pixels: a convolution's output
+// vectors, or (with the transposed weights) the gradient a tap sends back to its input.
+template <int B>
+inline void accumulate(const float* src, int step, const int* off, const float* w, int k,
+                       v16* acc) {
+  for (int j = 0; j < k; ++j) {
+    const v16 wv = load(w + j * C);
+    const float* s = src + off[j];
+    for (int b = 0; b < B; ++b) acc[b] += s[b * step] * wv;
+  }
+}
+
+template <int B>
+void forward_block(const float* src, int step, const int* off, const float* w, int k,
+                   const float* bias, float* dst, int dst_step) {
+  v16 acc[B];
+  const v16 bv = load(bias);
+  for (int b = 0; b < B; ++b) acc[b] = bv;
+  accumulate<B>(src, step, off, w, k, acc);
+  for (int b = 0; b < B; ++b) store(dst + b * dst_step, relu(acc[b]));
+}
+
+template <int B>
+void backward_block(const float* src, const int* identity, const float* wt, float* dst,
+                    int dst_step) {
+  v16 acc[B];
+  for (int b = 0; b < B; ++b) acc[b] = load(dst + b * dst_step);
+  accumulate<B>(src, C, identity, wt, C, acc);
+  for (int b = 0; b < B; ++b) store(dst + b * dst_step, acc[b]);
+}
+
+// gw[j] += sum over output pixels of src[corner + off[j]] * dz[pixel], for NK taps at once.
+template <int NK, bool CONTIGUOUS>
+void weight_block(const Layer& g, const float* src, const int* off, const float* dz, float* gw) {
+  v16 acc[NK];
+  for (int j = 0; j < NK; ++j) acc[j] = load(gw + j * C);
+  for (int oy = 0; oy < g.hout; ++oy) {
+    for (int ox = 0; ox < g.wout; ++ox) {
+      const float* s = src + g.corner(oy, ox);
+      const v16 d = load(dz + (oy * g.wout + ox) * C);
+      for (int j = 0; j < NK; ++j) acc[j] += (CONTIGUOUS ? s[off[0] + j] : s[off[j]]) * d;
+    }
+  }
+  for (int j = 0; j < NK; ++j) store(gw + j * C, acc[j]);
+}
+
+template <int... B>
+struct Blocks {
+  typedef void (*Forward)(const float*, int, const int*, const float*, int, const float*,
+                          float*, int);
+  typedef void (*Backward)(const float*, const int*, const float*, float*, int);
+  typedef void (*Weight)(const Layer&, const float*, const int*, const float*, float*);
+  static constexpr Forward forward[] = {nullptr, &forward_block<B>...};
+  static constexpr Backward backward[] = {nullptr, &backward_block<B>...};
+  static constexpr Weight weight[] = {nullptr, &weight_block<B, false>...};
+};
+typedef Blocks<1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16> Dispatch;
+
+void conv_forward(const Layer& g, const float* in, const float* w, const float* bias, float* out,
+                  int out_row, int out_col, int out_corner) {
+  for (int oy = 0; oy < g.hout; ++oy) {
+    for (int ox = 0; ox < g.wout; ox += BLOCK) {
+      const int b = std::min(BLOCK, g.wout - ox);
+      Dispatch::forward[b](in + g.corner(oy, ox), 2 * g.cin, g.off.data(), w, g.k, bias,
+                           out + out_corner + oy * out_row + ox * out_col, out_col);
+    }
+  }
+}
+
+// The input gradient of a layer with 16 input channels, added into the padded buffer `din`,
+// tap by tap: tap (ky, kx) of output pixel (oy, ox) reads padded input pixel (2oy+ky, 2ox+kx).
+void conv_backward_input(const Layer& g, const float* dz, const float* wt, const int* identity,
+                         float* din) {
+  for (int t = 0; t < 9; ++t) {
+    const int ky = t / 3, kx = t % 3;
+    for (int oy = 0; oy < g.hout; ++oy) {
+      for (int ox = 0; ox < g.wout; ox += BLOCK) {
+        const int b = std::min(BLOCK, g.wout - ox);
+        Dispatch::backward[b](dz + (oy * g.wout + ox) * C, identity, wt + t * C * C,
+                              din + ((2 * oy + ky) * g.wp + 2 * ox + kx) * C, 2 * C);
+      }
+    }
+  }
+}
+
+void conv_backward_weight(const Layer& g, const float* in, const float* dz, float* gw,
+                          float* gb) {
+  v16 bias = load(gb);
+  for (int p = 0; p < g.hout * g.wout; ++p) bias += load(dz + p * C);
+  store(gb, bias);
+  for (int j = 0; j < g.k; j += C) {
+    const int n = std::min(C, g.k - j);
+    if (n == C && g.cin % C == 0)
+      weight_block<C, true>(g, in, g.off.data() + j, dz, gw + j * C);
+    else
+      Dispatch::weight[n](g, in, g.off.data() + j, dz, gw + j * C);
+  }
+}
+
+struct Network {
+  std::vector<Layer> layers;
+  int classes;
+  int64_t size;  // floats of one network's parameters
+};
+
+// One network's parameters rearranged for the kernels, and its gradient in that arrangement.
+struct Weights {
+  std::vector<std::vector<float>> w, wt, b;  // per layer: [tap][co], [tap][co][ci], [co]
+  std::vector<float> dense, dense_bias;      // [class][16], [class]
+
+  Weights(const Network& net) {
+    for (const Layer& g : net.layers) {
+      w.emplace_back(g.k * C, 0.f);
+      wt.emplace_back(g.cin == C ? 9 * C * C : 0, 0.f);
+      b.emplace_back(C, 0.f);
+    }
+    dense.assign(net.classes * C, 0.f);
+    dense_bias.assign(net.classes, 0.f);
+  }
+
+  // Reads (forward) or writes (!forward) a flat row in torch's order: per layer the weight
+  // (out, in, 3, 3) and the bias, then the dense weight (classes, 16) and bias.
+  void convert(const Network& net, float* row, bool read) {
+    for (size_t l = 0; l < net.layers.size(); ++l) {
+      const Layer& g = net.layers[l];
+      for (int co = 0; co < C; ++co)
+        for (int ci = 0; ci < g.cin; ++ci)
+          for (int t = 0; t < 9; ++t) {
+            float& torch_value = row[(co * g.cin + ci) * 9 + t];
+            float& ours = w[l][(t * g.cin + ci) * C + co];
+            if (read) {
+              ours = torch_value;
+              if (g.cin == C) wt[l][(t * C + co) * C + ci] = torch_value;
+            } else {
+              torch_value = ours;
+            }
+          }
+      row += g.k * C;
+      for (int co = 0; co < C; ++co) read ? (b[l][co] = row[co]) : (row[co] = b[l][co]);
+      row += C;
+    }
+    for (size_t i = 0; i < dense.size(); ++i) read ? (dense[i] = row[i]) : (row[i] = dense[i]);
+    row += dense.size();
+    for (int c = 0; c < net.classes; ++c)
+      read ? (dense_bias[c] = row[c]) : (row[c] = dense_bias[c]);
+  }
+};
+
+// Per-thread buffers of one example: each layer's padded input, its output gradient, and the
+// padded gradient its input receives.
+struct Scratch {
+  std::vector<std::vector<float>> input, dz, din;
+  std::vector<float> last, logits;
+
+  Scratch(const Network& net) {
+    for (const Layer& g : net.layers) {
+      // Slack after the buffer: a block's taps may not reach past it, but keep the padded
+      // extent honest for odd sizes.
+      input.emplace_back(g.padded() + C, 0.f);
+      dz.emplace_back(g.hout * g.wout * C, 0.f);
+      din.emplace_back(g.cin == C ? g.padded() + C : 0, 0.f);
+    }
+    last.assign(net.layers.back().hout * net.layers.back().wout * C, 0.f);
+    logits.assign(net.classes, 0.f);
+  }
+};
+
+// The forward and backward pass of one network on one example; returns its cross-entropy.
+float example(const Network& net, const Weights& p, Weights& grad, Scratch& s, const float* x,
+              int64_t label, float scale, const int* identity) {
+  const int depth = static_cast<int>(net.layers.size());
+  const Layer& first = net.layers[0];
+  float* in0 = s.input[0].data();
+  for (int c = 0; c < first.cin; ++c)  // NCHW example -> padded channels-last interior
+    for (int i = 0; i < first.h; ++i)
+      for (int j = 0; j < first.w; ++j)
+        in0[((i + 1) * first.wp + j + 1) * first.cin + c] = x[(c * first.h + i) * first.w + j];
+
+  for (int l = 0; l < depth; ++l) {
+    const Layer& g = net.layers[l];
+    if (l + 1 < depth) {  // into the next layer's padded input, one pixel in from the corner
+      const Layer& next = net.layers[l + 1];
+      conv_forward(g, s.input[l].data(), p.w[l].data(), p.b[l].data(), s.input[l + 1].data(),
+                   next.wp * C, C, (next.wp + 1) * C);
+    } else {
+      conv_forward(g, s.input[l].data(), p.w[l].data(), p.b[l].data(), s.last.data(),
+                   g.wout * C, C, 0);
+    }
+  }
+  const Layer& top = net.layers[depth - 1];
+  const int pixels = top.hout * top.wout;
+  v16 pooled = {};
+  for (int q = 0; q < pixels; ++q) pooled += load(s.last.data() + q * C);
+  pooled /= static_cast<float>(pixels);
+
+  float peak = 0.f;
+  for (int c = 0; c < net.classes; ++c) {
+    s.logits[c] = sum(load(p.dense.data() + c * C) * pooled) + p.dense_bias[c];
+    if (c == 0 || s.logits[c] > peak) peak = s.logits[c];
+  }
+  float total = 0.f;
+  for (int c = 0; c < net.classes; ++c) total += std::exp(s.logits[c] - peak);
+  const float ce = peak + std::log(total) - s.logits[label];
+
+  // d(mean loss)/d logits = (softmax - onehot) * scale, scale = 1 / batch size.
+  v16 dpooled = {};
+  for (int c = 0; c < net.classes; ++c) {
+    const float dl = (std::exp(s.logits[c] - peak) / total - (c == label)) * scale;
+    store(grad.dense.data() + c * C, load(grad.dense.data() + c * C) + dl * pooled);
+    grad.dense_bias[c] += dl;
+    dpooled += dl * load(p.dense.data() + c * C);
+  }
+  dpooled /= static_cast<float>(pixels);
+  float* dz = s.dz[depth - 1].data();
+  for (int q = 0; q < pixels; ++q)
+    store(dz + q * C, where_positive(load(s.last.data() + q * C), dpooled));
+
+  for (int l = depth - 1; l >= 0; --l) {
+    const Layer& g = net.layers[l];
+    conv_backward_weight(g, s.input[l].data(), s.dz[l].data(), grad.w[l].data(),
+                         grad.b[l].data());
+    if (l == 0) break;
+    float* din = s.din[l].data();
+    std::memset(din, 0, sizeof(float) * g.padded());
+    conv_backward_input(g, s.dz[l].data(), p.wt[l].data(), identity, din);
+    float* below = s.dz[l - 1].data();  // the layer below's output gradient, through its ReLU
+    const float* act = s.input[l].data();
+    for (int i = 0; i < g.h; ++i)
+      for (int j = 0; j < g.w; ++j) {
+        const int at = ((i + 1) * g.wp + j + 1) * C;
+        store(below + (i * g.w + j) * C, where_positive(load(act + at), load(din + at)));
+      }
+  }
+  return ce;
+}
+
+void train_rows(const Network& net, const float* x, const int64_t* y, int64_t n, int64_t batch,
+                const float* params, int64_t first, int64_t stride, int64_t rows, float* ces,
+                float* grads) {
+  int identity[C];
+  for (int i = 0; i < C; ++i) identity[i] = i;
+  const int64_t example_size = static_cast<int64_t>(net.layers[0].cin) * net.layers[0].h *
+                               net.layers[0].w;
+  Weights p(net), grad(net);
+  Scratch s(net);
+  const std::vector<float> zeros(net.size, 0.f);
+  for (int64_t r = first; r < rows; r += stride) {
+    p.convert(net, const_cast<float*>(params + r * net.size), true);
+    grad.convert(net, const_cast<float*>(zeros.data()), true);  // read: zeros are not written
+    for (int64_t e = 0; e < n; ++e)
+      ces[r * n + e] = example(net, p, grad, s, x + e * example_size, y[e], 1.f / batch,
+                               identity);
+    grad.convert(net, grads + r * net.size, false);
+  }
+}
+
+}  // namespace
+
+extern "C" {
+
+// Cross-entropies (rows x n) and mean-loss gradients (rows x size, torch's parameter order) of
+// `rows` networks, each a row of `params`, on n examples x (n x cin x h x w, float32) with labels
+// y; the loss is the mean over `batch` examples (n of them here). Returns 0, or -1 for a label
+// out of range, -2 for a parameter row of the wrong size.
+int small_cnn_step(const float* x, const int64_t* y, int64_t n, int64_t cin, int64_t h,
+                   int64_t w, int64_t depth, int64_t classes, int64_t batch, const float* params,
+                   int64_t rows, int64_t size, float* ces, float* grads, int64_t threads) {
+  for (int64_t e = 0; e < n; ++e)
+    if (y[e] < 0 || y[e] >= classes) return -1;
+  Network net;
+  net.classes = static_cast<int>(classes);
+  int channels = static_cast<int>(cin), height = static_cast<int>(h), width = static_cast<int>(w);
+  int64_t expected = 0;
+  for (int64_t l = 0; l < depth; ++l) {
+    net.layers.emplace_back(channels, height, width);
+    expected += static_cast<int64_t>(net.layers.back().k) * C + C;
+    channels = C;
+    height = net.layers.back().hout;
+    width = net.layers.back().wout;
+  }
+  expected += classes * C + classes;
+  if (expected != size) return -2;
+  net.size = size;
+  const int64_t workers = std::max<int64_t>(1, std::min(threads, rows));
+  std::vector<std::thread> pool;
+  for (int64_t t = 1; t < workers; ++t)
+    pool.emplace_back(train_rows, std::cref(net), x, y, n, batch, params, t, workers, rows, ces,
+                      grads);
+  train_rows(net, x, y, n, batch, params, 0, workers, rows, ces, grads);
+  for (std::thread& thread : pool) thread.join();
+  return 0;
+}
+
+}  // extern "C"
