@@ -1,0 +1,168 @@
+"""The compiled training step of Small CNN Zoo populations against torch's autograd."""
+
+from __future__ import annotations
+
+import copy
+import shutil
+
+import pytest
+import torch
+from test_train_population import assert_same
+from torch import nn
+
+from gengap import native
+from gengap.data import load
+from gengap.models import build
+from gengap.specs import ArchSpec, DataSpec, RunSpec, TrainSpec
+from gengap.train import fit, fit_population
+from gengap.train.fused_cnn import FusedSmallCNN, small_cnn_depth, unavailable_reason
+from gengap.train.population import Population
+
+needs_compiler = pytest.mark.skipif(
+    shutil.which("c++") is None and shutil.which("g++") is None, reason="no C++ compiler"
+)
+CPU = torch.device("cpu")
+
+
+def stacked(models: list[nn.Module]) -> torch.Tensor:
+    return torch.stack([torch.cat([p.detach().reshape(-1) for p in m.parameters()])
+                        for m in models])
+
+
+def kernel_for(template: nn.Module) -> FusedSmallCNN:
+    kernel = FusedSmallCNN.for_template(template, CPU)
+    assert kernel is not None, unavailable_reason()
+    return kernel
+
+
+@needs_compiler
+@pytest.mark.parametrize(
+    ("shape", "depth", "classes", "n"),
+    [((1, 28, 28), 3, 10, 6),  # the Small CNN Zoo network
+     ((3, 9, 11), 2, 3, 5),  # odd sizes: the last row and column of a window are padding
+     ((16, 5, 7), 4, 2, 4),  # 16 input channels: the first layer as the later ones
+     ((2, 1, 1), 1, 1, 1)],  # one pixel, one class, one example
+    ids=["zoo-28x28", "odd-9x11", "cin16-5x7", "one-pixel"],
+)
+def test_kernel_equals_autograd_in_float64(shape, depth, classes, n):
+    torch.manual_seed(0)
+    models = [build(ArchSpec(family="cnn", depth=depth), shape, classes) for _ in range(3)]
+    x, y = torch.randn(n, *shape), torch.randint(0, classes, (n,))
+    ces, gradient = kernel_for(models[0])(stacked(models), x, y)
+    for row, model in enumerate(models):
+        exact = copy.deepcopy(model).double()
+        ce = nn.functional.cross_entropy(exact(x.double()), y, reduction="none")
+        ce.mean().backward()
+        expected = torch.cat([p.grad.reshape(-1) for p in exact.parameters()])
+        assert torch.allclose(ces[row].double(), ce.detach(), rtol=1e-5, atol=1e-6)
+        scale = float(expected.abs().max())
+        assert float((gradient[row].double() - expected).abs().max()) <= 1e-5 * scale
+
+
+@needs_compiler
+def test_threads_split_networks_with_the_same_result():
+    torch.manual_seed(1)
+    models = [build(ArchSpec(family="cnn"), (1, 12, 12), 10) for _ in range(5)]
+    x, y = torch.randn(7, 1, 12, 12), torch.randint(0, 10, (7,))
+    kernel = kernel_for(models[0])
+    one, three = kernel(stacked(models), x, y, threads=1), kernel(stacked(models), x, y, threads=3)
+    assert torch.equal(one[0], three[0]) and torch.equal(one[1], three[1])
+
+
+@needs_compiler
+def test_nan_weights_give_nan_losses_as_torch():
+    """A diverged network's NaN passes the ReLUs, as torch's ReLU lets it."""
+    torch.manual_seed(2)
+    model = build(ArchSpec(family="cnn", depth=2), (1, 8, 8), 10)
+    flat = stacked([model, model])
+    flat[0, 0] = float("nan")  # one first-layer weight of the first network
+    ces, _ = kernel_for(model)(flat, torch.randn(4, 1, 8, 8), torch.randint(0, 10, (4,)))
+    assert ces[0].isnan().all() and ces[1].isfinite().all()
+
+
+@needs_compiler
+def test_bad_labels_and_sizes_are_refused():
+    model = build(ArchSpec(family="cnn", depth=2), (1, 8, 8), 10)
+    kernel = kernel_for(model)
+    x = torch.randn(2, 1, 8, 8)
+    with pytest.raises(ValueError, match="labels outside 0..9"):
+        kernel(stacked([model]), x, torch.tensor([0, 10]))
+    with pytest.raises(ValueError, match="do not fit"):
+        kernel(stacked([model])[:, :-1], x, torch.tensor([0, 1]))
+
+
+def test_only_the_small_cnn_zoo_shape_is_taken():
+    def cnn(**arch):
+        return build(ArchSpec(family="cnn", **arch), (1, 8, 8), 10)
+
+    assert small_cnn_depth(cnn()) == 3 and small_cnn_depth(cnn(depth=5)) == 5
+    for other in (cnn(width=8), cnn(batch_norm=True), cnn(activation="gelu"), cnn(dropout=0.5),
+                  cnn().double(), build(ArchSpec(family="mlp", width=16), (1, 8, 8), 10),
+                  build(ArchSpec(family="nin", width=16, batch_norm=False), (1, 8, 8), 10)):
+        assert small_cnn_depth(other) is None
+    assert FusedSmallCNN.for_template(cnn(), torch.device("meta")) is None
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load(DataSpec(name="digits", train_fraction=0.2))
+
+
+@needs_compiler
+@pytest.mark.parametrize(
+    ("optimizer", "rates"),
+    # Adam turns a diverging member's rounding into steps of lr * g / (|g| + eps): at lr 1e29
+    # float rounding of a tiny g moves a weight by 1e24, so the diverging member is SGD's.
+    [("sgd", [(0.05, 0.0), (0.1, 1e-3), (1e30, 0.0)]), ("adam", [(0.005, 0.0), (0.01, 1e-3)])],
+)
+def test_fused_population_equals_training_alone(digits, optimizer, rates):
+    """The kernel's population (augmented, a diverging member included) gives each network
+    the result of training it alone, as the wide forward does."""
+    runs = [RunSpec(arch=ArchSpec(family="cnn"), seed=4, train=TrainSpec(
+        optimizer=optimizer, lr=lr, weight_decay=wd, target_ce=0.0, max_epochs=3, flip=True,
+        crop=1)) for lr, wd in rates]
+    assert Population(runs, digits, CPU).fused is not None
+    together = fit_population(runs, digits, device="cpu")
+    if optimizer == "sgd":
+        assert together[2].status == "failed" and together[2].reason.startswith("diverged")
+    for run, result in zip(runs, together, strict=True):
+        assert_same(result, fit(run, digits, device="cpu"))
+
+
+def test_without_the_kernel_the_population_takes_the_wide_forward(digits, monkeypatch):
+    monkeypatch.setenv("GENGAP_NATIVE", "0")
+    runs = [RunSpec(arch=ArchSpec(family="cnn"), train=TrainSpec(lr=lr)) for lr in (0.1, 0.2)]
+    pop = Population(runs, digits, CPU)
+    assert pop.fused is None and pop.wide is not None
+    assert unavailable_reason() == "turned off by GENGAP_NATIVE=0"
+    assert Population(runs, digits, CPU, fused=False).fused is None
+
+
+def test_a_failing_build_is_reported_not_raised(monkeypatch, tmp_path):
+    """A compiler that fails leaves the torch path, with the reason kept; nothing is
+    cached."""
+    monkeypatch.setenv("GENGAP_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", shutil.which("false") or "/bin/false")
+    native._built.cache_clear()
+    try:
+        assert native.library("small_cnn") is None
+        assert native.why_unavailable("small_cnn").startswith("building small_cnn.cpp failed")
+        assert list((tmp_path / "kernels").iterdir()) == []
+    finally:
+        native._built.cache_clear()
+
+
+@needs_compiler
+def test_a_build_is_cached_by_its_inputs(monkeypatch, tmp_path):
+    monkeypatch.setenv("GENGAP_CACHE", str(tmp_path))
+    native._built.cache_clear()
+    try:
+        assert native.library("small_cnn") is not None
+        built = sorted((tmp_path / "kernels").iterdir())
+        assert len(built) == 1 and built[0].name.startswith("small_cnn-")
+        native._built.cache_clear()
+        stamp = built[0].stat().st_mtime_ns
+        assert native.library("small_cnn") is not None  # loaded, not built again
+        assert built[0].stat().st_mtime_ns == stamp
+    finally:
+        native._built.cache_clear()
