@@ -48,10 +48,14 @@ def test_kernel_equals_autograd_in_float64(shape, depth, classes, n):
     torch.manual_seed(0)
     models = [build(ArchSpec(family="cnn", depth=depth), shape, classes) for _ in range(3)]
     x, y = torch.randn(n, *shape), torch.randint(0, classes, (n,))
-    ces, gradient = kernel_for(models[0])(stacked(models), x, y)
+    kernel = kernel_for(models[0])
+    ces, gradient = kernel(stacked(models), x, y)
+    logits = kernel.logits(stacked(models), x)
     for row, model in enumerate(models):
         exact = copy.deepcopy(model).double()
-        ce = nn.functional.cross_entropy(exact(x.double()), y, reduction="none")
+        expected_logits = exact(x.double())
+        assert torch.allclose(logits[row].double(), expected_logits, rtol=1e-5, atol=1e-6)
+        ce = nn.functional.cross_entropy(expected_logits, y, reduction="none")
         ce.mean().backward()
         expected = torch.cat([p.grad.reshape(-1) for p in exact.parameters()])
         assert torch.allclose(ces[row].double(), ce.detach(), rtol=1e-5, atol=1e-6)

@@ -32,6 +32,11 @@ class FusedSmallCNN:
         self._step.argtypes = [ctypes.c_void_p, ctypes.c_void_p, *[ctypes.c_int64] * 7,
                                ctypes.c_void_p, ctypes.c_int64, ctypes.c_int64,
                                ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int64]
+        self._logits = lib.small_cnn_logits
+        self._logits.restype = ctypes.c_int
+        self._logits.argtypes = [ctypes.c_void_p, *[ctypes.c_int64] * 6, ctypes.c_void_p,
+                                 ctypes.c_int64, ctypes.c_int64, ctypes.c_void_p,
+                                 ctypes.c_int64]
 
     @classmethod
     def for_template(cls, template: nn.Module, device: torch.device) -> FusedSmallCNN | None:
@@ -50,24 +55,41 @@ class FusedSmallCNN:
         network's mean cross-entropy over the batch in its parameters, ``(P, F)`` in the
         order of ``flat``'s rows (the networks' parameters in torch's order), on ``threads``
         threads (networks split among them)."""
-        flat = flat.detach().contiguous()
-        x = x.detach().to(torch.float32).contiguous()
-        y = y.to(torch.int64).contiguous()
+        flat, x, shape = self._checked(flat, x)
+        y = y.detach().to("cpu", torch.int64).contiguous()
+        ces = torch.empty(len(flat), len(x))
+        gradient = torch.empty_like(flat)
+        self._raise_for(self._step(x.data_ptr(), y.data_ptr(), *shape, self.depth, self.classes,
+                                   len(x), flat.data_ptr(), *flat.shape, ces.data_ptr(),
+                                   gradient.data_ptr(), max(1, threads)), flat, x)
+        return ces, gradient
+
+    def logits(self, flat: torch.Tensor, x: torch.Tensor, threads: int = 1) -> torch.Tensor:
+        """Each network's logits on ``x``, ``(P, N, classes)``: the forward pass alone."""
+        flat, x, shape = self._checked(flat, x)
+        logits = torch.empty(len(flat), len(x), self.classes)
+        self._raise_for(self._logits(x.data_ptr(), *shape, self.depth, self.classes,
+                                     flat.data_ptr(), *flat.shape, logits.data_ptr(),
+                                     max(1, threads)), flat, x)
+        return logits
+
+    @staticmethod
+    def _checked(flat: torch.Tensor, x: torch.Tensor
+                 ) -> tuple[torch.Tensor, torch.Tensor, tuple[int, ...]]:
+        """Both as the kernel reads them (contiguous float32 on the CPU), and x's shape."""
         if x.dim() != 4:
             raise ValueError(f"the kernel takes images (N, C, H, W), not shape {tuple(x.shape)}")
-        rows, size = flat.shape
-        n, channels, height, width = x.shape
-        ces = torch.empty(rows, n)
-        gradient = torch.empty(rows, size)
-        code = self._step(x.data_ptr(), y.data_ptr(), n, channels, height, width, self.depth,
-                          self.classes, n, flat.data_ptr(), rows, size, ces.data_ptr(),
-                          gradient.data_ptr(), max(1, threads))
+        flat = flat.detach().to("cpu", torch.float32).contiguous()
+        x = x.detach().to("cpu", torch.float32).contiguous()
+        return flat, x, tuple(x.shape)
+
+    def _raise_for(self, code: int, flat: torch.Tensor, x: torch.Tensor) -> None:
         if code == -1:
             raise ValueError(f"labels outside 0..{self.classes - 1}")
         if code == -2:
-            raise ValueError(f"{size} parameters per network do not fit a depth-{self.depth} "
-                             f"Small CNN Zoo network on {channels}-channel images")
-        return ces, gradient
+            raise ValueError(f"{flat.shape[1]} parameters per network do not fit a "
+                             f"depth-{self.depth} Small CNN Zoo network on {x.shape[1]}-channel "
+                             "images")
 
 
 def small_cnn_depth(template: nn.Module) -> int | None:

@@ -240,7 +240,8 @@ class Population:
             xb, yb = x[start : start + chunk].to(self.device), y[start : start + chunk].to(
                 self.device
             )
-            logits = self.forward(xb, training=False)
+            logits = (self.forward(xb, training=False) if self.fused is None
+                      else self.fused.logits(self.flat, xb, torch.get_num_threads()))
             loss_sum += _cross_entropies(logits, yb).double().sum(1)
             correct += (logits.argmax(-1) == yb).sum(1)
         return [(float(loss_sum[i]) / len(x), int(correct[i]) / len(x)) for i in range(p)]

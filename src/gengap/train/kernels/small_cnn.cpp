@@ -67,10 +67,14 @@ struct Layer {
 };
 
 // acc[b] += sum_j src[b*step + off[j]] * w[j] for B output pixels: a convolution's output
-// vectors, or (with the transposed weights) the gradient a tap sends back to its input.
-template <int B>
+// vectors, or (with the transposed weights) the gradient a tap sends back to its input. STEP is
+// `step` known at compile time (0: not known): then each pixel's tap is a fixed displacement
+// from one address, where a step known only at run time made the compiler chain one addition
+// per pixel, which held the products to half their rate.
+template <int B, int STEP>
 inline void accumulate(const float* src, int step, const int* off, const float* w, int k,
                        v16* acc) {
+  if (STEP) step = STEP;
   for (int j = 0; j < k; ++j) {
     const v16 wv = load(w + j * C);
     const float* s = src + off[j];
@@ -78,23 +82,23 @@ inline void accumulate(const float* src, int step, const int* off, const float* 
   }
 }
 
-template <int B>
+template <int B, int STEP>
 void forward_block(const float* src, int step, const int* off, const float* w, int k,
                    const float* bias, float* dst, int dst_step) {
   v16 acc[B];
   const v16 bv = load(bias);
   for (int b = 0; b < B; ++b) acc[b] = bv;
-  accumulate<B>(src, step, off, w, k, acc);
+  accumulate<B, STEP>(src, step, off, w, k, acc);
   for (int b = 0; b < B; ++b) store(dst + b * dst_step, relu(acc[b]));
 }
 
+// dst[b * 2C] += the gradient tap `wt` sends from output pixels src[b * C].
 template <int B>
-void backward_block(const float* src, const int* identity, const float* wt, float* dst,
-                    int dst_step) {
+void backward_block(const float* src, const int* identity, const float* wt, float* dst) {
   v16 acc[B];
-  for (int b = 0; b < B; ++b) acc[b] = load(dst + b * dst_step);
-  accumulate<B>(src, C, identity, wt, C, acc);
-  for (int b = 0; b < B; ++b) store(dst + b * dst_step, acc[b]);
+  for (int b = 0; b < B; ++b) acc[b] = load(dst + b * 2 * C);
+  accumulate<B, C>(src, C, identity, wt, C, acc);
+  for (int b = 0; b < B; ++b) store(dst + b * 2 * C, acc[b]);
 }
 
 // gw[j] += sum over output pixels of src[corner + off[j]] * dz[pixel], for NK taps at once.
@@ -116,9 +120,11 @@ template <int... B>
 struct Blocks {
   typedef void (*Forward)(const float*, int, const int*, const float*, int, const float*,
                           float*, int);
-  typedef void (*Backward)(const float*, const int*, const float*, float*, int);
+  typedef void (*Backward)(const float*, const int*, const float*, float*);
   typedef void (*Weight)(const Layer&, const float*, const int*, const float*, float*);
-  static constexpr Forward forward[] = {nullptr, &forward_block<B>...};
+  static constexpr Forward forward[] = {nullptr, &forward_block<B, 0>...};
+  static constexpr Forward forward_c1[] = {nullptr, &forward_block<B, 2>...};  // 1 channel
+  static constexpr Forward forward_c16[] = {nullptr, &forward_block<B, 2 * C>...};
   static constexpr Backward backward[] = {nullptr, &backward_block<B>...};
   static constexpr Weight weight[] = {nullptr, &weight_block<B, false>...};
 };
@@ -126,11 +132,13 @@ typedef Blocks<1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16> Dispatch;
 
 void conv_forward(const Layer& g, const float* in, const float* w, const float* bias, float* out,
                   int out_row, int out_col, int out_corner) {
+  const auto* blocks = g.cin == C ? Dispatch::forward_c16
+                       : g.cin == 1 ? Dispatch::forward_c1 : Dispatch::forward;
   for (int oy = 0; oy < g.hout; ++oy) {
     for (int ox = 0; ox < g.wout; ox += BLOCK) {
       const int b = std::min(BLOCK, g.wout - ox);
-      Dispatch::forward[b](in + g.corner(oy, ox), 2 * g.cin, g.off.data(), w, g.k, bias,
-                           out + out_corner + oy * out_row + ox * out_col, out_col);
+      blocks[b](in + g.corner(oy, ox), 2 * g.cin, g.off.data(), w, g.k, bias,
+                out + out_corner + oy * out_row + ox * out_col, out_col);
     }
   }
 }
@@ -145,7 +153,7 @@ void conv_backward_input(const Layer& g, const float* dz, const float* wt, const
       for (int ox = 0; ox < g.wout; ox += BLOCK) {
         const int b = std::min(BLOCK, g.wout - ox);
         Dispatch::backward[b](dz + (oy * g.wout + ox) * C, identity, wt + t * C * C,
-                              din + ((2 * oy + ky) * g.wp + 2 * ox + kx) * C, 2 * C);
+                              din + ((2 * oy + ky) * g.wp + 2 * ox + kx) * C);
       }
     }
   }
@@ -233,9 +241,9 @@ struct Scratch {
   }
 };
 
-// The forward and backward pass of one network on one example; returns its cross-entropy.
-float example(const Network& net, const Weights& p, Weights& grad, Scratch& s, const float* x,
-              int64_t label, float scale, const int* identity) {
+// One network's forward pass on one example: its logits into s.logits; returns the pooled
+// features.
+v16 forward(const Network& net, const Weights& p, Scratch& s, const float* x) {
   const int depth = static_cast<int>(net.layers.size());
   const Layer& first = net.layers[0];
   float* in0 = s.input[0].data();
@@ -260,12 +268,20 @@ float example(const Network& net, const Weights& p, Weights& grad, Scratch& s, c
   v16 pooled = {};
   for (int q = 0; q < pixels; ++q) pooled += load(s.last.data() + q * C);
   pooled /= static_cast<float>(pixels);
-
-  float peak = 0.f;
-  for (int c = 0; c < net.classes; ++c) {
+  for (int c = 0; c < net.classes; ++c)
     s.logits[c] = sum(load(p.dense.data() + c * C) * pooled) + p.dense_bias[c];
-    if (c == 0 || s.logits[c] > peak) peak = s.logits[c];
-  }
+  return pooled;
+}
+
+// The forward and backward pass of one network on one example; returns its cross-entropy.
+float example(const Network& net, const Weights& p, Weights& grad, Scratch& s, const float* x,
+              int64_t label, float scale, const int* identity) {
+  const v16 pooled = forward(net, p, s, x);
+  const int depth = static_cast<int>(net.layers.size());
+  const Layer& top = net.layers[depth - 1];
+  const int pixels = top.hout * top.wout;
+  float peak = s.logits[0];  // NaN-proof: a NaN logit reaches `total` through exp
+  for (int c = 1; c < net.classes; ++c) peak = s.logits[c] > peak ? s.logits[c] : peak;
   float total = 0.f;
   for (int c = 0; c < net.classes; ++c) total += std::exp(s.logits[c] - peak);
   const float ce = peak + std::log(total) - s.logits[label];
@@ -302,6 +318,8 @@ float example(const Network& net, const Weights& p, Weights& grad, Scratch& s, c
   return ce;
 }
 
+// Networks first, first + stride, ... of `rows`: their cross-entropies and gradients, or (with
+// no labels) their logits into `ces` (rows x n x classes).
 void train_rows(const Network& net, const float* x, const int64_t* y, int64_t n, int64_t batch,
                 const float* params, int64_t first, int64_t stride, int64_t rows, float* ces,
                 float* grads) {
@@ -314,6 +332,13 @@ void train_rows(const Network& net, const float* x, const int64_t* y, int64_t n,
   const std::vector<float> zeros(net.size, 0.f);
   for (int64_t r = first; r < rows; r += stride) {
     p.convert(net, const_cast<float*>(params + r * net.size), true);
+    if (y == nullptr) {
+      for (int64_t e = 0; e < n; ++e) {
+        forward(net, p, s, x + e * example_size);
+        std::copy(s.logits.begin(), s.logits.end(), ces + (r * n + e) * net.classes);
+      }
+      continue;
+    }
     grad.convert(net, const_cast<float*>(zeros.data()), true);  // read: zeros are not written
     for (int64_t e = 0; e < n; ++e)
       ces[r * n + e] = example(net, p, grad, s, x + e * example_size, y[e], 1.f / batch,
@@ -329,11 +354,11 @@ extern "C" {
 // Cross-entropies (rows x n) and mean-loss gradients (rows x size, torch's parameter order) of
 // `rows` networks, each a row of `params`, on n examples x (n x cin x h x w, float32) with labels
 // y; the loss is the mean over `batch` examples (n of them here). Returns 0, or -1 for a label
-// out of range, -2 for a parameter row of the wrong size.
+// out of range, -2 for a parameter row of the wrong size. (With y null: the logits, below.)
 int small_cnn_step(const float* x, const int64_t* y, int64_t n, int64_t cin, int64_t h,
                    int64_t w, int64_t depth, int64_t classes, int64_t batch, const float* params,
                    int64_t rows, int64_t size, float* ces, float* grads, int64_t threads) {
-  for (int64_t e = 0; e < n; ++e)
+  for (int64_t e = 0; y != nullptr && e < n; ++e)
     if (y[e] < 0 || y[e] >= classes) return -1;
   Network net;
   net.classes = static_cast<int>(classes);
@@ -357,6 +382,14 @@ int small_cnn_step(const float* x, const int64_t* y, int64_t n, int64_t cin, int
   train_rows(net, x, y, n, batch, params, 0, workers, rows, ces, grads);
   for (std::thread& thread : pool) thread.join();
   return 0;
+}
+
+// The logits (rows x n x classes) of the networks on x, in evaluation: the forward pass alone.
+int small_cnn_logits(const float* x, int64_t n, int64_t cin, int64_t h, int64_t w,
+                     int64_t depth, int64_t classes, const float* params, int64_t rows,
+                     int64_t size, float* logits, int64_t threads) {
+  return small_cnn_step(x, nullptr, n, cin, h, w, depth, classes, n, params, rows, size, logits,
+                        nullptr, threads);
 }
 
 }  // extern "C"
