@@ -66,39 +66,46 @@ struct Layer {
   int padded() const { return hp * wp * cin; }
 };
 
-// acc[b] += sum_j src[b*step + off[j]] * w[j] for B output pixels: a convolution's output
-// vectors, or (with the transposed weights) the gradient a tap sends back to its input. STEP is
-// `step` known at compile time (0: not known): then each pixel's tap is a fixed displacement
-// from one address, where a step known only at run time made the compiler chain one addition
-// per pixel, which held the products to half their rate.
-template <int B, int STEP>
-inline void accumulate(const float* src, int step, const int* off, const float* w, int k,
-                       v16* acc) {
+// acc[r*B + b] += sum_j src[r*row + b*step + off[j]] * w[j] for R rows of B output pixels: a
+// convolution's output vectors, or (with the transposed weights) the gradient a tap sends back
+// to its input. Rows are blocked too so that narrow layers still have enough independent sums
+// in flight (a product takes four cycles; two start each cycle). STEP is `step` known at
+// compile time (0: not known): then each pixel's tap is a fixed displacement from one address,
+// where a step known only at run time made the compiler chain one addition per pixel, which
+// held the products to half their rate.
+template <int R, int B, int STEP>
+inline void accumulate(const float* src, int row, int step, const int* off, const float* w,
+                       int k, v16* acc) {
   if (STEP) step = STEP;
   for (int j = 0; j < k; ++j) {
     const v16 wv = load(w + j * C);
     const float* s = src + off[j];
-    for (int b = 0; b < B; ++b) acc[b] += s[b * step] * wv;
+    for (int r = 0; r < R; ++r)
+      for (int b = 0; b < B; ++b) acc[r * B + b] += s[r * row + b * step] * wv;
   }
 }
 
-template <int B, int STEP>
-void forward_block(const float* src, int step, const int* off, const float* w, int k,
-                   const float* bias, float* dst, int dst_step) {
-  v16 acc[B];
+template <int R, int B, int STEP>
+void forward_block(const float* src, int row, int step, const int* off, const float* w, int k,
+                   const float* bias, float* dst, int dst_row, int dst_step) {
+  v16 acc[R * B];
   const v16 bv = load(bias);
-  for (int b = 0; b < B; ++b) acc[b] = bv;
-  accumulate<B, STEP>(src, step, off, w, k, acc);
-  for (int b = 0; b < B; ++b) store(dst + b * dst_step, relu(acc[b]));
+  for (int i = 0; i < R * B; ++i) acc[i] = bv;
+  accumulate<R, B, STEP>(src, row, step, off, w, k, acc);
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < B; ++b) store(dst + r * dst_row + b * dst_step, relu(acc[r * B + b]));
 }
 
-// dst[b * 2C] += the gradient tap `wt` sends from output pixels src[b * C].
-template <int B>
-void backward_block(const float* src, const int* identity, const float* wt, float* dst) {
-  v16 acc[B];
-  for (int b = 0; b < B; ++b) acc[b] = load(dst + b * 2 * C);
-  accumulate<B, C>(src, C, identity, wt, C, acc);
-  for (int b = 0; b < B; ++b) store(dst + b * 2 * C, acc[b]);
+// dst[r*dst_row + b*2C] += the gradient tap `wt` sends from output pixels src[r*row + b*C].
+template <int R, int B>
+void backward_block(const float* src, int row, const int* identity, const float* wt,
+                    float* dst, int dst_row) {
+  v16 acc[R * B];
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < B; ++b) acc[r * B + b] = load(dst + r * dst_row + b * 2 * C);
+  accumulate<R, B, C>(src, row, C, identity, wt, C, acc);
+  for (int r = 0; r < R; ++r)
+    for (int b = 0; b < B; ++b) store(dst + r * dst_row + b * 2 * C, acc[r * B + b]);
 }
 
 // gw[j] += sum over output pixels of src[corner + off[j]] * dz[pixel], for NK taps at once.
@@ -116,30 +123,57 @@ void weight_block(const Layer& g, const float* src, const int* off, const float*
   for (int j = 0; j < NK; ++j) store(gw + j * C, acc[j]);
 }
 
-template <int... B>
+typedef void (*Forward)(const float*, int, int, const int*, const float*, int, const float*,
+                        float*, int, int);
+typedef void (*Backward)(const float*, int, const int*, const float*, float*, int);
+typedef void (*Weight)(const Layer&, const float*, const int*, const float*, float*);
+
+template <int R, int... B>
 struct Blocks {
-  typedef void (*Forward)(const float*, int, const int*, const float*, int, const float*,
-                          float*, int);
-  typedef void (*Backward)(const float*, const int*, const float*, float*);
-  typedef void (*Weight)(const Layer&, const float*, const int*, const float*, float*);
-  static constexpr Forward forward[] = {nullptr, &forward_block<B, 0>...};
-  static constexpr Forward forward_c1[] = {nullptr, &forward_block<B, 2>...};  // 1 channel
-  static constexpr Forward forward_c16[] = {nullptr, &forward_block<B, 2 * C>...};
-  static constexpr Backward backward[] = {nullptr, &backward_block<B>...};
+  static constexpr Forward forward[] = {nullptr, &forward_block<R, B, 0>...};
+  static constexpr Forward forward_c1[] = {nullptr, &forward_block<R, B, 2>...};  // 1 channel
+  static constexpr Forward forward_c16[] = {nullptr, &forward_block<R, B, 2 * C>...};
+  static constexpr Backward backward[] = {nullptr, &backward_block<R, B>...};
   static constexpr Weight weight[] = {nullptr, &weight_block<B, false>...};
 };
-typedef Blocks<1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16> Dispatch;
+typedef Blocks<1, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16> Row;
+typedef Blocks<2, 1, 2, 3, 4, 5, 6, 7, 8> TwoRows;
+typedef Blocks<4, 1, 2, 3, 4> FourRows;
+
+// Rows per block for an output `wout` pixels wide with `left` rows to go: at most 16 sums.
+int rows_per_block(int wout, int left) {
+  if (wout <= 4 && left >= 4) return 4;
+  if (wout <= 8 && left >= 2) return 2;
+  return 1;
+}
+
+Forward forward_for(int rows, int cols, int cin) {
+  if (rows == 4)
+    return (cin == C ? FourRows::forward_c16 : cin == 1 ? FourRows::forward_c1
+                                                         : FourRows::forward)[cols];
+  if (rows == 2)
+    return (cin == C ? TwoRows::forward_c16 : cin == 1 ? TwoRows::forward_c1
+                                                        : TwoRows::forward)[cols];
+  return (cin == C ? Row::forward_c16 : cin == 1 ? Row::forward_c1 : Row::forward)[cols];
+}
+
+Backward backward_for(int rows, int cols) {
+  return rows == 4 ? FourRows::backward[cols]
+         : rows == 2 ? TwoRows::backward[cols] : Row::backward[cols];
+}
 
 void conv_forward(const Layer& g, const float* in, const float* w, const float* bias, float* out,
                   int out_row, int out_col, int out_corner) {
-  const auto* blocks = g.cin == C ? Dispatch::forward_c16
-                       : g.cin == 1 ? Dispatch::forward_c1 : Dispatch::forward;
-  for (int oy = 0; oy < g.hout; ++oy) {
-    for (int ox = 0; ox < g.wout; ox += BLOCK) {
-      const int b = std::min(BLOCK, g.wout - ox);
-      blocks[b](in + g.corner(oy, ox), 2 * g.cin, g.off.data(), w, g.k, bias,
-                out + out_corner + oy * out_row + ox * out_col, out_col);
+  for (int oy = 0; oy < g.hout;) {
+    const int rows = rows_per_block(g.wout, g.hout - oy);
+    for (int ox = 0; ox < g.wout; ox += BLOCK / rows) {
+      const int cols = std::min(BLOCK / rows, g.wout - ox);
+      forward_for(rows, cols, g.cin)(in + g.corner(oy, ox), 2 * g.wp * g.cin, 2 * g.cin,
+                                     g.off.data(), w, g.k, bias,
+                                     out + out_corner + oy * out_row + ox * out_col, out_row,
+                                     out_col);
     }
+    oy += rows;
   }
 }
 
@@ -149,12 +183,15 @@ void conv_backward_input(const Layer& g, const float* dz, const float* wt, const
                          float* din) {
   for (int t = 0; t < 9; ++t) {
     const int ky = t / 3, kx = t % 3;
-    for (int oy = 0; oy < g.hout; ++oy) {
-      for (int ox = 0; ox < g.wout; ox += BLOCK) {
-        const int b = std::min(BLOCK, g.wout - ox);
-        Dispatch::backward[b](dz + (oy * g.wout + ox) * C, identity, wt + t * C * C,
-                              din + ((2 * oy + ky) * g.wp + 2 * ox + kx) * C);
+    for (int oy = 0; oy < g.hout;) {
+      const int rows = rows_per_block(g.wout, g.hout - oy);
+      for (int ox = 0; ox < g.wout; ox += BLOCK / rows) {
+        const int cols = std::min(BLOCK / rows, g.wout - ox);
+        backward_for(rows, cols)(dz + (oy * g.wout + ox) * C, g.wout * C, identity,
+                                 wt + t * C * C, din + ((2 * oy + ky) * g.wp + 2 * ox + kx) * C,
+                                 2 * g.wp * C);
       }
+      oy += rows;
     }
   }
 }
@@ -169,7 +206,7 @@ void conv_backward_weight(const Layer& g, const float* in, const float* dz, floa
     if (n == C && g.cin % C == 0)
       weight_block<C, true>(g, in, g.off.data() + j, dz, gw + j * C);
     else
-      Dispatch::weight[n](g, in, g.off.data() + j, dz, gw + j * C);
+      Row::weight[n](g, in, g.off.data() + j, dz, gw + j * C);
   }
 }
 
