@@ -1,7 +1,8 @@
 """Micro-batch size against step time for a population of Small CNN Zoo networks at a large
-batch: one micro-batch's forward and backward timed at several sizes, the time a step would
-take in parts of that size (their forwards and backwards, and the one optimizer step), and its
-speed-up over the plain loop's step of every network alone
+batch, through the wide forward (the compiled kernel, which these networks take by default,
+has no micro-batches): one micro-batch's forward and backward timed at several sizes, the time
+a step would take in parts of that size (their forwards and backwards, and the one optimizer
+step), and its speed-up over the plain loop's step of every network alone
 at the full batch, measured in turns in the same run with one thread. A part costs a fixed
 amount (Python, autograd, oneDNN's per-call work: about the time of a part of one example) plus
 a cost per example that grows once the part's activations leave the cache; the default
@@ -81,11 +82,12 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     # parts as large as the largest size: each timed part is taken whole
     splits = SimpleNamespace(input_shape=SHAPE, num_classes=10)
-    population = Population(runs, splits, "cpu", micro_batch=max(sizes))  # type: ignore[arg-type]
+    population = Population(runs, splits, "cpu", micro_batch=max(sizes),  # type: ignore[arg-type]
+                            fused=False)  # the wide forward's parts (the kernel has none)
     kinds = {"eager": population}
     if args.compile:
         kinds["compiled"] = Population(runs, splits, "cpu",  # type: ignore[arg-type]
-                                       micro_batch=max(sizes))
+                                       micro_batch=max(sizes), fused=False)
         kinds["compiled"].forward = torch.compile(  # type: ignore[method-assign]
             kinds["compiled"].forward, dynamic=False)
     lr = torch.full((args.population,), 1e-3)

@@ -3,15 +3,17 @@
 For each case, P networks that differ in learning rate and weight decay (one seed, so one data
 order) train for the same S steps on the same minibatches, once as P plain PyTorch loops
 (model, torch.optim.SGD, forward, cross-entropy, backward, step) and once as one gengap
-population (its wide forward, or vmap where a family has none; batched SGD; its per-step
-divergence check). Printed: networks trained per second both ways and their ratio, and the
-achieved FLOP/s of both as a fraction of this machine's float32 matmul peak, measured in the
-same run with the same threads (one by default, as each zoo worker and the studies train:
-with two threads on a busy 2-core machine the plain loop's many tiny steps slow down most, which
-would flatter the population). Each timing is the best of --repeats measurements, taken in
-turns (other processes on the machine only add time). Both loops run with glibc keeping freed
-blocks for reuse (:func:`gengap.memory_reuse.reuse_large_blocks`, which a population turns
-on).
+population (the compiled kernel of gengap.train.fused_cnn for the Small CNN Zoo network, its
+wide forward for other sequential families, or vmap where a family has none; batched SGD; its
+per-step divergence check). The path a case took is printed; GENGAP_NATIVE=0 turns the kernel
+off, to time the wide forward instead. Printed: networks trained per second both ways and their
+ratio, and the achieved FLOP/s of both as a fraction of this machine's float32 matmul peak,
+measured in the same run with the same threads (one by default, as each zoo worker and the
+studies train: with two threads on a busy 2-core machine the plain loop's many tiny steps slow
+down most, which would flatter the population). Each timing is the best of --repeats
+measurements, taken in turns (other processes on the machine only add time). Both loops run
+with glibc keeping freed blocks for reuse (:func:`gengap.memory_reuse.reuse_large_blocks`,
+which a population turns on).
 
     .venv/bin/python benchmarks/bench_population.py [--population 16] [--steps 20]
         [--batches 512,128,32] [--repeats 3] [--threads 1] [--cases abc]
@@ -74,8 +76,8 @@ def plain_loop(runs: list[RunSpec], shape: tuple[int, ...], data: list) -> float
     return total
 
 
-def population(runs: list[RunSpec], shape: tuple[int, ...], data: list) -> float:
-    """Seconds to train the runs as one population for len(data) - 1 steps."""
+def population(runs: list[RunSpec], shape: tuple[int, ...], data: list) -> tuple[float, str]:
+    """Seconds to train the runs as one population for len(data) - 1 steps, and its path."""
     from types import SimpleNamespace
 
     splits = SimpleNamespace(input_shape=shape, num_classes=10)
@@ -87,7 +89,8 @@ def population(runs: list[RunSpec], shape: tuple[int, ...], data: list) -> float
         losses, gradient = pop.losses_and_gradient(x, y)
         losses.tolist()  # the divergence check of fit_population
         pop.step(gradient, lr, None)
-    return time.perf_counter() - started
+    path = "kernel" if pop.fused is not None else "wide" if pop.wide is not None else "vmap"
+    return time.perf_counter() - started, path
 
 
 def step_flops(arch: ArchSpec, shape: tuple[int, ...], batch: int) -> int:
@@ -117,7 +120,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads; float32 matmul peak "
           f"{peak / 1e9:.1f} GFLOP/s; P = {args.population} networks, {args.steps} steps each")
     print(f"{'case':34} {'batch':>5} {'plain nets/s':>12} {'pop nets/s':>11} {'speed-up':>9} "
-          f"{'pop GFLOP/s':>11} {'of peak':>8} {'plain of peak':>13}")
+          f"{'pop GFLOP/s':>11} {'of peak':>8} {'plain of peak':>13} {'path':>6}")
     for name, (arch, shape, published) in CASES.items():
         if name[1] not in args.cases:
             continue
@@ -129,13 +132,14 @@ def main() -> None:
             plain = together = float("inf")
             for _ in range(args.repeats):  # in turns, so that the machine's load hits both
                 plain = min(plain, plain_loop(runs, shape, data))
-                together = min(together, population(runs, shape, data))
+                seconds, path = population(runs, shape, data)
+                together = min(together, seconds)
             flops = step_flops(arch, shape, batch) * args.steps * len(runs)
             mark = "*" if batch == published else " "
             print(f"{name:34} {batch:4d}{mark} {len(runs) / plain:12.2f} "
                   f"{len(runs) / together:11.2f} {plain / together:8.2f}x "
                   f"{flops / together / 1e9:11.2f} "
-                  f"{flops / together / peak:8.1%} {flops / plain / peak:13.1%}")
+                  f"{flops / together / peak:8.1%} {flops / plain / peak:13.1%} {path:>6}")
     print("* the batch size the case's source trains at")
 
 

@@ -14,13 +14,16 @@ fastest single call of --repeats:
   padded activation (members first, channels last) by one strided ``clamp`` that also applies
   the ReLU before it, their gradients summed back tap by tap, every ReLU's backward read off
   the activation before the ReLU, the last ReLU's forward (pooling reads it);
-- the population's real step (oneDNN's grouped convolutions, the default micro-batches).
+- the population's step through its wide forward (oneDNN's grouped convolutions, the default
+  micro-batches), and through the compiled kernel of ``gengap.train.fused_cnn``, which is not
+  built from such parts (when it can be built here).
 
 Printed: each as ms per step of all P networks, and the plain loop's step over it: products
 plus passes is the least such a population's step could take before the per-call costs of its
 parts (Python, autograd), so the plain loop's step over it is the most it could gain. The 3x
 target needs a step at most a third of the plain loop's. Fused kernels (a convolution that
-gathers its own patches, as oneDNN's do, with its ReLU in the same pass) are not bound by it.
+gathers its own patches, as oneDNN's do, with its ReLU in the same pass, as gengap's kernel
+does) are not bound by it.
 
     .venv/bin/python benchmarks/bench_population_bounds.py [--population 16] [--batch 512]
         [--part 8] [--repeats 5]
@@ -157,17 +160,20 @@ def main() -> None:
     reuse_large_blocks()
     runs, x, y, plain_step = small_cnn_zoo_case(args.population, args.batch)
     splits = SimpleNamespace(input_shape=SHAPE, num_classes=10)
-    population = Population(runs, splits, "cpu")  # type: ignore[arg-type]
+    wide = Population(runs, splits, "cpu", fused=False)  # type: ignore[arg-type]
+    kernel = Population(runs, splits, "cpu")  # type: ignore[arg-type]
     lr = torch.full((args.population,), 1e-3)
 
-    def population_step() -> None:
+    def population_step(population: Population) -> None:
         _, gradient = population.losses_and_gradient(x, y)
         population.step(gradient, lr, None)
 
-    plain, together = [], []
-    for _ in range(args.repeats):  # in turns, so that the machine's load hits both alike
+    plain, together, fused = [], [], []
+    for _ in range(args.repeats):  # in turns, so that the machine's load hits all alike
         plain.append(seconds_per_call(plain_step, 1) * args.population)
-        together.append(seconds_per_call(population_step, 1))
+        together.append(seconds_per_call(lambda: population_step(wide), 1))
+        if kernel.fused is not None:
+            fused.append(seconds_per_call(lambda: population_step(kernel), 1))
     convs = conv_geometry()
     parts = args.batch / args.part
     rows = {
@@ -177,6 +183,8 @@ def main() -> None:
         "passes only": passes(convs, args.population, args.part, args.repeats) * parts,
     }
     rows["products + passes"] = rows["products only"] + rows["passes only"]
+    if fused:
+        rows["population (compiled kernel)"] = min(fused)
     print(f"torch {torch.__version__}, 1 thread; P = {args.population} Small CNN Zoo networks, "
           f"28x28x1, batch {args.batch}; products and passes from parts of {args.part}")
     print(f"{'':38} {'ms per step':>11} {'plain loop over it':>18}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import warnings
 
 import pytest
 import torch
@@ -85,6 +86,20 @@ def test_nan_weights_give_nan_losses_as_torch():
 
 
 @needs_compiler
+def test_nan_gradients_pass_relus_as_in_torch():
+    """A NaN activation passes its gradient on through the ReLU's backward, as torch's does,
+    so a diverged network's gradient has NaN where torch's has."""
+    torch.manual_seed(3)
+    model = build(ArchSpec(family="cnn", depth=3), (1, 12, 12), 10)
+    x, y = torch.randn(3, 1, 12, 12), torch.randint(0, 10, (3,))
+    x[1, 0, 5, 6] = float("nan")
+    _, gradient = kernel_for(model)(stacked([model]), x, y)
+    nn.functional.cross_entropy(model(x), y).backward()
+    expected = torch.cat([p.grad.reshape(-1) for p in model.parameters()])
+    assert expected.isnan().any() and torch.equal(gradient[0].isnan(), expected.isnan())
+
+
+@needs_compiler
 def test_bad_labels_and_sizes_are_refused():
     model = build(ArchSpec(family="cnn", depth=2), (1, 8, 8), 10)
     kernel = kernel_for(model)
@@ -93,6 +108,14 @@ def test_bad_labels_and_sizes_are_refused():
         kernel(stacked([model]), x, torch.tensor([0, 10]))
     with pytest.raises(ValueError, match="do not fit"):
         kernel(stacked([model])[:, :-1], x, torch.tensor([0, 1]))
+    with pytest.raises(ValueError, match="2 examples need as many labels"):
+        kernel(stacked([model]), x, torch.tensor([0]))
+    with pytest.raises(ValueError, match="empty batch"):
+        kernel(stacked([model]), x[:0], torch.tensor([], dtype=torch.int64))
+    assert kernel.logits(stacked([model]), x[:0]).shape == (1, 0, 10)
+    # float64 rows are read as the float32 they hold, not as raw bytes
+    ces, _ = kernel(stacked([model]).double(), x, torch.tensor([0, 1]))
+    assert torch.allclose(ces, kernel(stacked([model]), x, torch.tensor([0, 1]))[0])
 
 
 def test_only_the_small_cnn_zoo_shape_is_taken():
@@ -105,6 +128,36 @@ def test_only_the_small_cnn_zoo_shape_is_taken():
                   build(ArchSpec(family="nin", width=16, batch_norm=False), (1, 8, 8), 10)):
         assert small_cnn_depth(other) is None
     assert FusedSmallCNN.for_template(cnn(), torch.device("meta")) is None
+
+
+def test_modules_the_kernel_would_not_run_as_written_are_left_to_torch():
+    """Hooks, a forward of a subclass's own, a reparametrized weight, a layer run twice:
+    the kernel would compute another network than the module does."""
+    def cnn() -> nn.Sequential:
+        return build(ArchSpec(family="cnn", depth=2), (1, 8, 8), 10)
+
+    class Doubled(nn.Sequential):
+        def forward(self, x):
+            return 2 * super().forward(x)
+
+    hooked = cnn()
+    hooked[1].register_forward_hook(lambda module, args, out: out * 2)
+    pre_hooked = cnn()
+    pre_hooked[0].register_forward_pre_hook(lambda module, args: (args[0] + 1,))
+    normed = cnn()
+    with warnings.catch_warnings():  # the old weight_norm, which torch deprecates, is a hook
+        warnings.simplefilter("ignore", FutureWarning)
+        nn.utils.weight_norm(normed[2])
+    twice = cnn()
+    twice[2] = twice[0] = nn.Conv2d(16, 16, 3, stride=2, padding=1)
+    for other in (Doubled(*cnn()), hooked, pre_hooked, normed, twice):
+        assert small_cnn_depth(other) is None
+    handle = nn.modules.module.register_module_forward_hook(lambda m, a, out: out)
+    try:
+        assert small_cnn_depth(cnn()) is None
+    finally:
+        handle.remove()
+    assert small_cnn_depth(cnn()) == 2
 
 
 @pytest.fixture(scope="module")
@@ -157,12 +210,50 @@ def test_a_failing_build_is_reported_not_raised(monkeypatch, tmp_path):
 
 
 @needs_compiler
+def test_a_damaged_build_is_built_again_and_cxx_may_hold_arguments(monkeypatch, tmp_path):
+    """A truncated library would crash the loader (SIGBUS): its checksum no longer matches,
+    so it is built again before it is loaded."""
+    monkeypatch.setenv("GENGAP_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", f"env {shutil.which('c++') or shutil.which('g++')}")
+    native._built.cache_clear()
+    try:
+        assert native.library("small_cnn") is not None
+        (built,) = (tmp_path / "kernels").glob("*.so")
+        size = built.stat().st_size
+        built.write_bytes(built.read_bytes()[: size // 2])
+        native._built.cache_clear()
+        assert native.library("small_cnn") is not None
+        assert built.stat().st_size == size and native._intact(built)
+        assert oct(built.stat().st_mode & 0o777) == "0o755"  # others sharing it can load it
+    finally:
+        native._built.cache_clear()
+
+
+def test_a_folder_others_can_write_to_is_not_built_in(monkeypatch, tmp_path):
+    """With the cache folder unusable, the fallback in the temporary folder must be this
+    user's alone: a library others could plant there would run as this user."""
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    monkeypatch.setenv("GENGAP_CACHE", str(blocked))  # a file: no folder can be made in it
+    monkeypatch.setattr(native.tempfile, "tempdir", str(tmp_path))
+    shared = tmp_path / f"gengap-kernels-{native.os.getuid()}"
+    shared.mkdir()
+    shared.chmod(0o777)
+    native._built.cache_clear()
+    try:
+        assert native.library("small_cnn") is None
+        assert "no cache folder of this user's own" in native.why_unavailable("small_cnn")
+    finally:
+        native._built.cache_clear()
+
+
+@needs_compiler
 def test_a_build_is_cached_by_its_inputs(monkeypatch, tmp_path):
     monkeypatch.setenv("GENGAP_CACHE", str(tmp_path))
     native._built.cache_clear()
     try:
         assert native.library("small_cnn") is not None
-        built = sorted((tmp_path / "kernels").iterdir())
+        built = sorted((tmp_path / "kernels").glob("*.so"))
         assert len(built) == 1 and built[0].name.startswith("small_cnn-")
         native._built.cache_clear()
         stamp = built[0].stat().st_mtime_ns

@@ -5,6 +5,8 @@ build takes seconds).
 A build is cached under ``$GENGAP_CACHE`` (default ``~/.cache/gengap``), keyed by the
 source, the compiler, its flags and the CPU's instruction sets, since it is built for this
 CPU (``-march=native``): a home folder shared by machines of other CPUs gets a build per kind.
+A build whose checksum no longer matches is built again before it is loaded. ``$CXX`` may hold
+arguments (``ccache g++``).
 ``GENGAP_NATIVE=0`` turns the kernels off; without a compiler, or when a build fails, callers
 take their torch path and :func:`why_unavailable` says why.
 """
@@ -16,6 +18,7 @@ import functools
 import hashlib
 import os
 import platform
+import shlex
 import shutil
 import subprocess
 import tempfile
@@ -33,7 +36,10 @@ def library(name: str) -> ctypes.CDLL | None:
     if os.environ.get("GENGAP_NATIVE", "1") == "0":
         _REASONS[name] = "turned off by GENGAP_NATIVE=0"
         return None
-    return _built(name)
+    built = _built(name)
+    if built is not None:
+        _REASONS.pop(name, None)
+    return built
 
 
 def why_unavailable(name: str) -> str | None:
@@ -43,15 +49,20 @@ def why_unavailable(name: str) -> str | None:
 
 @functools.cache
 def _built(name: str) -> ctypes.CDLL | None:
-    compiler = os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")
+    compiler = shlex.split(os.environ.get("CXX", "")) or [
+        found for found in (shutil.which("c++") or shutil.which("g++"),) if found]
     if not compiler:
         _REASONS[name] = "no C++ compiler found (set CXX)"
+        return None
+    folder = _cache_folder()
+    if folder is None:
+        _REASONS[name] = "no cache folder of this user's own to build in (set GENGAP_CACHE)"
         return None
     source = KERNELS / f"{name}.cpp"
     errors = []
     for flags in (FLAGS + TUNED, FLAGS):
-        target = _cache_folder() / f"{name}-{_key(source, compiler, flags)}.so"
-        if not target.exists():
+        target = folder / f"{name}-{_key(source, compiler, flags)}.so"
+        if not _intact(target):  # never built, or damaged since: build it (again)
             error = _compile(compiler, flags, source, target)
             if error:
                 errors.append(error)
@@ -64,51 +75,80 @@ def _built(name: str) -> ctypes.CDLL | None:
     return None
 
 
-def _compile(compiler: str, flags: tuple[str, ...], source: Path, target: Path) -> str | None:
-    """Build ``target``; None, or the compiler's last line of complaint. The library is
-    written beside its place and renamed into it, so that workers building it at once never
-    load a half-written file."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
-    os.close(handle)
+def _compile(compiler: list[str], flags: tuple[str, ...], source: Path,
+             target: Path) -> str | None:
+    """Build ``target`` and its checksum file; None, or the compiler's last line of
+    complaint. The library is written beside its place and renamed into it, so that workers
+    building it at once never load a half-written file."""
+    partial = None
     try:
-        done = subprocess.run([compiler, *flags, str(source), "-o", partial],
+        handle, partial = tempfile.mkstemp(suffix=".so", dir=target.parent)
+        os.close(handle)
+        done = subprocess.run([*compiler, *flags, str(source), "-o", partial],
                               capture_output=True, text=True, timeout=300)
         if done.returncode != 0:
             lines = (done.stderr or done.stdout).strip().splitlines()
-            return lines[-1] if lines else f"{compiler} exited with {done.returncode}"
+            return lines[-1] if lines else f"{compiler[0]} exited with {done.returncode}"
+        os.chmod(partial, 0o755)  # mkstemp's 0600: others sharing the cache could not load it
+        digest = _digest(Path(partial))
         os.replace(partial, target)
+        _checksum(target).write_text(digest)  # last: a library without one is rebuilt
         return None
     except (OSError, subprocess.TimeoutExpired) as error:
         return str(error)
     finally:
-        if os.path.exists(partial):
+        if partial is not None and os.path.exists(partial):
             os.unlink(partial)
 
 
-def _cache_folder() -> Path:
+def _intact(library: Path) -> bool:
+    """Whether ``library`` is there as it was built: a truncated shared library (an
+    interrupted copy or sync of the folder) makes the loader crash the process (SIGBUS)."""
+    try:
+        return _checksum(library).read_text() == _digest(library)
+    except OSError:
+        return False
+
+
+def _checksum(library: Path) -> Path:
+    return library.with_suffix(".sha256")
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _cache_folder() -> Path | None:
+    """``$GENGAP_CACHE/kernels`` (default ``~/.cache/gengap/kernels``), else a folder of the
+    system's temporary one, if this user owns it and no one else can write to it (a library
+    loaded from a folder others can write to would run their code)."""
     base = os.environ.get("GENGAP_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gengap")
-    folder = Path(base) / "kernels"
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        if os.access(folder, os.W_OK):
-            return folder
-    except OSError:
-        pass
-    return Path(tempfile.gettempdir()) / f"gengap-kernels-{os.getuid()}"
+    for folder, private in ((Path(base) / "kernels", False),
+                            (Path(tempfile.gettempdir()) / f"gengap-kernels-{os.getuid()}",
+                             True)):
+        try:
+            folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+            stat = folder.stat()
+            if private and (stat.st_uid != os.getuid() or stat.st_mode & 0o022):
+                continue
+            if os.access(folder, os.W_OK):
+                return folder
+        except OSError:
+            pass
+    return None
 
 
-def _key(source: Path, compiler: str, flags: tuple[str, ...]) -> str:
+def _key(source: Path, compiler: list[str], flags: tuple[str, ...]) -> str:
     """What the build depends on: the source, the compiler and its version, the flags, and
     (for ``-march=native``) this CPU's instruction sets."""
     try:
-        version = subprocess.run([compiler, "--version"], capture_output=True, text=True,
+        version = subprocess.run([*compiler, "--version"], capture_output=True, text=True,
                                  timeout=60).stdout.splitlines()[:1]
     except (OSError, subprocess.TimeoutExpired):
         version = []
     digest = hashlib.sha256(source.read_bytes())
-    for part in (compiler, *version, *flags, platform.machine(), _cpu_features()):
+    for part in (*compiler, *version, *flags, platform.machine(), _cpu_features()):
         digest.update(b"\0" + part.encode())
     return digest.hexdigest()[:16]
 

@@ -57,6 +57,9 @@ class FusedSmallCNN:
         threads (networks split among them)."""
         flat, x, shape = self._checked(flat, x)
         y = y.detach().to("cpu", torch.int64).contiguous()
+        if y.shape != (len(x),) or not len(x):
+            raise ValueError(f"{len(x)} examples need as many labels, one each, not shape "
+                             f"{tuple(y.shape)}" if len(x) else "an empty batch has no mean loss")
         ces = torch.empty(len(flat), len(x))
         gradient = torch.empty_like(flat)
         self._raise_for(self._step(x.data_ptr(), y.data_ptr(), *shape, self.depth, self.classes,
@@ -68,6 +71,8 @@ class FusedSmallCNN:
         """Each network's logits on ``x``, ``(P, N, classes)``: the forward pass alone."""
         flat, x, shape = self._checked(flat, x)
         logits = torch.empty(len(flat), len(x), self.classes)
+        if not len(x):
+            return logits
         self._raise_for(self._logits(x.data_ptr(), *shape, self.depth, self.classes,
                                      flat.data_ptr(), *flat.shape, logits.data_ptr(),
                                      max(1, threads)), flat, x)
@@ -94,8 +99,16 @@ class FusedSmallCNN:
 
 def small_cnn_depth(template: nn.Module) -> int | None:
     """The number of convolutions when ``template`` is a Small CNN Zoo network the kernel
-    runs (see the module's description), else None."""
-    if not isinstance(template, nn.Sequential) or len(template) < 5:
+    runs (see the module's description), else None. Only plain torch modules qualify: no
+    subclass with a forward of its own, no hooks (the kernel would skip them), and each layer's
+    parameters its own ``weight`` and ``bias``."""
+    if type(template) is not nn.Sequential or len(template) < 5 or _has_hooks(template):
+        return None
+    names = [name for name, _ in template.named_parameters(remove_duplicate=False)]
+    expected = [f"{i}.{kind}" for i, m in enumerate(template)
+                if isinstance(m, nn.Conv2d | nn.Linear) for kind in ("weight", "bias")]
+    # a layer run twice (its parameters named twice), or reparametrized (weight_norm's weight_g)
+    if names != expected or len(list(template.parameters())) != len(names):
         return None
     *body, pool, flatten, dense = template
     if len(body) % 2 or not (
@@ -115,6 +128,17 @@ def small_cnn_depth(template: nn.Module) -> int | None:
             True for _ in template.buffers()):
         return None
     return len(body) // 2
+
+
+def _has_hooks(template: nn.Module) -> bool:
+    from torch.nn.modules import module as torch_module
+
+    if any(getattr(torch_module, name, None) for name in (
+            "_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+            "_global_backward_pre_hooks")):
+        return True
+    return any(getattr(m, name, None) for m in template.modules() for name in (
+        "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
 
 
 def unavailable_reason() -> str | None:

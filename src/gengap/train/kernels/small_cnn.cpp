@@ -34,10 +34,11 @@ inline v16 relu(v16 x) {
   return reinterpret_cast<v16>(~(x <= zero) & reinterpret_cast<i16v>(x));
 }
 
-// x where mask > 0, else 0: ReLU's backward, read from its output.
+// x except where mask <= 0: ReLU's backward, read from its output as torch reads it (a NaN
+// output passes its gradient on).
 inline v16 where_positive(v16 mask, v16 x) {
   const v16 zero = {};
-  return reinterpret_cast<v16>((mask > zero) & reinterpret_cast<i16v>(x));
+  return reinterpret_cast<v16>(~(mask <= zero) & reinterpret_cast<i16v>(x));
 }
 
 float sum(v16 x) {
