@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import shutil
+import sys
 import warnings
 
 import pytest
@@ -12,12 +13,13 @@ from test_train_population import assert_same
 from torch import nn
 
 from gengap import native
+from gengap.cli import app as cli
 from gengap.data import load
 from gengap.models import build
 from gengap.specs import ArchSpec, DataSpec, RunSpec, TrainSpec
 from gengap.train import fit, fit_population
 from gengap.train.fused_cnn import FusedSmallCNN, small_cnn_depth, unavailable_reason
-from gengap.train.population import Population
+from gengap.train.population import Population, population_path
 
 needs_compiler = pytest.mark.skipif(
     shutil.which("c++") is None and shutil.which("g++") is None, reason="no C++ compiler"
@@ -193,6 +195,52 @@ def test_without_the_kernel_the_population_takes_the_wide_forward(digits, monkey
     assert pop.fused is None and pop.wide is not None
     assert unavailable_reason() == "turned off by GENGAP_NATIVE=0"
     assert Population(runs, digits, CPU, fused=False).fused is None
+
+
+@pytest.mark.parametrize("value", ["0", "off", " False "])
+def test_native_code_turned_off_by_common_spellings(monkeypatch, value):
+    monkeypatch.setenv("GENGAP_NATIVE", value)
+    assert native.library("small_cnn") is None
+    assert native.why_unavailable("small_cnn") == f"turned off by GENGAP_NATIVE={value}"
+
+
+@needs_compiler
+def test_the_path_a_population_takes_is_named(digits, monkeypatch, tmp_path):
+    def run(**arch) -> RunSpec:
+        return RunSpec(arch=ArchSpec(**arch))
+
+    assert population_path(run(family="cnn"), digits, "cpu") == "compiled kernel"
+    assert population_path(run(family="cnn", width=8), digits, "cpu") == "wide forward"
+    assert population_path(run(family="resnet", width=2, depth=1), digits, "cpu") == "vmap"
+    monkeypatch.setenv("GENGAP_CACHE", str(tmp_path))
+    monkeypatch.setenv("CXX", shutil.which("false") or "/bin/false")
+    native._built.cache_clear()
+    try:
+        assert population_path(run(family="cnn"), digits, "cpu").startswith(
+            "wide forward; the compiled kernel is unavailable: building small_cnn.cpp failed")
+        # a population that falls back says so once, as a warning
+        with pytest.warns(RuntimeWarning, match="compiled kernel for Small CNN Zoo populations"):
+            assert Population([run(family="cnn")], digits, CPU).fused is None
+    finally:
+        native._built.cache_clear()
+
+
+@needs_compiler
+def test_the_auto_probe_names_the_group_and_its_path(tmp_path, monkeypatch, capsys):
+    spec = tmp_path / "zoo.toml"
+    spec.write_text('name = "k"\nseeds = [0]\n[data]\nname = "digits"\n'
+                    'train_fraction = 0.2\n[arch]\nfamily = "cnn"\n'
+                    '[train]\nlr = [0.01, 0.05]\nmax_epochs = 1\n')
+    monkeypatch.setattr(sys, "argv", ["gengap", "zoo", "train", str(spec), "--out",
+                                      str(tmp_path / "zoo"), "--population", "auto",
+                                      "--device", "cpu"])
+    with pytest.raises(SystemExit) as done:
+        cli.main()
+        sys.exit(0)
+    out = capsys.readouterr().out
+    assert done.value.code == 0, out
+    assert ("population of 2 cnn networks (width 16, depth 3, relu; compiled kernel): "
+            in " ".join(out.split()))
 
 
 def test_a_failing_build_is_reported_not_raised(monkeypatch, tmp_path):

@@ -7,8 +7,8 @@ source, the compiler, its flags and the CPU's instruction sets, since it is buil
 CPU (``-march=native``): a home folder shared by machines of other CPUs gets a build per kind.
 A build whose checksum no longer matches is built again before it is loaded. ``$CXX`` may hold
 arguments (``ccache g++``).
-``GENGAP_NATIVE=0`` turns the kernels off; without a compiler, or when a build fails, callers
-take their torch path and :func:`why_unavailable` says why.
+``GENGAP_NATIVE=0`` (or ``false``, ``off``, ``no``) turns the kernels off; without a compiler,
+or when a build fails, callers take their torch path and :func:`why_unavailable` says why.
 """
 
 from __future__ import annotations
@@ -27,14 +27,15 @@ from pathlib import Path
 KERNELS = Path(__file__).parent / "train" / "kernels"
 FLAGS = ("-O3", "-std=c++17", "-shared", "-fPIC", "-pthread")
 TUNED = ("-march=native",)  # dropped when the compiler does not know it
+OFF = ("0", "false", "off", "no")  # GENGAP_NATIVE values that turn the kernels off
 _REASONS: dict[str, str] = {}
 
 
 def library(name: str) -> ctypes.CDLL | None:
     """The compiled kernel library ``name`` (``train/kernels/NAME.cpp``), or None when it
     cannot be had here (:func:`why_unavailable`). Built once per machine and cached."""
-    if os.environ.get("GENGAP_NATIVE", "1") == "0":
-        _REASONS[name] = "turned off by GENGAP_NATIVE=0"
+    if os.environ.get("GENGAP_NATIVE", "").strip().lower() in OFF:
+        _REASONS[name] = f"turned off by GENGAP_NATIVE={os.environ['GENGAP_NATIVE']}"
         return None
     built = _built(name)
     if built is not None:

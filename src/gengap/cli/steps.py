@@ -16,12 +16,13 @@ from gengap.measures import measures
 from gengap.number_format import counted
 from gengap.specs import MeasureOptions, RunSpec, ZooSpec
 from gengap.table_file import write_table
+from gengap.train.population import population_path
 from gengap.zoo import Store, Zoo, evaluate_zoo, measure_zoo, train_zoo
 from gengap.zoo.executors import session
 from gengap.zoo.measure import unreadable_summary
 from gengap.zoo.planning import MIN_SPEEDUP
 from gengap.zoo.run import check_new_zoo, check_options, session_device
-from gengap.zoo.worker import RunOutcome
+from gengap.zoo.worker import RunOutcome, cached_splits
 
 
 def train_step(
@@ -50,10 +51,15 @@ def train_step(
 
             def probed(group: list[RunSpec], speedup: float) -> None:
                 verdict = "together" if speedup >= MIN_SPEEDUP else "one at a time"
-                console.print(
-                    f"population of {len(group)} {group[0].arch.family} networks: "
-                    f"{speedup:.1f}x faster together; training them {verdict}"
-                )
+                arch = group[0].arch
+                splits = cached_splits(group[0].data.canonical_json(),
+                                       None if data_dir is None else str(data_dir))
+                path = population_path(group[0], splits, device)
+                console.print(escape(
+                    f"population of {len(group)} {arch.family} networks (width {arch.width}, "
+                    f"depth {arch.depth}, {arch.activation}; {path}): {speedup:.1f}x faster "
+                    f"together; training them {verdict}"
+                ))
 
             def started(pending: int, total: int) -> None:
                 bar.update(task, total=total, completed=total - pending, description=describe())

@@ -8,6 +8,7 @@ from gengap.train.population import (
     fit_population,
     group_runs,
     population_key,
+    population_path,
     population_speedup,
 )
 from gengap.train.tracking import CE_MILESTONES, TrainResult
@@ -22,5 +23,6 @@ __all__ = [
     "make_optimizer",
     "optimizers",
     "population_key",
+    "population_path",
     "population_speedup",
 ]

@@ -32,7 +32,7 @@ from gengap.models import build_for
 from gengap.specs import RunSpec
 from gengap.train.batched_optim import BatchedOptimizer
 from gengap.train.batches import EpochBatches, fails_on_one_example, has_batch_norm
-from gengap.train.fused_cnn import FusedSmallCNN
+from gengap.train.fused_cnn import FusedSmallCNN, small_cnn_depth, unavailable_reason
 from gengap.train.optimizers import make_optimizer
 from gengap.train.schedules import lr_factor
 from gengap.train.tracking import RunTracker, State, TrainResult, epoch_row
@@ -137,6 +137,12 @@ class Population:
 
         self.wide = WideForward(self.template) if WideForward.supports(self.template) else None
         self.fused = FusedSmallCNN.for_template(self.template, device) if fused else None
+        if (fused and self.fused is None and device.type == "cpu"
+                and small_cnn_depth(self.template) is not None
+                and not (unavailable_reason() or "").startswith("turned off")):
+            warnings.warn(f"the compiled kernel for Small CNN Zoo populations is unavailable "
+                          f"({unavailable_reason()}); they train through the slower wide "
+                          "forward", RuntimeWarning, stacklevel=2)
         if micro_batch is not None and (micro_batch < 1 or has_batch_norm(self.template)):
             raise ValueError(f"no micro-batches of {micro_batch} here (positive sizes, and "
                              "none with batch norm, whose statistics are the batch's)")
@@ -328,6 +334,20 @@ def fit_population(
         result.metrics["population"] = len(runs)
         results.append(result)
     return results
+
+
+def population_path(run: RunSpec, splits: Splits, device: str | torch.device = "auto") -> str:
+    """How a population of networks like ``run`` computes its steps here: ``compiled kernel``
+    (:mod:`gengap.train.fused_cnn`), ``wide forward`` (:mod:`gengap.train.wide`; with why
+    the kernel is not used where it would apply) or ``vmap``."""
+    device = resolve_device(device)
+    with torch.random.fork_rng(devices=[]):  # building a network draws from torch's generator
+        template = build_for(run.arch, splits)
+    if small_cnn_depth(template) is not None and device.type == "cpu":
+        if FusedSmallCNN.for_template(template, device) is not None:
+            return "compiled kernel"
+        return f"wide forward; the compiled kernel is unavailable: {unavailable_reason()}"
+    return "wide forward" if WideForward.supports(template) else "vmap"
 
 
 def population_speedup(
