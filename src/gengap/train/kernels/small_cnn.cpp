@@ -34,11 +34,11 @@ inline v16 relu(v16 x) {
   return reinterpret_cast<v16>(~(x <= zero) & reinterpret_cast<i16v>(x));
 }
 
-// x except where mask <= 0: ReLU's backward, read from its output as torch reads it (a NaN
-// output passes its gradient on).
-inline v16 where_positive(v16 mask, v16 x) {
+// ReLU's backward: the gradient `grad` except where the ReLU's output `out` is <= 0, as torch
+// takes it (a NaN output passes its gradient on).
+inline v16 relu_backward(v16 out, v16 grad) {
   const v16 zero = {};
-  return reinterpret_cast<v16>(~(mask <= zero) & reinterpret_cast<i16v>(x));
+  return reinterpret_cast<v16>(~(out <= zero) & reinterpret_cast<i16v>(grad));
 }
 
 float sum(v16 x) {
@@ -232,7 +232,14 @@ struct Weights {
     dense_bias.assign(net.classes, 0.f);
   }
 
-  // Reads (forward) or writes (!forward) a flat row in torch's order: per layer the weight
+  void zero() {
+    for (auto* group : {&w, &wt, &b})
+      for (std::vector<float>& values : *group) std::fill(values.begin(), values.end(), 0.f);
+    std::fill(dense.begin(), dense.end(), 0.f);
+    std::fill(dense_bias.begin(), dense_bias.end(), 0.f);
+  }
+
+  // Reads (read) or writes (!read) a flat row in torch's order: per layer the weight
   // (out, in, 3, 3) and the bias, then the dense weight (classes, 16) and bias.
   void convert(const Network& net, float* row, bool read) {
     for (size_t l = 0; l < net.layers.size(); ++l) {
@@ -268,11 +275,9 @@ struct Scratch {
 
   Scratch(const Network& net) {
     for (const Layer& g : net.layers) {
-      // Slack after the buffer: a block's taps may not reach past it, but keep the padded
-      // extent honest for odd sizes.
-      input.emplace_back(g.padded() + C, 0.f);
+      input.emplace_back(g.padded(), 0.f);  // the border stays zero: only the interior is written
       dz.emplace_back(g.hout * g.wout * C, 0.f);
-      din.emplace_back(g.cin == C ? g.padded() + C : 0, 0.f);
+      din.emplace_back(g.cin == C ? g.padded() : 0, 0.f);
     }
     last.assign(net.layers.back().hout * net.layers.back().wout * C, 0.f);
     logits.assign(net.classes, 0.f);
@@ -335,7 +340,7 @@ float example(const Network& net, const Weights& p, Weights& grad, Scratch& s, c
   dpooled /= static_cast<float>(pixels);
   float* dz = s.dz[depth - 1].data();
   for (int q = 0; q < pixels; ++q)
-    store(dz + q * C, where_positive(load(s.last.data() + q * C), dpooled));
+    store(dz + q * C, relu_backward(load(s.last.data() + q * C), dpooled));
 
   for (int l = depth - 1; l >= 0; --l) {
     const Layer& g = net.layers[l];
@@ -350,7 +355,7 @@ float example(const Network& net, const Weights& p, Weights& grad, Scratch& s, c
     for (int i = 0; i < g.h; ++i)
       for (int j = 0; j < g.w; ++j) {
         const int at = ((i + 1) * g.wp + j + 1) * C;
-        store(below + (i * g.w + j) * C, where_positive(load(act + at), load(din + at)));
+        store(below + (i * g.w + j) * C, relu_backward(load(act + at), load(din + at)));
       }
   }
   return ce;
@@ -367,7 +372,6 @@ void train_rows(const Network& net, const float* x, const int64_t* y, int64_t n,
                                net.layers[0].w;
   Weights p(net), grad(net);
   Scratch s(net);
-  const std::vector<float> zeros(net.size, 0.f);
   for (int64_t r = first; r < rows; r += stride) {
     p.convert(net, const_cast<float*>(params + r * net.size), true);
     if (y == nullptr) {
@@ -377,7 +381,7 @@ void train_rows(const Network& net, const float* x, const int64_t* y, int64_t n,
       }
       continue;
     }
-    grad.convert(net, const_cast<float*>(zeros.data()), true);  // read: zeros are not written
+    grad.zero();
     for (int64_t e = 0; e < n; ++e)
       ces[r * n + e] = example(net, p, grad, s, x + e * example_size, y[e], 1.f / batch,
                                identity);
