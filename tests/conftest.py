@@ -29,6 +29,15 @@ max_epochs = 3
 """
 
 
+@pytest.fixture(scope="session", autouse=True)
+def kernel_cache(tmp_path_factory):
+    """The compiled kernels build into the session's own folder, not the user's cache (and
+    worker processes the tests start inherit it)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GENGAP_CACHE", str(tmp_path_factory.mktemp("gengap-cache")))
+        yield
+
+
 @pytest.fixture
 def tiny_zoo_toml(tmp_path: Path) -> Path:
     path = tmp_path / "tiny.toml"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import os
 import shutil
 import sys
 import warnings
@@ -17,14 +18,25 @@ from gengap.cli import app as cli
 from gengap.data import load
 from gengap.models import build
 from gengap.specs import ArchSpec, DataSpec, RunSpec, TrainSpec
-from gengap.train import fit, fit_population
+from gengap.train import fit, fit_population, fused_cnn
+from gengap.train import population as population_module
 from gengap.train.fused_cnn import FusedSmallCNN, small_cnn_depth, unavailable_reason
 from gengap.train.population import Population, population_path
 
 needs_compiler = pytest.mark.skipif(
-    shutil.which("c++") is None and shutil.which("g++") is None, reason="no C++ compiler"
+    not (os.environ.get("CXX") or shutil.which("c++") or shutil.which("g++")),
+    reason="no C++ compiler",
 )
 CPU = torch.device("cpu")
+
+
+def avx512() -> bool:
+    lib = native.library("small_cnn")
+    return lib is not None and fused_cnn._vectorized(lib)
+
+
+# populations take the kernel only where it is fast (AVX-512); its arithmetic is tested anywhere
+needs_avx512 = pytest.mark.skipif("not avx512()", reason="a build without AVX-512 is not used")
 
 
 def stacked(models: list[nn.Module]) -> torch.Tensor:
@@ -33,9 +45,10 @@ def stacked(models: list[nn.Module]) -> torch.Tensor:
 
 
 def kernel_for(template: nn.Module) -> FusedSmallCNN:
-    kernel = FusedSmallCNN.for_template(template, CPU)
-    assert kernel is not None, unavailable_reason()
-    return kernel
+    """The kernel for ``template``, whether or not this CPU makes it fast."""
+    lib = native.library("small_cnn")
+    assert lib is not None, unavailable_reason()
+    return FusedSmallCNN(lib, small_cnn_depth(template), template[-1].out_features)
 
 
 @needs_compiler
@@ -168,6 +181,7 @@ def digits():
 
 
 @needs_compiler
+@needs_avx512
 @pytest.mark.parametrize(
     ("optimizer", "rates"),
     # Adam turns a diverging member's rounding into steps of lr * g / (|g| + eps): at lr 1e29
@@ -205,6 +219,7 @@ def test_native_code_turned_off_by_common_spellings(monkeypatch, value):
 
 
 @needs_compiler
+@needs_avx512
 def test_the_path_a_population_takes_is_named(digits, monkeypatch, tmp_path):
     def run(**arch) -> RunSpec:
         return RunSpec(arch=ArchSpec(**arch))
@@ -218,14 +233,19 @@ def test_the_path_a_population_takes_is_named(digits, monkeypatch, tmp_path):
     try:
         assert population_path(run(family="cnn"), digits, "cpu").startswith(
             "wide forward; the compiled kernel is unavailable: building small_cnn.cpp failed")
-        # a population that falls back says so once, as a warning
+        # a population that falls back says so once per process, as a warning
+        monkeypatch.setattr(population_module, "_WARNED", [])
         with pytest.warns(RuntimeWarning, match="compiled kernel for Small CNN Zoo populations"):
+            assert Population([run(family="cnn")], digits, CPU).fused is None
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
             assert Population([run(family="cnn")], digits, CPU).fused is None
     finally:
         native._built.cache_clear()
 
 
 @needs_compiler
+@needs_avx512
 def test_the_auto_probe_names_the_group_and_its_path(tmp_path, monkeypatch, capsys):
     spec = tmp_path / "zoo.toml"
     spec.write_text('name = "k"\nseeds = [0]\n[data]\nname = "digits"\n'
@@ -241,6 +261,46 @@ def test_the_auto_probe_names_the_group_and_its_path(tmp_path, monkeypatch, caps
     assert done.value.code == 0, out
     assert ("population of 2 cnn networks (width 16, depth 3, relu; compiled kernel): "
             in " ".join(out.split()))
+
+
+def test_a_build_without_avx512_is_not_used(monkeypatch):
+    """Built for narrower vectors the kernel is several times slower than the wide forward:
+    such a build is left unused, saying why."""
+    class Narrow:
+        class small_cnn_vectorized:  # noqa: N801 - stands in for the library's function
+            restype = None
+
+            def __new__(cls):
+                return 0
+
+    monkeypatch.setattr(fused_cnn, "_SLOW", [])
+    monkeypatch.setattr(fused_cnn, "library", lambda name: Narrow())
+    monkeypatch.delenv("GENGAP_NATIVE", raising=False)
+    model = build(ArchSpec(family="cnn", depth=2), (1, 8, 8), 10)
+    assert FusedSmallCNN.for_template(model, CPU) is None
+    assert "without AVX-512" in unavailable_reason()
+
+
+@needs_compiler
+def test_inputs_the_kernel_cannot_read_are_refused():
+    model = build(ArchSpec(family="cnn", depth=2), (1, 8, 8), 10)
+    kernel = kernel_for(model)
+    with pytest.raises(ValueError, match="class indices"):
+        kernel(stacked([model]), torch.randn(2, 1, 8, 8), torch.tensor([0.0, 1.0]))
+    with pytest.raises(ValueError, match="images"):
+        kernel.logits(stacked([model]), torch.randn(2, 1, 0, 8))
+    with pytest.raises(ValueError, match="one row per network"):
+        kernel.logits(stacked([model])[0], torch.randn(2, 1, 8, 8))
+    with pytest.raises(MemoryError):
+        kernel._raise_for(-3, stacked([model]), torch.randn(2, 1, 8, 8))
+
+
+@needs_compiler
+@needs_avx512
+def test_a_given_micro_batch_keeps_the_wide_forward(digits):
+    runs = [RunSpec(arch=ArchSpec(family="cnn"), train=TrainSpec(lr=lr)) for lr in (0.1, 0.2)]
+    assert Population(runs, digits, CPU).fused is not None
+    assert Population(runs, digits, CPU, micro_batch=8).fused is None
 
 
 def test_a_failing_build_is_reported_not_raised(monkeypatch, tmp_path):
@@ -268,7 +328,9 @@ def test_a_damaged_build_is_built_again_and_cxx_may_hold_arguments(monkeypatch, 
         assert native.library("small_cnn") is not None
         (built,) = (tmp_path / "kernels").glob("*.so")
         size = built.stat().st_size
-        built.write_bytes(built.read_bytes()[: size // 2])
+        whole = built.read_bytes()
+        built.unlink()  # a new file: truncating the loaded one in place would crash this process
+        built.write_bytes(whole[: size // 2])
         native._built.cache_clear()
         assert native.library("small_cnn") is not None
         assert built.stat().st_size == size and native._intact(built)
@@ -283,6 +345,7 @@ def test_a_folder_others_can_write_to_is_not_built_in(monkeypatch, tmp_path):
     blocked = tmp_path / "file"
     blocked.write_text("")
     monkeypatch.setenv("GENGAP_CACHE", str(blocked))  # a file: no folder can be made in it
+    monkeypatch.setenv("CXX", "true")  # a compiler is found first; none runs
     monkeypatch.setattr(native.tempfile, "tempdir", str(tmp_path))
     shared = tmp_path / f"gengap-kernels-{native.os.getuid()}"
     shared.mkdir()

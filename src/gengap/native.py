@@ -34,17 +34,19 @@ _REASONS: dict[str, str] = {}
 def library(name: str) -> ctypes.CDLL | None:
     """The compiled kernel library ``name`` (``train/kernels/NAME.cpp``), or None when it
     cannot be had here (:func:`why_unavailable`). Built once per machine and cached."""
-    if os.environ.get("GENGAP_NATIVE", "").strip().lower() in OFF:
-        _REASONS[name] = f"turned off by GENGAP_NATIVE={os.environ['GENGAP_NATIVE']}"
-        return None
-    built = _built(name)
-    if built is not None:
-        _REASONS.pop(name, None)
-    return built
+    return None if turned_off() else _built(name)
+
+
+def turned_off() -> bool:
+    """Whether ``GENGAP_NATIVE`` turns the compiled kernels off (``0``, ``false``, ``off``,
+    ``no``): a choice, where a failed build is a fault."""
+    return os.environ.get("GENGAP_NATIVE", "").strip().lower() in OFF
 
 
 def why_unavailable(name: str) -> str | None:
-    """Why :func:`library` gave None for ``name`` (None if it did not)."""
+    """Why :func:`library` gives None for ``name`` (None if it does not, or was not asked)."""
+    if turned_off():
+        return f"turned off by GENGAP_NATIVE={os.environ['GENGAP_NATIVE']}"
     return _REASONS.get(name)
 
 
@@ -69,7 +71,9 @@ def _built(name: str) -> ctypes.CDLL | None:
                 errors.append(error)
                 continue
         try:
-            return ctypes.CDLL(str(target))
+            loaded = ctypes.CDLL(str(target))
+            _REASONS.pop(name, None)
+            return loaded
         except OSError as error:
             errors.append(str(error))
     _REASONS[name] = f"building {source.name} failed: {errors[-1]}"
@@ -90,7 +94,7 @@ def _compile(compiler: list[str], flags: tuple[str, ...], source: Path,
         if done.returncode != 0:
             lines = (done.stderr or done.stdout).strip().splitlines()
             return lines[-1] if lines else f"{compiler[0]} exited with {done.returncode}"
-        os.chmod(partial, 0o755)  # mkstemp's 0600: others sharing the cache could not load it
+        os.chmod(partial, 0o755)  # as a linker leaves a library (mkstemp gave 0600)
         digest = _digest(Path(partial))
         os.replace(partial, target)
         _checksum(target).write_text(digest)  # last: a library without one is rebuilt
@@ -120,20 +124,19 @@ def _digest(path: Path) -> str:
 
 
 def _cache_folder() -> Path | None:
-    """``$GENGAP_CACHE/kernels`` (default ``~/.cache/gengap/kernels``), else a folder of the
-    system's temporary one, if this user owns it and no one else can write to it (a library
-    loaded from a folder others can write to would run their code)."""
+    """``$GENGAP_CACHE/kernels`` (default ``~/.cache/gengap/kernels``), else
+    ``gengap-kernels-UID`` in the system's temporary folder: the first that this user owns
+    and no one else can write to (a library loaded from a folder others can write to would
+    run their code)."""
     base = os.environ.get("GENGAP_CACHE") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "gengap")
-    for folder, private in ((Path(base) / "kernels", False),
-                            (Path(tempfile.gettempdir()) / f"gengap-kernels-{os.getuid()}",
-                             True)):
+    for folder in (Path(base) / "kernels",
+                   Path(tempfile.gettempdir()) / f"gengap-kernels-{os.getuid()}"):
         try:
             folder.mkdir(mode=0o700, parents=True, exist_ok=True)
             stat = folder.stat()
-            if private and (stat.st_uid != os.getuid() or stat.st_mode & 0o022):
-                continue
-            if os.access(folder, os.W_OK):
+            if (stat.st_uid == os.getuid() and not stat.st_mode & 0o022
+                    and os.access(folder, os.W_OK)):
                 return folder
         except OSError:
             pass

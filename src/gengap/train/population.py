@@ -29,6 +29,7 @@ from gengap.data import Splits
 from gengap.device import resolve_device
 from gengap.memory_reuse import reuse_large_blocks
 from gengap.models import build_for
+from gengap.native import turned_off
 from gengap.specs import RunSpec
 from gengap.train.batched_optim import BatchedOptimizer
 from gengap.train.batches import EpochBatches, fails_on_one_example, has_batch_norm
@@ -107,7 +108,8 @@ class Population:
         per part of a training batch (not with batch norm); None decides it on the first
         batch (:meth:`micro_batch`). ``fused``: train Small CNN Zoo networks with the
         compiled kernel of :mod:`gengap.train.fused_cnn` where it applies (False: always
-        the wide forward and autograd)."""
+        the wide forward and autograd; so does a given ``micro_batch``, the wide forward's
+        part size)."""
         device = resolve_device(device)
         keys = {population_key(run) for run in runs}
         if None in keys or len(keys) != 1:
@@ -136,13 +138,7 @@ class Population:
         )
 
         self.wide = WideForward(self.template) if WideForward.supports(self.template) else None
-        self.fused = FusedSmallCNN.for_template(self.template, device) if fused else None
-        if (fused and self.fused is None and device.type == "cpu"
-                and small_cnn_depth(self.template) is not None
-                and not (unavailable_reason() or "").startswith("turned off")):
-            warnings.warn(f"the compiled kernel for Small CNN Zoo populations is unavailable "
-                          f"({unavailable_reason()}); they train through the slower wide "
-                          "forward", RuntimeWarning, stacklevel=2)
+        self.fused, _ = _kernel(self.template, device, fused and micro_batch is None)
         if micro_batch is not None and (micro_batch < 1 or has_batch_norm(self.template)):
             raise ValueError(f"no micro-batches of {micro_batch} here (positive sizes, and "
                              "none with batch norm, whose statistics are the batch's)")
@@ -343,11 +339,34 @@ def population_path(run: RunSpec, splits: Splits, device: str | torch.device = "
     device = resolve_device(device)
     with torch.random.fork_rng(devices=[]):  # building a network draws from torch's generator
         template = build_for(run.arch, splits)
-    if small_cnn_depth(template) is not None and device.type == "cpu":
-        if FusedSmallCNN.for_template(template, device) is not None:
-            return "compiled kernel"
-        return f"wide forward; the compiled kernel is unavailable: {unavailable_reason()}"
-    return "wide forward" if WideForward.supports(template) else "vmap"
+    kernel, why_not = _kernel(template, device, warn=False)  # the reason is in the answer
+    if kernel is not None:
+        return "compiled kernel"
+    if not WideForward.supports(template):
+        return "vmap"
+    return "wide forward" + (f"; the compiled kernel is unavailable: {why_not}" if why_not else "")
+
+
+_WARNED: list[str] = []  # the kernel's absence is told once per process
+
+
+def _kernel(template: nn.Module, device: torch.device, wanted: bool = True,
+            warn: bool = True) -> tuple[FusedSmallCNN | None, str | None]:
+    """The compiled kernel for a population of ``template`` on ``device``, or None and, where
+    it would apply but cannot be had, why (``warn``: with a warning, once per process, unless
+    turned off by choice)."""
+    if not wanted or device.type != "cpu" or small_cnn_depth(template) is None:
+        return None, None
+    kernel = FusedSmallCNN.for_template(template, device)
+    if kernel is not None:
+        return kernel, None
+    why_not = unavailable_reason()
+    if warn and not turned_off() and not _WARNED:
+        _WARNED.append(why_not or "")
+        warnings.warn(f"the compiled kernel for Small CNN Zoo populations is unavailable "
+                      f"({why_not}); they train through the slower wide forward",
+                      RuntimeWarning, stacklevel=3)
+    return None, why_not
 
 
 def population_speedup(
