@@ -202,9 +202,10 @@ class Population:
         :data:`MICRO_BATCH_ELEMENTS`, then the largest power of two (at least
         :data:`MIN_MICRO_BATCH`) under it. Activations that large run memory-bound: 16 Small
         CNN Zoo networks on 28x28 inputs at batch 512 stepped 1.2-1.5x faster in micro-batches
-        of 32 (measured). On the CPU only (a GPU wants large batches); never with batch norm,
-        whose statistics are the whole batch's, nor with ``vmap``. Decided once, on the first
-        batch, unless the population was built with its ``micro_batch``."""
+        of 32 through the wide forward (measured; the compiled kernel takes none). On the CPU
+        only (a GPU wants large batches); never with batch norm, whose statistics are the
+        whole batch's, nor with ``vmap``. Decided once, on the first batch, unless the
+        population was built with its ``micro_batch``."""
         if self._micro_batch is None:
             self._micro_batch = 0
             if (self.device.type == "cpu" and self.wide is not None
