@@ -274,11 +274,17 @@ def test_a_build_without_avx512_is_not_used(monkeypatch):
                 return 0
 
     monkeypatch.setattr(fused_cnn, "_SLOW", [])
+    monkeypatch.setattr(native, "_REASONS", {})  # no build failure of an earlier test
     monkeypatch.setattr(fused_cnn, "library", lambda name: Narrow())
     monkeypatch.delenv("GENGAP_NATIVE", raising=False)
     model = build(ArchSpec(family="cnn", depth=2), (1, 8, 8), 10)
     assert FusedSmallCNN.for_template(model, CPU) is None
     assert "without AVX-512" in unavailable_reason()
+    # a matter of speed, not a fault: populations take the wide forward without a warning
+    monkeypatch.setattr(population_module, "_WARNED", [])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert population_module._kernel(model, CPU) == (None, unavailable_reason())
 
 
 @needs_compiler

@@ -15,7 +15,7 @@ import ctypes
 import torch
 from torch import nn
 
-from gengap.native import library, why_unavailable
+from gengap.native import library, turned_off, why_unavailable
 
 WIDTH = 16  # the kernel holds a pixel's 16 channels in one vector
 KERNEL = "small_cnn"
@@ -159,6 +159,12 @@ def unavailable_reason() -> str | None:
     if reason is None and _SLOW:
         return _SLOW[0]
     return reason
+
+
+def build_fault() -> str | None:
+    """Why the kernel could not be built or loaded here, where that is a fault to tell the
+    user of (None when it was turned off by choice, or built but slow on this CPU)."""
+    return None if turned_off() else why_unavailable(KERNEL)
 
 
 _SLOW: list[str] = []  # why a build that loads is not used, once known

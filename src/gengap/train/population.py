@@ -29,11 +29,15 @@ from gengap.data import Splits
 from gengap.device import resolve_device
 from gengap.memory_reuse import reuse_large_blocks
 from gengap.models import build_for
-from gengap.native import turned_off
 from gengap.specs import RunSpec
 from gengap.train.batched_optim import BatchedOptimizer
 from gengap.train.batches import EpochBatches, fails_on_one_example, has_batch_norm
-from gengap.train.fused_cnn import FusedSmallCNN, small_cnn_depth, unavailable_reason
+from gengap.train.fused_cnn import (
+    FusedSmallCNN,
+    build_fault,
+    small_cnn_depth,
+    unavailable_reason,
+)
 from gengap.train.optimizers import make_optimizer
 from gengap.train.schedules import lr_factor
 from gengap.train.tracking import RunTracker, State, TrainResult, epoch_row
@@ -354,15 +358,15 @@ _WARNED: list[str] = []  # the kernel's absence is told once per process
 def _kernel(template: nn.Module, device: torch.device, wanted: bool = True,
             warn: bool = True) -> tuple[FusedSmallCNN | None, str | None]:
     """The compiled kernel for a population of ``template`` on ``device``, or None and, where
-    it would apply but cannot be had, why (``warn``: with a warning, once per process, unless
-    turned off by choice)."""
+    it would apply but is not used, why (``warn``: a build that failed is also told as a
+    warning, once per process)."""
     if not wanted or device.type != "cpu" or small_cnn_depth(template) is None:
         return None, None
     kernel = FusedSmallCNN.for_template(template, device)
     if kernel is not None:
         return kernel, None
     why_not = unavailable_reason()
-    if warn and not turned_off() and not _WARNED:
+    if warn and build_fault() and not _WARNED:
         _WARNED.append(why_not or "")
         warnings.warn(f"the compiled kernel for Small CNN Zoo populations is unavailable "
                       f"({why_not}); they train through the slower wide forward",
