@@ -73,8 +73,8 @@ struct Layer {
 // to its input. Rows are blocked too so that narrow layers still have enough independent sums
 // in flight (a product takes four cycles; two start each cycle). STEP is `step` known at
 // compile time (0: not known): then each pixel's tap is a fixed displacement from one address,
-// where a step known only at run time made the compiler chain one addition per pixel, which
-// held the products to half their rate.
+// where with a step known only at run time GCC 12 chained one address addition per pixel
+// into the loop (seen in its assembly; the step's time did not measurably change).
 template <int R, int B, int STEP>
 inline void accumulate(const float* src, int row, int step, const int* off, const float* w,
                        int k, v16* acc) {
