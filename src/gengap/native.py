@@ -146,15 +146,22 @@ def _cache_folder() -> Path | None:
 def _key(source: Path, compiler: list[str], flags: tuple[str, ...]) -> str:
     """What the build depends on: the source, the compiler and its version, the flags, and
     (for ``-march=native``) this CPU's instruction sets."""
-    try:
-        version = subprocess.run([*compiler, "--version"], capture_output=True, text=True,
-                                 timeout=60).stdout.splitlines()[:1]
-    except (OSError, subprocess.TimeoutExpired):
-        version = []
     digest = hashlib.sha256(source.read_bytes())
-    for part in (*compiler, *version, *flags, platform.machine(), _cpu_features()):
+    for part in (*compiler, _version(tuple(compiler)), *flags, platform.machine(),
+                 _cpu_features()):
         digest.update(b"\0" + part.encode())
     return digest.hexdigest()[:16]
+
+
+@functools.cache
+def _version(compiler: tuple[str, ...]) -> str:
+    """The first line of ``compiler --version`` (asked once per process)."""
+    try:
+        lines = subprocess.run([*compiler, "--version"], capture_output=True, text=True,
+                               timeout=60).stdout.splitlines()
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return lines[0] if lines else ""
 
 
 def _cpu_features() -> str:

@@ -223,10 +223,12 @@ struct Weights {
   std::vector<std::vector<float>> w, wt, b;  // per layer: [tap][co], [tap][co][ci], [co]
   std::vector<float> dense, dense_bias;      // [class][16], [class]
 
-  Weights(const Network& net) {
+  // `transposed`: also the transposed weights, which only the backward pass reads (a
+  // gradient has none).
+  Weights(const Network& net, bool transposed) {
     for (const Layer& g : net.layers) {
       w.emplace_back(g.k * C, 0.f);
-      wt.emplace_back(g.cin == C ? 9 * C * C : 0, 0.f);
+      wt.emplace_back(transposed && g.cin == C ? 9 * C * C : 0, 0.f);
       b.emplace_back(C, 0.f);
     }
     dense.assign(net.classes * C, 0.f);
@@ -252,7 +254,7 @@ struct Weights {
             float& ours = w[l][(t * g.cin + ci) * C + co];
             if (read) {
               ours = torch_value;
-              if (g.cin == C) wt[l][(t * C + co) * C + ci] = torch_value;
+              if (!wt[l].empty()) wt[l][(t * C + co) * C + ci] = torch_value;
             } else {
               torch_value = ours;
             }
@@ -371,7 +373,7 @@ void train_rows(const Network& net, const float* x, const int64_t* y, int64_t n,
   for (int i = 0; i < C; ++i) identity[i] = i;
   const int64_t example_size = static_cast<int64_t>(net.layers[0].cin) * net.layers[0].h *
                                net.layers[0].w;
-  Weights p(net), grad(net);
+  Weights p(net, y != nullptr), grad(net, false);  // transposed weights: backward pass only
   Scratch s(net);
   for (int64_t r = first; r < rows; r += stride) {
     p.convert(net, const_cast<float*>(params + r * net.size), true);
