@@ -73,7 +73,7 @@ def train_step(
                 zoo, out, workers=workers, device=device, data_dir=data_dir,
                 on_start=started, on_outcome=finished, executor=executor, address=address,
                 population=population, on_probe=probed,  # type: ignore[arg-type]
-                options_checked=True,  # above, before the folder was made
+                options_checked=True,  # above, before the folder was made; device resolved
             )
     return store
 

@@ -10,6 +10,7 @@ import pandas as pd
 from scipy.stats import rankdata
 
 from gengap.evaluate.targets import ORIENTATION
+from gengap.number_format import counted
 
 
 def ranked_infinities(values: np.ndarray) -> np.ndarray:
@@ -34,11 +35,10 @@ def infinities_ranked(frame: pd.DataFrame, columns: Sequence[str],
         values = frame[name].to_numpy(dtype=float)
         infinite = int(np.isinf(values).sum())
         if infinite:
-            frame = frame.assign(**{name: rankdata(values, nan_policy="omit")})
+            frame = frame.assign(**{name: ranked_infinities(values)})
             if notes is not None:
-                notes.append(f"{name}: {infinite} run{'s' if infinite > 1 else ''} with an "
-                             "infinite value, ranked at the end it points to rather than "
-                             "dropped")
+                notes.append(f"{name}: {counted(infinite, 'run')} with an infinite value, "
+                             "ranked at the end it points to rather than dropped")
     return frame
 
 

@@ -133,8 +133,8 @@ def _subset(ctx: MeasureContext, size: int) -> tuple[torch.Tensor, torch.Tensor]
     if len(x) <= size:
         return x, y
     # not the run's first-epoch order, which a generator seeded as the run would replay
-    idx = torch.randperm(len(x), generator=measure_generator(ctx.options.seed, "subset"))
-    return x[idx[:size]], y[idx[:size]]
+    idx = torch.randperm(len(x), generator=measure_generator(ctx.options.seed, "subset"))[:size]
+    return x[idx], y[idx]
 
 
 def hessian_lanczos(ctx: MeasureContext) -> tuple[Lanczos, Callable, list[torch.Tensor]]:

@@ -46,16 +46,20 @@ def train_zoo(
     ``population`` says whether same-shaped runs train as one batched population (``auto``:
     where a probe measures it faster). ``on_start(pending, total)`` is called once,
     ``on_outcome`` after each recorded run, ``on_probe(group, speedup)`` after each probe.
-    ``options_checked``: the caller has just run :func:`check_options` on these options (the
-    command does, before it draws anything), so a Ray address is not probed twice.
+    ``options_checked``: the caller has just run :func:`check_options`, :func:`check_new_zoo`
+    and, in the executor's session, :func:`session_device` (whose answer ``device`` is), as
+    the command does before it draws anything; so none of them runs twice (a Ray address
+    probed, the cluster's resources asked, the networks built).
     """
     check_workers(workers)
     run = (executors.get(executor) if options_checked
            else check_options(executor, population, address, device))
     check_runs(zoo, f"zoo {zoo.name!r}")  # before the folder exists: a typo leaves none
-    check_new_zoo(zoo, out, executor, data_dir)
+    if not options_checked:
+        check_new_zoo(zoo, out, executor, data_dir)
     with session(executor, address):  # Ray joined before the folder exists
-        device = session_device(executor, device, population)
+        if not options_checked:
+            device = session_device(executor, device, population)
         store = Store.create(out, zoo)
         pending = store.runs(status="pending")
         data = str(data_dir) if data_dir else None

@@ -137,25 +137,24 @@ def _check_axes_are_read(zoo: ZooSpec, runs: list[RunSpec], source: str) -> None
     """Refuse a list or range over an [arch] or [train] field that some run does not read
     (``heads`` of an mlp, ``momentum`` with Adam): its runs would be the same network under
     different names, counted as distinct runs and taken for an axis by the evaluation."""
-    from gengap.models.families import family_knobs
-
     # one run of each kind that decides what is read
     kinds = {(r.arch.family, r.train.optimizer, r.train.schedule, bool(r.train.lr_steps)): r
              for r in runs}.values()
     for path in zoo.hyperparameters:
         section, _, field = path.partition(".")
         for run in kinds:
-            if (why := _unread_field(section, field, run, family_knobs)) is not None:
+            if (why := _unread_field(section, field, run)) is not None:
                 raise GengapError(f"{source}: [{section}] {field}: {why[0]}, so its runs would "
                                   f"differ in name only{why[1]}")
 
 
-def _unread_field(section: str, field: str, run: RunSpec, family_knobs: Any
-                  ) -> tuple[str, str] | None:
+def _unread_field(section: str, field: str, run: RunSpec) -> tuple[str, str] | None:
     """Why ``run`` does not read ``section.field``, and what it reads instead (or ""); None
     where it does. A family reads its knobs (``family_knobs``, the registry; and always its
     options), ``momentum`` is SGD's alone, ``lr_gamma`` only the step schedule's with steps
     to take."""
+    from gengap.models.families import family_knobs  # the models import torch: only here
+
     if section == "arch" and field != "family" and not field.startswith("options."):
         knobs = family_knobs.get(run.arch.family)
         if knobs is not None and field not in knobs:
